@@ -1,0 +1,188 @@
+// holdfast-bench: `make bench`. Each row measures Holdfast and its anchor in the same run, on the
+// same machine, and prints the ratio beside the absolute figures. Not shipped.
+import Foundation
+import HoldfastCore
+import HoldfastCrypto
+import HoldfastStore
+
+/// One measured series: total time and per-operation latencies.
+struct Measurement {
+    var operations: Int
+    var seconds: Double
+    var latencies: [Double]
+
+    var perSecond: Double { Double(operations) / seconds }
+
+    func percentile(_ p: Double) -> Double {
+        guard !latencies.isEmpty else { return 0 }
+        let sorted = latencies.sorted()
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+}
+
+func measure(_ operations: Int, _ body: (Int) throws -> Void) rethrows -> Measurement {
+    var latencies: [Double] = []
+    latencies.reserveCapacity(operations)
+    let clock = ContinuousClock()
+    let start = clock.now
+    for index in 0..<operations {
+        let before = clock.now
+        try body(index)
+        latencies.append((clock.now - before).seconds)
+    }
+    return Measurement(operations: operations, seconds: (clock.now - start).seconds, latencies: latencies)
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+struct Row {
+    var name: String
+    var holdfast: String
+    var anchorName: String
+    var anchor: String
+    var ratio: String
+}
+
+func rate(_ value: Double) -> String {
+    value >= 10_000 ? String(format: "%.0f/s", value) : String(format: "%.1f/s", value)
+}
+
+func micros(_ seconds: Double) -> String { String(format: "%.1f µs", seconds * 1e6) }
+
+var rows: [Row] = []
+
+// MARK: Signed documents
+
+let key = try SigningKey.generate()
+let keys = VerifyingKeySet([key.publicKey])
+let policy = Array(String(repeating: #"{"usb":{"default":"block"}}"#, count: 8).utf8)  // ~216 bytes
+let signingInput = Array((Base64URL.encode(Array(#"{"alg":"EdDSA"}"#.utf8)) + "." + Base64URL.encode(policy)).utf8)
+let rounds = 20_000
+
+// Warm up both paths once.
+_ = try JWS.sign(policy, with: key)
+_ = try key.signature(for: signingInput)
+
+let rawSign = try measure(rounds) { _ in _ = try key.signature(for: signingInput) }
+let jwsSign = try measure(rounds) { _ in _ = try JWS.sign(policy, with: key) }
+rows.append(Row(
+    name: "JWS sign (216-byte policy)",
+    holdfast: "\(rate(jwsSign.perSecond)), p50 \(micros(jwsSign.percentile(0.5)))",
+    anchorName: "raw Ed25519 sign (OpenSSL EVP)",
+    anchor: "\(rate(rawSign.perSecond)), p50 \(micros(rawSign.percentile(0.5)))",
+    ratio: String(format: "%.2f× the anchor's time", rawSign.perSecond / jwsSign.perSecond)
+))
+
+let token = try JWS.sign(policy, with: key)
+let rawSignature = try key.signature(for: signingInput)
+let rawVerify = measure(rounds) { _ in _ = key.publicKey.isValidSignature(rawSignature, for: signingInput) }
+let jwsVerify = try measure(rounds) { _ in _ = try JWS.verify(token, keys: keys) }
+rows.append(Row(
+    name: "JWS verify (216-byte policy)",
+    holdfast: "\(rate(jwsVerify.perSecond)), p50 \(micros(jwsVerify.percentile(0.5)))",
+    anchorName: "raw Ed25519 verify (OpenSSL EVP)",
+    anchor: "\(rate(rawVerify.perSecond)), p50 \(micros(rawVerify.percentile(0.5)))",
+    ratio: String(format: "%.2f× the anchor's time", rawVerify.perSecond / jwsVerify.perSecond)
+))
+
+let grant = try JWT.sign(
+    JWTClaims(issuer: "broker", subject: "device-1", audience: ["gateway"], issuedAt: Date(), expiresAt: Date() + 600, id: "g",
+              other: ["user": "alice", "posture": "compliant"]),
+    with: key
+)
+let validation = JWTValidation(audience: "gateway", issuer: "broker")
+let jwtVerify = try measure(rounds) { _ in _ = try JWT.verify(grant, keys: keys, validation: validation) }
+rows.append(Row(
+    name: "JWT grant verify (signature + claims)",
+    holdfast: "\(rate(jwtVerify.perSecond)), p50 \(micros(jwtVerify.percentile(0.5)))",
+    anchorName: "raw Ed25519 verify (OpenSSL EVP)",
+    anchor: "\(rate(rawVerify.perSecond)), p50 \(micros(rawVerify.percentile(0.5)))",
+    ratio: String(format: "%.2f× the anchor's time", rawVerify.perSecond / jwtVerify.perSecond)
+))
+
+// MARK: Journal
+
+let scratch = NSTemporaryDirectory() + "/holdfast-bench-\(getpid())"
+defer { try? FileManager.default.removeItem(atPath: scratch) }
+let journal = try Journal(configuration: JournalConfiguration(directory: scratch + "/state"))
+let sample = Event(
+    kind: "file.write", eventClass: .fileSystemActivity, activityID: 1, time: Date(), severity: .informational,
+    message: "alice wrote /home/alice/export/customers-0001.csv",
+    actor: Actor(user: .init(uid: "1000", name: "alice"), process: .init(pid: 4242, name: "cp")),
+    details: ["path": "/home/alice/export/customers-0001.csv", "target": "watched-root"]
+)
+func freshEvent(_ index: Int) -> Event {
+    var event = sample
+    event.id = UUID()
+    event.details["sequence"] = .int(Int64(index))
+    return event
+}
+let appendCount = 2_000
+let singleAppends = try measure(appendCount) { index in try journal.append(freshEvent(index)) }
+let batchSize = 100
+let batchAppends = try measure(appendCount / batchSize) { batch in
+    try journal.append(contentsOf: (0..<batchSize).map { freshEvent(batch * batchSize + $0) })
+}
+
+/// The anchor: the sqlite3 shell running the same schema, pragmas and row bytes, one transaction
+/// per row (and per 100 rows), timed from the same clock. Its process start is amortized over N.
+func sqliteShell(rows: Int, perTransaction: Int) throws -> Double {
+    let directory = scratch + "/anchor-\(perTransaction)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let body = try EventCoding.encode(freshEvent(0))
+    let hexBody = body.map { String(format: "%02x", $0) }.joined()
+    var sql = "PRAGMA journal_mode=WAL;\nPRAGMA synchronous=FULL;\n"
+    sql += "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, uuid TEXT NOT NULL UNIQUE, time_ms INTEGER NOT NULL, kind TEXT NOT NULL, class_uid INTEGER NOT NULL, severity_id INTEGER NOT NULL, body BLOB NOT NULL, uploaded INTEGER NOT NULL DEFAULT 0);\n"
+    sql += "CREATE INDEX events_pending ON events(id) WHERE uploaded = 0;\n"
+    sql += "CREATE TABLE journal_meta (singleton INTEGER PRIMARY KEY, event_bytes INTEGER, events INTEGER);\nINSERT INTO journal_meta VALUES (1,0,0);\n"
+    sql += "CREATE TRIGGER c AFTER INSERT ON events BEGIN UPDATE journal_meta SET event_bytes = event_bytes + length(NEW.body), events = events + 1; END;\n"
+    for row in 0..<rows {
+        if row % perTransaction == 0 { sql += "BEGIN IMMEDIATE;\n" }
+        sql += "INSERT INTO events (uuid, time_ms, kind, class_uid, severity_id, body) VALUES ('\(UUID().uuidString.lowercased())', \(row), 'file.write', 1001, 1, x'\(hexBody)');\n"
+        if row % perTransaction == perTransaction - 1 { sql += "COMMIT;\n" }
+    }
+    let script = directory + "/script.sql"
+    try sql.write(toFile: script, atomically: true, encoding: .utf8)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+    process.arguments = [directory + "/anchor.sqlite"]
+    process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: script))
+    process.standardOutput = FileHandle.nullDevice
+    let clock = ContinuousClock()
+    let start = clock.now
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw CocoaError(.fileWriteUnknown) }
+    return Double(rows) / (clock.now - start).seconds
+}
+
+let anchorSingle = try sqliteShell(rows: appendCount, perTransaction: 1)
+let anchorBatch = try sqliteShell(rows: appendCount, perTransaction: batchSize)
+rows.append(Row(
+    name: "journal append, 1 event per commit (WAL, synchronous=FULL)",
+    holdfast: "\(rate(singleAppends.perSecond)), p50 \(micros(singleAppends.percentile(0.5))), p99 \(micros(singleAppends.percentile(0.99)))",
+    anchorName: "sqlite3 shell, same schema and pragmas",
+    anchor: rate(anchorSingle),
+    ratio: String(format: "%.2f× the anchor's time", anchorSingle / singleAppends.perSecond)
+))
+rows.append(Row(
+    name: "journal append, 100 events per commit",
+    holdfast: rate(batchAppends.perSecond * Double(batchSize)),
+    anchorName: "sqlite3 shell, same schema and pragmas",
+    anchor: rate(anchorBatch),
+    ratio: String(format: "%.2f× the anchor's time", anchorBatch / (batchAppends.perSecond * Double(batchSize)))
+))
+
+// MARK: Report
+
+print("Holdfast \(HoldfastVersion.current) benchmarks — \(ProcessInfo.processInfo.activeProcessorCount) cores, release build")
+print("")
+print("| benchmark | Holdfast | anchor | anchor figure | Holdfast vs anchor |")
+print("|---|---|---|---|---|")
+for row in rows {
+    print("| \(row.name) | \(row.holdfast) | \(row.anchorName) | \(row.anchor) | \(row.ratio) |")
+}
+print("")
+print("Ratio: Holdfast's time per operation divided by the anchor's (1.00× = as fast; lower is better).")

@@ -1,0 +1,28 @@
+# Holdfast — the two commands are `make demo` and `make test`; each installs what it needs.
+SWIFT ?= swift
+SWIFT_FLAGS ?=
+BIN := .build/debug
+
+.PHONY: all deps build test demo bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build $(SWIFT_FLAGS)
+
+test: deps
+	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
+	$(SWIFT) test --skip-build $(SWIFT_FLAGS)
+
+demo: build
+	@scripts/demo.sh $(BIN)
+
+bench: deps
+	$(SWIFT) build -c release --product holdfast-bench $(SWIFT_FLAGS)
+	@.build/release/holdfast-bench
+
+clean:
+	$(SWIFT) package clean

@@ -1,0 +1,88 @@
+// swift-tools-version:6.2
+// Holdfast — a Linux endpoint enforcement agent and its reference broker.
+
+import PackageDescription
+
+/// One system-library target per C library. Each is imported by exactly one Swift module
+/// (`Tests/PackageGuardTests` fails the build otherwise); everything above sees Swift types.
+let systemLibraries: [Target] = [
+    .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+    .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+    .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
+    // Debian 12 ships no cups.pc: the module map links "cups" itself.
+    .systemLibrary(name: "CCups", providers: [.apt(["libcups2-dev"])]),
+    .systemLibrary(name: "CAudit", pkgConfig: "audit", providers: [.apt(["libaudit-dev", "libauparse-dev"])]),
+    .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+    .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
+]
+
+let libraries: [Target] = [
+    // Policy model, events, errors, clock, encodings. No C imports.
+    .target(name: "HoldfastCore"),
+    // Ed25519, JWS/JWT, JWK, SHA-256, random, certificate pinning. The only OpenSSL user.
+    .target(name: "HoldfastCrypto", dependencies: ["HoldfastCore", "COpenSSL"]),
+    // SQLite journal and state. The only SQLite user.
+    .target(name: "HoldfastStore", dependencies: ["HoldfastCore", "CSQLite"]),
+    // One module per domain; each owns the C library of its OS touchpoint.
+    .target(name: "DeviceGuard", dependencies: ["HoldfastCore", "CUdev"]),
+    .target(name: "PrintGuard", dependencies: ["HoldfastCore", "CCups"]),
+    .target(name: "FileWatch", dependencies: ["HoldfastCore", "CAudit"]),
+    .target(name: "BrokerClient", dependencies: ["HoldfastCore", "HoldfastCrypto", "CCurl"]),
+    .target(name: "HoldfastBroker", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "CMicroHTTPD"]),
+    // Subcommand table, argument parsing and exit codes shared by the three executables.
+    .target(name: "HoldfastCommandLine", dependencies: ["HoldfastCore"]),
+]
+
+let executables: [Target] = [
+    .executableTarget(name: "holdfastd", dependencies: ["HoldfastCore", "HoldfastCommandLine"]),
+    .executableTarget(name: "holdfast", dependencies: [
+        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastStore",
+    ]),
+    .executableTarget(name: "holdfast-broker", dependencies: [
+        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto",
+    ]),
+    // Benchmarks for `make bench`; not shipped.
+    .executableTarget(name: "holdfast-bench", dependencies: [
+        "HoldfastCore", "HoldfastCrypto", "HoldfastStore",
+    ], path: "Benchmarks/holdfast-bench"),
+    // Child processes the tests start and kill (crash tests); not shipped.
+    .executableTarget(name: "holdfast-testkit", dependencies: [
+        "HoldfastCore", "HoldfastStore",
+    ], path: "Tests/holdfast-testkit"),
+]
+
+let tests: [Target] = [
+    // Temporary directories, running built products, locating the package: shared by the tests.
+    .target(name: "HoldfastTestSupport", path: "Tests/HoldfastTestSupport"),
+    .testTarget(name: "HoldfastCoreTests", dependencies: ["HoldfastCore", "HoldfastTestSupport"]),
+    .testTarget(name: "HoldfastCryptoTests", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastTestSupport"]),
+    .testTarget(name: "HoldfastStoreTests", dependencies: ["HoldfastCore", "HoldfastStore", "HoldfastTestSupport"]),
+    .testTarget(name: "SystemLibraryTests", dependencies: [
+        "DeviceGuard", "PrintGuard", "FileWatch", "BrokerClient", "HoldfastBroker",
+    ]),
+    .testTarget(name: "PackageGuardTests", dependencies: ["HoldfastTestSupport"]),
+    .testTarget(name: "ExecutableTests", dependencies: ["HoldfastCore", "HoldfastTestSupport"]),
+]
+
+let package = Package(
+    name: "Holdfast",
+    products: [
+        .executable(name: "holdfastd", targets: ["holdfastd"]),
+        .executable(name: "holdfast", targets: ["holdfast"]),
+        .executable(name: "holdfast-broker", targets: ["holdfast-broker"]),
+        .executable(name: "holdfast-bench", targets: ["holdfast-bench"]),
+        .executable(name: "holdfast-testkit", targets: ["holdfast-testkit"]),
+    ],
+    targets: systemLibraries + libraries + executables + tests,
+    swiftLanguageModes: [.v6]
+)
+
+// The same strict settings for every Swift target, set once here.
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + [
+        .enableUpcomingFeature("ExistentialAny"),
+        .enableUpcomingFeature("InternalImportsByDefault"),
+        .enableUpcomingFeature("MemberImportVisibility"),
+        .treatAllWarnings(as: .error),
+    ]
+}

@@ -1,0 +1,24 @@
+// CCurl: libcurl as BrokerClient sees it. BrokerClient is the only module that imports this.
+#ifndef HOLDFAST_CCURL_SHIM_H
+#define HOLDFAST_CCURL_SHIM_H
+
+#include <curl/curl.h>
+
+// curl_easy_setopt and curl_easy_getinfo are variadic; Swift calls these typed wrappers instead.
+static inline CURLcode holdfast_curl_setopt_long(CURL *handle, CURLoption option, long value) {
+    return curl_easy_setopt(handle, option, value);
+}
+static inline CURLcode holdfast_curl_setopt_string(CURL *handle, CURLoption option, const char *value) {
+    return curl_easy_setopt(handle, option, value);
+}
+static inline CURLcode holdfast_curl_setopt_pointer(CURL *handle, CURLoption option, void *value) {
+    return curl_easy_setopt(handle, option, value);
+}
+static inline CURLcode holdfast_curl_getinfo_long(CURL *handle, CURLINFO info, long *value) {
+    return curl_easy_getinfo(handle, info, value);
+}
+
+// CURLVERSION_NOW is a macro naming an enum constant; Swift does not import it.
+static inline curl_version_info_data *holdfast_curl_version_info(void) { return curl_version_info(CURLVERSION_NOW); }
+
+#endif

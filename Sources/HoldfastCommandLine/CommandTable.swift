@@ -1,0 +1,108 @@
+import HoldfastCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An executable's subcommands, and the one place that parses, dispatches and reports errors.
+public struct CommandTable {
+    public let toolName: String
+    public let summary: String
+    public let commands: [any Subcommand.Type]
+
+    public init(toolName: String, summary: String, commands: [any Subcommand.Type]) {
+        self.toolName = toolName
+        self.summary = summary
+        self.commands = commands
+    }
+
+    /// Runs the command line and exits the process with its code.
+    public func main() -> Never {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        var environment: [String: String] = [:]
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if let equals = text.firstIndex(of: "=") {
+                environment[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            entry += 1
+        }
+        let code = run(arguments, context: CommandContext(toolName: toolName, environment: environment))
+        exit(code.rawValue)
+    }
+
+    /// Runs a command line and returns the exit code (testable without exiting).
+    public func run(_ arguments: [String], context: CommandContext) -> ExitCode {
+        if arguments.isEmpty || arguments == ["--help"] || arguments == ["-h"] || arguments == ["help"] {
+            context.out(help())
+            return arguments.isEmpty ? .usage : .success
+        }
+        if arguments == ["--version"] || arguments == ["version"] {
+            context.line("\(toolName) \(HoldfastVersion.current)")
+            return .success
+        }
+        guard let (command, rest) = select(arguments) else {
+            context.error("\(toolName): unknown command '\(arguments.prefix { !$0.hasPrefix("-") }.joined(separator: " "))'; see '\(toolName) --help'")
+            return .usage
+        }
+        if rest.contains("--help") || rest.contains("-h") {
+            context.out(help(for: command))
+            return .success
+        }
+        do {
+            let parsed = try ParsedArguments(rest, options: command.options)
+            let instance = try command.init(parsed)
+            return try instance.run(context)
+        } catch let error as UsageError {
+            context.error("\(toolName) \(command.path.joined(separator: " ")): \(error.message); see '\(toolName) \(command.path.joined(separator: " ")) --help'")
+            return .usage
+        } catch let failure as CommandFailure {
+            context.error("\(toolName): \(failure.message)")
+            return failure.exitCode
+        } catch let code as ExitCode {
+            return code
+        } catch {
+            context.error("\(toolName): \(error)")
+            return .failure
+        }
+    }
+
+    /// The longest command path that prefixes the arguments.
+    private func select(_ arguments: [String]) -> (any Subcommand.Type, [String])? {
+        let match = commands
+            .filter { arguments.starts(with: $0.path) }
+            .max { $0.path.count < $1.path.count }
+        guard let match else { return nil }
+        return (match, Array(arguments.dropFirst(match.path.count)))
+    }
+
+    /// The tool's help: summary and command list.
+    public func help() -> String {
+        var text = "\(toolName) \(HoldfastVersion.current) — \(summary)\n\nUsage: \(toolName) COMMAND [OPTIONS]\n\nCommands:\n"
+        let width = (commands.map { $0.path.joined(separator: " ").count }.max() ?? 0) + 2
+        for command in commands {
+            let name = command.path.joined(separator: " ")
+            text += "  " + name + String(repeating: " ", count: width - name.count) + command.summary + "\n"
+        }
+        text += "\nGlobal:\n  --help      this text; COMMAND --help for a command's options\n  --version   print the version\n"
+        return text
+    }
+
+    /// One command's help.
+    public func help(for command: any Subcommand.Type) -> String {
+        let name = command.path.joined(separator: " ")
+        var usage = "Usage: \(toolName) \(name)"
+        if !command.options.isEmpty { usage += " [OPTIONS]" }
+        if !command.positionals.isEmpty { usage += " " + command.positionals }
+        var text = "\(usage)\n\n\(command.summary)\n"
+        if !command.options.isEmpty {
+            text += "\nOptions:\n"
+            let labels = command.options.map { "--" + $0.name + ($0.value.map { " " + $0 } ?? "") }
+            let width = (labels.map(\.count).max() ?? 0) + 2
+            for (label, option) in zip(labels, command.options) {
+                text += "  " + label + String(repeating: " ", count: width - label.count) + option.help + "\n"
+            }
+        }
+        return text
+    }
+}

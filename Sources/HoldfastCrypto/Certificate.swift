@@ -1,0 +1,47 @@
+import COpenSSL
+import HoldfastCore
+
+/// X.509 certificate fingerprints, for pinning the broker's CA (SHA-256 over the DER encoding).
+public enum CertificateFingerprint {
+    /// The SHA-256 of the certificate's DER bytes. Accepts one PEM `CERTIFICATE` block or DER;
+    /// the certificate must parse, so garbage never yields a fingerprint.
+    public static func sha256(of certificate: [UInt8]) throws(CryptoError) -> [UInt8] {
+        SHA256.hash(try der(of: certificate))
+    }
+
+    /// The fingerprint as colon-separated upper-case hex, as `openssl x509 -fingerprint` prints it.
+    public static func display(_ fingerprint: [UInt8]) -> String {
+        fingerprint.map { byte in
+            let hex = String(byte, radix: 16, uppercase: true)
+            return hex.count == 1 ? "0" + hex : hex
+        }.joined(separator: ":")
+    }
+
+    /// The DER encoding of a PEM or DER certificate, re-encoded by OpenSSL after parsing.
+    static func der(of certificate: [UInt8]) throws(CryptoError) -> [UInt8] {
+        let isPEM = certificate.starts(with: Array("-----BEGIN".utf8))
+        let parsed: OpaquePointer? = certificate.withUnsafeBytes { buffer in
+            if isPEM {
+                guard let bio = BIO_new_mem_buf(buffer.baseAddress, Int32(buffer.count)) else { return nil }
+                defer { BIO_free(bio) }
+                return PEM_read_bio_X509(bio, nil, nil, nil)
+            }
+            var cursor = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self)
+            let start = cursor
+            let parsed = d2i_X509(nil, &cursor, buffer.count)
+            // DER with trailing bytes is not one certificate.
+            if let parsed, let start, let cursor, cursor - start != buffer.count {
+                X509_free(parsed)
+                return nil
+            }
+            return parsed
+        }
+        guard let parsed else { throw .openssl("reading the certificate", code: .malformed) }
+        defer { X509_free(parsed) }
+        var output: UnsafeMutablePointer<UInt8>?
+        let length = i2d_X509(parsed, &output)
+        guard length > 0, let output else { throw .openssl("i2d_X509") }
+        defer { holdfast_openssl_free(output) }
+        return Array(UnsafeBufferPointer(start: output, count: Int(length)))
+    }
+}

@@ -1,0 +1,157 @@
+import FoundationEssentials
+import HoldfastCommandLine
+import HoldfastCore
+import HoldfastCrypto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `holdfast-broker key generate`: a new Ed25519 signing key, written 0600.
+struct KeyGenerate: Subcommand {
+    static let path = ["key", "generate"]
+    static let summary = "create an Ed25519 signing key (PKCS#8 PEM, mode 0600)"
+    static let options = [
+        OptionSpec("out", value: "FILE", help: "where to write the key (required)"),
+        OptionSpec("force", help: "replace an existing key file"),
+    ]
+
+    let out: String
+    let force: Bool
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        out = try arguments.required("out")
+        force = arguments.flag("force")
+        guard arguments.positionals.isEmpty else { throw UsageError("unexpected argument \(arguments.positionals[0])") }
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        if !force, access(out, F_OK) == 0 {
+            throw CommandFailure("\(out) exists; refusing to replace a key (use --force)")
+        }
+        let key = try SigningKey.generate()
+        try key.save(to: out)
+        context.line("wrote \(out) (key id \(key.publicKey.thumbprint))")
+        return .success
+    }
+}
+
+/// `holdfast-broker key public`: the public half, as JWKS, JWK or PEM.
+struct KeyPublic: Subcommand {
+    static let path = ["key", "public"]
+    static let summary = "print a signing key's public half (JWKS, JWK or PEM)"
+    static let options = [
+        OptionSpec("key", value: "FILE", help: "the private key file (required)"),
+        OptionSpec("format", value: "FORMAT", help: "jwks (default), jwk or pem"),
+    ]
+
+    let key: String
+    let format: String
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        key = try arguments.required("key")
+        format = arguments.value("format") ?? "jwks"
+        guard ["jwks", "jwk", "pem"].contains(format) else { throw UsageError("--format must be jwks, jwk or pem") }
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let publicKey = try SigningKey.load(from: key).publicKey
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        switch format {
+        case "pem":
+            context.out(String(decoding: try publicKey.pem(), as: UTF8.self))
+        case "jwk":
+            context.line(String(decoding: try encoder.encode(publicKey.jwk), as: UTF8.self))
+        default:
+            context.line(String(decoding: try encoder.encode(JWKSet(keys: [publicKey.jwk])), as: UTF8.self))
+        }
+        return .success
+    }
+}
+
+/// `holdfast-broker sign`: sign a document (JWS) or a claims set (JWT).
+struct Sign: Subcommand {
+    static let path = ["sign"]
+    static let summary = "sign a document as a compact JWS (EdDSA), or a claims set as a JWT"
+    static let positionals = "[FILE|-]"
+    static let options = [
+        OptionSpec("key", value: "FILE", help: "the private key file (required)"),
+        OptionSpec("typ", value: "TYPE", help: "document type for the typ header"),
+        OptionSpec("jwt", help: "the input is a JSON object of claims; add iat, exp, jti"),
+        OptionSpec("iss", value: "ISSUER", help: "with --jwt: issuer"),
+        OptionSpec("sub", value: "SUBJECT", help: "with --jwt: subject"),
+        OptionSpec("aud", value: "AUDIENCE", help: "with --jwt: audience"),
+        OptionSpec("expires", value: "DURATION", help: "with --jwt: lifetime, e.g. 10m (default 10m)"),
+    ]
+
+    let key: String
+    let input: String
+    let type: String?
+    let jwt: Bool
+    let issuer: String?
+    let subject: String?
+    let audience: String?
+    let lifetime: Int64
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        key = try arguments.required("key")
+        guard arguments.positionals.count <= 1 else { throw UsageError("one input at most") }
+        input = arguments.positionals.first ?? "-"
+        type = arguments.value("typ")
+        jwt = arguments.flag("jwt")
+        issuer = arguments.value("iss")
+        subject = arguments.value("sub")
+        audience = arguments.value("aud")
+        lifetime = try arguments.duration("expires") ?? 600
+        if !jwt, issuer != nil || subject != nil || audience != nil || arguments.value("expires") != nil {
+            throw UsageError("--iss, --sub, --aud and --expires go with --jwt")
+        }
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let signingKey = try SigningKey.load(from: key)
+        let payload = try InputFile.read(input, context: context)
+        guard jwt else {
+            let header = JWSHeader(keyID: signingKey.publicKey.thumbprint, type: type)
+            context.line(try JWS.sign(payload, with: signingKey, header: header))
+            return .success
+        }
+        let other: [String: JSONValue]
+        do {
+            other = payload.isEmpty ? [:] : try JSONDecoder().decode([String: JSONValue].self, from: Data(payload))
+        } catch {
+            throw CommandFailure("the claims input is not a JSON object", exitCode: .dataError)
+        }
+        let now = Date()
+        var claims = try JSONDecoder().decode(JWTClaims.self, from: try JSONEncoder().encode(other))
+        claims.issuer = issuer ?? claims.issuer
+        claims.subject = subject ?? claims.subject
+        claims.audience = audience.map { [$0] } ?? claims.audience
+        claims.issuedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
+        claims.expiresAt = claims.issuedAt.map { $0 + Double(lifetime) }
+        claims.id = try SecureRandom.token(bytes: 16)
+        context.line(try JWT.sign(claims, with: signingKey, type: type ?? "JWT"))
+        return .success
+    }
+}
+
+/// `holdfast-broker fingerprint`: the SHA-256 fingerprint agents pin.
+struct Fingerprint: Subcommand {
+    static let path = ["fingerprint"]
+    static let summary = "print the SHA-256 fingerprint of a certificate (PEM or DER), for pinning"
+    static let positionals = "CERT"
+
+    let certificate: String
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        guard arguments.positionals.count == 1 else { throw UsageError("give one certificate file") }
+        certificate = arguments.positionals[0]
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let bytes = try InputFile.read(certificate, context: context)
+        let fingerprint = try CertificateFingerprint.sha256(of: bytes)
+        context.line("sha256:\(Hex.encode(fingerprint))")
+        return .success
+    }
+}

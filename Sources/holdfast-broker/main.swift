@@ -1,0 +1,13 @@
+// holdfast-broker: the reference broker and its admin CLI. This file only wires subcommands.
+import HoldfastCommandLine
+
+CommandTable(
+    toolName: "holdfast-broker",
+    summary: "the Holdfast reference broker and its admin tools",
+    commands: [
+        KeyGenerate.self,
+        KeyPublic.self,
+        Sign.self,
+        Fingerprint.self,
+    ]
+).main()

@@ -1,0 +1,104 @@
+// Helpers shared by the test targets: temporary directories, running built products, the repo root.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A private temporary directory (mode 0700), removed when the value is released.
+public final class TemporaryDirectory {
+    public let path: String
+
+    public init() {
+        var template = Array((NSTemporaryDirectory() + "/holdfast-test-XXXXXX").utf8CString)
+        let created = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }
+        guard let created else { preconditionFailure("mkdtemp failed: \(String(cString: strerror(errno)))") }
+        path = String(cString: created)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    /// A path inside the directory.
+    public func file(_ name: String) -> String { path + "/" + name }
+}
+
+/// What a finished process left behind.
+public struct ProcessResult: Sendable {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+}
+
+/// Where SwiftPM put the built products (the test bundle sits beside them).
+public enum Products {
+    public static var directory: String {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var url = URL(fileURLWithPath: executable).deletingLastPathComponent()
+        // On some layouts the test binary lives inside a bundle directory.
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("holdfast").path), url.path != "/" {
+            url.deleteLastPathComponent()
+        }
+        return url.path
+    }
+
+    /// The path of a built executable product.
+    public static func path(_ name: String) -> String { directory + "/" + name }
+
+    /// The package's root directory (where Package.swift is).
+    public static func packageRoot(file: String = #filePath) -> String {
+        var url = URL(fileURLWithPath: file)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
+        }
+        preconditionFailure("no Package.swift above \(file)")
+    }
+}
+
+/// Runs a program to completion with arguments (never through a shell) and optional stdin.
+public func runProcess(
+    _ executable: String,
+    _ arguments: [String],
+    stdin: String? = nil,
+    environment: [String: String]? = nil
+) throws -> ProcessResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let output = Pipe()
+    let errors = Pipe()
+    let input = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    process.standardInput = input
+    try process.run()
+    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try input.fileHandleForWriting.close()
+    // Read both pipes to the end before waiting, so a chatty child never blocks on a full pipe.
+    let errorBox = DataBox()
+    let done = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async {
+        errorBox.data = errors.fileHandleForReading.readDataToEndOfFile()
+        done.signal()
+    }
+    let outData = output.fileHandleForReading.readDataToEndOfFile()
+    done.wait()
+    process.waitUntilExit()
+    return ProcessResult(
+        status: process.terminationStatus,
+        stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errorBox.data, as: UTF8.self)
+    )
+}
+
+/// Hands bytes from a reader thread back; the semaphore orders the write before the read.
+private final class DataBox: @unchecked Sendable {
+    var data = Data()
+}
+
+/// File mode bits (permissions only) of a path.
+public func fileMode(_ path: String) -> UInt32 {
+    var info = stat()
+    guard lstat(path, &info) == 0 else { return 0 }
+    return UInt32(info.st_mode) & 0o7777
+}

@@ -1,0 +1,57 @@
+// holdfast-testkit: child processes for tests that need a real process to kill. Not shipped.
+//
+//   holdfast-testkit journal-append-loop DIR BATCH
+//     Appends events to the journal in DIR, BATCH per transaction, and writes each committed id
+//     to stdout (one per line) only after its commit returned. Runs until killed, or 60 s.
+import FoundationEssentials
+import HoldfastCore
+import HoldfastStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func fail(_ message: String) -> Never {
+    let line = "holdfast-testkit: \(message)\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+    exit(2)
+}
+
+let arguments = CommandLine.arguments
+guard arguments.count == 4, arguments[1] == "journal-append-loop", let batch = Int(arguments[3]), batch > 0 else {
+    fail("usage: holdfast-testkit journal-append-loop DIR BATCH")
+}
+
+let journal: Journal
+do {
+    journal = try Journal(configuration: JournalConfiguration(directory: arguments[2]))
+} catch {
+    fail("cannot open journal: \(error)")
+}
+
+let deadline = Date().addingTimeInterval(60)
+var sequence = 0
+while Date() < deadline {
+    var events: [Event] = []
+    for _ in 0..<batch {
+        sequence += 1
+        events.append(
+            Event(
+                kind: "test.crash",
+                eventClass: .base,
+                activityID: 99,
+                time: Date(),
+                severity: .informational,
+                message: "append \(sequence) from pid \(getpid())",
+                details: ["sequence": .int(Int64(sequence))]
+            )
+        )
+    }
+    do {
+        let ids = try journal.append(contentsOf: events)
+        let text = ids.map(String.init).joined(separator: "\n") + "\n"
+        _ = text.withCString { write(1, $0, strlen($0)) }
+    } catch {
+        fail("append failed: \(error)")
+    }
+}
+exit(0)

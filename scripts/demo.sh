@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# make demo: runs what Holdfast can do today, for real, and says what happened.
+# Usage: scripts/demo.sh BIN_DIR   (BIN_DIR holds holdfast, holdfast-broker, holdfastd)
+set -euo pipefail
+bin="${1:?usage: demo.sh BIN_DIR}"
+holdfast="$bin/holdfast"
+broker="$bin/holdfast-broker"
+work="$(mktemp -d "${TMPDIR:-/tmp}/holdfast-demo-XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+expect_refusal() {  # runs a command that must fail with exit 1 and shows why
+    local output status=0
+    output="$("$@" 2>&1)" || status=$?
+    if [ "$status" -ne 1 ]; then
+        echo "demo: expected a refusal (exit 1), got exit $status: $output" >&2
+        exit 1
+    fi
+    echo "   refused as expected -> $output"
+}
+
+step "Holdfast $("$holdfast" --version | cut -d' ' -f2): signed documents and the journal"
+
+step "1. The broker makes its Ed25519 signing key (PKCS#8 PEM, mode 0600)"
+"$broker" key generate --out "$work/broker.key"
+stat -c '   %A %U %n' "$work/broker.key"
+
+step "2. It publishes the public half as a JWK Set (what gateways and agents pin)"
+"$broker" key public --key "$work/broker.key" | tee "$work/jwks.json"
+
+step "3. It signs a policy document (JWS compact, alg EdDSA)"
+printf '%s' '{"usb":{"default":"block","allow":["03","09"]},"print":{"approved":["office-a4"]}}' > "$work/policy.json"
+"$broker" sign --key "$work/broker.key" --typ holdfast-policy+jws "$work/policy.json" | tee "$work/policy.jws"
+
+step "4. The agent verifies it against the pinned keys and reads the exact signed bytes"
+"$holdfast" verify --jwks "$work/jwks.json" --typ holdfast-policy+jws "$work/policy.jws"
+
+step "5. A forged policy (payload swapped to allow storage) is refused"
+header="$(cut -d. -f1 "$work/policy.jws")"; signature="$(cut -d. -f3 "$work/policy.jws")"
+forged_payload="$(printf '%s' '{"usb":{"default":"allow"}}' | base64 -w0 | tr '+/' '-_' | tr -d '=')"
+printf '%s.%s.%s\n' "$header" "$forged_payload" "$signature" > "$work/forged.jws"
+expect_refusal "$holdfast" verify --jwks "$work/jwks.json" "$work/forged.jws"
+
+step "6. An unsigned document (alg none) is refused"
+none_header="$(printf '%s' '{"alg":"none"}' | base64 -w0 | tr '+/' '-_' | tr -d '=')"
+printf '%s.%s.%s\n' "$none_header" "$forged_payload" "$signature" > "$work/none.jws"
+expect_refusal "$holdfast" verify --jwks "$work/jwks.json" "$work/none.jws"
+
+step "7. A short-lived access grant (JWT, 5 minutes) verifies for its audience only"
+printf '%s' '{"posture":"compliant","user":"alice"}' |
+    "$broker" sign --jwt --key "$work/broker.key" --iss holdfast-broker --sub device-17 --aud crm-gateway --expires 5m > "$work/grant.jwt"
+"$holdfast" verify --jwt --aud crm-gateway --iss holdfast-broker --jwks "$work/jwks.json" --json "$work/grant.jwt"
+expect_refusal "$holdfast" verify --jwt --aud payroll-gateway --jwks "$work/jwks.json" "$work/grant.jwt"
+
+step "8. Events go into the journal (SQLite WAL, 0600) and come back in order"
+state="$work/state"
+"$holdfast" journal note --state-dir "$state" "demo: policy verified"
+"$holdfast" journal note --state-dir "$state" "demo: forged policy refused"
+"$holdfast" journal note --state-dir "$state" "demo: grant issued to alice"
+"$holdfast" journal tail --state-dir "$state"
+echo "   first event as stored (OCSF-shaped JSON):"
+"$holdfast" journal tail --state-dir "$state" --lines 3 --json | sed -n 1p | sed 's/^/   /'
+"$holdfast" journal stats --state-dir "$state" | sed 's/^/   /'
+printf '   integrity: '; "$holdfast" journal check --state-dir "$state"
+stat -c '   %A %U %n' "$state" "$state/journal.sqlite"
+
+step "Done: signed, verified, forged and refused, journaled and read back."
