@@ -29,12 +29,14 @@ let libraries: [Target] = [
     .target(name: "FileWatch", dependencies: ["HoldfastCore", "CAudit"]),
     .target(name: "BrokerClient", dependencies: ["HoldfastCore", "HoldfastCrypto", "CCurl"]),
     .target(name: "HoldfastBroker", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "CMicroHTTPD"]),
+    // The daemon's wiring: supervisor, control socket, systemd notify, signals, reload.
+    .target(name: "HoldfastAgent", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore"]),
     // Subcommand table, argument parsing and exit codes shared by the three executables.
     .target(name: "HoldfastCommandLine", dependencies: ["HoldfastCore"]),
 ]
 
 let executables: [Target] = [
-    .executableTarget(name: "holdfastd", dependencies: ["HoldfastCore", "HoldfastCommandLine"]),
+    .executableTarget(name: "holdfastd", dependencies: ["HoldfastCore", "HoldfastCommandLine", "HoldfastAgent", "HoldfastStore"]),
     .executableTarget(name: "holdfast", dependencies: [
         "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastStore",
     ]),
@@ -57,6 +59,9 @@ let tests: [Target] = [
     .testTarget(name: "HoldfastCoreTests", dependencies: ["HoldfastCore", "HoldfastTestSupport"]),
     .testTarget(name: "HoldfastCryptoTests", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastTestSupport"]),
     .testTarget(name: "HoldfastStoreTests", dependencies: ["HoldfastCore", "HoldfastStore", "HoldfastTestSupport"]),
+    .testTarget(name: "HoldfastAgentTests", dependencies: [
+        "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport",
+    ]),
     .testTarget(name: "SystemLibraryTests", dependencies: [
         "DeviceGuard", "PrintGuard", "FileWatch", "BrokerClient", "HoldfastBroker",
     ]),

@@ -88,13 +88,16 @@ public struct ParsedArguments: Sendable {
         while index < arguments.count {
             let argument = arguments[index]
             index += 1
-            if optionsEnded || !argument.hasPrefix("--") || argument == "-" {
+            if optionsEnded || argument == "-" || !argument.hasPrefix("-") {
                 positionals.append(argument)
                 continue
             }
             if argument == "--" {
                 optionsEnded = true
                 continue
+            }
+            guard argument.hasPrefix("--") else {
+                throw UsageError("unknown option \(argument) (options are spelled --name)")
             }
             var name = String(argument.dropFirst(2))
             var inlineValue: String?
@@ -109,13 +112,16 @@ public struct ParsedArguments: Sendable {
                 continue
             }
             if values[name] != nil { throw UsageError("--\(name) given twice") }
+            let value: String
             if let inlineValue {
-                values[name] = inlineValue
+                value = inlineValue
             } else {
                 guard index < arguments.count else { throw UsageError("--\(name) needs a value (\(spec.value ?? ""))") }
-                values[name] = arguments[index]
+                value = arguments[index]
                 index += 1
             }
+            guard !value.isEmpty else { throw UsageError("--\(name) needs a non-empty value (\(spec.value ?? ""))") }
+            values[name] = value
         }
     }
 
@@ -131,9 +137,15 @@ public struct ParsedArguments: Sendable {
         return value
     }
 
-    /// A positive duration option (`10m`, `2h`) in seconds.
-    public func duration(_ name: String) throws(UsageError) -> Int64? {
+    /// Refuses positional arguments, for commands that take none.
+    public func noPositionals() throws(UsageError) {
+        if let first = positionals.first { throw UsageError("unexpected argument '\(first)'") }
+    }
+
+    /// A positive duration option (`10m`, `2h`) in seconds; `allowZero` also takes `0`/`0s`.
+    public func duration(_ name: String, allowZero: Bool = false) throws(UsageError) -> Int64? {
         guard let text = values[name] else { return nil }
+        if allowZero, text == "0" || text == "0s" { return 0 }
         guard let seconds = DurationText.seconds(text) else {
             throw UsageError("--\(name) \(text) is not a duration (e.g. 90s, 10m, 2h, 1d)")
         }
@@ -165,8 +177,8 @@ public struct CommandContext: Sendable {
     /// Writes one line to standard error.
     public func error(_ text: String) { FileOutput.write(2, text + "\n") }
 
-    /// Reads all of standard input.
-    public func readStandardInput() -> [UInt8] { FileOutput.readAll(0) }
+    /// Reads all of standard input (nil past `limit` bytes).
+    public func readStandardInput(limit: Int = 16 << 20) -> [UInt8]? { FileOutput.readAll(0, limit: limit) }
 }
 
 /// Raw writes to file descriptors, retrying short writes and EINTR.
@@ -188,7 +200,8 @@ enum FileOutput {
         bytes.removeAll()
     }
 
-    static func readAll(_ descriptor: Int32) -> [UInt8] {
+    /// Everything up to EOF, or nil once more than `limit` bytes arrived.
+    static func readAll(_ descriptor: Int32, limit: Int) -> [UInt8]? {
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
         while true {
@@ -196,6 +209,7 @@ enum FileOutput {
             if count < 0, errno == EINTR { continue }
             if count <= 0 { return result }
             result.append(contentsOf: chunk[0..<count])
+            if result.count > limit { return nil }
         }
     }
 }

@@ -8,11 +8,36 @@ public struct CommandTable {
     public let toolName: String
     public let summary: String
     public let commands: [any Subcommand.Type]
+    /// Options that may also stand before the command (`holdfast --socket S status`); they are
+    /// handed to the command as if written after it, so only commands that declare them take them.
+    public let globalOptions: [OptionSpec]
 
-    public init(toolName: String, summary: String, commands: [any Subcommand.Type]) {
+    public init(toolName: String, summary: String, commands: [any Subcommand.Type], globalOptions: [OptionSpec] = []) {
         self.toolName = toolName
         self.summary = summary
         self.commands = commands
+        self.globalOptions = globalOptions
+    }
+
+    /// Moves leading global options behind the command words.
+    func hoistingGlobalOptions(_ arguments: [String]) -> [String] {
+        var leading: [String] = []
+        var index = 0
+        while index < arguments.count, arguments[index].hasPrefix("--") {
+            let word = String(arguments[index].dropFirst(2))
+            let name = word.split(separator: "=", maxSplits: 1).first.map(String.init) ?? word
+            guard let option = globalOptions.first(where: { $0.name == name }) else { break }
+            leading.append(arguments[index])
+            index += 1
+            if option.value != nil, !word.contains("="), index < arguments.count {
+                leading.append(arguments[index])
+                index += 1
+            }
+        }
+        guard !leading.isEmpty else { return arguments }
+        let rest = Array(arguments[index...])
+        guard let (command, tail) = select(rest) else { return arguments }
+        return command.path + leading + tail
     }
 
     /// Runs the command line and exits the process with its code.
@@ -33,6 +58,7 @@ public struct CommandTable {
 
     /// Runs a command line and returns the exit code (testable without exiting).
     public func run(_ arguments: [String], context: CommandContext) -> ExitCode {
+        let arguments = hoistingGlobalOptions(arguments)
         if arguments.isEmpty || arguments == ["--help"] || arguments == ["-h"] || arguments == ["help"] {
             context.out(help())
             return arguments.isEmpty ? .usage : .success
@@ -42,10 +68,17 @@ public struct CommandTable {
             return .success
         }
         guard let (command, rest) = select(arguments) else {
+            let group = commands.filter { $0.path.count > 1 && $0.path.first == arguments.first }
+            if !group.isEmpty {
+                let names = group.compactMap { $0.path.dropFirst().first }.joined(separator: ", ")
+                context.error("\(toolName) \(arguments[0]): needs a subcommand: \(names); see '\(toolName) --help'")
+                return .usage
+            }
             context.error("\(toolName): unknown command '\(arguments.prefix { !$0.hasPrefix("-") }.joined(separator: " "))'; see '\(toolName) --help'")
             return .usage
         }
-        if rest.contains("--help") || rest.contains("-h") {
+        let beforeSeparator = rest.prefix { $0 != "--" }
+        if beforeSeparator.contains("--help") || beforeSeparator.contains("-h") {
             context.out(help(for: command))
             return .success
         }
@@ -85,6 +118,9 @@ public struct CommandTable {
             text += "  " + name + String(repeating: " ", count: width - name.count) + command.summary + "\n"
         }
         text += "\nGlobal:\n  --help      this text; COMMAND --help for a command's options\n  --version   print the version\n"
+        for option in globalOptions {
+            text += "  --\(option.name)\(option.value.map { " " + $0 } ?? "")  \(option.help) (before or after COMMAND)\n"
+        }
         return text
     }
 

@@ -127,7 +127,10 @@ public struct Event: Sendable, Equatable, Codable {
         try container.encode(activityID, forKey: .activityID)
         try container.encodeIfPresent(activityName, forKey: .activityName)
         try container.encode(typeUID, forKey: .typeUID)
-        try container.encode(Int64((time.timeIntervalSince1970 * 1000).rounded()), forKey: .time)
+        guard EventCoding.isRepresentable(time) else {
+            throw EncodingError.invalidValue(time, .init(codingPath: container.codingPath, debugDescription: "time outside the years 1970–9999"))
+        }
+        try container.encode(EventCoding.milliseconds(time), forKey: .time)
         try container.encode(severity.rawValue, forKey: .severityID)
         try container.encode(severity.name, forKey: .severity)
         try container.encodeIfPresent(status?.rawValue, forKey: .statusID)
@@ -192,11 +195,12 @@ public struct EventClass: Sendable, Hashable {
     public static let authentication = EventClass(uid: 3002, name: "Authentication")
     public static let deviceConfigStateChange = EventClass(uid: 5019, name: "Device Config State Change")
     public static let applicationLifecycle = EventClass(uid: 6002, name: "Application Lifecycle")
+    public static let apiActivity = EventClass(uid: 6003, name: "API Activity")
     public static let networkRemediationActivity = EventClass(uid: 7004, name: "Network Remediation Activity")
 
     private static let known: [EventClass] = [
         .base, .fileSystemActivity, .eventLogActivity, .peripheralActivity, .complianceFinding,
-        .authentication, .deviceConfigStateChange, .applicationLifecycle, .networkRemediationActivity,
+        .authentication, .deviceConfigStateChange, .applicationLifecycle, .apiActivity, .networkRemediationActivity,
     ]
 }
 
@@ -290,6 +294,23 @@ public enum EventCoding {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array(try encoder.encode(event))
+    }
+
+    /// The latest time an event may carry (9999-12-31T23:59:59Z): beyond it, milliseconds no
+    /// longer mean a date, and conversions would trap.
+    public static let latestTime = Date(timeIntervalSince1970: 253_402_300_799)
+
+    /// Whether a time can be written as OCSF milliseconds.
+    public static func isRepresentable(_ time: Date) -> Bool {
+        let seconds = time.timeIntervalSince1970
+        return seconds.isFinite && seconds >= 0 && time <= latestTime
+    }
+
+    /// Milliseconds since the epoch, clamped to the representable range (never traps).
+    public static func milliseconds(_ time: Date) -> Int64 {
+        let seconds = time.timeIntervalSince1970
+        guard seconds.isFinite, seconds > 0 else { return 0 }
+        return Int64((min(seconds, latestTime.timeIntervalSince1970) * 1000).rounded())
     }
 
     /// Decodes an event from its JSON.

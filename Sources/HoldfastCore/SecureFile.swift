@@ -13,6 +13,8 @@ public struct SecureFileError: Error, Equatable, CustomStringConvertible {
         case wrongOwner
         /// It is a link, a directory or a device, not a regular file.
         case notRegularFile
+        /// Larger than such a file can reasonably be.
+        case tooLarge
         /// A system call failed.
         case system
     }
@@ -41,7 +43,8 @@ public struct SecureFileError: Error, Equatable, CustomStringConvertible {
 public enum SecureFile {
     /// Writes `bytes` to `path` with mode 0600, replacing any existing file atomically.
     public static func write(_ bytes: [UInt8], to path: String, mode: UInt32 = 0o600) throws(SecureFileError) {
-        let temporary = path + ".tmp-\(getpid())"
+        // A random suffix: another user cannot pre-create the name in a shared directory.
+        let temporary = path + ".tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         let descriptor: Int32
         do {
             descriptor = try Syscall.retrying("open", temporary) {
@@ -67,11 +70,14 @@ public enum SecureFile {
 
     /// Reads a private file, refusing it unless it is a regular file, owned by `owner`
     /// (default: the effective user) and not accessible to group or others.
-    public static func readPrivate(_ path: String, owner: UInt32? = nil) throws(SecureFileError) -> [UInt8] {
+    public static func readPrivate(
+        _ path: String, owner: UInt32? = nil, maximumSize: Int = 1 << 20
+    ) throws(SecureFileError) -> [UInt8] {
         let owner = owner ?? geteuid()
         let descriptor: Int32
         do {
-            descriptor = try Syscall.retrying("open", path) { open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+            // O_NONBLOCK: a FIFO planted at the path must not hang the open; fstat refuses it next.
+            descriptor = try Syscall.retrying("open", path) { open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK) }
         } catch {
             if error.errno == ENOENT { throw SecureFileError(code: .notFound, path: path, message: "no such file") }
             if error.errno == ELOOP {
@@ -102,29 +108,28 @@ public enum SecureFile {
                 message: "owned by uid \(info.st_uid), expected uid \(owner)"
             )
         }
+        if info.st_size > maximumSize {
+            throw SecureFileError(code: .tooLarge, path: path, message: "is \(info.st_size) bytes; at most \(maximumSize) expected")
+        }
         do {
-            return try readAll(descriptor, subject: path)
+            let bytes = try readAll(descriptor, subject: path)
+            guard bytes.count <= maximumSize else {
+                throw SecureFileError(code: .tooLarge, path: path, message: "grew past \(maximumSize) bytes while being read")
+            }
+            return bytes
+        } catch let error as SecureFileError {
+            throw error
         } catch {
-            throw SecureFileError(code: .system, path: path, message: "cannot read: \(error)", cause: error)
+            throw SecureFileError(code: .system, path: path, message: "cannot read: \(error)", cause: error as? SystemCallError)
         }
     }
 
-    /// Creates a directory (and its parents) with mode 0700 unless it exists; refuses an existing
-    /// one that group or others may write.
+    /// Creates a directory (and its parents) with mode 0700 unless it exists; an existing one
+    /// must pass `checkPrivateDirectory`.
     public static func ensurePrivateDirectory(_ path: String) throws(SecureFileError) {
         var info = stat()
         if lstat(path, &info) == 0 {
-            if info.st_mode & S_IFMT != S_IFDIR {
-                throw SecureFileError(code: .notRegularFile, path: path, message: "exists and is not a directory")
-            }
-            if info.st_mode & 0o022 != 0 {
-                let mode = String(info.st_mode & 0o777, radix: 8)
-                throw SecureFileError(
-                    code: .insecurePermissions, path: path,
-                    message: "directory mode \(mode) lets group or others write it"
-                )
-            }
-            return
+            return try checkPrivateDirectory(path)
         }
         let parent = parentDirectory(of: path)
         if parent != path, !parent.isEmpty, access(parent, F_OK) != 0 {
@@ -133,8 +138,33 @@ public enum SecureFile {
         do {
             try Syscall.retrying("mkdir", path) { mkdir(path, 0o700) }
         } catch {
-            if error.errno == EEXIST { return try ensurePrivateDirectory(path) }
+            if error.errno == EEXIST { return try checkPrivateDirectory(path) }
             throw SecureFileError(code: .system, path: path, message: "cannot create directory: \(error)", cause: error)
+        }
+    }
+
+    /// Refuses a directory that is a link, is owned by another user, or that group or others may
+    /// write: whoever can write a directory can replace the files in it.
+    public static func checkPrivateDirectory(_ path: String) throws(SecureFileError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            throw SecureFileError(code: .notFound, path: path, message: "no such directory")
+        }
+        if info.st_mode & S_IFMT == S_IFLNK {
+            throw SecureFileError(code: .notRegularFile, path: path, message: "is a symbolic link; refusing it")
+        }
+        if info.st_mode & S_IFMT != S_IFDIR {
+            throw SecureFileError(code: .notRegularFile, path: path, message: "exists and is not a directory")
+        }
+        if info.st_uid != geteuid() {
+            throw SecureFileError(code: .wrongOwner, path: path, message: "directory owned by uid \(info.st_uid), expected uid \(geteuid())")
+        }
+        if info.st_mode & 0o022 != 0 {
+            let mode = String(info.st_mode & 0o777, radix: 8)
+            throw SecureFileError(
+                code: .insecurePermissions, path: path,
+                message: "directory mode \(mode) lets group or others write it"
+            )
         }
     }
 

@@ -32,6 +32,9 @@ public final class VerifyingKey: @unchecked Sendable, Equatable {
         guard raw.count == 32 else {
             throw CryptoError(.invalidKey, "an Ed25519 public key is 32 bytes, not \(raw.count)")
         }
+        if Self.hasSmallOrder(raw) {
+            throw CryptoError(.invalidKey, "the public key is a point of small order; with it a forged signature verifies")
+        }
         guard let key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, raw, raw.count) else {
             throw .openssl("EVP_PKEY_new_raw_public_key", code: .invalidKey)
         }
@@ -40,12 +43,38 @@ public final class VerifyingKey: @unchecked Sendable, Equatable {
 
     /// A key from a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) block.
     public convenience init(pem: [UInt8]) throws(CryptoError) {
-        let key = try PEM.read(pem) { bio in PEM_read_bio_PUBKEY(bio, nil, nil, nil) }
+        let key = try PEM.read(pem) { bio in PEM_read_bio_PUBKEY(bio, nil, PEM.noPassphrase, nil) }
         guard EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 else {
             EVP_PKEY_free(key)
             throw CryptoError(.invalidKey, "the PEM public key is not an Ed25519 key")
         }
-        try self.init(owning: key)
+        var raw = [UInt8](repeating: 0, count: 32)
+        var length = 32
+        let ok = EVP_PKEY_get_raw_public_key(key, &raw, &length) == 1 && length == 32
+        EVP_PKEY_free(key)
+        guard ok else { throw .openssl("EVP_PKEY_get_raw_public_key", code: .invalidKey) }
+        // Through the raw constructor, so the small-order check applies to PEM keys too.
+        try self.init(rawRepresentation: raw)
+    }
+
+    /// The encodings (y-coordinate, sign bit ignored) of the points of order 1, 2, 4 and 8, and
+    /// their non-canonical spellings — libsodium's blocklist (ed25519_ref10.c, `has_small_order`).
+    private static let smallOrderY: [[UInt8]] = [
+        [UInt8](repeating: 0, count: 32),
+        [1] + [UInt8](repeating: 0, count: 31),
+        [0x26, 0xE8, 0x95, 0x8F, 0xC2, 0xB2, 0x27, 0xB0, 0x45, 0xC3, 0xF4, 0x89, 0xF2, 0xEF, 0x98, 0xF0,
+         0xD5, 0xDF, 0xAC, 0x05, 0xD3, 0xC6, 0x33, 0x39, 0xB1, 0x38, 0x02, 0x88, 0x6D, 0x53, 0xFC, 0x05],
+        [0xC7, 0x17, 0x6A, 0x70, 0x3D, 0x4D, 0xD8, 0x4F, 0xBA, 0x3C, 0x0B, 0x76, 0x0D, 0x10, 0x67, 0x0F,
+         0x2A, 0x20, 0x53, 0xFA, 0x2C, 0x39, 0xCC, 0xC6, 0x4E, 0xC7, 0xFD, 0x77, 0x92, 0xAC, 0x03, 0x7A],
+        [0xEC] + [UInt8](repeating: 0xFF, count: 30) + [0x7F],
+        [0xED] + [UInt8](repeating: 0xFF, count: 30) + [0x7F],
+        [0xEE] + [UInt8](repeating: 0xFF, count: 30) + [0x7F],
+    ]
+
+    static func hasSmallOrder(_ raw: [UInt8]) -> Bool {
+        var y = raw
+        y[31] &= 0x7F
+        return smallOrderY.contains(y)
     }
 
     /// The key as a PEM `PUBLIC KEY` block.
@@ -133,7 +162,7 @@ public final class SigningKey: @unchecked Sendable {
 
     /// A key from a PEM `PRIVATE KEY` (PKCS#8) block.
     public convenience init(pem: [UInt8]) throws(CryptoError) {
-        let key = try PEM.read(pem) { bio in PEM_read_bio_PrivateKey(bio, nil, nil, nil) }
+        let key = try PEM.read(pem) { bio in PEM_read_bio_PrivateKey(bio, nil, PEM.noPassphrase, nil) }
         guard EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 else {
             EVP_PKEY_free(key)
             throw CryptoError(.invalidKey, "the PEM private key is not an Ed25519 key")
@@ -193,7 +222,12 @@ public final class SigningKey: @unchecked Sendable {
 
 /// PEM through memory BIOs.
 enum PEM {
+    /// A passphrase callback that has none: an encrypted key fails at once instead of OpenSSL
+    /// prompting on the terminal (pem_password_cb returns the passphrase length; 0 = none).
+    static let noPassphrase: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = { _, _, _, _ in 0 }
+
     static func read(_ pem: [UInt8], _ body: (OpaquePointer) -> OpaquePointer?) throws(CryptoError) -> OpaquePointer {
+        guard pem.count <= 1 << 20 else { throw CryptoError(.invalidKey, "the PEM input is larger than 1 MiB") }
         let result: OpaquePointer? = pem.withUnsafeBytes { buffer in
             guard let bio = BIO_new_mem_buf(buffer.baseAddress, Int32(buffer.count)) else { return nil }
             defer { BIO_free(bio) }

@@ -9,15 +9,26 @@ public struct JWK: Sendable, Equatable, Codable {
     public var kid: String?
     public var use: String?
     public var alg: String?
+    /// RFC 7517 §4.3; when present it must allow `verify`.
+    public var keyOps: [String]?
+    /// The private key. Read only to refuse it: a public key set must never carry one.
+    public var d: String?
 
-    public init(kty: String, crv: String, x: String, kid: String? = nil, use: String? = nil, alg: String? = nil) {
+    public init(
+        kty: String, crv: String, x: String, kid: String? = nil, use: String? = nil, alg: String? = nil,
+        keyOps: [String]? = nil, d: String? = nil
+    ) {
         self.kty = kty
         self.crv = crv
         self.x = x
         self.kid = kid
         self.use = use
         self.alg = alg
+        self.keyOps = keyOps
+        self.d = d
     }
+
+    enum CodingKeys: String, CodingKey { case kty, crv, x, kid, use, alg, keyOps = "key_ops", d }
 }
 
 /// A JWK Set (RFC 7517 §5), as the broker serves it at `/.well-known/jwks.json`.
@@ -39,6 +50,12 @@ extension VerifyingKey {
         }
         if let use = jwk.use, use != "sig" { throw CryptoError(.invalidKey, "JWK use is \(use), expected sig") }
         if let alg = jwk.alg, alg != JWS.algorithm { throw CryptoError(.invalidKey, "JWK alg is \(alg), expected EdDSA") }
+        if let operations = jwk.keyOps, !operations.contains("verify") {
+            throw CryptoError(.invalidKey, "JWK key_ops \(operations) does not allow verify")
+        }
+        if jwk.d != nil {
+            throw CryptoError(.invalidKey, "the JWK carries a private key (d); refusing to treat it as a public key")
+        }
         guard let raw = Base64URL.decode(jwk.x) else { throw CryptoError(.invalidKey, "JWK x is not base64url") }
         try self.init(rawRepresentation: raw)
     }

@@ -142,6 +142,9 @@ public enum JWS {
         } catch {
             throw CryptoError(.malformed, "the header is not a JSON object")
         }
+        if let duplicate = JSONDuplicateKeys.first(in: bytes) {
+            throw CryptoError(.malformed, "the header names \"\(duplicate)\" twice")
+        }
         guard case .string(let algorithm)? = members["alg"] else {
             throw CryptoError(.unsupportedAlgorithm, "the header names no algorithm")
         }

@@ -41,6 +41,9 @@ public struct JWTClaims: Sendable, Equatable, Codable {
 
     private static let registered: Set<String> = ["iss", "sub", "aud", "iat", "nbf", "exp", "jti"]
 
+    /// 9999-12-31T23:59:59Z: the latest NumericDate accepted or written.
+    static let latestDate: Double = 253_402_300_799
+
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: Key.self)
         issuer = try container.decodeIfPresent(String.self, forKey: Key("iss"))
@@ -51,7 +54,13 @@ public struct JWTClaims: Sendable, Equatable, Codable {
             audience = try container.decodeIfPresent([String].self, forKey: Key("aud"))
         }
         func date(_ name: String) throws -> Date? {
-            try container.decodeIfPresent(Double.self, forKey: Key(name)).map { Date(timeIntervalSince1970: $0) }
+            guard let seconds = try container.decodeIfPresent(Double.self, forKey: Key(name)) else { return nil }
+            // NumericDate (RFC 7519 §2) within 1970…9999: anything else is an attack or a bug, and
+            // "exp: 1e300" must not mean "never expires".
+            guard seconds.isFinite, seconds >= 0, seconds <= JWTClaims.latestDate else {
+                throw DecodingError.dataCorruptedError(forKey: Key(name), in: container, debugDescription: "\(name) is not a date between 1970 and 9999")
+            }
+            return Date(timeIntervalSince1970: seconds)
         }
         issuedAt = try date("iat")
         notBefore = try date("nbf")
@@ -75,6 +84,9 @@ public struct JWTClaims: Sendable, Equatable, Codable {
         func encodeDate(_ date: Date?, _ name: String) throws {
             guard let date else { return }
             let seconds = date.timeIntervalSince1970
+            guard seconds.isFinite, seconds >= 0, seconds <= Self.latestDate else {
+                throw EncodingError.invalidValue(date, .init(codingPath: [Key(name)], debugDescription: "\(name) is not a date between 1970 and 9999"))
+            }
             if seconds == seconds.rounded() { try container.encode(Int64(seconds), forKey: Key(name)) }
             else { try container.encode(seconds, forKey: Key(name)) }
         }
@@ -102,6 +114,8 @@ public struct JWTValidation: Sendable {
     public var type: String?
     /// Refuse tokens without `exp` (the default: every Holdfast grant expires).
     public var requireExpiry: Bool
+    /// When set, refuse tokens whose `exp` lies further than this after `iat` (or now).
+    public var maximumLifetime: TimeInterval?
 
     public init(
         clock: any TimeSource = SystemTimeSource(),
@@ -109,7 +123,8 @@ public struct JWTValidation: Sendable {
         audience: String? = nil,
         issuer: String? = nil,
         type: String? = nil,
-        requireExpiry: Bool = true
+        requireExpiry: Bool = true,
+        maximumLifetime: TimeInterval? = nil
     ) {
         self.clock = clock
         self.leeway = leeway
@@ -117,6 +132,7 @@ public struct JWTValidation: Sendable {
         self.issuer = issuer
         self.type = type
         self.requireExpiry = requireExpiry
+        self.maximumLifetime = maximumLifetime
     }
 }
 
@@ -156,8 +172,19 @@ public enum JWT {
         let claims: JWTClaims
         do {
             claims = try JSONDecoder().decode(JWTClaims.self, from: Data(verified.payload))
+        } catch DecodingError.dataCorrupted(let context) {
+            throw CryptoError(.malformed, "the payload is not a valid claims set: \(context.debugDescription)")
         } catch {
             throw CryptoError(.malformed, "the payload is not a JWT claims set")
+        }
+        if let duplicate = JSONDuplicateKeys.first(in: verified.payload) {
+            throw CryptoError(.malformed, "the claims name \"\(duplicate)\" twice")
+        }
+        if let maximum = validation.maximumLifetime, let expiresAt = claims.expiresAt {
+            let from = claims.issuedAt ?? validation.clock.now()
+            if expiresAt.timeIntervalSince(from) > maximum {
+                throw CryptoError(.expired, "lifetime \(Int64(expiresAt.timeIntervalSince(from))) s exceeds the \(Int64(maximum)) s allowed")
+            }
         }
         let now = validation.clock.now()
         if let expiresAt = claims.expiresAt {

@@ -133,14 +133,28 @@ public final class Journal: Sendable {
     private let clock: any TimeSource
     private let connection: Mutex<Connection>
 
-    /// Opens (creating if needed) the journal, checks its files are private, and migrates it.
-    public init(configuration: JournalConfiguration, clock: any TimeSource = SystemTimeSource()) throws(StoreError) {
+    /// Opens the journal, checks its files are private, and migrates it. With `create` (the
+    /// daemon's case) a missing directory and database are made; without it (read-only tools) a
+    /// missing journal is an error, so a mistyped path never passes for an empty journal.
+    public init(configuration: JournalConfiguration, clock: any TimeSource = SystemTimeSource(), create: Bool = true) throws(StoreError) {
         self.configuration = configuration
         self.clock = clock
-        do {
-            try SecureFile.ensurePrivateDirectory(configuration.directory)
-        } catch {
-            throw StoreError(.insecureFile, error.description)
+        if create {
+            do {
+                try SecureFile.ensurePrivateDirectory(configuration.directory)
+            } catch {
+                throw StoreError(.insecureFile, error.description)
+            }
+        } else {
+            var info = stat()
+            guard lstat(configuration.path, &info) == 0 else {
+                throw StoreError(.notFound, "no journal at \(configuration.path)")
+            }
+            do {
+                try SecureFile.checkPrivateDirectory(configuration.directory)
+            } catch {
+                throw StoreError(.insecureFile, error.description)
+            }
         }
         try Self.createOrCheckFiles(configuration.path)
         let connection = try Connection(path: configuration.path)
@@ -191,18 +205,33 @@ public final class Journal: Sendable {
     }
 
     private static func migrate(_ connection: Connection) throws(StoreError) {
-        let version = try connection.int64("PRAGMA user_version")
-        guard version <= Int64(migrations.count) else {
-            throw StoreError(
-                .schemaTooNew,
-                "\(connection.path) has schema version \(version); this Holdfast knows up to \(migrations.count)"
-            )
-        }
-        for index in Int(version)..<migrations.count {
-            try connection.transaction { () throws(StoreError) in
+        // Read the version inside the write transaction, so two processes opening a new journal at
+        // once cannot both run the same migration.
+        try connection.transaction { () throws(StoreError) in
+            let version = try connection.int64("PRAGMA user_version")
+            guard version <= Int64(migrations.count) else {
+                throw StoreError(
+                    .schemaTooNew,
+                    "\(connection.path) has schema version \(version); this Holdfast knows up to \(migrations.count)"
+                )
+            }
+            for index in Int(version)..<migrations.count {
                 try connection.execute(migrations[index])
                 try connection.execute("PRAGMA user_version = \(index + 1)")
             }
+        }
+    }
+
+    /// `PRAGMA integrity_check` on a journal file without opening it as a journal: works on a
+    /// damaged file that `init` would refuse, and reports what is wrong instead of failing.
+    public static func integrityCheck(path: String) -> [String] {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return ["no journal at \(path)"] }
+        do {
+            let connection = try Connection(path: path, readOnly: true)
+            return try connection.strings("PRAGMA integrity_check")
+        } catch {
+            return [error.description]
         }
     }
 
@@ -225,42 +254,52 @@ public final class Journal: Sendable {
         } catch {
             throw StoreError(.encoding, "an event cannot be encoded: \(error)")
         }
+        for (event, _) in encoded where !EventCoding.isRepresentable(event.time) {
+            throw StoreError(.encoding, "event \(event.id) has a time outside the years 1970–9999")
+        }
         let maximum = configuration.maximumEventBytes
         let now = clock.now()
         return try connection.withLock { (connection) throws(StoreError) -> [Int64] in
             try connection.transaction { () throws(StoreError) -> [Int64] in
                 var ids: [Int64] = []
+                var firstNew: Int64?
                 for (event, body) in encoded {
-                    ids.append(try Self.insert(event, body: body, into: connection))
+                    let (id, inserted) = try Self.insert(event, body: body, into: connection)
+                    ids.append(id)
+                    if inserted, firstNew == nil { firstNew = id }
                 }
-                if let first = ids.min() {
-                    try Self.enforceCap(maximum, protectingFrom: first, now: now, in: connection)
+                if let firstNew {
+                    try Self.enforceCap(maximum, protectingFrom: firstNew, now: now, in: connection)
                 }
                 return ids
             }
         }
     }
 
-    private static func insert(_ event: Event, body: [UInt8], into connection: Connection) throws(StoreError) -> Int64 {
-        let insert = try connection.prepare(
-            "INSERT INTO events (uuid, time_ms, kind, class_uid, severity_id, body) VALUES (?, ?, ?, ?, ?, ?) "
-                + "ON CONFLICT(uuid) DO NOTHING RETURNING id"
-        )
-        insert.bind(1, event.id.uuidString.lowercased())
-        insert.bind(2, Int64((event.time.timeIntervalSince1970 * 1000).rounded()))
-        insert.bind(3, event.kind)
-        insert.bind(4, Int64(event.eventClass.uid))
-        insert.bind(5, Int64(event.severity.rawValue))
-        insert.bind(6, body)
-        if try insert.step() {
+    /// Inserts an event unless its UUID is stored already; returns its id and whether it is new.
+    /// The lookup comes first so a repeated append never consumes an id (AUTOINCREMENT would).
+    private static func insert(_ event: Event, body: [UInt8], into connection: Connection) throws(StoreError) -> (Int64, Bool) {
+        let uuid = event.id.uuidString.lowercased()
+        let existing = try connection.withStatement("SELECT id FROM events WHERE uuid = ?") { (select) throws(StoreError) -> Int64? in
+            select.bind(1, uuid)
+            return try select.step() ? select.int64(0) : nil
+        }
+        if let existing { return (existing, false) }
+        let id = try connection.withStatement(
+            "INSERT INTO events (uuid, time_ms, kind, class_uid, severity_id, body) VALUES (?, ?, ?, ?, ?, ?) RETURNING id"
+        ) { (insert) throws(StoreError) -> Int64 in
+            insert.bind(1, uuid)
+            insert.bind(2, EventCoding.milliseconds(event.time))
+            insert.bind(3, event.kind)
+            insert.bind(4, Int64(event.eventClass.uid))
+            insert.bind(5, Int64(event.severity.rawValue))
+            insert.bind(6, body)
+            guard try insert.step() else { throw StoreError(.sqlite, "insert returned no id") }
             let id = insert.int64(0)
             try insert.run()
             return id
         }
-        let existing = try connection.prepare("SELECT id FROM events WHERE uuid = ?")
-        existing.bind(1, event.id.uuidString.lowercased())
-        guard try existing.step() else { throw StoreError(.sqlite, "event \(event.id) neither inserted nor found") }
-        return existing.int64(0)
+        return (id, true)
     }
 
     /// Brings stored bytes back under 90% of the cap: oldest uploaded events first, then — as a
@@ -310,7 +349,7 @@ public final class Journal: Sendable {
         }
         _ = try insert(event, body: body, into: connection)
         do {
-            let record = try JSONEncoder().encode(JSONValue.object(details.merging(["at_ms": .int(Int64(now.timeIntervalSince1970 * 1000))]) { $1 }))
+            let record = try JSONEncoder().encode(JSONValue.object(details.merging(["at_ms": .int(EventCoding.milliseconds(now))]) { $1 }))
             try setState(lossStateKey, Array(record), now: now, in: connection)
         } catch let error as StoreError {
             throw error
@@ -330,30 +369,34 @@ public final class Journal: Sendable {
     private static func evict(
         uploaded: Bool, before limitID: Int64, bytes: inout Int64, target: Int64, in connection: Connection
     ) throws(StoreError) -> Evicted {
-        let select = try connection.prepare(
+        var remaining = bytes
+        let evicted = try connection.withStatement(
             "SELECT id, length(body), time_ms FROM events WHERE uploaded = ? AND id < ? ORDER BY id"
-        )
-        select.bind(1, uploaded ? 1 : 0)
-        select.bind(2, limitID)
-        var evicted = Evicted()
-        while bytes > target, try select.step() {
-            let id = select.int64(0)
-            if evicted.count == 0 {
-                evicted.firstID = id
-                evicted.oldestTime = select.int64(2)
+        ) { (select) throws(StoreError) -> Evicted in
+            select.bind(1, uploaded ? 1 : 0)
+            select.bind(2, limitID)
+            var evicted = Evicted()
+            while remaining > target, try select.step() {
+                let id = select.int64(0)
+                if evicted.count == 0 {
+                    evicted.firstID = id
+                    evicted.oldestTime = select.int64(2)
+                }
+                evicted.lastID = id
+                evicted.newestTime = select.int64(2)
+                evicted.count += 1
+                remaining -= select.int64(1)
             }
-            evicted.lastID = id
-            evicted.newestTime = select.int64(2)
-            evicted.count += 1
-            bytes -= select.int64(1)
+            return evicted
         }
-        select.reset()
         guard evicted.count > 0 else { return evicted }
-        let delete = try connection.prepare("DELETE FROM events WHERE uploaded = ? AND id BETWEEN ? AND ?")
-        delete.bind(1, uploaded ? 1 : 0)
-        delete.bind(2, evicted.firstID)
-        delete.bind(3, evicted.lastID)
-        try delete.run()
+        try connection.withStatement("DELETE FROM events WHERE uploaded = ? AND id BETWEEN ? AND ?") { (delete) throws(StoreError) in
+            delete.bind(1, uploaded ? 1 : 0)
+            delete.bind(2, evicted.firstID)
+            delete.bind(3, evicted.lastID)
+            try delete.run()
+        }
+        bytes = remaining
         return evicted
     }
 
@@ -380,27 +423,28 @@ public final class Journal: Sendable {
 
     private func query(_ sql: String, _ after: Int64, _ limit: Int) throws(StoreError) -> [JournalEntry] {
         try connection.withLock { (connection) throws(StoreError) -> [JournalEntry] in
-            let statement = try connection.prepare(sql)
-            statement.bind(1, after)
-            statement.bind(2, Int64(limit))
-            var entries: [JournalEntry] = []
-            while try statement.step() {
-                let uuidText = statement.text(1) ?? ""
-                guard let uuid = UUID(uuidString: uuidText) else {
-                    throw StoreError(.encoding, "event \(statement.int64(0)) has a malformed uuid \(uuidText)")
-                }
-                entries.append(
-                    JournalEntry(
-                        id: statement.int64(0),
-                        uuid: uuid,
-                        time: Date(timeIntervalSince1970: Double(statement.int64(2)) / 1000),
-                        kind: statement.text(3) ?? "",
-                        uploaded: statement.int64(4) != 0,
-                        body: statement.blob(5)
+            try connection.withStatement(sql) { (statement) throws(StoreError) -> [JournalEntry] in
+                statement.bind(1, after)
+                statement.bind(2, Int64(limit))
+                var entries: [JournalEntry] = []
+                while try statement.step() {
+                    let uuidText = statement.text(1) ?? ""
+                    guard let uuid = UUID(uuidString: uuidText) else {
+                        throw StoreError(.encoding, "event \(statement.int64(0)) has a malformed uuid \(uuidText)")
+                    }
+                    entries.append(
+                        JournalEntry(
+                            id: statement.int64(0),
+                            uuid: uuid,
+                            time: Date(timeIntervalSince1970: Double(statement.int64(2)) / 1000),
+                            kind: statement.text(3) ?? "",
+                            uploaded: statement.int64(4) != 0,
+                            body: statement.blob(5)
+                        )
                     )
-                )
+                }
+                return entries
             }
-            return entries
         }
     }
 
@@ -410,13 +454,14 @@ public final class Journal: Sendable {
         guard !ids.isEmpty else { return 0 }
         return try connection.withLock { (connection) throws(StoreError) -> Int in
             try connection.transaction { () throws(StoreError) -> Int in
-                let update = try connection.prepare("UPDATE events SET uploaded = 1 WHERE id = ? AND uploaded = 0")
                 var changed = 0
                 for id in ids {
-                    update.reset()
-                    update.bind(1, id)
-                    try update.run()
-                    changed += update.changes
+                    changed += try connection.withStatement("UPDATE events SET uploaded = 1 WHERE id = ? AND uploaded = 0") {
+                        (update) throws(StoreError) -> Int in
+                        update.bind(1, id)
+                        try update.run()
+                        return update.changes
+                    }
                 }
                 return changed
             }
@@ -426,23 +471,23 @@ public final class Journal: Sendable {
     /// Counters for status and posture.
     public func stats() throws(StoreError) -> JournalStats {
         try connection.withLock { (connection) throws(StoreError) -> JournalStats in
-            let meta = try connection.prepare(
+            let schemaVersion = try connection.int64("PRAGMA user_version")
+            return try connection.withStatement(
                 "SELECT events, event_bytes, evicted_uploaded, lost_unuploaded, "
                     + "(SELECT count(*) FROM events WHERE uploaded = 0), "
                     + "(SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events') FROM journal_meta"
-            )
-            guard try meta.step() else { throw StoreError(.sqlite, "journal_meta is empty") }
-            let stats = JournalStats(
-                events: meta.int64(0),
-                eventBytes: meta.int64(1),
-                pendingUpload: meta.int64(4),
-                lastID: meta.int64(5),
-                evictedUploaded: meta.int64(2),
-                lostUnuploaded: meta.int64(3),
-                schemaVersion: try connection.int64("PRAGMA user_version")
-            )
-            meta.reset()
-            return stats
+            ) { (meta) throws(StoreError) -> JournalStats in
+                guard try meta.step() else { throw StoreError(.sqlite, "journal_meta is empty") }
+                return JournalStats(
+                    events: meta.int64(0),
+                    eventBytes: meta.int64(1),
+                    pendingUpload: meta.int64(4),
+                    lastID: meta.int64(5),
+                    evictedUploaded: meta.int64(2),
+                    lostUnuploaded: meta.int64(3),
+                    schemaVersion: schemaVersion
+                )
+            }
         }
     }
 
@@ -466,12 +511,10 @@ public final class Journal: Sendable {
     /// The stored value for `key`, or nil.
     public func state(_ key: String) throws(StoreError) -> [UInt8]? {
         try connection.withLock { (connection) throws(StoreError) -> [UInt8]? in
-            let select = try connection.prepare("SELECT value FROM state WHERE key = ?")
-            select.bind(1, key)
-            guard try select.step() else { return nil }
-            let value = select.blob(0)
-            select.reset()
-            return value
+            try connection.withStatement("SELECT value FROM state WHERE key = ?") { (select) throws(StoreError) -> [UInt8]? in
+                select.bind(1, key)
+                return try select.step() ? select.blob(0) : nil
+            }
         }
     }
 
@@ -489,10 +532,11 @@ public final class Journal: Sendable {
     @discardableResult
     public func removeState(_ key: String) throws(StoreError) -> Bool {
         try connection.withLock { (connection) throws(StoreError) -> Bool in
-            let delete = try connection.prepare("DELETE FROM state WHERE key = ?")
-            delete.bind(1, key)
-            try delete.run()
-            return delete.changes > 0
+            try connection.withStatement("DELETE FROM state WHERE key = ?") { (delete) throws(StoreError) -> Bool in
+                delete.bind(1, key)
+                try delete.run()
+                return delete.changes > 0
+            }
         }
     }
 
@@ -527,13 +571,14 @@ public final class Journal: Sendable {
     }
 
     private static func setState(_ key: String, _ value: [UInt8], now: Date, in connection: Connection) throws(StoreError) {
-        let upsert = try connection.prepare(
+        try connection.withStatement(
             "INSERT INTO state (key, value, updated_ms) VALUES (?, ?, ?) "
                 + "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms"
-        )
-        upsert.bind(1, key)
-        upsert.bind(2, value)
-        upsert.bind(3, Int64(now.timeIntervalSince1970 * 1000))
-        try upsert.run()
+        ) { (upsert) throws(StoreError) in
+            upsert.bind(1, key)
+            upsert.bind(2, value)
+            upsert.bind(3, EventCoding.milliseconds(now))
+            try upsert.run()
+        }
     }
 }

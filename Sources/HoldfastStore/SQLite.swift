@@ -8,10 +8,11 @@ final class Connection {
     let path: String
     private var statements: [String: Statement] = [:]
 
-    init(path: String) throws(StoreError) {
+    init(path: String, readOnly: Bool = false) throws(StoreError) {
         self.path = path
         var db: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW
+        let access = readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+        let flags = access | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW
         let result = sqlite3_open_v2(path, &db, flags, nil)
         guard result == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
@@ -41,18 +42,22 @@ final class Connection {
         }
     }
 
-    /// A prepared statement, cached per SQL text and reset before it is handed out.
-    func prepare(_ sql: String) throws(StoreError) -> Statement {
+    /// Runs `body` with a prepared statement (cached per SQL text) and resets it afterwards,
+    /// whatever happens: a statement left mid-result holds a read transaction open, which pins a
+    /// stale snapshot (SQLITE_BUSY_SNAPSHOT on the next write) and blocks WAL checkpoints.
+    func withStatement<Result>(_ sql: String, _ body: (Statement) throws(StoreError) -> Result) throws(StoreError) -> Result {
+        let statement: Statement
         if let cached = statements[sql] {
-            cached.reset()
-            return cached
+            statement = cached
+        } else {
+            var prepared: OpaquePointer?
+            let result = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &prepared, nil)
+            guard result == SQLITE_OK, let prepared else { throw error(result, "prepare") }
+            statement = Statement(handle: prepared, connection: self)
+            statements[sql] = statement
         }
-        var statement: OpaquePointer?
-        let result = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
-        guard result == SQLITE_OK, let statement else { throw error(result, "prepare") }
-        let prepared = Statement(handle: statement, connection: self)
-        statements[sql] = prepared
-        return prepared
+        defer { statement.reset() }
+        return try body(statement)
     }
 
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`, rolling back if it throws.
@@ -70,19 +75,18 @@ final class Connection {
 
     /// Every row of a single-column text query (PRAGMA answers).
     func strings(_ sql: String) throws(StoreError) -> [String] {
-        let statement = try prepare(sql)
-        var rows: [String] = []
-        while try statement.step() { rows.append(statement.text(0) ?? "") }
-        return rows
+        try withStatement(sql) { (statement) throws(StoreError) -> [String] in
+            var rows: [String] = []
+            while try statement.step() { rows.append(statement.text(0) ?? "") }
+            return rows
+        }
     }
 
     func int64(_ sql: String) throws(StoreError) -> Int64 {
-        let statement = try prepare(sql)
-        guard try statement.step() else { throw StoreError(.sqlite, "no row for \(sql)") }
-        let value = statement.int64(0)
-        // An unfinished statement holds a read transaction open; finish it now.
-        statement.reset()
-        return value
+        try withStatement(sql) { (statement) throws(StoreError) -> Int64 in
+            guard try statement.step() else { throw StoreError(.sqlite, "no row for \(sql)") }
+            return statement.int64(0)
+        }
     }
 
     func error(_ result: Int32, _ what: String) -> StoreError {

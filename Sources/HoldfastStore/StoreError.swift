@@ -3,6 +3,8 @@ public struct StoreError: Error, Equatable, CustomStringConvertible {
     public enum Code: Sendable, Equatable {
         /// The database file or its directory is not private to its owner.
         case insecureFile
+        /// There is no journal where one was expected.
+        case notFound
         /// The database was written by a newer Holdfast (its schema version is unknown here).
         case schemaTooNew
         /// An event or state value could not be encoded or decoded.

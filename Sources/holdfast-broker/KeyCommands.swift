@@ -21,12 +21,22 @@ struct KeyGenerate: Subcommand {
     init(_ arguments: ParsedArguments) throws(UsageError) {
         out = try arguments.required("out")
         force = arguments.flag("force")
-        guard arguments.positionals.isEmpty else { throw UsageError("unexpected argument \(arguments.positionals[0])") }
+        try arguments.noPositionals()
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
-        if !force, access(out, F_OK) == 0 {
+        var info = stat()
+        // lstat: a dangling symbolic link at the path counts as "exists" too.
+        if !force, lstat(out, &info) == 0 {
             throw CommandFailure("\(out) exists; refusing to replace a key (use --force)")
+        }
+        if let slash = out.lastIndex(of: "/"), slash != out.startIndex {
+            let directory = String(out[..<slash])
+            if lstat(directory, &info) != 0 {
+                try SecureFile.ensurePrivateDirectory(directory)
+            } else if info.st_mode & 0o002 != 0 {
+                throw CommandFailure("\(directory) is writable by everyone; put the key somewhere private")
+            }
         }
         let key = try SigningKey.generate()
         try key.save(to: out)
@@ -51,6 +61,7 @@ struct KeyPublic: Subcommand {
         key = try arguments.required("key")
         format = arguments.value("format") ?? "jwks"
         guard ["jwks", "jwk", "pem"].contains(format) else { throw UsageError("--format must be jwks, jwk or pem") }
+        try arguments.noPositionals()
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
@@ -110,8 +121,9 @@ struct Sign: Subcommand {
 
     func run(_ context: CommandContext) throws -> ExitCode {
         let signingKey = try SigningKey.load(from: key)
-        let payload = try InputFile.read(input, context: context)
+        let payload = try InputFile.read(input, context: context, limit: JWS.maximumSize / 2)
         guard jwt else {
+            guard !payload.isEmpty else { throw CommandFailure("the input is empty; nothing to sign", exitCode: .dataError) }
             let header = JWSHeader(keyID: signingKey.publicKey.thumbprint, type: type)
             context.line(try JWS.sign(payload, with: signingKey, header: header))
             return .success
@@ -122,15 +134,27 @@ struct Sign: Subcommand {
         } catch {
             throw CommandFailure("the claims input is not a JSON object", exitCode: .dataError)
         }
+        if let duplicate = JSONDuplicateKeys.first(in: payload) {
+            throw CommandFailure("the claims name \"\(duplicate)\" twice", exitCode: .dataError)
+        }
         let now = Date()
-        var claims = try JSONDecoder().decode(JWTClaims.self, from: try JSONEncoder().encode(other))
+        var claims: JWTClaims
+        do {
+            claims = try JSONDecoder().decode(JWTClaims.self, from: try JSONEncoder().encode(other))
+        } catch {
+            throw CommandFailure("the claims are not a valid claims set (iss, sub, jti strings; aud a string or strings; dates numbers)", exitCode: .dataError)
+        }
         claims.issuer = issuer ?? claims.issuer
         claims.subject = subject ?? claims.subject
         claims.audience = audience.map { [$0] } ?? claims.audience
         claims.issuedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         claims.expiresAt = claims.issuedAt.map { $0 + Double(lifetime) }
         claims.id = try SecureRandom.token(bytes: 16)
-        context.line(try JWT.sign(claims, with: signingKey, type: type ?? "JWT"))
+        do {
+            context.line(try JWT.sign(claims, with: signingKey, type: type ?? "JWT"))
+        } catch {
+            throw CommandFailure("cannot sign these claims: \(error.message)", exitCode: .dataError)
+        }
         return .success
     }
 }
@@ -150,7 +174,12 @@ struct Fingerprint: Subcommand {
 
     func run(_ context: CommandContext) throws -> ExitCode {
         let bytes = try InputFile.read(certificate, context: context)
-        let fingerprint = try CertificateFingerprint.sha256(of: bytes)
+        let fingerprint: [UInt8]
+        do {
+            fingerprint = try CertificateFingerprint.sha256(of: bytes)
+        } catch {
+            throw CommandFailure("\(certificate) is not a PEM or DER certificate", exitCode: .dataError)
+        }
         context.line("sha256:\(Hex.encode(fingerprint))")
         return .success
     }

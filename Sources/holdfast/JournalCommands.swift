@@ -13,10 +13,11 @@ enum JournalOptions {
     )
     static let json = OptionSpec("json", help: "print JSON")
 
-    static func open(_ arguments: String?) throws -> Journal {
+    /// Opens an existing journal; only `journal note` may create one.
+    static func open(_ arguments: String?, create: Bool = false) throws -> Journal {
         let directory = arguments ?? JournalConfiguration.defaultDirectory
         do {
-            return try Journal(configuration: JournalConfiguration(directory: directory))
+            return try Journal(configuration: JournalConfiguration(directory: directory), create: create)
         } catch {
             throw CommandFailure("cannot open the journal in \(directory): \(error)", exitCode: .unavailable)
         }
@@ -47,6 +48,7 @@ struct JournalTail: Subcommand {
         stateDirectory = arguments.value("state-dir")
         lines = try arguments.positiveInteger("lines") ?? 20
         json = arguments.flag("json")
+        try arguments.noPositionals()
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
@@ -61,7 +63,9 @@ struct JournalTail: Subcommand {
                 let event = try entry.event()
                 let time = event.time.formatted(.iso8601)
                 let mark = entry.uploaded ? "uploaded" : "pending"
-                context.line("\(entry.id)\t\(time)\t\(event.severity.name)\t\(event.kind)\t\(mark)\t\(event.message)")
+                // Messages come from users and devices: escape control characters so one event
+                // cannot print as several, or drive the terminal.
+                context.line("\(entry.id)\t\(time)\t\(event.severity.name)\t\(Printable.escape(event.kind))\t\(mark)\t\(Printable.escape(event.message))")
             }
         }
         return .success
@@ -80,6 +84,7 @@ struct JournalStatsCommand: Subcommand {
     init(_ arguments: ParsedArguments) throws(UsageError) {
         stateDirectory = arguments.value("state-dir")
         json = arguments.flag("json")
+        try arguments.noPositionals()
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
@@ -109,10 +114,13 @@ struct JournalCheck: Subcommand {
 
     init(_ arguments: ParsedArguments) throws(UsageError) {
         stateDirectory = arguments.value("state-dir")
+        try arguments.noPositionals()
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
-        let findings = try JournalOptions.open(stateDirectory).integrityCheck()
+        // Checked without opening it as a journal, so a damaged file is reported, not refused.
+        let directory = stateDirectory ?? JournalConfiguration.defaultDirectory
+        let findings = Journal.integrityCheck(path: JournalConfiguration(directory: directory).path)
         for finding in findings { context.line(finding) }
         return findings == ["ok"] ? .success : .failure
     }
@@ -137,7 +145,7 @@ struct JournalNote: Subcommand {
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
-        let journal = try JournalOptions.open(stateDirectory)
+        let journal = try JournalOptions.open(stateDirectory, create: true)
         let uid = getuid()
         let name = getpwuid(uid).flatMap { $0.pointee.pw_name.map { String(cString: $0) } }
         let event = Event(
@@ -153,5 +161,21 @@ struct JournalNote: Subcommand {
         let id = try journal.append(event)
         context.line("journaled as event \(id) (\(event.id.uuidString.lowercased()))")
         return .success
+    }
+}
+
+/// Text from events made safe for a terminal line.
+enum Printable {
+    /// Control characters (C0, DEL, C1) written as `\u{XX}` escapes; everything else as is.
+    static func escape(_ text: String) -> String {
+        var output = ""
+        for scalar in text.unicodeScalars {
+            if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
+                output += "\\u{" + String(scalar.value, radix: 16) + "}"
+            } else {
+                output.unicodeScalars.append(scalar)
+            }
+        }
+        return output
     }
 }

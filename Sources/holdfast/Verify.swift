@@ -37,7 +37,7 @@ struct Verify: Subcommand {
         audience = arguments.value("aud")
         issuer = arguments.value("iss")
         type = arguments.value("typ")
-        leeway = try arguments.duration("leeway") ?? 60
+        leeway = try arguments.duration("leeway", allowZero: true) ?? 60
         json = arguments.flag("json")
         guard arguments.positionals.count <= 1 else { throw UsageError("one document at most") }
         input = arguments.positionals.first ?? "-"
@@ -71,7 +71,10 @@ struct Verify: Subcommand {
 
     private func trustedKeys(_ context: CommandContext) throws -> VerifyingKeySet {
         if let jwks {
-            let bytes = try InputFile.read(jwks, context: context)
+            let bytes = try InputFile.read(jwks, context: context, limit: 1 << 20)
+            if let duplicate = JSONDuplicateKeys.first(in: bytes) {
+                throw CommandFailure("\(jwks) names \"\(duplicate)\" twice", exitCode: .dataError)
+            }
             let set: JWKSet
             do {
                 set = try JSONDecoder().decode(JWKSet.self, from: Data(bytes))
@@ -81,7 +84,7 @@ struct Verify: Subcommand {
             return try VerifyingKeySet(jwks: set)
         }
         let path = publicKey ?? "-"
-        return VerifyingKeySet([try VerifyingKey(pem: try InputFile.read(path, context: context))])
+        return VerifyingKeySet([try VerifyingKey(pem: try InputFile.read(path, context: context, limit: 1 << 20))])
     }
 
     /// The token itself when the argument looks like one, else a file (or stdin) holding it.
@@ -90,7 +93,7 @@ struct Verify: Subcommand {
         if input != "-", input.split(separator: ".", omittingEmptySubsequences: false).count == 3, !input.contains("/") {
             bytes = Array(input.utf8)
         } else {
-            bytes = try InputFile.read(input, context: context)
+            bytes = try InputFile.read(input, context: context, limit: JWS.maximumSize + 1)
         }
         // One trailing newline is how shells and files end a line; anything else is data.
         if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }

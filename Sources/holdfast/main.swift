@@ -5,10 +5,13 @@ CommandTable(
     toolName: "holdfast",
     summary: "Holdfast endpoint enforcement: inspect and operate the agent",
     commands: [
+        Status.self,
+        Reload.self,
         Verify.self,
         JournalTail.self,
         JournalStatsCommand.self,
         JournalCheck.self,
         JournalNote.self,
-    ]
+    ],
+    globalOptions: [Daemon.socketOption]
 ).main()

@@ -1,8 +1,79 @@
-// holdfastd: the Holdfast agent. This file only wires subcommands.
+// holdfastd: the Holdfast agent. This file only parses arguments and hands over to HoldfastAgent.
+import HoldfastAgent
 import HoldfastCommandLine
+import HoldfastCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
-CommandTable(
-    toolName: "holdfastd",
-    summary: "the Holdfast agent daemon",
-    commands: []
-).main()
+let options = [
+    OptionSpec("config", value: "PATH", help: "configuration file (default \(AgentConfiguration.defaultPath)); runs in the foreground"),
+    OptionSpec("check-config", value: "PATH", help: "validate a configuration file as the daemon would and exit (0 valid, 1 refused)"),
+    OptionSpec("log-level", value: "LEVEL", help: "override the configured log level: error, warning, notice, info, debug"),
+    OptionSpec("version", help: "print the version"),
+    OptionSpec("help", help: "this text"),
+]
+
+func usage() -> String {
+    var text = "holdfastd \(HoldfastVersion.current) — the Holdfast agent daemon\n\n"
+    text += "Usage: holdfastd [--config PATH] [--log-level LEVEL]\n       holdfastd --check-config PATH\n\nOptions:\n"
+    for option in options {
+        let label = "--" + option.name + (option.value.map { " " + $0 } ?? "")
+        text += "  " + label + String(repeating: " ", count: max(2, 22 - label.count)) + option.help + "\n"
+    }
+    text += "\nSignals: SIGHUP reloads configuration and policy; SIGTERM stops within 2 s.\n"
+    return text
+}
+
+func write(_ descriptor: Int32, _ text: String) {
+    _ = text.withCString { Glibc.write(descriptor, $0, strlen($0)) }
+}
+
+let arguments: ParsedArguments
+do {
+    arguments = try ParsedArguments(Array(CommandLine.arguments.dropFirst()), options: options)
+} catch {
+    write(2, "holdfastd: \(error.message); see 'holdfastd --help'\n")
+    exit(64)
+}
+if arguments.flag("help") {
+    write(1, usage())
+    exit(0)
+}
+if arguments.flag("version") {
+    write(1, "holdfastd \(HoldfastVersion.current)\n")
+    exit(0)
+}
+if !arguments.positionals.isEmpty {
+    write(2, "holdfastd: unexpected argument '\(arguments.positionals[0])'; see 'holdfastd --help'\n")
+    exit(64)
+}
+var logLevel: LogLevel?
+if let name = arguments.value("log-level") {
+    guard let level = LogLevel(name: name) else {
+        write(2, "holdfastd: --log-level must be one of \(LogLevel.allCases.map(\.name).joined(separator: ", "))\n")
+        exit(64)
+    }
+    logLevel = level
+}
+if let path = arguments.value("check-config") {
+    do {
+        _ = try AgentConfigurationParser.load(path, requireRootOwned: true)
+        write(1, "\(path): ok\n")
+        exit(0)
+    } catch {
+        write(2, "\(error)\n")
+        exit(1)
+    }
+}
+
+var environment: [String: String] = [:]
+for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+    if let value = getenv(name) { environment[name] = String(cString: value) }
+}
+let code = await Daemon.run(
+    configurationPath: arguments.value("config") ?? AgentConfiguration.defaultPath,
+    logLevel: logLevel,
+    environment: environment
+)
+exit(code)

@@ -140,3 +140,67 @@ import Testing
         #expect(result.stdout == "sha256:\(expected)\n")
     }
 }
+
+/// CLI edge cases found by review.
+@Suite struct CommandLineRegressionTests {
+    let holdfast = Products.path("holdfast")
+    let broker = Products.path("holdfast-broker")
+
+    @Test func refusesSingleDashOptions() throws {
+        let result = try runProcess(holdfast, ["journal", "stats", "-x"])
+        #expect(result.status == 64)
+    }
+
+    @Test func refusesEmptyOptionValues() throws {
+        let result = try runProcess(broker, ["key", "generate", "--out="])
+        #expect(result.status == 64)
+        #expect(result.stderr.contains("--out needs a non-empty value"))
+    }
+
+    @Test func namesTheSubcommandsOfAGroup() throws {
+        let result = try runProcess(holdfast, ["journal"])
+        #expect(result.status == 64)
+        #expect(result.stderr.contains("needs a subcommand: tail, stats, check, note"))
+    }
+
+    @Test func takesEverythingAfterDoubleDashAsArguments() throws {
+        let directory = TemporaryDirectory()
+        let state = directory.file("state")
+        #expect(try runProcess(holdfast, ["journal", "note", "--state-dir", state, "--", "--help"]).status == 0)
+        let tail = try runProcess(holdfast, ["journal", "tail", "--state-dir", state])
+        #expect(tail.stdout.hasSuffix("\t--help\n"))
+    }
+
+    @Test func escapesControlCharactersInTheTextView() throws {
+        let directory = TemporaryDirectory()
+        let state = directory.file("state")
+        #expect(try runProcess(holdfast, ["journal", "note", "--state-dir", state, "fine\n99\tforged\u{1b}[31m"]).status == 0)
+        let tail = try runProcess(holdfast, ["journal", "tail", "--state-dir", state])
+        #expect(tail.stdout.split(separator: "\n").count == 1)
+        #expect(tail.stdout.contains(#"fine\u{a}99\u{9}forged\u{1b}[31m"#))
+    }
+
+    @Test func readVerbsDoNotCreateAJournal() throws {
+        let directory = TemporaryDirectory()
+        let result = try runProcess(holdfast, ["journal", "stats", "--state-dir", directory.file("typo")])
+        #expect(result.status == 69)
+        #expect(result.stderr.contains("no journal at"))
+        #expect(!FileManager.default.fileExists(atPath: directory.file("typo")))
+    }
+
+    @Test func refusesToSignNothing() throws {
+        let directory = TemporaryDirectory()
+        #expect(try runProcess(broker, ["key", "generate", "--out", directory.file("k")]).status == 0)
+        let result = try runProcess(broker, ["sign", "--key", directory.file("k")], stdin: "")
+        #expect(result.status == 65)
+    }
+
+    @Test func refusesANonRegularInputFile() throws {
+        let directory = TemporaryDirectory()
+        #expect(try runProcess(broker, ["key", "generate", "--out", directory.file("k")]).status == 0)
+        #expect(try runProcess(broker, ["key", "public", "--key", directory.file("k")]).status == 0)
+        let result = try runProcess(holdfast, ["verify", "--jwks", "/dev/zero", "a.b.c"])
+        #expect(result.status == 65)
+        #expect(result.stderr.contains("not a regular file"))
+    }
+}

@@ -1,0 +1,230 @@
+import FoundationEssentials
+public import HoldfastCore
+public import HoldfastStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The agent's state and its control verbs: configuration, policy, journal, services.
+public actor Agent: ControlHandler {
+    public let configurationPath: String
+    public private(set) var configuration: AgentConfiguration
+    public private(set) var policy: ActivePolicy
+    public let journal: Journal
+    public let supervisor: Supervisor
+    let logger: Logger
+    let clock: any TimeSource
+    let startedAt: Date
+    private var lastReload: (at: Date, ok: Bool, messages: [String])?
+
+    /// Builds the agent: loads the policy (file, else last good, else built-in) and journals the start.
+    public init(
+        configurationPath: String,
+        configuration: AgentConfiguration,
+        journal: Journal,
+        supervisor: Supervisor,
+        logger: Logger,
+        clock: any TimeSource = SystemTimeSource()
+    ) {
+        self.configurationPath = configurationPath
+        self.configuration = configuration
+        self.journal = journal
+        self.supervisor = supervisor
+        self.logger = logger
+        self.clock = clock
+        startedAt = clock.now()
+        let loader = PolicyLoader(journal: journal)
+        switch loader.load(configuration.policyFile, now: startedAt) {
+        case .loaded(let active):
+            policy = active
+        case .refused(let reason, let fallback):
+            policy = fallback
+            logger.error("policy refused; using the \(fallback.source.rawValue) policy", ("reason", reason))
+            Self.record(journal, logger, Self.policyRefusedEvent(reason: reason, fallback: fallback, at: startedAt))
+        }
+        logger.notice(
+            "policy in force", ("policy.source", policy.source.rawValue), ("policy.sha256", String(policy.digest.prefix(16)))
+        )
+    }
+
+    // MARK: Verbs
+
+    /// The verbs this agent answers, with their class.
+    static let verbs: [String: VerbClass] = [
+        "ping": .read,
+        "status": .read,
+        "reload": .admin,
+    ]
+
+    public func verbClass(_ verb: String) -> VerbClass? { Self.verbs[verb] }
+
+    public func handle(_ request: ControlRequest, from peer: PeerCredentials) async -> ControlResponse {
+        switch request.verb {
+        case "ping":
+            return .success(.object(["pong": true]))
+        case "status":
+            return .success(await status())
+        case "reload":
+            let outcome = reload(trigger: "control (uid \(peer.uid), pid \(peer.pid))")
+            let object: JSONValue = .object(["reloaded": .bool(outcome.ok), "messages": .array(outcome.messages.map(JSONValue.string))])
+            return outcome.ok ? .success(object) : .failure(.failed, outcome.messages.joined(separator: "; "))
+        default:
+            return .failure(.unknownVerb, "unknown verb '\(request.verb)'")
+        }
+    }
+
+    public func denied(_ request: ControlRequest, from peer: PeerCredentials, reason: String) {
+        let event = Event(
+            kind: "control.denied",
+            eventClass: .apiActivity,
+            activityID: 99,
+            activityName: request.verb,
+            time: clock.now(),
+            severity: .medium,
+            status: .failure,
+            message: "refused control verb '\(request.verb)' from uid \(peer.uid): \(reason)",
+            actor: Self.actor(for: peer),
+            details: ["verb": .string(request.verb), "peer_uid": .int(Int64(peer.uid)), "peer_pid": .int(Int64(peer.pid))]
+        )
+        Self.record(journal, logger, event)
+    }
+
+    /// Everything `holdfast status` shows.
+    public func status() async -> JSONValue {
+        let now = clock.now()
+        var services: [JSONValue] = []
+        for service in await supervisor.snapshot() {
+            var row: [String: JSONValue] = [
+                "name": .string(service.name), "state": .string(service.state.name), "restarts": .int(Int64(service.restarts)),
+            ]
+            if let error = service.lastError { row["last_error"] = .string(error) }
+            services.append(.object(row))
+        }
+        var journalStatus: JSONValue = .null
+        if let stats = try? journal.stats() {
+            journalStatus = .object([
+                "path": .string(journal.configuration.path),
+                "events": .int(stats.events),
+                "event_bytes": .int(stats.eventBytes),
+                "max_bytes": .int(Int64(journal.configuration.maximumEventBytes)),
+                "pending_upload": .int(stats.pendingUpload),
+                "lost_unuploaded": .int(stats.lostUnuploaded),
+                "last_id": .int(stats.lastID),
+            ])
+        }
+        var policyStatus: [String: JSONValue] = [
+            "source": .string(policy.source.rawValue),
+            "path": .string(configuration.policyFile),
+            "sha256": .string(policy.digest),
+            "loaded_at": .string(policy.loadedAt.formatted(.iso8601)),
+        ]
+        if let version = policy.policy.version { policyStatus["version"] = .int(version) }
+        var result: [String: JSONValue] = [
+            "version": .string(HoldfastVersion.current),
+            "pid": .int(Int64(getpid())),
+            "started_at": .string(startedAt.formatted(.iso8601)),
+            "uptime_seconds": .int(Int64(now.timeIntervalSince(startedAt))),
+            "config": .object(["path": .string(configurationPath), "log_level": .string(logger.level.name)]),
+            "policy": .object(policyStatus),
+            "enrollment": .object(["state": "unenrolled"]),
+            "services": .array(services),
+            "journal": journalStatus,
+        ]
+        if let lastReload {
+            result["last_reload"] = .object([
+                "at": .string(lastReload.at.formatted(.iso8601)), "ok": .bool(lastReload.ok),
+                "messages": .array(lastReload.messages.map(JSONValue.string)),
+            ])
+        }
+        return .object(result)
+    }
+
+    // MARK: Reload
+
+    public struct ReloadOutcome: Sendable {
+        public let ok: Bool
+        public let messages: [String]
+    }
+
+    /// Re-reads the configuration and the policy. A bad new configuration or policy is logged and
+    /// journaled, and the one in force stays.
+    @discardableResult
+    public func reload(trigger: String) -> ReloadOutcome {
+        let now = clock.now()
+        var messages: [String] = []
+        var ok = true
+        do {
+            let fresh = try AgentConfigurationParser.load(configurationPath, requireRootOwned: true)
+            for (name, old, new) in [
+                ("agent.state_dir", configuration.stateDirectory, fresh.stateDirectory),
+                ("agent.control_socket", configuration.controlSocket, fresh.controlSocket),
+                ("journal.max_size", "\(configuration.journalMaximumBytes)", "\(fresh.journalMaximumBytes)"),
+            ] where old != new {
+                messages.append("\(name) changed; it takes effect at the next start")
+            }
+            if fresh.logLevel != configuration.logLevel { logger.level = fresh.logLevel }
+            configuration = fresh
+        } catch {
+            ok = false
+            messages.append("configuration refused, the previous one stays: \(error)")
+            logger.error("configuration refused on reload; keeping the previous one", ("error", "\(error)"))
+        }
+        switch PolicyLoader(journal: journal).load(configuration.policyFile, now: now) {
+        case .loaded(let active):
+            if active.digest != policy.digest { messages.append("policy changed to sha256 \(active.digest.prefix(16))") }
+            policy = active
+        case .refused(let reason, _):
+            ok = false
+            messages.append("policy refused, the previous one stays: \(reason)")
+            logger.error("policy refused on reload; keeping the previous one", ("reason", reason))
+            Self.record(journal, logger, Self.policyRefusedEvent(reason: reason, fallback: policy, at: now))
+        }
+        lastReload = (now, ok, messages)
+        let event = Event(
+            kind: ok ? "agent.reload" : "agent.reload_failed",
+            eventClass: .applicationLifecycle,
+            activityID: 5,
+            activityName: "Restart",
+            time: now,
+            severity: ok ? .informational : .high,
+            status: ok ? .success : .failure,
+            message: ok ? "reloaded configuration and policy (\(trigger))" : "reload partly refused (\(trigger)): \(messages.joined(separator: "; "))",
+            details: ["trigger": .string(trigger), "messages": .array(messages.map(JSONValue.string)), "policy_sha256": .string(policy.digest)]
+        )
+        Self.record(journal, logger, event)
+        logger.notice(ok ? "reloaded" : "reload partly refused", ("trigger", trigger))
+        return ReloadOutcome(ok: ok, messages: messages)
+    }
+
+    // MARK: Events
+
+    /// Journals an event; a journal failure is logged (the event is not silently dropped from view).
+    static func record(_ journal: Journal, _ logger: Logger, _ event: Event) {
+        do {
+            try journal.append(event)
+        } catch {
+            logger.error("could not journal an event", ("event.kind", event.kind), ("error", "\(error)"), ("event.message", event.message))
+        }
+    }
+
+    func record(_ event: Event) { Self.record(journal, logger, event) }
+
+    static func policyRefusedEvent(reason: String, fallback: ActivePolicy, at time: Date) -> Event {
+        Event(
+            kind: "policy.refused",
+            eventClass: .deviceConfigStateChange,
+            activityID: 99,
+            activityName: "Refuse",
+            time: time,
+            severity: .high,
+            status: .failure,
+            message: "policy refused (\(reason)); the \(fallback.source.rawValue) policy stays in force",
+            details: ["reason": .string(reason), "in_force": .string(fallback.source.rawValue), "in_force_sha256": .string(fallback.digest)]
+        )
+    }
+
+    static func actor(for peer: PeerCredentials) -> Actor {
+        let name = getpwuid(peer.uid).flatMap { $0.pointee.pw_name.map { String(cString: $0) } }
+        return Actor(user: .init(uid: String(peer.uid), name: name), process: .init(pid: Int(peer.pid)))
+    }
+}

@@ -1,0 +1,106 @@
+import Dispatch
+import FoundationEssentials
+public import HoldfastCore
+import HoldfastStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// holdfastd's life: read the configuration, open the journal, bind the control socket, start the
+/// services, say READY, ping the watchdog, reload on SIGHUP, stop cleanly on SIGTERM.
+public enum Daemon {
+    /// How long services get to stop after SIGTERM (systemd's stop must finish well within 2 s).
+    static let stopDeadline: Duration = .milliseconds(1_500)
+
+    /// Runs until SIGTERM or SIGINT; returns the process exit code.
+    public static func run(configurationPath: String, logLevel: LogLevel?, environment: [String: String]) async -> Int32 {
+        let bootstrap = Logger(level: logLevel ?? .info)
+        let configuration: AgentConfiguration
+        do {
+            configuration = try AgentConfigurationParser.load(configurationPath, requireRootOwned: true)
+        } catch {
+            bootstrap.error("configuration refused: \(error)")
+            return 1
+        }
+        let logger = Logger(level: logLevel ?? configuration.logLevel, handler: bootstrap.handler)
+        let notifier = SystemdNotifier(environment: environment)
+
+        let journal: Journal
+        do {
+            journal = try Journal(configuration: JournalConfiguration(
+                directory: configuration.stateDirectory, maximumEventBytes: configuration.journalMaximumBytes
+            ))
+        } catch {
+            logger.error("cannot open the journal: \(error)", ("state_dir", configuration.stateDirectory))
+            return 1
+        }
+
+        // Signals first: a SIGTERM during start-up must not kill us half-way.
+        let signals = SignalStream.make([SIGTERM, SIGINT, SIGHUP])
+        let supervisor = Supervisor(logger: logger)
+        let agent = Agent(
+            configurationPath: configurationPath, configuration: configuration,
+            journal: journal, supervisor: supervisor, logger: logger
+        )
+        let listener: ControlListener
+        do {
+            listener = try ControlListener(path: configuration.controlSocket)
+        } catch {
+            logger.error("cannot open the control socket: \(error)")
+            return 1
+        }
+        await supervisor.start(ControlService(listener: listener, handler: agent, logger: logger))
+
+        await agent.record(lifecycle("agent.start", activity: 3, "Start", "holdfastd \(HoldfastVersion.current) started (pid \(getpid()))"))
+        logger.notice("holdfastd started", ("version", HoldfastVersion.current), ("control_socket", configuration.controlSocket))
+        notifier?.send("READY=1\nSTATUS=enforcing; policy \(await agent.policy.source.rawValue)\nMAINPID=\(getpid())")
+
+        let watchdog = Task {
+            guard let notifier, let interval = notifier.watchdogInterval else { return }
+            while !Task.isCancelled {
+                // The ping goes out only while the supervisor's actor answers: a wedged agent stops
+                // pinging and systemd restarts it.
+                _ = await supervisor.snapshot()
+                notifier.send("WATCHDOG=1")
+                try? await Task.sleep(for: interval)
+            }
+        }
+
+        for await signal in signals {
+            if signal == SIGHUP {
+                notifier?.send("RELOADING=1")
+                let outcome = await agent.reload(trigger: "SIGHUP")
+                notifier?.send("READY=1\nSTATUS=\(outcome.ok ? "reloaded" : "reload refused; previous configuration in force")")
+                continue
+            }
+            logger.notice("stopping", ("signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"))
+            break
+        }
+
+        notifier?.send("STOPPING=1")
+        // The clean stop must end within 2 s. If a service wedges the cooperative threads, a
+        // Dispatch timer (outside Swift concurrency) ends the process anyway; the journal is
+        // crash-safe, so nothing committed is lost.
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1_900)) {
+            logger.error("clean stop did not finish in time; exiting")
+            _exit(0)
+        }
+        watchdog.cancel()
+        let late = await supervisor.shutdown(deadline: stopDeadline)
+        listener.removeSocketFile()
+        await agent.record(lifecycle(
+            "agent.stop", activity: 4, "Stop",
+            late.isEmpty ? "holdfastd stopped" : "holdfastd stopped; services still stopping: \(late.joined(separator: ", "))"
+        ))
+        logger.notice("holdfastd stopped")
+        return 0
+    }
+
+    static func lifecycle(_ kind: String, activity: Int, _ name: String, _ message: String) -> Event {
+        Event(
+            kind: kind, eventClass: .applicationLifecycle, activityID: activity, activityName: name,
+            time: Date(), severity: .informational, status: .success, message: message,
+            actor: Actor(process: .init(pid: Int(getpid()), name: "holdfastd"))
+        )
+    }
+}

@@ -1,0 +1,92 @@
+public import FoundationEssentials
+public import HoldfastCore
+import HoldfastCrypto
+import HoldfastStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The policy in force and where it came from.
+public struct ActivePolicy: Sendable, Equatable {
+    public enum Source: String, Sendable {
+        /// Read from the local policy file.
+        case file
+        /// The policy file is missing or bad: the last policy accepted before, from the journal's state.
+        case lastGood = "last-good"
+        /// Nothing was ever accepted: every domain at its strict defaults.
+        case builtIn = "built-in"
+    }
+
+    public let policy: Policy
+    public let source: Source
+    /// SHA-256 of the policy's exact bytes, hex.
+    public let digest: String
+    public let loadedAt: Date
+}
+
+/// Loads the standalone policy file, falling back to the last good policy, then to the built-in
+/// default — so a bad file never leaves the agent without a policy, and never loosens it.
+struct PolicyLoader {
+    static let lastGoodKey = "policy.last_good"
+
+    let journal: Journal
+
+    enum Outcome {
+        case loaded(ActivePolicy)
+        /// The file was refused; `fallback` is what stays (or comes) in force.
+        case refused(reason: String, fallback: ActivePolicy)
+    }
+
+    /// Reads `path`. On success the policy is also saved as the last good one.
+    func load(_ path: String, now: Date) -> Outcome {
+        let bytes: [UInt8]
+        switch Self.read(path) {
+        case .success(let read): bytes = read
+        case .failure(let reason): return .refused(reason: "\(path): \(reason)", fallback: fallback(now: now))
+        }
+        do {
+            let policy = try Policy.parse(bytes)
+            try? journal.setState(Self.lastGoodKey, bytes)
+            return .loaded(ActivePolicy(policy: policy, source: .file, digest: SHA256.hex(bytes), loadedAt: now))
+        } catch {
+            return .refused(reason: "\(path): \(error.message)", fallback: fallback(now: now))
+        }
+    }
+
+    /// The last good policy from state, else the built-in default.
+    func fallback(now: Date) -> ActivePolicy {
+        if let bytes = try? journal.state(Self.lastGoodKey), let policy = try? Policy.parse(bytes) {
+            return ActivePolicy(policy: policy, source: .lastGood, digest: SHA256.hex(bytes), loadedAt: now)
+        }
+        let builtIn = Policy.builtInDefault
+        return ActivePolicy(policy: builtIn, source: .builtIn, digest: SHA256.hex(builtIn.bytes), loadedAt: now)
+    }
+
+    enum ReadResult { case success([UInt8]), failure(String) }
+
+    /// The policy file must be a regular file owned by root and not writable by others: whoever
+    /// can write it decides what is blocked.
+    static func read(_ path: String) -> ReadResult {
+        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            return .failure(errno == ELOOP ? "is a symbolic link; refusing it" : String(cString: strerror(errno)))
+        }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return .failure("is not a regular file") }
+        if info.st_uid != 0 { return .failure("owned by uid \(info.st_uid); it must be owned by root") }
+        if info.st_mode & 0o022 != 0 {
+            return .failure("mode \(String(info.st_mode & 0o777, radix: 8)) lets group or others write it")
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            guard count >= 0 else { return .failure(String(cString: strerror(errno))) }
+            if count == 0 { return .success(bytes) }
+            bytes += chunk[0..<count]
+            if bytes.count > 4 << 20 { return .failure("larger than 4 MiB") }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The agent's configuration, `/etc/holdfast/agent.conf` (documented in `docs/configuration.md`).
+public struct AgentConfiguration: Sendable, Equatable {
+    /// Where the journal and state live.
+    public var stateDirectory = "/var/lib/holdfast"
+    /// The control socket the CLI, PAM hook and forwarders talk to.
+    public var controlSocket = "/run/holdfast/control.sock"
+    /// The standalone (unenrolled) policy file.
+    public var policyFile = "/etc/holdfast/policy.json"
+    /// Log threshold.
+    public var logLevel: LogLevel = .info
+    /// Cap on stored event bytes in the journal.
+    public var journalMaximumBytes = 256 << 20
+
+    public static let defaultPath = "/etc/holdfast/agent.conf"
+
+    public init() {}
+}
+
+/// A refused configuration: the file, the line (0 for the file as a whole) and why.
+public struct ConfigError: Error, Equatable, CustomStringConvertible {
+    public let path: String
+    public let line: Int
+    public let message: String
+
+    public init(path: String, line: Int, message: String) {
+        self.path = path
+        self.line = line
+        self.message = message
+    }
+
+    /// `PATH:LINE: message`, the form editors and CI jump to.
+    public var description: String { line > 0 ? "\(path):\(line): \(message)" : "\(path): \(message)" }
+}
+
+/// The `agent.conf` format: `# comments`, `[section]` headers, `key = value` lines.
+///
+/// Strict by design: an unknown section or key, a duplicate key, a key outside a section, a bad
+/// value or a line that is none of these is refused with its line number. Comments are whole
+/// lines only (`#` or `;` first), so a `#` inside a value is part of the value. A value may be
+/// wrapped in double quotes to keep leading or trailing spaces.
+public enum AgentConfigurationParser {
+    struct Key: Sendable {
+        let section: String
+        let name: String
+        let apply: @Sendable (inout AgentConfiguration, String) -> String?
+    }
+
+    static let keys: [Key] = [
+        Key(section: "agent", name: "state_dir") { config, value in
+            absolutePath(value).map { config.stateDirectory = $0; return nil } ?? "state_dir must be an absolute path"
+        },
+        Key(section: "agent", name: "control_socket") { config, value in
+            guard let path = absolutePath(value) else { return "control_socket must be an absolute path" }
+            guard path.utf8.count < 108 else { return "control_socket is longer than a Unix socket path may be (107 bytes)" }
+            config.controlSocket = path
+            return nil
+        },
+        Key(section: "agent", name: "policy") { config, value in
+            absolutePath(value).map { config.policyFile = $0; return nil } ?? "policy must be an absolute path"
+        },
+        Key(section: "agent", name: "log_level") { config, value in
+            guard let level = LogLevel(name: value) else {
+                return "log_level must be one of \(LogLevel.allCases.map(\.name).joined(separator: ", "))"
+            }
+            config.logLevel = level
+            return nil
+        },
+        Key(section: "journal", name: "max_size") { config, value in
+            guard let bytes = ByteSize.parse(value), bytes >= 1 << 20 else {
+                return "max_size must be a size of at least 1M (e.g. 256M, 1G)"
+            }
+            config.journalMaximumBytes = bytes
+            return nil
+        },
+    ]
+
+    /// Every `section.key` this build knows.
+    public static var knownKeys: [String] { keys.map { "\($0.section).\($0.name)" } }
+
+    static func absolutePath(_ value: String) -> String? {
+        guard value.hasPrefix("/"), !value.contains("\0"), !value.split(separator: "/").contains("..") else { return nil }
+        return value
+    }
+
+    /// Parses the bytes of a configuration file; `path` only names it in errors.
+    public static func parse(_ bytes: [UInt8], path: String) throws(ConfigError) -> AgentConfiguration {
+        var configuration = AgentConfiguration()
+        var section: String?
+        var seen: [String: Int] = [:]
+        let lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        for (index, rawLine) in lines.enumerated() {
+            let number = index + 1
+            guard let text = String(validating: rawLine, as: UTF8.self) else {
+                throw ConfigError(path: path, line: number, message: "not valid UTF-8")
+            }
+            let line = text.trimmingSpaces
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+            if line.hasPrefix("[") {
+                guard line.hasSuffix("]") else { throw ConfigError(path: path, line: number, message: "section header must end with ]") }
+                let name = String(line.dropFirst().dropLast()).trimmingSpaces
+                guard keys.contains(where: { $0.section == name }) else {
+                    let known = Array(Set(keys.map(\.section))).sorted().joined(separator: ", ")
+                    throw ConfigError(path: path, line: number, message: "unknown section [\(name)] (known: \(known))")
+                }
+                section = name
+                continue
+            }
+            guard let equals = line.firstIndex(of: "=") else {
+                throw ConfigError(path: path, line: number, message: "expected 'key = value', a [section] or a # comment")
+            }
+            let name = String(line[..<equals]).trimmingSpaces
+            var value = String(line[line.index(after: equals)...]).trimmingSpaces
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
+                value = String(value.dropFirst().dropLast())
+            }
+            guard let section else {
+                throw ConfigError(path: path, line: number, message: "'\(name)' is outside a section; put it under [agent] or [journal]")
+            }
+            guard let key = keys.first(where: { $0.section == section && $0.name == name }) else {
+                throw ConfigError(path: path, line: number, message: "unknown key '\(name)' in [\(section)]")
+            }
+            let qualified = section + "." + name
+            if let first = seen[qualified] {
+                throw ConfigError(path: path, line: number, message: "duplicate key '\(name)' (first set on line \(first))")
+            }
+            seen[qualified] = number
+            guard !value.isEmpty else { throw ConfigError(path: path, line: number, message: "'\(name)' has no value") }
+            if let problem = key.apply(&configuration, value) {
+                throw ConfigError(path: path, line: number, message: problem)
+            }
+        }
+        return configuration
+    }
+
+    /// Reads and parses a configuration file. With `requireRootOwned` (the daemon's reading), the
+    /// file must be a regular file owned by root and writable by nobody else.
+    public static func load(_ path: String, requireRootOwned: Bool) throws(ConfigError) -> AgentConfiguration {
+        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            let reason = errno == ELOOP ? "is a symbolic link; refusing it" : String(cString: strerror(errno))
+            throw ConfigError(path: path, line: 0, message: reason)
+        }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            throw ConfigError(path: path, line: 0, message: "is not a regular file")
+        }
+        if requireRootOwned {
+            if info.st_uid != 0 {
+                throw ConfigError(path: path, line: 0, message: "owned by uid \(info.st_uid); it must be owned by root")
+            }
+            if info.st_mode & 0o022 != 0 {
+                throw ConfigError(
+                    path: path, line: 0,
+                    message: "mode \(String(info.st_mode & 0o777, radix: 8)) lets group or others write it; it must not (chmod go-w)"
+                )
+            }
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 8_192)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            guard count >= 0 else { throw ConfigError(path: path, line: 0, message: String(cString: strerror(errno))) }
+            if count == 0 { break }
+            bytes += chunk[0..<count]
+            guard bytes.count <= 1 << 20 else { throw ConfigError(path: path, line: 0, message: "larger than 1 MiB") }
+        }
+        return try parse(bytes, path: path)
+    }
+}
+
+/// Sizes as written in configuration: `1048576`, `512K`, `256M`, `1G` (powers of 1024).
+public enum ByteSize {
+    public static func parse(_ text: String) -> Int? {
+        guard let last = text.last else { return nil }
+        let multiplier: Int
+        var digits = Substring(text)
+        switch last {
+        case "K", "k": multiplier = 1 << 10
+        case "M", "m": multiplier = 1 << 20
+        case "G", "g": multiplier = 1 << 30
+        default: multiplier = 1
+        }
+        if multiplier != 1 { digits = digits.dropLast() }
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(digits) else { return nil }
+        let (product, overflow) = value.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : product
+    }
+}
+
+extension String {
+    /// The string without leading and trailing spaces and tabs (no Foundation needed).
+    var trimmingSpaces: String {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
+        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(self[first...last])
+    }
+}

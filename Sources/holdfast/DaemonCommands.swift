@@ -1,0 +1,105 @@
+import FoundationEssentials
+import HoldfastCommandLine
+import HoldfastCore
+
+/// Talking to holdfastd over its control socket.
+enum Daemon {
+    static let socketOption = OptionSpec(
+        "socket", value: "PATH", help: "control socket (default $HOLDFAST_SOCKET, else /run/holdfast/control.sock)"
+    )
+
+    static func client(_ arguments: ParsedArguments, _ context: CommandContext) -> ControlClient {
+        let path = arguments.value("socket") ?? context.environment["HOLDFAST_SOCKET"] ?? AgentConfiguration().controlSocket
+        return ControlClient(socketPath: path)
+    }
+
+    /// Calls a verb; a refusal or an unreachable daemon becomes a one-line failure with its exit code.
+    static func call(_ client: ControlClient, _ verb: String, _ arguments: [String: JSONValue] = [:]) throws -> JSONValue {
+        let response: ControlResponse
+        do {
+            response = try client.call(verb, arguments)
+        } catch {
+            let code: ExitCode = error.code == .permissionDenied ? .noPermission : .unavailable
+            throw CommandFailure(error.message, exitCode: code)
+        }
+        guard response.ok, let result = response.result else {
+            let failure = response.error ?? .init(code: .failed, message: "holdfastd refused without a reason")
+            throw CommandFailure(failure.message, exitCode: failure.code == .permissionDenied ? .noPermission : .failure)
+        }
+        return result
+    }
+
+    static func json(_ value: JSONValue) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+}
+
+/// `holdfast status`: what the agent is doing.
+struct Status: Subcommand {
+    static let path = ["status"]
+    static let summary = "show the agent: version, uptime, policy, enrollment, services, journal"
+    static let options = [Daemon.socketOption, OptionSpec("json", help: "print JSON")]
+
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        guard arguments.positionals.isEmpty else { throw UsageError("unexpected argument \(arguments.positionals[0])") }
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let status = try Daemon.call(Daemon.client(arguments, context), "status")
+        if arguments.flag("json") {
+            context.line(try Daemon.json(status))
+            return .success
+        }
+        let text = { (value: JSONValue?) -> String in
+            switch value {
+            case .string(let string)?: string
+            case .int(let number)?: String(number)
+            case .bool(let flag)?: String(flag)
+            default: "-"
+            }
+        }
+        context.line("holdfastd \(text(status["version"])), pid \(text(status["pid"])), up \(text(status["uptime_seconds"])) s (since \(text(status["started_at"])))")
+        context.line("config      \(text(status["config"]?["path"])) (log level \(text(status["config"]?["log_level"])))")
+        let policy = status["policy"]
+        context.line("policy      \(text(policy?["source"])) \(text(policy?["path"])), sha256 \(text(policy?["sha256"]).prefix(16))…")
+        context.line("enrollment  \(text(status["enrollment"]?["state"]))")
+        if case .array(let services)? = status["services"] {
+            for service in services {
+                var line = "service     \(text(service["name"])): \(text(service["state"])), \(text(service["restarts"])) restarts"
+                if let error = service["last_error"] { line += ", last error: \(text(error))" }
+                context.line(line)
+            }
+        }
+        let journal = status["journal"]
+        context.line("journal     \(text(journal?["events"])) events, \(text(journal?["event_bytes"])) of \(text(journal?["max_bytes"])) bytes, \(text(journal?["pending_upload"])) not uploaded, \(text(journal?["lost_unuploaded"])) lost")
+        return .success
+    }
+}
+
+/// `holdfast reload`: re-read configuration and policy (admin).
+struct Reload: Subcommand {
+    static let path = ["reload"]
+    static let summary = "make holdfastd re-read its configuration and policy (root only)"
+    static let options = [Daemon.socketOption]
+
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        guard arguments.positionals.isEmpty else { throw UsageError("unexpected argument \(arguments.positionals[0])") }
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let result = try Daemon.call(Daemon.client(arguments, context), "reload")
+        context.line("reloaded")
+        if case .array(let messages)? = result["messages"] {
+            for case .string(let message) in messages { context.line("  \(message)") }
+        }
+        return .success
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import Glibc
+import HoldfastCore
+import HoldfastTestSupport
+import Testing
+
+/// holdfastd as systemd and people run it: a real process, its control socket, signals, notify.
+@Suite(.serialized) struct DaemonTests {
+    let daemon = Products.path("holdfastd")
+    let holdfast = Products.path("holdfast")
+
+    /// A temporary installation: config, policy, state and socket under one 0755 directory, so an
+    /// unprivileged user (`nobody`) can reach the socket as on a real machine.
+    final class Installation {
+        let directory = TemporaryDirectory()
+        var config: String { directory.file("agent.conf") }
+        var policy: String { directory.file("policy.json") }
+        var socket: String { directory.file("run/control.sock") }
+        var state: String { directory.file("state") }
+
+        init(policy: String? = #"{"version":7,"usb":{}}"#) throws {
+            chmod(directory.path, 0o755)
+            try writeConfig()
+            if let policy { try write(policy, to: self.policy) }
+        }
+
+        func writeConfig(extra: String = "") throws {
+            try write("# test agent\n[agent]\nstate_dir = \(state)\ncontrol_socket = \(socket)\npolicy = \(policy)\n\(extra)", to: config)
+        }
+
+        func write(_ text: String, to path: String) throws {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            chmod(path, 0o644)
+        }
+    }
+
+    /// A running holdfastd with a stand-in notify socket; stopped by the test or at release.
+    final class RunningDaemon {
+        let process = Process()
+        let notify: NotifyListener
+        let stderr = Pipe()
+
+        init(_ installation: Installation, binary: String, watchdogMicroseconds: Int? = nil) throws {
+            notify = NotifyListener(path: installation.directory.file("notify.sock"))
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ["--config", installation.config]
+            var environment = ["NOTIFY_SOCKET": notify.path, "PATH": "/usr/bin:/bin"]
+            if let watchdogMicroseconds { environment["WATCHDOG_USEC"] = String(watchdogMicroseconds) }
+            process.environment = environment
+            process.standardError = stderr
+            try process.run()
+        }
+
+        deinit {
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+        }
+
+        /// Sends SIGTERM and returns (exit status, seconds it took to exit).
+        func stop() -> (Int32, Double) {
+            let started = Date()
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+            return (process.terminationStatus, Date().timeIntervalSince(started))
+        }
+
+        var log: String { String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }
+    }
+
+    func json(_ text: String) -> [String: Any]? {
+        try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+    }
+
+    @Test func checkConfigNamesTheLineOfAnUnknownKey() throws {
+        let installation = try Installation()
+        try installation.write("[agent]\nstat_dir = /var/lib/holdfast\n", to: installation.config)
+        let result = try runProcess(daemon, ["--check-config", installation.config])
+        #expect(result.status == 1)
+        #expect(result.stderr == "\(installation.config):2: unknown key 'stat_dir' in [agent]\n")
+    }
+
+    @Test func checkConfigAcceptsAGoodFileAndRefusesAWritableOne() throws {
+        let installation = try Installation()
+        let good = try runProcess(daemon, ["--check-config", installation.config])
+        #expect(good.status == 0)
+        chmod(installation.config, 0o666)
+        let writable = try runProcess(daemon, ["--check-config", installation.config])
+        #expect(writable.status == 1)
+        #expect(writable.stderr.contains("lets group or others write it"))
+    }
+
+    @Test func servesStatusToEveryoneAndReloadToRootOnly() throws {
+        let installation = try Installation()
+        let running = try RunningDaemon(installation, binary: daemon, watchdogMicroseconds: 200_000)
+        #expect(running.notify.waitFor("READY=1").found)
+
+        let asRoot = try runProcess(holdfast, ["--socket", installation.socket, "status", "--json"])
+        #expect(asRoot.status == 0)
+        let status = json(asRoot.stdout)
+        #expect(status?["version"] as? String == HoldfastVersion.current)
+        #expect((status?["policy"] as? [String: Any])?["source"] as? String == "file")
+        #expect((status?["policy"] as? [String: Any])?["version"] as? Int == 7)
+        #expect(((status?["services"] as? [[String: Any]])?.first)?["state"] as? String == "running")
+
+        let asNobody = try runProcess("/usr/sbin/runuser", ["-u", "nobody", "--", holdfast, "--socket", installation.socket, "status", "--json"])
+        #expect(asNobody.status == 0, "\(asNobody.stderr)")
+        #expect(json(asNobody.stdout)?["version"] as? String == HoldfastVersion.current)
+
+        let reloadAsNobody = try runProcess("/usr/sbin/runuser", ["-u", "nobody", "--", holdfast, "--socket", installation.socket, "reload"])
+        #expect(reloadAsNobody.status == 77)
+        #expect(reloadAsNobody.stderr.contains("permission denied"))
+
+        let reloadAsRoot = try runProcess(holdfast, ["--socket", installation.socket, "reload"])
+        #expect(reloadAsRoot.status == 0)
+
+        // The watchdog is pinged at half its interval.
+        #expect(running.notify.waitFor("WATCHDOG=1").found)
+
+        let (code, seconds) = running.stop()
+        #expect(code == 0)
+        #expect(seconds < 2)
+        #expect(!FileManager.default.fileExists(atPath: installation.socket))
+
+        // The refusal was journaled with the caller's uid.
+        let tail = try runProcess(holdfast, ["journal", "tail", "--state-dir", installation.state, "--json", "--lines", "50"])
+        let events = tail.stdout.split(separator: "\n").compactMap { json(String($0)) }
+        let kinds = events.compactMap { ($0["holdfast"] as? [String: Any])?["kind"] as? String }
+        #expect(kinds.first == "agent.start")
+        #expect(kinds.last == "agent.stop")
+        let denied = events.first { ($0["holdfast"] as? [String: Any])?["kind"] as? String == "control.denied" }
+        #expect((denied?["actor"] as? [String: Any]).flatMap { $0["user"] as? [String: Any] }?["uid"] as? String == "65534")
+        #expect(kinds.contains("agent.reload"))
+    }
+
+    @Test func aBadReloadKeepsTheOldConfigurationAndPolicy() throws {
+        let installation = try Installation()
+        let running = try RunningDaemon(installation, binary: daemon)
+        #expect(running.notify.waitFor("READY=1").found)
+        let before = json(try runProcess(holdfast, ["--socket", installation.socket, "status", "--json"]).stdout)
+        let digest = (before?["policy"] as? [String: Any])?["sha256"] as? String
+
+        try installation.write(#"{"usb": "allow everything"}"#, to: installation.policy)
+        try installation.writeConfig(extra: "log_levle = debug\n")
+        kill(running.process.processIdentifier, SIGHUP)
+        #expect(running.notify.waitFor("STATUS=reload refused; previous configuration in force").found)
+
+        let after = json(try runProcess(holdfast, ["--socket", installation.socket, "status", "--json"]).stdout)
+        #expect((after?["policy"] as? [String: Any])?["sha256"] as? String == digest)
+        #expect((after?["last_reload"] as? [String: Any])?["ok"] as? Bool == false)
+        #expect(running.process.isRunning)
+
+        let (code, _) = running.stop()
+        #expect(code == 0)
+        let tail = try runProcess(holdfast, ["journal", "tail", "--state-dir", installation.state, "--lines", "50"])
+        #expect(tail.stdout.contains("policy.refused"))
+        #expect(tail.stdout.contains("agent.reload_failed"))
+        #expect(running.log.contains("configuration refused on reload"))
+    }
+
+    @Test func startsWithTheLastGoodPolicyWhenTheFileIsBad() throws {
+        let installation = try Installation()
+        do {
+            let first = try RunningDaemon(installation, binary: daemon)
+            #expect(first.notify.waitFor("READY=1").found)
+            #expect(first.stop().0 == 0)
+        }
+        try installation.write("{not json", to: installation.policy)
+        let second = try RunningDaemon(installation, binary: daemon)
+        #expect(second.notify.waitFor("READY=1").found)
+        let status = json(try runProcess(holdfast, ["--socket", installation.socket, "status", "--json"]).stdout)
+        #expect((status?["policy"] as? [String: Any])?["source"] as? String == "last-good")
+        #expect((status?["policy"] as? [String: Any])?["version"] as? Int == 7)
+        #expect(second.stop().0 == 0)
+    }
+
+    @Test func startsWithTheBuiltInPolicyWhenThereIsNone() throws {
+        let installation = try Installation(policy: nil)
+        let running = try RunningDaemon(installation, binary: daemon)
+        #expect(running.notify.waitFor("READY=1").found)
+        let status = json(try runProcess(holdfast, ["--socket", installation.socket, "status", "--json"]).stdout)
+        #expect((status?["policy"] as? [String: Any])?["source"] as? String == "built-in")
+        #expect(running.stop().0 == 0)
+    }
+
+    @Test func refusesToStartOnABadConfiguration() throws {
+        let installation = try Installation()
+        try installation.write("[agent]\nlog_level = loud\n", to: installation.config)
+        let result = try runProcess(daemon, ["--config", installation.config])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("\(installation.config):2: log_level must be one of"))
+    }
+
+    @Test func refusesASecondDaemonOnTheSameSocket() throws {
+        let installation = try Installation()
+        let running = try RunningDaemon(installation, binary: daemon)
+        #expect(running.notify.waitFor("READY=1").found)
+        let second = try runProcess(daemon, ["--config", installation.config])
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("already listening"))
+        #expect(running.stop().0 == 0)
+    }
+
+    @Test func theCLISaysWhenTheDaemonIsNotRunning() throws {
+        let installation = try Installation()
+        let result = try runProcess(holdfast, ["--socket", installation.socket, "status"])
+        #expect(result.status == 69)
+        #expect(result.stderr.contains("holdfastd is not reachable"))
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import Glibc
+@testable import HoldfastAgent
+import HoldfastCore
+import HoldfastTestSupport
+import Synchronization
+import Testing
+
+/// A handler with one verb of each class, recording refusals.
+final class RecordingHandler: ControlHandler {
+    let refusals = Mutex<[String]>([])
+
+    func verbClass(_ verb: String) async -> VerbClass? {
+        ["look": .read, "ask": .request, "change": .admin, "slow": .read][verb]
+    }
+
+    func handle(_ request: ControlRequest, from peer: PeerCredentials) async -> ControlResponse {
+        if request.verb == "slow" { try? await Task.sleep(for: .seconds(2)) }
+        return .success(.object(["verb": .string(request.verb), "uid": .int(Int64(peer.uid)), "pid": .int(Int64(peer.pid))]))
+    }
+
+    func denied(_ request: ControlRequest, from peer: PeerCredentials, reason: String) async {
+        refusals.withLock { $0.append("\(request.verb) uid=\(peer.uid)") }
+    }
+}
+
+/// Runs blocking work on a new thread and awaits its result.
+func offThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}
+
+func offThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(returning: body()) }
+    }
+}
+
+/// Runs a control service on a temporary socket for the length of a test.
+struct RunningServer {
+    let directory = TemporaryDirectory()
+    let handler = RecordingHandler()
+    let path: String
+    let task: Task<Void, any Error>
+
+    init(maximumConnections: Int = 64, requestTimeout: Duration = .seconds(5)) throws {
+        path = directory.file("control.sock")
+        let listener = try ControlListener(path: path)
+        let service = ControlService(
+            listener: listener, handler: handler, logger: Logger(handler: MemoryLogHandler()),
+            maximumConnections: maximumConnections, requestTimeout: requestTimeout
+        )
+        task = Task { try await service.run() }
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = try? await task.value
+    }
+
+    /// Calls a verb from a thread of its own: the client blocks, and a blocked cooperative thread
+    /// (there are two on a 2-core machine) could starve the server under test.
+    func call(_ verb: String) async throws -> ControlResponse {
+        let path = path
+        return try await offThread { try ControlClient(socketPath: path).call(verb) }
+    }
+
+    /// Sends raw bytes (from a thread of its own) and returns the raw answer.
+    func raw(_ bytes: [UInt8]) async -> String {
+        let path = path
+        return await offThread { Self.rawExchange(path, bytes) }
+    }
+
+    static func rawExchange(_ path: String, _ bytes: [UInt8]) -> String {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var limit = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        _ = UnixAddress.withAddress(path) { connect(descriptor, $0, $1) }
+        _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var answer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4_096)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            answer += chunk[0..<count]
+        }
+        return String(decoding: answer, as: UTF8.self)
+    }
+}
+
+@Suite(.serialized) struct ControlServerTests {
+    @Test func answersWithThePeersKernelCredentials() async throws {
+        let server = try RunningServer()
+        let response = try await server.call("look")
+        #expect(response.ok)
+        #expect(response.result?["uid"] == .int(Int64(getuid())))
+        #expect(response.result?["pid"] == .int(Int64(getpid())))
+        #expect(fileMode(server.path) == 0o666)
+        await server.stop()
+    }
+
+    @Test(arguments: [
+        ("not JSON", "hello\n", "bad-request"),
+        ("wrong version", #"{"version":99,"verb":"look"}"# + "\n", "unsupported-version"),
+        ("unknown verb", #"{"version":1,"verb":"explode"}"# + "\n", "unknown-verb"),
+        ("duplicate member", #"{"version":1,"verb":"look","verb":"change"}"# + "\n", "bad-request"),
+        ("no newline before close", #"{"version":1,"verb":"look"}"#, "bad-request"),
+    ])
+    func refusesBadRequestsWithACode(_ name: String, _ request: String, _ code: String) async throws {
+        let server = try RunningServer()
+        let answer = await server.raw(Array(request.utf8))
+        #expect(answer.contains(#""code":"\#(code)""#), "\(name): \(answer)")
+        #expect(answer.contains(#""ok":false"#))
+        await server.stop()
+    }
+
+    @Test func refusesAnOversizedRequest() async throws {
+        let server = try RunningServer()
+        let answer = await server.raw([UInt8](repeating: UInt8(ascii: "a"), count: ControlProtocol.maximumRequestBytes + 10))
+        #expect(answer.contains(#""code":"bad-request""#))
+        await server.stop()
+    }
+
+    @Test func aSilentClientDoesNotBlockOthers() async throws {
+        let server = try RunningServer(requestTimeout: .seconds(3))
+        // Connect and say nothing.
+        let idle = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(idle) }
+        _ = UnixAddress.withAddress(server.path) { connect(idle, $0, $1) }
+        let started = ContinuousClock.now
+        let response = try await server.call("look")
+        #expect(response.ok)
+        #expect(ContinuousClock.now - started < .seconds(3))
+        await server.stop()
+    }
+
+    @Test func saysBusyPastTheConnectionLimit() async throws {
+        let server = try RunningServer(maximumConnections: 1)
+        let path = server.path
+        async let slow = offThread { try ControlClient(socketPath: path).call("slow") }
+        try await Task.sleep(for: .milliseconds(500))
+        let response = try await server.call("look")
+        #expect(response.error?.code == .busy)
+        #expect(try await slow.ok)
+        #expect(try await server.call("look").ok)
+        await server.stop()
+    }
+
+    @Test func refusesToReplaceARegularFileOrALiveSocket() async throws {
+        let server = try RunningServer()
+        let live = #expect(throws: ControlServerError.self) { try ControlListener(path: server.path) }
+        #expect(live?.message.contains("already listening") == true)
+        await server.stop()
+        let directory = TemporaryDirectory()
+        #expect(FileManager.default.createFile(atPath: directory.file("file"), contents: Data()))
+        #expect(throws: ControlServerError.self) { try ControlListener(path: directory.file("file")) }
+    }
+
+    @Test func removesAStaleSocket() async throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("control.sock")
+        do {
+            _ = try ControlListener(path: path)  // closed at once, the file stays behind
+        }
+        #expect(fileMode(path) != 0)
+        let listener = try ControlListener(path: path)
+        #expect(listener.path == path)
+    }
+}
+
+@Suite struct NotifierTests {
+    @Test func speaksTheNotifyProtocol() throws {
+        let directory = TemporaryDirectory()
+        let listener = NotifyListener(path: directory.file("notify"))
+        let notifier = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "4000000"]))
+        #expect(notifier.watchdogInterval == .seconds(2))
+        #expect(notifier.send("READY=1\nSTATUS=test"))
+        #expect(listener.waitFor("READY=1").found)
+    }
+
+    @Test func ignoresAWatchdogMeantForAnotherProcess() throws {
+        let notifier = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "1"]))
+        #expect(notifier.watchdogInterval == nil)
+        #expect(SystemdNotifier(environment: [:]) == nil)
+    }
+}

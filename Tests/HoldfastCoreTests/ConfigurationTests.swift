@@ -1,0 +1,174 @@
+import Glibc
+import HoldfastCore
+import HoldfastTestSupport
+import Testing
+
+@Suite struct ConfigurationTests {
+    func parse(_ text: String) throws(ConfigError) -> AgentConfiguration {
+        try AgentConfigurationParser.parse(Array(text.utf8), path: "agent.conf")
+    }
+
+    func refusal(_ text: String) -> ConfigError? {
+        do {
+            _ = try parse(text)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func parsesEveryKey() throws {
+        let configuration = try parse("""
+            # Holdfast agent configuration
+            ; another comment style
+
+            [agent]
+            state_dir = /srv/holdfast/state
+            control_socket = /run/hf/control.sock
+            policy = "/etc/holdfast/site policy.json"
+            log_level = debug
+
+            [journal]
+            max_size = 64M
+            """)
+        #expect(configuration.stateDirectory == "/srv/holdfast/state")
+        #expect(configuration.controlSocket == "/run/hf/control.sock")
+        #expect(configuration.policyFile == "/etc/holdfast/site policy.json")
+        #expect(configuration.logLevel == .debug)
+        #expect(configuration.journalMaximumBytes == 64 << 20)
+    }
+
+    @Test func anEmptyFileMeansTheDefaults() throws {
+        #expect(try parse("") == AgentConfiguration())
+        #expect(try parse("# only comments\n\n") == AgentConfiguration())
+    }
+
+    @Test func namesTheLineOfAnUnknownKey() {
+        let error = refusal("[agent]\nstat_dir = /var/lib/holdfast\n")
+        #expect(error?.line == 2)
+        #expect(error?.description == "agent.conf:2: unknown key 'stat_dir' in [agent]")
+    }
+
+    @Test(arguments: [
+        ("duplicate key", "[agent]\nlog_level = info\nlog_level = debug\n", 3, "duplicate key 'log_level' (first set on line 2)"),
+        ("unknown section", "[usb]\nmode = enforce\n", 1, "unknown section [usb] (known: agent, journal)"),
+        ("key outside a section", "log_level = info\n", 1, "'log_level' is outside a section; put it under [agent] or [journal]"),
+        ("relative path", "[agent]\nstate_dir = var/lib/holdfast\n", 2, "state_dir must be an absolute path"),
+        ("dot-dot path", "[agent]\npolicy = /etc/holdfast/../shadow\n", 2, "policy must be an absolute path"),
+        ("bad log level", "[agent]\nlog_level = loud\n", 2, "log_level must be one of error, warning, notice, info, debug"),
+        ("tiny journal", "[journal]\nmax_size = 10K\n", 2, "max_size must be a size of at least 1M (e.g. 256M, 1G)"),
+        ("garbage size", "[journal]\nmax_size = lots\n", 2, "max_size must be a size of at least 1M (e.g. 256M, 1G)"),
+        ("empty value", "[agent]\nlog_level =\n", 2, "'log_level' has no value"),
+        ("not a key line", "[agent]\njust words\n", 2, "expected 'key = value', a [section] or a # comment"),
+        ("unclosed section", "[agent\n", 1, "section header must end with ]"),
+    ])
+    func refusesWithTheLine(_ name: String, _ text: String, _ line: Int, _ message: String) {
+        let error = refusal(text)
+        #expect(error?.line == line, "\(name)")
+        #expect(error?.message == message, "\(name)")
+    }
+
+    @Test func refusesInvalidUTF8() {
+        let error = #expect(throws: ConfigError.self) {
+            try AgentConfigurationParser.parse(Array("[agent]\n".utf8) + [0xFF, 0xFE, 0x0A], path: "agent.conf")
+        }
+        #expect(error?.line == 2)
+    }
+
+    @Test func refusesASocketPathTooLongForSunPath() {
+        let error = refusal("[agent]\ncontrol_socket = /" + String(repeating: "s", count: 120) + "\n")
+        #expect(error?.line == 2)
+    }
+
+    @Test func loadsAFileOwnedByRootAndRefusesOthersWriting() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("agent.conf")
+        try "[agent]\nlog_level = notice\n".write(toFile: path)
+        chmod(path, 0o644)
+        #expect(try AgentConfigurationParser.load(path, requireRootOwned: true).logLevel == .notice)
+
+        chmod(path, 0o664)
+        let groupWritable = #expect(throws: ConfigError.self) { try AgentConfigurationParser.load(path, requireRootOwned: true) }
+        #expect(groupWritable?.line == 0)
+        #expect(groupWritable?.message.contains("lets group or others write it") == true)
+
+        chmod(path, 0o644)
+        chown(path, 65_534, 65_534)
+        let foreign = #expect(throws: ConfigError.self) { try AgentConfigurationParser.load(path, requireRootOwned: true) }
+        #expect(foreign?.message == "owned by uid 65534; it must be owned by root")
+        // Offline tools may read a file they own.
+        #expect(try AgentConfigurationParser.load(path, requireRootOwned: false).logLevel == .notice)
+    }
+
+    @Test func refusesASymbolicLink() throws {
+        let directory = TemporaryDirectory()
+        try "[agent]\n".write(toFile: directory.file("real.conf"))
+        symlink(directory.file("real.conf"), directory.file("agent.conf"))
+        let error = #expect(throws: ConfigError.self) { try AgentConfigurationParser.load(directory.file("agent.conf"), requireRootOwned: true) }
+        #expect(error?.message == "is a symbolic link; refusing it")
+    }
+}
+
+@Suite struct PolicyTests {
+    @Test func parsesSectionsAndVersion() throws {
+        let policy = try Policy.parse(Array(#"{"version":4,"usb":{"default":"block"},"print":{}}"#.utf8))
+        #expect(policy.version == 4)
+        #expect(policy.sections["usb"]?["default"] == "block")
+        #expect(Set(policy.sections.keys) == ["usb", "print"])
+    }
+
+    @Test(arguments: [
+        ("not JSON", "{usb:", "not valid JSON"),
+        ("an array", "[]", "the policy must be a JSON object"),
+        ("unknown section", #"{"usbb":{}}"#, #"unknown section "usbb""#),
+        ("section not an object", #"{"usb":"block"}"#, #"section "usb" must be a JSON object"#),
+        ("negative version", #"{"version":-1}"#, #""version" must be a non-negative integer"#),
+        ("string version", #"{"version":"3"}"#, #""version" must be a non-negative integer"#),
+    ])
+    func refusesMalformedPolicies(_ name: String, _ text: String, _ message: String) {
+        let error = #expect(throws: PolicyError.self, "\(name)") { try Policy.parse(Array(text.utf8)) }
+        #expect(error?.message.hasPrefix(message) == true, "\(name): \(error?.message ?? "")")
+    }
+}
+
+@Suite struct LoggerTests {
+    @Test func writesJournaldPriorityLinesWithMetadata() {
+        let memory = MemoryLogHandler()
+        let logger = Logger(level: .info, handler: memory).with("device.id", "1-2")
+        logger.warning("blocked device", ("rule.id", "storage default"), ("vid", "0781"))
+        #expect(memory.records.map(\.line) == [#"<4>blocked device device.id=1-2 rule.id="storage default" vid=0781"#])
+    }
+
+    @Test func dropsRecordsBelowTheThresholdAndSharesLevelChanges() {
+        let memory = MemoryLogHandler()
+        let logger = Logger(level: .notice, handler: memory)
+        let tagged = logger.with("service", "control")
+        tagged.info("hidden")
+        logger.level = .debug
+        tagged.debug("shown")
+        #expect(memory.records.map(\.message) == ["shown"])
+    }
+
+    @Test func keepsOneRecordOnOneLine() {
+        let record = LogRecord(level: .error, message: "two\nlines", metadata: [("error", "a\nb")])
+        #expect(record.line == #"<3>two lines error="a\nb""#)
+    }
+}
+
+@Suite struct ControlMessageTests {
+    @Test func adminVerbsAreForRootOnly() {
+        #expect(VerbClass.admin.permits(uid: 0))
+        #expect(!VerbClass.admin.permits(uid: 1000))
+        #expect(VerbClass.read.permits(uid: 65_534))
+        #expect(VerbClass.request.permits(uid: 1000))
+    }
+}
+
+extension String {
+    func write(toFile path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard descriptor >= 0 else { throw SystemCallError(call: "open", subject: path, errno: errno) }
+        defer { close(descriptor) }
+        _ = withCString { Glibc.write(descriptor, $0, strlen($0)) }
+    }
+}
