@@ -45,7 +45,7 @@ let executables: [Target] = [
     ]),
     // Benchmarks for `make bench`; not shipped.
     .executableTarget(name: "holdfast-bench", dependencies: [
-        "HoldfastCore", "HoldfastCrypto", "HoldfastStore",
+        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent",
     ], path: "Benchmarks/holdfast-bench"),
     // Child processes the tests start and kill (crash tests); not shipped.
     .executableTarget(name: "holdfast-testkit", dependencies: [

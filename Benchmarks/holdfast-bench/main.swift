@@ -1,6 +1,7 @@
 // holdfast-bench: `make bench`. Each row measures Holdfast and its anchor in the same run, on the
 // same machine, and prints the ratio beside the absolute figures. Not shipped.
 import Foundation
+import HoldfastAgent
 import HoldfastCore
 import HoldfastCrypto
 import HoldfastStore
@@ -173,6 +174,68 @@ rows.append(Row(
     anchorName: "sqlite3 shell, same schema and pragmas",
     anchor: rate(anchorBatch),
     ratio: String(format: "%.2f× the anchor's time", anchorBatch / (batchAppends.perSecond * Double(batchSize)))
+))
+
+// MARK: Control socket
+
+/// Answers `ping` and nothing else: the bench measures the socket path, not a verb.
+struct PingHandler: ControlHandler {
+    func verbClass(_ verb: String) async -> VerbClass? { verb == "ping" ? .read : nil }
+    func handle(_ request: ControlRequest, from peer: PeerCredentials) async -> ControlResponse { .success(.object(["pong": true])) }
+    func denied(_ request: ControlRequest, from peer: PeerCredentials, reason: String) async {}
+}
+
+/// The anchor: the same exchange (connect, one line out, one line back, close) against a plain
+/// blocking echo server on its own thread — the kernel's floor for this framing.
+func echoServer(_ path: String) -> Int32 {
+    let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    _ = UnixAddress.withAddress(path) { bind(listener, $0, $1) }
+    listen(listener, 128)
+    Thread.detachNewThread {
+        var buffer = [UInt8](repeating: 0, count: 4_096)
+        while true {
+            let client = accept(listener, nil, nil)
+            if client < 0 { return }
+            let count = buffer.withUnsafeMutableBytes { recv(client, $0.baseAddress, $0.count, 0) }
+            if count > 0 { _ = buffer.withUnsafeBytes { send(client, $0.baseAddress, count, Int32(MSG_NOSIGNAL)) } }
+            close(client)
+        }
+    }
+    return listener
+}
+
+func rawExchange(_ path: String) {
+    let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    _ = UnixAddress.withAddress(path) { connect(descriptor, $0, $1) }
+    let line = Array(#"{"arguments":{},"verb":"ping","version":1}"#.utf8) + [10]
+    _ = line.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var buffer = [UInt8](repeating: 0, count: 4_096)
+    _ = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+}
+
+let controlPath = scratch + "/control.sock"
+let echoPath = scratch + "/echo.sock"
+let controlListener = try ControlListener(path: controlPath)
+let controlTask = Task.detached {
+    try await ControlService(listener: controlListener, handler: PingHandler(), logger: Logger(handler: MemoryLogHandler())).run()
+}
+let echoListener = echoServer(echoPath)
+let client = ControlClient(socketPath: controlPath)
+let pingRounds = 5_000
+for _ in 0..<100 { _ = try client.call("ping"); rawExchange(echoPath) }  // warm up
+let echo = measure(pingRounds) { _ in rawExchange(echoPath) }
+let ping = try measure(pingRounds) { _ in
+    guard try client.call("ping").ok else { throw CocoaError(.featureUnsupported) }
+}
+controlTask.cancel()
+close(echoListener)
+rows.append(Row(
+    name: "control socket round trip (connect, ping, answer, close)",
+    holdfast: "\(rate(ping.perSecond)), p50 \(micros(ping.percentile(0.5))), p99 \(micros(ping.percentile(0.99)))",
+    anchorName: "blocking echo server, same framing",
+    anchor: "\(rate(echo.perSecond)), p50 \(micros(echo.percentile(0.5))), p99 \(micros(echo.percentile(0.99)))",
+    ratio: String(format: "%.2f× the anchor's time", echo.perSecond / ping.perSecond)
 ))
 
 // MARK: Report

@@ -16,6 +16,14 @@ public actor Agent: ControlHandler {
     let clock: any TimeSource
     let startedAt: Date
     private var lastReload: (at: Date, ok: Bool, messages: [String])?
+    /// Settings read on reload that only a restart applies, as `key: new value`.
+    private var pendingRestart: [String: String] = [:]
+    /// Refused requests journaled per caller uid: a burst of 20, then one per 10 s. An
+    /// unprivileged user must not be able to fill the journal (and evict un-uploaded events) with
+    /// refusals; the suppressed ones are counted in the next event that passes.
+    private let denialLimiter: RateLimiter
+    /// Refusals counted but not journaled one by one (shown in `holdfast status`).
+    private var suppressedDenials = 0
 
     /// Builds the agent: loads the policy (file, else last good, else built-in) and journals the start.
     public init(
@@ -33,7 +41,11 @@ public actor Agent: ControlHandler {
         self.logger = logger
         self.clock = clock
         startedAt = clock.now()
-        let loader = PolicyLoader(journal: journal)
+        denialLimiter = RateLimiter(burst: 20, perSecond: 0.1, clock: clock)
+        var loader = PolicyLoader(journal: journal)
+        defer {
+            if let failure = loader.saveFailure { logger.error("could not save the policy as the last good one", ("error", failure)) }
+        }
         switch loader.load(configuration.policyFile, now: startedAt) {
         case .loaded(let active):
             policy = active
@@ -74,6 +86,15 @@ public actor Agent: ControlHandler {
     }
 
     public func denied(_ request: ControlRequest, from peer: PeerCredentials, reason: String) {
+        let (allowed, suppressed) = denialLimiter.admit(String(peer.uid))
+        guard allowed else {
+            suppressedDenials += 1
+            return
+        }
+        var details: [String: JSONValue] = [
+            "verb": .string(request.verb), "peer_uid": .int(Int64(peer.uid)), "peer_pid": .int(Int64(peer.pid)),
+        ]
+        if suppressed > 0 { details["suppressed_since_last"] = .int(Int64(suppressed)) }
         let event = Event(
             kind: "control.denied",
             eventClass: .apiActivity,
@@ -82,9 +103,10 @@ public actor Agent: ControlHandler {
             time: clock.now(),
             severity: .medium,
             status: .failure,
-            message: "refused control verb '\(request.verb)' from uid \(peer.uid): \(reason)",
+            message: "refused control verb '\(request.verb)' from uid \(peer.uid): \(reason)"
+                + (suppressed > 0 ? " (\(suppressed) more refusals from this uid were not journaled one by one)" : ""),
             actor: Self.actor(for: peer),
-            details: ["verb": .string(request.verb), "peer_uid": .int(Int64(peer.uid)), "peer_pid": .int(Int64(peer.pid))]
+            details: details
         )
         Self.record(journal, logger, event)
     }
@@ -114,7 +136,7 @@ public actor Agent: ControlHandler {
         }
         var policyStatus: [String: JSONValue] = [
             "source": .string(policy.source.rawValue),
-            "path": .string(configuration.policyFile),
+            "path": .string(policy.path),
             "sha256": .string(policy.digest),
             "loaded_at": .string(policy.loadedAt.formatted(.iso8601)),
         ]
@@ -129,7 +151,11 @@ public actor Agent: ControlHandler {
             "enrollment": .object(["state": "unenrolled"]),
             "services": .array(services),
             "journal": journalStatus,
+            "control": .object(["denials_not_journaled": .int(Int64(suppressedDenials))]),
         ]
+        if !pendingRestart.isEmpty {
+            result["pending_restart"] = .object(pendingRestart.mapValues(JSONValue.string))
+        }
         if let lastReload {
             result["last_reload"] = .object([
                 "at": .string(lastReload.at.formatted(.iso8601)), "ok": .bool(lastReload.ok),
@@ -138,6 +164,10 @@ public actor Agent: ControlHandler {
         }
         return .object(result)
     }
+
+    /// Answers as soon as the actor is free: the watchdog pings systemd only after this returns,
+    /// so an agent stuck in a call stops pinging and gets restarted.
+    public func heartbeat() {}
 
     // MARK: Reload
 
@@ -155,21 +185,29 @@ public actor Agent: ControlHandler {
         var ok = true
         do {
             let fresh = try AgentConfigurationParser.load(configurationPath, requireRootOwned: true)
+            // Only what can change live changes; the rest stays in force and is shown as pending.
+            pendingRestart = [:]
             for (name, old, new) in [
                 ("agent.state_dir", configuration.stateDirectory, fresh.stateDirectory),
                 ("agent.control_socket", configuration.controlSocket, fresh.controlSocket),
                 ("journal.max_size", "\(configuration.journalMaximumBytes)", "\(fresh.journalMaximumBytes)"),
             ] where old != new {
-                messages.append("\(name) changed; it takes effect at the next start")
+                pendingRestart[name] = new
+                messages.append("\(name) changed to \(new); it takes effect at the next start")
             }
             if fresh.logLevel != configuration.logLevel { logger.level = fresh.logLevel }
-            configuration = fresh
+            configuration.logLevel = fresh.logLevel
+            configuration.policyFile = fresh.policyFile
         } catch {
             ok = false
             messages.append("configuration refused, the previous one stays: \(error)")
             logger.error("configuration refused on reload; keeping the previous one", ("error", "\(error)"))
         }
-        switch PolicyLoader(journal: journal).load(configuration.policyFile, now: now) {
+        var loader = PolicyLoader(journal: journal)
+        defer {
+            if let failure = loader.saveFailure { logger.error("could not save the policy as the last good one", ("error", failure)) }
+        }
+        switch loader.load(configuration.policyFile, now: now) {
         case .loaded(let active):
             if active.digest != policy.digest { messages.append("policy changed to sha256 \(active.digest.prefix(16))") }
             policy = active

@@ -28,10 +28,18 @@ public struct ControlServerError: Error, CustomStringConvertible {
 public final class ControlListener: Sendable {
     public let path: String
     let descriptor: Int32
+    /// Held while listening: a second daemon cannot take the path over, not even from a wedged one.
+    private let lock: ProcessLock
 
     public init(path: String) throws(ControlServerError) {
         self.path = path
         try Self.prepareDirectory(of: path)
+        do {
+            lock = try ProcessLock(path: path + ".lock")
+        } catch {
+            throw ControlServerError(message: "another holdfastd is already listening on \(path) (\(error.message))")
+        }
+        // With the lock held, a socket file at the path is a leftover of a dead daemon.
         try Self.removeStaleSocket(at: path)
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard descriptor >= 0 else { throw ControlServerError(message: "socket: \(String(cString: strerror(errno)))") }
@@ -73,9 +81,12 @@ public final class ControlListener: Sendable {
             return
         }
         guard info.st_mode & S_IFMT == S_IFDIR else { throw ControlServerError(message: "\(directory) is not a directory") }
-        // Others must not be able to swap the socket for their own (sticky /tmp-style dirs aside).
-        if info.st_mode & 0o002 != 0, info.st_mode & S_ISVTX == 0 {
-            throw ControlServerError(message: "\(directory) is world-writable; refusing to put the control socket there")
+        // Whoever can write the directory can swap the socket for their own and answer root's CLI.
+        guard info.st_uid == geteuid() else {
+            throw ControlServerError(message: "\(directory) is owned by uid \(info.st_uid); the control socket's directory must be root's")
+        }
+        if info.st_mode & 0o022 != 0 {
+            throw ControlServerError(message: "\(directory) is writable by group or others; refusing to put the control socket there")
         }
     }
 
@@ -84,10 +95,6 @@ public final class ControlListener: Sendable {
         guard lstat(path, &info) == 0 else { return }
         guard info.st_mode & S_IFMT == S_IFSOCK else {
             throw ControlServerError(message: "\(path) exists and is not a socket; refusing to replace it")
-        }
-        // A socket that still answers belongs to a running daemon.
-        if (try? ControlClient(socketPath: path, timeout: 2).call("ping")) != nil {
-            throw ControlServerError(message: "another holdfastd is already listening on \(path)")
         }
         unlink(path)
     }
@@ -103,6 +110,8 @@ public struct ControlService: Service {
     let maximumConnections: Int
     /// How long a client may take to send its request.
     let requestTimeout: Duration
+    /// Log lines about refusals, per caller uid (the journal has its own limit in the handler).
+    let logLimiter = RateLimiter(burst: 20, perSecond: 0.1)
 
     public init(
         listener: ControlListener, handler: any ControlHandler, logger: Logger,
@@ -140,31 +149,42 @@ public struct ControlService: Service {
                         }
                         throw ControlServerError(message: "accept: \(String(cString: strerror(errno)))")
                     }
-                    guard slots.take() else {
-                        Connection(descriptor: client).respond(.failure(.busy, "holdfastd is busy; try again"))
+                    // Who it is decides whether it is admitted: no identity, no answer.
+                    guard let peer = try? PeerCredentials.of(client) else {
+                        logger.error("cannot read peer credentials; closing")
                         close(client)
                         continue
                     }
-                    group.addTask { [self] in
-                        await serve(client)
+                    guard slots.take(uid: peer.uid) else {
+                        // Answer without waiting; the client may not have sent yet. Clients read
+                        // the answer even when their send fails (ControlClient does).
+                        let connection = Connection(descriptor: client)
+                        connection.respond(.failure(.busy, "holdfastd is busy (too many connections from uid \(peer.uid) or in all); try again"))
+                        connection.drainWithoutWaiting()
                         close(client)
-                        slots.release()
+                        busyLog(peer)
+                        continue
+                    }
+                    group.addTask { [self] in
+                        await serve(client, peer: peer)
+                        await Connection(descriptor: client).finish()
+                        close(client)
+                        slots.release(uid: peer.uid)
                     }
                 }
             }
         }
     }
 
-    private func serve(_ client: Int32) async {
-        let connection = Connection(descriptor: client)
-        let peer: PeerCredentials
-        do {
-            peer = try PeerCredentials.of(client)
-        } catch {
-            // Without the peer's identity nothing may be answered.
-            logger.error("cannot read peer credentials; closing", ("error", "\(error)"))
-            return
+    private func busyLog(_ peer: PeerCredentials) {
+        let (log, suppressed) = logLimiter.admit("busy:\(peer.uid)")
+        if log {
+            logger.warning("control connection refused: busy", ("peer.uid", "\(peer.uid)"), ("peer.pid", "\(peer.pid)"), ("suppressed", "\(suppressed)"))
         }
+    }
+
+    private func serve(_ client: Int32, peer: PeerCredentials) async {
+        let connection = Connection(descriptor: client)
         guard let line = await connection.readLine(limit: ControlProtocol.maximumRequestBytes, timeout: requestTimeout) else {
             await connection.send(.failure(.badRequest, "no complete request line within \(requestTimeout) or over \(ControlProtocol.maximumRequestBytes) bytes"))
             return
@@ -188,7 +208,13 @@ public struct ControlService: Service {
         guard verbClass.permits(uid: peer.uid) else {
             let reason = "'\(request.verb)' is an admin verb; uid \(peer.uid) is not root"
             await handler.denied(request, from: peer, reason: reason)
-            logger.warning("control request refused", ("verb", request.verb), ("peer.uid", "\(peer.uid)"), ("peer.pid", "\(peer.pid)"))
+            let (log, suppressed) = logLimiter.admit(String(peer.uid))
+            if log {
+                logger.warning(
+                    "control request refused", ("verb", request.verb), ("peer.uid", "\(peer.uid)"), ("peer.pid", "\(peer.pid)"),
+                    ("suppressed", "\(suppressed)")
+                )
+            }
             await connection.send(.failure(.permissionDenied, "permission denied: \(reason)"))
             return
         }
@@ -197,21 +223,46 @@ public struct ControlService: Service {
 }
 
 /// Counts connections being answered, so a flood gets `busy` instead of exhausting descriptors.
+/// One local user cannot take every slot: each uid but root has its own cap, and a few slots
+/// are kept for root (the daemon's own tools and the login check must always get through).
 final class ConnectionSlots: Sendable {
-    private let used = Mutex(0)
+    private struct Counts {
+        var total = 0
+        var perUID: [UInt32: Int] = [:]
+    }
+
+    private let counts = Mutex(Counts())
     let limit: Int
+    let perUserLimit: Int
+    let reservedForRoot: Int
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int, perUserLimit: Int = 16, reservedForRoot: Int = 8) {
+        self.limit = limit
+        self.perUserLimit = min(perUserLimit, limit)
+        self.reservedForRoot = min(reservedForRoot, limit - 1)
+    }
 
-    func take() -> Bool {
-        used.withLock { count in
-            guard count < limit else { return false }
-            count += 1
+    func take(uid: UInt32) -> Bool {
+        counts.withLock { counts in
+            let mine = counts.perUID[uid, default: 0]
+            if uid == 0 {
+                guard counts.total < limit else { return false }
+            } else {
+                guard counts.total < limit - reservedForRoot, mine < perUserLimit else { return false }
+            }
+            counts.total += 1
+            counts.perUID[uid] = mine + 1
             return true
         }
     }
 
-    func release() { used.withLock { $0 -= 1 } }
+    func release(uid: UInt32) {
+        counts.withLock { counts in
+            counts.total -= 1
+            let mine = counts.perUID[uid, default: 1] - 1
+            counts.perUID[uid] = mine > 0 ? mine : nil
+        }
+    }
 }
 
 /// One accepted, non-blocking client socket.
@@ -256,6 +307,34 @@ struct Connection {
             let remaining = deadline - ContinuousClock.now
             guard remaining > .zero, await Readiness.wait(descriptor, for: .write, timeout: remaining) else { return }
         }
+    }
+
+    /// Ends the exchange so the client reads the whole answer: half-close, then read and discard
+    /// what the client still sends (closing with unread data would reset the connection and the
+    /// answer with it) until it closes, 16 MiB, or one second.
+    func finish() async {
+        shutdown(descriptor, Int32(SHUT_WR))
+        var discarded = 0
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        let deadline = ContinuousClock.now + .seconds(1)
+        while discarded < 16 << 20 {
+            let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count > 0 {
+                discarded += count
+                continue
+            }
+            if count == 0 { return }
+            if errno == EINTR { continue }
+            guard errno == EAGAIN || errno == EWOULDBLOCK else { return }
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero, await Readiness.wait(descriptor, for: .read, timeout: remaining) else { return }
+        }
+    }
+
+    /// Discards what is already buffered, without waiting.
+    func drainWithoutWaiting() {
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while chunk.withUnsafeMutableBytes({ recv(descriptor, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 {}
     }
 
     /// A best-effort immediate answer (used for `busy`), never waiting.

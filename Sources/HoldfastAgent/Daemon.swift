@@ -25,18 +25,31 @@ public enum Daemon {
         let logger = Logger(level: logLevel ?? configuration.logLevel, handler: bootstrap.handler)
         let notifier = SystemdNotifier(environment: environment)
 
+        // Signals first. SIGTERM and SIGINT arm a hard deadline at once, on the signal queue: the
+        // process is gone within 2 s whatever state the async code is in (start-up included). A
+        // stop that needs it exits 1, so systemd records it as the failure it is.
+        let signals = SignalStream.make([SIGTERM, SIGINT, SIGHUP]) { signal in
+            guard signal != SIGHUP else { return }
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1_900)) {
+                logger.error("clean stop did not finish within 1.9 s; exiting now")
+                _exit(1)
+            }
+        }
+
+        // One holdfastd per state directory (two would share the journal and the last good policy).
+        let stateLock: ProcessLock
         let journal: Journal
         do {
+            try SecureFile.ensurePrivateDirectory(configuration.stateDirectory)
+            stateLock = try ProcessLock(path: configuration.stateDirectory + "/holdfastd.lock")
             journal = try Journal(configuration: JournalConfiguration(
                 directory: configuration.stateDirectory, maximumEventBytes: configuration.journalMaximumBytes
             ))
         } catch {
-            logger.error("cannot open the journal: \(error)", ("state_dir", configuration.stateDirectory))
+            logger.error("cannot open the state directory: \(error)", ("state_dir", configuration.stateDirectory))
             return 1
         }
-
-        // Signals first: a SIGTERM during start-up must not kill us half-way.
-        let signals = SignalStream.make([SIGTERM, SIGINT, SIGHUP])
+        defer { withExtendedLifetime(stateLock) {} }
         let supervisor = Supervisor(logger: logger)
         let agent = Agent(
             configurationPath: configurationPath, configuration: configuration,
@@ -47,6 +60,7 @@ public enum Daemon {
             listener = try ControlListener(path: configuration.controlSocket)
         } catch {
             logger.error("cannot open the control socket: \(error)")
+            await agent.record(lifecycle("agent.start_failed", activity: 3, "Start", "holdfastd could not start: \(error)", ok: false))
             return 1
         }
         await supervisor.start(ControlService(listener: listener, handler: agent, logger: logger))
@@ -58,8 +72,9 @@ public enum Daemon {
         let watchdog = Task {
             guard let notifier, let interval = notifier.watchdogInterval else { return }
             while !Task.isCancelled {
-                // The ping goes out only while the supervisor's actor answers: a wedged agent stops
-                // pinging and systemd restarts it.
+                // The ping goes out only while the agent and the supervisor answer: an agent stuck
+                // in a call stops pinging and systemd restarts it.
+                await agent.heartbeat()
                 _ = await supervisor.snapshot()
                 notifier.send("WATCHDOG=1")
                 try? await Task.sleep(for: interval)
@@ -68,7 +83,10 @@ public enum Daemon {
 
         for await signal in signals {
             if signal == SIGHUP {
-                notifier?.send("RELOADING=1")
+                // systemd's notify-reload needs the monotonic time with RELOADING=1.
+                var now = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &now)
+                notifier?.send("RELOADING=1\nMONOTONIC_USEC=\(Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1_000)")
                 let outcome = await agent.reload(trigger: "SIGHUP")
                 notifier?.send("READY=1\nSTATUS=\(outcome.ok ? "reloaded" : "reload refused; previous configuration in force")")
                 continue
@@ -78,13 +96,6 @@ public enum Daemon {
         }
 
         notifier?.send("STOPPING=1")
-        // The clean stop must end within 2 s. If a service wedges the cooperative threads, a
-        // Dispatch timer (outside Swift concurrency) ends the process anyway; the journal is
-        // crash-safe, so nothing committed is lost.
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(1_900)) {
-            logger.error("clean stop did not finish in time; exiting")
-            _exit(0)
-        }
         watchdog.cancel()
         let late = await supervisor.shutdown(deadline: stopDeadline)
         listener.removeSocketFile()
@@ -96,10 +107,10 @@ public enum Daemon {
         return 0
     }
 
-    static func lifecycle(_ kind: String, activity: Int, _ name: String, _ message: String) -> Event {
+    static func lifecycle(_ kind: String, activity: Int, _ name: String, _ message: String, ok: Bool = true) -> Event {
         Event(
             kind: kind, eventClass: .applicationLifecycle, activityID: activity, activityName: name,
-            time: Date(), severity: .informational, status: .success, message: message,
+            time: Date(), severity: ok ? .informational : .high, status: ok ? .success : .failure, message: message,
             actor: Actor(process: .init(pid: Int(getpid()), name: "holdfastd"))
         )
     }

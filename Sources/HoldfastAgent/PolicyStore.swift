@@ -19,6 +19,9 @@ public struct ActivePolicy: Sendable, Equatable {
 
     public let policy: Policy
     public let source: Source
+    /// The file it was read from (for `last-good`: the file it was first read from is not kept;
+    /// this is the file that was refused).
+    public let path: String
     /// SHA-256 of the policy's exact bytes, hex.
     public let digest: String
     public let loadedAt: Date
@@ -30,6 +33,8 @@ struct PolicyLoader {
     static let lastGoodKey = "policy.last_good"
 
     let journal: Journal
+    /// Set when an accepted policy could not be saved as the last good one.
+    private(set) var saveFailure: String?
 
     enum Outcome {
         case loaded(ActivePolicy)
@@ -38,28 +43,32 @@ struct PolicyLoader {
     }
 
     /// Reads `path`. On success the policy is also saved as the last good one.
-    func load(_ path: String, now: Date) -> Outcome {
+    mutating func load(_ path: String, now: Date) -> Outcome {
         let bytes: [UInt8]
         switch Self.read(path) {
         case .success(let read): bytes = read
-        case .failure(let reason): return .refused(reason: "\(path): \(reason)", fallback: fallback(now: now))
+        case .failure(let reason): return .refused(reason: "\(path): \(reason)", fallback: fallback(path, now: now))
         }
         do {
             let policy = try Policy.parse(bytes)
-            try? journal.setState(Self.lastGoodKey, bytes)
-            return .loaded(ActivePolicy(policy: policy, source: .file, digest: SHA256.hex(bytes), loadedAt: now))
+            do {
+                try journal.setState(Self.lastGoodKey, bytes)
+            } catch {
+                saveFailure = "\(error)"
+            }
+            return .loaded(ActivePolicy(policy: policy, source: .file, path: path, digest: SHA256.hex(bytes), loadedAt: now))
         } catch {
-            return .refused(reason: "\(path): \(error.message)", fallback: fallback(now: now))
+            return .refused(reason: "\(path): \(error.message)", fallback: fallback(path, now: now))
         }
     }
 
     /// The last good policy from state, else the built-in default.
-    func fallback(now: Date) -> ActivePolicy {
+    func fallback(_ path: String, now: Date) -> ActivePolicy {
         if let bytes = try? journal.state(Self.lastGoodKey), let policy = try? Policy.parse(bytes) {
-            return ActivePolicy(policy: policy, source: .lastGood, digest: SHA256.hex(bytes), loadedAt: now)
+            return ActivePolicy(policy: policy, source: .lastGood, path: path, digest: SHA256.hex(bytes), loadedAt: now)
         }
         let builtIn = Policy.builtInDefault
-        return ActivePolicy(policy: builtIn, source: .builtIn, digest: SHA256.hex(builtIn.bytes), loadedAt: now)
+        return ActivePolicy(policy: builtIn, source: .builtIn, path: path, digest: SHA256.hex(builtIn.bytes), loadedAt: now)
     }
 
     enum ReadResult { case success([UInt8]), failure(String) }
@@ -67,7 +76,8 @@ struct PolicyLoader {
     /// The policy file must be a regular file owned by root and not writable by others: whoever
     /// can write it decides what is blocked.
     static func read(_ path: String) -> ReadResult {
-        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO at the path must not hang the open; fstat refuses it next.
+        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
             return .failure(errno == ELOOP ? "is a symbolic link; refusing it" : String(cString: strerror(errno)))
         }

@@ -1,5 +1,6 @@
 public import FoundationEssentials
 public import HoldfastCore
+import Synchronization
 
 /// A long-running part of the agent. `run` returns only when cancelled; a throw (or an early
 /// return) is a failure the supervisor logs and restarts with backoff.
@@ -97,33 +98,25 @@ public actor Supervisor {
         }
     }
 
-    /// Cancels every service and waits for them, at most `deadline`. Returns the names of services
-    /// that had not stopped by then.
+    /// Cancels every service and waits for them, at most `deadline`: returns then even if some
+    /// have not stopped (a task group would wait for all of them), naming those.
     @discardableResult
     public func shutdown(deadline: Duration) async -> [String] {
-        let tasks = order.compactMap { name in entries[name]?.task.map { (name, $0) } }
-        for (_, task) in tasks { task.cancel() }
-        let stopped = await withTaskGroup(of: String?.self) { group -> Set<String> in
-            for (name, task) in tasks {
-                group.addTask {
-                    await task.value
-                    return name
-                }
+        let tasks = order.compactMap { entries[$0]?.task }
+        for task in tasks { task.cancel() }
+        let gate = OnceGate()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            gate.set(continuation)
+            Task.detached {
+                for task in tasks { await task.value }
+                gate.open()
             }
-            group.addTask {
+            Task.detached {
                 try? await Task.sleep(for: deadline)
-                return nil
+                gate.open()
             }
-            var done = Set<String>()
-            for await name in group {
-                guard let name else { break }
-                done.insert(name)
-                if done.count == tasks.count { break }
-            }
-            group.cancelAll()
-            return done
         }
-        let late = tasks.map(\.0).filter { !stopped.contains($0) }
+        let late = order.filter { entries[$0]?.state != .stopped }
         for name in late { logger.warning("service did not stop in time", ("service", name)) }
         return late
     }
@@ -169,5 +162,29 @@ public actor Supervisor {
         entries[name]?.state = .backingOff(until: until)
         entries[name]?.restarts += 1
         entries[name]?.lastError = error
+    }
+}
+
+/// Resumes one continuation once, whichever of several events comes first.
+final class OnceGate: Sendable {
+    private let state = Mutex<(opened: Bool, continuation: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func set(_ continuation: CheckedContinuation<Void, Never>) {
+        let openAlready = state.withLock { state -> Bool in
+            if state.opened { return true }
+            state.continuation = continuation
+            return false
+        }
+        if openAlready { continuation.resume() }
+    }
+
+    func open() {
+        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.opened { return nil }
+            state.opened = true
+            defer { state.continuation = nil }
+            return state.continuation
+        }
+        continuation?.resume()
     }
 }

@@ -17,7 +17,8 @@ public struct SystemdNotifier: Sendable {
         if let text = environment["WATCHDOG_USEC"], let microseconds = Int64(text), microseconds > 0,
             environment["WATCHDOG_PID"].map({ Int32($0) == getpid() }) ?? true
         {
-            watchdogInterval = .microseconds(microseconds / 2)
+            // Half the timeout, as sd_watchdog_enabled(3) suggests; never a busy loop.
+            watchdogInterval = .microseconds(max(microseconds / 2, 50_000))
         } else {
             watchdogInterval = nil
         }

@@ -54,7 +54,9 @@ public enum AgentConfigurationParser {
             absolutePath(value).map { config.stateDirectory = $0; return nil } ?? "state_dir must be an absolute path"
         },
         Key(section: "agent", name: "control_socket") { config, value in
-            guard let path = absolutePath(value) else { return "control_socket must be an absolute path" }
+            guard let path = absolutePath(value), !path.hasSuffix("/") else {
+                return "control_socket must be an absolute path to a socket file"
+            }
             guard path.utf8.count < 108 else { return "control_socket is longer than a Unix socket path may be (107 bytes)" }
             config.controlSocket = path
             return nil
@@ -91,6 +93,8 @@ public enum AgentConfigurationParser {
         var configuration = AgentConfiguration()
         var section: String?
         var seen: [String: Int] = [:]
+        // A UTF-8 byte order mark, as some Windows editors write, is not part of line 1.
+        let bytes = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? Array(bytes.dropFirst(3)) : bytes
         let lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
         for (index, rawLine) in lines.enumerated() {
             let number = index + 1
@@ -139,7 +143,8 @@ public enum AgentConfigurationParser {
     /// Reads and parses a configuration file. With `requireRootOwned` (the daemon's reading), the
     /// file must be a regular file owned by root and writable by nobody else.
     public static func load(_ path: String, requireRootOwned: Bool) throws(ConfigError) -> AgentConfiguration {
-        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO at the path must not hang the open; fstat refuses it next.
+        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
             let reason = errno == ELOOP ? "is a symbolic link; refusing it" : String(cString: strerror(errno))
             throw ConfigError(path: path, line: 0, message: reason)

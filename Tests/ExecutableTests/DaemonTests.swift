@@ -192,13 +192,76 @@ import Testing
         #expect(result.stderr.contains("\(installation.config):2: log_level must be one of"))
     }
 
-    @Test func refusesASecondDaemonOnTheSameSocket() throws {
+    @Test func refusesASecondDaemonOnTheSameStateOrSocket() throws {
         let installation = try Installation()
         let running = try RunningDaemon(installation, binary: daemon)
         #expect(running.notify.waitFor("READY=1").found)
-        let second = try runProcess(daemon, ["--config", installation.config])
-        #expect(second.status == 1)
-        #expect(second.stderr.contains("already listening"))
+        let sameState = try runProcess(daemon, ["--config", installation.config])
+        #expect(sameState.status == 1)
+        #expect(sameState.stderr.contains("held by another holdfastd (pid \(running.process.processIdentifier))"))
+
+        // Another state directory, the same socket.
+        let other = installation.directory.file("other.conf")
+        try installation.write("[agent]\nstate_dir = \(installation.directory.file("state2"))\ncontrol_socket = \(installation.socket)\npolicy = \(installation.policy)\n", to: other)
+        let sameSocket = try runProcess(daemon, ["--config", other])
+        #expect(sameSocket.status == 1)
+        #expect(sameSocket.stderr.contains("already listening"))
+        #expect(try runProcess(holdfast, ["--socket", installation.socket, "status"]).status == 0)
+        #expect(running.stop().0 == 0)
+    }
+
+    @Test func aFIFOInPlaceOfTheConfigOrPolicyNeverHangs() throws {
+        let installation = try Installation()
+        let fifo = installation.directory.file("fifo.conf")
+        mkfifo(fifo, 0o644)
+        let check = try runProcess(daemon, ["--check-config", fifo])
+        #expect(check.status == 1)
+        #expect(check.stderr.contains("is not a regular file"))
+
+        unlink(installation.policy)
+        mkfifo(installation.policy, 0o644)
+        let running = try RunningDaemon(installation, binary: daemon)
+        #expect(running.notify.waitFor("READY=1").found)
+        let status = json(try runProcess(holdfast, ["--socket", installation.socket, "status", "--json"]).stdout)
+        #expect((status?["policy"] as? [String: Any])?["source"] as? String == "built-in")
+        kill(running.process.processIdentifier, SIGHUP)
+        #expect(running.notify.waitFor("STATUS=reload refused; previous configuration in force").found)
+        let (code, seconds) = running.stop()
+        #expect(code == 0)
+        #expect(seconds < 2)
+    }
+
+    @Test func aFloodOfRefusalsCannotFlushTheJournal() throws {
+        let installation = try Installation()
+        let running = try RunningDaemon(installation, binary: daemon)
+        #expect(running.notify.waitFor("READY=1").found)
+        let script = """
+            import json, socket, sys
+            for _ in range(300):
+                s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+                s.sendall(b'{"version":1,"verb":"reload"}\\n'); s.recv(4096); s.close()
+            """
+        let flood = try runProcess("/usr/sbin/runuser", ["-u", "nobody", "--", "/usr/bin/python3", "-c", script, installation.socket])
+        #expect(flood.status == 0, "\(flood.stderr)")
+        let status = json(try runProcess(holdfast, ["--socket", installation.socket, "status", "--json"]).stdout)
+        let notJournaled = (status?["control"] as? [String: Any])?["denials_not_journaled"] as? Int ?? 0
+        #expect(notJournaled >= 250)
+        #expect(running.stop().0 == 0)
+        let tail = try runProcess(holdfast, ["journal", "tail", "--state-dir", installation.state, "--lines", "1000"])
+        let denials = tail.stdout.split(separator: "\n").filter { $0.contains("control.denied") }.count
+        #expect(denials >= 1)
+        #expect(denials <= 25)
+    }
+
+    @Test func reportsSettingsThatWaitForARestart() throws {
+        let installation = try Installation()
+        let running = try RunningDaemon(installation, binary: daemon)
+        #expect(running.notify.waitFor("READY=1").found)
+        try installation.writeConfig(extra: "[journal]\nmax_size = 64M\n")
+        #expect(try runProcess(holdfast, ["--socket", installation.socket, "reload"]).status == 0)
+        let status = json(try runProcess(holdfast, ["--socket", installation.socket, "status", "--json"]).stdout)
+        #expect((status?["pending_restart"] as? [String: Any])?["journal.max_size"] as? String == String(64 << 20))
+        #expect(((status?["journal"] as? [String: Any])?["max_bytes"] as? Int) == 256 << 20)
         #expect(running.stop().0 == 0)
     }
 

@@ -116,11 +116,36 @@ struct RunningServer {
         await server.stop()
     }
 
-    @Test func refusesAnOversizedRequest() async throws {
+    @Test func answersAnOversizedRequestInsteadOfResettingIt() async throws {
         let server = try RunningServer()
         let answer = await server.raw([UInt8](repeating: UInt8(ascii: "a"), count: ControlProtocol.maximumRequestBytes + 10))
         #expect(answer.contains(#""code":"bad-request""#))
+        // Through the real client, with megabytes of arguments: the answer arrives, not EPIPE.
+        let path = server.path
+        let response = try await offThread {
+            try ControlClient(socketPath: path).call("look", ["blob": .string(String(repeating: "x", count: 4 << 20))])
+        }
+        #expect(response.error?.code == .badRequest)
         await server.stop()
+    }
+
+    @Test func theClientRefusesAServerThatIsNotTheExpectedUser() async throws {
+        let server = try RunningServer()
+        let path = server.path
+        let error = await #expect(throws: ControlClientError.self) {
+            try await offThread { try ControlClient(socketPath: path, serverUID: 12_345).call("look") }
+        }
+        #expect(error?.code == .untrusted)
+        await server.stop()
+    }
+
+    @Test func refusesASocketDirectoryOwnedBySomeoneElse() throws {
+        let directory = TemporaryDirectory()
+        let run = directory.file("run")
+        mkdir(run, 0o755)
+        chown(run, 65_534, 65_534)
+        let error = #expect(throws: ControlServerError.self) { try ControlListener(path: run + "/control.sock") }
+        #expect(error?.message.contains("owned by uid 65534") == true)
     }
 
     @Test func aSilentClientDoesNotBlockOthers() async throws {
@@ -144,7 +169,13 @@ struct RunningServer {
         let response = try await server.call("look")
         #expect(response.error?.code == .busy)
         #expect(try await slow.ok)
-        #expect(try await server.call("look").ok)
+        // The slot frees once the slow connection is closed on both sides.
+        var freed = false
+        for _ in 0..<300 where !freed {
+            freed = (try? await server.call("look").ok) ?? false
+            if !freed { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(freed)
         await server.stop()
     }
 
@@ -152,6 +183,7 @@ struct RunningServer {
         let server = try RunningServer()
         let live = #expect(throws: ControlServerError.self) { try ControlListener(path: server.path) }
         #expect(live?.message.contains("already listening") == true)
+        #expect(try await server.call("look").ok)  // and the first one still answers
         await server.stop()
         let directory = TemporaryDirectory()
         #expect(FileManager.default.createFile(atPath: directory.file("file"), contents: Data()))
@@ -162,7 +194,7 @@ struct RunningServer {
         let directory = TemporaryDirectory()
         let path = directory.file("control.sock")
         do {
-            _ = try ControlListener(path: path)  // closed at once, the file stays behind
+            _ = try ControlListener(path: path)  // closed at once (lock released), the file stays behind
         }
         #expect(fileMode(path) != 0)
         let listener = try ControlListener(path: path)
@@ -184,5 +216,23 @@ struct RunningServer {
         let notifier = try #require(SystemdNotifier(environment: ["NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "1"]))
         #expect(notifier.watchdogInterval == nil)
         #expect(SystemdNotifier(environment: [:]) == nil)
+    }
+}
+
+@Suite struct ConnectionSlotTests {
+    @Test func oneUserCannotTakeEverySlotAndRootKeepsReservedOnes() {
+        let slots = ConnectionSlots(limit: 10, perUserLimit: 4, reservedForRoot: 2)
+        #expect((0..<4).allSatisfy { _ in slots.take(uid: 1000) })
+        #expect(!slots.take(uid: 1000))  // per-user cap
+        #expect((0..<4).allSatisfy { _ in slots.take(uid: 1001) })
+        #expect(!slots.take(uid: 1002))  // 8 of 10 used: the last 2 are root's
+        #expect(slots.take(uid: 0))
+        #expect(slots.take(uid: 0))
+        #expect(!slots.take(uid: 0))
+        slots.release(uid: 1000)
+        #expect(!slots.take(uid: 1002))  // still only root's slots free
+        slots.release(uid: 0)
+        slots.release(uid: 0)
+        #expect(slots.take(uid: 1002))
     }
 }

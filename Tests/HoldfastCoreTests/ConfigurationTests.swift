@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import HoldfastCore
 import HoldfastTestSupport
@@ -170,5 +171,21 @@ extension String {
         guard descriptor >= 0 else { throw SystemCallError(call: "open", subject: path, errno: errno) }
         defer { close(descriptor) }
         _ = withCString { Glibc.write(descriptor, $0, strlen($0)) }
+    }
+}
+
+@Suite struct RateLimiterTests {
+    @Test func admitsABurstThenCountsWhatItRefuses() {
+        let clock = ManualTimeSource(Date(timeIntervalSince1970: 1_800_000_000))
+        let limiter = RateLimiter(burst: 3, perSecond: 0.5, clock: clock)
+        #expect((0..<3).map { _ in limiter.admit("u").allowed } == [true, true, true])
+        #expect(limiter.admit("u").allowed == false)
+        #expect(limiter.admit("u").allowed == false)
+        #expect(limiter.admit("other").allowed)  // keys are independent
+        clock.advance(by: 2)  // one token back
+        let next = limiter.admit("u")
+        #expect(next.allowed)
+        #expect(next.suppressed == 2)
+        #expect(limiter.admit("u").allowed == false)
     }
 }

@@ -14,6 +14,8 @@ public struct ControlClientError: Error, Equatable, CustomStringConvertible {
         case timeout
         /// The answer was not a protocol message.
         case protocolError
+        /// The process behind the socket is not the daemon (wrong uid).
+        case untrusted
     }
 
     public let code: Code
@@ -27,10 +29,14 @@ public struct ControlClient: Sendable {
     public let socketPath: String
     /// Seconds to wait for the connection, the send, and the answer.
     public let timeout: Int
+    /// The uid the answering process must have (from `SO_PEERCRED`): root by default, so a user
+    /// who manages to bind the path cannot answer for holdfastd.
+    public let serverUID: UInt32?
 
-    public init(socketPath: String, timeout: Int = 10) {
+    public init(socketPath: String, timeout: Int = 10, serverUID: UInt32? = 0) {
         self.socketPath = socketPath
         self.timeout = timeout
+        self.serverUID = serverUID
     }
 
     /// Sends `request` and returns the daemon's response.
@@ -63,6 +69,14 @@ public struct ControlClient: Sendable {
             )
         }
 
+        if let serverUID {
+            guard let peer = try? PeerCredentials.of(descriptor), peer.uid == serverUID else {
+                throw ControlClientError(
+                    code: .untrusted,
+                    message: "the process answering at \(socketPath) is not running as uid \(serverUID); refusing to trust it"
+                )
+            }
+        }
         var line: [UInt8]
         do {
             let encoder = JSONEncoder()
@@ -73,12 +87,16 @@ public struct ControlClient: Sendable {
         }
         line.append(UInt8(ascii: "\n"))
         var offset = 0
+        var sendError: Int32?
         while offset < line.count {
             let start = offset
             let written = line.withUnsafeBytes { send(descriptor, $0.baseAddress.map { $0 + start }, $0.count - start, Int32(MSG_NOSIGNAL)) }
             if written < 0 {
                 if errno == EINTR { continue }
-                throw failure(errno, "sending")
+                // The daemon may have answered (busy, too large) and closed before reading it
+                // all: its answer can still be waiting to be read.
+                sendError = errno
+                break
             }
             offset += written
         }
@@ -89,6 +107,7 @@ public struct ControlClient: Sendable {
             let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
             if count < 0 {
                 if errno == EINTR { continue }
+                if sendError != nil || errno == ECONNRESET { break }
                 throw failure(errno, "reading the answer")
             }
             if count == 0 { break }
@@ -98,6 +117,7 @@ public struct ControlClient: Sendable {
             }
         }
         guard let newline = response.firstIndex(of: UInt8(ascii: "\n")) else {
+            if let sendError { throw failure(sendError, "sending") }
             throw ControlClientError(code: .protocolError, message: "holdfastd closed the connection without an answer")
         }
         do {

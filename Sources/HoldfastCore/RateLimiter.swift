@@ -1,0 +1,50 @@
+import FoundationEssentials
+import Synchronization
+
+/// A token bucket per key: `burst` events at once, refilled at `perSecond`. What is refused is
+/// counted, so the next admitted record can say how many were suppressed — nothing vanishes
+/// without a trace, and no one can flood the journal or the log.
+public final class RateLimiter: Sendable {
+    private struct Bucket {
+        var tokens: Double
+        var updated: Date
+        var suppressed: Int
+    }
+
+    private let buckets = Mutex<[String: Bucket]>([:])
+    private let burst: Double
+    private let perSecond: Double
+    private let clock: any TimeSource
+    private let maximumKeys: Int
+
+    public init(burst: Int, perSecond: Double, clock: any TimeSource = SystemTimeSource(), maximumKeys: Int = 10_000) {
+        self.burst = Double(burst)
+        self.perSecond = perSecond
+        self.clock = clock
+        self.maximumKeys = maximumKeys
+    }
+
+    /// Whether an event for `key` may pass now. When it may, `suppressed` is how many were refused
+    /// for that key since the last one that passed.
+    public func admit(_ key: String) -> (allowed: Bool, suppressed: Int) {
+        let now = clock.now()
+        return buckets.withLock { buckets in
+            if buckets[key] == nil, buckets.count >= maximumKeys {
+                // Forget idle, full buckets first; they hold nothing worth keeping.
+                buckets = buckets.filter { $0.value.suppressed > 0 || $0.value.tokens < burst }
+            }
+            var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now, suppressed: 0)
+            bucket.tokens = min(burst, bucket.tokens + max(0, now.timeIntervalSince(bucket.updated)) * perSecond)
+            bucket.updated = now
+            defer { buckets[key] = bucket }
+            guard bucket.tokens >= 1 else {
+                bucket.suppressed += 1
+                return (false, 0)
+            }
+            bucket.tokens -= 1
+            let suppressed = bucket.suppressed
+            bucket.suppressed = 0
+            return (true, suppressed)
+        }
+    }
+}
