@@ -21,6 +21,7 @@ demo: build
 	@scripts/demo.sh $(BIN)
 
 bench: deps
+	$(SWIFT) build -c release --product holdfast $(SWIFT_FLAGS)
 	$(SWIFT) build -c release --product holdfast-bench $(SWIFT_FLAGS)
 	@.build/release/holdfast-bench
 

@@ -24,13 +24,13 @@ let libraries: [Target] = [
     // SQLite journal and state. The only SQLite user.
     .target(name: "HoldfastStore", dependencies: ["HoldfastCore", "CSQLite"]),
     // One module per domain; each owns the C library of its OS touchpoint.
-    .target(name: "DeviceGuard", dependencies: ["HoldfastCore", "CUdev"]),
+    .target(name: "DeviceGuard", dependencies: ["HoldfastCore", "HoldfastCrypto", "CUdev"]),
     .target(name: "PrintGuard", dependencies: ["HoldfastCore", "CCups"]),
     .target(name: "FileWatch", dependencies: ["HoldfastCore", "CAudit"]),
     .target(name: "BrokerClient", dependencies: ["HoldfastCore", "HoldfastCrypto", "CCurl"]),
     .target(name: "HoldfastBroker", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "CMicroHTTPD"]),
     // The daemon's wiring: supervisor, control socket, systemd notify, signals, reload.
-    .target(name: "HoldfastAgent", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore"]),
+    .target(name: "HoldfastAgent", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard"]),
     // Subcommand table, argument parsing and exit codes shared by the three executables.
     .target(name: "HoldfastCommandLine", dependencies: ["HoldfastCore"]),
 ]
@@ -38,14 +38,14 @@ let libraries: [Target] = [
 let executables: [Target] = [
     .executableTarget(name: "holdfastd", dependencies: ["HoldfastCore", "HoldfastCommandLine", "HoldfastAgent", "HoldfastStore"]),
     .executableTarget(name: "holdfast", dependencies: [
-        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastStore",
+        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastStore", "DeviceGuard",
     ]),
     .executableTarget(name: "holdfast-broker", dependencies: [
         "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto",
     ]),
     // Benchmarks for `make bench`; not shipped.
     .executableTarget(name: "holdfast-bench", dependencies: [
-        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent",
+        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport",
     ], path: "Benchmarks/holdfast-bench"),
     // Child processes the tests start and kill (crash tests); not shipped.
     .executableTarget(name: "holdfast-testkit", dependencies: [
@@ -62,6 +62,7 @@ let tests: [Target] = [
     .testTarget(name: "HoldfastAgentTests", dependencies: [
         "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport",
     ]),
+    .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
     .testTarget(name: "SystemLibraryTests", dependencies: [
         "DeviceGuard", "PrintGuard", "FileWatch", "BrokerClient", "HoldfastBroker",
     ]),

@@ -1,10 +1,12 @@
 // holdfast-bench: `make bench`. Each row measures Holdfast and its anchor in the same run, on the
 // same machine, and prints the ratio beside the absolute figures. Not shipped.
 import Foundation
+
 import HoldfastAgent
 import HoldfastCore
 import HoldfastCrypto
 import HoldfastStore
+import HoldfastTestSupport
 
 /// One measured series: total time and per-operation latencies.
 struct Measurement {
@@ -237,6 +239,69 @@ rows.append(Row(
     anchor: "\(rate(echo.perSecond)), p50 \(micros(echo.percentile(0.5))), p99 \(micros(echo.percentile(0.99)))",
     ratio: String(format: "%.2f× the anchor's time", echo.perSecond / ping.perSecond)
 ))
+
+// MARK: USB classification
+
+/// The same devices for both tools: a dock-sized tree of 24 devices of every class, each port
+/// reporting its connect type (USBGuard waits ~35 ms per device for one that does not).
+func usbDescription() -> String {
+    typealias Setting = USBDeviceSpec.Setting
+    let kinds: [USBDeviceSpec] = [
+        USBDeviceSpec(vendor: 0x046D, product: 0xC31C, configurations: [[Setting(0, (3, 1, 1)), Setting(1, (3, 0, 0))]]),
+        USBDeviceSpec(vendor: 0x0781, product: 0x5567, configurations: [[Setting(0, (8, 6, 0x50), endpoints: [(0x81, 2, 512), (0x02, 2, 512)])]]),
+        USBDeviceSpec(vendor: 0x04F2, product: 0x0833, configurations: [[Setting(0, (3, 1, 1)), Setting(1, (8, 6, 0x50))]]),
+        USBDeviceSpec(vendor: 0x046D, product: 0x0A38, configurations: [[Setting(0, (1, 1, 0)), Setting(1, (1, 2, 0)), Setting(1, alt: 1, (1, 2, 0)), Setting(2, (3, 0, 0))]]),
+        USBDeviceSpec(vendor: 0x18D1, product: 0x4EE7, configurations: [[Setting(0, (0xFF, 0x42, 1))]]),
+        USBDeviceSpec(vendor: 0x0BDA, product: 0x8153, configurations: [[Setting(0, (2, 6, 0)), Setting(1, (0x0A, 0, 0))]]),
+    ]
+    var entries: [UmockdevWriter.Entry] = []
+    for index in 0..<24 {
+        var spec = kinds[index % kinds.count]
+        spec.serial = "BENCH\(index)"
+        entries.append(.init(port: String(index + 1), spec: spec, connectType: "hotplug"))
+    }
+    return UmockdevWriter.description(entries)
+}
+
+func timeCommand(_ executable: String, _ arguments: [String], runs: Int) throws -> Measurement {
+    try measure(runs) { _ in
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw CocoaError(.executableLoad) }
+    }
+}
+
+let usbFile = scratch + "/usb-bench.umockdev"
+try usbDescription().write(toFile: usbFile, atomically: true, encoding: .utf8)
+let holdfastBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("holdfast").path
+if FileManager.default.fileExists(atPath: "/usr/bin/umockdev-run"), FileManager.default.fileExists(atPath: "/usr/bin/usbguard"),
+    FileManager.default.fileExists(atPath: holdfastBinary)
+{
+    let runs = 20
+    // Alternate the two tools run by run, so background load falls on both alike.
+    var ours = Measurement(operations: 0, seconds: 0, latencies: [])
+    var theirs = Measurement(operations: 0, seconds: 0, latencies: [])
+    for _ in 0..<runs {
+        let one = try timeCommand("/usr/bin/umockdev-run", ["-d", usbFile, "--", holdfastBinary, "usb", "explain", "--json"], runs: 1)
+        let other = try timeCommand("/usr/bin/umockdev-run", ["-d", usbFile, "--", "/usr/bin/usbguard", "generate-policy"], runs: 1)
+        ours.latencies += one.latencies
+        theirs.latencies += other.latencies
+    }
+    rows.append(Row(
+        name: "classify 24 USB devices under umockdev, whole command (holdfast usb explain --json)",
+        holdfast: String(format: "p50 %.1f ms, p99 %.1f ms per run", ours.percentile(0.5) * 1000, ours.percentile(0.99) * 1000),
+        anchorName: "usbguard generate-policy, same testbed",
+        anchor: String(format: "p50 %.1f ms, p99 %.1f ms per run", theirs.percentile(0.5) * 1000, theirs.percentile(0.99) * 1000),
+        ratio: String(format: "%.2f× the anchor's time", ours.percentile(0.5) / theirs.percentile(0.5))
+    ))
+} else {
+    print("note: skipping the USB row (needs umockdev-run, usbguard and a release holdfast beside holdfast-bench)")
+}
 
 // MARK: Report
 

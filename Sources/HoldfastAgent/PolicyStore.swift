@@ -1,3 +1,4 @@
+import DeviceGuard
 public import FoundationEssentials
 public import HoldfastCore
 import HoldfastCrypto
@@ -51,6 +52,12 @@ struct PolicyLoader {
         }
         do {
             let policy = try Policy.parse(bytes)
+            // Every domain checks its own section; one bad section refuses the whole document.
+            do {
+                _ = try USBPolicy(section: policy.sections["usb"])
+            } catch {
+                return .refused(reason: "\(path): \(error.message)", fallback: fallback(path, now: now))
+            }
             do {
                 try journal.setState(Self.lastGoodKey, bytes)
             } catch {

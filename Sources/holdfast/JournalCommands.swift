@@ -164,18 +164,3 @@ struct JournalNote: Subcommand {
     }
 }
 
-/// Text from events made safe for a terminal line.
-enum Printable {
-    /// Control characters (C0, DEL, C1) written as `\u{XX}` escapes; everything else as is.
-    static func escape(_ text: String) -> String {
-        var output = ""
-        for scalar in text.unicodeScalars {
-            if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
-                output += "\\u{" + String(scalar.value, radix: 16) + "}"
-            } else {
-                output.unicodeScalars.append(scalar)
-            }
-        }
-        return output
-    }
-}

@@ -7,6 +7,7 @@ CommandTable(
     commands: [
         Status.self,
         Reload.self,
+        USBExplain.self,
         Verify.self,
         JournalTail.self,
         JournalStatsCommand.self,

@@ -175,6 +175,17 @@ import Testing
         #expect(second.stop().0 == 0)
     }
 
+    @Test func refusesAPolicyWithABadUSBRule() throws {
+        let installation = try Installation(policy: #"{"usb":{"rules":[{"id":"x","match":{"vendor":"zz"},"action":"allow"}]}}"#)
+        let running = try RunningDaemon(installation, binary: daemon)
+        #expect(running.notify.waitFor("READY=1").found)
+        let status = json(try runProcess(holdfast, ["--socket", installation.socket, "status", "--json"]).stdout)
+        #expect((status?["policy"] as? [String: Any])?["source"] as? String == "built-in")
+        #expect(running.stop().0 == 0)
+        let tail = try runProcess(holdfast, ["journal", "tail", "--state-dir", installation.state])
+        #expect(tail.stdout.contains("vendor must be 4 hex digits"))
+    }
+
     @Test func startsWithTheBuiltInPolicyWhenThereIsNone() throws {
         let installation = try Installation(policy: nil)
         let running = try RunningDaemon(installation, binary: daemon)
