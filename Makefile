@@ -3,7 +3,7 @@ SWIFT ?= swift
 SWIFT_FLAGS ?=
 BIN := .build/debug
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build test demo bench fuzz clean
 
 all: build
 
@@ -27,3 +27,11 @@ bench: deps
 
 clean:
 	$(SWIFT) package clean
+
+# libFuzzer over the USB descriptor parser (seeds in Fuzz/corpus; the working corpus stays in .build).
+FUZZ_RUNS ?= 1000000
+fuzz:
+	mkdir -p .build/fuzz/corpus
+	swiftc -sanitize=fuzzer,address -parse-as-library -O Sources/DeviceGuard/USBDescriptors.swift Fuzz/DescriptorFuzzer.swift -o .build/fuzz/descriptor-fuzzer
+	cp -n Fuzz/corpus/descriptors/* .build/fuzz/corpus/
+	.build/fuzz/descriptor-fuzzer -runs=$(FUZZ_RUNS) -max_len=4096 .build/fuzz/corpus
