@@ -63,6 +63,8 @@ let tests: [Target] = [
         "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport",
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
+    // holdfastd enforcing USB over a umockdev bus (root, umockdev, python3-gi, udevadm).
+    .testTarget(name: "DeviceGuardIntegrationTests", dependencies: ["HoldfastTestSupport"]),
     .testTarget(name: "SystemLibraryTests", dependencies: [
         "DeviceGuard", "PrintGuard", "FileWatch", "BrokerClient", "HoldfastBroker",
     ]),

@@ -74,6 +74,10 @@ state_dir = $agent/state
 control_socket = $agent/run/control.sock
 policy = $agent/policy.json
 log_level = info
+# This holdfastd runs on the real machine: its USB enforcement stays off (step 12 enforces over a
+# fake USB bus).
+[usb]
+enabled = no
 CONF
 cp "$work/policy.json" "$agent/policy.json"; chmod 644 "$agent/agent.conf" "$agent/policy.json"
 "$daemon" --check-config "$agent/agent.conf"

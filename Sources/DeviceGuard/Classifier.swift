@@ -1,3 +1,4 @@
+public import FoundationEssentials
 import HoldfastCore
 import HoldfastCrypto
 
@@ -49,12 +50,14 @@ public struct DeviceDecision: Sendable, Equatable {
     /// nil when the descriptors were refused.
     public let parsed: ParsedDescriptors?
     public let verdict: Verdict
-    /// The rule id that decided, or `default`, or `malformed`.
+    /// The rule id that decided, or `default`, `malformed`, or `exception:ID`.
     public let rule: String
     public let reason: String
     public let interfaces: [InterfaceDecision]
     /// `sha256:…` over the descriptors' stable parts; nil when they did not parse.
     public let descriptorHash: String?
+    /// The exception that allowed the device, when one did.
+    public var exception: USBException? = nil
 
     /// The interfaces (configuration, number) that may be authorized: an interface is allowed only
     /// if every one of its alternate settings is.
@@ -81,13 +84,16 @@ public struct InterfaceKey: Sendable, Hashable {
     }
 }
 
-/// Decides devices: policy rules first (first match wins), then the default allow-list. Pure.
+/// Decides devices: an active exception first, then policy rules (first match wins), then the
+/// default allow-list. Pure.
 public struct Classifier: Sendable {
     public let policy: USBPolicy
 
     public init(policy: USBPolicy) { self.policy = policy }
 
-    public func decide(_ record: USBDeviceRecord) -> DeviceDecision {
+    /// The decision for a device. Exceptions count only while active at `now`; descriptors that do
+    /// not parse are `block` whatever any exception says (what they describe is unknown).
+    public func decide(_ record: USBDeviceRecord, exceptions: [USBException] = [], now: Date = Date(timeIntervalSince1970: 0)) -> DeviceDecision {
         let parsed: ParsedDescriptors
         do {
             parsed = try DescriptorParser.parse(record.descriptors)
@@ -106,6 +112,15 @@ public struct Classifier: Sendable {
                 record: record, parsed: parsed, verdict: .block, rule: "default",
                 reason: "the device describes no interface", interfaces: [], descriptorHash: hash
             )
+        }
+        if let exception = exceptions.first(where: { $0.isActive(at: now) && $0.matches(parsed, serial: record.serial, hash: hash) }) {
+            var allowed = DeviceDecision(
+                record: record, parsed: parsed, verdict: .allow, rule: "exception:\(exception.id)",
+                reason: "exception \(exception.id) until \(exception.until.formatted(.iso8601)) (\(exception.reason))",
+                interfaces: settings.map { decision($0, $1, true) }, descriptorHash: hash
+            )
+            allowed.exception = exception
+            return allowed
         }
         if let rule = policy.rules.first(where: { matches($0, record, parsed, hash) }) {
             let decisions = settings.map { configuration, setting in
@@ -217,7 +232,8 @@ public struct Classifier: Sendable {
         return "sha256:" + SHA256.hex(Array(text.utf8))
     }
 
-    static func hex16(_ value: UInt16) -> String {
+    /// Four lower-case hex digits, as vendor and product ids are written.
+    public static func hex16(_ value: UInt16) -> String {
         let text = String(value, radix: 16)
         return String(repeating: "0", count: 4 - text.count) + text
     }

@@ -58,16 +58,38 @@ public struct USBPolicyError: Error, Equatable, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// Whether holdfastd acts on its decisions.
+public enum USBMode: String, Sendable, Equatable {
+    /// Decide, write `authorized`, record.
+    case enforce
+    /// Decide and record what would be written; write nothing. The shipped udev rule, which needs
+    /// no daemon, still applies.
+    case auditOnly = "audit-only"
+}
+
 /// The `usb` section of the policy (`docs/usb-policy.md`): rules before the default allow-list.
 public struct USBPolicy: Sendable, Equatable {
     public let rules: [USBRule]
+    public let mode: USBMode
+    /// The longest exception `holdfast usb allow` may grant, in seconds; 0 refuses local exceptions.
+    public let maximumExceptionSeconds: Int64
 
     /// The classes the default policy allows: HID, hub, audio, video, smart card, audio/video.
     public static let defaultAllowedClasses: Set<UInt8> = [0x03, 0x09, 0x01, 0x0E, 0x0B, 0x10]
 
+    /// A working day: long enough for the job an exception is asked for, short enough that a
+    /// forgotten one is gone by the next shift.
+    public static let defaultMaximumExceptionSeconds: Int64 = 8 * 3_600
+    /// No policy may allow local exceptions longer than this.
+    public static let ceilingExceptionSeconds: Int64 = 30 * 86_400
+
     public static let empty = USBPolicy(rules: [])
 
-    public init(rules: [USBRule]) { self.rules = rules }
+    public init(rules: [USBRule], mode: USBMode = .enforce, maximumExceptionSeconds: Int64 = defaultMaximumExceptionSeconds) {
+        self.rules = rules
+        self.mode = mode
+        self.maximumExceptionSeconds = maximumExceptionSeconds
+    }
 
     /// Reads the `usb` section (nil: the defaults). Unknown members, bad values and duplicate rule
     /// ids are refused with the rule's position.
@@ -77,22 +99,36 @@ public struct USBPolicy: Sendable, Equatable {
             return
         }
         guard case .object(let members) = section else { throw USBPolicyError(message: "usb: must be an object") }
-        for key in members.keys where key != "rules" {
-            throw USBPolicyError(message: "usb: unknown member \"\(key)\" (known: rules)")
+        for key in members.keys where !["rules", "mode", "max_exception"].contains(key) {
+            throw USBPolicyError(message: "usb: unknown member \"\(key)\" (known: mode, max_exception, rules)")
         }
-        guard let rulesValue = members["rules"] else {
-            self.init(rules: [])
-            return
+        var mode = USBMode.enforce
+        if let value = members["mode"] {
+            guard case .string(let text) = value, let parsed = USBMode(rawValue: text) else {
+                throw USBPolicyError(message: "usb.mode: must be \"enforce\" or \"audit-only\"")
+            }
+            mode = parsed
         }
-        guard case .array(let items) = rulesValue else { throw USBPolicyError(message: "usb.rules: must be an array") }
+        var maximum = Self.defaultMaximumExceptionSeconds
+        if let value = members["max_exception"] {
+            guard case .string(let text) = value, let seconds = text == "0" ? 0 : DurationText.seconds(text),
+                seconds <= Self.ceilingExceptionSeconds
+            else {
+                throw USBPolicyError(message: "usb.max_exception: must be a duration up to 30d, e.g. \"8h\", or \"0\" to refuse local exceptions")
+            }
+            maximum = seconds
+        }
         var rules: [USBRule] = []
-        var ids = Set<String>()
-        for (index, item) in items.enumerated() {
-            let rule = try Self.parseRule(item, index: index)
-            guard ids.insert(rule.id).inserted else { throw USBPolicyError(message: "usb.rules[\(index)]: id \"\(rule.id)\" is used twice") }
-            rules.append(rule)
+        if let rulesValue = members["rules"] {
+            guard case .array(let items) = rulesValue else { throw USBPolicyError(message: "usb.rules: must be an array") }
+            var ids = Set<String>()
+            for (index, item) in items.enumerated() {
+                let rule = try Self.parseRule(item, index: index)
+                guard ids.insert(rule.id).inserted else { throw USBPolicyError(message: "usb.rules[\(index)]: id \"\(rule.id)\" is used twice") }
+                rules.append(rule)
+            }
         }
-        self.init(rules: rules)
+        self.init(rules: rules, mode: mode, maximumExceptionSeconds: maximum)
     }
 
     private static func parseRule(_ value: JSONValue, index: Int) throws(USBPolicyError) -> USBRule {

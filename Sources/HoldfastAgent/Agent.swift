@@ -1,3 +1,4 @@
+public import DeviceGuard
 import FoundationEssentials
 public import HoldfastCore
 public import HoldfastStore
@@ -24,6 +25,8 @@ public actor Agent: ControlHandler {
     private let denialLimiter: RateLimiter
     /// Refusals counted but not journaled one by one (shown in `holdfast status`).
     private var suppressedDenials = 0
+    /// DeviceGuard, when USB enforcement runs (`[usb] enabled`).
+    private(set) var usb: USBService?
 
     /// Builds the agent: loads the policy (file, else last good, else built-in) and journals the start.
     public init(
@@ -66,7 +69,17 @@ public actor Agent: ControlHandler {
         "ping": .read,
         "status": .read,
         "reload": .admin,
+        "usb.devices": .read,
+        "usb.allow": .admin,
+        "usb.revoke": .admin,
     ]
+
+    /// Attaches DeviceGuard: its verbs answer, and reloads hand it the new policy.
+    public func attach(usb service: USBService) { usb = service }
+
+    /// The `usb` section of the policy in force (validated when it was loaded; a last-good policy
+    /// that no longer parses gives the strict defaults).
+    public var usbPolicy: USBPolicy { (try? USBPolicy(section: policy.policy.sections["usb"])) ?? .empty }
 
     public func verbClass(_ verb: String) -> VerbClass? { Self.verbs[verb] }
 
@@ -77,11 +90,43 @@ public actor Agent: ControlHandler {
         case "status":
             return .success(await status())
         case "reload":
-            let outcome = reload(trigger: "control (uid \(peer.uid), pid \(peer.pid))")
+            let outcome = await reload(trigger: "control (uid \(peer.uid), pid \(peer.pid))")
             let object: JSONValue = .object(["reloaded": .bool(outcome.ok), "messages": .array(outcome.messages.map(JSONValue.string))])
             return outcome.ok ? .success(object) : .failure(.failed, outcome.messages.joined(separator: "; "))
+        case "usb.devices", "usb.allow", "usb.revoke":
+            guard let usb else { return .failure(.failed, "USB enforcement is not running on this agent ([usb] enabled = no)") }
+            return await handleUSB(request, usb, peer)
         default:
             return .failure(.unknownVerb, "unknown verb '\(request.verb)'")
+        }
+    }
+
+    private func handleUSB(_ request: ControlRequest, _ usb: USBService, _ peer: PeerCredentials) async -> ControlResponse {
+        let who = "uid \(peer.uid)" + (Self.actor(for: peer).user?.name.map { " (\($0))" } ?? "")
+        switch request.verb {
+        case "usb.devices":
+            return .success(await usb.devicesReport())
+        case "usb.allow":
+            guard let text = request.arguments["device"]?.stringValue, let target = USBExceptionTarget(text) else {
+                return .failure(.badRequest, "usb.allow needs \"device\": a bus path such as 1-2, or vid:pid[:serial]")
+            }
+            guard let seconds = request.arguments["seconds"]?.intValue else {
+                return .failure(.badRequest, "usb.allow needs \"seconds\": every exception has an expiry")
+            }
+            do {
+                let exception = try await usb.allow(target, seconds: seconds, reason: request.arguments["reason"]?.stringValue ?? "", grantedBy: who)
+                return .success(.object(USBService.exceptionDetails(exception)))
+            } catch {
+                return .failure(.failed, error.message)
+            }
+        default:
+            guard let id = request.arguments["id"]?.stringValue else { return .failure(.badRequest, "usb.revoke needs \"id\"") }
+            do {
+                let exception = try await usb.revoke(id, by: who)
+                return .success(.object(USBService.exceptionDetails(exception)))
+            } catch {
+                return .failure(.failed, error.message)
+            }
         }
     }
 
@@ -153,6 +198,7 @@ public actor Agent: ControlHandler {
             "journal": journalStatus,
             "control": .object(["denials_not_journaled": .int(Int64(suppressedDenials))]),
         ]
+        if let usb { result["usb"] = await usb.statusSummary() }
         if !pendingRestart.isEmpty {
             result["pending_restart"] = .object(pendingRestart.mapValues(JSONValue.string))
         }
@@ -179,7 +225,7 @@ public actor Agent: ControlHandler {
     /// Re-reads the configuration and the policy. A bad new configuration or policy is logged and
     /// journaled, and the one in force stays.
     @discardableResult
-    public func reload(trigger: String) -> ReloadOutcome {
+    public func reload(trigger: String) async -> ReloadOutcome {
         let now = clock.now()
         var messages: [String] = []
         var ok = true
@@ -191,6 +237,8 @@ public actor Agent: ControlHandler {
                 ("agent.state_dir", configuration.stateDirectory, fresh.stateDirectory),
                 ("agent.control_socket", configuration.controlSocket, fresh.controlSocket),
                 ("journal.max_size", "\(configuration.journalMaximumBytes)", "\(fresh.journalMaximumBytes)"),
+                ("usb.enabled", configuration.usbEnabled ? "yes" : "no", fresh.usbEnabled ? "yes" : "no"),
+                ("usb.rescan_interval", "\(configuration.usbRescanSeconds)s", "\(fresh.usbRescanSeconds)s"),
             ] where old != new {
                 pendingRestart[name] = new
                 messages.append("\(name) changed to \(new); it takes effect at the next start")
@@ -217,6 +265,7 @@ public actor Agent: ControlHandler {
             logger.error("policy refused on reload; keeping the previous one", ("reason", reason))
             Self.record(journal, logger, Self.policyRefusedEvent(reason: reason, fallback: policy, at: now))
         }
+        if let usb { await usb.update(policy: usbPolicy) }
         lastReload = (now, ok, messages)
         let event = Event(
             kind: ok ? "agent.reload" : "agent.reload_failed",

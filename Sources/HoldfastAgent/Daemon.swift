@@ -11,6 +11,8 @@ import Glibc
 public enum Daemon {
     /// How long services get to stop after SIGTERM (systemd's stop must finish well within 2 s).
     static let stopDeadline: Duration = .milliseconds(1_500)
+    /// How long start-up waits for the first USB scan before saying READY anyway.
+    static let readyDeadline: Duration = .seconds(10)
 
     /// Runs until SIGTERM or SIGINT; returns the process exit code.
     public static func run(configurationPath: String, logLevel: LogLevel?, environment: [String: String]) async -> Int32 {
@@ -64,6 +66,22 @@ public enum Daemon {
             return 1
         }
         await supervisor.start(ControlService(listener: listener, handler: agent, logger: logger))
+        let recorder = EventRecorder(journal: journal, logger: logger)
+        if configuration.usbEnabled {
+            let usb = USBService(
+                policy: await agent.usbPolicy, journal: journal, recorder: recorder, logger: logger,
+                rescanInterval: .seconds(configuration.usbRescanSeconds)
+            )
+            await agent.attach(usb: usb)
+            await supervisor.start(usb)
+            // READY means every device present has been decided: `systemctl start` returns with
+            // USB enforced. A service that cannot start does not hold the agent hostage.
+            let deadline = ContinuousClock.now + readyDeadline
+            while await !usb.ready, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            if await !usb.ready { logger.error("USB enforcement is not ready yet; reporting READY anyway", ("waited", "\(readyDeadline)")) }
+        }
 
         await agent.record(lifecycle("agent.start", activity: 3, "Start", "holdfastd \(HoldfastVersion.current) started (pid \(getpid()))"))
         logger.notice("holdfastd started", ("version", HoldfastVersion.current), ("control_socket", configuration.controlSocket))
@@ -98,6 +116,7 @@ public enum Daemon {
         notifier?.send("STOPPING=1")
         watchdog.cancel()
         let late = await supervisor.shutdown(deadline: stopDeadline)
+        recorder.flush()
         listener.removeSocketFile()
         await agent.record(lifecycle(
             "agent.stop", activity: 4, "Stop",

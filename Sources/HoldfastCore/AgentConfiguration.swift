@@ -14,6 +14,12 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var logLevel: LogLevel = .info
     /// Cap on stored event bytes in the journal.
     public var journalMaximumBytes = 256 << 20
+    /// Whether holdfastd runs USB enforcement at all. Off only for machines (and test rigs)
+    /// where another layer owns USB; the policy's `usb.mode` is the normal switch.
+    public var usbEnabled = true
+    /// How often DeviceGuard re-reads every USB device's authorization (catches what no event
+    /// announced and what someone else changed), in seconds.
+    public var usbRescanSeconds: Int64 = 10
 
     public static let defaultPath = "/etc/holdfast/agent.conf"
 
@@ -71,6 +77,18 @@ public enum AgentConfigurationParser {
             config.logLevel = level
             return nil
         },
+        Key(section: "usb", name: "enabled") { config, value in
+            guard let flag = boolean(value) else { return "enabled must be yes or no" }
+            config.usbEnabled = flag
+            return nil
+        },
+        Key(section: "usb", name: "rescan_interval") { config, value in
+            guard let seconds = DurationText.seconds(value), seconds <= 3_600 else {
+                return "rescan_interval must be a duration from 1s to 1h (e.g. 10s)"
+            }
+            config.usbRescanSeconds = seconds
+            return nil
+        },
         Key(section: "journal", name: "max_size") { config, value in
             guard let bytes = ByteSize.parse(value), bytes >= 1 << 20 else {
                 return "max_size must be a size of at least 1M (e.g. 256M, 1G)"
@@ -82,6 +100,14 @@ public enum AgentConfigurationParser {
 
     /// Every `section.key` this build knows.
     public static var knownKeys: [String] { keys.map { "\($0.section).\($0.name)" } }
+
+    static func boolean(_ value: String) -> Bool? {
+        switch value {
+        case "yes", "true", "on", "1": true
+        case "no", "false", "off", "0": false
+        default: nil
+        }
+    }
 
     static func absolutePath(_ value: String) -> String? {
         guard value.hasPrefix("/"), !value.contains("\0"), !value.split(separator: "/").contains("..") else { return nil }
@@ -122,7 +148,7 @@ public enum AgentConfigurationParser {
                 value = String(value.dropFirst().dropLast())
             }
             guard let section else {
-                throw ConfigError(path: path, line: number, message: "'\(name)' is outside a section; put it under [agent] or [journal]")
+                throw ConfigError(path: path, line: number, message: "'\(name)' is outside a section; put it under a [section]")
             }
             guard let key = keys.first(where: { $0.section == section && $0.name == name }) else {
                 throw ConfigError(path: path, line: number, message: "unknown key '\(name)' in [\(section)]")

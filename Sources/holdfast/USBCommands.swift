@@ -30,14 +30,14 @@ struct USBExplain: Subcommand {
     func run(_ context: CommandContext) throws -> ExitCode {
         let (policy, source) = try loadPolicy(context)
         let classifier = Classifier(policy: policy)
-        var records = try SysfsUSBDevices().devices()
+        var records = try SysfsUSBHost().records()
         if !names.isEmpty {
             for name in names where !records.contains(where: { $0.name == name || $0.sysPath == name || "/sys" + $0.sysPath == name }) {
                 throw CommandFailure("no USB device \(name) (see 'holdfast usb explain' for the list)")
             }
             records = records.filter { record in names.contains { $0 == record.name || $0 == record.sysPath || $0 == "/sys" + record.sysPath } }
         }
-        let decisions = records.map(classifier.decide)
+        let decisions = records.map { classifier.decide($0) }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -73,5 +73,115 @@ struct USBExplain: Subcommand {
         } catch let error as USBPolicyError {
             throw CommandFailure("\(path): \(error.message)", exitCode: .dataError)
         }
+    }
+}
+
+/// `holdfast usb devices`: what holdfastd decided for every USB device, live.
+struct USBDevices: Subcommand {
+    static let path = ["usb", "devices"]
+    static let summary = "list USB devices as holdfastd enforces them: verdict, authorization, exception and its expiry"
+    static let options = [Daemon.socketOption, OptionSpec("json", help: "print JSON: {mode, devices: [...], exceptions: [...]}")]
+
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        try arguments.noPositionals()
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let report = try Daemon.call(Daemon.client(arguments, context), "usb.devices")
+        if arguments.flag("json") {
+            context.line(try Daemon.json(report))
+            return .success
+        }
+        context.line("mode: \(report["mode"]?.stringValue ?? "?")")
+        if case .array(let devices)? = report["devices"] {
+            for device in devices {
+                var line = "\(device["path"]?.stringValue ?? "?")  \(device["vendor"]?.stringValue ?? "????"):\(device["product"]?.stringValue ?? "????")"
+                line += "  \((device["verdict"]?.stringValue ?? "?").uppercased())"
+                line += device["authorized"]?.boolValue == false ? "  (deauthorized)" : ""
+                let names = [device["manufacturer_name"]?.stringValue, device["product_name"]?.stringValue].compactMap { $0 }.joined(separator: " ")
+                if !names.isEmpty { line += "  " + Printable.escape(names) }
+                context.line(line)
+                context.line("    \(device["reason"]?.stringValue ?? "")")
+                if case .array(let interfaces)? = device["sysfs_interfaces"] {
+                    for interface in interfaces {
+                        let state = interface["authorized"]?.boolValue.map { $0 ? "authorized" : "unauthorized" } ?? "unknown"
+                        context.line("    \(interface["name"]?.stringValue ?? "?")  \(state)\(interface["allowed"]?.boolValue == true ? "" : " (blocked)")")
+                    }
+                }
+            }
+        }
+        if case .array(let exceptions)? = report["exceptions"], !exceptions.isEmpty {
+            context.line("exceptions:")
+            for exception in exceptions {
+                context.line("    \(exception["id"]?.stringValue ?? "?")  \(exception["target"]?.stringValue ?? "?")  until \(exception["until"]?.stringValue ?? "?")  by \(exception["granted_by"]?.stringValue ?? "?"): \(Printable.escape(exception["reason"]?.stringValue ?? ""))")
+            }
+        }
+        return .success
+    }
+}
+
+/// `holdfast usb allow DEV --for 2h --reason "…"`: a time-boxed exception (root).
+struct USBAllow: Subcommand {
+    static let path = ["usb", "allow"]
+    static let summary = "allow a USB device for a while: DEV is a bus path (1-2) or vid:pid[:serial] (root only)"
+    static let positionals = "DEV"
+    static let options = [
+        Daemon.socketOption,
+        OptionSpec("for", value: "DURATION", help: "how long, e.g. 30m or 2h (required; at most the policy's usb.max_exception)"),
+        OptionSpec("reason", value: "TEXT", help: "why (required; journaled with the exception)"),
+        OptionSpec("json", help: "print the exception as JSON"),
+    ]
+
+    let arguments: ParsedArguments
+    let device: String
+    let seconds: Int64
+    let reason: String
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        guard arguments.positionals.count == 1 else { throw UsageError("name one device: a bus path such as 1-2, or vid:pid[:serial]") }
+        device = arguments.positionals[0]
+        guard USBExceptionTarget(device) != nil else {
+            throw UsageError("\(device) is neither a bus path (1-2, 1-2.4) nor vid:pid[:serial] (0781:5567)")
+        }
+        guard let seconds = try arguments.duration("for") else { throw UsageError("--for is required: every exception expires") }
+        self.seconds = seconds
+        reason = try arguments.required("reason")
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let exception = try Daemon.call(Daemon.client(arguments, context), "usb.allow", [
+            "device": .string(device), "seconds": .int(seconds), "reason": .string(reason),
+        ])
+        if arguments.flag("json") {
+            context.line(try Daemon.json(exception))
+        } else {
+            context.line("exception \(exception["id"]?.stringValue ?? "?") allows \(exception["target"]?.stringValue ?? device) until \(exception["until"]?.stringValue ?? "?")")
+        }
+        return .success
+    }
+}
+
+/// `holdfast usb revoke ID`: end an exception now (root).
+struct USBRevoke: Subcommand {
+    static let path = ["usb", "revoke"]
+    static let summary = "end a USB exception now (root only)"
+    static let positionals = "ID"
+    static let options = [Daemon.socketOption]
+
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        guard arguments.positionals.count == 1 else { throw UsageError("name the exception id (see 'holdfast usb devices')") }
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let exception = try Daemon.call(Daemon.client(arguments, context), "usb.revoke", ["id": .string(arguments.positionals[0])])
+        context.line("exception \(exception["id"]?.stringValue ?? "?") for \(exception["target"]?.stringValue ?? "?") ended")
+        return .success
     }
 }

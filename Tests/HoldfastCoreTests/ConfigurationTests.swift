@@ -52,8 +52,8 @@ import Testing
 
     @Test(arguments: [
         ("duplicate key", "[agent]\nlog_level = info\nlog_level = debug\n", 3, "duplicate key 'log_level' (first set on line 2)"),
-        ("unknown section", "[usb]\nmode = enforce\n", 1, "unknown section [usb] (known: agent, journal)"),
-        ("key outside a section", "log_level = info\n", 1, "'log_level' is outside a section; put it under [agent] or [journal]"),
+        ("unknown section", "[print]\nmode = enforce\n", 1, "unknown section [print] (known: agent, journal, usb)"),
+        ("key outside a section", "log_level = info\n", 1, "'log_level' is outside a section; put it under a [section]"),
         ("relative path", "[agent]\nstate_dir = var/lib/holdfast\n", 2, "state_dir must be an absolute path"),
         ("dot-dot path", "[agent]\npolicy = /etc/holdfast/../shadow\n", 2, "policy must be an absolute path"),
         ("bad log level", "[agent]\nlog_level = loud\n", 2, "log_level must be one of error, warning, notice, info, debug"),

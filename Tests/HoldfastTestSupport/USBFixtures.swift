@@ -94,27 +94,39 @@ public enum UmockdevWriter {
 
     public static let rootHub = USBDeviceSpec(vendor: 0x1D6B, product: 0x0002, configurations: [[.init(0, (9, 0, 0))]])
 
-    /// The description text: the root hub `usb1`, then each device as `1-PORT`.
-    public static func description(_ entries: [Entry]) -> String {
+    /// The description text: the root hub `usbBUS`, then each device as `BUS-PORT`. A dotted
+    /// port (`1.4`) sits behind the hub at the ports before it (`BUS-1`), which must be listed.
+    public static func description(_ entries: [Entry], bus: Int = 1, controller: String = "0000:00:14.0") -> String {
         var hub = rootHub
         hub.deviceClass = (9, 0, 0)
-        var text = device(path: "/devices/pci0000:00/0000:00:14.0/usb1", name: "usb1", spec: hub, raw: nil, connectType: nil, busDevice: 1)
+        let base = "/devices/pci0000:00/\(controller)/usb\(bus)"
+        var text = device(path: base, name: "usb\(bus)", spec: hub, raw: nil, connectType: nil, busDevice: 1, bus: bus)
         for (index, entry) in entries.enumerated() {
             text += device(
-                path: "/devices/pci0000:00/0000:00:14.0/usb1/1-\(entry.port)", name: "1-\(entry.port)", spec: entry.spec,
-                raw: entry.rawDescriptors, connectType: entry.connectType, busDevice: index + 2
+                path: path(of: entry.port, bus: bus, controller: controller), name: "\(bus)-\(entry.port)", spec: entry.spec,
+                raw: entry.rawDescriptors, connectType: entry.connectType, busDevice: index + 2, bus: bus
             )
         }
         return text
     }
 
-    static func device(path: String, name: String, spec: USBDeviceSpec, raw: [UInt8]?, connectType: String?, busDevice: Int) -> String {
+    /// The sysfs path (without `/sys`) of the device at `port` on `bus`.
+    public static func path(of port: String, bus: Int = 1, controller: String = "0000:00:14.0") -> String {
+        var path = "/devices/pci0000:00/\(controller)/usb\(bus)"
+        let hops = port.split(separator: ".")
+        for count in 1...max(1, hops.count) {
+            path += "/\(bus)-" + hops.prefix(count).joined(separator: ".")
+        }
+        return path
+    }
+
+    static func device(path: String, name: String, spec: USBDeviceSpec, raw: [UInt8]?, connectType: String?, busDevice: Int, bus: Int) -> String {
         let hex = (raw ?? spec.descriptors).map { String(format: "%02X", $0) }.joined()
         var lines = [
             "P: \(path)",
             "E: DEVTYPE=usb_device",
             "E: SUBSYSTEM=usb",
-            "E: BUSNUM=001",
+            String(format: "E: BUSNUM=%03d", bus),
             String(format: "E: DEVNUM=%03d", busDevice),
             String(format: "E: PRODUCT=%x/%x/100", spec.vendor, spec.product),
             "A: authorized=1",
@@ -125,7 +137,7 @@ public enum UmockdevWriter {
             String(format: "A: idProduct=%04x", spec.product),
             "A: speed=480",
         ]
-        if name == "usb1" {
+        if name.hasPrefix("usb") {
             lines += ["A: authorized_default=1", "A: interface_authorized_default=1", "A: maxchild=8"]
         }
         if let manufacturer = spec.manufacturer { lines.append("A: manufacturer=\(manufacturer)") }

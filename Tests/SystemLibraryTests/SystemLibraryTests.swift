@@ -1,5 +1,5 @@
 import BrokerClient
-import DeviceGuard
+@testable import DeviceGuard
 import FileWatch
 import HoldfastBroker
 import PrintGuard

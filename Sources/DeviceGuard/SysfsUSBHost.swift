@@ -1,0 +1,192 @@
+import CUdev
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real USB side: devices and interfaces from libudev's enumeration, attributes read and
+/// written straight through sysfs files.
+///
+/// Every read goes to the file, never to libudev's attribute cache, and the binary `descriptors`
+/// file is read whole: libudev's attribute API returns C strings and would cut the descriptors at
+/// their first zero byte. Everything goes through libc, so umockdev's preload library redirects
+/// it into a testbed. Safe from any thread: each call makes its own libudev context.
+public struct SysfsUSBHost: USBHost {
+    /// Where the kernel takes interface names to bind drivers to.
+    public static let driversProbePath = "/sys/bus/usb/drivers_probe"
+
+    public init() {}
+
+    public func devices() throws(DeviceGuardError) -> [USBDeviceState] {
+        let context = try UdevContext()
+        let paths = try context.devicePaths(subsystem: "usb")
+        // Interfaces are the usb nodes whose name has a colon (`1-2:1.0`); group them by device.
+        var interfacePaths: [String: [String]] = [:]
+        var devicePaths: [String] = []
+        for path in paths {
+            let (directory, name) = Self.split(path)
+            if name.contains(":") {
+                interfacePaths[directory, default: []].append(path)
+            } else {
+                devicePaths.append(path)
+            }
+        }
+        let states = devicePaths.compactMap { path in
+            Self.read(context, path, interfacePaths: interfacePaths[path] ?? [])
+        }
+        return states.sorted { ($0.depth, $0.record.sysPath) < ($1.depth, $1.record.sysPath) }
+    }
+
+    public func device(at sysPath: String) -> USBDeviceState? {
+        guard let context = try? UdevContext() else { return nil }
+        guard let device = udev_device_new_from_syspath(context.handle, sysPath) else { return nil }
+        defer { udev_device_unref(device) }
+        let below = (try? context.devicePaths(subsystem: "usb", below: device)) ?? []
+        let interfaces = below.filter { path in
+            let (directory, name) = Self.split(path)
+            return directory == sysPath && name.contains(":")
+        }
+        return Self.read(context, sysPath, interfacePaths: interfaces)
+    }
+
+    public func write(_ value: String, attribute: String, of sysPath: String) throws(DeviceGuardError) {
+        try Self.writeFile(sysPath + "/" + attribute, value)
+    }
+
+    public func probeDrivers(interface name: String) throws(DeviceGuardError) {
+        // With a newline, as `echo NAME > drivers_probe` writes it: the kernel compares names
+        // with sysfs_streq, which ignores it.
+        try Self.writeFile(Self.driversProbePath, name + "\n")
+    }
+
+    // MARK: Reading
+
+    static func read(_ context: UdevContext, _ path: String, interfacePaths: [String]) -> USBDeviceState? {
+        guard let device = udev_device_new_from_syspath(context.handle, path) else { return nil }
+        defer { udev_device_unref(device) }
+        guard let type = udev_device_get_devtype(device), String(cString: type) == "usb_device" else { return nil }
+        let name = udev_device_get_sysname(device).map { String(cString: $0) } ?? split(path).name
+        // The parent hub, if there is one; a root hub's parent is the host controller. The
+        // returned parent belongs to the child: not unreferenced here.
+        let parent = udev_device_get_parent_with_subsystem_devtype(device, "usb", "usb_device")
+            .flatMap { udev_device_get_syspath($0) }
+            .map { String(cString: $0) }
+        guard let descriptors = SysfsFile.read(path + "/descriptors", limit: 1 << 20) else {
+            // No descriptors file: the device went away under us (or is not a USB device at all).
+            guard SysfsFile.exists(path) else { return nil }
+            return state(path, name, parent, [], interfacePaths)
+        }
+        return state(path, name, parent, descriptors, interfacePaths)
+    }
+
+    private static func state(_ path: String, _ name: String, _ parent: String?, _ descriptors: [UInt8], _ interfacePaths: [String]) -> USBDeviceState {
+        let record = USBDeviceRecord(
+            name: name,
+            sysPath: path,
+            descriptors: descriptors,
+            manufacturer: text(path + "/manufacturer"),
+            product: text(path + "/product"),
+            serial: text(path + "/serial"),
+            connectType: text(path + "/port/connect_type")
+        )
+        let interfaces = interfacePaths.compactMap(readInterface).sorted { ($0.configuration, $0.number) < ($1.configuration, $1.number) }
+        return USBDeviceState(
+            record: record,
+            authorized: flag(path + "/authorized"),
+            parentSysPath: parent,
+            interfaces: interfaces,
+            interfaceAuthorizedDefault: parent == nil ? text(path + "/interface_authorized_default") : nil,
+            authorizedDefault: parent == nil ? text(path + "/authorized_default") : nil
+        )
+    }
+
+    private static func readInterface(_ path: String) -> USBInterfaceState? {
+        let name = split(path).name
+        guard let (configuration, number) = USBInterfaceState.parseName(name) else { return nil }
+        var triple: ClassTriple?
+        if let code = hexByte(path + "/bInterfaceClass"), let subclass = hexByte(path + "/bInterfaceSubClass"),
+            let `protocol` = hexByte(path + "/bInterfaceProtocol")
+        {
+            triple = ClassTriple(code, subclass, `protocol`)
+        }
+        return USBInterfaceState(
+            name: name, sysPath: path, configuration: configuration, number: number,
+            authorized: flag(path + "/authorized"), triple: triple
+        )
+    }
+
+    static func text(_ path: String) -> String? {
+        guard let bytes = SysfsFile.read(path, limit: 4_096) else { return nil }
+        let value = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: " \n")
+        return value.isEmpty ? nil : value
+    }
+
+    static func flag(_ path: String) -> Bool? {
+        switch text(path) {
+        case "1": true
+        case "0": false
+        default: nil
+        }
+    }
+
+    static func hexByte(_ path: String) -> UInt8? { text(path).flatMap { UInt8($0, radix: 16) } }
+
+    static func split(_ path: String) -> (directory: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+        return (String(path[..<slash]), String(path[path.index(after: slash)...]))
+    }
+
+    // MARK: Writing
+
+    /// One write(2) of the whole value. sysfs takes an attribute write in one call and answers
+    /// with the kernel's verdict on it (EINVAL, EPERM …) as the write's error.
+    static func writeFile(_ path: String, _ value: String) throws(DeviceGuardError) {
+        // O_NONBLOCK: sysfs ignores it, and nothing that is not sysfs can make the write wait.
+        let descriptor = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard descriptor >= 0 else {
+            let code = errno
+            throw DeviceGuardError("open \(path): \(String(cString: strerror(code)))", code: isGone(code) ? .gone : .failed)
+        }
+        defer { close(descriptor) }
+        let bytes = Array(value.utf8)
+        while true {
+            let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+            if written == bytes.count { return }
+            if written < 0, errno == EINTR { continue }
+            let code = written < 0 ? errno : EIO
+            throw DeviceGuardError("write \(value) to \(path): \(String(cString: strerror(code)))", code: isGone(code) ? .gone : .failed)
+        }
+    }
+
+    static func isGone(_ code: Int32) -> Bool { code == ENOENT || code == ENODEV || code == ENXIO }
+}
+
+/// Small sysfs reads (through libc, so umockdev's preload library can redirect them).
+enum SysfsFile {
+    static func read(_ path: String, limit: Int) -> [UInt8]? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4_096)
+        while result.count <= limit {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            if count < 0 { return nil }
+            if count == 0 { break }
+            result += chunk[0..<count]
+        }
+        return result.count > limit ? nil : result
+    }
+
+    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        let characters = Set(set)
+        guard let first = firstIndex(where: { !characters.contains($0) }),
+            let last = lastIndex(where: { !characters.contains($0) })
+        else { return "" }
+        return String(self[first...last])
+    }
+}

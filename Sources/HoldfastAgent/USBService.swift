@@ -1,0 +1,630 @@
+public import DeviceGuard
+import FoundationEssentials
+public import HoldfastCore
+public import HoldfastStore
+import HoldfastCrypto
+
+/// DeviceGuard inside holdfastd: decides every USB device with the full policy and writes the
+/// kernel's `authorized` attributes; journals every decision.
+///
+/// Start-up: root hubs get `interface_authorized_default=0`, the udev monitor opens *before* the
+/// scan (events during the scan wait in its socket and are replayed after it), then every present
+/// device is decided, hubs first. After that: hot-plug events as they come, a periodic rescan
+/// (what was missed, what someone else changed), exception expiry timers, and re-decisions when
+/// the policy or the exceptions change. An overflowing event socket triggers a full rescan.
+public actor USBService: Service {
+    public nonisolated let name = "usb"
+
+    /// What made DeviceGuard look at a device.
+    enum Trigger: String {
+        case startup, add, change, bind, interface, rescan, overflow, policy, exception, expiry, parent
+    }
+
+    /// What the service knows about one device.
+    struct Tracked {
+        /// As read after our writes.
+        var state: USBDeviceState
+        var decision: DeviceDecision
+        /// nil in audit-only mode (nothing was written, so nothing is expected).
+        var expected: ExpectedAuthorization?
+        var firstSeen: Date
+    }
+
+    let host: any USBHost
+    let makeEventSource: @Sendable () throws -> any USBEventSource
+    let journal: Journal
+    let recorder: EventRecorder
+    let logger: Logger
+    let clock: any TimeSource
+    let rescanInterval: Duration
+    let seat: SeatUser
+
+    private(set) var policy: USBPolicy
+    private var classifier: Classifier
+    private(set) var exceptions: [USBException] = []
+    private var tracked: [String: Tracked] = [:]
+    private var expiryTimers: [String: Task<Void, Never>] = [:]
+    /// Root hubs whose `interface_authorized_default` we set, so a reset by someone else is seen.
+    private var hubsDefaulted: Set<String> = []
+    private(set) var ready = false
+    private var counters = Counters()
+    private var lastRescan: Date?
+
+    struct Counters {
+        var decisions = 0
+        var blocked = 0
+        var tamper = 0
+        var overflows = 0
+        var failures = 0
+    }
+
+    static let exceptionsKey = "usb.exceptions"
+
+    init(
+        policy: USBPolicy,
+        host: any USBHost,
+        events: @escaping @Sendable () throws -> any USBEventSource,
+        journal: Journal,
+        recorder: EventRecorder,
+        logger: Logger,
+        clock: any TimeSource = SystemTimeSource(),
+        rescanInterval: Duration = .seconds(10),
+        seat: SeatUser = SeatUser()
+    ) {
+        self.policy = policy
+        classifier = Classifier(policy: policy)
+        self.host = host
+        makeEventSource = events
+        self.journal = journal
+        self.recorder = recorder
+        self.logger = logger.with("service", "usb")
+        self.clock = clock
+        self.rescanInterval = rescanInterval
+        self.seat = seat
+    }
+
+    /// The production service: sysfs through libudev, the udev monitor.
+    public init(policy: USBPolicy, journal: Journal, recorder: EventRecorder, logger: Logger, rescanInterval: Duration) {
+        self.init(
+            policy: policy, host: SysfsUSBHost(), events: { try UdevMonitor() }, journal: journal,
+            recorder: recorder, logger: logger, rescanInterval: rescanInterval
+        )
+    }
+
+    // MARK: Running
+
+    public func run() async throws {
+        let source = try makeEventSource()
+        loadExceptions()
+        if policy.mode == .enforce { prepareHubs() }
+        try fullScan(.startup)
+        ready = true
+        logger.notice(
+            "USB enforcement running", ("usb.mode", policy.mode.rawValue), ("usb.devices", "\(tracked.count)"),
+            ("usb.exceptions", "\(exceptions.count)")
+        )
+        var nextRescan = ContinuousClock.now + rescanInterval
+        while !Task.isCancelled {
+            let wait = nextRescan - ContinuousClock.now
+            if wait > .zero { _ = await Readiness.wait(source.fileDescriptor, for: .read, timeout: wait) }
+            if Task.isCancelled { break }
+            try await drain(source)
+            if ContinuousClock.now >= nextRescan {
+                rescan()
+                nextRescan = ContinuousClock.now + rescanInterval
+            }
+        }
+        ready = false
+        for timer in expiryTimers.values { timer.cancel() }
+        expiryTimers = [:]
+    }
+
+    /// Handles every event waiting in the socket. Yields now and then, so control verbs are
+    /// answered during a storm.
+    private func drain(_ source: any USBEventSource) async throws {
+        var handled = 0
+        while true {
+            let event: USBEvent?
+            do {
+                event = try source.next()
+            } catch .overflow {
+                counters.overflows += 1
+                logger.warning("uevent socket overflowed; rescanning every device")
+                try fullScan(.overflow)
+                record(Event(
+                    kind: "usb.monitor_overflow", eventClass: .peripheralActivity, activityID: 99, activityName: "Rescan",
+                    time: clock.now(), severity: .medium,
+                    message: "USB events were lost (the uevent socket overflowed); every device was decided again",
+                    details: ["devices": .int(Int64(tracked.count))]
+                ))
+                continue
+            } catch {
+                throw error
+            }
+            guard let event else { return }
+            handle(event)
+            handled += 1
+            if handled % 256 == 0 { await Task.yield() }
+        }
+    }
+
+    func handle(_ event: USBEvent) {
+        if event.isInterface {
+            switch event.action {
+            case .remove, .unbind:
+                // The kernel removes interfaces with their device, or unbinds on our own write.
+                if event.action == .remove, let known = tracked[event.deviceSysPath] {
+                    let name = String(event.sysPath.split(separator: "/").last ?? "")
+                    tracked[event.deviceSysPath]?.expected?.interfaces[name] = nil
+                    tracked[event.deviceSysPath]?.state = known.state.removing(interface: name)
+                }
+            default:
+                evaluate(event.deviceSysPath, .interface)
+            }
+            return
+        }
+        switch event.action {
+        case .remove:
+            forget(event.sysPath, .add)
+        case .add:
+            evaluate(event.sysPath, .add)
+        case .bind:
+            evaluate(event.sysPath, .bind)
+        default:
+            evaluate(event.sysPath, .change)
+        }
+    }
+
+    // MARK: Deciding
+
+    /// Reads a device afresh and applies the policy to it; its parent first if that is not known
+    /// yet (a child never goes before its hub).
+    func evaluate(_ path: String, _ trigger: Trigger, depth: Int = 0) {
+        guard let state = host.device(at: path) else {
+            // Gone before we looked: nothing to enforce on.
+            forget(path, trigger)
+            return
+        }
+        if let parent = state.parentSysPath, tracked[parent] == nil, depth < 8 {
+            evaluate(parent, .parent, depth: depth + 1)
+        }
+        apply(state, trigger)
+    }
+
+    /// Decides one device, writes what the decision needs (enforce mode), and journals the
+    /// decision when it is new or changed, a tamper, or a failure.
+    func apply(_ state: USBDeviceState, _ trigger: Trigger) {
+        let path = state.record.sysPath
+        let now = clock.now()
+        let decision = classifier.decide(state.record, exceptions: exceptions, now: now)
+        let previous = tracked[path]
+        // On an `add` the node is new to udev too: a replayed add (`udevadm trigger`) lets the
+        // shipped rule turn an interface off again, which is not someone else's doing. Anything
+        // that lets more through than we left is reported whatever the trigger.
+        let replayed = trigger == .add || trigger == .interface
+        var tamper = (previous?.expected?.differences(in: state) ?? []).filter { $0.loosens || !replayed }.map { ($0.description, $0.loosens) }
+        if state.isRootHub, hubsDefaulted.contains(path), state.interfaceAuthorizedDefault == "1", policy.mode == .enforce {
+            tamper.append(("\(state.record.name) interface_authorized_default=1, expected 0", true))
+        }
+        let plan = EnforcementPlan.actions(for: state, decision: decision)
+        var latest = state
+        var performed: [USBAction] = []
+        var failures: [String] = []
+        var expected: ExpectedAuthorization?
+        if policy.mode == .enforce {
+            var actions = plan.actions
+            expected = plan.expected
+            let hub = state.isRootHub ? EnforcementPlan.hubDefault(for: state) : nil
+            if let hub { actions.insert(hub, at: 0) }
+            var gone = false
+            (performed, failures, gone) = perform(actions)
+            if let hub, performed.contains(hub) {
+                hubsDefaulted.insert(path)
+                recordHubDefault(state)
+            }
+            if !performed.isEmpty, !gone {
+                // Keep what sysfs shows after our writes. Interfaces a device authorization makes
+                // the kernel create are decided on their own `add` events, which come after udev
+                // ran its rules on them: the shipped rule, which keeps unlisted classes off, then
+                // never undoes an interface we authorized.
+                if let fresh = host.device(at: path) { latest = fresh } else { gone = true }
+            }
+            if gone {
+                tracked[path] = nil
+                logger.debug("device left during its decision", ("device.path", state.record.name))
+                return
+            }
+        }
+        tracked[path] = Tracked(state: latest, decision: decision, expected: expected, firstSeen: previous?.firstSeen ?? now)
+
+        let changed = previous.map { $0.decision.verdict != decision.verdict || $0.decision.rule != decision.rule } ?? true
+        if changed {
+            counters.decisions += 1
+            if decision.verdict != .allow { counters.blocked += 1 }
+            record(decisionEvent(state, decision, trigger, first: previous == nil, actions: policy.mode == .enforce ? performed : plan.actions))
+        }
+        if !tamper.isEmpty {
+            counters.tamper += 1
+            logger.warning("USB authorization changed by someone else; policy re-asserted", ("device.path", state.record.name), ("changes", tamper.map(\.0).joined(separator: "; ")))
+            record(tamperEvent(state, decision, tamper, reasserted: performed))
+        }
+        if !failures.isEmpty {
+            counters.failures += 1
+            logger.error("could not enforce a USB decision", ("device.path", state.record.name), ("error", failures.joined(separator: "; ")))
+            record(Event(
+                kind: "usb.enforcement_failed", eventClass: .peripheralActivity, activityID: 99, activityName: "Enforce",
+                time: clock.now(), severity: .high, status: .failure,
+                message: "could not apply the \(decision.verdict.rawValue) decision for \(state.record.name): \(failures.joined(separator: "; ")); retried at the next rescan",
+                actor: seat.current(), details: identity(state, decision).merging(["errors": .array(failures.map(JSONValue.string))]) { $1 }
+            ))
+            // Forget the expectation so the next rescan decides (and writes) again.
+            tracked[path]?.expected = nil
+            tracked[path]?.state = state
+        }
+    }
+
+    /// Executes actions in order. Stops at the first one that finds the device gone.
+    private func perform(_ actions: [USBAction]) -> (performed: [USBAction], failures: [String], gone: Bool) {
+        var performed: [USBAction] = []
+        var failures: [String] = []
+        for action in actions {
+            do {
+                try host.perform(action)
+                performed.append(action)
+            } catch where error.code == .gone {
+                // A device gone mid-decision is not an error; an interface the kernel removed
+                // (its device was just deauthorized) is not either.
+                if case .authorizeDevice = action { return (performed, failures, true) }
+                if case .interfaceDefault = action { return (performed, failures, true) }
+            } catch {
+                failures.append("\(action): \(error.message)")
+            }
+        }
+        return (performed, failures, false)
+    }
+
+    private func forget(_ path: String, _ trigger: Trigger) {
+        guard let gone = tracked.removeValue(forKey: path) else { return }
+        hubsDefaulted.remove(path)
+        record(Event(
+            kind: "usb.disconnect", eventClass: .peripheralActivity, activityID: 2, activityName: "Disconnect",
+            time: clock.now(), severity: .informational,
+            message: "USB device \(Self.describe(gone.state, gone.decision)) left \(gone.state.record.name)",
+            actor: seat.current(), details: identity(gone.state, gone.decision)
+        ))
+    }
+
+    /// Makes new interfaces start unauthorized on every root hub: the kernel's default-deny.
+    private func prepareHubs() {
+        guard let states = try? host.devices() else { return }
+        for state in states where state.isRootHub {
+            guard let action = EnforcementPlan.hubDefault(for: state) else {
+                hubsDefaulted.insert(state.record.sysPath)
+                continue
+            }
+            do {
+                try host.perform(action)
+                hubsDefaulted.insert(state.record.sysPath)
+                recordHubDefault(state)
+            } catch {
+                logger.error("cannot set interface_authorized_default on a root hub", ("hub", state.record.name), ("error", error.message))
+            }
+        }
+    }
+
+    private func recordHubDefault(_ state: USBDeviceState) {
+        record(Event(
+            kind: "usb.hub_default", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Harden",
+            time: clock.now(), severity: .informational, status: .success,
+            message: "\(state.record.name): new USB interfaces now start unauthorized (interface_authorized_default \(state.interfaceAuthorizedDefault ?? "?") → 0)",
+            details: ["hub": .string(state.record.name), "previous": state.interfaceAuthorizedDefault.map(JSONValue.string) ?? .null]
+        ))
+    }
+
+    /// Decides every device present now; forgets the ones that are gone.
+    private func fullScan(_ trigger: Trigger) throws(DeviceGuardError) {
+        let states = try host.devices()
+        for state in states { apply(state, trigger) }
+        let present = Set(states.map(\.record.sysPath))
+        for path in tracked.keys where !present.contains(path) { forget(path, trigger) }
+        lastRescan = clock.now()
+    }
+
+    /// The periodic look: expired exceptions end; a device whose sysfs state differs from what
+    /// we left (or that we never saw) is decided again; a vanished one is forgotten.
+    func rescan() {
+        expireDue()
+        let states: [USBDeviceState]
+        do {
+            states = try host.devices()
+        } catch {
+            logger.error("USB rescan failed", ("error", error.message))
+            return
+        }
+        for state in states {
+            // Unchanged since we left it, and nothing left to write: nothing to do.
+            if let known = tracked[state.record.sysPath], known.state == state,
+                policy.mode == .auditOnly || (known.expected != nil && EnforcementPlan.actions(for: state, decision: known.decision).actions.isEmpty)
+            {
+                continue
+            }
+            if tracked[state.record.sysPath] == nil {
+                logger.info("found a USB device no event announced", ("device.path", state.record.name))
+            }
+            apply(state, .rescan)
+        }
+        let present = Set(states.map(\.record.sysPath))
+        for path in tracked.keys where !present.contains(path) { forget(path, .rescan) }
+        lastRescan = clock.now()
+    }
+
+    /// Decides every known device again (the policy or the exceptions changed).
+    private func reevaluateAll(_ trigger: Trigger) {
+        for path in tracked.keys.sorted(by: { (tracked[$0]?.state.depth ?? 0, $0) < (tracked[$1]?.state.depth ?? 0, $1) }) {
+            evaluate(path, trigger)
+        }
+    }
+
+    // MARK: Policy
+
+    /// A new policy is in force: decide everything again under it.
+    public func update(policy newPolicy: USBPolicy) {
+        guard newPolicy != policy else { return }
+        let switchedToEnforce = policy.mode == .auditOnly && newPolicy.mode == .enforce
+        policy = newPolicy
+        classifier = Classifier(policy: newPolicy)
+        // Exceptions longer than the new policy allows end now.
+        let now = clock.now()
+        for exception in exceptions where exception.until.timeIntervalSince(exception.created) > Double(newPolicy.maximumExceptionSeconds) {
+            end(exception, kind: "usb.exception_revoked", why: "the new policy allows at most \(newPolicy.maximumExceptionSeconds) s", at: now)
+        }
+        if switchedToEnforce { prepareHubs() }
+        if ready { reevaluateAll(.policy) }
+    }
+
+    // MARK: Exceptions
+
+    /// Why an exception was refused.
+    public struct ExceptionError: Error, CustomStringConvertible {
+        public let message: String
+        public var description: String { message }
+    }
+
+    /// Grants an exception for `target` for `seconds`. Refused when the policy does not allow it
+    /// that long, when the reason is empty, or when the target is unknown or undecodable.
+    public func allow(_ target: USBExceptionTarget, seconds: Int64, reason: String, grantedBy: String) throws(ExceptionError) -> USBException {
+        let reason = String(reason.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
+        guard !reason.isEmpty else { throw ExceptionError(message: "an exception needs a reason (--reason \"…\")") }
+        guard policy.maximumExceptionSeconds > 0 else {
+            throw ExceptionError(message: "the policy refuses local exceptions (usb.max_exception is 0)")
+        }
+        guard seconds > 0 else { throw ExceptionError(message: "an exception needs a positive duration") }
+        guard seconds <= policy.maximumExceptionSeconds else {
+            throw ExceptionError(message: "\(seconds) s is longer than the policy allows (usb.max_exception: \(policy.maximumExceptionSeconds) s)")
+        }
+        let vendor: UInt16, product: UInt16, serial: String?, hash: String?
+        switch target {
+        case .busPath(let name):
+            let present = tracked.values.first(where: { $0.state.record.name == name })?.state
+                ?? (try? host.devices())?.first(where: { $0.record.name == name })
+            guard let state = present else {
+                throw ExceptionError(message: "no USB device at \(name) (see 'holdfast usb devices')")
+            }
+            let decision = classifier.decide(state.record)
+            guard let parsed = decision.parsed, let digest = decision.descriptorHash else {
+                throw ExceptionError(message: "\(name)'s descriptors were refused (\(decision.reason)); no exception can allow a device whose descriptors do not parse")
+            }
+            guard !state.isRootHub else { throw ExceptionError(message: "\(name) is a root hub; it is never blocked") }
+            (vendor, product, serial, hash) = (parsed.device.vendorID, parsed.device.productID, state.record.serial, digest)
+        case .model(let v, let p, let s):
+            (vendor, product, serial, hash) = (v, p, s, nil)
+        }
+        let now = clock.now()
+        let id = (try? SecureRandom.bytes(4)).map(Hex.encode) ?? String(UInt32.random(in: .min ... .max), radix: 16)
+        let exception = USBException(
+            id: id, vendor: vendor, product: product, serial: serial, hash: hash,
+            created: now, until: now + Double(seconds), reason: reason, grantedBy: grantedBy
+        )
+        exceptions.append(exception)
+        saveExceptions()
+        schedule(exception)
+        record(Event(
+            kind: "usb.exception_granted", eventClass: .deviceConfigStateChange, activityID: 1, activityName: "Create",
+            time: now, severity: .medium, status: .success,
+            message: "USB exception \(id) for \(exception.target) until \(exception.until.formatted(.iso8601)) granted by \(grantedBy): \(reason)",
+            details: Self.exceptionDetails(exception)
+        ))
+        reevaluateAll(.exception)
+        return exception
+    }
+
+    /// Ends an exception now.
+    public func revoke(_ id: String, by who: String) throws(ExceptionError) -> USBException {
+        guard let exception = exceptions.first(where: { $0.id == id }) else {
+            throw ExceptionError(message: "no USB exception \(id) (see 'holdfast usb devices')")
+        }
+        end(exception, kind: "usb.exception_revoked", why: "revoked by \(who)", at: clock.now())
+        reevaluateAll(.exception)
+        return exception
+    }
+
+    /// Ends every exception whose time is up; decides again if any ended.
+    func expireDue() {
+        let now = clock.now()
+        let due = exceptions.filter { !$0.isActive(at: now) }
+        guard !due.isEmpty else { return }
+        for exception in due { end(exception, kind: "usb.exception_expired", why: "its time ran out", at: now) }
+        reevaluateAll(.expiry)
+    }
+
+    private func end(_ exception: USBException, kind: String, why: String, at now: Date) {
+        exceptions.removeAll { $0.id == exception.id }
+        expiryTimers.removeValue(forKey: exception.id)?.cancel()
+        saveExceptions()
+        record(Event(
+            kind: kind, eventClass: .deviceConfigStateChange, activityID: 3, activityName: "Delete",
+            time: now, severity: .informational, status: .success,
+            message: "USB exception \(exception.id) for \(exception.target) ended: \(why)",
+            details: Self.exceptionDetails(exception).merging(["ended": .string(why)]) { $1 }
+        ))
+    }
+
+    /// A timer that ends the exception at its `until`, plugged in or not.
+    private func schedule(_ exception: USBException) {
+        let delay = max(0, exception.until.timeIntervalSince(clock.now()))
+        expiryTimers[exception.id]?.cancel()
+        expiryTimers[exception.id] = Task { [weak self] in
+            try? await Task.sleep(for: .milliseconds(Int64(delay * 1000) + 1))
+            guard !Task.isCancelled else { return }
+            await self?.expireDue()
+        }
+    }
+
+    /// Exceptions from state; the ones whose time ran out while holdfastd was stopped end now.
+    private func loadExceptions() {
+        exceptions = []
+        do {
+            exceptions = try journal.state(Self.exceptionsKey, as: [USBException].self) ?? []
+        } catch {
+            // Unreadable state: no exception is in force (the strict side), and that is said.
+            logger.error("stored USB exceptions are unreadable; none is in force", ("error", "\(error)"))
+            record(Event(
+                kind: "usb.exceptions_unreadable", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Refuse",
+                time: clock.now(), severity: .high, status: .failure,
+                message: "stored USB exceptions could not be read (\(error)); none is in force"
+            ))
+        }
+        let now = clock.now()
+        for exception in exceptions where !exception.isActive(at: now) {
+            end(exception, kind: "usb.exception_expired", why: "its time ran out while holdfastd was stopped", at: now)
+        }
+        for exception in exceptions { schedule(exception) }
+    }
+
+    private func saveExceptions() {
+        do {
+            try journal.setState(Self.exceptionsKey, encoding: exceptions)
+        } catch {
+            logger.error("could not save USB exceptions; they end with this run", ("error", "\(error)"))
+        }
+    }
+
+    // MARK: Reporting
+
+    /// `holdfast usb devices`: every device with its decision, authorization and exception.
+    public func devicesReport() -> JSONValue {
+        let rows = tracked.values.sorted { ($0.state.depth, $0.state.record.sysPath) < ($1.state.depth, $1.state.record.sysPath) }.map { entry -> JSONValue in
+            var object = Explanation.json(entry.decision).objectValue ?? [:]
+            object["authorized"] = entry.state.authorized.map(JSONValue.bool) ?? .null
+            object["root_hub"] = .bool(entry.state.isRootHub)
+            object["first_seen"] = .string(entry.firstSeen.formatted(.iso8601))
+            object["sysfs_interfaces"] = .array(entry.state.interfaces.map { interface in
+                .object([
+                    "name": .string(interface.name),
+                    "authorized": interface.authorized.map(JSONValue.bool) ?? .null,
+                    "allowed": .bool(entry.decision.verdict != .block && entry.decision.allowedInterfaces.contains(interface.key)),
+                ])
+            })
+            if entry.state.isRootHub {
+                object["interface_authorized_default"] = entry.state.interfaceAuthorizedDefault.map(JSONValue.string) ?? .null
+                object["authorized_default"] = entry.state.authorizedDefault.map(JSONValue.string) ?? .null
+            }
+            object["exception"] = entry.decision.exception.map { .object(Self.exceptionDetails($0)) } ?? .null
+            return .object(object)
+        }
+        return .object([
+            "mode": .string(policy.mode.rawValue),
+            "ready": .bool(ready),
+            "devices": .array(rows),
+            "exceptions": .array(exceptions.map { .object(Self.exceptionDetails($0)) }),
+            "max_exception_seconds": .int(policy.maximumExceptionSeconds),
+        ])
+    }
+
+    /// The `usb` object in `holdfast status`.
+    public func statusSummary() -> JSONValue {
+        var object: [String: JSONValue] = [
+            "mode": .string(policy.mode.rawValue),
+            "ready": .bool(ready),
+            "devices": .int(Int64(tracked.count)),
+            "blocked_now": .int(Int64(tracked.values.filter { $0.decision.verdict != .allow }.count)),
+            "exceptions": .int(Int64(exceptions.count)),
+            "decisions": .int(Int64(counters.decisions)),
+            "tamper": .int(Int64(counters.tamper)),
+            "overflows": .int(Int64(counters.overflows)),
+            "failures": .int(Int64(counters.failures)),
+        ]
+        if let lastRescan { object["last_rescan"] = .string(lastRescan.formatted(.iso8601)) }
+        return .object(object)
+    }
+
+    private func record(_ event: Event) { recorder.record(event) }
+
+    static func describe(_ state: USBDeviceState, _ decision: DeviceDecision) -> String {
+        let id = decision.parsed.map { "\(Classifier.hex16($0.device.vendorID)):\(Classifier.hex16($0.device.productID))" } ?? "????:????"
+        let names = [state.record.manufacturer, state.record.product].compactMap { $0 }.joined(separator: " ")
+        return names.isEmpty ? id : "\(id) (\(Printable.escape(names)))"
+    }
+
+    private func identity(_ state: USBDeviceState, _ decision: DeviceDecision) -> [String: JSONValue] {
+        var details = Explanation.json(decision).objectValue ?? [:]
+        details["configurations"] = nil
+        details["mode"] = .string(policy.mode.rawValue)
+        return details
+    }
+
+    private func decisionEvent(_ state: USBDeviceState, _ decision: DeviceDecision, _ trigger: Trigger, first: Bool, actions: [USBAction]) -> Event {
+        let enforce = policy.mode == .enforce
+        let verb: String = switch decision.verdict {
+        case .allow: enforce ? "allowed" : "would allow"
+        case .block: enforce ? "blocked" : "would block"
+        case .partial: enforce ? "partly allowed" : "would partly allow"
+        }
+        var details = identity(state, decision)
+        details["trigger"] = .string(trigger.rawValue)
+        details[enforce ? "actions" : "would_write"] = .array(actions.map { .string($0.description) })
+        if let exception = decision.exception { details["exception"] = .object(Self.exceptionDetails(exception)) }
+        let severity: Severity = switch decision.verdict {
+        case .allow: .informational
+        case .partial: .low
+        case .block: decision.rule == "malformed" ? .high : .medium
+        }
+        return Event(
+            kind: "usb.decision", eventClass: .peripheralActivity,
+            activityID: first ? 1 : 99, activityName: first ? "Connect" : "Re-decide",
+            time: clock.now(), severity: severity,
+            message: "\(verb) USB device \(Self.describe(state, decision)) on \(state.record.name): \(decision.reason)\(enforce ? "" : " (audit-only)")",
+            actor: seat.current(), details: details
+        )
+    }
+
+    /// Someone else changed authorization: High when it let through what the policy blocks,
+    /// Medium when it blocked what the policy allows (a second USB tool, a root shell).
+    private func tamperEvent(_ state: USBDeviceState, _ decision: DeviceDecision, _ changes: [(String, Bool)], reasserted: [USBAction]) -> Event {
+        var details = identity(state, decision)
+        details["changes"] = .array(changes.map { .string($0.0) })
+        details["loosened"] = .bool(changes.contains { $0.1 })
+        details["reasserted"] = .array(reasserted.map { .string($0.description) })
+        return Event(
+            kind: "usb.tamper", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Tamper",
+            time: clock.now(), severity: changes.contains { $0.1 } ? .high : .medium, status: .failure,
+            message: "USB authorization of \(Self.describe(state, decision)) on \(state.record.name) was changed outside Holdfast (\(changes.map(\.0).joined(separator: "; "))); the policy was re-asserted. Another USB authorization tool (USBGuard, GNOME USB protection) or a root user is acting on this machine",
+            actor: seat.current(), details: details
+        )
+    }
+
+    static func exceptionDetails(_ exception: USBException) -> [String: JSONValue] {
+        [
+            "id": .string(exception.id),
+            "target": .string(exception.target),
+            "vendor": .string(Classifier.hex16(exception.vendor)),
+            "product": .string(Classifier.hex16(exception.product)),
+            "serial": exception.serial.map(JSONValue.string) ?? .null,
+            "hash": exception.hash.map(JSONValue.string) ?? .null,
+            "created": .string(exception.created.formatted(.iso8601)),
+            "until": .string(exception.until.formatted(.iso8601)),
+            "reason": .string(exception.reason),
+            "granted_by": .string(exception.grantedBy),
+        ]
+    }
+}
