@@ -60,7 +60,7 @@ let tests: [Target] = [
     .testTarget(name: "HoldfastCryptoTests", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastTestSupport"]),
     .testTarget(name: "HoldfastStoreTests", dependencies: ["HoldfastCore", "HoldfastStore", "HoldfastTestSupport"]),
     .testTarget(name: "HoldfastAgentTests", dependencies: [
-        "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport",
+        "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard",
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
     // holdfastd enforcing USB over a umockdev bus (root, umockdev, python3-gi, udevadm).

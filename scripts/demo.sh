@@ -29,15 +29,15 @@ step "2. It publishes the public half as a JWK Set (what gateways and agents pin
 "$broker" key public --key "$work/broker.key" | tee "$work/jwks.json"
 
 step "3. It signs a policy document (JWS compact, alg EdDSA)"
-printf '%s' '{"usb":{"default":"block","allow":["03","09"]},"print":{"approved":["office-a4"]}}' > "$work/policy.json"
+printf '%s' '{"version":3,"usb":{"rules":[{"id":"issued-drives","match":{"vendor":"0951","product":"1666"},"action":"allow"}]}}' > "$work/policy.json"
 "$broker" sign --key "$work/broker.key" --typ holdfast-policy+jws "$work/policy.json" | tee "$work/policy.jws"
 
 step "4. The agent verifies it against the pinned keys and reads the exact signed bytes"
 "$holdfast" verify --jwks "$work/jwks.json" --typ holdfast-policy+jws "$work/policy.jws"
 
-step "5. A forged policy (payload swapped to allow storage) is refused"
+step "5. A forged policy (payload swapped to audit-only: nothing blocked) is refused"
 header="$(cut -d. -f1 "$work/policy.jws")"; signature="$(cut -d. -f3 "$work/policy.jws")"
-forged_payload="$(printf '%s' '{"usb":{"default":"allow"}}' | base64 -w0 | tr '+/' '-_' | tr -d '=')"
+forged_payload="$(printf '%s' '{"usb":{"mode":"audit-only"}}' | base64 -w0 | tr '+/' '-_' | tr -d '=')"
 printf '%s.%s.%s\n' "$header" "$forged_payload" "$signature" > "$work/forged.jws"
 expect_refusal "$holdfast" verify --jwks "$work/jwks.json" "$work/forged.jws"
 
@@ -107,4 +107,6 @@ echo "   stopped in $(( ($(date +%s%N) - start_ns) / 1000000 )) ms"
 echo "   holdfastd's log (stderr, with journald priority prefixes):"
 sed 's/^/   /' "$agent/holdfastd.log"
 
-step "Done: signed, verified, forged and refused, journaled and read back; the daemon served, refused, reloaded and stopped."
+HOLDFAST_HARNESS_NETNS=1 unshare --net /usr/bin/umockdev-wrapper /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/usb-demo.py" "$bin" "$work/usb"
+
+step "Done: signed, verified, forged and refused, journaled and read back; the daemon served, refused, reloaded and stopped; USB enforced with and without it."

@@ -72,8 +72,8 @@ public enum EnforcementPlan {
     ///   active configuration is authorized only if the decision allows it (every alternate
     ///   setting), the rest are deauthorized. Interfaces are all authorized before any is probed,
     ///   as the kernel's authorization document asks for drivers that need several interfaces.
-    /// - A root hub is never deauthorized, whatever a rule says: that would take every keyboard on
-    ///   the bus with it. Its interfaces are decided like any other.
+    /// - A root hub, and its own interfaces, are never deauthorized, whatever a rule says: that
+    ///   would take every keyboard on the bus with it.
     /// - An interface the descriptors do not describe (the kernel and the descriptors disagree)
     ///   is not allowed.
     public static func actions(for state: USBDeviceState, decision: DeviceDecision) -> (actions: [USBAction], expected: ExpectedAuthorization) {
@@ -84,7 +84,7 @@ public enum EnforcementPlan {
         }
         var actions: [USBAction] = []
         if state.authorized == false { actions.append(.authorizeDevice(sysPath: path, true)) }
-        let allowed = decision.verdict == .block ? [] : decision.allowedInterfaces
+        let allowed = state.isRootHub ? Set(state.interfaces.map(\.key)) : decision.verdict == .block ? [] : decision.allowedInterfaces
         var probes: [USBAction] = []
         var expected: [String: Bool] = [:]
         for interface in state.interfaces {

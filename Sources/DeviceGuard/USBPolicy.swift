@@ -55,6 +55,7 @@ public struct USBRule: Sendable, Equatable {
 /// Why a `usb` policy section was refused.
 public struct USBPolicyError: Error, Equatable, CustomStringConvertible {
     public let message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
 
