@@ -59,6 +59,8 @@ public actor USBService: Service {
     }
 
     static let exceptionsKey = "usb.exceptions"
+    /// A ticket number and a sentence fit; a pasted document does not belong in every event.
+    static let maximumReasonBytes = 1_000
 
     init(
         policy: USBPolicy,
@@ -94,6 +96,7 @@ public actor USBService: Service {
     // MARK: Running
 
     public func run() async throws {
+        defer { ready = false }
         let source = try makeEventSource()
         loadExceptions()
         if policy.mode == .enforce { prepareHubs() }
@@ -114,7 +117,6 @@ public actor USBService: Service {
                 nextRescan = ContinuousClock.now + rescanInterval
             }
         }
-        ready = false
         for timer in expiryTimers.values { timer.cancel() }
         expiryTimers = [:]
     }
@@ -395,6 +397,9 @@ public actor USBService: Service {
     public func allow(_ target: USBExceptionTarget, seconds: Int64, reason: String, grantedBy: String) throws(ExceptionError) -> USBException {
         let reason = String(reason.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
         guard !reason.isEmpty else { throw ExceptionError(message: "an exception needs a reason (--reason \"…\")") }
+        guard reason.utf8.count <= Self.maximumReasonBytes else {
+            throw ExceptionError(message: "the reason is longer than \(Self.maximumReasonBytes) bytes; give a ticket and a sentence")
+        }
         guard policy.maximumExceptionSeconds > 0 else {
             throw ExceptionError(message: "the policy refuses local exceptions (usb.max_exception is 0)")
         }

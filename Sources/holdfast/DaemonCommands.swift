@@ -75,6 +75,9 @@ struct Status: Subcommand {
                 context.line(line)
             }
         }
+        if let usb = status["usb"] {
+            context.line("usb         \(text(usb["mode"])), \(text(usb["devices"])) devices (\(text(usb["blocked_now"])) not fully allowed), \(text(usb["exceptions"])) exceptions, \(text(usb["tamper"])) tamper, \(text(usb["failures"])) failures\(usb["ready"]?.boolValue == true ? "" : ", not ready")")
+        }
         let journal = status["journal"]
         context.line("journal     \(text(journal?["events"])) events, \(text(journal?["event_bytes"])) of \(text(journal?["max_bytes"])) bytes, \(text(journal?["pending_upload"])) not uploaded, \(text(journal?["lost_unuploaded"])) lost")
         return .success

@@ -210,6 +210,24 @@ final class FakeEventSource: USBEventSource, @unchecked Sendable {
         #expect(decision.details["trigger"] == "overflow")
     }
 
+    @Test func eventsQueuedDuringTheStartUpScanAreReplayedWithoutDuplicates() async throws {
+        let stick = FakeUSBHost.device(Self.stick, port: "2")
+        let rig = try Rig(devices: [FakeUSBHost.rootHub, stick])
+        // Waiting in the socket before the scan ran: the stick's add, and a keyboard's that
+        // arrived while the scan was going on.
+        let keyboard = FakeUSBHost.device(Self.keyboard, port: "3", interfaces: false)
+        rig.source.push(.success(USBEvent(action: .add, sysPath: stick.record.sysPath, isInterface: false)))
+        rig.host.plug(keyboard)
+        rig.source.push(.success(USBEvent(action: .add, sysPath: keyboard.record.sysPath, isInterface: false)))
+        try await rig.running { () async throws in
+            #expect(try await rig.waitFor { rig.host.writes.contains("probe 1-3:1.1") })
+        }
+        let decisions = try rig.events("usb.decision").compactMap { $0.details["path"]?.stringValue }
+        #expect(decisions.filter { $0 == "1-2" }.count == 1, "the replayed add did not decide the stick twice")
+        #expect(decisions.contains("1-3"))
+        #expect(rig.host.writes.filter { $0 == "1-2 authorized=0" }.count == 1)
+    }
+
     @Test func aChildIsNeverDecidedBeforeItsHub() async throws {
         let rig = try Rig()
         try await rig.running { () async throws in
@@ -270,6 +288,9 @@ final class FakeEventSource: USBEventSource, @unchecked Sendable {
             await #expect(throws: USBService.ExceptionError.self) { try await service.allow(.busPath("1-2"), seconds: 7_201, reason: "x", grantedBy: "uid 0") }
             await #expect(throws: USBService.ExceptionError.self) { try await service.allow(.busPath("1-9"), seconds: 60, reason: "x", grantedBy: "uid 0") }
             await #expect(throws: USBService.ExceptionError.self) { try await service.allow(.busPath("usb1"), seconds: 60, reason: "x", grantedBy: "uid 0") }
+            await #expect(throws: USBService.ExceptionError.self) {
+                try await service.allow(.busPath("1-2"), seconds: 60, reason: String(repeating: "x", count: 1_001), grantedBy: "uid 0")
+            }
             let exception = try await service.allow(.busPath("1-2"), seconds: 3_600, reason: "TICKET-9", grantedBy: "uid 0 (root)")
             #expect(exception.serial == "S1")
             #expect(exception.hash?.hasPrefix("sha256:") == true)
