@@ -22,6 +22,7 @@ demo: build
 
 bench: deps
 	$(SWIFT) build -c release --product holdfast $(SWIFT_FLAGS)
+	$(SWIFT) build -c release --product holdfastd $(SWIFT_FLAGS)
 	$(SWIFT) build -c release --product holdfast-bench $(SWIFT_FLAGS)
 	@.build/release/holdfast-bench
 

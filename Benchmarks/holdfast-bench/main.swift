@@ -303,6 +303,38 @@ if FileManager.default.fileExists(atPath: "/usr/bin/umockdev-run"), FileManager.
     print("note: skipping the USB row (needs umockdev-run, usbguard and a release holdfast beside holdfast-bench)")
 }
 
+// MARK: USB enforcement latency (Benchmarks/usb: holdfastd and usbguard-daemon, same trigger)
+
+let holdfastd = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("holdfastd").path
+let usbBench = Products.packageRoot() + "/Benchmarks/usb/run"
+if getuid() == 0, FileManager.default.fileExists(atPath: "/usr/sbin/usbguard-daemon"), FileManager.default.fileExists(atPath: holdfastd) {
+    let plugs = ProcessInfo.processInfo.environment["USB_PLUGS"] ?? "1000"
+    print("note: USB decision latency, \(plugs) plugs per agent (about a minute)…")
+    let result = try runProcess(usbBench, [holdfastd, plugs])
+    let line = result.stdout.split(separator: "\n").first { $0.hasPrefix("USB-BENCH-JSON ") }
+    if let line, let report = try JSONSerialization.jsonObject(with: Data(line.dropFirst("USB-BENCH-JSON ".count).utf8)) as? [String: Any],
+        let ours = report["holdfast"] as? [String: Any], let theirs = report["usbguard"] as? [String: Any],
+        let ourP99 = ours["p99_ms"] as? Double, let theirP99 = theirs["p99_ms"] as? Double
+    {
+        let figure = { (side: [String: Any]) in
+            String(format: "p50 %.2f ms, p99 %.2f ms, max %.1f ms", side["p50_ms"] as? Double ?? 0, side["p99_ms"] as? Double ?? 0, side["max_ms"] as? Double ?? 0)
+        }
+        let rss = Double(ours["rss_kib"] as? Int ?? 0) / 1024
+        let timeouts = (ours["timeouts"] as? Int ?? 0) + (theirs["timeouts"] as? Int ?? 0)
+        rows.append(Row(
+            name: "USB stick appears → authorized=0 written (\(report["plugs"] ?? plugs) plugs each, umockdev, fanotify-timed)",
+            holdfast: figure(ours) + String(format: "; holdfastd RSS %.1f MiB after the run", rss) + (timeouts > 0 ? "; \(timeouts) timeouts" : ""),
+            anchorName: "usbguard-daemon \(report["usbguard_version"] ?? "") (umockdev backend), same trigger",
+            anchor: figure(theirs),
+            ratio: String(format: "p99 %.2f× the anchor's", ourP99 / theirP99)
+        ))
+    } else {
+        print("note: the USB latency benchmark failed: \(result.stderr.split(separator: "\n").suffix(5).joined(separator: " | "))")
+    }
+} else {
+    print("note: skipping the USB latency row (needs root, usbguard-daemon and a release holdfastd beside holdfast-bench)")
+}
+
 // MARK: Report
 
 print("Holdfast \(HoldfastVersion.current) benchmarks — \(ProcessInfo.processInfo.activeProcessorCount) cores, release build")

@@ -98,9 +98,10 @@ public enum EnforcementPlan {
         return (actions + probes, ExpectedAuthorization(device: true, interfaces: expected))
     }
 
-    /// The writes that make new interfaces on a root hub's bus start unauthorized.
+    /// The write that makes new interfaces on a root hub's bus start unauthorized; nil when it is
+    /// so already, or when the kernel has no such attribute (before 4.4).
     public static func hubDefault(for state: USBDeviceState) -> USBAction? {
-        guard state.isRootHub, state.interfaceAuthorizedDefault != "0" else { return nil }
+        guard state.isRootHub, let current = state.interfaceAuthorizedDefault, current != "0" else { return nil }
         return .interfaceDefault(hubSysPath: state.record.sysPath, false)
     }
 }

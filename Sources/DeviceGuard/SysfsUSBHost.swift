@@ -1,15 +1,18 @@
-import CUdev
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The real USB side: devices and interfaces from libudev's enumeration, attributes read and
-/// written straight through sysfs files.
+/// The real USB side: the device list from libudev's enumeration, each device read straight from
+/// its sysfs files.
 ///
 /// Every read goes to the file, never to libudev's attribute cache, and the binary `descriptors`
 /// file is read whole: libudev's attribute API returns C strings and would cut the descriptors at
-/// their first zero byte. Everything goes through libc, so umockdev's preload library redirects
-/// it into a testbed. Safe from any thread: each call makes its own libudev context.
+/// their first zero byte. A single device is read without libudev at all: the kernel's naming
+/// (usb(4): `usbN` root hubs, `BUS-PORT[.PORT…]` devices, `DEVICE:CONFIG.INTERFACE` interfaces,
+/// each below its parent in `/sys/devices`) gives its parent and interfaces, and building a
+/// libudev device resolves its path component by component, which on the hot-plug path costs
+/// more than the decision. Everything goes through libc, so umockdev's preload library redirects
+/// it into a testbed. Safe from any thread.
 public struct SysfsUSBHost: USBHost {
     /// Where the kernel takes interface names to bind drivers to.
     public static let driversProbePath = "/sys/bus/usb/drivers_probe"
@@ -18,34 +21,18 @@ public struct SysfsUSBHost: USBHost {
 
     public func devices() throws(DeviceGuardError) -> [USBDeviceState] {
         let context = try UdevContext()
-        let paths = try context.devicePaths(subsystem: "usb")
-        // Interfaces are the usb nodes whose name has a colon (`1-2:1.0`); group them by device.
-        var interfacePaths: [String: [String]] = [:]
-        var devicePaths: [String] = []
-        for path in paths {
-            let (directory, name) = Self.split(path)
-            if name.contains(":") {
-                interfacePaths[directory, default: []].append(path)
-            } else {
-                devicePaths.append(path)
-            }
-        }
-        let states = devicePaths.compactMap { path in
-            Self.read(context, path, interfacePaths: interfacePaths[path] ?? [])
+        let states = try context.devicePaths(subsystem: "usb").compactMap { path -> USBDeviceState? in
+            // Interfaces (`1-2:1.0`) come with their device; other nodes are not devices.
+            let name = Self.split(path).name
+            guard Self.isDeviceName(name) else { return nil }
+            return Self.read(path, interfaces: true)
         }
         return states.sorted { ($0.depth, $0.record.sysPath) < ($1.depth, $1.record.sysPath) }
     }
 
-    public func device(at sysPath: String) -> USBDeviceState? {
-        guard let context = try? UdevContext() else { return nil }
-        guard let device = udev_device_new_from_syspath(context.handle, sysPath) else { return nil }
-        defer { udev_device_unref(device) }
-        let below = (try? context.devicePaths(subsystem: "usb", below: device)) ?? []
-        let interfaces = below.filter { path in
-            let (directory, name) = Self.split(path)
-            return directory == sysPath && name.contains(":")
-        }
-        return Self.read(context, sysPath, interfacePaths: interfaces)
+    public func device(at sysPath: String, interfaces: Bool) -> USBDeviceState? {
+        guard Self.isDeviceName(Self.split(sysPath).name) else { return nil }
+        return Self.read(sysPath, interfaces: interfaces)
     }
 
     public func write(_ value: String, attribute: String, of sysPath: String) throws(DeviceGuardError) {
@@ -60,25 +47,26 @@ public struct SysfsUSBHost: USBHost {
 
     // MARK: Reading
 
-    static func read(_ context: UdevContext, _ path: String, interfacePaths: [String]) -> USBDeviceState? {
-        guard let device = udev_device_new_from_syspath(context.handle, path) else { return nil }
-        defer { udev_device_unref(device) }
-        guard let type = udev_device_get_devtype(device), String(cString: type) == "usb_device" else { return nil }
-        let name = udev_device_get_sysname(device).map { String(cString: $0) } ?? split(path).name
-        // The parent hub, if there is one; a root hub's parent is the host controller. The
-        // returned parent belongs to the child: not unreferenced here.
-        let parent = udev_device_get_parent_with_subsystem_devtype(device, "usb", "usb_device")
-            .flatMap { udev_device_get_syspath($0) }
-            .map { String(cString: $0) }
-        guard let descriptors = SysfsFile.read(path + "/descriptors", limit: 1 << 20) else {
-            // No descriptors file: the device went away under us (or is not a USB device at all).
-            guard SysfsFile.exists(path) else { return nil }
-            return state(path, name, parent, [], interfacePaths)
-        }
-        return state(path, name, parent, descriptors, interfacePaths)
+    /// `usb3` (a root hub) or `3-1.4.2` (a device): not an interface, not an endpoint, not
+    /// anything else that lives below a USB device.
+    static func isDeviceName(_ name: String) -> Bool {
+        if name.hasPrefix("usb") { return name.count > 3 && name.dropFirst(3).allSatisfy(\.isASCIIDigit) }
+        return USBExceptionTarget(name).map { if case .busPath = $0 { true } else { false } } ?? false
     }
 
-    private static func state(_ path: String, _ name: String, _ parent: String?, _ descriptors: [UInt8], _ interfacePaths: [String]) -> USBDeviceState {
+    static func read(_ path: String, interfaces readInterfaces: Bool) -> USBDeviceState? {
+        let (directory, name) = split(path)
+        let isRootHub = name.hasPrefix("usb")
+        guard let descriptors = SysfsFile.read(path + "/descriptors", limit: 1 << 20) else {
+            // No descriptors: the device went away under us, or it is there with a descriptors
+            // file that cannot be read (decided on what it has: nothing, so blocked).
+            guard SysfsFile.exists(path + "/uevent") else { return nil }
+            return state(path, name, isRootHub ? nil : directory, [], readInterfaces)
+        }
+        return state(path, name, isRootHub ? nil : directory, descriptors, readInterfaces)
+    }
+
+    private static func state(_ path: String, _ name: String, _ parent: String?, _ descriptors: [UInt8], _ readInterfaces: Bool) -> USBDeviceState {
         let record = USBDeviceRecord(
             name: name,
             sysPath: path,
@@ -88,15 +76,29 @@ public struct SysfsUSBHost: USBHost {
             serial: text(path + "/serial"),
             connectType: text(path + "/port/connect_type")
         )
-        let interfaces = interfacePaths.compactMap(readInterface).sorted { ($0.configuration, $0.number) < ($1.configuration, $1.number) }
+        let interfaces = readInterfaces ? interfaceNames(in: path, of: name).compactMap { readInterface(path + "/" + $0) } : []
         return USBDeviceState(
             record: record,
             authorized: flag(path + "/authorized"),
             parentSysPath: parent,
-            interfaces: interfaces,
+            interfaces: interfaces.sorted { ($0.configuration, $0.number) < ($1.configuration, $1.number) },
             interfaceAuthorizedDefault: parent == nil ? text(path + "/interface_authorized_default") : nil,
             authorizedDefault: parent == nil ? text(path + "/authorized_default") : nil
         )
+    }
+
+    /// The device's interface directories: `NAME:C.N` entries (a root hub's are `BUS-0:C.N`).
+    static func interfaceNames(in path: String, of name: String) -> [String] {
+        guard let directory = opendir(path) else { return [] }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if USBInterfaceState.parseName(entryName) != nil, entryName.contains(":") { names.append(entryName) }
+        }
+        return names
     }
 
     private static func readInterface(_ path: String) -> USBInterfaceState? {

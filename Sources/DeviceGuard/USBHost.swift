@@ -60,10 +60,15 @@ public struct USBDeviceState: Sendable, Equatable {
     }
 
     /// The same state without one interface (the kernel removed it).
-    public func removing(interface name: String) -> USBDeviceState {
+    public func removing(interface name: String) -> USBDeviceState { keeping { $0.name != name } }
+
+    /// The same state without its interfaces (as a read that skipped them gives it).
+    public func removingInterfaces() -> USBDeviceState { keeping { _ in false } }
+
+    private func keeping(_ include: (USBInterfaceState) -> Bool) -> USBDeviceState {
         USBDeviceState(
             record: record, authorized: authorized, parentSysPath: parentSysPath,
-            interfaces: interfaces.filter { $0.name != name },
+            interfaces: interfaces.filter(include),
             interfaceAuthorizedDefault: interfaceAuthorizedDefault, authorizedDefault: authorizedDefault
         )
     }
@@ -80,8 +85,9 @@ public struct USBDeviceState: Sendable, Equatable {
 public protocol USBHost: Sendable {
     /// Every USB device, parents before children, with its interfaces.
     func devices() throws(DeviceGuardError) -> [USBDeviceState]
-    /// One device read afresh; nil when it is gone.
-    func device(at sysPath: String) -> USBDeviceState?
+    /// One device read afresh; nil when it is gone. Without `interfaces` its interface list is
+    /// left empty: enough to classify it and to block it, at a fraction of the reads.
+    func device(at sysPath: String, interfaces: Bool) -> USBDeviceState?
     /// Writes a sysfs attribute of a device or interface (`authorized`, `interface_authorized_default`).
     /// Throws `.gone` when the node is not there any more.
     func write(_ value: String, attribute: String, of sysPath: String) throws(DeviceGuardError)
@@ -91,6 +97,9 @@ public protocol USBHost: Sendable {
 }
 
 extension USBHost {
+    /// One device read afresh, with its interfaces; nil when it is gone.
+    public func device(at sysPath: String) -> USBDeviceState? { device(at: sysPath, interfaces: true) }
+
     /// Every device's record (what `holdfast usb explain` classifies).
     public func records() throws(DeviceGuardError) -> [USBDeviceRecord] { try devices().map(\.record) }
 }

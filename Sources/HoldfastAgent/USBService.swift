@@ -182,13 +182,24 @@ public actor USBService: Service {
     /// Reads a device afresh and applies the policy to it; its parent first if that is not known
     /// yet (a child never goes before its hub).
     func evaluate(_ path: String, _ trigger: Trigger, depth: Int = 0) {
-        guard let state = host.device(at: path) else {
+        // The device without its interfaces first: that is all a block needs (and the common
+        // case on the hot-plug path, where every read counts); anything else reads the rest.
+        guard var state = host.device(at: path, interfaces: false) else {
             // Gone before we looked: nothing to enforce on.
             forget(path, trigger)
             return
         }
         if let parent = state.parentSysPath, tracked[parent] == nil, depth < 8 {
             evaluate(parent, .parent, depth: depth + 1)
+        }
+        let blocks = policy.mode == .enforce && !state.isRootHub
+            && classifier.decide(state.record, exceptions: exceptions, now: clock.now()).verdict == .block
+        if !blocks {
+            guard let full = host.device(at: path) else {
+                forget(path, trigger)
+                return
+            }
+            state = full
         }
         apply(state, trigger)
     }
@@ -219,7 +230,7 @@ public actor USBService: Service {
             let hub = state.isRootHub ? EnforcementPlan.hubDefault(for: state) : nil
             if let hub { actions.insert(hub, at: 0) }
             var gone = false
-            (performed, failures, gone) = perform(actions)
+            (performed, failures, gone) = perform(actions, on: path)
             if let hub, performed.contains(hub) {
                 hubsDefaulted.insert(path)
                 recordHubDefault(state)
@@ -232,8 +243,15 @@ public actor USBService: Service {
                 if let fresh = host.device(at: path) { latest = fresh } else { gone = true }
             }
             if gone {
+                // Unplugged while (or right after) we acted: nothing is left to track, but the
+                // decision was made and what was written stays on the record.
                 tracked[path] = nil
                 logger.debug("device left during its decision", ("device.path", state.record.name))
+                counters.decisions += 1
+                if decision.verdict != .allow { counters.blocked += 1 }
+                var event = decisionEvent(state, decision, trigger, first: previous == nil, actions: performed)
+                event.details["left_during_decision"] = true
+                record(event)
                 return
             }
         }
@@ -266,7 +284,7 @@ public actor USBService: Service {
     }
 
     /// Executes actions in order. Stops at the first one that finds the device gone.
-    private func perform(_ actions: [USBAction]) -> (performed: [USBAction], failures: [String], gone: Bool) {
+    private func perform(_ actions: [USBAction], on path: String) -> (performed: [USBAction], failures: [String], gone: Bool) {
         var performed: [USBAction] = []
         var failures: [String] = []
         for action in actions {
@@ -274,10 +292,13 @@ public actor USBService: Service {
                 try host.perform(action)
                 performed.append(action)
             } catch where error.code == .gone {
-                // A device gone mid-decision is not an error; an interface the kernel removed
-                // (its device was just deauthorized) is not either.
-                if case .authorizeDevice = action { return (performed, failures, true) }
-                if case .interfaceDefault = action { return (performed, failures, true) }
+                // An interface the kernel removed (its device was just deauthorized) is not an
+                // error. For the device itself, ENOENT means gone only if the device is: a
+                // missing attribute on a device still there is a failure to enforce.
+                if case .authorizeInterface = action { continue }
+                if case .probe = action { continue }
+                if host.device(at: path, interfaces: false) == nil { return (performed, failures, true) }
+                failures.append("\(action): \(error.message)")
             } catch {
                 failures.append("\(action): \(error.message)")
             }
@@ -300,6 +321,17 @@ public actor USBService: Service {
     private func prepareHubs() {
         guard let states = try? host.devices() else { return }
         for state in states where state.isRootHub {
+            guard state.interfaceAuthorizedDefault != nil else {
+                // Kernels before 4.4 have no interface authorization: holdfastd can still
+                // deauthorize whole devices, but the layer that holds without it is missing.
+                record(Event(
+                    kind: "usb.hub_unsupported", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Harden",
+                    time: clock.now(), severity: .high, status: .failure,
+                    message: "\(state.record.name) has no interface_authorized_default: this kernel cannot start new USB interfaces unauthorized; blocked devices are still deauthorized while holdfastd runs, but nothing holds without it",
+                    details: ["hub": .string(state.record.name)]
+                ))
+                continue
+            }
             guard let action = EnforcementPlan.hubDefault(for: state) else {
                 hubsDefaulted.insert(state.record.sysPath)
                 continue

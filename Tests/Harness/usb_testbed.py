@@ -417,7 +417,9 @@ class Bus:
         environment["LD_PRELOAD"] = PRELOAD
         environment["UMOCKDEV_DIR"] = self.root
         handle = open(log, "ab")
-        process = subprocess.Popen(argv, env=environment, stdin=subprocess.DEVNULL, stdout=handle, stderr=handle)
+        process = subprocess.Popen(
+            argv, env=environment, stdin=subprocess.DEVNULL, stdout=handle, stderr=handle, preexec_fn=die_with_parent
+        )
         handle.close()
         self.processes[process.pid] = process
         return process.pid
@@ -447,6 +449,13 @@ class Bus:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def die_with_parent():
+    """In the child before exec: SIGKILL it when the harness dies, however the harness dies
+    (prctl(2) PR_SET_PDEATHSIG), so a crashed harness leaves no agent behind."""
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def answer(payload):

@@ -16,6 +16,8 @@ final class FakeUSBHost: USBHost {
         var failing: Set<String> = []
         /// Paths that vanish the moment anything is written to them (unplugged mid-decision).
         var vanishing: Set<String> = []
+        /// Paths whose attributes answer ENOENT although the device stays (an old kernel).
+        var noAttribute: Set<String> = []
     }
 
     let inner = Mutex(Inner())
@@ -30,11 +32,15 @@ final class FakeUSBHost: USBHost {
         inner.withLock { $0.devices.values.sorted { ($0.depth, $0.record.sysPath) < ($1.depth, $1.record.sysPath) } }
     }
 
-    func device(at sysPath: String) -> USBDeviceState? { inner.withLock { $0.devices[sysPath] } }
+    func device(at sysPath: String, interfaces: Bool) -> USBDeviceState? {
+        guard let state = inner.withLock({ $0.devices[sysPath] }) else { return nil }
+        return interfaces ? state : state.removingInterfaces()
+    }
 
     func write(_ value: String, attribute: String, of sysPath: String) throws(DeviceGuardError) {
         let outcome: DeviceGuardError? = inner.withLock { inner in
             if inner.failing.contains(sysPath) { return DeviceGuardError("write \(sysPath): Operation not permitted") }
+            if inner.noAttribute.contains(sysPath) { return DeviceGuardError("open \(sysPath)/\(attribute): No such file or directory", code: .gone) }
             if inner.vanishing.contains(sysPath) {
                 inner.devices[sysPath] = nil
                 return DeviceGuardError("gone", code: .gone)
@@ -253,6 +259,10 @@ final class FakeEventSource: USBEventSource, @unchecked Sendable {
             #expect(try await rig.waitFor { await rig.service.devicesReport()["devices"].map { "\($0)" }?.contains("1-2") == false })
         }
         #expect(try rig.events("usb.enforcement_failed").isEmpty)
+        // The decision is on the record even though the device is gone.
+        let decision = try #require(try rig.events("usb.decision").first { $0.details["path"] == "1-2" })
+        #expect(decision.details["left_during_decision"] == true)
+        #expect(decision.details["verdict"] == "block")
     }
 
     @Test func aRefusedWriteIsReportedAndTriedAgainAtTheNextRescan() async throws {
@@ -267,6 +277,22 @@ final class FakeEventSource: USBEventSource, @unchecked Sendable {
             await rig.service.rescan()
             #expect(rig.host.writes.contains("1-2 authorized=0"))
         }
+    }
+
+    @Test func anAttributeMissingOnADeviceStillThereIsAFailureNotAnUnplug() async throws {
+        let stick = FakeUSBHost.device(Self.stick, port: "2")
+        let oldHub = USBDeviceState(
+            record: FakeUSBHost.rootHub.record, authorized: true, parentSysPath: nil, interfaces: FakeUSBHost.rootHub.interfaces,
+            interfaceAuthorizedDefault: nil, authorizedDefault: nil
+        )
+        let rig = try Rig(devices: [oldHub, stick])
+        rig.host.inner.withLock { _ = $0.noAttribute.insert(stick.record.sysPath) }
+        try await rig.running {}
+        #expect(try rig.events("usb.hub_unsupported").first?.details["hub"] == "usb1")
+        #expect(!rig.host.writes.contains { $0.contains("interface_authorized_default") })
+        let failed = try #require(try rig.events("usb.enforcement_failed").first)
+        #expect(failed.details["path"] == "1-2")
+        #expect(try rig.events("usb.decision").first { $0.details["path"] == "1-2" }?.details["left_during_decision"] == nil)
     }
 
     @Test func rootHubsGetTheirDefaultOffAndAreNeverDeauthorized() async throws {
