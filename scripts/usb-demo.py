@@ -78,6 +78,15 @@ def show(bus, *paths):
         say("%-10s authorized=%s%s" % (name, node["authorized"], extra))
 
 
+def journal(holdfast, work, matches):
+    """Prints the journaled events that match, one line each."""
+    result = subprocess.run([holdfast, "journal", "tail", "--state-dir", work + "/state", "--lines", "100", "--json"], capture_output=True, text=True)
+    for line in result.stdout.splitlines():
+        event = json.loads(line)
+        if matches(event):
+            say("journal: %s %s: %s" % (event["severity"], event["holdfast"]["kind"], event["message"]))
+
+
 def wait_until(bus, condition, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -142,8 +151,10 @@ def main():
 
         step("14. Someone else turns the stick on (as a second USB tool would): reported and undone")
         bus.set(HUB + "/1-2", "authorized", "1")
+        say("something wrote 1-2 authorized=1; the kernel configured it again")
         wait_until(bus, lambda: bus.read_attribute(HUB + "/1-2", "authorized") == "0" and bus.known.get(HUB + "/1-2") == "0")
         show(bus, HUB + "/1-2")
+        journal(holdfast, work, lambda event: event["holdfast"]["kind"] == "usb.tamper")
 
         step("15. holdfastd is killed; the shipped udev rule alone keeps a new stick off and a new keyboard on")
         bus.signal(pid, 9)
@@ -154,15 +165,17 @@ def main():
         os.makedirs(rules, exist_ok=True)
         with open(os.path.join(root, "Packaging", "udev", "70-holdfast-usb.rules")) as source, open(rules + "/70-holdfast-usb.rules", "w") as copy:
             copy.write(source.read())
+        say("udev's own rules engine (udevadm test) applies the shipped rule to each new node, in a")
+        say("private mount namespace where the rules directory holds only that file:")
         for node in [HUB + "/1-4", HUB + "/1-4/1-4:1.0", HUB + "/1-5", HUB + "/1-5/1-5:1.0", HUB + "/1-5/1-5:1.1"]:
             for write in bus.udev(node, rules):
-                say("udev: " + write.split(": ", 1)[-1])
+                say("udev: " + write.split(": ", 1)[-1].split("rules.d/", 1)[-1])
         show(bus, HUB + "/1-4/1-4:1.0", HUB + "/1-5/1-5:1.0", HUB + "/1-5/1-5:1.1")
 
-        step("16. The journal: every decision, the exception, the tamper")
+        step("16. The journal: every USB decision, the exception and its refusal for nobody, the tamper")
         result = subprocess.run([holdfast, "journal", "tail", "--state-dir", work + "/state", "--lines", "40"], capture_output=True, text=True)
         for line in result.stdout.splitlines():
-            if "\tusb." in line:
+            if "\tusb." in line or "\tcontrol.denied" in line:
                 say(line)
         result = subprocess.run([holdfast, "journal", "tail", "--state-dir", work + "/state", "--lines", "40", "--json"], capture_output=True, text=True)
         for line in result.stdout.splitlines():

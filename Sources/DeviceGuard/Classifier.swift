@@ -169,7 +169,7 @@ public struct Classifier: Sendable {
         let reason: String = switch verdict {
         case .allow: "default: every interface is of an allowed class"
         case .block: "default: \(unique.joined(separator: ", ")) not allowed"
-        case .partial: "default: \(unique.joined(separator: ", ")) not allowed; the other interfaces are"
+        case .partial: "default: \(unique.joined(separator: ", ")) not allowed; the other interfaces are allowed"
         }
         return DeviceDecision(
             record: record, parsed: parsed, verdict: verdict, rule: "default",

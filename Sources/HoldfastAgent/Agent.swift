@@ -198,7 +198,7 @@ public actor Agent: ControlHandler {
             "journal": journalStatus,
             "control": .object(["denials_not_journaled": .int(Int64(suppressedDenials))]),
         ]
-        if let usb { result["usb"] = await usb.statusSummary() }
+        result["usb"] = await usb?.statusSummary() ?? .object(["enabled": false])
         if !pendingRestart.isEmpty {
             result["pending_restart"] = .object(pendingRestart.mapValues(JSONValue.string))
         }

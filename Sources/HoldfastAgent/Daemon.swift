@@ -45,7 +45,8 @@ public enum Daemon {
             try SecureFile.ensurePrivateDirectory(configuration.stateDirectory)
             stateLock = try ProcessLock(path: configuration.stateDirectory + "/holdfastd.lock")
             journal = try Journal(configuration: JournalConfiguration(
-                directory: configuration.stateDirectory, maximumEventBytes: configuration.journalMaximumBytes
+                directory: configuration.stateDirectory, maximumEventBytes: configuration.journalMaximumBytes,
+                device: DeviceIdentity.local()
             ))
         } catch {
             logger.error("cannot open the state directory: \(error)", ("state_dir", configuration.stateDirectory))
@@ -81,6 +82,14 @@ public enum Daemon {
                 try? await Task.sleep(for: .milliseconds(5))
             }
             if await !usb.ready { logger.error("USB enforcement is not ready yet; reporting READY anyway", ("waited", "\(readyDeadline)")) }
+        } else {
+            // Said loudly: a workstation without USB enforcement is a finding, not a detail.
+            logger.warning("USB enforcement is off ([usb] enabled = no); only the udev rule, if installed, keeps storage off")
+            recorder.record(Event(
+                kind: "usb.disabled", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Disable",
+                time: Date(), severity: .medium, status: .success,
+                message: "USB enforcement is off on this agent ([usb] enabled = no in \(configurationPath)); only the udev rule, if installed, keeps storage off"
+            ))
         }
 
         await agent.record(lifecycle("agent.start", activity: 3, "Start", "holdfastd \(HoldfastVersion.current) started (pid \(getpid()))"))

@@ -30,7 +30,7 @@ public struct ActivePolicy: Sendable, Equatable {
 
 /// Loads the standalone policy file, falling back to the last good policy, then to the built-in
 /// default — so a bad file never leaves the agent without a policy, and never loosens it.
-struct PolicyLoader {
+public struct PolicyLoader {
     static let lastGoodKey = "policy.last_good"
 
     let journal: Journal
@@ -66,6 +66,29 @@ struct PolicyLoader {
             return .loaded(ActivePolicy(policy: policy, source: .file, path: path, digest: SHA256.hex(bytes), loadedAt: now))
         } catch {
             return .refused(reason: "\(path): \(error.message)", fallback: fallback(path, now: now))
+        }
+    }
+
+    /// `holdfastd --check-config`: whether the policy file would be accepted, as the daemon reads
+    /// it (owner, mode, size, every domain's section). nil when accepted; `missing` is true when
+    /// there is no file (the daemon then runs on the last good or built-in policy).
+    public static func check(_ path: String) -> (reason: String?, missing: Bool) {
+        var info = stat()
+        if lstat(path, &info) != 0, errno == ENOENT { return ("no policy file", true) }
+        switch read(path) {
+        case .failure(let reason): return ("\(path): \(reason)", false)
+        case .success(let bytes):
+            do {
+                let policy = try Policy.parse(bytes)
+                _ = try USBPolicy(section: policy.sections["usb"])
+                return (nil, false)
+            } catch let error as PolicyError {
+                return ("\(path): \(error.message)", false)
+            } catch let error as USBPolicyError {
+                return ("\(path): \(error.message)", false)
+            } catch {
+                return ("\(path): \(error)", false)
+            }
         }
     }
 

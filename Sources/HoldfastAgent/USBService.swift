@@ -405,12 +405,25 @@ public actor USBService: Service {
     public func update(policy newPolicy: USBPolicy) {
         guard newPolicy != policy else { return }
         let switchedToEnforce = policy.mode == .auditOnly && newPolicy.mode == .enforce
+        if newPolicy.mode != policy.mode {
+            // Turning blocking off is the change a security team must not miss.
+            let loosens = newPolicy.mode == .auditOnly
+            logger.warning("USB mode changed", ("usb.mode", newPolicy.mode.rawValue))
+            record(Event(
+                kind: "usb.mode_changed", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Mode",
+                time: clock.now(), severity: loosens ? .high : .medium, status: .success,
+                message: loosens
+                    ? "USB enforcement switched to audit-only: decisions are recorded, nothing is blocked by holdfastd"
+                    : "USB enforcement switched from audit-only to enforce",
+                details: ["from": .string(policy.mode.rawValue), "to": .string(newPolicy.mode.rawValue)]
+            ))
+        }
         policy = newPolicy
         classifier = Classifier(policy: newPolicy)
         // Exceptions longer than the new policy allows end now.
         let now = clock.now()
         for exception in exceptions where exception.until.timeIntervalSince(exception.created) > Double(newPolicy.maximumExceptionSeconds) {
-            end(exception, kind: "usb.exception_revoked", why: "the new policy allows at most \(newPolicy.maximumExceptionSeconds) s", at: now)
+            end(exception, kind: "usb.exception_revoked", why: "the new policy allows at most \(DurationText.text(newPolicy.maximumExceptionSeconds))", at: now)
         }
         if switchedToEnforce { prepareHubs() }
         if ready { reevaluateAll(.policy) }
@@ -437,7 +450,7 @@ public actor USBService: Service {
         }
         guard seconds > 0 else { throw ExceptionError(message: "an exception needs a positive duration") }
         guard seconds <= policy.maximumExceptionSeconds else {
-            throw ExceptionError(message: "\(seconds) s is longer than the policy allows (usb.max_exception: \(policy.maximumExceptionSeconds) s)")
+            throw ExceptionError(message: "\(DurationText.text(seconds)) is longer than the policy allows (usb.max_exception: \(DurationText.text(policy.maximumExceptionSeconds)))")
         }
         let vendor: UInt16, product: UInt16, serial: String?, hash: String?
         switch target {
@@ -581,6 +594,7 @@ public actor USBService: Service {
     /// The `usb` object in `holdfast status`.
     public func statusSummary() -> JSONValue {
         var object: [String: JSONValue] = [
+            "enabled": true,
             "mode": .string(policy.mode.rawValue),
             "ready": .bool(ready),
             "devices": .int(Int64(tracked.count)),

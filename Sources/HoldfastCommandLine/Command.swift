@@ -117,7 +117,12 @@ public struct ParsedArguments: Sendable {
                 value = inlineValue
             } else {
                 guard index < arguments.count else { throw UsageError("--\(name) needs a value (\(spec.value ?? ""))") }
-                value = arguments[index]
+                // `--for --reason x`: the next word is an option of this command, not a value.
+                let next = arguments[index]
+                if next.hasPrefix("--"), known[String(next.dropFirst(2).split(separator: "=").first ?? "")] != nil {
+                    throw UsageError("--\(name) needs a value (\(spec.value ?? "")) before \(next)")
+                }
+                value = next
                 index += 1
             }
             guard !value.isEmpty else { throw UsageError("--\(name) needs a non-empty value (\(spec.value ?? ""))") }

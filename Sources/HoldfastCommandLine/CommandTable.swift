@@ -69,6 +69,10 @@ public struct CommandTable {
         }
         guard let (command, rest) = select(arguments) else {
             let group = commands.filter { $0.path.count > 1 && $0.path.first == arguments.first }
+            if !group.isEmpty, arguments.dropFirst().allSatisfy({ $0 == "--help" || $0 == "-h" }), arguments.count > 1 {
+                context.out(help(only: group))
+                return .success
+            }
             if !group.isEmpty {
                 let names = group.compactMap { $0.path.dropFirst().first }.joined(separator: ", ")
                 context.error("\(toolName) \(arguments[0]): needs a subcommand: \(names); see '\(toolName) --help'")
@@ -109,11 +113,12 @@ public struct CommandTable {
         return (match, Array(arguments.dropFirst(match.path.count)))
     }
 
-    /// The tool's help: summary and command list.
-    public func help() -> String {
+    /// The tool's help: summary and command list (only `group`'s commands, for `TOOL GROUP --help`).
+    public func help(only group: [any Subcommand.Type]? = nil) -> String {
+        let listed = group ?? commands
         var text = "\(toolName) \(HoldfastVersion.current) — \(summary)\n\nUsage: \(toolName) COMMAND [OPTIONS]\n\nCommands:\n"
-        let width = (commands.map { $0.path.joined(separator: " ").count }.max() ?? 0) + 2
-        for command in commands {
+        let width = (listed.map { $0.path.joined(separator: " ").count }.max() ?? 0) + 2
+        for command in listed {
             let name = command.path.joined(separator: " ")
             text += "  " + name + String(repeating: " ", count: width - name.count) + command.summary + "\n"
         }

@@ -57,18 +57,18 @@ public enum AgentConfigurationParser {
 
     static let keys: [Key] = [
         Key(section: "agent", name: "state_dir") { config, value in
-            absolutePath(value).map { config.stateDirectory = $0; return nil } ?? "state_dir must be an absolute path"
+            pathProblem("state_dir", value) ?? { config.stateDirectory = value; return nil }()
         },
         Key(section: "agent", name: "control_socket") { config, value in
-            guard let path = absolutePath(value), !path.hasSuffix("/") else {
-                return "control_socket must be an absolute path to a socket file"
-            }
+            if let problem = pathProblem("control_socket", value) { return problem }
+            let path = value
+            guard !path.hasSuffix("/") else { return "control_socket must be a path to a socket file, not a directory" }
             guard path.utf8.count < 108 else { return "control_socket is longer than a Unix socket path may be (107 bytes)" }
             config.controlSocket = path
             return nil
         },
         Key(section: "agent", name: "policy") { config, value in
-            absolutePath(value).map { config.policyFile = $0; return nil } ?? "policy must be an absolute path"
+            pathProblem("policy", value) ?? { config.policyFile = value; return nil }()
         },
         Key(section: "agent", name: "log_level") { config, value in
             guard let level = LogLevel(name: value) else {
@@ -78,7 +78,7 @@ public enum AgentConfigurationParser {
             return nil
         },
         Key(section: "usb", name: "enabled") { config, value in
-            guard let flag = boolean(value) else { return "enabled must be yes or no" }
+            guard let flag = boolean(value) else { return "enabled must be yes or no (true/false, on/off and 1/0 work too)" }
             config.usbEnabled = flag
             return nil
         },
@@ -109,9 +109,12 @@ public enum AgentConfigurationParser {
         }
     }
 
-    static func absolutePath(_ value: String) -> String? {
-        guard value.hasPrefix("/"), !value.contains("\0"), !value.split(separator: "/").contains("..") else { return nil }
-        return value
+    /// Why `value` is not a usable path for `key`, or nil when it is.
+    static func pathProblem(_ key: String, _ value: String) -> String? {
+        if !value.hasPrefix("/") { return "\(key) must be an absolute path" }
+        if value.contains("\0") { return "\(key) must not contain a NUL byte" }
+        if value.split(separator: "/").contains("..") { return "\(key) must not contain '..' (write the path it leads to)" }
+        return nil
     }
 
     /// Parses the bytes of a configuration file; `path` only names it in errors.

@@ -33,4 +33,16 @@ public enum DurationText {
         guard number == nil, total > 0 else { return nil }
         return total
     }
+
+    /// Seconds in the same notation, largest units first: 28800 → `8h`, 5400 → `1h30m`, 0 → `0s`.
+    public static func text(_ seconds: Int64) -> String {
+        guard seconds > 0 else { return "0s" }
+        var rest = seconds
+        var text = ""
+        for (unit, size) in [("d", Int64(86_400)), ("h", 3_600), ("m", 60), ("s", 1)] where rest >= size {
+            text += "\(rest / size)\(unit)"
+            rest %= size
+        }
+        return text
+    }
 }

@@ -1,4 +1,7 @@
 public import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One thing that happened, shaped after an OCSF event class so that a SIEM can take it as is.
 ///
@@ -285,6 +288,24 @@ public struct DeviceIdentity: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey { case uid, hostname, typeID = "type_id" }
+
+    /// This workstation before enrollment: the machine-id (machine-id(5)) and the host name.
+    public static func local(machineIDPath: String = "/etc/machine-id") -> DeviceIdentity {
+        var uid: String?
+        let descriptor = open(machineIDPath, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        if descriptor >= 0 {
+            var buffer = [UInt8](repeating: 0, count: 64)
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            close(descriptor)
+            if count > 0 {
+                let text = String(decoding: buffer[0..<count], as: UTF8.self).filter { $0.isHexDigit }
+                if text.count == 32 { uid = text }
+            }
+        }
+        var name = [CChar](repeating: 0, count: 256)
+        let hostname = gethostname(&name, name.count - 1) == 0 ? String(decoding: name.prefix { $0 != 0 }.map(UInt8.init(bitPattern:)), as: UTF8.self) : nil
+        return DeviceIdentity(uid: uid, hostname: hostname?.isEmpty == true ? nil : hostname)
+    }
 }
 
 /// The one JSON layout events are stored and sent in: keys sorted, so equal events are equal bytes.

@@ -13,6 +13,8 @@ public struct JournalConfiguration: Sendable {
     public var fileName: String
     /// The cap on stored event bytes (JSON bodies). Past it, the oldest uploaded events go first.
     public var maximumEventBytes: Int
+    /// The workstation every event is about: set on each appended event that names none.
+    public var device: DeviceIdentity?
 
     public static let defaultDirectory = "/var/lib/holdfast"
     public static let defaultMaximumEventBytes = 256 << 20
@@ -20,11 +22,13 @@ public struct JournalConfiguration: Sendable {
     public init(
         directory: String = JournalConfiguration.defaultDirectory,
         fileName: String = "journal.sqlite",
-        maximumEventBytes: Int = JournalConfiguration.defaultMaximumEventBytes
+        maximumEventBytes: Int = JournalConfiguration.defaultMaximumEventBytes,
+        device: DeviceIdentity? = nil
     ) {
         self.directory = directory
         self.fileName = fileName
         self.maximumEventBytes = maximumEventBytes
+        self.device = device
     }
 
     /// The database file's path.
@@ -248,6 +252,13 @@ public final class Journal: Sendable {
     /// Appends events in one transaction (one fsync) and returns their ids in order.
     @discardableResult
     public func append(contentsOf events: [Event]) throws(StoreError) -> [Int64] {
+        let device = configuration.device
+        let events = events.map { event in
+            guard event.device == nil, let device else { return event }
+            var stamped = event
+            stamped.device = device
+            return stamped
+        }
         let encoded: [(Event, [UInt8])]
         do {
             encoded = try events.map { ($0, try EventCoding.encode($0)) }

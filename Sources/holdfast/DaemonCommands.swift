@@ -66,7 +66,20 @@ struct Status: Subcommand {
         context.line("holdfastd \(text(status["version"])), pid \(text(status["pid"])), up \(text(status["uptime_seconds"])) s (since \(text(status["started_at"])))")
         context.line("config      \(text(status["config"]?["path"])) (log level \(text(status["config"]?["log_level"])))")
         let policy = status["policy"]
-        context.line("policy      \(text(policy?["source"])) \(text(policy?["path"])), sha256 \(text(policy?["sha256"]).prefix(16))…")
+        var policyLine = "policy      \(text(policy?["source"])) \(text(policy?["path"])), sha256 \(text(policy?["sha256"]).prefix(16))…"
+        if let version = policy?["version"] { policyLine += ", version \(text(version))" }
+        context.line(policyLine)
+        if let reload = status["last_reload"] {
+            context.line("last reload \(text(reload["at"])): \(reload["ok"]?.boolValue == true ? "ok" : "REFUSED")")
+            if case .array(let messages)? = reload["messages"] {
+                for message in messages { context.line("            \(text(message))") }
+            }
+        }
+        if case .object(let pending)? = status["pending_restart"] {
+            for (key, value) in pending.sorted(by: { $0.key < $1.key }) {
+                context.line("pending     \(key) = \(text(value)) (takes effect at the next start)")
+            }
+        }
         context.line("enrollment  \(text(status["enrollment"]?["state"]))")
         if case .array(let services)? = status["services"] {
             for service in services {
@@ -76,7 +89,11 @@ struct Status: Subcommand {
             }
         }
         if let usb = status["usb"] {
-            context.line("usb         \(text(usb["mode"])), \(text(usb["devices"])) devices (\(text(usb["blocked_now"])) not fully allowed), \(text(usb["exceptions"])) exceptions, \(text(usb["tamper"])) tamper, \(text(usb["failures"])) failures\(usb["ready"]?.boolValue == true ? "" : ", not ready")")
+            if usb["enabled"]?.boolValue == false {
+                context.line("usb         OFF ([usb] enabled = no)")
+            } else {
+                context.line("usb         \(text(usb["mode"])), devices \(text(usb["devices"])) (not fully allowed \(text(usb["blocked_now"]))), exceptions \(text(usb["exceptions"])), tamper \(text(usb["tamper"])), failures \(text(usb["failures"]))\(usb["ready"]?.boolValue == true ? "" : ", not ready")")
+            }
         }
         let journal = status["journal"]
         context.line("journal     \(text(journal?["events"])) events, \(text(journal?["event_bytes"])) of \(text(journal?["max_bytes"])) bytes, \(text(journal?["pending_upload"])) not uploaded, \(text(journal?["lost_unuploaded"])) lost")

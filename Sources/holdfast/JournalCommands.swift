@@ -17,7 +17,7 @@ enum JournalOptions {
     static func open(_ arguments: String?, create: Bool = false) throws -> Journal {
         let directory = arguments ?? JournalConfiguration.defaultDirectory
         do {
-            return try Journal(configuration: JournalConfiguration(directory: directory), create: create)
+            return try Journal(configuration: JournalConfiguration(directory: directory, device: DeviceIdentity.local()), create: create)
         } catch {
             throw CommandFailure("cannot open the journal in \(directory): \(error)", exitCode: .unavailable)
         }
@@ -120,7 +120,11 @@ struct JournalCheck: Subcommand {
     func run(_ context: CommandContext) throws -> ExitCode {
         // Checked without opening it as a journal, so a damaged file is reported, not refused.
         let directory = stateDirectory ?? JournalConfiguration.defaultDirectory
-        let findings = Journal.integrityCheck(path: JournalConfiguration(directory: directory).path)
+        let path = JournalConfiguration(directory: directory).path
+        guard access(path, F_OK) == 0 else {
+            throw CommandFailure("no journal at \(path)", exitCode: .unavailable)
+        }
+        let findings = Journal.integrityCheck(path: path)
         for finding in findings { context.line(finding) }
         return findings == ["ok"] ? .success : .failure
     }

@@ -96,6 +96,7 @@ struct USBDevices: Subcommand {
             return .success
         }
         context.line("mode: \(report["mode"]?.stringValue ?? "?")")
+        if case .array(let devices)? = report["devices"], devices.isEmpty { context.line("no USB devices") }
         if case .array(let devices)? = report["devices"] {
             for device in devices {
                 var line = "\(device["path"]?.stringValue ?? "?")  \(device["vendor"]?.stringValue ?? "????"):\(device["product"]?.stringValue ?? "????")"

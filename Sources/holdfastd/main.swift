@@ -57,14 +57,26 @@ if let name = arguments.value("log-level") {
     logLevel = level
 }
 if let path = arguments.value("check-config") {
+    let configuration: AgentConfiguration
     do {
-        _ = try AgentConfigurationParser.load(path, requireRootOwned: true)
+        configuration = try AgentConfigurationParser.load(path, requireRootOwned: true)
         write(1, "\(path): ok\n")
-        exit(0)
     } catch {
         write(2, "\(error)\n")
         exit(1)
     }
+    // The policy it names, as the daemon would read it: a refused policy is not fatal to the
+    // daemon (it keeps the last good one), but it is what the admin is about to ship.
+    let policy = PolicyLoader.check(configuration.policyFile)
+    if policy.missing {
+        write(1, "\(configuration.policyFile): no policy file; the last good or the built-in policy applies\n")
+    } else if let reason = policy.reason {
+        write(2, "\(reason)\n")
+        exit(1)
+    } else {
+        write(1, "\(configuration.policyFile): ok\n")
+    }
+    exit(0)
 }
 
 var environment: [String: String] = [:]

@@ -93,6 +93,20 @@ import Testing
         #expect(writable.stderr.contains("lets group or others write it"))
     }
 
+    @Test func checkConfigAlsoChecksThePolicyItNames() throws {
+        let installation = try Installation()
+        let good = try runProcess(daemon, ["--check-config", installation.config])
+        #expect(good.stdout == "\(installation.config): ok\n\(installation.policy): ok\n")
+        try installation.write(#"{"usb": {"mode": "block-everything"}}"#, to: installation.policy)
+        let bad = try runProcess(daemon, ["--check-config", installation.config])
+        #expect(bad.status == 1)
+        #expect(bad.stderr == "\(installation.policy): usb.mode: must be \"enforce\" or \"audit-only\"\n")
+        unlink(installation.policy)
+        let missing = try runProcess(daemon, ["--check-config", installation.config])
+        #expect(missing.status == 0)
+        #expect(missing.stdout.contains("no policy file; the last good or the built-in policy applies"))
+    }
+
     @Test func servesStatusToEveryoneAndReloadToRootOnly() throws {
         let installation = try Installation()
         let running = try RunningDaemon(installation, binary: daemon, watchdogMicroseconds: 200_000)

@@ -55,7 +55,7 @@ import Testing
         ("unknown section", "[print]\nmode = enforce\n", 1, "unknown section [print] (known: agent, journal, usb)"),
         ("key outside a section", "log_level = info\n", 1, "'log_level' is outside a section; put it under a [section]"),
         ("relative path", "[agent]\nstate_dir = var/lib/holdfast\n", 2, "state_dir must be an absolute path"),
-        ("dot-dot path", "[agent]\npolicy = /etc/holdfast/../shadow\n", 2, "policy must be an absolute path"),
+        ("dot-dot path", "[agent]\npolicy = /etc/holdfast/../shadow\n", 2, "policy must not contain '..' (write the path it leads to)"),
         ("bad log level", "[agent]\nlog_level = loud\n", 2, "log_level must be one of error, warning, notice, info, debug"),
         ("tiny journal", "[journal]\nmax_size = 10K\n", 2, "max_size must be a size of at least 1M (e.g. 256M, 1G)"),
         ("garbage size", "[journal]\nmax_size = lots\n", 2, "max_size must be a size of at least 1M (e.g. 256M, 1G)"),

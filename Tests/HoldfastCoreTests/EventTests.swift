@@ -62,6 +62,12 @@ import Testing
         #expect(DurationText.seconds(text) == seconds)
     }
 
+    @Test(arguments: [(28_800, "8h"), (5_400, "1h30m"), (90, "1m30s"), (86_400 + 61, "1d1m1s"), (0, "0s"), (1, "1s")] as [(Int64, String)])
+    func writesDurationsBack(_ seconds: Int64, _ text: String) {
+        #expect(DurationText.text(seconds) == text)
+        if seconds > 0 { #expect(DurationText.seconds(text) == seconds) }
+    }
+
     @Test(arguments: ["", "10", "m", "-5m", "0s", "5x", "1.5h", "99999999999999999999s"])
     func refusesBadDurations(_ text: String) {
         #expect(DurationText.seconds(text) == nil)

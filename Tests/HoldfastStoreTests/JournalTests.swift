@@ -35,6 +35,27 @@ func makeEvent(_ number: Int, message: String? = nil, time: Date = Date(timeInte
         #expect(try journal.tail(2).map(\.id) == [4, 5])
     }
 
+    @Test func everyEventIsStampedWithTheWorkstationUnlessItNamesOne() throws {
+        var stamped = configuration
+        stamped.device = DeviceIdentity(uid: "3d1219c7c4c5404aaa1f6d2a48adfda4", hostname: "ws-17")
+        let journal = try Journal(configuration: stamped)
+        var other = makeEvent(2)
+        other.device = DeviceIdentity(uid: "dev-9", hostname: "ws-9")
+        try journal.append(contentsOf: [makeEvent(1), other])
+        let devices = try journal.entries().map { try $0.event().device }
+        #expect(devices == [stamped.device, other.device])
+    }
+
+    @Test func theLocalIdentityIsTheMachineIDAndHostName() throws {
+        let file = directory.file("machine-id")
+        try "3d1219c7c4c5404aaa1f6d2a48adfda4\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let local = DeviceIdentity.local(machineIDPath: file)
+        #expect(local.uid == "3d1219c7c4c5404aaa1f6d2a48adfda4")
+        #expect(local.hostname?.isEmpty == false)
+        #expect(local.typeID == 2)
+        #expect(DeviceIdentity.local(machineIDPath: directory.file("missing")).uid == nil)
+    }
+
     @Test func appendsABatchInOneTransaction() throws {
         let journal = try Journal(configuration: configuration)
         let ids = try journal.append(contentsOf: (1...100).map { makeEvent($0) })
