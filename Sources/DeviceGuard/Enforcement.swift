@@ -78,13 +78,23 @@ public enum EnforcementPlan {
     ///   is not allowed.
     public static func actions(for state: USBDeviceState, decision: DeviceDecision) -> (actions: [USBAction], expected: ExpectedAuthorization) {
         let path = state.record.sysPath
-        if decision.verdict == .block && !state.isRootHub {
+        let keepsInput = decision.rule == "malformed" && state.interfaces.contains { [0x03, 0x09].contains($0.triple?.code) }
+        if decision.verdict == .block && !state.isRootHub && !keepsInput {
             let actions: [USBAction] = state.authorized == false ? [] : [.authorizeDevice(sysPath: path, false)]
             return (actions, ExpectedAuthorization(device: false, interfaces: [:]))
         }
         var actions: [USBAction] = []
         if state.authorized == false { actions.append(.authorizeDevice(sysPath: path, true)) }
-        let allowed = state.isRootHub ? Set(state.interfaces.map(\.key)) : decision.verdict == .block ? [] : decision.allowedInterfaces
+        var allowed = state.isRootHub ? Set(state.interfaces.map(\.key)) : decision.verdict == .block ? [] : decision.allowedInterfaces
+        if decision.rule == "malformed", !state.isRootHub {
+            // Descriptors that do not parse: the device is blocked, but its input and hub
+            // interfaces as the kernel sees them stay, so a keyboard with sloppy descriptors (the
+            // kernel tolerates many) keeps typing. Nothing else is allowed.
+            allowed = Set(state.interfaces.filter { [0x03, 0x09].contains($0.triple?.code) }.map(\.key))
+        }
+        for interface in state.interfaces where refusedDriver(interface, decision: decision, rootHub: state.isRootHub) != nil {
+            allowed.remove(interface.key)
+        }
         var probes: [USBAction] = []
         var expected: [String: Bool] = [:]
         for interface in state.interfaces {
@@ -96,6 +106,40 @@ public enum EnforcementPlan {
             }
         }
         return (actions + probes, ExpectedAuthorization(device: true, interfaces: expected))
+    }
+
+    /// The drivers an interface allowed by the default class list may have: the kernel picks a
+    /// driver by its match tables, and some match by vendor and product whatever the class
+    /// (usb-storage's unusual devices, most USB network adapters), so a "HID" interface can end
+    /// up as a disk. `usbfs` is a program claiming the interface through /dev/bus/usb (pcscd for
+    /// smart cards, firmware tools), which needs root or the seat's device access.
+    public static let defaultDrivers: [UInt8: Set<String>] = [
+        0x01: ["snd-usb-audio"],
+        0x03: ["usbhid", "usbkbd", "usbmouse"],
+        0x09: ["hub"],
+        0x0B: [],
+        0x0E: ["uvcvideo"],
+        0x10: ["uvcvideo", "snd-usb-audio"],
+    ]
+    public static let anyClassDrivers: Set<String> = ["usbfs"]
+
+    /// The driver bound to an interface that the decision does not allow, or nil. Only
+    /// interfaces allowed by the default list are checked: a rule or an exception that allows a
+    /// device allows whatever drives it.
+    public static func refusedDriver(_ interface: USBInterfaceState, decision: DeviceDecision, rootHub: Bool = false) -> String? {
+        guard let driver = interface.driver, !anyClassDrivers.contains(driver) else { return nil }
+        let classes: [UInt8]
+        if rootHub {
+            classes = [0x09]
+        } else if decision.rule == "malformed" {
+            classes = interface.triple.map { [$0.code] } ?? []
+        } else if decision.rule == "default" {
+            classes = decision.interfaces.filter { $0.configuration == interface.configuration && $0.number == interface.number }.map(\.triple.code)
+        } else {
+            return nil
+        }
+        let permitted = classes.reduce(into: Set<String>()) { $0.formUnion(defaultDrivers[$1] ?? []) }
+        return permitted.contains(driver) ? nil : driver
     }
 
     /// The write that makes new interfaces on a root hub's bus start unauthorized; nil when it is

@@ -35,6 +35,8 @@ public struct SysfsUSBHost: USBHost {
         return Self.read(sysPath, interfaces: interfaces)
     }
 
+    public func attribute(_ name: String, of sysPath: String) -> String? { Self.text(sysPath + "/" + name) }
+
     public func write(_ value: String, attribute: String, of sysPath: String) throws(DeviceGuardError) {
         try Self.writeFile(sysPath + "/" + attribute, value)
     }
@@ -112,7 +114,7 @@ public struct SysfsUSBHost: USBHost {
         }
         return USBInterfaceState(
             name: name, sysPath: path, configuration: configuration, number: number,
-            authorized: flag(path + "/authorized"), triple: triple
+            authorized: flag(path + "/authorized"), triple: triple, driver: linkName(path + "/driver")
         )
     }
 
@@ -131,6 +133,15 @@ public struct SysfsUSBHost: USBHost {
     }
 
     static func hexByte(_ path: String) -> UInt8? { text(path).flatMap { UInt8($0, radix: 16) } }
+
+    /// The last component of a symbolic link's target (`driver` → `…/drivers/usbhid`).
+    static func linkName(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4_096)
+        let count = readlink(path, &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        let target = String(decoding: buffer[0..<count].map(UInt8.init(bitPattern:)), as: UTF8.self)
+        return target.split(separator: "/").last.map(String.init)
+    }
 
     static func split(_ path: String) -> (directory: String, name: String) {
         guard let slash = path.lastIndex(of: "/") else { return ("", path) }

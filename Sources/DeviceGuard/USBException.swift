@@ -43,8 +43,10 @@ public struct USBException: Sendable, Equatable, Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         id = try container.decode(String.self, forKey: .id)
-        guard let vendor = UInt16(try container.decode(String.self, forKey: .vendor), radix: 16),
-            let product = UInt16(try container.decode(String.self, forKey: .product), radix: 16)
+        let vendorText = try container.decode(String.self, forKey: .vendor)
+        let productText = try container.decode(String.self, forKey: .product)
+        guard vendorText.count == 4, productText.count == 4, (vendorText + productText).allSatisfy(\.isHexDigit),
+            let vendor = UInt16(vendorText, radix: 16), let product = UInt16(productText, radix: 16)
         else {
             throw DecodingError.dataCorruptedError(forKey: .vendor, in: container, debugDescription: "vendor and product are 4 hex digits")
         }
@@ -54,6 +56,14 @@ public struct USBException: Sendable, Equatable, Codable {
         hash = try container.decodeIfPresent(String.self, forKey: .hash)
         created = Date(timeIntervalSince1970: try container.decode(Double.self, forKey: .created))
         until = Date(timeIntervalSince1970: try container.decode(Double.self, forKey: .until))
+        // Stored state is input too: an exception must have a finite, positive span no longer
+        // than any policy may allow.
+        let span = until.timeIntervalSince(created)
+        guard created.timeIntervalSince1970.isFinite, until.timeIntervalSince1970.isFinite, span > 0,
+            span <= Double(USBPolicy.ceilingExceptionSeconds)
+        else {
+            throw DecodingError.dataCorruptedError(forKey: .until, in: container, debugDescription: "an exception must end after it starts and last at most 30 days")
+        }
         reason = try container.decode(String.self, forKey: .reason)
         grantedBy = try container.decode(String.self, forKey: .grantedBy)
     }
@@ -98,7 +108,7 @@ public enum USBExceptionTarget: Sendable, Equatable {
     /// Parses the command-line form; nil when it is neither.
     public init?(_ text: String) {
         let fields = text.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-        if fields.count >= 2, fields[0].count == 4, fields[1].count == 4,
+        if fields.count >= 2, fields[0].count == 4, fields[1].count == 4, fields[0].allSatisfy(\.isHexDigit), fields[1].allSatisfy(\.isHexDigit),
             let vendor = UInt16(fields[0], radix: 16), let product = UInt16(fields[1], radix: 16)
         {
             let serial = fields.count == 3 ? String(fields[2]) : nil

@@ -8,17 +8,22 @@ public struct USBInterfaceState: Sendable, Equatable {
     public let number: UInt8
     /// The interface's `authorized` attribute; nil when it could not be read.
     public let authorized: Bool?
-    /// The kernel's view of the current alternate setting (`bInterfaceClass`…), for display only:
-    /// decisions come from the descriptors.
+    /// The kernel's view of the current alternate setting (`bInterfaceClass`…): decisions come
+    /// from the descriptors; this serves display, and devices whose descriptors do not parse.
     public let triple: ClassTriple?
+    /// The driver bound to it (the name its `driver` link points to), nil when none is.
+    public let driver: String?
 
-    public init(name: String, sysPath: String, configuration: UInt8, number: UInt8, authorized: Bool?, triple: ClassTriple? = nil) {
+    public init(
+        name: String, sysPath: String, configuration: UInt8, number: UInt8, authorized: Bool?, triple: ClassTriple? = nil, driver: String? = nil
+    ) {
         self.name = name
         self.sysPath = sysPath
         self.configuration = configuration
         self.number = number
         self.authorized = authorized
         self.triple = triple
+        self.driver = driver
     }
 
     public var key: InterfaceKey { InterfaceKey(configuration: configuration, number: number) }
@@ -88,6 +93,8 @@ public protocol USBHost: Sendable {
     /// One device read afresh; nil when it is gone. Without `interfaces` its interface list is
     /// left empty: enough to classify it and to block it, at a fraction of the reads.
     func device(at sysPath: String, interfaces: Bool) -> USBDeviceState?
+    /// One attribute of a device or interface, trimmed; nil when it cannot be read.
+    func attribute(_ name: String, of sysPath: String) -> String?
     /// Writes a sysfs attribute of a device or interface (`authorized`, `interface_authorized_default`).
     /// Throws `.gone` when the node is not there any more.
     func write(_ value: String, attribute: String, of sysPath: String) throws(DeviceGuardError)

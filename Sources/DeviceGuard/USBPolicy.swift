@@ -147,7 +147,7 @@ public struct USBPolicy: Sendable, Equatable {
         guard !match.isEmpty else { throw USBPolicyError(message: "\(named): an empty match would match every device; say what it matches") }
         func hex16(_ key: String) throws(USBPolicyError) -> UInt16? {
             guard let value = match[key] else { return nil }
-            guard case .string(let text) = value, text.count == 4, let number = UInt16(text, radix: 16) else {
+            guard case .string(let text) = value, text.count == 4, text.allSatisfy(\.isHexDigit), let number = UInt16(text, radix: 16) else {
                 throw USBPolicyError(message: "\(named): \(key) must be 4 hex digits, e.g. \"0781\"")
             }
             return number
@@ -162,7 +162,11 @@ public struct USBPolicy: Sendable, Equatable {
             switch value {
             case nil: return []
             case .string?: texts = [value ?? .null]
-            case .array(let list)?: texts = list
+            case .array(let list)?:
+                // An empty list would be a condition that says nothing: `"class": []` must not
+                // turn a rule into one that matches (or blocks) every device.
+                guard !list.isEmpty else { throw USBPolicyError(message: "\(named): \(key) is an empty list; name at least one class pattern") }
+                texts = list
             default: throw USBPolicyError(message: "\(named): \(key) must be a class pattern or a list of them, e.g. \"08:06:*\"")
             }
             var result: [ClassPattern] = []

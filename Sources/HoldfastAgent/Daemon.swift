@@ -69,9 +69,10 @@ public enum Daemon {
         await supervisor.start(ControlService(listener: listener, handler: agent, logger: logger))
         let recorder = EventRecorder(journal: journal, logger: logger)
         if configuration.usbEnabled {
+            let socketDirectory = String(configuration.controlSocket[..<(configuration.controlSocket.lastIndex(of: "/") ?? configuration.controlSocket.startIndex)])
             let usb = USBService(
                 policy: await agent.usbPolicy, journal: journal, recorder: recorder, logger: logger,
-                rescanInterval: .seconds(configuration.usbRescanSeconds)
+                rescanInterval: .seconds(configuration.usbRescanSeconds), marks: socketDirectory + "/usb-allowed"
             )
             await agent.attach(usb: usb)
             await supervisor.start(usb)
@@ -82,17 +83,18 @@ public enum Daemon {
                 try? await Task.sleep(for: .milliseconds(5))
             }
             if await !usb.ready { logger.error("USB enforcement is not ready yet; reporting READY anyway", ("waited", "\(readyDeadline)")) }
-        } else {
+        }
+
+        await agent.record(lifecycle("agent.start", activity: 3, "Start", "holdfastd \(HoldfastVersion.current) started (pid \(getpid()))"))
+        if !configuration.usbEnabled {
             // Said loudly: a workstation without USB enforcement is a finding, not a detail.
             logger.warning("USB enforcement is off ([usb] enabled = no); only the udev rule, if installed, keeps storage off")
-            recorder.record(Event(
+            await agent.record(Event(
                 kind: "usb.disabled", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Disable",
                 time: Date(), severity: .medium, status: .success,
                 message: "USB enforcement is off on this agent ([usb] enabled = no in \(configurationPath)); only the udev rule, if installed, keeps storage off"
             ))
         }
-
-        await agent.record(lifecycle("agent.start", activity: 3, "Start", "holdfastd \(HoldfastVersion.current) started (pid \(getpid()))"))
         logger.notice("holdfastd started", ("version", HoldfastVersion.current), ("control_socket", configuration.controlSocket))
         notifier?.send("READY=1\nSTATUS=enforcing; policy \(await agent.policy.source.rawValue)\nMAINPID=\(getpid())")
 

@@ -28,6 +28,8 @@ public actor USBService: Service {
         /// nil in audit-only mode (nothing was written, so nothing is expected).
         var expected: ExpectedAuthorization?
         var firstSeen: Date
+        /// Interfaces already reported for a driver the policy does not allow, with that driver.
+        var refusedDrivers: [String: String] = [:]
     }
 
     let host: any USBHost
@@ -38,6 +40,8 @@ public actor USBService: Service {
     let clock: any TimeSource
     let rescanInterval: Duration
     let seat: SeatUser
+    /// Marks for the udev rule (`InterfaceMarks`); nil where no rule is in play (unit tests).
+    let marks: InterfaceMarks?
 
     private(set) var policy: USBPolicy
     private var classifier: Classifier
@@ -48,6 +52,10 @@ public actor USBService: Service {
     private var hubsDefaulted: Set<String> = []
     private(set) var ready = false
     private var counters = Counters()
+    /// Connect and disconnect events per port and device: a device that re-enumerates in a loop
+    /// (a bad cable, a hostile one) must not fill the journal and push out un-uploaded events.
+    /// What is held back is counted in the next event for it, and summed up at each rescan.
+    private let plugLimiter: RateLimiter
     private var lastRescan: Date?
 
     struct Counters {
@@ -59,6 +67,8 @@ public actor USBService: Service {
     }
 
     static let exceptionsKey = "usb.exceptions"
+    /// How far in the future a stored exception's grant time may lie (clock steps, NTP).
+    static let clockSkewSeconds: Double = 300
     /// A ticket number and a sentence fit; a pasted document does not belong in every event.
     static let maximumReasonBytes = 1_000
 
@@ -71,7 +81,8 @@ public actor USBService: Service {
         logger: Logger,
         clock: any TimeSource = SystemTimeSource(),
         rescanInterval: Duration = .seconds(10),
-        seat: SeatUser = SeatUser()
+        seat: SeatUser = SeatUser(),
+        marks: InterfaceMarks? = nil
     ) {
         self.policy = policy
         classifier = Classifier(policy: policy)
@@ -83,13 +94,16 @@ public actor USBService: Service {
         self.clock = clock
         self.rescanInterval = rescanInterval
         self.seat = seat
+        self.marks = marks
+        plugLimiter = RateLimiter(burst: 20, perSecond: 0.1, clock: clock)
     }
 
-    /// The production service: sysfs through libudev, the udev monitor.
-    public init(policy: USBPolicy, journal: Journal, recorder: EventRecorder, logger: Logger, rescanInterval: Duration) {
+    /// The production service: sysfs through libudev, the udev monitor, marks for the udev rule in
+    /// `marks` (`/run/holdfast/usb-allowed` beside the default control socket).
+    public init(policy: USBPolicy, journal: Journal, recorder: EventRecorder, logger: Logger, rescanInterval: Duration, marks: String) {
         self.init(
             policy: policy, host: SysfsUSBHost(), events: { try UdevMonitor() }, journal: journal,
-            recorder: recorder, logger: logger, rescanInterval: rescanInterval
+            recorder: recorder, logger: logger, rescanInterval: rescanInterval, marks: InterfaceMarks(directory: marks)
         )
     }
 
@@ -98,6 +112,13 @@ public actor USBService: Service {
     public func run() async throws {
         defer { ready = false }
         let source = try makeEventSource()
+        do {
+            try marks?.reset()
+        } catch {
+            // Without marks the rule may turn off what a policy rule allowed when udev replays
+            // events; enforcement itself does not depend on them.
+            logger.error("cannot prepare the udev rule's marks", ("error", error.message))
+        }
         loadExceptions()
         if policy.mode == .enforce { prepareHubs() }
         try fullScan(.startup)
@@ -155,6 +176,9 @@ public actor USBService: Service {
             switch event.action {
             case .remove, .unbind:
                 // The kernel removes interfaces with their device, or unbinds on our own write.
+                if event.action == .remove {
+                    marks?.set(String(event.sysPath.split(separator: "/").last ?? ""), false)
+                }
                 if event.action == .remove, let known = tracked[event.deviceSysPath] {
                     let name = String(event.sysPath.split(separator: "/").last ?? "")
                     tracked[event.deviceSysPath]?.expected?.interfaces[name] = nil
@@ -192,8 +216,9 @@ public actor USBService: Service {
         if let parent = state.parentSysPath, tracked[parent] == nil, depth < 8 {
             evaluate(parent, .parent, depth: depth + 1)
         }
-        let blocks = policy.mode == .enforce && !state.isRootHub
-            && classifier.decide(state.record, exceptions: exceptions, now: clock.now()).verdict == .block
+        let quick = classifier.decide(state.record, exceptions: exceptions, now: clock.now())
+        // Undecodable descriptors keep the device's input interfaces: those need reading.
+        let blocks = policy.mode == .enforce && !state.isRootHub && quick.verdict == .block && quick.rule != "malformed"
         if !blocks {
             guard let full = host.device(at: path) else {
                 forget(path, trigger)
@@ -202,6 +227,20 @@ public actor USBService: Service {
             state = full
         }
         apply(state, trigger)
+        if !state.isRootHub { checkRootHub(above: path) }
+    }
+
+    /// After a device below it was decided: a root hub whose default went back to 1 (someone
+    /// reset it) is decided again now, not at the next rescan.
+    private func checkRootHub(above path: String) {
+        guard policy.mode == .enforce,
+            let hub = path.split(separator: "/").firstIndex(where: { $0.hasPrefix("usb") && $0.dropFirst(3).allSatisfy(\.isNumber) && $0.count > 3 })
+        else { return }
+        let hubPath = "/" + path.split(separator: "/")[...hub].joined(separator: "/")
+        guard hubsDefaulted.contains(hubPath), host.attribute("interface_authorized_default", of: hubPath) == "1",
+            let state = host.device(at: hubPath)
+        else { return }
+        apply(state, .change)
     }
 
     /// Decides one device, writes what the decision needs (enforce mode), and journals the
@@ -216,6 +255,8 @@ public actor USBService: Service {
         // that lets more through than we left is reported whatever the trigger.
         let replayed = trigger == .add || trigger == .interface
         var tamper = (previous?.expected?.differences(in: state) ?? []).filter { $0.loosens || !replayed }.map { ($0.description, $0.loosens) }
+        // A root hub found at 0 (the udev rule set it, or we did) is expected to stay there.
+        if state.isRootHub, state.interfaceAuthorizedDefault == "0", policy.mode == .enforce { hubsDefaulted.insert(path) }
         if state.isRootHub, hubsDefaulted.contains(path), state.interfaceAuthorizedDefault == "1", policy.mode == .enforce {
             tamper.append(("\(state.record.name) interface_authorized_default=1, expected 0", true))
         }
@@ -224,9 +265,13 @@ public actor USBService: Service {
         var performed: [USBAction] = []
         var failures: [String] = []
         var expected: ExpectedAuthorization?
+        let refused = state.interfaces.compactMap { interface in
+            EnforcementPlan.refusedDriver(interface, decision: decision, rootHub: state.isRootHub).map { (interface, $0) }
+        }
         if policy.mode == .enforce {
             var actions = plan.actions
             expected = plan.expected
+            updateMarks(state, previous: previous, decision: decision, expected: plan.expected)
             let hub = state.isRootHub ? EnforcementPlan.hubDefault(for: state) : nil
             if let hub { actions.insert(hub, at: 0) }
             var gone = false
@@ -251,17 +296,26 @@ public actor USBService: Service {
                 if decision.verdict != .allow { counters.blocked += 1 }
                 var event = decisionEvent(state, decision, trigger, first: previous == nil, actions: performed)
                 event.details["left_during_decision"] = true
-                record(event)
+                recordPlug(event, state, decision)
                 return
             }
         }
-        tracked[path] = Tracked(state: latest, decision: decision, expected: expected, firstSeen: previous?.firstSeen ?? now)
+        var reported = previous?.refusedDrivers ?? [:]
+        let newlyRefused = refused.filter { reported[$0.0.name] != $0.1 }
+        for (interface, driver) in refused { reported[interface.name] = driver }
+        tracked[path] = Tracked(
+            state: latest, decision: decision, expected: expected, firstSeen: previous?.firstSeen ?? now, refusedDrivers: reported
+        )
+        if !newlyRefused.isEmpty {
+            record(driverEvent(state, decision, newlyRefused.map { ($0.0.name, $0.1) }))
+        }
 
         let changed = previous.map { $0.decision.verdict != decision.verdict || $0.decision.rule != decision.rule } ?? true
         if changed {
             counters.decisions += 1
             if decision.verdict != .allow { counters.blocked += 1 }
-            record(decisionEvent(state, decision, trigger, first: previous == nil, actions: policy.mode == .enforce ? performed : plan.actions))
+            let event = decisionEvent(state, decision, trigger, first: previous == nil, actions: policy.mode == .enforce ? performed : plan.actions)
+            previous == nil ? recordPlug(event, state, decision) : record(event)
         }
         if !tamper.isEmpty {
             counters.tamper += 1
@@ -287,7 +341,10 @@ public actor USBService: Service {
     private func perform(_ actions: [USBAction], on path: String) -> (performed: [USBAction], failures: [String], gone: Bool) {
         var performed: [USBAction] = []
         var failures: [String] = []
+        var notAuthorized: Set<String> = []
         for action in actions {
+            // An interface whose authorization did not happen is not probed.
+            if case .probe(let name) = action, notAuthorized.contains(name) { continue }
             do {
                 try host.perform(action)
                 performed.append(action)
@@ -295,11 +352,15 @@ public actor USBService: Service {
                 // An interface the kernel removed (its device was just deauthorized) is not an
                 // error. For the device itself, ENOENT means gone only if the device is: a
                 // missing attribute on a device still there is a failure to enforce.
-                if case .authorizeInterface = action { continue }
+                if case .authorizeInterface(_, let name, _) = action {
+                    notAuthorized.insert(name)
+                    continue
+                }
                 if case .probe = action { continue }
                 if host.device(at: path, interfaces: false) == nil { return (performed, failures, true) }
                 failures.append("\(action): \(error.message)")
             } catch {
+                if case .authorizeInterface(_, let name, _) = action { notAuthorized.insert(name) }
                 failures.append("\(action): \(error.message)")
             }
         }
@@ -309,12 +370,52 @@ public actor USBService: Service {
     private func forget(_ path: String, _ trigger: Trigger) {
         guard let gone = tracked.removeValue(forKey: path) else { return }
         hubsDefaulted.remove(path)
-        record(Event(
+        for interface in gone.state.interfaces { marks?.set(interface.name, false) }
+        recordPlug(Event(
             kind: "usb.disconnect", eventClass: .peripheralActivity, activityID: 2, activityName: "Disconnect",
             time: clock.now(), severity: .informational,
             message: "USB device \(Self.describe(gone.state, gone.decision)) left \(gone.state.record.name)",
             actor: seat.current(), details: identity(gone.state, gone.decision)
-        ))
+        ), gone.state, gone.decision)
+    }
+
+    /// Journals a connect or disconnect unless this port and device are flapping (see
+    /// `plugLimiter`); the first one let through again says how many were held back.
+    private func recordPlug(_ event: Event, _ state: USBDeviceState, _ decision: DeviceDecision) {
+        let (allowed, suppressed) = plugLimiter.admit(Self.plugKey(state, decision))
+        guard allowed else { return }
+        var event = event
+        if suppressed > 0 { event.details["suppressed_since_last"] = .int(Int64(suppressed)) }
+        record(event)
+    }
+
+    static func plugKey(_ state: USBDeviceState, _ decision: DeviceDecision) -> String {
+        state.record.name + " " + (decision.descriptorHash ?? "malformed")
+    }
+
+    /// The plug events held back since the last summary, one event per port and device.
+    private func reportSuppressedPlugs() {
+        for (key, count) in plugLimiter.takeSuppressed() {
+            let parts = key.split(separator: " ", maxSplits: 1).map(String.init)
+            record(Event(
+                kind: "usb.plugs_suppressed", eventClass: .peripheralActivity, activityID: 99, activityName: "Flapping",
+                time: clock.now(), severity: .medium,
+                message: "\(count) connect and disconnect events of one device on \(parts.first ?? key) were not journaled one by one (it re-enumerated in a loop)",
+                details: ["path": .string(parts.first ?? key), "hash": .string(parts.count > 1 ? parts[1] : ""), "suppressed": .int(Int64(count))]
+            ))
+        }
+    }
+
+    /// Marks the interfaces a policy rule or an exception allows, for the udev rule to leave alone;
+    /// clears every other mark of the device. Before any write, so the rule never races us.
+    private func updateMarks(_ state: USBDeviceState, previous: Tracked?, decision: DeviceDecision, expected: ExpectedAuthorization) {
+        guard let marks, !state.isRootHub else { return }
+        let beyondTheRule = decision.rule != "default" && decision.rule != "malformed"
+        let names = Set(state.interfaces.map(\.name)).union(previous?.state.interfaces.map(\.name) ?? [])
+        for name in names {
+            let mark = beyondTheRule && expected.device && expected.interfaces[name] == true
+            if mark != marks.isMarked(name) { marks.set(name, mark) }
+        }
     }
 
     /// Makes new interfaces start unauthorized on every root hub: the kernel's default-deny.
@@ -368,6 +469,7 @@ public actor USBService: Service {
     /// we left (or that we never saw) is decided again; a vanished one is forgotten.
     func rescan() {
         expireDue()
+        reportSuppressedPlugs()
         let states: [USBDeviceState]
         do {
             states = try host.devices()
@@ -519,15 +621,22 @@ public actor USBService: Service {
         ))
     }
 
-    /// A timer that ends the exception at its `until`, plugged in or not.
+    /// A timer that ends the exception at its `until`, plugged in or not. It sleeps at most a
+    /// day at a time and looks again (the wall clock may have moved meanwhile).
     private func schedule(_ exception: USBException) {
-        let delay = max(0, exception.until.timeIntervalSince(clock.now()))
+        let delay = min(max(0, exception.until.timeIntervalSince(clock.now())), 86_400)
         expiryTimers[exception.id]?.cancel()
-        expiryTimers[exception.id] = Task { [weak self] in
+        let id = exception.id
+        expiryTimers[id] = Task { [weak self] in
             try? await Task.sleep(for: .milliseconds(Int64(delay * 1000) + 1))
             guard !Task.isCancelled else { return }
-            await self?.expireDue()
+            await self?.timerFired(id)
         }
+    }
+
+    private func timerFired(_ id: String) {
+        expireDue()
+        if let exception = exceptions.first(where: { $0.id == id }) { schedule(exception) }
     }
 
     /// Exceptions from state; the ones whose time ran out while holdfastd was stopped end now.
@@ -547,6 +656,15 @@ public actor USBService: Service {
         let now = clock.now()
         for exception in exceptions where !exception.isActive(at: now) {
             end(exception, kind: "usb.exception_expired", why: "its time ran out while holdfastd was stopped", at: now)
+        }
+        // What the policy in force allows now, whatever it allowed when they were granted (the
+        // policy may have changed while holdfastd was stopped); and nothing granted in the future.
+        for exception in exceptions {
+            if exception.created.timeIntervalSince(now) > Self.clockSkewSeconds {
+                end(exception, kind: "usb.exception_revoked", why: "it claims to have been granted in the future (\(exception.created.formatted(.iso8601)))", at: now)
+            } else if exception.until.timeIntervalSince(exception.created) > Double(policy.maximumExceptionSeconds) {
+                end(exception, kind: "usb.exception_revoked", why: "the policy allows at most \(DurationText.text(policy.maximumExceptionSeconds))", at: now)
+            }
         }
         for exception in exceptions { schedule(exception) }
     }
@@ -660,6 +778,21 @@ public actor USBService: Service {
             kind: "usb.tamper", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Tamper",
             time: clock.now(), severity: changes.contains { $0.1 } ? .high : .medium, status: .failure,
             message: "USB authorization of \(Self.describe(state, decision)) on \(state.record.name) was changed outside Holdfast (\(changes.map(\.0).joined(separator: "; "))); the policy was re-asserted. Another USB authorization tool (USBGuard, GNOME USB protection) or a root user is acting on this machine",
+            actor: seat.current(), details: details
+        )
+    }
+
+    /// An interface of an allowed class taken by a driver the default policy does not allow for
+    /// that class: a device that matches a driver by vendor and product.
+    private func driverEvent(_ state: USBDeviceState, _ decision: DeviceDecision, _ refused: [(String, String)]) -> Event {
+        var details = identity(state, decision)
+        details["drivers"] = .object(Dictionary(uniqueKeysWithValues: refused.map { ($0.0, JSONValue.string($0.1)) }))
+        let list = refused.map { "\($0.0) by \($0.1)" }.joined(separator: ", ")
+        let enforce = policy.mode == .enforce
+        return Event(
+            kind: "usb.driver_refused", eventClass: .peripheralActivity, activityID: 99, activityName: "Driver",
+            time: clock.now(), severity: .high, status: .failure,
+            message: "\(Self.describe(state, decision)) on \(state.record.name): \(list), a driver the policy does not allow for the class the device declares (it matched by vendor and product); \(enforce ? "deauthorized" : "would be deauthorized (audit-only)")",
             actor: seat.current(), details: details
         )
     }

@@ -47,4 +47,17 @@ public final class RateLimiter: Sendable {
             return (true, suppressed)
         }
     }
+
+    /// Every key with refusals not yet reported, and how many; their counts start again at 0.
+    /// For a periodic summary, so refusals at the end of a burst are reported too.
+    public func takeSuppressed() -> [(key: String, suppressed: Int)] {
+        buckets.withLock { buckets in
+            var taken: [(key: String, suppressed: Int)] = []
+            for (key, bucket) in buckets where bucket.suppressed > 0 {
+                taken.append((key, bucket.suppressed))
+                buckets[key]?.suppressed = 0
+            }
+            return taken.sorted { $0.key < $1.key }
+        }
+    }
 }

@@ -105,7 +105,9 @@ struct USBDevices: Subcommand {
                 let names = [device["manufacturer_name"]?.stringValue, device["product_name"]?.stringValue].compactMap { $0 }.joined(separator: " ")
                 if !names.isEmpty { line += "  " + Printable.escape(names) }
                 context.line(line)
-                context.line("    \(device["reason"]?.stringValue ?? "")")
+                // Everything a device reports (names, serials in reasons) is escaped: a device
+                // must not be able to write to the admin's terminal.
+                context.line("    \(Printable.escape(device["reason"]?.stringValue ?? ""))")
                 if case .array(let interfaces)? = device["sysfs_interfaces"] {
                     for interface in interfaces {
                         let state = interface["authorized"]?.boolValue.map { $0 ? "authorized" : "unauthorized" } ?? "unknown"
@@ -117,7 +119,8 @@ struct USBDevices: Subcommand {
         if case .array(let exceptions)? = report["exceptions"], !exceptions.isEmpty {
             context.line("exceptions:")
             for exception in exceptions {
-                context.line("    \(exception["id"]?.stringValue ?? "?")  \(exception["target"]?.stringValue ?? "?")  until \(exception["until"]?.stringValue ?? "?")  by \(exception["granted_by"]?.stringValue ?? "?"): \(Printable.escape(exception["reason"]?.stringValue ?? ""))")
+                let field = { (name: String) in Printable.escape(exception[name]?.stringValue ?? "?") }
+                context.line("    \(field("id"))  \(field("target"))  until \(field("until"))  by \(field("granted_by")): \(field("reason"))")
             }
         }
         return .success
@@ -160,7 +163,7 @@ struct USBAllow: Subcommand {
         if arguments.flag("json") {
             context.line(try Daemon.json(exception))
         } else {
-            context.line("exception \(exception["id"]?.stringValue ?? "?") allows \(exception["target"]?.stringValue ?? device) until \(exception["until"]?.stringValue ?? "?")")
+            context.line("exception \(Printable.escape(exception["id"]?.stringValue ?? "?")) allows \(Printable.escape(exception["target"]?.stringValue ?? device)) until \(Printable.escape(exception["until"]?.stringValue ?? "?"))")
         }
         return .success
     }
@@ -182,7 +185,7 @@ struct USBRevoke: Subcommand {
 
     func run(_ context: CommandContext) throws -> ExitCode {
         let exception = try Daemon.call(Daemon.client(arguments, context), "usb.revoke", ["id": .string(arguments.positionals[0])])
-        context.line("exception \(exception["id"]?.stringValue ?? "?") for \(exception["target"]?.stringValue ?? "?") ended")
+        context.line("exception \(Printable.escape(exception["id"]?.stringValue ?? "?")) for \(Printable.escape(exception["target"]?.stringValue ?? "?")) ended")
         return .success
     }
 }

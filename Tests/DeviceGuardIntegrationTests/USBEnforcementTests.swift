@@ -99,7 +99,10 @@ struct USBEnforcementTests {
             "1-1:1.0", "1-1:1.1", "1-2:1.0", "1-3:1.0", "1-3:1.1", "1-3:1.2",
             "1-4:1.0", "1-4.1:1.0", "1-4.1:1.1", "1-4.2:1.0", "1-4.2:1.1", "1-4.3:1.0", "1-4.3.1:1.0",
         ]
-        #expect(try bus.waitUntil { Set(try bus.state().probes).isSuperset(of: interfaces) })
+        func bound(_ nodes: [String: USBTestbed.Node]) -> Set<String> {
+            Set(nodes.filter { $0.value.isInterface && $0.value.bound }.map { String($0.key.split(separator: "/").last ?? "") })
+        }
+        #expect(try bus.waitUntil { bound(try bus.state().nodes).isSuperset(of: interfaces) })
         let nodes = try bus.state().nodes
         for name in interfaces {
             let device = String(name[..<(name.firstIndex(of: ":") ?? name.endIndex)])
@@ -134,7 +137,7 @@ struct USBEnforcementTests {
         let (bus, agent) = try running()
         try bus.add(Self.devices([("5", Self.compositeKeyboard)]))
         let device = Self.path("5")
-        #expect(try bus.waitUntil { try bus.state().probes.contains("1-5:1.0") })
+        #expect(try bus.waitUntil { try bus.state().nodes[device + "/1-5:1.0"]?.bound == true })
         let nodes = try bus.state().nodes
         #expect(nodes[device]?.authorized == "1")
         #expect(nodes[device + "/1-5:1.0"]?.authorized == "1")
@@ -264,7 +267,7 @@ struct USBEnforcementTests {
         let (bus, agent) = try running(rescan: "1s")
         try bus.add(Self.devices([("2", Self.stick), ("5", Self.compositeKeyboard)]))
         let stick = Self.path("2")
-        #expect(try bus.waitUntil { try authorized(bus, stick) == "0" && bus.state().probes.contains("1-5:1.0") })
+        #expect(try bus.waitUntil { try authorized(bus, stick) == "0" && bus.state().nodes[Self.path("5") + "/1-5:1.0"]?.bound == true })
         // Another tool authorizes the stick: the kernel configures it, its interfaces appear.
         try bus.set(stick, "authorized", "1")
         #expect(try bus.waitUntil { (try agent.events("usb.tamper")).count >= 1 })
@@ -282,6 +285,78 @@ struct USBEnforcementTests {
         let status = try agent.cli(["status", "--json"])
         let usb = (try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])?["usb"] as? [String: Any]
         #expect(usb?["tamper"] as? Int == 2)
+    }
+
+    // MARK: Drivers, sloppy descriptors, replays
+
+    /// A device whose descriptors say HID but whose vendor and product a storage driver claims
+    /// (usb-storage's unusual_devs.h has 03eb:2002): the interface is allowed by class, the
+    /// kernel binds usb-storage, and the bind is what gives it away.
+    static let storageInDisguise = USBDeviceSpec(vendor: 0x03EB, product: 0x2002, configurations: [[
+        Setting(0, (3, 6, 0x50), endpoints: [(0x81, 2, 512), (0x02, 2, 512)]),
+    ]])
+
+    @Test func aDriverThatTakesAnInterfaceByVendorAndProductIsCutOff() throws {
+        let (bus, agent) = try running()
+        try bus.add(Self.devices([("2", Self.storageInDisguise)]))
+        let interface = Self.path("2") + "/1-2:1.0"
+        let refused = try #require(try agent.waitForEvent("usb.driver_refused"))
+        #expect(refused["severity"] as? String == "High")
+        #expect(details(refused)["drivers"] as? [String: String] == ["1-2:1.0": "usb-storage"])
+        #expect(try bus.waitUntil { try bus.state().nodes[interface]?.authorized == "0" })
+        let node = try bus.state().nodes[interface]
+        #expect(node?.bound == false)
+        #expect(node?.driver == nil)
+        // The device stays (its verdict by class was allow); the interface is off.
+        #expect(try authorized(bus, Self.path("2")) == "1")
+        #expect(try agent.events("usb.driver_refused").count == 1, "reported once, not on every event")
+    }
+
+    @Test func aKeyboardWithSloppyDescriptorsKeepsTypingAndNothingElse() throws {
+        // Declares one interface and describes two: the kernel configures it anyway.
+        var keyboard = Self.keyboard.descriptors
+        keyboard[18 + 4] = 1
+        var stick = Self.stick.descriptors
+        stick[18 + 4] = 2
+        let entries = [
+            UmockdevWriter.Entry(port: "6", spec: Self.keyboard, rawDescriptors: keyboard, connectType: "hotplug"),
+            UmockdevWriter.Entry(port: "7", spec: Self.stick, rawDescriptors: stick, connectType: "hotplug"),
+        ]
+        let text = UmockdevWriter.description(entries).components(separatedBy: "\n\n").dropFirst().joined(separator: "\n\n")
+        let (bus, agent) = try running()
+        try bus.add(text)
+        #expect(try bus.waitUntil { try bus.state().nodes[Self.path("6") + "/1-6:1.1"]?.bound == true && authorized(bus, Self.path("7")) == "0" })
+        let nodes = try bus.state().nodes
+        #expect(nodes[Self.path("6")]?.authorized == "1")
+        #expect(nodes[Self.path("6") + "/1-6:1.0"]?.bound == true)
+        #expect(nodes[Self.path("6") + "/1-6:1.1"]?.bound == true)
+        let decision = try #require(try agent.waitForEvent("usb.decision") { details($0)["path"] as? String == "1-6" })
+        #expect(details(decision)["verdict"] as? String == "block")
+        #expect(details(decision)["rule"] as? String == "malformed")
+        #expect(decision["severity"] as? String == "High")
+    }
+
+    @Test func aReplayedAddLeavesAnInterfaceAllowedByAPolicyRuleAlone() throws {
+        let policy = #"{"usb": {"rules": [{"id": "issued-drives", "match": {"vendor": "0781", "product": "5567"}, "action": "allow"}]}}"#
+        let (bus, agent) = try running(policy: policy)
+        try bus.add(Self.devices([("2", Self.stick)]))
+        let interface = Self.path("2") + "/1-2:1.0"
+        #expect(try bus.waitUntil { try bus.state().nodes[interface]?.bound == true })
+        // The rule as shipped, pointed at this agent's marks (beside its control socket).
+        let rules = TemporaryDirectory()
+        let shipped = try String(contentsOfFile: Products.packageRoot() + "/Packaging/udev/70-holdfast-usb.rules", encoding: .utf8)
+        try shipped.replacing("/run/holdfast/usb-allowed", with: agent.directory.file("run/usb-allowed"))
+            .write(toFile: rules.file("70-holdfast-usb.rules"), atomically: true, encoding: .utf8)
+        #expect(FileManager.default.fileExists(atPath: agent.directory.file("run/usb-allowed/1-2:1.0")))
+        // `udevadm trigger --action=add`: udev runs the rule on every device again.
+        try bus.udev(interface, rules: rules.path)
+        try bus.settle(0.2)
+        let history = try bus.state().history.filter { $0.path == interface }.map(\.value)
+        #expect(history == ["0", "1"], "never turned off: \(history)")
+        #expect(try bus.state().nodes[interface]?.bound == true)
+        // Unplugged: the mark goes with it.
+        try bus.remove(Self.path("2"))
+        #expect(try bus.waitUntil { !FileManager.default.fileExists(atPath: agent.directory.file("run/usb-allowed/1-2:1.0")) })
     }
 
     // MARK: Without the daemon
@@ -311,6 +386,18 @@ struct USBEnforcementTests {
         #expect(nodes[Self.path("1") + "/1-1:1.1"]?.bound == true)
         #expect(nodes[Self.path("2") + "/1-2:1.0"]?.authorized == "0")
         #expect(nodes[Self.path("2") + "/1-2:1.0"]?.bound == false)
+
+        // A "HID" device that usb-storage takes by vendor and product: the rule authorizes it by
+        // class, and turns it off again when the driver binds.
+        try bus.add(Self.devices([("8", Self.storageInDisguise)]))
+        try bus.udev(Self.path("8") + "/1-8:1.0", rules: rules.path)
+        #expect(try bus.state().nodes[Self.path("8") + "/1-8:1.0"]?.driver == "usb-storage")
+        try bus.udev(Self.path("8") + "/1-8:1.0", rules: rules.path, action: "bind")
+        #expect(try bus.state().nodes[Self.path("8") + "/1-8:1.0"]?.authorized == "0")
+        #expect(try bus.state().nodes[Self.path("8") + "/1-8:1.0"]?.bound == false)
+        // The keyboard's bind keeps its driver.
+        try bus.udev(Self.path("1") + "/1-1:1.0", rules: rules.path, action: "bind")
+        #expect(try bus.state().nodes[Self.path("1") + "/1-1:1.0"]?.authorized == "1")
 
         // A stick whose interface came up before the hub default was set (plugged during boot)
         // is turned off by the same rule.

@@ -1,8 +1,11 @@
 import DeviceGuard
-import FoundationEssentials
+import Foundation
 import HoldfastCore
 import HoldfastTestSupport
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A device's sysfs state for plan tests: interfaces `NAME:1.N` with their authorization.
 func deviceState(
@@ -85,6 +88,65 @@ func deviceState(
         #expect(EnforcementPlan.hubDefault(for: state) == .interfaceDefault(hubSysPath: "/sys/devices/pci0000:00/0000:00:14.0/usb1", false))
     }
 
+    func withDrivers(_ state: USBDeviceState, _ drivers: [String?], triples: [ClassTriple?] = []) -> USBDeviceState {
+        USBDeviceState(
+            record: state.record, authorized: state.authorized, parentSysPath: state.parentSysPath,
+            interfaces: state.interfaces.enumerated().map { index, interface in
+                USBInterfaceState(
+                    name: interface.name, sysPath: interface.sysPath, configuration: interface.configuration, number: interface.number,
+                    authorized: interface.authorized, triple: index < triples.count ? triples[index] : nil, driver: drivers[index]
+                )
+            }
+        )
+    }
+
+    @Test(arguments: [
+        ("usbhid", false), ("usbkbd", false), ("usbfs", false), ("usb-storage", true), ("uas", true), ("ax88179_178a", true), ("btusb", true),
+    ])
+    func anHIDInterfaceKeepsOnlyAnHIDDriver(_ driver: String, _ refused: Bool) {
+        let state = withDrivers(deviceState(single((3, 0, 0)), interfaces: [true]), [driver])
+        let decision = Classifier(policy: .empty).decide(state.record)
+        #expect((EnforcementPlan.refusedDriver(state.interfaces[0], decision: decision) == driver) == refused)
+        let (actions, expected) = EnforcementPlan.actions(for: state, decision: decision)
+        #expect(actions == (refused ? [.authorizeInterface(sysPath: Self.stickPath + "/1-2:1.0", name: "1-2:1.0", false)] : []))
+        #expect(expected.interfaces["1-2:1.0"] == !refused)
+    }
+
+    @Test func aDeviceARuleAllowsMayHaveAnyDriver() throws {
+        let allowDisguised = try policy(#"{"usb": {"rules": [{"id": "lab", "match": {"vendor": "1234"}, "action": "allow"}]}}"#)
+        let state = withDrivers(deviceState(single((3, 0, 0)), interfaces: [true]), ["usb-storage"])
+        let decision = Classifier(policy: allowDisguised).decide(state.record)
+        #expect(EnforcementPlan.refusedDriver(state.interfaces[0], decision: decision) == nil)
+        #expect(EnforcementPlan.actions(for: state, decision: decision).actions.isEmpty)
+    }
+
+    @Test func undecodableDescriptorsKeepTheKernelsInputInterfacesOnly() {
+        var broken = Self.composite.descriptors
+        broken[18 + 4] = 3  // declares three interfaces, describes two
+        let base = deviceState(Self.stick, interfaces: [false, true])
+        let state = withDrivers(
+            USBDeviceState(record: USBDeviceRecord(name: "1-2", sysPath: Self.stickPath, descriptors: broken), authorized: true, parentSysPath: base.parentSysPath, interfaces: base.interfaces),
+            [nil, "usb-storage"], triples: [ClassTriple(3, 1, 1), ClassTriple(8, 6, 0x50)]
+        )
+        let decision = Classifier(policy: .empty).decide(state.record)
+        #expect(decision.verdict == .block)
+        #expect(decision.rule == "malformed")
+        let (actions, expected) = EnforcementPlan.actions(for: state, decision: decision)
+        #expect(actions == [
+            .authorizeInterface(sysPath: Self.stickPath + "/1-2:1.0", name: "1-2:1.0", true),
+            .authorizeInterface(sysPath: Self.stickPath + "/1-2:1.1", name: "1-2:1.1", false),
+            .probe(interface: "1-2:1.0"),
+        ])
+        #expect(expected.device)
+        // Nothing to keep: the whole device goes.
+        let stick = USBDeviceState(
+            record: USBDeviceRecord(name: "1-2", sysPath: Self.stickPath, descriptors: Array(Self.stick.descriptors.dropLast(2))),
+            authorized: true, parentSysPath: base.parentSysPath,
+            interfaces: [USBInterfaceState(name: "1-2:1.0", sysPath: Self.stickPath + "/1-2:1.0", configuration: 1, number: 0, authorized: false, triple: ClassTriple(8, 6, 0x50))]
+        )
+        #expect(EnforcementPlan.actions(for: stick, decision: Classifier(policy: .empty).decide(stick.record)).actions == [.authorizeDevice(sysPath: Self.stickPath, false)])
+    }
+
     @Test func differencesSayWhoLetMoreThrough() {
         let expected = ExpectedAuthorization(device: true, interfaces: ["1-2:1.0": true, "1-2:1.1": false])
         let changed = deviceState(Self.composite, interfaces: [false, true])
@@ -159,6 +221,17 @@ func deviceState(
         #expect(decision.rule == "malformed")
     }
 
+    @Test(arguments: [
+        (#"{"id":"x","vendor":"0781","product":"5567","created":1800000000,"until":1e300,"reason":"r","granted_by":"g"}"#, "a far future"),
+        (#"{"id":"x","vendor":"0781","product":"5567","created":1800000000,"until":1800000000,"reason":"r","granted_by":"g"}"#, "no span"),
+        (#"{"id":"x","vendor":"0781","product":"5567","created":1800000000,"until":1799999000,"reason":"r","granted_by":"g"}"#, "ends before it starts"),
+        (#"{"id":"x","vendor":"0781","product":"5567","created":1800000000,"until":1803000000,"reason":"r","granted_by":"g"}"#, "longer than 30 days"),
+        (#"{"id":"x","vendor":"+781","product":"5567","created":1800000000,"until":1800003600,"reason":"r","granted_by":"g"}"#, "a signed vendor"),
+    ])
+    func storedExceptionsThatNoPolicyCouldGrantAreRefused(_ json: String, _ what: String) {
+        #expect(throws: DecodingError.self, "\(what)") { try JSONDecoder().decode(USBException.self, from: Data(json.utf8)) }
+    }
+
     @Test func itRoundTripsThroughItsStoredForm() throws {
         let original = exception(serial: "S1", hash: "sha256:" + String(repeating: "a", count: 64))
         let bytes = try JSONEncoder().encode(original)
@@ -179,7 +252,7 @@ func deviceState(
         #expect(USBExceptionTarget(text) == target)
     }
 
-    @Test(arguments: ["", "usb1", "1-", "-2", "1-2.", "1-2..3", "0781", "781:5567", "0781:5567:", "zzzz:5567", "1-2:1.0", "/sys/bus/usb/devices/1-2"])
+    @Test(arguments: ["", "usb1", "1-", "-2", "1-2.", "1-2..3", "0781", "781:5567", "+781:5567", "0781:+567", "0781:5567:", "zzzz:5567", "1-2:1.0", "/sys/bus/usb/devices/1-2"])
     func otherTargetsAreRefused(_ text: String) {
         #expect(USBExceptionTarget(text) == nil)
     }
@@ -211,8 +284,31 @@ func deviceState(
         (#"{"usb": {"max_exception": "forever"}}"#, "usb.max_exception: must be a duration up to 30d, e.g. \"8h\", or \"0\" to refuse local exceptions"),
         (#"{"usb": {"max_exception": 3600}}"#, "usb.max_exception: must be a duration up to 30d, e.g. \"8h\", or \"0\" to refuse local exceptions"),
         (#"{"usb": {"default": "allow"}}"#, "usb: unknown member \"default\" (known: mode, max_exception, rules)"),
+        (#"{"usb": {"rules": [{"id": "all", "match": {"class": []}, "action": "allow"}]}}"#, "usb.rules[0] (all): class is an empty list; name at least one class pattern"),
+        (#"{"usb": {"rules": [{"id": "v", "match": {"vendor": "+781"}, "action": "allow"}]}}"#, "usb.rules[0] (v): vendor must be 4 hex digits, e.g. \"0781\""),
     ])
     func badValuesAreRefusedWithTheReason(_ json: String, _ message: String) throws {
         #expect(throws: USBPolicyError(message: message)) { try policy(json) }
+    }
+}
+
+@Suite struct InterfaceMarksTests {
+    @Test func marksAreMadeClearedAndResetAndOnlyForInterfaceNames() throws {
+        let directory = TemporaryDirectory()
+        let marks = InterfaceMarks(directory: directory.file("usb-allowed"))
+        try marks.reset()
+        marks.set("1-2:1.0", true)
+        marks.set("../escape", true)
+        marks.set("1-2", true)
+        #expect(marks.isMarked("1-2:1.0"))
+        #expect(!FileManager.default.fileExists(atPath: directory.file("escape")))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: marks.directory) == ["1-2:1.0"])
+        marks.set("1-2:1.0", false)
+        #expect(!marks.isMarked("1-2:1.0"))
+        marks.set("3-1.4:2.1", true)
+        try marks.reset()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: marks.directory).isEmpty)
+        chmod(marks.directory, 0o777)
+        #expect(throws: DeviceGuardError.self) { try marks.reset() }
     }
 }

@@ -30,6 +30,11 @@ Kernel behaviour emulated here (umockdev keeps attributes as plain files and has
    name to `/sys/bus/usb/drivers_probe` binds a driver (a `bind` uevent) only if the interface is
    authorized at that moment — else the kernel refuses ("not authorized for usage"). Writing `0`
    to a bound interface unbinds it (an `unbind` uevent).
+4. Which driver binds is the kernel's match: by class (03 usbhid, 09 hub, 01 snd-usb-audio, 0e
+   uvcvideo, 08 usb-storage, 02 cdc_acm, e0 btusb), except for the devices in DRIVERS_BY_ID, which
+   a driver claims by vendor and product whatever their class — as usb-storage's unusual_devs.h
+   does (UNUSUAL_DEV matches USB_DEVICE_VER, not a class). A bound interface has a `driver` link
+   to `/sys/bus/usb/drivers/NAME`.
 
 Writes are seen through inotify on the node directories, so emulation follows any writer.
 
@@ -58,6 +63,13 @@ libc = ctypes.CDLL("libc.so.6", use_errno=True)
 IN_CLOSE_WRITE = 0x8
 IN_MOVED_TO = 0x80
 PRELOAD = "libumockdev-preload.so.0"
+
+# The kernel's class matches (emulation 4).
+DRIVERS_BY_CLASS = {0x01: "snd-usb-audio", 0x02: "cdc_acm", 0x03: "usbhid", 0x08: "usb-storage", 0x09: "hub", 0x0E: "uvcvideo", 0xE0: "btusb"}
+# Drivers that match by vendor and product, whatever the class: usb-storage's unusual_devs.h has
+# UNUSUAL_DEV(0x03eb, 0x2002, 0x0100, 0x0100, "ATMEL", "SND1 Storage", USB_SC_DEVICE,
+# USB_PR_DEVICE, ...), and ASIX's ax88179 binds 0b95:1790 by USB_DEVICE.
+DRIVERS_BY_ID = {(0x03EB, 0x2002): "usb-storage", (0x0B95, 0x1790): "ax88179_178a"}
 
 
 class Inotify:
@@ -238,13 +250,6 @@ class Bus:
     def is_usb_device(self, block):
         return "E: DEVTYPE=usb_device" in block.splitlines()
 
-    def track(self, path):
-        self.inotify.watch(self.file(path))
-        value = self.read_attribute(path, "authorized")
-        if value is not None:
-            self.known[path] = value
-            self.history.append([path, value])
-
     def configure(self, path, authorized=None):
         """The kernel configuring an authorized device: its interfaces appear (emulation 1)."""
         if (authorized or self.read_attribute(path, "authorized")) != "1":
@@ -277,12 +282,17 @@ class Bus:
                 "A: bNumEndpoints=01",
             ]) + "\n"
             self.testbed.add_from_string(block)
-            self.track(interface)
+            # Its first value is the one the kernel gave it: an agent quick enough may already
+            # have written another, which is then taken as its write.
+            initial = "0" if default == "0" else "1"
+            self.inotify.watch(self.file(interface))
+            self.known[interface] = initial
+            self.history.append([interface, initial])
             made.append(interface)
             if default != "0":
                 # Authorized from the start: the kernel binds a driver as it adds the interface.
-                self.bound.add(os.path.basename(interface))
-                self.testbed.uevent(interface, "bind")
+                self.bind(interface)
+            self.written(interface)
         self.children[path] = made
         return made
 
@@ -325,15 +335,15 @@ class Bus:
     def written(self, path):
         value = self.read_attribute(path, "authorized")
         previous = self.known.get(path)
-        if value is None or value == previous:
+        # Empty: a writer's open(O_TRUNC) caught before its write(); its close comes next.
+        if not value or value == previous:
             return
         self.known[path] = value
         self.history.append([path, value])
         name = os.path.basename(path)
         if ":" in name:
             if value == "0" and name in self.bound:
-                self.bound.discard(name)
-                self.testbed.uevent(path, "unbind")
+                self.unbind(path)
             return
         if value == "0":
             self.deconfigure(path)
@@ -360,10 +370,49 @@ class Bus:
             self.probes.append(name)
             for interfaces in self.children.values():
                 for interface in interfaces:
-                    if os.path.basename(interface) == name and self.read_attribute(interface, "authorized") == "1":
-                        if name not in self.bound:
-                            self.bound.add(name)
-                            self.testbed.uevent(interface, "bind")
+                    if os.path.basename(interface) != name:
+                        continue
+                    # Take in its authorization first (its inotify event may still be queued),
+                    # so that a write of 0 after the bind is seen as the change it is.
+                    self.written(interface)
+                    if self.known.get(interface) == "1" and name not in self.bound:
+                        self.bind(interface)
+
+    def driver_for(self, interface):
+        """The driver the kernel would bind (emulation 4), or None."""
+        device = os.path.dirname(interface)
+        try:
+            vendor = int(self.read_attribute(device, "idVendor") or "", 16)
+            product = int(self.read_attribute(device, "idProduct") or "", 16)
+        except ValueError:
+            vendor = product = None
+        if (vendor, product) in DRIVERS_BY_ID:
+            return DRIVERS_BY_ID[(vendor, product)]
+        try:
+            code = int(self.read_attribute(interface, "bInterfaceClass") or "", 16)
+        except ValueError:
+            return None
+        return DRIVERS_BY_CLASS.get(code)
+
+    def bind(self, interface):
+        driver = self.driver_for(interface)
+        if driver is None:
+            return
+        drivers = self.root + "/sys/bus/usb/drivers/" + driver
+        os.makedirs(drivers, exist_ok=True)
+        link = self.file(interface, "driver")
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(os.path.relpath(drivers, self.file(interface)), link)
+        self.bound.add(os.path.basename(interface))
+        self.testbed.uevent(interface, "bind")
+
+    def unbind(self, interface):
+        link = self.file(interface, "driver")
+        if os.path.lexists(link):
+            os.unlink(link)
+        self.bound.discard(os.path.basename(interface))
+        self.testbed.uevent(interface, "unbind")
 
     def set(self, path, attribute, value):
         with open(self.file(path, attribute), "w") as handle:
@@ -382,6 +431,8 @@ class Bus:
             entry = {"authorized": self.read_attribute(path, "authorized"), "interface": interface}
             if interface:
                 entry["bound"] = name in self.bound
+                link = self.file(path, "driver")
+                entry["driver"] = os.path.basename(os.readlink(link)) if os.path.islink(link) else None
             default = self.read_attribute(path, "interface_authorized_default")
             if default is not None:
                 entry["interface_authorized_default"] = default

@@ -56,6 +56,11 @@ final class FakeUSBHost: USBHost {
         if let outcome { throw outcome }
     }
 
+    func attribute(_ name: String, of sysPath: String) -> String? {
+        guard name == "interface_authorized_default" else { return nil }
+        return inner.withLock { $0.devices[sysPath]?.interfaceAuthorizedDefault }
+    }
+
     func probeDrivers(interface name: String) throws(DeviceGuardError) {
         inner.withLock { $0.writes.append("probe \(name)") }
     }
@@ -351,6 +356,69 @@ final class FakeEventSource: USBEventSource, @unchecked Sendable {
             }
         }
         #expect(try rig.events("usb.exception_revoked").count == 2)
+    }
+
+    @Test func storedExceptionsMeetThePolicyInForceAtStart() async throws {
+        let stick = FakeUSBHost.device(Self.stick, port: "2", serial: "S1")
+        let rig = try Rig(policy: USBPolicy(rules: [], maximumExceptionSeconds: 3_600), devices: [FakeUSBHost.rootHub, stick])
+        let make = { (id: String, created: Date, seconds: Double) in
+            USBException(id: id, vendor: 0x0781, product: 0x5567, serial: nil, hash: nil, created: created, until: created + seconds, reason: id, grantedBy: "uid 0")
+        }
+        // Granted under a policy that allowed 8h; one claims a grant time in the future.
+        try rig.journal.setState(USBService.exceptionsKey, encoding: [
+            make("longgrant", Self.start - 60, 8 * 3_600), make("fromfuture", Self.start + 86_400, 600), make("fine", Self.start - 60, 1_800),
+        ])
+        try await rig.running {
+            #expect(await rig.service.exceptions.map(\.id) == ["fine"])
+        }
+        let ended = try rig.events("usb.exception_revoked").compactMap { $0.details["id"]?.stringValue }
+        #expect(Set(ended) == ["longgrant", "fromfuture"])
+    }
+
+    @Test func aFlappingDeviceIsSummedUpInsteadOfFillingTheJournal() async throws {
+        let rig = try Rig()
+        try await rig.running { () async throws in
+            let stick = FakeUSBHost.device(Self.stick, port: "2")
+            for _ in 0..<50 {
+                rig.host.plug(stick)
+                await rig.service.handle(USBEvent(action: .add, sysPath: stick.record.sysPath, isInterface: false))
+                rig.host.unplug(stick.record.sysPath)
+                await rig.service.handle(USBEvent(action: .remove, sysPath: stick.record.sysPath, isInterface: false))
+            }
+            await rig.service.rescan()
+        }
+        let connects = try rig.events("usb.decision").filter { $0.details["path"] == "1-2" }.count
+        let disconnects = try rig.events("usb.disconnect").count
+        #expect(connects + disconnects == 20)
+        let summary = try #require(try rig.events("usb.plugs_suppressed").first)
+        #expect(summary.details["suppressed"] == 80)
+        #expect(summary.details["path"] == "1-2")
+        // Every plug was still enforced.
+        #expect(rig.host.writes.filter { $0 == "1-2 authorized=0" }.count == 50)
+    }
+
+    @Test func aHubTheRuleHardenedIsWatchedLikeOneWeHardened() async throws {
+        let secondHub = USBDeviceState(
+            record: USBDeviceRecord(name: "usb2", sysPath: "/sys/devices/pci0000:00/0000:3c:00.0/usb2", descriptors: UmockdevWriter.rootHub.descriptors),
+            authorized: true, parentSysPath: nil, interfaces: [], interfaceAuthorizedDefault: "1", authorizedDefault: "1"
+        )
+        let rig = try Rig()
+        try await rig.running { () async throws in
+            // A dock's controller, already at 0 (the udev rule got there first).
+            rig.host.plug(FakeUSBHost.applying("0", "interface_authorized_default", to: secondHub.record.sysPath, of: secondHub))
+            await rig.service.handle(USBEvent(action: .add, sysPath: secondHub.record.sysPath, isInterface: false))
+            // Someone resets it; the next device plugged below it brings the check.
+            rig.host.plug(secondHub)
+            let keyboard = USBDeviceState(
+                record: USBDeviceRecord(name: "2-1", sysPath: secondHub.record.sysPath + "/2-1", descriptors: Self.keyboard.descriptors),
+                authorized: true, parentSysPath: secondHub.record.sysPath
+            )
+            rig.host.plug(keyboard)
+            await rig.service.handle(USBEvent(action: .add, sysPath: keyboard.record.sysPath, isInterface: false))
+        }
+        let tamper = try #require(try rig.events("usb.tamper").first)
+        #expect(tamper.details["path"] == "usb2")
+        #expect(rig.host.writes.suffix(1) == ["usb2 interface_authorized_default=0"])
     }
 
     @Test func unreadableStoredExceptionsMeanNone() async throws {

@@ -21,6 +21,8 @@ public final class USBTestbed {
         public let isInterface: Bool
         public let authorized: String?
         public let bound: Bool
+        /// The bound driver's name (the harness's emulation of the kernel's match).
+        public let driver: String?
         public let interfaceAuthorizedDefault: String?
     }
 
@@ -135,6 +137,7 @@ public final class USBTestbed {
         for (path, value) in answer["nodes"] as? [String: [String: Any]] ?? [:] {
             nodes[path] = Node(
                 isInterface: value["interface"] as? Bool ?? false, authorized: value["authorized"] as? String, bound: value["bound"] as? Bool ?? false,
+                driver: value["driver"] as? String,
                 interfaceAuthorizedDefault: value["interface_authorized_default"] as? String
             )
         }
@@ -144,8 +147,8 @@ public final class USBTestbed {
 
     /// Runs the real udev rules engine (`udevadm test`) with only the rules in `rules` on one node.
     @discardableResult
-    public func udev(_ path: String, rules: String) throws -> [String] {
-        try call(["op": "udev", "path": path, "rules": rules])["writes"] as? [String] ?? []
+    public func udev(_ path: String, rules: String, action: String = "add") throws -> [String] {
+        try call(["op": "udev", "path": path, "rules": rules, "action": action])["writes"] as? [String] ?? []
     }
 
     /// Lets the harness follow writes for a while.
