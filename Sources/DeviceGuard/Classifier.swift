@@ -58,6 +58,11 @@ public struct DeviceDecision: Sendable, Equatable {
     public let descriptorHash: String?
     /// The exception that allowed the device, when one did.
     public var exception: USBException? = nil
+    /// Whether each allowed interface must also have a driver of its class
+    /// (`EnforcementPlan.classDrivers`): so for the default list and `allow-interfaces` rules,
+    /// which allow interfaces by class; not for an `allow` rule or an exception, which allow the
+    /// device whatever drives it.
+    public var checksDrivers = true
 
     /// The interfaces (configuration, number) that may be authorized: an interface is allowed only
     /// if every one of its alternate settings is.
@@ -120,6 +125,7 @@ public struct Classifier: Sendable {
                 interfaces: settings.map { decision($0, $1, true) }, descriptorHash: hash
             )
             allowed.exception = exception
+            allowed.checksDrivers = false
             return allowed
         }
         if let rule = policy.rules.first(where: { matches($0, record, parsed, hash) }) {
@@ -132,15 +138,21 @@ public struct Classifier: Sendable {
                 return decision(configuration, setting, allowed)
             }
             let verdict = Self.overall(decisions)
+            let checksDrivers: Bool = switch rule.action {
+            case .allow: false
+            case .block, .allowInterfaces: true
+            }
             let what = switch rule.action {
             case .allow: "allowed"
             case .block: "blocked"
             case .allowInterfaces(let patterns): "only interfaces \(patterns.map(\.description).joined(separator: ", ")) allowed"
             }
-            return DeviceDecision(
+            var decided = DeviceDecision(
                 record: record, parsed: parsed, verdict: verdict, rule: rule.id,
                 reason: "rule \(rule.id): \(what)", interfaces: decisions, descriptorHash: hash
             )
+            decided.checksDrivers = checksDrivers
+            return decided
         }
         // The default: a class that appears anywhere counts — the device class, any function
         // (interface association) and any alternate setting.
@@ -175,6 +187,25 @@ public struct Classifier: Sendable {
             record: record, parsed: parsed, verdict: verdict, rule: "default",
             reason: reason, interfaces: decisions, descriptorHash: hash
         )
+    }
+
+    /// For a device whose descriptors do not parse: whether a policy rule that blocks or narrows
+    /// might be meant for it, judged on what the kernel shows (its `idVendor`/`idProduct`, serial,
+    /// connect type, interface classes). A condition that cannot be judged (a descriptor hash)
+    /// counts as met: breaking descriptors must not be a way around a block rule.
+    public func rulesMightRestrict(_ state: USBDeviceState) -> Bool {
+        let classes = state.interfaces.compactMap(\.triple)
+        return policy.rules.contains { rule in
+            if case .allow = rule.action { return false }
+            if let vendor = rule.vendor, let seen = state.kernelVendor, vendor != seen { return false }
+            if let product = rule.product, let seen = state.kernelProduct, product != seen { return false }
+            if let serial = rule.serial, serial != state.record.serial { return false }
+            if let connectType = rule.connectType, connectType != state.record.connectType { return false }
+            if !rule.classes.isEmpty, !classes.isEmpty, !classes.contains(where: { triple in rule.classes.contains { $0.matches(triple) } }) {
+                return false
+            }
+            return true
+        }
     }
 
     private func decision(_ configuration: Configuration, _ setting: InterfaceSetting, _ allowed: Bool) -> InterfaceDecision {

@@ -63,6 +63,25 @@ public struct ExpectedAuthorization: Sendable, Equatable {
     }
 }
 
+/// What the service knows beyond one read of sysfs, for a plan.
+public struct EnforcementContext: Sendable, Equatable {
+    /// Interfaces of this plugged-in device already refused (a driver they may not have, or a
+    /// conflict with another writer): they stay off until the device goes.
+    public var refused: Set<String>
+    /// The driver each interface was last seen bound to by a `bind` event, for interfaces whose
+    /// `driver` link is gone again (the udev rule cut them off first).
+    public var boundDrivers: [String: String]
+    /// Whether a device whose descriptors do not parse may keep its input interfaces: not when a
+    /// policy rule that blocks or narrows might be meant for it (`Classifier.rulesMightRestrict`).
+    public var malformedKeepsInput: Bool
+
+    public init(refused: Set<String> = [], boundDrivers: [String: String] = [:], malformedKeepsInput: Bool = true) {
+        self.refused = refused
+        self.boundDrivers = boundDrivers
+        self.malformedKeepsInput = malformedKeepsInput
+    }
+}
+
 /// Turns a decision into sysfs writes. Pure: the service executes what it returns.
 public enum EnforcementPlan {
     /// The writes that bring `state` to `decision`, and the authorization expected after them.
@@ -72,13 +91,25 @@ public enum EnforcementPlan {
     ///   active configuration is authorized only if the decision allows it (every alternate
     ///   setting), the rest are deauthorized. Interfaces are all authorized before any is probed,
     ///   as the kernel's authorization document asks for drivers that need several interfaces.
+    /// - An interface that is (or was, in `context`) bound to a driver its allowed classes do not
+    ///   have is off, and stays off while the device is plugged in (`refusedDriver`).
+    /// - Descriptors that do not parse (`malformed`, a `block`): the device keeps only the
+    ///   interfaces the kernel shows as HID or hub, unless a policy rule might be meant for it
+    ///   (then all of it goes); while the kernel has not created its interfaces yet, nothing is
+    ///   written (they are decided on their own `add` events).
     /// - A root hub, and its own interfaces, are never deauthorized, whatever a rule says: that
     ///   would take every keyboard on the bus with it.
     /// - An interface the descriptors do not describe (the kernel and the descriptors disagree)
     ///   is not allowed.
-    public static func actions(for state: USBDeviceState, decision: DeviceDecision) -> (actions: [USBAction], expected: ExpectedAuthorization) {
+    public static func actions(
+        for state: USBDeviceState, decision: DeviceDecision, context: EnforcementContext = EnforcementContext()
+    ) -> (actions: [USBAction], expected: ExpectedAuthorization) {
         let path = state.record.sysPath
-        let keepsInput = decision.rule == "malformed" && state.interfaces.contains { [0x03, 0x09].contains($0.triple?.code) }
+        let malformed = decision.rule == "malformed" && !state.isRootHub
+        if malformed, context.malformedKeepsInput, state.authorized == true, state.interfaces.isEmpty {
+            return ([], ExpectedAuthorization(device: true, interfaces: [:]))
+        }
+        let keepsInput = malformed && context.malformedKeepsInput && state.interfaces.contains { [0x03, 0x09].contains($0.triple?.code) }
         if decision.verdict == .block && !state.isRootHub && !keepsInput {
             let actions: [USBAction] = state.authorized == false ? [] : [.authorizeDevice(sysPath: path, false)]
             return (actions, ExpectedAuthorization(device: false, interfaces: [:]))
@@ -86,13 +117,15 @@ public enum EnforcementPlan {
         var actions: [USBAction] = []
         if state.authorized == false { actions.append(.authorizeDevice(sysPath: path, true)) }
         var allowed = state.isRootHub ? Set(state.interfaces.map(\.key)) : decision.verdict == .block ? [] : decision.allowedInterfaces
-        if decision.rule == "malformed", !state.isRootHub {
-            // Descriptors that do not parse: the device is blocked, but its input and hub
-            // interfaces as the kernel sees them stay, so a keyboard with sloppy descriptors (the
-            // kernel tolerates many) keeps typing. Nothing else is allowed.
+        if malformed {
+            // The kernel tolerates some sloppiness (a bNumInterfaces that disagrees): a keyboard
+            // with such descriptors keeps typing; nothing else of it is allowed.
             allowed = Set(state.interfaces.filter { [0x03, 0x09].contains($0.triple?.code) }.map(\.key))
         }
-        for interface in state.interfaces where refusedDriver(interface, decision: decision, rootHub: state.isRootHub) != nil {
+        for interface in state.interfaces
+        where context.refused.contains(interface.name)
+            || refusedDriver(interface, decision: decision, rootHub: state.isRootHub, driver: context.boundDrivers[interface.name]) != nil
+        {
             allowed.remove(interface.key)
         }
         var probes: [USBAction] = []
@@ -108,38 +141,51 @@ public enum EnforcementPlan {
         return (actions + probes, ExpectedAuthorization(device: true, interfaces: expected))
     }
 
-    /// The drivers an interface allowed by the default class list may have: the kernel picks a
-    /// driver by its match tables, and some match by vendor and product whatever the class
-    /// (usb-storage's unusual devices, most USB network adapters), so a "HID" interface can end
-    /// up as a disk. `usbfs` is a program claiming the interface through /dev/bus/usb (pcscd for
-    /// smart cards, firmware tools), which needs root or the seat's device access.
-    public static let defaultDrivers: [UInt8: Set<String>] = [
+    /// The kernel drivers each class's interfaces may have. The kernel picks a driver by its
+    /// match tables, and some match by vendor and product whatever the class (usb-storage's
+    /// unusual devices, most USB network adapters), so a "HID" interface can end up as a disk.
+    /// A class not listed here is not checked (vendor-specific `ff`, miscellaneous `ef`).
+    public static let classDrivers: [UInt8: Set<String>] = [
         0x01: ["snd-usb-audio"],
+        0x02: ["cdc_acm", "cdc_ether", "cdc_ncm", "cdc_mbim", "cdc_eem", "cdc_subset", "rndis_host", "qmi_wwan"],
         0x03: ["usbhid", "usbkbd", "usbmouse"],
+        0x06: [],
+        0x07: ["usblp"],
+        0x08: ["usb-storage", "uas"],
         0x09: ["hub"],
+        0x0A: ["cdc_acm", "cdc_ether", "cdc_ncm", "cdc_mbim", "cdc_eem", "cdc_subset", "rndis_host", "qmi_wwan"],
         0x0B: [],
         0x0E: ["uvcvideo"],
         0x10: ["uvcvideo", "snd-usb-audio"],
+        0xE0: ["btusb", "rndis_host"],
     ]
+    /// `usbfs` is a program claiming an interface through /dev/bus/usb (pcscd for smart cards,
+    /// gphoto for cameras, firmware tools), which needs root or the seat's device access.
     public static let anyClassDrivers: Set<String> = ["usbfs"]
 
-    /// The driver bound to an interface that the decision does not allow, or nil. Only
-    /// interfaces allowed by the default list are checked: a rule or an exception that allows a
-    /// device allows whatever drives it.
-    public static func refusedDriver(_ interface: USBInterfaceState, decision: DeviceDecision, rootHub: Bool = false) -> String? {
-        guard let driver = interface.driver, !anyClassDrivers.contains(driver) else { return nil }
+    /// The driver bound to an interface (or, from a `bind` event, `driver`) that its allowed
+    /// classes do not have, or nil. Checked for interfaces allowed by the default class list and
+    /// by `allow-interfaces` rules (`DeviceDecision.checksDrivers`); a rule that allows the whole
+    /// device, or an exception, allows whatever drives it.
+    public static func refusedDriver(_ interface: USBInterfaceState, decision: DeviceDecision, rootHub: Bool = false, driver observed: String? = nil) -> String? {
+        guard let driver = interface.driver ?? observed, !anyClassDrivers.contains(driver) else { return nil }
         let classes: [UInt8]
         if rootHub {
             classes = [0x09]
         } else if decision.rule == "malformed" {
             classes = interface.triple.map { [$0.code] } ?? []
-        } else if decision.rule == "default" {
+        } else if decision.checksDrivers {
             classes = decision.interfaces.filter { $0.configuration == interface.configuration && $0.number == interface.number }.map(\.triple.code)
         } else {
             return nil
         }
-        let permitted = classes.reduce(into: Set<String>()) { $0.formUnion(defaultDrivers[$1] ?? []) }
-        return permitted.contains(driver) ? nil : driver
+        // Every class the interface may take (alternate settings) must know the driver.
+        guard !classes.isEmpty else { return driver }
+        for code in classes {
+            guard let permitted = classDrivers[code] else { continue }
+            if !permitted.contains(driver) { return driver }
+        }
+        return nil
     }
 
     /// The write that makes new interfaces on a root hub's bus start unauthorized; nil when it is

@@ -85,7 +85,9 @@ public struct SysfsUSBHost: USBHost {
             parentSysPath: parent,
             interfaces: interfaces.sorted { ($0.configuration, $0.number) < ($1.configuration, $1.number) },
             interfaceAuthorizedDefault: parent == nil ? text(path + "/interface_authorized_default") : nil,
-            authorizedDefault: parent == nil ? text(path + "/authorized_default") : nil
+            authorizedDefault: parent == nil ? text(path + "/authorized_default") : nil,
+            kernelVendor: readInterfaces ? text(path + "/idVendor").flatMap { UInt16($0, radix: 16) } : nil,
+            kernelProduct: readInterfaces ? text(path + "/idProduct").flatMap { UInt16($0, radix: 16) } : nil
         )
     }
 

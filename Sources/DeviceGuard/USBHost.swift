@@ -51,10 +51,14 @@ public struct USBDeviceState: Sendable, Equatable {
     /// Root hubs only: `interface_authorized_default` and `authorized_default`, raw.
     public let interfaceAuthorizedDefault: String?
     public let authorizedDefault: String?
+    /// `idVendor` and `idProduct` as the kernel parsed them (read with the interfaces): what is
+    /// known of a device whose descriptors do not parse here.
+    public let kernelVendor: UInt16?
+    public let kernelProduct: UInt16?
 
     public init(
         record: USBDeviceRecord, authorized: Bool?, parentSysPath: String?, interfaces: [USBInterfaceState] = [],
-        interfaceAuthorizedDefault: String? = nil, authorizedDefault: String? = nil
+        interfaceAuthorizedDefault: String? = nil, authorizedDefault: String? = nil, kernelVendor: UInt16? = nil, kernelProduct: UInt16? = nil
     ) {
         self.record = record
         self.authorized = authorized
@@ -62,6 +66,8 @@ public struct USBDeviceState: Sendable, Equatable {
         self.interfaces = interfaces
         self.interfaceAuthorizedDefault = interfaceAuthorizedDefault
         self.authorizedDefault = authorizedDefault
+        self.kernelVendor = kernelVendor
+        self.kernelProduct = kernelProduct
     }
 
     /// The same state without one interface (the kernel removed it).
@@ -74,7 +80,8 @@ public struct USBDeviceState: Sendable, Equatable {
         USBDeviceState(
             record: record, authorized: authorized, parentSysPath: parentSysPath,
             interfaces: interfaces.filter(include),
-            interfaceAuthorizedDefault: interfaceAuthorizedDefault, authorizedDefault: authorizedDefault
+            interfaceAuthorizedDefault: interfaceAuthorizedDefault, authorizedDefault: authorizedDefault,
+            kernelVendor: kernelVendor, kernelProduct: kernelProduct
         )
     }
 

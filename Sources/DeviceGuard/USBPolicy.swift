@@ -12,7 +12,7 @@ public struct ClassPattern: Sendable, Hashable, CustomStringConvertible {
             if field == "*" {
                 parts.append(nil)
             } else {
-                guard field.count == 2, let byte = UInt8(field, radix: 16) else { return nil }
+                guard field.count == 2, field.allSatisfy(\.isHexDigit), let byte = UInt8(field, radix: 16) else { return nil }
                 parts.append(byte)
             }
         }

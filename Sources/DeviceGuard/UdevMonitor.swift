@@ -14,11 +14,15 @@ public struct USBEvent: Sendable, Equatable {
     public let sysPath: String
     /// `usb_device` or `usb_interface` (other USB node types, such as endpoints, are not delivered).
     public let isInterface: Bool
+    /// The driver the event names (`DRIVER=` of a `bind`): still there when the udev rule has
+    /// already cut the interface off again and its `driver` link is gone.
+    public let driver: String?
 
-    public init(action: Action, sysPath: String, isInterface: Bool) {
+    public init(action: Action, sysPath: String, isInterface: Bool, driver: String? = nil) {
         self.action = action
         self.sysPath = sysPath
         self.isInterface = isInterface
+        self.driver = driver
     }
 
     /// The device an event is about: the event's own node, or an interface's parent device.
@@ -110,7 +114,8 @@ public final class UdevMonitor: USBEventSource {
             else { continue }
             let type = udev_device_get_devtype(device).map { String(cString: $0) }
             guard type == "usb_device" || type == "usb_interface" else { continue }
-            return USBEvent(action: action, sysPath: path, isInterface: type == "usb_interface")
+            let driver = udev_device_get_driver(device).map { String(cString: $0) }
+            return USBEvent(action: action, sysPath: path, isInterface: type == "usb_interface", driver: driver)
         }
     }
 }

@@ -239,6 +239,7 @@ public actor Agent: ControlHandler {
                 ("journal.max_size", "\(configuration.journalMaximumBytes)", "\(fresh.journalMaximumBytes)"),
                 ("usb.enabled", configuration.usbEnabled ? "yes" : "no", fresh.usbEnabled ? "yes" : "no"),
                 ("usb.rescan_interval", "\(configuration.usbRescanSeconds)s", "\(fresh.usbRescanSeconds)s"),
+                ("usb.marks_dir", configuration.usbMarksDirectory, fresh.usbMarksDirectory),
             ] where old != new {
                 pendingRestart[name] = new
                 messages.append("\(name) changed to \(new); it takes effect at the next start")

@@ -69,10 +69,15 @@ public enum Daemon {
         await supervisor.start(ControlService(listener: listener, handler: agent, logger: logger))
         let recorder = EventRecorder(journal: journal, logger: logger)
         if configuration.usbEnabled {
-            let socketDirectory = String(configuration.controlSocket[..<(configuration.controlSocket.lastIndex(of: "/") ?? configuration.controlSocket.startIndex)])
+            if configuration.usbMarksDirectory != USBService.ruleMarksDirectory {
+                logger.warning(
+                    "USB marks are not where the shipped udev rule looks; a udev replay may turn off interfaces a policy rule allows",
+                    ("usb.marks_dir", configuration.usbMarksDirectory), ("rule_looks_in", USBService.ruleMarksDirectory)
+                )
+            }
             let usb = USBService(
                 policy: await agent.usbPolicy, journal: journal, recorder: recorder, logger: logger,
-                rescanInterval: .seconds(configuration.usbRescanSeconds), marks: socketDirectory + "/usb-allowed"
+                rescanInterval: .seconds(configuration.usbRescanSeconds), marksDirectory: configuration.usbMarksDirectory
             )
             await agent.attach(usb: usb)
             await supervisor.start(usb)

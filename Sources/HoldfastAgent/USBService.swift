@@ -28,9 +28,25 @@ public actor USBService: Service {
         /// nil in audit-only mode (nothing was written, so nothing is expected).
         var expected: ExpectedAuthorization?
         var firstSeen: Date
-        /// Interfaces already reported for a driver the policy does not allow, with that driver.
+        /// Interfaces refused for a driver the policy does not allow, with that driver: they stay
+        /// off while this device stays plugged in (and are reported once).
         var refusedDrivers: [String: String] = [:]
+        /// Interfaces given up on after a tug of war with another writer: they stay off too.
+        var conflicts: Set<String> = []
+        /// The driver each interface was last seen bound to (`bind` events).
+        var boundDrivers: [String: String] = [:]
+        /// How often each interface was authorized again after something turned it off.
+        var reauthorized: [String: Int] = [:]
+
+        var context: EnforcementContext {
+            EnforcementContext(refused: Set(refusedDrivers.keys).union(conflicts), boundDrivers: boundDrivers)
+        }
     }
+
+    /// Authorizing the same interface again this often, after something else turned it off each
+    /// time, is a tug of war (another USB tool, a udev rule that cannot see our marks): holdfastd
+    /// leaves it off and says so, rather than flip it forever.
+    static let reauthorizationLimit = 5
 
     let host: any USBHost
     let makeEventSource: @Sendable () throws -> any USBEventSource
@@ -40,8 +56,12 @@ public actor USBService: Service {
     let clock: any TimeSource
     let rescanInterval: Duration
     let seat: SeatUser
-    /// Marks for the udev rule (`InterfaceMarks`); nil where no rule is in play (unit tests).
-    let marks: InterfaceMarks?
+    /// Marks for the udev rule (`InterfaceMarks`): interfaces holdfastd allowed beyond the rule's
+    /// classes, and interfaces it blocked that the rule would allow. nil where no rule is in play
+    /// (unit tests), or when their directory cannot be trusted.
+    private var marks: (allowed: InterfaceMarks, blocked: InterfaceMarks)?
+    /// `bind` events' drivers not yet taken into a decision, by interface path.
+    private var pendingBinds: [String: String] = [:]
 
     private(set) var policy: USBPolicy
     private var classifier: Classifier
@@ -56,6 +76,9 @@ public actor USBService: Service {
     /// (a bad cable, a hostile one) must not fill the journal and push out un-uploaded events.
     /// What is held back is counted in the next event for it, and summed up at each rescan.
     private let plugLimiter: RateLimiter
+    /// A cap per port over all identities: a device that changes its descriptors on every plug
+    /// (each a new identity) is still held to it.
+    private let portLimiter: RateLimiter
     private var lastRescan: Date?
 
     struct Counters {
@@ -82,7 +105,7 @@ public actor USBService: Service {
         clock: any TimeSource = SystemTimeSource(),
         rescanInterval: Duration = .seconds(10),
         seat: SeatUser = SeatUser(),
-        marks: InterfaceMarks? = nil
+        marksDirectory: String? = nil
     ) {
         self.policy = policy
         classifier = Classifier(policy: policy)
@@ -94,16 +117,20 @@ public actor USBService: Service {
         self.clock = clock
         self.rescanInterval = rescanInterval
         self.seat = seat
-        self.marks = marks
+        marks = marksDirectory.map { (InterfaceMarks(directory: $0 + "/usb-allowed"), InterfaceMarks(directory: $0 + "/usb-blocked")) }
         plugLimiter = RateLimiter(burst: 20, perSecond: 0.1, clock: clock)
+        portLimiter = RateLimiter(burst: 200, perSecond: 1, clock: clock)
     }
 
-    /// The production service: sysfs through libudev, the udev monitor, marks for the udev rule in
-    /// `marks` (`/run/holdfast/usb-allowed` beside the default control socket).
-    public init(policy: USBPolicy, journal: Journal, recorder: EventRecorder, logger: Logger, rescanInterval: Duration, marks: String) {
+    /// Where the shipped udev rule looks for marks (`/run/holdfast/usb-allowed`, `…/usb-blocked`).
+    public static let ruleMarksDirectory = "/run/holdfast"
+
+    /// The production service: sysfs through libudev, the udev monitor, marks for the udev rule
+    /// under `marksDirectory`.
+    public init(policy: USBPolicy, journal: Journal, recorder: EventRecorder, logger: Logger, rescanInterval: Duration, marksDirectory: String) {
         self.init(
             policy: policy, host: SysfsUSBHost(), events: { try UdevMonitor() }, journal: journal,
-            recorder: recorder, logger: logger, rescanInterval: rescanInterval, marks: InterfaceMarks(directory: marks)
+            recorder: recorder, logger: logger, rescanInterval: rescanInterval, marksDirectory: marksDirectory
         )
     }
 
@@ -113,11 +140,15 @@ public actor USBService: Service {
         defer { ready = false }
         let source = try makeEventSource()
         do {
-            try marks?.reset()
+            try marks?.allowed.reset()
+            try marks?.blocked.reset()
         } catch {
-            // Without marks the rule may turn off what a policy rule allowed when udev replays
-            // events; enforcement itself does not depend on them.
-            logger.error("cannot prepare the udev rule's marks", ("error", error.message))
+            // A directory that cannot be trusted gets no marks at all. Without them the rule may
+            // turn off what a policy rule allowed when udev replays events (holdfastd turns it
+            // back on, or gives up after a few rounds and says so); enforcement does not depend
+            // on them.
+            logger.error("cannot prepare the udev rule's marks; going without", ("error", error.message))
+            marks = nil
         }
         loadExceptions()
         if policy.mode == .enforce { prepareHubs() }
@@ -177,7 +208,7 @@ public actor USBService: Service {
             case .remove, .unbind:
                 // The kernel removes interfaces with their device, or unbinds on our own write.
                 if event.action == .remove {
-                    marks?.set(String(event.sysPath.split(separator: "/").last ?? ""), false)
+                    clearMarks(String(event.sysPath.split(separator: "/").last ?? ""))
                 }
                 if event.action == .remove, let known = tracked[event.deviceSysPath] {
                     let name = String(event.sysPath.split(separator: "/").last ?? "")
@@ -185,6 +216,9 @@ public actor USBService: Service {
                     tracked[event.deviceSysPath]?.state = known.state.removing(interface: name)
                 }
             default:
+                // The bind event's driver: the udev rule may have cut the interface off again
+                // (its driver link gone) before we look.
+                if event.action == .bind, let driver = event.driver { pendingBinds[event.sysPath] = driver }
                 evaluate(event.deviceSysPath, .interface)
             }
             return
@@ -260,14 +294,33 @@ public actor USBService: Service {
         if state.isRootHub, hubsDefaulted.contains(path), state.interfaceAuthorizedDefault == "1", policy.mode == .enforce {
             tamper.append(("\(state.record.name) interface_authorized_default=1, expected 0", true))
         }
-        let plan = EnforcementPlan.actions(for: state, decision: decision)
+        var context = previous?.context ?? EnforcementContext()
+        for interface in state.interfaces {
+            if let driver = pendingBinds.removeValue(forKey: interface.sysPath) { context.boundDrivers[interface.name] = driver }
+        }
+        context.malformedKeepsInput = decision.rule != "malformed" || !classifier.rulesMightRestrict(state)
+        // Refused drivers, from the driver link or from the bind event that announced it.
+        let refused = state.interfaces.compactMap { interface in
+            EnforcementPlan.refusedDriver(interface, decision: decision, rootHub: state.isRootHub, driver: context.boundDrivers[interface.name]).map { (interface, $0) }
+        }
+        for (interface, _) in refused { context.refused.insert(interface.name) }
+        // A tug of war: an interface we keep turning back on after something else turns it off.
+        var conflicts = previous?.conflicts ?? []
+        var reauthorized = previous?.reauthorized ?? [:]
+        if policy.mode == .enforce, let expectedBefore = previous?.expected {
+            for interface in state.interfaces where expectedBefore.interfaces[interface.name] == true && interface.authorized == false {
+                reauthorized[interface.name, default: 0] += 1
+                if reauthorized[interface.name, default: 0] > Self.reauthorizationLimit, conflicts.insert(interface.name).inserted {
+                    context.refused.insert(interface.name)
+                    record(conflictEvent(state, decision, interface.name))
+                }
+            }
+        }
+        let plan = EnforcementPlan.actions(for: state, decision: decision, context: context)
         var latest = state
         var performed: [USBAction] = []
         var failures: [String] = []
         var expected: ExpectedAuthorization?
-        let refused = state.interfaces.compactMap { interface in
-            EnforcementPlan.refusedDriver(interface, decision: decision, rootHub: state.isRootHub).map { (interface, $0) }
-        }
         if policy.mode == .enforce {
             var actions = plan.actions
             expected = plan.expected
@@ -304,7 +357,8 @@ public actor USBService: Service {
         let newlyRefused = refused.filter { reported[$0.0.name] != $0.1 }
         for (interface, driver) in refused { reported[interface.name] = driver }
         tracked[path] = Tracked(
-            state: latest, decision: decision, expected: expected, firstSeen: previous?.firstSeen ?? now, refusedDrivers: reported
+            state: latest, decision: decision, expected: expected, firstSeen: previous?.firstSeen ?? now, refusedDrivers: reported,
+            conflicts: conflicts, boundDrivers: context.boundDrivers, reauthorized: reauthorized
         )
         if !newlyRefused.isEmpty {
             record(driverEvent(state, decision, newlyRefused.map { ($0.0.name, $0.1) }))
@@ -370,7 +424,7 @@ public actor USBService: Service {
     private func forget(_ path: String, _ trigger: Trigger) {
         guard let gone = tracked.removeValue(forKey: path) else { return }
         hubsDefaulted.remove(path)
-        for interface in gone.state.interfaces { marks?.set(interface.name, false) }
+        for interface in gone.state.interfaces { clearMarks(interface.name) }
         recordPlug(Event(
             kind: "usb.disconnect", eventClass: .peripheralActivity, activityID: 2, activityName: "Disconnect",
             time: clock.now(), severity: .informational,
@@ -382,40 +436,55 @@ public actor USBService: Service {
     /// Journals a connect or disconnect unless this port and device are flapping (see
     /// `plugLimiter`); the first one let through again says how many were held back.
     private func recordPlug(_ event: Event, _ state: USBDeviceState, _ decision: DeviceDecision) {
-        let (allowed, suppressed) = plugLimiter.admit(Self.plugKey(state, decision))
+        let (allowed, suppressed) = plugLimiter.admit(Self.plugKey(state))
         guard allowed else { return }
+        let (portAllowed, portSuppressed) = portLimiter.admit(state.record.name + " *")
+        guard portAllowed else { return }
         var event = event
-        if suppressed > 0 { event.details["suppressed_since_last"] = .int(Int64(suppressed)) }
+        if suppressed + portSuppressed > 0 { event.details["suppressed_since_last"] = .int(Int64(suppressed + portSuppressed)) }
         record(event)
     }
 
-    static func plugKey(_ state: USBDeviceState, _ decision: DeviceDecision) -> String {
-        state.record.name + " " + (decision.descriptorHash ?? "malformed")
+    /// Port and identity: vendor, product and serial as the device says them, and a digest of
+    /// its raw descriptors (so two devices that differ in any byte are two identities).
+    static func plugKey(_ state: USBDeviceState) -> String {
+        state.record.name + " " + SHA256.hex(state.record.descriptors + Array((state.record.serial ?? "").utf8))
     }
 
     /// The plug events held back since the last summary, one event per port and device.
     private func reportSuppressedPlugs() {
-        for (key, count) in plugLimiter.takeSuppressed() {
+        for (key, count) in plugLimiter.takeSuppressed() + portLimiter.takeSuppressed() {
             let parts = key.split(separator: " ", maxSplits: 1).map(String.init)
             record(Event(
                 kind: "usb.plugs_suppressed", eventClass: .peripheralActivity, activityID: 99, activityName: "Flapping",
                 time: clock.now(), severity: .medium,
-                message: "\(count) connect and disconnect events of one device on \(parts.first ?? key) were not journaled one by one (it re-enumerated in a loop)",
-                details: ["path": .string(parts.first ?? key), "hash": .string(parts.count > 1 ? parts[1] : ""), "suppressed": .int(Int64(count))]
+                message: parts.count > 1 && parts[1] == "*"
+                    ? "\(count) connect and disconnect events on \(parts[0]) were not journaled one by one (devices there re-enumerated in a loop, each looking different)"
+                    : "\(count) connect and disconnect events of one device on \(parts.first ?? key) were not journaled one by one (it re-enumerated in a loop)",
+                details: ["path": .string(parts.first ?? key), "identity": .string(parts.count > 1 ? parts[1] : ""), "suppressed": .int(Int64(count))]
             ))
         }
     }
 
-    /// Marks the interfaces a policy rule or an exception allows, for the udev rule to leave alone;
-    /// clears every other mark of the device. Before any write, so the rule never races us.
+    /// Marks, for the udev rule, the interfaces a policy rule or an exception allows (it leaves
+    /// them alone) and the interfaces of an authorized device that holdfastd keeps off (it keeps
+    /// them off, instead of turning one on by its class when udev replays events); clears the
+    /// rest. Before any write, so the rule never races us.
     private func updateMarks(_ state: USBDeviceState, previous: Tracked?, decision: DeviceDecision, expected: ExpectedAuthorization) {
         guard let marks, !state.isRootHub else { return }
         let beyondTheRule = decision.rule != "default" && decision.rule != "malformed"
         let names = Set(state.interfaces.map(\.name)).union(previous?.state.interfaces.map(\.name) ?? [])
         for name in names {
-            let mark = beyondTheRule && expected.device && expected.interfaces[name] == true
-            if mark != marks.isMarked(name) { marks.set(name, mark) }
+            let allowed = beyondTheRule && expected.device && expected.interfaces[name] == true
+            let blocked = expected.device && expected.interfaces[name] == false
+            if allowed != marks.allowed.isMarked(name) { marks.allowed.set(name, allowed) }
+            if blocked != marks.blocked.isMarked(name) { marks.blocked.set(name, blocked) }
         }
+    }
+
+    private func clearMarks(_ name: String) {
+        marks?.allowed.set(name, false)
+        marks?.blocked.set(name, false)
     }
 
     /// Makes new interfaces start unauthorized on every root hub: the kernel's default-deny.
@@ -480,7 +549,7 @@ public actor USBService: Service {
         for state in states {
             // Unchanged since we left it, and nothing left to write: nothing to do.
             if let known = tracked[state.record.sysPath], known.state == state,
-                policy.mode == .auditOnly || (known.expected != nil && EnforcementPlan.actions(for: state, decision: known.decision).actions.isEmpty)
+                policy.mode == .auditOnly || (known.expected != nil && EnforcementPlan.actions(for: state, decision: known.decision, context: known.context).actions.isEmpty)
             {
                 continue
             }
@@ -793,6 +862,19 @@ public actor USBService: Service {
             kind: "usb.driver_refused", eventClass: .peripheralActivity, activityID: 99, activityName: "Driver",
             time: clock.now(), severity: .high, status: .failure,
             message: "\(Self.describe(state, decision)) on \(state.record.name): \(list), a driver the policy does not allow for the class the device declares (it matched by vendor and product); \(enforce ? "deauthorized" : "would be deauthorized (audit-only)")",
+            actor: seat.current(), details: details
+        )
+    }
+
+    /// Holdfastd gave up turning an interface back on.
+    private func conflictEvent(_ state: USBDeviceState, _ decision: DeviceDecision, _ name: String) -> Event {
+        var details = identity(state, decision)
+        details["interface"] = .string(name)
+        details["reauthorizations"] = .int(Int64(Self.reauthorizationLimit))
+        return Event(
+            kind: "usb.enforcement_conflict", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Conflict",
+            time: clock.now(), severity: .high, status: .failure,
+            message: "\(name) of \(Self.describe(state, decision)) was turned off by something else \(Self.reauthorizationLimit) times after holdfastd allowed it; it stays off until the device is plugged in again. Another USB tool, or a udev rule that does not see holdfastd's marks, is fighting the policy",
             actor: seat.current(), details: details
         )
     }

@@ -20,6 +20,9 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// How often DeviceGuard re-reads every USB device's authorization (catches what no event
     /// announced and what someone else changed), in seconds.
     public var usbRescanSeconds: Int64 = 10
+    /// Where holdfastd leaves marks for the udev rule (`usb-allowed/`, `usb-blocked/`); the
+    /// shipped rule looks in the default.
+    public var usbMarksDirectory = "/run/holdfast"
 
     public static let defaultPath = "/etc/holdfast/agent.conf"
 
@@ -88,6 +91,9 @@ public enum AgentConfigurationParser {
             }
             config.usbRescanSeconds = seconds
             return nil
+        },
+        Key(section: "usb", name: "marks_dir") { config, value in
+            pathProblem("marks_dir", value) ?? { config.usbMarksDirectory = value; return nil }()
         },
         Key(section: "journal", name: "max_size") { config, value in
             guard let bytes = ByteSize.parse(value), bytes >= 1 << 20 else {

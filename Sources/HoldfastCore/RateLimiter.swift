@@ -30,8 +30,12 @@ public final class RateLimiter: Sendable {
         let now = clock.now()
         return buckets.withLock { buckets in
             if buckets[key] == nil, buckets.count >= maximumKeys {
-                // Forget idle, full buckets first; they hold nothing worth keeping.
-                buckets = buckets.filter { $0.value.suppressed > 0 || $0.value.tokens < burst }
+                // Forget buckets that are full again by now (refilled since they were last
+                // used) and owe no report: they hold nothing worth keeping.
+                buckets = buckets.filter { entry in
+                    let refilled = entry.value.tokens + max(0, now.timeIntervalSince(entry.value.updated)) * perSecond
+                    return entry.value.suppressed > 0 || refilled < burst
+                }
             }
             var bucket = buckets[key] ?? Bucket(tokens: burst, updated: now, suppressed: 0)
             bucket.tokens = min(burst, bucket.tokens + max(0, now.timeIntervalSince(bucket.updated)) * perSecond)

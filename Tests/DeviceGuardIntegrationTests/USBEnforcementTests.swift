@@ -312,6 +312,16 @@ struct USBEnforcementTests {
         #expect(try agent.events("usb.driver_refused").count == 1, "reported once, not on every event")
     }
 
+    @Test func aRefusedDriverStaysRefusedAcrossRescans() throws {
+        let (bus, agent) = try running(rescan: "1s")
+        try bus.add(Self.devices([("2", Self.storageInDisguise)]))
+        let interface = Self.path("2") + "/1-2:1.0"
+        _ = try #require(try agent.waitForEvent("usb.driver_refused"))
+        try bus.settle(3.5)
+        #expect(try bus.state().history.filter { $0.path == interface }.map(\.value) == ["0", "1", "0"], "authorized once, cut off, never again")
+        #expect(try bus.state().probes.filter { $0 == "1-2:1.0" }.count == 1)
+    }
+
     @Test func aKeyboardWithSloppyDescriptorsKeepsTypingAndNothingElse() throws {
         // Declares one interface and describes two: the kernel configures it anyway.
         var keyboard = Self.keyboard.descriptors
@@ -345,7 +355,7 @@ struct USBEnforcementTests {
         // The rule as shipped, pointed at this agent's marks (beside its control socket).
         let rules = TemporaryDirectory()
         let shipped = try String(contentsOfFile: Products.packageRoot() + "/Packaging/udev/70-holdfast-usb.rules", encoding: .utf8)
-        try shipped.replacing("/run/holdfast/usb-allowed", with: agent.directory.file("run/usb-allowed"))
+        try shipped.replacing("/run/holdfast/usb-", with: agent.directory.file("run/usb-"))
             .write(toFile: rules.file("70-holdfast-usb.rules"), atomically: true, encoding: .utf8)
         #expect(FileManager.default.fileExists(atPath: agent.directory.file("run/usb-allowed/1-2:1.0")))
         // `udevadm trigger --action=add`: udev runs the rule on every device again.
@@ -354,6 +364,18 @@ struct USBEnforcementTests {
         let history = try bus.state().history.filter { $0.path == interface }.map(\.value)
         #expect(history == ["0", "1"], "never turned off: \(history)")
         #expect(try bus.state().nodes[interface]?.bound == true)
+        // An interface holdfastd keeps off though its class is one the rule allows (a policy rule
+        // allows only the HID of this headset): the replay keeps it off too.
+        try agent.setPolicy(#"{"usb": {"rules": [{"id": "headset-hid-only", "match": {"vendor": "046d", "product": "0a38"}, "action": "allow-interfaces", "interfaces": ["03:*:*"]}]}}"#)
+        #expect(try agent.cli(["reload"]).status == 0)
+        try bus.add(Self.devices([("3", Self.headset)]))
+        let audio = Self.path("3") + "/1-3:1.0"
+        #expect(try bus.waitUntil { try bus.state().nodes[Self.path("3") + "/1-3:1.2"]?.bound == true })
+        #expect(FileManager.default.fileExists(atPath: agent.directory.file("run/usb-blocked/1-3:1.0")))
+        try bus.udev(audio, rules: rules.path)
+        try bus.settle(0.2)
+        #expect(try bus.state().history.filter { $0.path == audio }.map(\.value) == ["0"], "kept off")
+        #expect(try agent.events("usb.tamper").isEmpty)
         // Unplugged: the mark goes with it.
         try bus.remove(Self.path("2"))
         #expect(try bus.waitUntil { !FileManager.default.fileExists(atPath: agent.directory.file("run/usb-allowed/1-2:1.0")) })

@@ -112,6 +112,30 @@ func deviceState(
         #expect(expected.interfaces["1-2:1.0"] == !refused)
     }
 
+    @Test func aRefusedInterfaceStaysOffOnceItsDriverIsGone() {
+        // The udev rule cut it off first: no driver link any more, only the bind event knew.
+        let state = withDrivers(deviceState(single((3, 0, 0)), interfaces: [false]), [nil])
+        let decision = Classifier(policy: .empty).decide(state.record)
+        let fromEvent = EnforcementContext(boundDrivers: ["1-2:1.0": "usb-storage"])
+        #expect(EnforcementPlan.actions(for: state, decision: decision, context: fromEvent).actions.isEmpty)
+        let sticky = EnforcementContext(refused: ["1-2:1.0"])
+        #expect(EnforcementPlan.actions(for: state, decision: decision, context: sticky).actions.isEmpty)
+        #expect(EnforcementPlan.actions(for: state, decision: decision, context: sticky).expected.interfaces == ["1-2:1.0": false])
+        // Without either, it would be turned on again (and usb-storage would bind again).
+        #expect(!EnforcementPlan.actions(for: state, decision: decision).actions.isEmpty)
+    }
+
+    @Test func anAllowInterfacesRuleAllowsItsClassesWithTheirDriversOnly() throws {
+        let hidOnly = try policy(#"{"usb": {"rules": [{"id": "hid", "match": {"vendor": "1234"}, "action": "allow-interfaces", "interfaces": ["03:*:*"]}]}}"#)
+        let state = withDrivers(deviceState(single((3, 0, 0)), interfaces: [true]), ["usb-storage"])
+        let decision = Classifier(policy: hidOnly).decide(state.record)
+        #expect(decision.checksDrivers)
+        #expect(EnforcementPlan.refusedDriver(state.interfaces[0], decision: decision) == "usb-storage")
+        let storage = try policy(#"{"usb": {"rules": [{"id": "disks", "match": {"vendor": "1234"}, "action": "allow-interfaces", "interfaces": ["08:*:*"]}]}}"#)
+        let disk = withDrivers(deviceState(single((8, 6, 0x50)), interfaces: [true]), ["uas"])
+        #expect(EnforcementPlan.refusedDriver(disk.interfaces[0], decision: Classifier(policy: storage).decide(disk.record)) == nil)
+    }
+
     @Test func aDeviceARuleAllowsMayHaveAnyDriver() throws {
         let allowDisguised = try policy(#"{"usb": {"rules": [{"id": "lab", "match": {"vendor": "1234"}, "action": "allow"}]}}"#)
         let state = withDrivers(deviceState(single((3, 0, 0)), interfaces: [true]), ["usb-storage"])
@@ -145,6 +169,29 @@ func deviceState(
             interfaces: [USBInterfaceState(name: "1-2:1.0", sysPath: Self.stickPath + "/1-2:1.0", configuration: 1, number: 0, authorized: false, triple: ClassTriple(8, 6, 0x50))]
         )
         #expect(EnforcementPlan.actions(for: stick, decision: Classifier(policy: .empty).decide(stick.record)).actions == [.authorizeDevice(sysPath: Self.stickPath, false)])
+        // A rule that might be meant for it: all of it goes, input too.
+        let restricted = EnforcementContext(malformedKeepsInput: false)
+        #expect(EnforcementPlan.actions(for: state, decision: decision, context: restricted).actions == [.authorizeDevice(sysPath: Self.stickPath, false)])
+        // The kernel has not made its interfaces yet: wait for them rather than kill a keyboard.
+        let early = USBDeviceState(record: state.record, authorized: true, parentSysPath: base.parentSysPath)
+        #expect(EnforcementPlan.actions(for: early, decision: decision).actions.isEmpty)
+    }
+
+    @Test func aRuleThatMightBeMeantForABrokenDeviceTakesAllOfIt() throws {
+        var broken = Self.keyboard.descriptors
+        broken[18 + 4] = 1
+        let interfaces = [USBInterfaceState(name: "1-2:1.0", sysPath: Self.stickPath + "/1-2:1.0", configuration: 1, number: 0, authorized: true, triple: ClassTriple(3, 1, 1))]
+        let state = USBDeviceState(
+            record: USBDeviceRecord(name: "1-2", sysPath: Self.stickPath, descriptors: broken, serial: "K1"), authorized: true,
+            parentSysPath: "/sys/x", interfaces: interfaces, kernelVendor: 0x046D, kernelProduct: 0xC31C
+        )
+        func restricts(_ json: String) throws -> Bool { Classifier(policy: try policy(json)).rulesMightRestrict(state) }
+        #expect(try restricts(#"{"usb": {"rules": [{"id": "kiosk", "match": {"class": "03:*:*"}, "action": "block"}]}}"#))
+        #expect(try restricts(#"{"usb": {"rules": [{"id": "m", "match": {"vendor": "046d", "product": "c31c"}, "action": "block"}]}}"#))
+        #expect(try restricts(#"{"usb": {"rules": [{"id": "h", "match": {"hash": "sha256:\#(String(repeating: "0", count: 64))"}, "action": "block"}]}}"#))
+        #expect(try !restricts(#"{"usb": {"rules": [{"id": "other", "match": {"vendor": "0781"}, "action": "block"}]}}"#))
+        #expect(try !restricts(#"{"usb": {"rules": [{"id": "s", "match": {"serial": "OTHER"}, "action": "block"}]}}"#))
+        #expect(try !restricts(#"{"usb": {"rules": [{"id": "a", "match": {"vendor": "046d"}, "action": "allow"}]}}"#))
     }
 
     @Test func differencesSayWhoLetMoreThrough() {
@@ -286,6 +333,7 @@ func deviceState(
         (#"{"usb": {"default": "allow"}}"#, "usb: unknown member \"default\" (known: mode, max_exception, rules)"),
         (#"{"usb": {"rules": [{"id": "all", "match": {"class": []}, "action": "allow"}]}}"#, "usb.rules[0] (all): class is an empty list; name at least one class pattern"),
         (#"{"usb": {"rules": [{"id": "v", "match": {"vendor": "+781"}, "action": "allow"}]}}"#, "usb.rules[0] (v): vendor must be 4 hex digits, e.g. \"0781\""),
+        (#"{"usb": {"rules": [{"id": "c", "match": {"class": "+8:*:*"}, "action": "block"}]}}"#, "usb.rules[0] (c): class has a bad class pattern (write hex like \"08:06:50\" or \"08:*:*\")"),
     ])
     func badValuesAreRefusedWithTheReason(_ json: String, _ message: String) throws {
         #expect(throws: USBPolicyError(message: message)) { try policy(json) }

@@ -169,7 +169,7 @@ final class FakeEventSource: USBEventSource, @unchecked Sendable {
         let recorder: EventRecorder
         let service: USBService
 
-        init(policy: USBPolicy = .empty, devices: [USBDeviceState] = [FakeUSBHost.rootHub]) throws {
+        init(policy: USBPolicy = .empty, devices: [USBDeviceState] = [FakeUSBHost.rootHub], marksDirectory: String? = nil) throws {
             journal = try Journal(configuration: JournalConfiguration(directory: directory.file("state")))
             recorder = EventRecorder(journal: journal, logger: Logger(level: .error))
             for device in devices { host.plug(device) }
@@ -177,7 +177,7 @@ final class FakeEventSource: USBEventSource, @unchecked Sendable {
             service = USBService(
                 policy: policy, host: host, events: { source }, journal: journal, recorder: recorder,
                 logger: Logger(level: .error), clock: clock, rescanInterval: .seconds(3_600),
-                seat: SeatUser(path: directory.file("no-seat"))
+                seat: SeatUser(path: directory.file("no-seat")), marksDirectory: marksDirectory
             )
         }
 
@@ -419,6 +419,99 @@ final class FakeEventSource: USBEventSource, @unchecked Sendable {
         let tamper = try #require(try rig.events("usb.tamper").first)
         #expect(tamper.details["path"] == "usb2")
         #expect(rig.host.writes.suffix(1) == ["usb2 interface_authorized_default=0"])
+    }
+
+    static let disguised = USBDeviceSpec(vendor: 0x03EB, product: 0x2002, configurations: [[Setting(0, (3, 6, 0x50), endpoints: [(0x81, 2, 512), (0x02, 2, 512)])]])
+
+    @Test func aDriverSeenOnlyInTheBindEventStillGetsTheInterfaceRefusedForGood() async throws {
+        let rig = try Rig()
+        try await rig.running { () async throws in
+            // The udev rule already cut it off: authorized 0, no driver link; the event says usb-storage.
+            let device = FakeUSBHost.device(Self.disguised, port: "2", interfaces: true)
+            rig.host.plug(device)
+            await rig.service.handle(USBEvent(action: .add, sysPath: device.record.sysPath, isInterface: false))
+            let interface = device.record.sysPath + "/1-2:1.0"
+            try rig.host.write("0", attribute: "authorized", of: interface)
+            await rig.service.handle(USBEvent(action: .bind, sysPath: interface, isInterface: true, driver: "usb-storage"))
+            let before = rig.host.writes.count
+            await rig.service.rescan()
+            await rig.service.handle(USBEvent(action: .change, sysPath: device.record.sysPath, isInterface: false))
+            #expect(rig.host.writes.count == before, "never authorized again: \(rig.host.writes.suffix(3))")
+        }
+        let refused = try #require(try rig.events("usb.driver_refused").first)
+        #expect(refused.details["drivers"] == .object(["1-2:1.0": "usb-storage"]))
+    }
+
+    @Test func aTugOfWarIsGivenUpAndReported() async throws {
+        let keyboard = FakeUSBHost.device(Self.keyboard, port: "3", interfaces: true)
+        let rig = try Rig(devices: [FakeUSBHost.rootHub, keyboard])
+        try await rig.running { () async throws in
+            let interface = keyboard.record.sysPath + "/1-3:1.0"
+            for _ in 0..<8 {
+                // Another tool turns it off; holdfastd turns it back on, up to the limit.
+                rig.host.inner.withLock { $0.devices[keyboard.record.sysPath] = FakeUSBHost.applying("0", "authorized", to: interface, of: $0.devices[keyboard.record.sysPath] ?? keyboard) }
+                await rig.service.rescan()
+            }
+        }
+        #expect(rig.host.writes.filter { $0 == "1-3:1.0 authorized=1" }.count == USBService.reauthorizationLimit)
+        let conflict = try #require(try rig.events("usb.enforcement_conflict").first)
+        #expect(conflict.details["interface"] == "1-3:1.0")
+        #expect(conflict.severity == .high)
+    }
+
+    @Test func anotherDeviceOnAFlappingPortIsStillJournaled() async throws {
+        let rig = try Rig()
+        try await rig.running { () async throws in
+            let flapping = FakeUSBHost.device(Self.stick, port: "2")
+            for _ in 0..<30 {
+                rig.host.plug(flapping)
+                await rig.service.handle(USBEvent(action: .add, sysPath: flapping.record.sysPath, isInterface: false))
+                rig.host.unplug(flapping.record.sysPath)
+                await rig.service.handle(USBEvent(action: .remove, sysPath: flapping.record.sysPath, isInterface: false))
+            }
+            let other = FakeUSBHost.device(Self.keyboard, port: "2", serial: "OTHER")
+            rig.host.plug(other)
+            await rig.service.handle(USBEvent(action: .add, sysPath: other.record.sysPath, isInterface: false))
+            // A device that looks different on every plug is held to the port's cap.
+            for index in 0..<300 {
+                var spec = Self.stick
+                spec.serial = "S\(index)"
+                let changing = FakeUSBHost.device(spec, port: "5", serial: "S\(index)")
+                rig.host.plug(changing)
+                await rig.service.handle(USBEvent(action: .add, sysPath: changing.record.sysPath, isInterface: false))
+                rig.host.unplug(changing.record.sysPath)
+                await rig.service.handle(USBEvent(action: .remove, sysPath: changing.record.sysPath, isInterface: false))
+            }
+        }
+        let decisions = try rig.events("usb.decision")
+        #expect(decisions.contains { $0.details["path"] == "1-2" && $0.details["vendor"] == "046d" }, "the keyboard's decision is journaled")
+        let port5 = decisions.filter { $0.details["path"] == "1-5" }.count + (try rig.events("usb.disconnect")).filter { $0.details["path"] == "1-5" }.count
+        #expect(port5 == 200)
+    }
+
+    @Test func anUntrustworthyMarksDirectoryMeansNoMarks() async throws {
+        let directory = TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: directory.file("elsewhere"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: directory.file("marks"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: directory.file("marks/usb-allowed"), withDestinationPath: directory.file("elsewhere"))
+        let policy = try USBPolicy(section: .object(["rules": .array([.object(["id": "drives", "match": .object(["vendor": "0781"]), "action": "allow"])])]))
+        let stick = FakeUSBHost.device(Self.stick, port: "2", interfaces: false)
+        let rig = try Rig(policy: policy, devices: [FakeUSBHost.rootHub, stick], marksDirectory: directory.file("marks"))
+        try await rig.running {}
+        #expect(rig.host.writes.contains("1-2:1.0 authorized=1"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.file("elsewhere")).isEmpty)
+    }
+
+    @Test func marksFollowWhatHoldfastdDecided() async throws {
+        let directory = TemporaryDirectory()
+        let headsetHIDOnly = try USBPolicy(section: .object(["rules": .array([
+            .object(["id": "hid-only", "match": .object(["vendor": "0781"]), "action": "allow-interfaces", "interfaces": .array(["03:*:*"])]),
+        ])]))
+        let composite = FakeUSBHost.device(USBDeviceSpec(vendor: 0x0781, product: 0x1111, configurations: [[Setting(0, (3, 1, 1)), Setting(1, (1, 1, 0))]]), port: "4", interfaces: false)
+        let rig = try Rig(policy: headsetHIDOnly, devices: [FakeUSBHost.rootHub, composite], marksDirectory: directory.path)
+        try await rig.running {}
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.file("usb-allowed")) == ["1-4:1.0"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.file("usb-blocked")) == ["1-4:1.1"])
     }
 
     @Test func unreadableStoredExceptionsMeanNone() async throws {

@@ -73,6 +73,19 @@ import Testing
         #expect(DurationText.seconds(text) == nil)
     }
 
+    @Test(arguments: [
+        ("plain Cruzer Blade", "plain Cruzer Blade"),
+        ("\u{1B}[2Jcleared", "\\u{1b}[2Jcleared"),
+        ("line\nbreak", "line\\u{a}break"),
+        ("evil\u{202E}txt.exe", "evil\\u{202e}txt.exe"),
+        ("zero\u{200B}width", "zero\\u{200b}width"),
+        ("isolate\u{2066}x\u{2069}", "isolate\\u{2066}x\\u{2069}"),
+        ("Grüße 日本", "Grüße 日本"),
+    ])
+    func deviceStringsPrintAsWhatTheyHold(_ text: String, _ printed: String) {
+        #expect(Printable.escape(text) == printed)
+    }
+
     @Test func quotesJSONStrings() {
         #expect(JSONText.quote("a\"b\\c\n\u{01}é") == #""a\"b\\c\n\u0001é""#)
     }
