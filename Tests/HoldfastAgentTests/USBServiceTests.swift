@@ -202,6 +202,16 @@ final class FakeEventSource: USBEventSource, @unchecked Sendable {
             return try await condition()
         }
 
+        /// Plugs a device in and out again, `times` times, announcing both as udev would.
+        func replug(_ device: USBDeviceState, times: Int = 1) async {
+            for _ in 0..<times {
+                host.plug(device)
+                await service.handle(USBEvent(action: .add, sysPath: device.record.sysPath, isInterface: false))
+                host.unplug(device.record.sysPath)
+                await service.handle(USBEvent(action: .remove, sysPath: device.record.sysPath, isInterface: false))
+            }
+        }
+
         func events(_ kind: String) throws -> [Event] {
             recorder.flush()
             return try journal.entries(after: 0, limit: 10_000).filter { $0.kind == kind }.map { try $0.event() }
@@ -378,13 +388,7 @@ final class FakeEventSource: USBEventSource, @unchecked Sendable {
     @Test func aFlappingDeviceIsSummedUpInsteadOfFillingTheJournal() async throws {
         let rig = try Rig()
         try await rig.running { () async throws in
-            let stick = FakeUSBHost.device(Self.stick, port: "2")
-            for _ in 0..<50 {
-                rig.host.plug(stick)
-                await rig.service.handle(USBEvent(action: .add, sysPath: stick.record.sysPath, isInterface: false))
-                rig.host.unplug(stick.record.sysPath)
-                await rig.service.handle(USBEvent(action: .remove, sysPath: stick.record.sysPath, isInterface: false))
-            }
+            await rig.replug(FakeUSBHost.device(Self.stick, port: "2"), times: 50)
             await rig.service.rescan()
         }
         let connects = try rig.events("usb.decision").filter { $0.details["path"] == "1-2" }.count
@@ -462,13 +466,7 @@ final class FakeEventSource: USBEventSource, @unchecked Sendable {
     @Test func anotherDeviceOnAFlappingPortIsStillJournaled() async throws {
         let rig = try Rig()
         try await rig.running { () async throws in
-            let flapping = FakeUSBHost.device(Self.stick, port: "2")
-            for _ in 0..<30 {
-                rig.host.plug(flapping)
-                await rig.service.handle(USBEvent(action: .add, sysPath: flapping.record.sysPath, isInterface: false))
-                rig.host.unplug(flapping.record.sysPath)
-                await rig.service.handle(USBEvent(action: .remove, sysPath: flapping.record.sysPath, isInterface: false))
-            }
+            await rig.replug(FakeUSBHost.device(Self.stick, port: "2"), times: 30)
             let other = FakeUSBHost.device(Self.keyboard, port: "2", serial: "OTHER")
             rig.host.plug(other)
             await rig.service.handle(USBEvent(action: .add, sysPath: other.record.sysPath, isInterface: false))
@@ -476,11 +474,7 @@ final class FakeEventSource: USBEventSource, @unchecked Sendable {
             for index in 0..<300 {
                 var spec = Self.stick
                 spec.serial = "S\(index)"
-                let changing = FakeUSBHost.device(spec, port: "5", serial: "S\(index)")
-                rig.host.plug(changing)
-                await rig.service.handle(USBEvent(action: .add, sysPath: changing.record.sysPath, isInterface: false))
-                rig.host.unplug(changing.record.sysPath)
-                await rig.service.handle(USBEvent(action: .remove, sysPath: changing.record.sysPath, isInterface: false))
+                await rig.replug(FakeUSBHost.device(spec, port: "5", serial: "S\(index)"))
             }
         }
         let decisions = try rig.events("usb.decision")
