@@ -1,3 +1,4 @@
+import HoldfastCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -59,10 +60,10 @@ public struct SysfsUSBHost: USBHost {
     static func read(_ path: String, interfaces readInterfaces: Bool) -> USBDeviceState? {
         let (directory, name) = split(path)
         let isRootHub = name.hasPrefix("usb")
-        guard let descriptors = SysfsFile.read(path + "/descriptors", limit: 1 << 20) else {
+        guard let descriptors = SmallFile.read(path + "/descriptors", limit: 1 << 20) else {
             // No descriptors: the device went away under us, or it is there with a descriptors
             // file that cannot be read (decided on what it has: nothing, so blocked).
-            guard SysfsFile.exists(path + "/uevent") else { return nil }
+            guard SmallFile.exists(path + "/uevent") else { return nil }
             return state(path, name, isRootHub ? nil : directory, [], readInterfaces)
         }
         return state(path, name, isRootHub ? nil : directory, descriptors, readInterfaces)
@@ -100,7 +101,7 @@ public struct SysfsUSBHost: USBHost {
             let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            if USBInterfaceState.parseName(entryName) != nil, entryName.contains(":") { names.append(entryName) }
+            if USBInterfaceState.parseName(entryName) != nil { names.append(entryName) }
         }
         return names
     }
@@ -121,7 +122,7 @@ public struct SysfsUSBHost: USBHost {
     }
 
     static func text(_ path: String) -> String? {
-        guard let bytes = SysfsFile.read(path, limit: 4_096) else { return nil }
+        guard let bytes = SmallFile.read(path, limit: 4_096) else { return nil }
         let value = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: " \n")
         return value.isEmpty ? nil : value
     }
@@ -173,27 +174,6 @@ public struct SysfsUSBHost: USBHost {
     }
 
     static func isGone(_ code: Int32) -> Bool { code == ENOENT || code == ENODEV || code == ENXIO }
-}
-
-/// Small sysfs reads (through libc, so umockdev's preload library can redirect them).
-enum SysfsFile {
-    static func read(_ path: String, limit: Int) -> [UInt8]? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard descriptor >= 0 else { return nil }
-        defer { close(descriptor) }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4_096)
-        while result.count <= limit {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0, errno == EINTR { continue }
-            if count < 0 { return nil }
-            if count == 0 { break }
-            result += chunk[0..<count]
-        }
-        return result.count > limit ? nil : result
-    }
-
-    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 }
 
 extension String {

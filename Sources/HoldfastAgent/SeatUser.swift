@@ -12,7 +12,7 @@ struct SeatUser: Sendable {
     init(path: String = "/run/systemd/seats/seat0") { self.path = path }
 
     func current() -> Actor? {
-        guard let bytes = Self.read(path), let uid = Self.activeUID(in: bytes) else { return nil }
+        guard let bytes = SmallFile.read(path), let uid = Self.activeUID(in: bytes) else { return nil }
         let name = getpwuid(uid).flatMap { $0.pointee.pw_name.map { String(cString: $0) } }
         return Actor(user: .init(uid: String(uid), name: name))
     }
@@ -25,14 +25,5 @@ struct SeatUser: Sendable {
             return UInt32(text.dropFirst("ACTIVE_UID=".count))
         }
         return nil
-    }
-
-    static func read(_ path: String) -> [UInt8]? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard descriptor >= 0 else { return nil }
-        defer { close(descriptor) }
-        var buffer = [UInt8](repeating: 0, count: 4_096)
-        let count = buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-        return count > 0 ? Array(buffer[0..<count]) : nil
     }
 }

@@ -260,7 +260,8 @@ public actor USBService: Service {
             }
             state = full
         }
-        apply(state, trigger)
+        // The quick decision holds for the record it was made on (the full read reads it again).
+        apply(state, trigger, decided: blocks ? quick : nil)
         if !state.isRootHub { checkRootHub(above: path) }
     }
 
@@ -279,10 +280,10 @@ public actor USBService: Service {
 
     /// Decides one device, writes what the decision needs (enforce mode), and journals the
     /// decision when it is new or changed, a tamper, or a failure.
-    func apply(_ state: USBDeviceState, _ trigger: Trigger) {
+    func apply(_ state: USBDeviceState, _ trigger: Trigger, decided: DeviceDecision? = nil) {
         let path = state.record.sysPath
         let now = clock.now()
-        let decision = classifier.decide(state.record, exceptions: exceptions, now: now)
+        let decision = decided ?? classifier.decide(state.record, exceptions: exceptions, now: now)
         let previous = tracked[path]
         // On an `add` the node is new to udev too: a replayed add (`udevadm trigger`) lets the
         // shipped rule turn an interface off again, which is not someone else's doing. Anything

@@ -292,15 +292,9 @@ public struct DeviceIdentity: Sendable, Equatable, Codable {
     /// This workstation before enrollment: the machine-id (machine-id(5)) and the host name.
     public static func local(machineIDPath: String = "/etc/machine-id") -> DeviceIdentity {
         var uid: String?
-        let descriptor = open(machineIDPath, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        if descriptor >= 0 {
-            var buffer = [UInt8](repeating: 0, count: 64)
-            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
-            close(descriptor)
-            if count > 0 {
-                let text = String(decoding: buffer[0..<count], as: UTF8.self).filter { $0.isHexDigit }
-                if text.count == 32 { uid = text }
-            }
+        if let bytes = SmallFile.read(machineIDPath, limit: 64) {
+            let text = String(decoding: bytes, as: UTF8.self).filter { $0.isHexDigit }
+            if text.count == 32 { uid = text }
         }
         var name = [CChar](repeating: 0, count: 256)
         let hostname = gethostname(&name, name.count - 1) == 0 ? String(decoding: name.prefix { $0 != 0 }.map(UInt8.init(bitPattern:)), as: UTF8.self) : nil
