@@ -30,7 +30,7 @@ let libraries: [Target] = [
     .target(name: "BrokerClient", dependencies: ["HoldfastCore", "HoldfastCrypto", "CCurl"]),
     .target(name: "HoldfastBroker", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "CMicroHTTPD"]),
     // The daemon's wiring: supervisor, control socket, systemd notify, signals, reload.
-    .target(name: "HoldfastAgent", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard"]),
+    .target(name: "HoldfastAgent", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard"]),
     // Subcommand table, argument parsing and exit codes shared by the three executables.
     .target(name: "HoldfastCommandLine", dependencies: ["HoldfastCore"]),
 ]
@@ -38,11 +38,13 @@ let libraries: [Target] = [
 let executables: [Target] = [
     .executableTarget(name: "holdfastd", dependencies: ["HoldfastCore", "HoldfastCommandLine", "HoldfastAgent", "HoldfastStore"]),
     .executableTarget(name: "holdfast", dependencies: [
-        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastStore", "DeviceGuard",
+        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard",
     ]),
     .executableTarget(name: "holdfast-broker", dependencies: [
         "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto",
     ]),
+    // The `holdfast:` CUPS backend: the per-job gate (installed under /usr/libexec/holdfast/).
+    .executableTarget(name: "holdfast-cups-backend", dependencies: ["HoldfastCore", "PrintGuard"]),
     // Benchmarks for `make bench`; not shipped.
     .executableTarget(name: "holdfast-bench", dependencies: [
         "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport",
@@ -63,6 +65,7 @@ let tests: [Target] = [
         "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard",
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
+    .testTarget(name: "PrintGuardTests", dependencies: ["PrintGuard", "HoldfastCore"]),
     // holdfastd enforcing USB over a umockdev bus (root, umockdev, python3-gi, udevadm).
     .testTarget(name: "DeviceGuardIntegrationTests", dependencies: ["HoldfastTestSupport"]),
     .testTarget(name: "SystemLibraryTests", dependencies: [
@@ -78,6 +81,7 @@ let package = Package(
         .executable(name: "holdfastd", targets: ["holdfastd"]),
         .executable(name: "holdfast", targets: ["holdfast"]),
         .executable(name: "holdfast-broker", targets: ["holdfast-broker"]),
+        .executable(name: "holdfast-cups-backend", targets: ["holdfast-cups-backend"]),
         .executable(name: "holdfast-bench", targets: ["holdfast-bench"]),
         .executable(name: "holdfast-testkit", targets: ["holdfast-testkit"]),
     ],

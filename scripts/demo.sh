@@ -78,6 +78,9 @@ log_level = info
 # fake USB bus).
 [usb]
 enabled = no
+# Print enforcement is shown against a private cupsd later in the demo, never the machine's own.
+[print]
+enabled = no
 CONF
 cp "$work/policy.json" "$agent/policy.json"; chmod 644 "$agent/agent.conf" "$agent/policy.json"
 "$daemon" --check-config "$agent/agent.conf"

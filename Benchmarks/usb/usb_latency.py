@@ -407,6 +407,8 @@ class Holdfast(Daemon):
             "log_level = notice",
             "[usb]",
             "rescan_interval = 1h",  # no rescan during the run: only uevents drive decisions
+            "[print]",
+            "enabled = no",
             "",
         ]), 0o644)
         # sd_notify(3)'s protocol: holdfastd sends READY=1 once every present device is decided

@@ -2,6 +2,7 @@ public import DeviceGuard
 import FoundationEssentials
 public import HoldfastCore
 public import HoldfastStore
+public import PrintGuard
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,6 +28,8 @@ public actor Agent: ControlHandler {
     private var suppressedDenials = 0
     /// DeviceGuard, when USB enforcement runs (`[usb] enabled`).
     private(set) var usb: USBService?
+    /// PrintGuard, when print enforcement runs (`[print] enabled`).
+    private(set) var print: PrintService?
 
     /// Builds the agent: loads the policy (file, else last good, else built-in) and journals the start.
     public init(
@@ -72,10 +75,20 @@ public actor Agent: ControlHandler {
         "usb.devices": .read,
         "usb.allow": .admin,
         "usb.revoke": .admin,
+        "print.status": .read,
+        // The backend's question; answered only for root and `[print] backend_user` (checked in handle).
+        "print.gate": .request,
+        "print.lockdown": .admin,
     ]
 
     /// Attaches DeviceGuard: its verbs answer, and reloads hand it the new policy.
     public func attach(usb service: USBService) { usb = service }
+
+    /// Attaches PrintGuard.
+    public func attach(print service: PrintService) { print = service }
+
+    /// The `print` section of the policy in force (strict defaults when it no longer parses).
+    public var printPolicy: PrintPolicy { (try? PrintPolicy(section: policy.policy.sections["print"])) ?? .empty }
 
     /// The `usb` section of the policy in force (validated when it was loaded; a last-good policy
     /// that no longer parses gives the strict defaults).
@@ -96,6 +109,9 @@ public actor Agent: ControlHandler {
         case "usb.devices", "usb.allow", "usb.revoke":
             guard let usb else { return .failure(.failed, "USB enforcement is not running on this agent ([usb] enabled = no)") }
             return await handleUSB(request, usb, peer)
+        case "print.status", "print.gate", "print.lockdown":
+            guard let print else { return .failure(.failed, "print enforcement is not running on this agent ([print] enabled = no)") }
+            return await handlePrint(request, print, peer)
         default:
             return .failure(.unknownVerb, "unknown verb '\(request.verb)'")
         }
@@ -124,6 +140,36 @@ public actor Agent: ControlHandler {
             do {
                 let exception = try await usb.revoke(id, by: who)
                 return .success(.object(USBService.exceptionDetails(exception)))
+            } catch {
+                return .failure(.failed, error.message)
+            }
+        }
+    }
+
+    private func handlePrint(_ request: ControlRequest, _ print: PrintService, _ peer: PeerCredentials) async -> ControlResponse {
+        switch request.verb {
+        case "print.status":
+            return .success(await print.statusReport())
+        case "print.gate":
+            guard peer.uid == 0 || peer.uid == print.backendUID else {
+                let reason = "print.gate answers only root and the CUPS backend user; uid \(peer.uid) is neither"
+                denied(request, from: peer, reason: reason)
+                return .failure(.permissionDenied, "permission denied: \(reason)")
+            }
+            guard let job = GateRequest(arguments: request.arguments) else {
+                return .failure(.badRequest, "print.gate needs job, user, queue, device_uri, copies (1-10000), bytes and pages (a count or null)")
+            }
+            let verdict = await print.gate(job)
+            return .success(.object([
+                "verdict": .string(verdict.allowed ? "allow" : "deny"), "reason": .string(verdict.reason),
+                "charged_pages": .int(verdict.chargedPages),
+            ]))
+        default:
+            guard let on = request.arguments["on"]?.boolValue else { return .failure(.badRequest, "print.lockdown needs \"on\": true or false") }
+            let who = "uid \(peer.uid)" + (Self.actor(for: peer).user?.name.map { " (\($0))" } ?? "")
+            do {
+                let cancelled = try await print.setLockdown(on ? (request.arguments["reason"]?.stringValue ?? "") : nil, by: who)
+                return .success(.object(["locked_down": .bool(on), "cancelled_jobs": .array(cancelled.map { .int(Int64($0)) })]))
             } catch {
                 return .failure(.failed, error.message)
             }
@@ -199,6 +245,7 @@ public actor Agent: ControlHandler {
             "control": .object(["denials_not_journaled": .int(Int64(suppressedDenials))]),
         ]
         result["usb"] = await usb?.statusSummary() ?? .object(["enabled": false])
+        result["print"] = await print?.statusSummary() ?? .object(["enabled": false])
         if !pendingRestart.isEmpty {
             result["pending_restart"] = .object(pendingRestart.mapValues(JSONValue.string))
         }
@@ -240,6 +287,10 @@ public actor Agent: ControlHandler {
                 ("usb.enabled", configuration.usbEnabled ? "yes" : "no", fresh.usbEnabled ? "yes" : "no"),
                 ("usb.rescan_interval", "\(configuration.usbRescanSeconds)s", "\(fresh.usbRescanSeconds)s"),
                 ("usb.marks_dir", configuration.usbMarksDirectory, fresh.usbMarksDirectory),
+                ("print.enabled", configuration.printEnabled ? "yes" : "no", fresh.printEnabled ? "yes" : "no"),
+                ("print.cups_server", configuration.printCupsServer, fresh.printCupsServer),
+                ("print.cups_server_root", configuration.printCupsServerRoot, fresh.printCupsServerRoot),
+                ("print.backend_user", configuration.printBackendUser, fresh.printBackendUser),
             ] where old != new {
                 pendingRestart[name] = new
                 messages.append("\(name) changed to \(new); it takes effect at the next start")
@@ -267,6 +318,7 @@ public actor Agent: ControlHandler {
             Self.record(journal, logger, Self.policyRefusedEvent(reason: reason, fallback: policy, at: now))
         }
         if let usb { await usb.update(policy: usbPolicy) }
+        if let print { await print.update(policy: printPolicy, section: policy.policy.sections["print"]) }
         lastReload = (now, ok, messages)
         let event = Event(
             kind: ok ? "agent.reload" : "agent.reload_failed",

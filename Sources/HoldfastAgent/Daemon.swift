@@ -90,6 +90,22 @@ public enum Daemon {
             if await !usb.ready { logger.error("USB enforcement is not ready yet; reporting READY anyway", ("waited", "\(readyDeadline)")) }
         }
 
+        if configuration.printEnabled {
+            let print = PrintService(
+                policy: await agent.printPolicy, section: await agent.policy.policy.sections["print"], journal: journal, recorder: recorder, logger: logger,
+                cupsServer: configuration.printCupsServer.isEmpty ? nil : configuration.printCupsServer,
+                serverRoot: configuration.printCupsServerRoot, backendUser: configuration.printBackendUser
+            )
+            if print.backendUID == nil {
+                logger.error(
+                    "the CUPS backend user does not exist; only root's gate requests are answered",
+                    ("print.backend_user", configuration.printBackendUser)
+                )
+            }
+            await agent.attach(print: print)
+            await supervisor.start(print)
+            Task { await print.reapplyLockdown() }
+        }
         await agent.record(lifecycle("agent.start", activity: 3, "Start", "holdfastd \(HoldfastVersion.current) started (pid \(getpid()))"))
         if !configuration.usbEnabled {
             // Said loudly: a workstation without USB enforcement is a finding, not a detail.

@@ -3,6 +3,7 @@ public import FoundationEssentials
 public import HoldfastCore
 import HoldfastCrypto
 import HoldfastStore
+import PrintGuard
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -53,10 +54,8 @@ public struct PolicyLoader {
         do {
             let policy = try Policy.parse(bytes)
             // Every domain checks its own section; one bad section refuses the whole document.
-            do {
-                _ = try USBPolicy(section: policy.sections["usb"])
-            } catch {
-                return .refused(reason: "\(path): \(error.message)", fallback: fallback(path, now: now))
+            if let problem = Self.domainProblem(policy) {
+                return .refused(reason: "\(path): \(problem)", fallback: fallback(path, now: now))
             }
             do {
                 try journal.setState(Self.lastGoodKey, bytes)
@@ -80,16 +79,26 @@ public struct PolicyLoader {
         case .success(let bytes):
             do {
                 let policy = try Policy.parse(bytes)
-                _ = try USBPolicy(section: policy.sections["usb"])
-                return (nil, false)
-            } catch let error as PolicyError {
-                return ("\(path): \(error.message)", false)
-            } catch let error as USBPolicyError {
-                return ("\(path): \(error.message)", false)
+                return (Self.domainProblem(policy).map { "\(path): \($0)" }, false)
             } catch {
-                return ("\(path): \(error)", false)
+                return ("\(path): \(error.message)", false)
             }
         }
+    }
+
+    /// The first domain section that does not parse; nil when every one does.
+    static func domainProblem(_ policy: Policy) -> String? {
+        do {
+            _ = try USBPolicy(section: policy.sections["usb"])
+        } catch {
+            return error.message
+        }
+        do {
+            _ = try PrintPolicy(section: policy.sections["print"])
+        } catch {
+            return error.message
+        }
+        return nil
     }
 
     /// The last good policy from state, else the built-in default.

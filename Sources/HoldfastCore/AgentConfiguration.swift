@@ -23,6 +23,14 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// Where holdfastd leaves marks for the udev rule (`usb-allowed/`, `usb-blocked/`); the
     /// shipped rule looks in the default.
     public var usbMarksDirectory = "/run/holdfast"
+    /// Whether PrintGuard runs: queue reconciliation, cupsd hardening, the job gate.
+    public var printEnabled = true
+    /// The cupsd to talk to: a socket path or `host:port`. Empty: libcups' default (the local socket).
+    public var printCupsServer = ""
+    /// cupsd's ServerRoot, where `cups-files.conf` (FileDevice) is read.
+    public var printCupsServerRoot = "/etc/cups"
+    /// The user cupsd runs backends as; the only one besides root whose `print.gate` is answered.
+    public var printBackendUser = "lp"
 
     public static let defaultPath = "/etc/holdfast/agent.conf"
 
@@ -94,6 +102,29 @@ public enum AgentConfigurationParser {
         },
         Key(section: "usb", name: "marks_dir") { config, value in
             pathProblem("marks_dir", value) ?? { config.usbMarksDirectory = value; return nil }()
+        },
+        Key(section: "print", name: "enabled") { config, value in
+            guard let flag = boolean(value) else { return "enabled must be yes or no (true/false, on/off and 1/0 work too)" }
+            config.printEnabled = flag
+            return nil
+        },
+        Key(section: "print", name: "cups_server") { config, value in
+            guard !value.contains("\0"), value.hasPrefix("/") || !value.contains("/") else {
+                return "cups_server must be a socket path or host:port"
+            }
+            if value.hasPrefix("/"), let problem = pathProblem("cups_server", value) { return problem }
+            config.printCupsServer = value
+            return nil
+        },
+        Key(section: "print", name: "cups_server_root") { config, value in
+            pathProblem("cups_server_root", value) ?? { config.printCupsServerRoot = value; return nil }()
+        },
+        Key(section: "print", name: "backend_user") { config, value in
+            guard value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }) else {
+                return "backend_user must be a user name"
+            }
+            config.printBackendUser = value
+            return nil
         },
         Key(section: "journal", name: "max_size") { config, value in
             guard let bytes = ByteSize.parse(value), bytes >= 1 << 20 else {

@@ -11,6 +11,8 @@ CommandTable(
         USBDevices.self,
         USBAllow.self,
         USBRevoke.self,
+        PrintStatus.self,
+        PrintLockdown.self,
         Verify.self,
         JournalTail.self,
         JournalStatsCommand.self,

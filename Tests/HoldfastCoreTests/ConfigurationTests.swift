@@ -52,7 +52,9 @@ import Testing
 
     @Test(arguments: [
         ("duplicate key", "[agent]\nlog_level = info\nlog_level = debug\n", 3, "duplicate key 'log_level' (first set on line 2)"),
-        ("unknown section", "[print]\nmode = enforce\n", 1, "unknown section [print] (known: agent, journal, usb)"),
+        ("unknown section", "[printer]\nmode = enforce\n", 1, "unknown section [printer] (known: agent, journal, print, usb)"),
+        ("unknown print key", "[print]\nmode = enforce\n", 2, "unknown key 'mode' in [print]"),
+        ("bad cups_server", "[print]\ncups_server = relative/cups.sock\n", 2, "cups_server must be a socket path or host:port"),
         ("key outside a section", "log_level = info\n", 1, "'log_level' is outside a section; put it under a [section]"),
         ("relative path", "[agent]\nstate_dir = var/lib/holdfast\n", 2, "state_dir must be an absolute path"),
         ("dot-dot path", "[agent]\npolicy = /etc/holdfast/../shadow\n", 2, "policy must not contain '..' (write the path it leads to)"),

@@ -1,0 +1,562 @@
+import Dispatch
+import FoundationEssentials
+public import HoldfastCore
+import HoldfastCrypto
+public import HoldfastStore
+public import PrintGuard
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs libcups calls on one serial queue: libcups blocks, and its connection is not thread-safe,
+/// so the cooperative pool never waits on cupsd.
+final class CupsWorker: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "holdfast.cups")
+    /// Touched only on `queue`.
+    private let client: CupsClient
+
+    init(server: String?) { client = CupsClient(server: server) }
+
+    var server: String { client.server }
+
+    func run<T: Sendable>(_ body: @escaping @Sendable (CupsClient) throws(CupsError) -> T) async throws(CupsError) -> T {
+        let result: Result<T, CupsError> = await withCheckedContinuation { continuation in
+            queue.async {
+                do throws(CupsError) {
+                    continuation.resume(returning: .success(try body(self.client)))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+}
+
+/// PrintGuard in holdfastd (`docs/print-enforcement.md`): keeps cupsd's queues to the approved
+/// list, keeps its operation policy hardened, answers the `holdfast:` backend's gate for every
+/// job, keeps the per-user quota ledger, and holds the print lockdown flag.
+public actor PrintService: Service {
+    public nonisolated let name = "print"
+
+    /// Journal state keys.
+    static let ledgerKey = "print.quota"
+    static let lockdownKey = "print.lockdown"
+
+    /// How often the subscription is pulled for queue changes.
+    static let pollInterval: Duration = .milliseconds(200)
+    /// A full look at every queue and the hardening even without events.
+    static let fullInterval: Duration = .seconds(30)
+    static let leaseSeconds: Int32 = 300
+
+    private var policy: PrintPolicy
+    /// The `print` section as written (for `holdfast print status`, which decides queues itself).
+    private var policySection: JSONValue
+    private let journal: Journal
+    private let recorder: EventRecorder
+    private let logger: Logger
+    private let clock: any TimeSource
+    private let cups: CupsWorker
+    private let serverRoot: String
+    /// uid of the user cupsd runs backends as (`[print] backend_user`); nil when it does not exist.
+    public nonisolated let backendUID: UInt32?
+    private var ledger: QuotaLedger
+    /// The lockdown in force: why, since when, by whom.
+    private var lockdown: Lockdown?
+    /// The last reconciliation's view.
+    private var queues: [(queue: PrintQueue, approval: Approval)] = []
+    private var hardening = HardeningState()
+    private var cupsState: String = "not contacted yet"
+    private var lastReconcile: Date?
+    private var reconcileRequested = true
+    private var unreachableSince: Date?
+    /// The job events' counters since start.
+    private var allowedJobs = 0
+    private var deniedJobs = 0
+
+    struct Lockdown: Codable, Sendable {
+        var reason: String
+        var since: Date
+        var by: String
+    }
+
+    struct HardeningState: Sendable {
+        var findings: [String] = []
+        var fileDevice: Bool?
+        var checkedAt: Date?
+        var error: String?
+        var repairedAt: Date?
+        var reported: [String] = []
+    }
+
+    public init(
+        policy: PrintPolicy, section: JSONValue?, journal: Journal, recorder: EventRecorder, logger: Logger, cupsServer: String?, serverRoot: String,
+        backendUser: String, clock: any TimeSource = SystemTimeSource()
+    ) {
+        self.policy = policy
+        policySection = section ?? .null
+        self.journal = journal
+        self.recorder = recorder
+        self.logger = logger
+        self.clock = clock
+        self.serverRoot = serverRoot
+        cups = CupsWorker(server: cupsServer)
+        backendUID = getpwnam(backendUser).map { $0.pointee.pw_uid }
+        ledger = (try? journal.state(Self.ledgerKey, as: QuotaLedger.self)) ?? QuotaLedger(day: "")
+        lockdown = try? journal.state(Self.lockdownKey, as: Lockdown.self)
+    }
+
+    // MARK: Reconciliation
+
+    public func run() async throws {
+        var subscription: Int32?
+        var sequence: Int32 = 0
+        var lastFull = ContinuousClock.now - Self.fullInterval
+        var lastRenew = ContinuousClock.now
+        var polling = false
+        defer {
+            if let subscription {
+                let worker = cups
+                Task.detached { _ = try? await worker.run { client throws(CupsError) in try client.cancel(subscription: subscription) } }
+            }
+        }
+        while !Task.isCancelled {
+            do throws(CupsError) {
+                if subscription == nil, !polling {
+                    do throws(CupsError) {
+                        subscription = try await cups.run { client throws(CupsError) in
+                            try client.subscribe(events: CupsClient.queueEvents, leaseSeconds: Self.leaseSeconds)
+                        }
+                        sequence = 0
+                        lastRenew = .now
+                        reconcileRequested = true
+                    } catch where error.code == .refused {
+                        polling = true
+                        logger.warning("cupsd refused a subscription; watching queues by polling", ("error", error.message))
+                    }
+                }
+                let full = ContinuousClock.now - lastFull >= Self.fullInterval
+                if reconcileRequested || full || polling {
+                    reconcileRequested = false
+                    try await reconcile(checkHardening: full || hardening.checkedAt == nil)
+                    if full { lastFull = .now }
+                }
+                if let id = subscription {
+                    let after = sequence
+                    let (events, last) = try await cups.run { client throws(CupsError) in try client.notifications(subscription: id, after: after) }
+                    sequence = last
+                    if !events.isEmpty {
+                        reconcileRequested = true
+                        if events.contains(where: { $0.hasPrefix("server-") }) { lastFull = ContinuousClock.now - Self.fullInterval }
+                    }
+                    if ContinuousClock.now - lastRenew >= .seconds(60) {
+                        try await cups.run { client throws(CupsError) in try client.renew(subscription: id, leaseSeconds: Self.leaseSeconds) }
+                        lastRenew = .now
+                    }
+                }
+                reachable()
+            } catch {
+                if error.code == .notFound, subscription != nil {
+                    // cupsd restarted without our subscription (or its lease ran out): subscribe again.
+                    subscription = nil
+                    continue
+                }
+                unreachable(error)
+                subscription = nil
+                try? await Task.sleep(for: .seconds(1))
+                continue
+            }
+            try? await Task.sleep(for: reconcileRequested ? .zero : (polling ? .seconds(1) : Self.pollInterval))
+        }
+    }
+
+    /// Asks for a look at every queue now (tests, `reload`).
+    public func requestReconcile() { reconcileRequested = true }
+
+    private func reachable() {
+        guard let since = unreachableSince else {
+            cupsState = "reachable"
+            return
+        }
+        unreachableSince = nil
+        cupsState = "reachable"
+        let seconds = Int(clock.now().timeIntervalSince(since))
+        logger.notice("cupsd is reachable again", ("cups.server", cups.server))
+        record(event(
+            "print.cups_reachable", .deviceConfigStateChange, 99, "Reconnect", .informational, .success,
+            "cupsd at \(cups.server) is reachable again after \(seconds) s; queues reconciled", ["server": .string(cups.server)]
+        ))
+    }
+
+    private func unreachable(_ error: CupsError) {
+        cupsState = "unreachable: \(error.message)"
+        guard unreachableSince == nil else { return }
+        unreachableSince = clock.now()
+        logger.warning("cannot reach cupsd; jobs already gated stay gated", ("cups.server", cups.server), ("error", error.message))
+        record(event(
+            "print.cups_unreachable", .deviceConfigStateChange, 99, "Disconnect", .medium, .failure,
+            "cannot reach cupsd at \(cups.server) (\(error.message)); queues are not reconciled until it answers, the gate still decides every job",
+            ["server": .string(cups.server), "error": .string(error.message)]
+        ))
+    }
+
+    private func reconcile(checkHardening: Bool) async throws(CupsError) {
+        let listed = try await cups.run { client throws(CupsError) in try client.queues() }
+        var seen: [(queue: PrintQueue, approval: Approval)] = []
+        for queue in listed {
+            let approval = policy.approval(for: queue)
+            seen.append((queue, approval))
+            if approval.approved {
+                try await keep(queue, approval)
+            } else {
+                try await refuse(queue, approval)
+            }
+        }
+        queues = seen
+        lastReconcile = clock.now()
+        if checkHardening { try await checkHardeningState() }
+    }
+
+    private func keep(_ queue: PrintQueue, _ approval: Approval) async throws(CupsError) {
+        let real = queue.realURI
+        if !queue.isClass, !real.gated {
+            let name = queue.name
+            let wrapped = DeviceURI.gatePrefix + real.uri
+            try await cups.run { client throws(CupsError) in try client.setDeviceURI(name, wrapped) }
+            record(event(
+                "print.queue_gated", .deviceConfigStateChange, 2, "Update", .informational, .success,
+                "queue \(Printable.escape(queue.name)) approved (\(approval.reason)); its jobs now pass the Holdfast gate",
+                ["queue": .string(queue.name), "device_uri": .string(real.uri), "rule": .string(approval.rule?.id ?? "")]
+            ))
+        }
+        if (!queue.isAcceptingJobs || queue.state == 5), queue.stateMessage.hasPrefix(Self.messagePrefix) {
+            try await cups.run { client throws(CupsError) in try client.accept(queue) }
+            record(event(
+                "print.queue_accepted", .deviceConfigStateChange, 2, "Update", .informational, .success,
+                "queue \(Printable.escape(queue.name)) is approved now (\(approval.reason)); Holdfast lets it take jobs again",
+                ["queue": .string(queue.name)]
+            ))
+        }
+    }
+
+    static let messagePrefix = "Holdfast:"
+
+    private func refuse(_ queue: PrintQueue, _ approval: Approval) async throws(CupsError) {
+        var details: [String: JSONValue] = [
+            "queue": .string(queue.name), "device_uri": .string(queue.realURI.uri), "reason": .string(approval.reason),
+            "temporary": .bool(queue.isTemporary), "class": .bool(queue.isClass),
+        ]
+        switch policy.unapproved {
+        case .remove:
+            do throws(CupsError) {
+                try await cups.run { client throws(CupsError) in try client.delete(queue) }
+            } catch where error.code == .notFound {
+                return
+            }
+            details["action"] = "removed"
+            logger.notice("removed an unapproved print queue", ("queue", queue.name), ("reason", approval.reason))
+            record(event(
+                "print.queue_removed", .deviceConfigStateChange, 3, "Delete", .medium, .success,
+                "removed print queue \(Printable.escape(queue.name)) at \(Printable.escape(queue.realURI.uri)): \(approval.reason)", details
+            ))
+        case .reject:
+            guard queue.isAcceptingJobs || queue.state != 5 || !queue.stateMessage.hasPrefix(Self.messagePrefix) else { return }
+            let message = "\(Self.messagePrefix) not an approved printer"
+            try await cups.run { client throws(CupsError) in try client.reject(queue, message: message) }
+            let name = queue.name
+            let cancelled = try await cancelJobs(where: { $0.queue == name }, message: message)
+            details["action"] = "rejected"
+            details["cancelled_jobs"] = .array(cancelled.map { .int(Int64($0)) })
+            record(event(
+                "print.queue_rejected", .deviceConfigStateChange, 2, "Update", .medium, .success,
+                "print queue \(Printable.escape(queue.name)) rejects jobs and is stopped: \(approval.reason)", details
+            ))
+        }
+    }
+
+    /// Cancels the active jobs `matching`, each journaled; returns their ids.
+    private func cancelJobs(where matching: @escaping @Sendable (PrintJob) -> Bool, message: String) async throws(CupsError) -> [Int32] {
+        let jobs = try await cups.run { client throws(CupsError) in try client.activeJobs() }.filter(matching)
+        var cancelled: [Int32] = []
+        for job in jobs {
+            let id = job.id
+            do throws(CupsError) {
+                try await cups.run { client throws(CupsError) in try client.cancel(job: id, message: message) }
+            } catch where error.code == .notFound {
+                continue
+            }
+            cancelled.append(id)
+            record(event(
+                "print.job_cancelled", .peripheralActivity, 3, "Cancel", .medium, .success,
+                "cancelled print job \(id) of \(Printable.escape(job.user)) on \(Printable.escape(job.queue)): \(message)",
+                ["job": .int(Int64(id)), "queue": .string(job.queue), "user": .string(job.user), "title": titleValue(job.title), "reason": .string(message)],
+                user: job.user
+            ))
+        }
+        return cancelled
+    }
+
+    private func checkHardeningState() async throws(CupsError) {
+        var state = hardening
+        state.checkedAt = clock.now()
+        let conf: String
+        do throws(CupsError) {
+            conf = try await cups.run { client throws(CupsError) in try client.file("/admin/conf/cupsd.conf") }
+            state.error = nil
+        } catch where error.code == .refused {
+            state.error = "cannot read cupsd.conf through cupsd: \(error.message)"
+            state.findings = [state.error ?? ""]
+            hardening = state
+            reportHardening()
+            return
+        }
+        state.findings = CupsdHardening.findings(cupsdConf: conf)
+        if policy.hardening == .repair, !state.findings.isEmpty, let fixed = CupsdHardening.repaired(cupsdConf: conf) {
+            let before = state.findings
+            try await cups.run { client throws(CupsError) in try client.put("/admin/conf/cupsd.conf", fixed) }
+            state.findings = CupsdHardening.findings(cupsdConf: fixed)
+            state.repairedAt = clock.now()
+            logger.notice("hardened cupsd's operation policy", ("fixed", before.joined(separator: "; ")))
+            record(event(
+                "print.hardening_repaired", .deviceConfigStateChange, 2, "Update", .medium, .success,
+                "cupsd's operation policy let users get around the print gate; Holdfast limited \(before.count) operation(s) to @SYSTEM: "
+                    + before.joined(separator: "; "),
+                ["fixed": .array(before.map(JSONValue.string))]
+            ))
+        }
+        var filesConf = [UInt8]()
+        if let bytes = SmallFile.read(serverRoot + "/cups-files.conf", limit: 1 << 20) { filesConf = bytes }
+        state.fileDevice = filesConf.isEmpty ? nil : (CupsdHardening.fileDevice(cupsFilesConf: String(decoding: filesConf, as: UTF8.self)) ?? false)
+        if state.fileDevice == true {
+            state.findings.append("cups-files.conf sets FileDevice Yes: file: queues could be added (Holdfast removes them; set FileDevice No)")
+        }
+        hardening = state
+        reportHardening()
+    }
+
+    /// A drift event when the set of findings changes (not every 30 s while it stays).
+    private func reportHardening() {
+        guard hardening.findings != hardening.reported else { return }
+        hardening.reported = hardening.findings
+        if hardening.findings.isEmpty {
+            record(event(
+                "print.hardening_ok", .complianceFinding, 2, "Update", .informational, .success,
+                "cupsd's operation policy limits the gate-bypassing operations to @SYSTEM", [:]
+            ))
+            return
+        }
+        logger.warning("cupsd is not hardened", ("findings", hardening.findings.joined(separator: "; ")))
+        record(event(
+            "print.hardening_drift", .complianceFinding, 1, "Create", .high, .failure,
+            "cupsd is not hardened (\(policy.hardening == .repair ? "repair failed" : "policy says report")): "
+                + hardening.findings.joined(separator: "; "),
+            ["findings": .array(hardening.findings.map(JSONValue.string))]
+        ))
+    }
+
+    // MARK: Policy
+
+    public func update(policy newPolicy: PrintPolicy, section: JSONValue?) {
+        policySection = section ?? .null
+        guard newPolicy != policy else { return }
+        policy = newPolicy
+        reconcileRequested = true
+        hardening.checkedAt = nil
+    }
+
+    // MARK: Gate
+
+    /// The verdict for one job the backend asks about; journaled, and charged to the ledger when
+    /// allowed. A ledger that cannot be saved refuses the job (fail closed).
+    public func gate(_ request: GateRequest) -> GateVerdict {
+        let now = clock.now()
+        let today = Self.localDay(now)
+        var verdict = PrintGate.decide(
+            request, policy: policy, ledger: ledger, today: today, lockdown: lockdown?.reason, isMember: Self.isMember
+        )
+        if verdict.allowed {
+            var charged = ledger
+            charged.charge(user: request.user, pages: verdict.chargedPages, on: today)
+            do {
+                try journal.setState(Self.ledgerKey, Array(JSONEncoder.sortedKeys.encode(charged)))
+                ledger = charged
+            } catch {
+                verdict = GateVerdict(allowed: false, reason: "the quota ledger cannot be saved (\(error)); refusing", chargedPages: 0, rule: verdict.rule)
+            }
+        }
+        if verdict.allowed { allowedJobs += 1 } else { deniedJobs += 1 }
+        let used = ledger.use(of: request.user, on: today)
+        var details: [String: JSONValue] = [
+            "job": .int(request.job), "user": .string(request.user), "queue": .string(request.queue),
+            "device_uri": .string(request.deviceURI), "title": titleValue(request.title), "copies": .int(request.copies),
+            "pages": request.pages.map(JSONValue.int) ?? .null, "format": .string(request.format), "bytes": .int(request.bytes),
+            "verdict": .string(verdict.allowed ? "allow" : "deny"), "reason": .string(verdict.reason),
+            "pages_today": .int(used.pages), "jobs_today": .int(used.jobs),
+        ]
+        if verdict.allowed { details["charged_pages"] = .int(verdict.chargedPages) }
+        if let rule = verdict.rule { details["rule"] = .string(rule) }
+        if let note = request.pageNote { details["page_note"] = .string(note) }
+        let pages = request.pages.map { "\($0) page\($0 == 1 ? "" : "s")" } ?? "uncounted pages"
+        record(event(
+            "print.job", .peripheralActivity, verdict.allowed ? 1 : 2, verdict.allowed ? "Allow" : "Deny",
+            verdict.allowed ? .informational : .medium, verdict.allowed ? .success : .failure,
+            "print job \(request.job) of \(Printable.escape(request.user)) on \(Printable.escape(request.queue)) (\(pages) × \(request.copies)) "
+                + (verdict.allowed ? "allowed: " : "cancelled: ") + verdict.reason,
+            details, user: request.user
+        ))
+        return verdict
+    }
+
+    /// `YYYY-MM-DD` of the workstation's local calendar day (its time zone, daylight saving included).
+    static func localDay(_ date: Date) -> String {
+        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
+    }
+
+    static func isMember(_ user: String, _ group: String) -> Bool {
+        guard let entry = getgrnam(group) else { return false }
+        let gid = entry.pointee.gr_gid
+        var index = 0
+        if let members = entry.pointee.gr_mem {
+            while let member = members[index] {
+                if String(cString: member) == user { return true }
+                index += 1
+            }
+        }
+        return getpwnam(user).map { $0.pointee.pw_gid == gid } ?? false
+    }
+
+    private func titleValue(_ title: String) -> JSONValue {
+        switch policy.title {
+        case .full: .string(title)
+        case .hashed: .string("sha256:" + SHA256.hex(Array(title.utf8)))
+        case .omitted: .null
+        }
+    }
+
+    // MARK: Lockdown
+
+    /// Turns the print lockdown on (cancels every active job; the gate refuses new ones) or off.
+    /// Persisted: a restart keeps it. Returns the cancelled job ids.
+    public func setLockdown(_ reason: String?, by who: String) async throws(CupsError) -> [Int32] {
+        let now = clock.now()
+        if let reason {
+            let state = Lockdown(reason: reason.isEmpty ? "no reason given" : reason, since: now, by: who)
+            do {
+                try journal.setState(Self.lockdownKey, Array(JSONEncoder.sortedKeys.encode(state)))
+            } catch {
+                throw CupsError(.refused, "the lockdown cannot be saved: \(error)")
+            }
+            lockdown = state
+            record(event(
+                "print.lockdown", .deviceConfigStateChange, 2, "Lock", .high, .success,
+                "printing locked down by \(who): \(state.reason)", ["reason": .string(state.reason), "by": .string(who)]
+            ))
+            return try await cancelJobs(where: { _ in true }, message: "\(Self.messagePrefix) printing is locked down")
+        }
+        guard lockdown != nil else { return [] }
+        _ = try? journal.removeState(Self.lockdownKey)
+        lockdown = nil
+        record(event(
+            "print.lockdown_released", .deviceConfigStateChange, 2, "Unlock", .medium, .success,
+            "print lockdown released by \(who)", ["by": .string(who)]
+        ))
+        return []
+    }
+
+    /// At start: a lockdown that was in force before the restart cancels what waited meanwhile.
+    public func reapplyLockdown() async {
+        guard lockdown != nil else { return }
+        _ = try? await cancelJobs(where: { _ in true }, message: "\(Self.messagePrefix) printing is locked down")
+    }
+
+    public var lockedDown: Bool { lockdown != nil }
+
+    // MARK: Status
+
+    /// What `holdfast print status` shows besides the queues it reads from CUPS itself.
+    public func statusReport() -> JSONValue {
+        let today = Self.localDay(clock.now())
+        var quota: [String: JSONValue] = [
+            "day": .string(today),
+            "pages_per_day": policy.quota.pagesPerDay.map(JSONValue.int) ?? .null,
+            "jobs_per_day": policy.quota.jobsPerDay.map(JSONValue.int) ?? .null,
+        ]
+        var users: [String: JSONValue] = [:]
+        if ledger.day == today {
+            for (user, use) in ledger.users { users[user] = .object(["pages": .int(use.pages), "jobs": .int(use.jobs)]) }
+        }
+        quota["users"] = .object(users)
+        var hardeningValue: [String: JSONValue] = [
+            "hardened": .bool(hardening.checkedAt != nil && hardening.findings.isEmpty),
+            "findings": .array(hardening.findings.map(JSONValue.string)),
+            "action": .string(policy.hardening.rawValue),
+            "file_device": hardening.fileDevice.map(JSONValue.bool) ?? .null,
+        ]
+        if let at = hardening.checkedAt { hardeningValue["checked_at"] = .string(at.formatted(.iso8601)) }
+        if let at = hardening.repairedAt { hardeningValue["repaired_at"] = .string(at.formatted(.iso8601)) }
+        var result: [String: JSONValue] = [
+            "policy": policySection,
+            "cups_server": .string(cups.server),
+            "cups": .string(cupsState),
+            "hardening": .object(hardeningValue),
+            "quota": .object(quota),
+            "unapproved_action": .string(policy.unapproved.rawValue),
+            "queues": .array(queues.map { Self.queueValue($0.queue, $0.approval) }),
+            "jobs": .object(["allowed": .int(Int64(allowedJobs)), "denied": .int(Int64(deniedJobs))]),
+        ]
+        if let lastReconcile { result["reconciled_at"] = .string(lastReconcile.formatted(.iso8601)) }
+        if let lockdown {
+            result["lockdown"] = .object(["reason": .string(lockdown.reason), "since": .string(lockdown.since.formatted(.iso8601)), "by": .string(lockdown.by)])
+        } else {
+            result["lockdown"] = .null
+        }
+        return .object(result)
+    }
+
+    static func queueValue(_ queue: PrintQueue, _ approval: Approval) -> JSONValue {
+        .object([
+            "name": .string(queue.name), "device_uri": .string(queue.realURI.uri), "gated": .bool(queue.realURI.gated),
+            "approved": .bool(approval.approved), "reason": .string(approval.reason), "class": .bool(queue.isClass),
+            "temporary": .bool(queue.isTemporary),
+        ])
+    }
+
+    /// The `print` block of `holdfast status`.
+    public func statusSummary() -> JSONValue {
+        .object([
+            "enabled": true, "cups": .string(cupsState), "queues": .int(Int64(queues.count)),
+            "unapproved": .int(Int64(queues.filter { !$0.approval.approved }.count)),
+            "hardened": .bool(hardening.checkedAt != nil && hardening.findings.isEmpty),
+            "locked_down": .bool(lockdown != nil),
+            "jobs_allowed": .int(Int64(allowedJobs)), "jobs_denied": .int(Int64(deniedJobs)),
+        ])
+    }
+
+    // MARK: Events
+
+    private func record(_ event: Event) { recorder.record(event) }
+
+    private func event(
+        _ kind: String, _ eventClass: EventClass, _ activity: Int, _ activityName: String, _ severity: Severity, _ status: Status,
+        _ message: String, _ details: [String: JSONValue], user: String? = nil
+    ) -> Event {
+        Event(
+            kind: kind, eventClass: eventClass, activityID: activity, activityName: activityName, time: clock.now(),
+            severity: severity, status: status, message: message,
+            actor: user.map { name in Actor(user: .init(uid: getpwnam(name).map { String($0.pointee.pw_uid) }, name: name)) },
+            details: details
+        )
+    }
+}
+
+extension JSONEncoder {
+    static var sortedKeys: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+}

@@ -1,0 +1,207 @@
+/// cupsd's operation policies (`<Policy>` / `<Limit>` in cupsd.conf), checked and repaired so the
+/// operations that get around the print gate are `@SYSTEM`'s alone.
+///
+/// The Debian default lets any local user create a temporary queue (`CUPS-Create-Local-Printer`
+/// falls under `<Limit All>`), and lets a job's owner release it, change its attributes or move it
+/// to another queue. Holdfast limits them to `@SYSTEM` (root over the local socket, and the
+/// SystemGroup) in every policy, since a queue may use any policy (`printer-op-policy`).
+public enum CupsdHardening {
+    /// Operations only @SYSTEM may use once hardened.
+    public static let restrictedOperations = [
+        "CUPS-Create-Local-Printer", "Release-Job", "Set-Job-Attributes", "CUPS-Move-Job", "CUPS-Authenticate-Job",
+        "CUPS-Add-Modify-Printer", "CUPS-Delete-Printer", "CUPS-Add-Modify-Class", "CUPS-Delete-Class",
+    ]
+
+    static let managedComment = "# Holdfast: only @SYSTEM may use these; they get around the print gate (holdfast print status)."
+
+    struct Limit {
+        var operations: [String]
+        var requireUsers: [String]?
+        var requireValidUser = false
+        var denyAll = false
+        var allows = false
+
+        var isAll: Bool { operations.contains { $0.equalsIgnoringCase("All") } }
+
+        /// Whether only @SYSTEM (or root) gets through.
+        var systemOnly: Bool {
+            if denyAll && !allows { return true }
+            guard !requireValidUser, let users = requireUsers, !users.isEmpty else { return false }
+            return users.allSatisfy { $0.equalsIgnoringCase("@SYSTEM") || $0 == "root" }
+        }
+
+        var who: String {
+            if requireValidUser { return "any authenticated user" }
+            guard let users = requireUsers else { return "anyone" }
+            return users.joined(separator: " ")
+        }
+    }
+
+    struct PolicyBlock {
+        var name: String
+        var limits: [Limit] = []
+    }
+
+    static func tokens(_ line: Substring) -> [Substring] {
+        line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+    }
+
+    /// `<Limit A B>` → ["A", "B"]; nil when the line is not that tag.
+    static func tag(_ line: Substring, _ name: String) -> [String]? {
+        guard line.hasPrefix("<"), line.hasSuffix(">") else { return nil }
+        let inner = tokens(line.dropFirst().dropLast())
+        guard let first = inner.first, first.equalsIgnoringCase(name) else { return nil }
+        return inner.dropFirst().map(String.init)
+    }
+
+    static func isClosing(_ line: Substring, _ name: String) -> Bool {
+        line.equalsIgnoringCase("</\(name)>")
+    }
+
+    static func trimmed(_ line: Substring) -> Substring {
+        var line = line
+        while let first = line.first, first == " " || first == "\t" { line = line.dropFirst() }
+        while let last = line.last, last == " " || last == "\t" || last == "\r" { line = line.dropLast() }
+        return line
+    }
+
+    static func parse(_ text: String) -> [PolicyBlock] {
+        var policies: [PolicyBlock] = []
+        var policy: PolicyBlock?
+        var limit: Limit?
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let line = trimmed(raw)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if policy == nil {
+                if let names = tag(line, "Policy") { policy = PolicyBlock(name: names.first ?? "") }
+                continue
+            }
+            if limit == nil {
+                if let operations = tag(line, "Limit") {
+                    limit = Limit(operations: operations)
+                } else if isClosing(line, "Policy"), let done = policy {
+                    policies.append(done)
+                    policy = nil
+                }
+                continue
+            }
+            if isClosing(line, "Limit"), let done = limit {
+                policy?.limits.append(done)
+                limit = nil
+                continue
+            }
+            let words = tokens(line)
+            guard let directive = words.first?.lowercased() else { continue }
+            switch directive {
+            case "require":
+                if words.count >= 2, words[1].lowercased() == "valid-user" {
+                    limit?.requireValidUser = true
+                } else if words.count >= 2, words[1].lowercased() == "user" {
+                    limit?.requireUsers = words.dropFirst(2).map(String.init)
+                }
+            case "deny":
+                if words.dropFirst().contains(where: { $0.lowercased() == "all" }) { limit?.denyAll = true }
+            case "allow":
+                limit?.allows = true
+            default:
+                break
+            }
+        }
+        return policies
+    }
+
+    /// What is open that should not be: one line per policy and operation. Empty when hardened.
+    public static func findings(cupsdConf text: String) -> [String] {
+        let policies = parse(text)
+        guard !policies.isEmpty else { return ["cupsd.conf defines no operation policy (<Policy>); cupsd's built-in one lets users create queues"] }
+        var findings: [String] = []
+        for policy in policies {
+            for operation in restrictedOperations {
+                var governing = policy.limits.filter { limit in
+                    limit.operations.contains { $0.equalsIgnoringCase(operation) }
+                }
+                if governing.isEmpty { governing = policy.limits.filter(\.isAll) }
+                if governing.isEmpty {
+                    findings.append("policy \(policy.name): \(operation) has no <Limit>; anyone may use it")
+                    continue
+                }
+                if let open = governing.first(where: { !$0.systemOnly }) {
+                    findings.append("policy \(policy.name): \(operation) is open to \(open.who)")
+                }
+            }
+        }
+        return findings
+    }
+
+    /// cupsd.conf with the restricted operations taken out of every other `<Limit>` and put in one
+    /// `@SYSTEM`-only `<Limit>` at the top of every `<Policy>`. Everything else stays as written.
+    /// Idempotent. nil when there is no policy block to repair.
+    public static func repaired(cupsdConf text: String) -> String? {
+        guard !parse(text).isEmpty else { return nil }
+        let restricted = Set(restrictedOperations.map { $0.lowercased() })
+        var output: [String] = []
+        var inPolicy = false
+        var skippingLimit = false
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let line = trimmed(raw)
+            if skippingLimit {
+                if isClosing(line, "Limit") { skippingLimit = false }
+                continue
+            }
+            if !inPolicy {
+                output.append(String(raw))
+                if tag(line, "Policy") != nil {
+                    inPolicy = true
+                    output += [
+                        "  " + managedComment,
+                        "  <Limit \(restrictedOperations.joined(separator: " "))>",
+                        "    AuthType Default",
+                        "    Require user @SYSTEM",
+                        "    Order deny,allow",
+                        "  </Limit>",
+                    ]
+                }
+                continue
+            }
+            if line == Substring(managedComment) { continue }
+            if isClosing(line, "Policy") {
+                inPolicy = false
+                output.append(String(raw))
+                continue
+            }
+            if let operations = tag(line, "Limit") {
+                let kept = operations.filter { !restricted.contains($0.lowercased()) }
+                if kept.isEmpty {
+                    skippingLimit = true
+                    continue
+                }
+                if kept.count != operations.count {
+                    let indent = raw.prefix { $0 == " " || $0 == "\t" }
+                    output.append("\(indent)<Limit \(kept.joined(separator: " "))>")
+                    continue
+                }
+            }
+            output.append(String(raw))
+        }
+        return output.joined(separator: "\n")
+    }
+
+    /// `FileDevice` from cups-files.conf: true when it lets queues print to files (CUPS' default
+    /// is No). nil when the file says nothing.
+    public static func fileDevice(cupsFilesConf text: String) -> Bool? {
+        var result: Bool?
+        for raw in text.split(separator: "\n") {
+            let words = tokens(trimmed(raw))
+            guard words.count >= 2, words[0].equalsIgnoringCase("FileDevice") else { continue }
+            result = ["yes", "on", "true"].contains(words[1].lowercased())
+        }
+        return result
+    }
+}
+
+extension StringProtocol {
+    /// ASCII case-insensitive equality (cupsd's directives and operation names are ASCII).
+    func equalsIgnoringCase(_ other: some StringProtocol) -> Bool {
+        lowercased() == other.lowercased()
+    }
+}

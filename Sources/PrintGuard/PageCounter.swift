@@ -1,0 +1,316 @@
+/// Counts the pages of the document the gate receives, from its bytes (`docs/print-gate.md`).
+///
+/// Each format is counted from what it says about itself, never from the file size:
+/// - PDF: the page tree root's `/Count` (the largest `/Count` of a `/Type /Pages` dictionary), else
+///   the linearization dictionary's `/N`, else the `/Type /Page` objects. A PDF whose page tree sits
+///   only inside compressed object streams is uncountable.
+/// - PostScript: the DSC `%%Pages: N` comment (not `(atend)`), else the `%%Page:` comments.
+/// - PWG raster (`RaS2`) and CUPS raster (`RaS3`, uncompressed): one page per page header, walking
+///   the compressed or raw page data.
+/// - Apple raster (URF): the page count in the file header.
+/// - Plain text: 66 lines per page, a form feed starts a new one.
+/// - JPEG, PNG: one page.
+/// Anything else (printer languages such as PCL, unknown formats) is uncountable: nil.
+public enum PageCounter {
+    public struct Count: Sendable, Equatable {
+        /// Pages in one copy of the document, nil when they cannot be counted.
+        public let pages: Int64?
+        /// The format as the counter recognised it.
+        public let format: String
+        /// Why the pages could not be counted.
+        public let note: String?
+
+        public init(pages: Int64?, format: String, note: String?) {
+            self.pages = pages
+            self.format = format
+            self.note = note
+        }
+    }
+
+    public static let linesPerTextPage = 66
+
+    public static func count(_ bytes: UnsafeRawBufferPointer, contentType: String) -> Count {
+        let type = contentType.lowercased()
+        if starts(bytes, "%PDF-") { return pdf(bytes) }
+        if starts(bytes, "%!PS") || starts(bytes, "\u{4}%!PS") { return postscript(bytes) }
+        if starts(bytes, "RaS2") { return raster(bytes, format: "image/pwg-raster", compressed: true) }
+        if starts(bytes, "RaS3") || starts(bytes, "3SaR") { return raster(bytes, format: "application/vnd.cups-raster", compressed: false) }
+        if starts(bytes, "UNIRAST\0") { return urf(bytes) }
+        if bytes.count >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF { return Count(pages: 1, format: "image/jpeg", note: nil) }
+        if bytes.count >= 4, bytes[0] == 0x89, bytes[1] == 0x50, bytes[2] == 0x4E, bytes[3] == 0x47 { return Count(pages: 1, format: "image/png", note: nil) }
+        if type.hasPrefix("text/plain") || (type == "application/octet-stream" && looksLikeText(bytes)) { return text(bytes) }
+        return Count(pages: nil, format: type.isEmpty ? "unknown" : type, note: "pages of \(type.isEmpty ? "this format" : type) cannot be counted")
+    }
+
+    public static func count(_ bytes: [UInt8], contentType: String) -> Count {
+        bytes.withUnsafeBytes { count($0, contentType: contentType) }
+    }
+
+    static func starts(_ bytes: UnsafeRawBufferPointer, _ prefix: String) -> Bool {
+        let magic = Array(prefix.utf8)
+        guard bytes.count >= magic.count else { return false }
+        return zip(bytes.prefix(magic.count), magic).allSatisfy { $0 == $1 }
+    }
+
+    // MARK: PDF
+
+    static func pdf(_ bytes: UnsafeRawBufferPointer) -> Count {
+        let typePages = Array("/Type".utf8)
+        var maxCount: Int64?
+        var pageObjects: Int64 = 0
+        var linearizedN: Int64?
+        var objectStreams = false
+        var index = 0
+        let end = bytes.count
+        while index < end {
+            // Find each "/Type" and read the name after it.
+            guard let found = find(bytes, typePages, from: index) else { break }
+            var cursor = skipSpace(bytes, found + typePages.count)
+            if cursor < end, bytes[cursor] == UInt8(ascii: "/") {
+                let nameStart = cursor + 1
+                cursor = nameStart
+                while cursor < end, isRegular(bytes[cursor]) { cursor += 1 }
+                let name = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[nameStart..<cursor]), as: UTF8.self)
+                switch name {
+                case "Page": pageObjects += 1
+                case "Pages":
+                    if let value = dictionaryInteger(bytes, key: "/Count", around: found) { maxCount = max(maxCount ?? 0, value) }
+                case "ObjStm": objectStreams = true
+                default: break
+                }
+            }
+            index = found + typePages.count
+        }
+        if let first = find(bytes, Array("/Linearized".utf8), from: 0), first < 2_048 {
+            linearizedN = dictionaryInteger(bytes, key: "/N", around: first)
+        }
+        if let maxCount, maxCount > 0 { return Count(pages: maxCount, format: "application/pdf", note: nil) }
+        if let linearizedN, linearizedN > 0 { return Count(pages: linearizedN, format: "application/pdf", note: nil) }
+        if pageObjects > 0, !objectStreams { return Count(pages: pageObjects, format: "application/pdf", note: nil) }
+        return Count(pages: nil, format: "application/pdf", note: "the PDF's page tree is inside compressed object streams")
+    }
+
+    /// The integer after `key` inside the `<< … >>` dictionary that contains `position`.
+    static func dictionaryInteger(_ bytes: UnsafeRawBufferPointer, key: String, around position: Int) -> Int64? {
+        // The enclosing dictionary: back to the nearest "<<", forward to the matching ">>".
+        var start = position
+        while start > 0 {
+            if bytes[start - 1] == UInt8(ascii: "<"), start >= 2, bytes[start - 2] == UInt8(ascii: "<") { break }
+            start -= 1
+            if position - start > 4_096 { return nil }
+        }
+        var depth = 1
+        var stop = position
+        while stop + 1 < bytes.count, depth > 0 {
+            if bytes[stop] == UInt8(ascii: "<"), bytes[stop + 1] == UInt8(ascii: "<") {
+                depth += 1
+                stop += 2
+                continue
+            }
+            if bytes[stop] == UInt8(ascii: ">"), bytes[stop + 1] == UInt8(ascii: ">") {
+                depth -= 1
+                if depth == 0 { break }
+                stop += 2
+                continue
+            }
+            stop += 1
+            if stop - position > 65_536 { return nil }
+        }
+        let keyBytes = Array(key.utf8)
+        var cursor = start
+        while let found = find(bytes, keyBytes, from: cursor), found < stop {
+            let after = found + keyBytes.count
+            // "/N" must not match "/Names": the key ends at a delimiter.
+            if after < bytes.count, isRegular(bytes[after]) {
+                cursor = after
+                continue
+            }
+            var digit = skipSpace(bytes, after)
+            var value: Int64 = 0
+            var digits = 0
+            while digit < stop, bytes[digit] >= 0x30, bytes[digit] <= 0x39, digits < 10 {
+                value = value * 10 + Int64(bytes[digit] - 0x30)
+                digit += 1
+                digits += 1
+            }
+            return digits > 0 ? value : nil
+        }
+        return nil
+    }
+
+    static func isRegular(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0x00, 0x09, 0x0A, 0x0C, 0x0D, 0x20: false
+        case UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "["), UInt8(ascii: "]"),
+            UInt8(ascii: "{"), UInt8(ascii: "}"), UInt8(ascii: "/"), UInt8(ascii: "%"): false
+        default: true
+        }
+    }
+
+    static func skipSpace(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int {
+        var index = start
+        while index < bytes.count, [0x00, 0x09, 0x0A, 0x0C, 0x0D, 0x20].contains(bytes[index]) { index += 1 }
+        return index
+    }
+
+    static func find(_ bytes: UnsafeRawBufferPointer, _ needle: [UInt8], from start: Int) -> Int? {
+        guard let first = needle.first, needle.count <= bytes.count else { return nil }
+        var index = start
+        let last = bytes.count - needle.count
+        while index <= last {
+            if bytes[index] == first {
+                var match = true
+                for offset in 1..<needle.count where bytes[index + offset] != needle[offset] {
+                    match = false
+                    break
+                }
+                if match { return index }
+            }
+            index += 1
+        }
+        return nil
+    }
+
+    // MARK: PostScript
+
+    static func postscript(_ bytes: UnsafeRawBufferPointer) -> Count {
+        var declared: Int64?
+        var pageComments: Int64 = 0
+        forEachLine(bytes) { line in
+            if line.starts(with: Array("%%Pages:".utf8)) {
+                let value = String(decoding: line.dropFirst(8), as: UTF8.self).trimmingSpaces
+                if let number = Int64(value), number >= 0 { declared = number }
+            } else if line.starts(with: Array("%%Page:".utf8)) {
+                pageComments += 1
+            }
+        }
+        if let declared, declared > 0 { return Count(pages: declared, format: "application/postscript", note: nil) }
+        if pageComments > 0 { return Count(pages: pageComments, format: "application/postscript", note: nil) }
+        return Count(pages: nil, format: "application/postscript", note: "the PostScript has no DSC page comments")
+    }
+
+    static func forEachLine(_ bytes: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer.SubSequence) -> Void) {
+        var start = 0
+        for index in 0..<bytes.count where bytes[index] == 0x0A || bytes[index] == 0x0D {
+            if index > start { body(bytes[start..<index]) }
+            start = index + 1
+        }
+        if start < bytes.count { body(bytes[start..<bytes.count]) }
+    }
+
+    // MARK: Raster
+
+    static let rasterHeaderBytes = 1_796
+
+    static func raster(_ bytes: UnsafeRawBufferPointer, format: String, compressed: Bool) -> Count {
+        let bigEndian = bytes[0] == UInt8(ascii: "R")
+        func word(_ offset: Int) -> Int? {
+            guard offset + 4 <= bytes.count else { return nil }
+            let b = (0..<4).map { Int(bytes[offset + $0]) }
+            return bigEndian ? (b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3]) : (b[3] << 24 | b[2] << 16 | b[1] << 8 | b[0])
+        }
+        var offset = 4
+        var pages: Int64 = 0
+        while offset < bytes.count {
+            // cupsHeight at 276 + 4*... : cupsWidth 372, cupsHeight 376, cupsBitsPerPixel 388, cupsBytesPerLine 392.
+            guard offset + rasterHeaderBytes <= bytes.count, let height = word(offset + 376), let bitsPerPixel = word(offset + 388),
+                let bytesPerLine = word(offset + 392), height > 0, height < 1_000_000, bytesPerLine > 0, bytesPerLine < 1 << 24,
+                bitsPerPixel > 0, bitsPerPixel <= 240
+            else {
+                return Count(pages: nil, format: format, note: "raster page \(pages + 1) has a malformed header")
+            }
+            offset += rasterHeaderBytes
+            pages += 1
+            if compressed {
+                let unit = max(1, bitsPerPixel / 8)
+                guard let next = skipCompressedPage(bytes, from: offset, height: height, bytesPerLine: bytesPerLine, unit: unit) else {
+                    return Count(pages: nil, format: format, note: "raster page \(pages) is truncated")
+                }
+                offset = next
+            } else {
+                let size = height * bytesPerLine
+                guard offset + size <= bytes.count else { return Count(pages: nil, format: format, note: "raster page \(pages) is truncated") }
+                offset += size
+            }
+        }
+        return Count(pages: pages, format: format, note: pages == 0 ? "no raster pages" : nil)
+    }
+
+    /// PWG 5102.4 compression: per line group a repeat byte, then runs until a line is full:
+    /// 0…127 repeats the next unit n+1 times, 129…255 copies 257−n units, 128 fills the line.
+    static func skipCompressedPage(_ bytes: UnsafeRawBufferPointer, from start: Int, height: Int, bytesPerLine: Int, unit: Int) -> Int? {
+        var offset = start
+        var lines = 0
+        let unitsPerLine = max(1, bytesPerLine / unit)
+        while lines < height {
+            guard offset < bytes.count else { return nil }
+            lines += Int(bytes[offset]) + 1
+            offset += 1
+            var units = 0
+            while units < unitsPerLine {
+                guard offset < bytes.count else { return nil }
+                let control = Int(bytes[offset])
+                offset += 1
+                if control == 128 {
+                    units = unitsPerLine
+                } else if control < 128 {
+                    units += control + 1
+                    offset += unit
+                } else {
+                    let count = 257 - control
+                    units += count
+                    offset += count * unit
+                }
+                guard offset <= bytes.count else { return nil }
+            }
+        }
+        return offset
+    }
+
+    static func urf(_ bytes: UnsafeRawBufferPointer) -> Count {
+        guard bytes.count >= 12 else { return Count(pages: nil, format: "image/urf", note: "the URF header is truncated") }
+        let pages = (0..<4).reduce(Int64(0)) { $0 << 8 | Int64(bytes[8 + $1]) }
+        return Count(pages: pages > 0 ? pages : nil, format: "image/urf", note: pages > 0 ? nil : "the URF header has no page count")
+    }
+
+    // MARK: Text
+
+    static func looksLikeText(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let sample = bytes.prefix(4_096)
+        return !sample.isEmpty && sample.allSatisfy { $0 >= 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D || $0 == 0x0C || $0 == 0x1B }
+            && !sample.contains(0x1B)
+    }
+
+    static func text(_ bytes: UnsafeRawBufferPointer) -> Count {
+        guard !bytes.isEmpty else { return Count(pages: 0, format: "text/plain", note: nil) }
+        var pages: Int64 = 1
+        var lines = 0
+        var lastWasNewline = false
+        for byte in bytes {
+            lastWasNewline = false
+            if byte == 0x0C {
+                pages += 1
+                lines = 0
+            } else if byte == 0x0A {
+                lines += 1
+                lastWasNewline = true
+                if lines == linesPerTextPage {
+                    pages += 1
+                    lines = 0
+                }
+            }
+        }
+        // A file that ends exactly at a page boundary does not start an empty page.
+        if lines == 0, pages > 1, lastWasNewline || bytes.last == 0x0C { pages -= 1 }
+        return Count(pages: pages, format: "text/plain", note: nil)
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first == " " || first == "\t" { scalars = scalars.dropFirst() }
+        while let last = scalars.last, last == " " || last == "\t" || last == "\r" { scalars = scalars.dropLast() }
+        return String(scalars)
+    }
+}

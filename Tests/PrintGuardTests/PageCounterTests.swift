@@ -1,0 +1,88 @@
+import PrintGuard
+import Testing
+
+/// A PWG raster (RaS2) of `pages` pages, each `height` lines of `width` 8-bit gray pixels, with
+/// every line group compressed the way PWG 5102.4 says.
+func pwgRaster(pages: Int, width: Int = 100, height: Int = 50) -> [UInt8] {
+    var bytes = Array("RaS2".utf8)
+    func word(_ value: Int) -> [UInt8] { [UInt8(value >> 24 & 0xFF), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)] }
+    for _ in 0..<pages {
+        var header = [UInt8](repeating: 0, count: 1_796)
+        header.replaceSubrange(372..<376, with: word(width))
+        header.replaceSubrange(376..<380, with: word(height))
+        header.replaceSubrange(384..<388, with: word(8))
+        header.replaceSubrange(388..<392, with: word(8))
+        header.replaceSubrange(392..<396, with: word(width))
+        bytes += header
+        // First line: a literal run of 3 pixels, then the rest repeated; then all other lines
+        // as one group repeating a white line.
+        bytes += [0, 254, 1, 2, 3, UInt8(width - 3 - 1), 0xFF]
+        bytes += [UInt8(height - 2), UInt8(width - 1), 0xFF]
+    }
+    return bytes
+}
+
+@Suite struct PageCounterTests {
+    func count(_ text: String, _ type: String = "application/octet-stream") -> PageCounter.Count {
+        PageCounter.count(Array(text.utf8), contentType: type)
+    }
+
+    @Test func pdfPagesComeFromThePageTreeRoot() {
+        let pdf = """
+            %PDF-1.4
+            1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj
+            2 0 obj << /Type /Pages /Kids [3 0 R 5 0 R] /Count 3 >> endobj
+            3 0 obj << /Type /Pages /Parent 2 0 R /Kids [4 0 R 6 0 R] /Count 2 >> endobj
+            4 0 obj << /Type /Page /Parent 3 0 R >> endobj
+            5 0 obj << /Type /Page /Parent 2 0 R >> endobj
+            6 0 obj << /Type/Page /Parent 3 0 R >> endobj
+            """
+        #expect(count(pdf) == PageCounter.Count(pages: 3, format: "application/pdf", note: nil))
+    }
+
+    @Test func aLinearizedPdfSaysItsPageCountUpFront() {
+        let pdf = "%PDF-1.7\n1 0 obj << /Linearized 1 /L 9000 /N 12 /Names 4 >> endobj\n5 0 obj << /Type /ObjStm /N 40 >> stream\nxx\nendstream"
+        #expect(count(pdf).pages == 12)
+    }
+
+    @Test func pageObjectsCountWithoutATree() {
+        #expect(count("%PDF-1.3\n<< /Type /Page >>\n<< /Type /Page >>\n").pages == 2)
+    }
+
+    @Test func aPageTreeHiddenInObjectStreamsIsUncountable() {
+        let counted = count("%PDF-1.5\n5 0 obj << /Type /ObjStm /N 40 /First 300 /Filter /FlateDecode >> stream\n\u{1}\u{2}\nendstream")
+        #expect(counted.pages == nil)
+        #expect(counted.note == "the PDF's page tree is inside compressed object streams")
+    }
+
+    @Test func postscriptUsesTheDSCComments() {
+        #expect(count("%!PS-Adobe-3.0\n%%Pages: 4\n%%EndComments\nshowpage\n").pages == 4)
+        #expect(count("%!PS-Adobe-3.0\n%%Pages: (atend)\n%%Page: 1 1\nshowpage\n%%Page: 2 2\nshowpage\n%%Trailer\n").pages == 2)
+        #expect(count("%!PS\nshowpage\nshowpage\n").pages == nil)
+    }
+
+    @Test func pwgRasterPagesAreWalkedThroughTheCompression() {
+        #expect(PageCounter.count(pwgRaster(pages: 3), contentType: "image/pwg-raster") == PageCounter.Count(pages: 3, format: "image/pwg-raster", note: nil))
+        let truncated = Array(pwgRaster(pages: 2).dropLast(2))
+        #expect(PageCounter.count(truncated, contentType: "image/pwg-raster").pages == nil)
+    }
+
+    @Test func appleRasterCarriesItsPageCount() {
+        #expect(PageCounter.count(Array("UNIRAST\0".utf8) + [0, 0, 0, 5], contentType: "image/urf").pages == 5)
+    }
+
+    @Test func textIsSixtySixLinesAPageAndAFormFeedStartsOne() {
+        #expect(count(String(repeating: "line\n", count: 66), "text/plain").pages == 1)
+        #expect(count(String(repeating: "line\n", count: 67), "text/plain").pages == 2)
+        #expect(count("page one\u{0C}page two\u{0C}", "text/plain").pages == 2)
+        #expect(count("", "text/plain").pages == 0)
+    }
+
+    @Test func imagesAreOnePageAndPrinterLanguagesAreUncountable() {
+        #expect(PageCounter.count([0xFF, 0xD8, 0xFF, 0xE0, 0, 0], contentType: "image/jpeg").pages == 1)
+        #expect(PageCounter.count([0x89] + Array("PNG\r\n".utf8), contentType: "image/png").pages == 1)
+        let pcl = PageCounter.count([0x1B] + Array("E\u{1B}&l0O".utf8), contentType: "application/vnd.hp-pcl")
+        #expect(pcl.pages == nil)
+        #expect(pcl.note == "pages of application/vnd.hp-pcl cannot be counted")
+    }
+}
