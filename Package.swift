@@ -66,6 +66,8 @@ let tests: [Target] = [
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
     .testTarget(name: "PrintGuardTests", dependencies: ["PrintGuard", "HoldfastCore"]),
+    // holdfastd gating a real private cupsd and IPP printer (root, cups-daemon, ippeveprinter, dbus).
+    .testTarget(name: "PrintGuardIntegrationTests", dependencies: ["HoldfastTestSupport", "PrintGuard", "HoldfastCore"]),
     // holdfastd enforcing USB over a umockdev bus (root, umockdev, python3-gi, udevadm).
     .testTarget(name: "DeviceGuardIntegrationTests", dependencies: ["HoldfastTestSupport"]),
     .testTarget(name: "SystemLibraryTests", dependencies: [

@@ -245,6 +245,23 @@ public final class CupsClient {
         } read: { _ in () }
     }
 
+    /// A job's state (3 pending … 7 canceled, 8 aborted, 9 completed) and the messages it carries
+    /// (`job-printer-state-message`, where the backend's ERROR: line lands, and `job-state-message`).
+    public func job(_ id: Int32) throws(CupsError) -> (state: Int32, message: String) {
+        try request(0x0009, "Get-Job-Attributes \(id)") { request in
+            ippAddString(request, IPP_TAG_OPERATION, IPP_TAG_URI, "printer-uri", nil, Self.uri(queue: nil))
+            ippAddInteger(request, IPP_TAG_OPERATION, IPP_TAG_INTEGER, "job-id", id)
+            Self.addKeywords(request, "requested-attributes", ["job-state", "job-printer-state-message", "job-state-message"])
+        } read: { response in
+            let state = ippFindAttribute(response, "job-state", IPP_TAG_ENUM).map { ippGetInteger($0, 0) } ?? 0
+            let names: [String] = ["job-printer-state-message", "job-state-message"]
+            let messages = names.compactMap { (name: String) -> String? in
+                ippFindAttribute(response, name, IPP_TAG_ZERO).flatMap { Self.string($0) }
+            }.filter { !$0.isEmpty }
+            return (state, messages.joined(separator: " | "))
+        }
+    }
+
     /// Get-Printer-Attributes on one queue: the bare CUPS round trip (the benchmark's floor).
     public func printerState(_ queue: String) throws(CupsError) -> Int32 {
         try request(0x000B, "Get-Printer-Attributes \(queue)") { request in
