@@ -23,6 +23,7 @@ demo: build
 bench: deps
 	$(SWIFT) build -c release --product holdfast $(SWIFT_FLAGS)
 	$(SWIFT) build -c release --product holdfastd $(SWIFT_FLAGS)
+	$(SWIFT) build -c release --product holdfast-cups-backend $(SWIFT_FLAGS)
 	$(SWIFT) build -c release --product holdfast-bench $(SWIFT_FLAGS)
 	@.build/release/holdfast-bench
 

@@ -47,7 +47,7 @@ let executables: [Target] = [
     .executableTarget(name: "holdfast-cups-backend", dependencies: ["HoldfastCore", "PrintGuard"]),
     // Benchmarks for `make bench`; not shipped.
     .executableTarget(name: "holdfast-bench", dependencies: [
-        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport",
+        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport", "PrintGuard",
     ], path: "Benchmarks/holdfast-bench"),
     // Child processes the tests start and kill (crash tests); not shipped.
     .executableTarget(name: "holdfast-testkit", dependencies: [

@@ -7,6 +7,7 @@ import HoldfastCore
 import HoldfastCrypto
 import HoldfastStore
 import HoldfastTestSupport
+import PrintGuard
 
 /// One measured series: total time and per-operation latencies.
 struct Measurement {
@@ -55,6 +56,9 @@ func rate(_ value: Double) -> String {
 func micros(_ seconds: Double) -> String { String(format: "%.1f µs", seconds * 1e6) }
 
 var rows: [Row] = []
+/// `BENCH_ONLY=usb` or `BENCH_ONLY=print` runs only that group's slow rows (the quick rows always run).
+let only = ProcessInfo.processInfo.environment["BENCH_ONLY"]
+func wanted(_ group: String) -> Bool { only == nil || only == group }
 
 // MARK: Signed documents
 
@@ -279,7 +283,7 @@ func timeCommand(_ executable: String, _ arguments: [String], runs: Int) throws 
 let usbFile = scratch + "/usb-bench.umockdev"
 try usbDescription().write(toFile: usbFile, atomically: true, encoding: .utf8)
 let holdfastBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("holdfast").path
-if FileManager.default.fileExists(atPath: "/usr/bin/umockdev-run"), FileManager.default.fileExists(atPath: "/usr/bin/usbguard"),
+if wanted("usb"), FileManager.default.fileExists(atPath: "/usr/bin/umockdev-run"), FileManager.default.fileExists(atPath: "/usr/bin/usbguard"),
     FileManager.default.fileExists(atPath: holdfastBinary)
 {
     let runs = 20
@@ -307,7 +311,7 @@ if FileManager.default.fileExists(atPath: "/usr/bin/umockdev-run"), FileManager.
 
 let holdfastd = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("holdfastd").path
 let usbBench = Products.packageRoot() + "/Benchmarks/usb/run"
-if getuid() == 0, FileManager.default.fileExists(atPath: "/usr/sbin/usbguard-daemon"), FileManager.default.fileExists(atPath: holdfastd) {
+if wanted("usb"), getuid() == 0, FileManager.default.fileExists(atPath: "/usr/sbin/usbguard-daemon"), FileManager.default.fileExists(atPath: holdfastd) {
     let plugs = ProcessInfo.processInfo.environment["USB_PLUGS"] ?? "1000"
     print("note: USB decision latency, \(plugs) plugs per agent (about a minute)…")
     let result = try runProcess(usbBench, [holdfastd, plugs])
@@ -333,6 +337,117 @@ if getuid() == 0, FileManager.default.fileExists(atPath: "/usr/sbin/usbguard-dae
     }
 } else {
     print("note: skipping the USB latency row (needs root, usbguard-daemon and a release holdfastd beside holdfast-bench)")
+}
+
+// MARK: Print gate (a private cupsd, a real IPP printer, release holdfastd and holdfast: backend)
+
+let printBackend = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("holdfast-cups-backend").path
+if wanted("print"), getuid() == 0, FileManager.default.fileExists(atPath: "/usr/sbin/cupsd"), FileManager.default.fileExists(atPath: "/usr/sbin/ippeveprinter"),
+    FileManager.default.fileExists(atPath: holdfastd), FileManager.default.fileExists(atPath: printBackend)
+{
+    let jobs = Int(ProcessInfo.processInfo.environment["PRINT_JOBS"] ?? "") ?? 500
+    print("note: print gate, \(jobs) jobs through a private cupsd (about a minute)…")
+    let work = TemporaryDirectory()
+    chmod(work.path, 0o755)
+    try FileManager.default.createDirectory(atPath: work.file("run"), withIntermediateDirectories: true)
+    chmod(work.file("run"), 0o755)
+    let controlSocket = work.file("run/control.sock")
+    let cups = try CupsTestbed(controlSocket: controlSocket, backend: printBackend)
+    let uriPattern = cups.printerURI.replacingOccurrences(of: "/ipp/print", with: "/*")
+    try #"{"print": {"approved": [{"id": "bench", "name": "bench", "uri": "\#(uriPattern)"}], "quota": {"pages_per_day": 1000000, "jobs_per_day": 1000000}}}"#
+        .write(toFile: work.file("policy.json"), atomically: true, encoding: .utf8)
+    try "[agent]\nstate_dir = \(work.file("state"))\ncontrol_socket = \(controlSocket)\npolicy = \(work.file("policy.json"))\nlog_level = notice\n[usb]\nenabled = no\n[print]\ncups_server = \(cups.socket)\ncups_server_root = \(cups.serverRoot)\n"
+        .write(toFile: work.file("agent.conf"), atomically: true, encoding: .utf8)
+    chmod(work.file("policy.json"), 0o644)
+    chmod(work.file("agent.conf"), 0o644)
+    _ = try cups.addQueue("bench", uri: cups.printerURI)
+    let agent = try SpawnedProcess([holdfastd, "--config", work.file("agent.conf")], environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], log: work.file("holdfastd.log"))
+    let admin = CupsClient(server: cups.socket)
+    func waitUntil(_ timeout: Double = 30, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !condition() {
+            if Date() > deadline { return false }
+            usleep(2_000)
+        }
+        return true
+    }
+    let gated = waitUntil { (try? admin.queues())?.first { $0.name == "bench" }?.realURI.gated == true }
+    // Hardening reloads cupsd once at start; measure after it is back.
+    usleep(1_500_000)
+    _ = waitUntil { (try? admin.queues()) != nil }
+
+    // The floor: a bare IPP round trip on the same cupsd (Get-Printer-Attributes, one connection).
+    _ = try? admin.printerState("bench")
+    let floor = try measure(jobs) { _ in _ = try admin.printerState("bench") }
+
+    // Real jobs: lp as root, the backend times its own question (DEBUG line in cupsd's log).
+    let document = "%!PS-Adobe-3.0\n%%Pages: 1\n%%EndComments\n%%Page: 1 1\nshowpage\n%%EOF\n"
+    try document.write(toFile: work.file("job.ps"), atomically: true, encoding: .utf8)
+    chmod(work.file("job.ps"), 0o644)
+    var submitted = 0
+    var lpFailure = ""
+    for index in 0..<jobs {
+        let result = try cups.run("/usr/bin/lp", ["-d", "bench", "-t", "bench \(index)", work.file("job.ps")])
+        if result.status == 0 { submitted += 1 } else { lpFailure = result.stderr }
+    }
+    if submitted < jobs { print("note: \(jobs - submitted) print jobs were refused by lp: \(lpFailure)") }
+    func verdicts() -> [Double] {
+        let log = (try? String(contentsOfFile: cups.cupsdLog, encoding: .utf8)) ?? ""
+        return log.split(separator: "\n").compactMap { line -> Double? in
+            guard let range = line.range(of: "Holdfast: verdict in ") else { return nil }
+            return Double(line[range.upperBound...].split(separator: " ").first ?? "").map { $0 / 1e6 }
+        }
+    }
+    // Until every job has its verdict, or no new verdict came for 20 s.
+    var seen = 0
+    var lastProgress = Date()
+    _ = waitUntil(600) {
+        let count = verdicts().count
+        if count > seen { seen = count; lastProgress = Date() }
+        return count >= submitted || Date().timeIntervalSince(lastProgress) > 20
+    }
+    let verdictLatencies = verdicts()
+    let verdict = Measurement(operations: verdictLatencies.count, seconds: verdictLatencies.reduce(0, +), latencies: verdictLatencies)
+
+    // Reconciliation: lpadmin adds a rogue queue; time until cupsd no longer lists it.
+    var reconcile: [Double] = []
+    var addOnly: [Double] = []
+    for index in 0..<20 {
+        let name = "rogue\(index)"
+        let start = Date()
+        _ = try cups.addQueue(name, uri: cups.printerURI)
+        addOnly.append(Date().timeIntervalSince(start))
+        _ = waitUntil { (try? admin.queues())?.contains { $0.name == name } == false }
+        reconcile.append(Date().timeIntervalSince(start))
+    }
+    let reconcileMeasurement = Measurement(operations: reconcile.count, seconds: reconcile.reduce(0, +), latencies: reconcile)
+    let addMeasurement = Measurement(operations: addOnly.count, seconds: addOnly.reduce(0, +), latencies: addOnly)
+    let rss = (try? String(contentsOfFile: "/proc/\(agent.pid)/status", encoding: .utf8))?.split(separator: "\n")
+        .first { $0.hasPrefix("VmRSS:") }.flatMap { Double($0.split(separator: " ")[1]) } ?? 0
+    agent.stop()
+    cups.stop()
+    func ms(_ seconds: Double) -> String { String(format: "%.2f ms", seconds * 1e3) }
+    if gated, verdict.operations > 0 {
+        rows.append(Row(
+            name: "print gate verdict, backend asks → answer (\(verdict.operations) real jobs via lp; ledger saved per job)",
+            holdfast: "p50 \(ms(verdict.percentile(0.5))), p99 \(ms(verdict.percentile(0.99))); holdfastd RSS \(String(format: "%.1f", rss / 1024)) MiB",
+            anchorName: "bare CUPS round trip (IPP Get-Printer-Attributes, same cupsd, \(floor.operations)×)",
+            anchor: "p50 \(ms(floor.percentile(0.5))), p99 \(ms(floor.percentile(0.99)))",
+            ratio: String(format: "p99 %.2f× the floor's; goal p99 < 10 ms", verdict.percentile(0.99) / max(floor.percentile(0.99), 1e-9))
+        ))
+        rows.append(Row(
+            name: "rogue queue: lpadmin adds it → cupsd no longer lists it (20×, subscription pull)",
+            holdfast: "p50 \(ms(reconcileMeasurement.percentile(0.5))), max \(ms(reconcileMeasurement.latencies.max() ?? 0))",
+            anchorName: "the lpadmin add itself (CUPS-Add-Modify-Printer round trip)",
+            anchor: "p50 \(ms(addMeasurement.percentile(0.5))), max \(ms(addMeasurement.latencies.max() ?? 0))",
+            ratio: String(format: "max %.2f× the 2 s goal", (reconcileMeasurement.latencies.max() ?? 0) / 2)
+        ))
+    } else {
+        let cupsLog = ((try? String(contentsOfFile: cups.cupsdLog, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains("[Job 1]") }.suffix(15)
+        print("note: the print benchmark failed (queue gated: \(gated), verdicts seen: \(verdict.operations)); cupsd on job 1: \(cupsLog.joined(separator: "\n"))")
+    }
+} else {
+    print("note: skipping the print rows (needs root, cupsd, ippeveprinter and a release holdfastd and holdfast-cups-backend beside holdfast-bench)")
 }
 
 // MARK: Report

@@ -209,6 +209,7 @@ public final class CupsTestbed {
     static func cupsdConf(socket: String) -> String {
         """
         LogLevel debug
+        MaxLogSize 0
         Listen \(socket)
         Browsing No
         WebInterface No
