@@ -49,9 +49,9 @@ let executables: [Target] = [
     .executableTarget(name: "holdfast-bench", dependencies: [
         "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport", "PrintGuard",
     ], path: "Benchmarks/holdfast-bench"),
-    // Child processes the tests start and kill (crash tests); not shipped.
+    // Child processes the tests start and kill (crash tests), and the demo's print steps; not shipped.
     .executableTarget(name: "holdfast-testkit", dependencies: [
-        "HoldfastCore", "HoldfastStore",
+        "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "PrintGuard",
     ], path: "Tests/holdfast-testkit"),
 ]
 

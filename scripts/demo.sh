@@ -112,4 +112,8 @@ sed 's/^/   /' "$agent/holdfastd.log"
 
 HOLDFAST_HARNESS_NETNS=1 unshare --net /usr/bin/umockdev-wrapper /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/usb-demo.py" "$bin" "$work/usb"
 
-step "Done: signed, verified, forged and refused, journaled and read back; the daemon served, refused, reloaded and stopped; USB enforced with and without it."
+# Steps 17-23: print enforcement against a private cupsd and a real IPP printer (the machine's own
+# cupsd is never touched); the demo user is created for the run and removed after it.
+"$bin/holdfast-testkit" print-demo "$bin"
+
+step "Done: signed, verified, forged and refused, journaled and read back; the daemon served, refused, reloaded and stopped; USB enforced with and without it; printing gated, counted, locked down."

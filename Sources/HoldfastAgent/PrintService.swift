@@ -70,6 +70,7 @@ public actor PrintService: Service {
     private var lastReconcile: Date?
     private var reconcileRequested = true
     private var unreachableSince: Date?
+    private var outageReported = false
     /// The job events' counters since start.
     private var allowedJobs = 0
     private var deniedJobs = 0
@@ -174,12 +175,11 @@ public actor PrintService: Service {
     public func requestReconcile() { reconcileRequested = true }
 
     private func reachable() {
-        guard let since = unreachableSince else {
-            cupsState = "reachable"
-            return
-        }
-        unreachableSince = nil
         cupsState = "reachable"
+        guard let since = unreachableSince else { return }
+        unreachableSince = nil
+        guard outageReported else { return }
+        outageReported = false
         let seconds = Int(clock.now().timeIntervalSince(since))
         logger.notice("cupsd is reachable again", ("cups.server", cups.server))
         record(event(
@@ -188,10 +188,18 @@ public actor PrintService: Service {
         ))
     }
 
+    /// An outage is reported once it has lasted this long (a cupsd reload is not one).
+    static let outageGrace: TimeInterval = 3
+
     private func unreachable(_ error: CupsError) {
         cupsState = "unreachable: \(error.message)"
-        guard unreachableSince == nil else { return }
-        unreachableSince = clock.now()
+        let now = clock.now()
+        guard let since = unreachableSince else {
+            unreachableSince = now
+            return
+        }
+        guard !outageReported, now.timeIntervalSince(since) >= Self.outageGrace else { return }
+        outageReported = true
         logger.warning("cannot reach cupsd; jobs already gated stay gated", ("cups.server", cups.server), ("error", error.message))
         record(event(
             "print.cups_unreachable", .deviceConfigStateChange, 99, "Disconnect", .medium, .failure,
@@ -314,6 +322,12 @@ public actor PrintService: Service {
         if policy.hardening == .repair, !state.findings.isEmpty, let fixed = CupsdHardening.repaired(cupsdConf: conf) {
             let before = state.findings
             try await cups.run { client throws(CupsError) in try client.put("/admin/conf/cupsd.conf", fixed) }
+            // cupsd reloads with it; wait for it to answer again (its own restart is no outage).
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                if (try? await cups.run({ client throws(CupsError) in try client.queues() })) != nil { break }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
             state.findings = CupsdHardening.findings(cupsdConf: fixed)
             state.repairedAt = clock.now()
             logger.notice("hardened cupsd's operation policy", ("fixed", before.joined(separator: "; ")))

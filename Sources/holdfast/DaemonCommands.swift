@@ -95,6 +95,15 @@ struct Status: Subcommand {
                 context.line("usb         \(text(usb["mode"])), devices \(text(usb["devices"])) (not fully allowed \(text(usb["blocked_now"]))), exceptions \(text(usb["exceptions"])), tamper \(text(usb["tamper"])), failures \(text(usb["failures"]))\(usb["ready"]?.boolValue == true ? "" : ", not ready")")
             }
         }
+        if let print = status["print"] {
+            if print["enabled"]?.boolValue == false {
+                context.line("print       OFF ([print] enabled = no)")
+            } else {
+                let hardened = print["hardened"]?.boolValue == true ? "hardened" : "NOT HARDENED"
+                let lockdown = print["locked_down"]?.boolValue == true ? ", LOCKED DOWN" : ""
+                context.line("print       cupsd \(text(print["cups"])), queues \(text(print["queues"])) (unapproved \(text(print["unapproved"]))), \(hardened), jobs allowed \(text(print["jobs_allowed"])) denied \(text(print["jobs_denied"]))\(lockdown)")
+            }
+        }
         let journal = status["journal"]
         context.line("journal     \(text(journal?["events"])) events, \(text(journal?["event_bytes"])) of \(text(journal?["max_bytes"])) bytes, \(text(journal?["pending_upload"])) not uploaded, \(text(journal?["lost_unuploaded"])) lost")
         return .success

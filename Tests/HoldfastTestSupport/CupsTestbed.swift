@@ -146,10 +146,11 @@ public final class CupsTestbed {
         ((try? FileManager.default.contentsOfDirectory(atPath: printedDirectory)) ?? []).filter { !$0.hasSuffix(".prn") }.count
     }
 
-    /// The printed files whose name carries `title` (ippeveprinter writes JOB-TITLE.EXT).
+    /// The printed files whose name carries `title` (ippeveprinter writes JOB-title.EXT, lower-cased,
+    /// spaces as underscores).
     public func printed(title: String) -> [String] {
-        let needle = title.replacingOccurrences(of: " ", with: "_")
-        return ((try? FileManager.default.contentsOfDirectory(atPath: printedDirectory)) ?? []).filter { $0.contains(needle) && !$0.hasSuffix(".prn") }
+        let needle = title.lowercased().replacingOccurrences(of: " ", with: "_")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: printedDirectory)) ?? []).filter { $0.lowercased().contains(needle) && !$0.hasSuffix(".prn") }
     }
 
     // MARK: Plumbing

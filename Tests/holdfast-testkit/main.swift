@@ -3,6 +3,10 @@
 //   holdfast-testkit journal-append-loop DIR BATCH
 //     Appends events to the journal in DIR, BATCH per transaction, and writes each committed id
 //     to stdout (one per line) only after its commit returned. Runs until killed, or 60 s.
+//
+//   holdfast-testkit print-demo BIN-DIR
+//     `make demo`'s print steps: a private cupsd and IPP printer, holdfastd gating them, a demo
+//     user printing; stops everything it started.
 import FoundationEssentials
 import HoldfastCore
 import HoldfastStore
@@ -17,8 +21,11 @@ func fail(_ message: String) -> Never {
 }
 
 let arguments = CommandLine.arguments
+if arguments.count == 3, arguments[1] == "print-demo" {
+    exit(PrintDemo.run(binaries: arguments[2]))
+}
 guard arguments.count == 4, arguments[1] == "journal-append-loop", let batch = Int(arguments[3]), batch > 0 else {
-    fail("usage: holdfast-testkit journal-append-loop DIR BATCH")
+    fail("usage: holdfast-testkit journal-append-loop DIR BATCH | print-demo BIN-DIR")
 }
 
 let journal: Journal
