@@ -66,6 +66,8 @@ public actor PrintService: Service {
     /// The last reconciliation's view.
     private var queues: [(queue: PrintQueue, approval: Approval)] = []
     private var hardening = HardeningState()
+    /// Queues cupsd refused to change at the last reconciliation, with the error.
+    private var queueFailures: [String: String] = [:]
     private var cupsState: String = "not contacted yet"
     private var lastReconcile: Date?
     private var reconcileRequested = true
@@ -102,7 +104,7 @@ public actor PrintService: Service {
         self.clock = clock
         self.serverRoot = serverRoot
         cups = CupsWorker(server: cupsServer)
-        backendUID = getpwnam(backendUser).map { $0.pointee.pw_uid }
+        backendUID = Self.passwd(backendUser)?.uid
         ledger = (try? journal.state(Self.ledgerKey, as: QuotaLedger.self)) ?? QuotaLedger(day: "")
         lockdown = try? journal.state(Self.lockdownKey, as: Lockdown.self)
     }
@@ -211,15 +213,23 @@ public actor PrintService: Service {
     private func reconcile(checkHardening: Bool) async throws(CupsError) {
         let listed = try await cups.run { client throws(CupsError) in try client.queues() }
         var seen: [(queue: PrintQueue, approval: Approval)] = []
+        var failing: [String: String] = [:]
         for queue in listed {
             let approval = policy.approval(for: queue)
             seen.append((queue, approval))
-            if approval.approved {
-                try await keep(queue, approval)
-            } else {
-                try await refuse(queue, approval)
+            do throws(CupsError) {
+                if approval.approved {
+                    try await keep(queue, approval)
+                } else {
+                    try await refuse(queue, approval)
+                }
+            } catch where error.code == .refused {
+                // One queue cupsd will not change must not stop the others being reconciled.
+                failing[queue.name] = error.message
+                await failed(queue, approval, error)
             }
         }
+        queueFailures = failing
         queues = seen
         lastReconcile = clock.now()
         if checkHardening { try await checkHardeningState() }
@@ -248,6 +258,26 @@ public actor PrintService: Service {
     }
 
     static let messagePrefix = "Holdfast:"
+
+    /// cupsd refused a change to `queue`. An approved queue that cannot be gated must not print
+    /// around the gate: it is made to reject jobs and stopped (fail closed). Journaled once per
+    /// queue and error.
+    private func failed(_ queue: PrintQueue, _ approval: Approval, _ error: CupsError) async {
+        var stopped = false
+        if approval.approved, !queue.isClass, !queue.realURI.gated, queue.isAcceptingJobs || queue.state != 5 {
+            let message = "\(Self.messagePrefix) the print gate cannot be put in front of this queue"
+            stopped = (try? await cups.run { client throws(CupsError) in try client.reject(queue, message: message) }) != nil
+        }
+        guard queueFailures[queue.name] != error.message else { return }
+        logger.error("cupsd refused a change to a print queue", ("queue", queue.name), ("error", error.message))
+        record(event(
+            "print.queue_failed", .deviceConfigStateChange, 99, "Fail", .high, .failure,
+            "cupsd refused Holdfast's change to queue \(Printable.escape(queue.name)) (\(error.message))"
+                + (stopped ? "; the queue rejects jobs and is stopped until it can be gated" : ""),
+            ["queue": .string(queue.name), "device_uri": .string(queue.realURI.uri), "approved": .bool(approval.approved),
+             "error": .string(error.message), "stopped": .bool(stopped)]
+        ))
+    }
 
     private func refuse(_ queue: PrintQueue, _ approval: Approval) async throws(CupsError) {
         var details: [String: JSONValue] = [
@@ -430,17 +460,38 @@ public actor PrintService: Service {
         return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))"
     }
 
+    /// Whether `user` is in `group` (primary or supplementary), through NSS with the reentrant
+    /// calls (other threads look users up too).
     static func isMember(_ user: String, _ group: String) -> Bool {
-        guard let entry = getgrnam(group) else { return false }
-        let gid = entry.pointee.gr_gid
-        var index = 0
-        if let members = entry.pointee.gr_mem {
-            while let member = members[index] {
-                if String(cString: member) == user { return true }
-                index += 1
+        guard let account = passwd(user), let gid = groupID(group) else { return false }
+        if account.gid == gid { return true }
+        var count: Int32 = 64
+        for _ in 0..<4 {
+            var groups = [gid_t](repeating: 0, count: Int(count))
+            var found = count
+            if getgrouplist(user, account.gid, &groups, &found) >= 0 {
+                return groups.prefix(Int(found)).contains(gid)
             }
+            count = max(found, count * 2)
         }
-        return getpwnam(user).map { $0.pointee.pw_gid == gid } ?? false
+        return false
+    }
+
+    /// uid and primary gid of `user`.
+    static func passwd(_ user: String) -> (uid: UInt32, gid: UInt32)? {
+        var entry = Glibc.passwd()
+        var buffer = [CChar](repeating: 0, count: 4_096)
+        var result: UnsafeMutablePointer<Glibc.passwd>?
+        guard getpwnam_r(user, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return (entry.pw_uid, entry.pw_gid)
+    }
+
+    static func groupID(_ name: String) -> UInt32? {
+        var entry = group()
+        var buffer = [CChar](repeating: 0, count: 16_384)
+        var result: UnsafeMutablePointer<group>?
+        guard getgrnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return entry.gr_gid
     }
 
     private func titleValue(_ title: String) -> JSONValue {
@@ -561,7 +612,7 @@ public actor PrintService: Service {
         Event(
             kind: kind, eventClass: eventClass, activityID: activity, activityName: activityName, time: clock.now(),
             severity: severity, status: status, message: message,
-            actor: user.map { name in Actor(user: .init(uid: getpwnam(name).map { String($0.pointee.pw_uid) }, name: name)) },
+            actor: user.map { name in Actor(user: .init(uid: Self.passwd(name).map { String($0.uid) }, name: name)) },
             details: details
         )
     }

@@ -29,7 +29,11 @@ public final class CupsTestbed {
     private var processes: [(name: String, process: SpawnedProcess)] = []
 
     /// Starts D-Bus, the printer and cupsd; `controlSocket` is the holdfastd the backend asks.
-    public init(controlSocket: String, fileDevice: Bool = false, backend: String = Products.path("holdfast-cups-backend")) throws {
+    /// `installGate: false` leaves the `holdfast` backend out of ServerBin (a workstation where the
+    /// package's backend link is missing).
+    public init(
+        controlSocket: String, fileDevice: Bool = false, installGate: Bool = true, backend: String = Products.path("holdfast-cups-backend")
+    ) throws {
         printerPort = try Self.freePort()
         let root = directory.path
         chmod(root, 0o755)
@@ -49,10 +53,10 @@ public final class CupsTestbed {
         }
         try FileManager.default.copyItem(atPath: backend, toPath: directory.file("bin/holdfast-cups-backend"))
         chmod(directory.file("bin/holdfast-cups-backend"), 0o755)
-        try Self.write(
+        if installGate { try Self.write(
             "#!/bin/sh\n# The testbed's holdfastd socket; everything else is the real holdfast: backend.\nHOLDFAST_CONTROL_SOCKET='\(controlSocket)' exec '\(directory.file("bin/holdfast-cups-backend"))' \"$@\"\n",
             to: directory.file("bin/backend/holdfast"), mode: 0o755
-        )
+        ) }
         try Self.write("""
             ServerBin \(root)/bin
             ServerRoot \(root)/root

@@ -20,11 +20,11 @@ final class PrintAgent {
     static let users = ["hf-print-ann", "hf-print-bob"]
     static let group = "hf-print-desk"
 
-    init(policy: String, fileDevice: Bool = false) throws {
+    init(policy: String, fileDevice: Bool = false, installGate: Bool = true) throws {
         chmod(directory.path, 0o755)
         try FileManager.default.createDirectory(atPath: directory.file("run"), withIntermediateDirectories: true)
         chmod(directory.file("run"), 0o755)
-        let cups = try CupsTestbed(controlSocket: socket, fileDevice: fileDevice)
+        let cups = try CupsTestbed(controlSocket: socket, fileDevice: fileDevice, installGate: installGate)
         self.cups = cups
         try write("""
             [agent]

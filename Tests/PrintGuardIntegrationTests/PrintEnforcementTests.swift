@@ -226,6 +226,20 @@ import Glibc
         #expect(cups.printed(title: "during").isEmpty)
     }
 
+    @Test func anApprovedQueueThatCannotBeGatedIsStoppedNotLeftPrinting() throws {
+        let agent = try PrintAgent(policy: "{}", installGate: false)
+        let cups = try agent.testbed
+        try agent.setPolicy(Self.policy(cups.printerURI))
+        #expect(try cups.addQueue("office", uri: cups.printerURI).status == 0)
+        try agent.start()
+        #expect(try agent.eventually { try !agent.events("print.queue_failed").isEmpty })
+        let failed = try #require(try agent.events("print.queue_failed").first?["holdfast"]?["details"])
+        #expect(failed["queue"]?.stringValue == "office")
+        #expect(failed["stopped"]?.boolValue == true)
+        #expect(try cups.run("/usr/bin/lpstat", ["-a", "office"]).stdout.contains("not accepting"))
+        #expect(try cups.run("/usr/bin/lpstat", ["-v", "office"]).stdout.contains("holdfast:") == false)
+    }
+
     @Test func rejectModeKeepsTheQueueButStopsIt() throws {
         let agent = try agent(unapproved: "reject")
         let cups = try agent.testbed
