@@ -128,15 +128,13 @@ public final class CupsClient {
         try request(0x4002, "CUPS-Get-Printers") { request in
             Self.addKeywords(request, "requested-attributes", Self.queueAttributes)
         } read: { response in
-            var queues: [PrintQueue] = []
-            var fields: [String: ipp_attribute_t_ptr] = [:]
-            func flush() {
-                guard let name = fields["printer-name"].flatMap({ Self.string($0) }) else { return }
+            Self.groups(response, IPP_TAG_PRINTER).compactMap { fields -> PrintQueue? in
+                guard let name = fields["printer-name"].flatMap({ Self.string($0) }) else { return nil }
                 let type = fields["printer-type"].map { ippGetInteger($0, 0) } ?? 0
                 let members = fields["member-names"].map { attribute in
                     (0..<ippGetCount(attribute)).compactMap { ippGetString(attribute, $0, nil).map { String(cString: $0) } }
                 } ?? []
-                queues.append(PrintQueue(
+                return PrintQueue(
                     name: name,
                     deviceURI: fields["device-uri"].flatMap { Self.string($0) } ?? "",
                     isClass: type & 0x0001 != 0,
@@ -145,21 +143,8 @@ public final class CupsClient {
                     isAcceptingJobs: fields["printer-is-accepting-jobs"].map { ippGetBoolean($0, 0) != 0 } ?? true,
                     state: fields["printer-state"].map { ippGetInteger($0, 0) } ?? 3,
                     stateMessage: fields["printer-state-message"].flatMap { Self.string($0) } ?? ""
-                ))
+                )
             }
-            var attribute = ippFirstAttribute(response)
-            while let current = attribute {
-                if ippGetGroupTag(current) == IPP_TAG_PRINTER, let name = ippGetName(current) {
-                    fields[String(cString: name)] = current
-                } else if ippGetName(current) == nil {
-                    // A separator between printers.
-                    flush()
-                    fields = [:]
-                }
-                attribute = ippNextAttribute(response)
-            }
-            flush()
-            return queues
         }
     }
 
@@ -208,31 +193,17 @@ public final class CupsClient {
             ippAddString(request, IPP_TAG_OPERATION, IPP_TAG_KEYWORD, "which-jobs", nil, "not-completed")
             Self.addKeywords(request, "requested-attributes", ["job-id", "job-printer-uri", "job-originating-user-name", "job-name", "job-state"])
         } read: { response in
-            var jobs: [PrintJob] = []
-            var fields: [String: ipp_attribute_t_ptr] = [:]
-            func flush() {
-                guard let id = fields["job-id"].map({ ippGetInteger($0, 0) }) else { return }
+            Self.groups(response, IPP_TAG_JOB).compactMap { fields -> PrintJob? in
+                guard let id = fields["job-id"].map({ ippGetInteger($0, 0) }) else { return nil }
                 let printerURI = fields["job-printer-uri"].flatMap { Self.string($0) } ?? ""
                 let queue = printerURI.split(separator: "/").last.map(String.init) ?? ""
-                jobs.append(PrintJob(
+                return PrintJob(
                     id: id, queue: queue.removingPercentEncoding,
                     user: fields["job-originating-user-name"].flatMap { Self.string($0) } ?? "",
                     title: fields["job-name"].flatMap { Self.string($0) } ?? "",
                     state: fields["job-state"].map { ippGetInteger($0, 0) } ?? 0
-                ))
+                )
             }
-            var attribute = ippFirstAttribute(response)
-            while let current = attribute {
-                if ippGetGroupTag(current) == IPP_TAG_JOB, let name = ippGetName(current) {
-                    fields[String(cString: name)] = current
-                } else if ippGetName(current) == nil {
-                    flush()
-                    fields = [:]
-                }
-                attribute = ippNextAttribute(response)
-            }
-            flush()
-            return jobs
         }
     }
 
@@ -377,6 +348,25 @@ public final class CupsClient {
     }
 
     // MARK: Helpers
+
+    /// The response's attribute groups with `tag` (one per printer or job), each by attribute name.
+    static func groups(_ response: OpaquePointer, _ tag: ipp_tag_t) -> [[String: ipp_attribute_t_ptr]] {
+        var groups: [[String: ipp_attribute_t_ptr]] = []
+        var fields: [String: ipp_attribute_t_ptr] = [:]
+        var attribute = ippFirstAttribute(response)
+        while let current = attribute {
+            if ippGetGroupTag(current) == tag, let name = ippGetName(current) {
+                fields[String(cString: name)] = current
+            } else if ippGetName(current) == nil, !fields.isEmpty {
+                // A separator between objects.
+                groups.append(fields)
+                fields = [:]
+            }
+            attribute = ippNextAttribute(response)
+        }
+        if !fields.isEmpty { groups.append(fields) }
+        return groups
+    }
 
     static func string(_ attribute: ipp_attribute_t_ptr) -> String? {
         ippGetString(attribute, 0, nil).map { String(cString: $0) }

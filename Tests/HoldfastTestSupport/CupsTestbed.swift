@@ -209,32 +209,8 @@ public final class CupsTestbed {
         }
     }
 
-    /// cupsd.conf: only this testbed's socket, no browsing, no web interface, and the operation
-    /// policy Debian 12 ships (so hardening has something to do).
-    static func cupsdConf(socket: String) -> String {
-        """
-        LogLevel debug
-        MaxLogSize 0
-        Listen \(socket)
-        Browsing No
-        WebInterface No
-        DefaultAuthType Basic
-        MaxJobs 0
-        PreserveJobHistory Yes
-        <Location />
-          Order allow,deny
-          Allow from all
-        </Location>
-        <Location /admin>
-          Order allow,deny
-          Allow from all
-        </Location>
-        <Location /admin/conf>
-          AuthType Default
-          Require user @SYSTEM
-          Order allow,deny
-          Allow from all
-        </Location>
+    /// The `<Policy default>` block Debian 12's cupsd.conf ships: the unhardened starting point.
+    public static let debianOperationPolicy = """
         <Policy default>
           JobPrivateAccess default
           JobPrivateValues default
@@ -270,6 +246,35 @@ public final class CupsTestbed {
             Order deny,allow
           </Limit>
         </Policy>
+        """
+
+    /// cupsd.conf: only this testbed's socket, no browsing, no web interface, and the operation
+    /// policy Debian 12 ships (so hardening has something to do).
+    static func cupsdConf(socket: String) -> String {
+        """
+        LogLevel debug
+        MaxLogSize 0
+        Listen \(socket)
+        Browsing No
+        WebInterface No
+        DefaultAuthType Basic
+        MaxJobs 0
+        PreserveJobHistory Yes
+        <Location />
+          Order allow,deny
+          Allow from all
+        </Location>
+        <Location /admin>
+          Order allow,deny
+          Allow from all
+        </Location>
+        <Location /admin/conf>
+          AuthType Default
+          Require user @SYSTEM
+          Order allow,deny
+          Allow from all
+        </Location>
+        \(debianOperationPolicy)
 
         """
     }

@@ -1,35 +1,16 @@
+import HoldfastTestSupport
 import PrintGuard
 import Testing
 
-/// The operation policy Debian 12's cupsd.conf ships (shortened to the parts that matter here).
+/// Debian 12's cupsd.conf: its default operation policy (shared with the cupsd testbed) and a
+/// second policy a queue could be pointed at.
 let debianCupsdConf = """
     LogLevel warn
     Listen /run/cups/cups.sock
     <Location />
       Order allow,deny
     </Location>
-    <Policy default>
-      JobPrivateAccess default
-      <Limit Create-Job Print-Job Print-URI Validate-Job>
-        Order deny,allow
-      </Limit>
-      <Limit Send-Document Send-URI Hold-Job Release-Job Restart-Job Purge-Jobs Set-Job-Attributes Create-Job-Subscription Renew-Subscription Cancel-Subscription Get-Notifications Reprocess-Job Cancel-Current-Job Suspend-Current-Job Resume-Job Cancel-My-Jobs Close-Job CUPS-Move-Job>
-        Require user @OWNER @SYSTEM
-        Order deny,allow
-      </Limit>
-      <Limit CUPS-Add-Modify-Printer CUPS-Delete-Printer CUPS-Add-Modify-Class CUPS-Delete-Class CUPS-Set-Default CUPS-Get-Devices>
-        AuthType Default
-        Require user @SYSTEM
-        Order deny,allow
-      </Limit>
-      <Limit Cancel-Job CUPS-Authenticate-Job>
-        Require user @OWNER @SYSTEM
-        Order deny,allow
-      </Limit>
-      <Limit All>
-        Order deny,allow
-      </Limit>
-    </Policy>
+    \(CupsTestbed.debianOperationPolicy)
     <Policy kerberos>
       <Limit All>
         Order deny,allow
