@@ -11,6 +11,7 @@ let systemLibraries: [Target] = [
     .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
     // Debian 12 ships no cups.pc: the module map links "cups" itself.
     .systemLibrary(name: "CCups", providers: [.apt(["libcups2-dev"])]),
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .systemLibrary(name: "CAudit", pkgConfig: "audit", providers: [.apt(["libaudit-dev", "libauparse-dev"])]),
     .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
     .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
@@ -25,7 +26,7 @@ let libraries: [Target] = [
     .target(name: "HoldfastStore", dependencies: ["HoldfastCore", "CSQLite"]),
     // One module per domain; each owns the C library of its OS touchpoint.
     .target(name: "DeviceGuard", dependencies: ["HoldfastCore", "HoldfastCrypto", "CUdev"]),
-    .target(name: "PrintGuard", dependencies: ["HoldfastCore", "CCups"]),
+    .target(name: "PrintGuard", dependencies: ["HoldfastCore", "CCups", "CZlib"]),
     .target(name: "FileWatch", dependencies: ["HoldfastCore", "CAudit"]),
     .target(name: "BrokerClient", dependencies: ["HoldfastCore", "HoldfastCrypto", "CCurl"]),
     .target(name: "HoldfastBroker", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "CMicroHTTPD"]),

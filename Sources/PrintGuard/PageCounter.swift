@@ -1,9 +1,9 @@
 /// Counts the pages of the document the gate receives, from its bytes (`docs/print-gate.md`).
 ///
 /// Each format is counted from what it says about itself, never from the file size:
-/// - PDF: the page tree root's `/Count` (the largest `/Count` of a `/Type /Pages` dictionary), else
-///   the linearization dictionary's `/N`, else the `/Type /Page` objects. A PDF whose page tree sits
-///   only inside compressed object streams is uncountable.
+/// - PDF: the larger of the page tree root's `/Count` (the largest `/Count` of a `/Type /Pages`
+///   dictionary) and the `/Type /Page` objects, in plain objects and inflated object streams; else
+///   the linearization dictionary's `/N`. An object stream that cannot be inflated makes it uncountable.
 /// - PostScript: the DSC `%%Pages: N` comment (not `(atend)`), else the `%%Page:` comments.
 /// - PWG raster (`RaS2`) and CUPS raster (`RaS3`, uncompressed): one page per page header, walking
 ///   the compressed or raw page data.
@@ -54,54 +54,109 @@ public enum PageCounter {
 
     // MARK: PDF
 
-    static func pdf(_ bytes: UnsafeRawBufferPointer) -> Count {
-        let typePages = Array("/Type".utf8)
+    /// What a scan of PDF bytes found.
+    struct PDFTally {
         var maxCount: Int64?
         var pageObjects: Int64 = 0
+        /// Offsets of `/Type /ObjStm` names (compressed object streams) in the scanned bytes.
+        var objectStreams: [Int] = []
+    }
+
+    /// Inflated object streams are capped: a small PDF must not inflate into gigabytes.
+    static let maximumInflatedBytes = 64 << 20
+
+    static func pdf(_ bytes: UnsafeRawBufferPointer) -> Count {
+        var tally = PDFTally()
+        scanPDF(bytes, into: &tally)
         var linearizedN: Int64?
-        var objectStreams = false
+        if let first = find(bytes, Array("/Linearized".utf8), from: 0), first < 2_048 {
+            linearizedN = dictionaryInteger(bytes, key: "/N", around: first)
+        }
+        // Objects inside compressed object streams are counted too: a page tree hidden there (with
+        // a decoy in plain sight) must not undercount.
+        var inflatedTotal = 0
+        for offset in tally.objectStreams {
+            guard let inflated = inflateStream(bytes, around: offset, budget: maximumInflatedBytes - inflatedTotal) else {
+                return Count(pages: nil, format: "application/pdf", note: "a compressed object stream of the PDF cannot be read (filter, encryption or size)")
+            }
+            inflatedTotal += inflated.count
+            var inner = PDFTally()
+            inflated.withUnsafeBytes { scanPDF($0, into: &inner) }
+            if let count = inner.maxCount { tally.maxCount = max(tally.maxCount ?? 0, count) }
+            tally.pageObjects += inner.pageObjects
+        }
+        // The larger of the page tree's /Count and the page objects: a root /Count that lies low
+        // does not undercount (an incrementally updated PDF may overcount; never the reverse).
+        let counted = max(tally.maxCount ?? 0, tally.pageObjects)
+        if counted > 0 { return Count(pages: counted, format: "application/pdf", note: nil) }
+        if let linearizedN, linearizedN > 0, tally.objectStreams.isEmpty { return Count(pages: linearizedN, format: "application/pdf", note: nil) }
+        return Count(pages: nil, format: "application/pdf", note: "the PDF has no page tree Holdfast can read")
+    }
+
+    static func scanPDF(_ bytes: UnsafeRawBufferPointer, into tally: inout PDFTally) {
+        let typeName = Array("/Type".utf8)
         var index = 0
         let end = bytes.count
         while index < end {
-            // Find each "/Type" and read the name after it.
-            guard let found = find(bytes, typePages, from: index) else { break }
-            var cursor = skipSpace(bytes, found + typePages.count)
+            // Each "/Type" and the name after it.
+            guard let found = find(bytes, typeName, from: index) else { break }
+            var cursor = skipSpace(bytes, found + typeName.count)
             if cursor < end, bytes[cursor] == UInt8(ascii: "/") {
                 let nameStart = cursor + 1
                 cursor = nameStart
                 while cursor < end, isRegular(bytes[cursor]) { cursor += 1 }
                 let name = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[nameStart..<cursor]), as: UTF8.self)
                 switch name {
-                case "Page": pageObjects += 1
+                case "Page": tally.pageObjects += 1
                 case "Pages":
-                    if let value = dictionaryInteger(bytes, key: "/Count", around: found) { maxCount = max(maxCount ?? 0, value) }
-                case "ObjStm": objectStreams = true
+                    if let value = dictionaryInteger(bytes, key: "/Count", around: found) { tally.maxCount = max(tally.maxCount ?? 0, value) }
+                case "ObjStm": tally.objectStreams.append(found)
                 default: break
                 }
             }
-            index = found + typePages.count
+            index = found + typeName.count
         }
-        if let first = find(bytes, Array("/Linearized".utf8), from: 0), first < 2_048 {
-            linearizedN = dictionaryInteger(bytes, key: "/N", around: first)
-        }
-        if let maxCount, maxCount > 0 { return Count(pages: maxCount, format: "application/pdf", note: nil) }
-        if let linearizedN, linearizedN > 0 { return Count(pages: linearizedN, format: "application/pdf", note: nil) }
-        if pageObjects > 0, !objectStreams { return Count(pages: pageObjects, format: "application/pdf", note: nil) }
-        return Count(pages: nil, format: "application/pdf", note: "the PDF's page tree is inside compressed object streams")
     }
 
-    /// The integer after `key` inside the `<< … >>` dictionary that contains `position`.
-    static func dictionaryInteger(_ bytes: UnsafeRawBufferPointer, key: String, around position: Int) -> Int64? {
-        // The enclosing dictionary: back to the nearest "<<", forward to the matching ">>".
+    /// The inflated data of the stream whose dictionary holds `offset`: FlateDecode only (what
+    /// object streams use), at most `budget` bytes. nil when it cannot be read.
+    static func inflateStream(_ bytes: UnsafeRawBufferPointer, around offset: Int, budget: Int) -> [UInt8]? {
+        guard budget > 0, let (dictionaryStart, dictionaryEnd) = enclosingDictionary(bytes, offset) else { return nil }
+        let dictionary = UnsafeRawBufferPointer(rebasing: bytes[dictionaryStart..<dictionaryEnd])
+        // Exactly one filter, FlateDecode, and no predictor (object streams have none).
+        let filterKey = Array("/Filter".utf8)
+        guard let filter = find(dictionary, filterKey, from: 0), find(dictionary, filterKey, from: filter + 1) == nil,
+            find(dictionary, Array("/DecodeParms".utf8), from: 0) == nil
+        else { return nil }
+        var cursor = skipSpace(dictionary, filter + filterKey.count)
+        let array = cursor < dictionary.count && dictionary[cursor] == UInt8(ascii: "[")
+        if array { cursor = skipSpace(dictionary, cursor + 1) }
+        let flate = Array("/FlateDecode".utf8)
+        guard cursor + flate.count <= dictionary.count, zip(dictionary[cursor..<(cursor + flate.count)], flate).allSatisfy({ $0 == $1 }) else { return nil }
+        cursor += flate.count
+        if cursor < dictionary.count, isRegular(dictionary[cursor]) { return nil }
+        // One filter only: a filter array must close right after it.
+        cursor = skipSpace(dictionary, cursor)
+        if array, cursor < dictionary.count, dictionary[cursor] != UInt8(ascii: "]") { return nil }
+        guard let keyword = find(bytes, Array("stream".utf8), from: dictionaryEnd), keyword - dictionaryEnd < 64 else { return nil }
+        var start = keyword + 6
+        if start < bytes.count, bytes[start] == 0x0D { start += 1 }
+        if start < bytes.count, bytes[start] == 0x0A { start += 1 }
+        guard start < bytes.count, let base = bytes.baseAddress else { return nil }
+        return Inflater.inflate(UnsafeRawBufferPointer(start: base + start, count: bytes.count - start), limit: budget)
+    }
+
+    /// The `<< … >>` dictionary around `position`: the offsets just after `<<` and at `>>`.
+    static func enclosingDictionary(_ bytes: UnsafeRawBufferPointer, _ position: Int) -> (Int, Int)? {
         var start = position
-        while start > 0 {
-            if bytes[start - 1] == UInt8(ascii: "<"), start >= 2, bytes[start - 2] == UInt8(ascii: "<") { break }
+        while start > 1 {
+            if bytes[start - 1] == UInt8(ascii: "<"), bytes[start - 2] == UInt8(ascii: "<") { break }
             start -= 1
             if position - start > 4_096 { return nil }
         }
         var depth = 1
         var stop = position
-        while stop + 1 < bytes.count, depth > 0 {
+        while stop + 1 < bytes.count {
             if bytes[stop] == UInt8(ascii: "<"), bytes[stop + 1] == UInt8(ascii: "<") {
                 depth += 1
                 stop += 2
@@ -109,13 +164,19 @@ public enum PageCounter {
             }
             if bytes[stop] == UInt8(ascii: ">"), bytes[stop + 1] == UInt8(ascii: ">") {
                 depth -= 1
-                if depth == 0 { break }
+                if depth == 0 { return (start, stop) }
                 stop += 2
                 continue
             }
             stop += 1
             if stop - position > 65_536 { return nil }
         }
+        return nil
+    }
+
+    /// The integer after `key` inside the `<< … >>` dictionary that contains `position`.
+    static func dictionaryInteger(_ bytes: UnsafeRawBufferPointer, key: String, around position: Int) -> Int64? {
+        guard let (start, stop) = enclosingDictionary(bytes, position) else { return nil }
         let keyBytes = Array(key.utf8)
         var cursor = start
         while let found = find(bytes, keyBytes, from: cursor), found < stop {

@@ -91,6 +91,24 @@ public func runProcess(
     )
 }
 
+/// Runs a program with `stdin` and returns its standard output as bytes; a failure throws.
+public func runProcessBytes(_ executable: String, _ arguments: [String], stdin: [UInt8]) throws -> [UInt8] {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    let output = Pipe()
+    let input = Pipe()
+    process.standardOutput = output
+    process.standardInput = input
+    try process.run()
+    input.fileHandleForWriting.write(Data(stdin))
+    try input.fileHandleForWriting.close()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw CocoaError(.executableLoad) }
+    return Array(data)
+}
+
 /// Hands bytes from a reader thread back; the semaphore orders the write before the read.
 private final class DataBox: @unchecked Sendable {
     var data = Data()

@@ -10,6 +10,7 @@ import Testing
         "CSQLite": "HoldfastStore",
         "CUdev": "DeviceGuard",
         "CCups": "PrintGuard",
+        "CZlib": "PrintGuard",
         "CAudit": "FileWatch",
         "CCurl": "BrokerClient",
         "CMicroHTTPD": "HoldfastBroker",

@@ -1,3 +1,4 @@
+import HoldfastTestSupport
 import PrintGuard
 import Testing
 
@@ -22,6 +23,22 @@ func pwgRaster(pages: Int, width: Int = 100, height: Int = 50) -> [UInt8] {
     return bytes
 }
 
+/// A PDF with a plain decoy page tree (/Count 1) and an object stream holding `inner`, compressed
+/// by Python's zlib (the test does not link zlib itself).
+func pdfWithObjectStream(inner: String, filter: String = "/FlateDecode", padding: Int = 0) throws -> [UInt8] {
+    let script = """
+        import sys, zlib
+        inner = sys.stdin.buffer.read() + b" " * int(sys.argv[2])
+        data = zlib.compress(inner, 9) if sys.argv[1] == "/FlateDecode" else inner.hex().encode()
+        out = b"%PDF-1.5\\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\\n"
+        out += b"9 0 obj << /Type /Pages /Count 1 >> endobj\\n"
+        out += b"5 0 obj << /Type /ObjStm /N 8 /First 40 /Filter " + sys.argv[1].encode() + b" /Length %d >>\\nstream\\n" % len(data)
+        out += data + b"\\nendstream\\nendobj\\n%%EOF\\n"
+        sys.stdout.buffer.write(out)
+        """
+    return try runProcessBytes("/usr/bin/python3", ["-c", script, filter, String(padding)], stdin: Array(inner.utf8))
+}
+
 @Suite struct PageCounterTests {
     func count(_ text: String, _ type: String = "application/octet-stream") -> PageCounter.Count {
         PageCounter.count(Array(text.utf8), contentType: type)
@@ -41,8 +58,27 @@ func pwgRaster(pages: Int, width: Int = 100, height: Int = 50) -> [UInt8] {
     }
 
     @Test func aLinearizedPdfSaysItsPageCountUpFront() {
-        let pdf = "%PDF-1.7\n1 0 obj << /Linearized 1 /L 9000 /N 12 /Names 4 >> endobj\n5 0 obj << /Type /ObjStm /N 40 >> stream\nxx\nendstream"
+        let pdf = "%PDF-1.7\n1 0 obj << /Linearized 1 /L 9000 /N 12 /Names 4 >> endobj\n2 0 obj << /Type /Catalog >> endobj"
         #expect(count(pdf).pages == 12)
+    }
+
+    @Test func aLowRootCountDoesNotHidePageObjects() {
+        #expect(count("%PDF-1.4\n<< /Type /Pages /Count 1 >>\n<< /Type /Page >>\n<< /Type /Page >>\n<< /Type /Page >>\n").pages == 3)
+    }
+
+    @Test func pageTreesInsideCompressedObjectStreamsAreInflatedAndCounted() throws {
+        // A real page tree of 7 pages in a FlateDecode object stream, and a decoy of 1 in plain sight.
+        let pdf = try pdfWithObjectStream(inner: "<< /Type /Pages /Kids [] /Count 7 >>" + String(repeating: " << /Type /Page /Parent 2 0 R >>", count: 7))
+        #expect(PageCounter.count(pdf, contentType: "application/pdf") == PageCounter.Count(pages: 7, format: "application/pdf", note: nil))
+    }
+
+    @Test func objectStreamsThatCannotBeReadMakeThePdfUncountable() throws {
+        let other = try pdfWithObjectStream(inner: "<< /Type /Pages /Count 7 >>", filter: "/ASCIIHexDecode")
+        #expect(PageCounter.count(other, contentType: "application/pdf").pages == nil)
+        // 80 MiB of inflated data from a small file: refused, not inflated.
+        let bomb = try pdfWithObjectStream(inner: "<< /Type /Pages /Count 7 >>", padding: 80 << 20)
+        #expect(bomb.count < 1 << 20)
+        #expect(PageCounter.count(bomb, contentType: "application/pdf").pages == nil)
     }
 
     @Test func pageObjectsCountWithoutATree() {
@@ -52,7 +88,7 @@ func pwgRaster(pages: Int, width: Int = 100, height: Int = 50) -> [UInt8] {
     @Test func aPageTreeHiddenInObjectStreamsIsUncountable() {
         let counted = count("%PDF-1.5\n5 0 obj << /Type /ObjStm /N 40 /First 300 /Filter /FlateDecode >> stream\n\u{1}\u{2}\nendstream")
         #expect(counted.pages == nil)
-        #expect(counted.note == "the PDF's page tree is inside compressed object streams")
+        #expect(counted.note == "a compressed object stream of the PDF cannot be read (filter, encryption or size)")
     }
 
     @Test func postscriptUsesTheDSCComments() {
