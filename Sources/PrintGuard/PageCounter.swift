@@ -29,7 +29,58 @@ public enum PageCounter {
 
     public static let linesPerTextPage = 66
 
+    /// A stream may hold several documents back to back: cupsd pipes every document of a
+    /// multi-document job through one backend, and a file can be concatenated by hand (a
+    /// PostScript interpreter runs both halves). Each document is counted and the pages added; one
+    /// uncountable document makes the whole uncountable. A document starts wherever one of these
+    /// magics appears, so an embedded one (an EPS inside PostScript) can overcount, never under.
+    static let documentMagics: [[UInt8]] = ["%PDF-", "%!PS", "RaS2", "RaS3", "3SaR", "UNIRAST\0"].map { Array($0.utf8) }
+
     public static func count(_ bytes: UnsafeRawBufferPointer, contentType: String) -> Count {
+        let starts = documentStarts(bytes)
+        guard starts.count > 1, let base = bytes.baseAddress else { return countOne(bytes, contentType: contentType) }
+        var total: Int64 = 0
+        var formats: [String] = []
+        for (index, start) in starts.enumerated() {
+            let end = index + 1 < starts.count ? starts[index + 1] : bytes.count
+            let segment = UnsafeRawBufferPointer(start: base + start, count: end - start)
+            let counted = countOne(segment, contentType: index == 0 ? contentType : "")
+            guard let pages = counted.pages else {
+                return Count(pages: nil, format: counted.format, note: "document \(index + 1) of \(starts.count) in the stream: \(counted.note ?? "uncountable")")
+            }
+            total += pages
+            if !formats.contains(counted.format) { formats.append(counted.format) }
+        }
+        return Count(pages: total, format: formats.joined(separator: "+"), note: nil)
+    }
+
+    /// 0 and every later offset where a document magic begins.
+    static func documentStarts(_ bytes: UnsafeRawBufferPointer) -> [Int] {
+        var starts = [0]
+        guard bytes.count > 4 else { return starts }
+        var index = 1
+        let last = bytes.count - 4
+        while index <= last {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "%") || byte == UInt8(ascii: "R") || byte == UInt8(ascii: "3") || byte == UInt8(ascii: "U") {
+                for magic in documentMagics where magic[0] == byte && index + magic.count <= bytes.count {
+                    var match = true
+                    for offset in 1..<magic.count where bytes[index + offset] != magic[offset] {
+                        match = false
+                        break
+                    }
+                    if match {
+                        starts.append(index)
+                        break
+                    }
+                }
+            }
+            index += 1
+        }
+        return starts
+    }
+
+    static func countOne(_ bytes: UnsafeRawBufferPointer, contentType: String) -> Count {
         let type = contentType.lowercased()
         if starts(bytes, "%PDF-") { return pdf(bytes) }
         if starts(bytes, "%!PS") || starts(bytes, "\u{4}%!PS") { return postscript(bytes) }

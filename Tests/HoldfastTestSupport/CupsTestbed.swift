@@ -48,7 +48,10 @@ public final class CupsTestbed {
             chown(directory.file(name), 0, lp)
             chmod(directory.file(name), mode)
         }
-        for (link, target) in [("bin/daemon", "/usr/lib/cups/daemon"), ("bin/notifier", "/usr/lib/cups/notifier"), ("bin/backend/ipp", "/usr/lib/cups/backend/ipp")] {
+        for (link, target) in [
+            ("bin/daemon", "/usr/lib/cups/daemon"), ("bin/notifier", "/usr/lib/cups/notifier"), ("bin/filter", "/usr/lib/cups/filter"),
+            ("bin/backend/ipp", "/usr/lib/cups/backend/ipp"),
+        ] {
             try FileManager.default.createSymbolicLink(atPath: directory.file(link), withDestinationPath: target)
         }
         try FileManager.default.copyItem(atPath: backend, toPath: directory.file("bin/holdfast-cups-backend"))

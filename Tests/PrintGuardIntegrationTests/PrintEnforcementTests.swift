@@ -157,6 +157,28 @@ import Glibc
         #expect(try agent.finished(try cups.print(document, queue: "office", as: Self.bob, title: "bob one")).state == JobState.completed)
     }
 
+    @Test func everyDocumentOfAMultiDocumentJobCounts() throws {
+        let users = try TestUsers(PrintAgent.users, group: PrintAgent.group)
+        defer { withExtendedLifetime(users) {} }
+        let agent = try agent(quota: #"{"pages_per_day": 3}"#)
+        let cups = try agent.testbed
+        let first = try agent.document(pages: 2, name: "first.ps")
+        let second = try agent.document(pages: 2, name: "second.ps")
+        let result = try cups.run("/usr/bin/lp", ["-d", "office", "-t", "two documents", first, second], as: Self.ann)
+        #expect(result.status == 0)
+        let id = try #require(result.stdout.split(separator: " ").first { $0.hasPrefix("office-") }.flatMap { Int($0.dropFirst(7)) })
+        let finished = try agent.finished(id)
+        // 2 + 2 pages > 3: the second document must not print on the first one's verdict.
+        #expect(try agent.eventually { try agent.events("print.job").count >= 1 })
+        let charged = try agent.events("print.job").compactMap { $0["holdfast"]?["details"]?["charged_pages"]?.intValue }.reduce(0, +)
+        #expect(charged <= 3)
+        #expect(finished.state == JobState.canceled)
+        if finished.state != JobState.canceled {
+            let log = (try? String(contentsOfFile: cups.cupsdLog, encoding: .utf8)) ?? ""
+            Issue.record("cupsd log: \(log.split(separator: "\n").filter { $0.contains("[Job \(id)]") }.suffix(40).joined(separator: "\n"))")
+        }
+    }
+
     @Test func withHoldfastdStoppedAGatedJobIsCancelled() throws {
         let users = try TestUsers(PrintAgent.users, group: PrintAgent.group)
         defer { withExtendedLifetime(users) {} }

@@ -103,6 +103,20 @@ func pdfWithObjectStream(inner: String, filter: String = "/FlateDecode", padding
         #expect(PageCounter.count(truncated, contentType: "image/pwg-raster").pages == nil)
     }
 
+    @Test func documentsBackToBackAreEachCounted() {
+        // What cupsd pipes through the backend for `lp a.ps b.ps`, and a hand-made concatenation.
+        let two = "%!PS-Adobe-3.0\n%%Pages: 2\n%%EOF\n%!PS-Adobe-3.0\n%%Pages: 3\n%%EOF\n"
+        #expect(count(two) == PageCounter.Count(pages: 5, format: "application/postscript", note: nil))
+        let noNewline = "%!PS-Adobe-3.0\n%%Pages: 1\nshowpage%!PS-Adobe-3.0\n%%Pages: 40\n"
+        #expect(count(noNewline).pages == 41)
+        let mixed = "%!PS-Adobe-3.0\n%%Pages: 1\n%%EOF\n%PDF-1.4\n<< /Type /Pages /Count 9 >>\n"
+        #expect(count(mixed) == PageCounter.Count(pages: 10, format: "application/postscript+application/pdf", note: nil))
+        let uncountableTail = "%!PS-Adobe-3.0\n%%Pages: 1\n%%EOF\nRaS2garbage"
+        let refused = count(uncountableTail)
+        #expect(refused.pages == nil)
+        #expect(refused.note?.hasPrefix("document 2 of 2 in the stream") == true)
+    }
+
     @Test func appleRasterCarriesItsPageCount() {
         #expect(PageCounter.count(Array("UNIRAST\0".utf8) + [0, 0, 0, 5], contentType: "image/urf").pages == 5)
     }
