@@ -1,3 +1,5 @@
+import CCups
+
 /// cupsd's operation policies (`<Policy>` / `<Limit>` in cupsd.conf), checked and repaired so the
 /// operations that get around the print gate are `@SYSTEM`'s alone.
 ///
@@ -12,7 +14,24 @@ public enum CupsdHardening {
         "CUPS-Add-Modify-Printer", "CUPS-Delete-Printer", "CUPS-Add-Modify-Class", "CUPS-Delete-Class",
     ]
 
+    /// Operations that submit a job: they must authenticate the user (over the local socket cupsd
+    /// checks the peer's uid), or `lp -U someone-else` prints as, and on the quota of, anyone.
+    public static let submissionOperations = ["Print-Job", "Print-URI", "Validate-Job", "Create-Job"]
+
     static let managedComment = "# Holdfast: only @SYSTEM may use these; they get around the print gate (holdfast print status)."
+    static let submissionComment = "# Holdfast: jobs carry the user cupsd authenticated, never a name the client claims."
+
+    /// cupsd's operation code for a `<Limit>` token: a name as libcups spells it or hex (`0x4028`);
+    /// nil for `All` and for tokens cupsd would not know either.
+    static func operationCode(_ token: some StringProtocol) -> Int32? {
+        let text = String(token)
+        if text.lowercased().hasPrefix("0x") { return Int32(text.dropFirst(2), radix: 16) }
+        let code = ippOpValue(text).rawValue
+        return code > 0 ? code : nil
+    }
+
+    static let restrictedCodes = Set(restrictedOperations.compactMap { operationCode($0) })
+    static let submissionCodes = Set(submissionOperations.compactMap { operationCode($0) })
 
     struct Limit {
         var operations: [String]
@@ -20,17 +39,31 @@ public enum CupsdHardening {
         var requireValidUser = false
         var denyAll = false
         var allows = false
+        /// `Satisfy any`: an address match alone lets a request through.
+        var satisfyAny = false
+        /// A directive this check does not know: not trusted to be closed.
+        var unknownDirective: String?
 
         var isAll: Bool { operations.contains { $0.equalsIgnoringCase("All") } }
+        var codes: Set<Int32> { Set(operations.compactMap { CupsdHardening.operationCode($0) }) }
 
         /// Whether only @SYSTEM (or root) gets through.
         var systemOnly: Bool {
+            guard !satisfyAny, unknownDirective == nil else { return false }
             if denyAll && !allows { return true }
             guard !requireValidUser, let users = requireUsers, !users.isEmpty else { return false }
             return users.allSatisfy { $0.equalsIgnoringCase("@SYSTEM") || $0 == "root" }
         }
 
+        /// Whether cupsd authenticates whoever gets through.
+        var authenticated: Bool {
+            guard !satisfyAny, unknownDirective == nil else { return false }
+            return requireValidUser || !(requireUsers ?? []).isEmpty || (denyAll && !allows)
+        }
+
         var who: String {
+            if satisfyAny { return "anyone (Satisfy any)" }
+            if let unknownDirective { return "whoever \(unknownDirective) lets through" }
             if requireValidUser { return "any authenticated user" }
             guard let users = requireUsers else { return "anyone" }
             return users.joined(separator: " ")
@@ -58,8 +91,10 @@ public enum CupsdHardening {
         line.equalsIgnoringCase("</\(name)>")
     }
 
+    /// The line without its comment (`#` anywhere, as cupsd reads it) and surrounding blanks.
     static func trimmed(_ line: Substring) -> Substring {
         var line = line
+        if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
         while let first = line.first, first == " " || first == "\t" { line = line.dropFirst() }
         while let last = line.last, last == " " || last == "\t" || last == "\r" { line = line.dropLast() }
         return line
@@ -103,8 +138,12 @@ public enum CupsdHardening {
                 if words.dropFirst().contains(where: { $0.lowercased() == "all" }) { limit?.denyAll = true }
             case "allow":
                 limit?.allows = true
-            default:
+            case "satisfy":
+                if words.count >= 2, words[1].lowercased() == "any" { limit?.satisfyAny = true }
+            case "authtype", "order", "encryption":
                 break
+            default:
+                if limit?.unknownDirective == nil { limit?.unknownDirective = String(directive) }
             }
         }
         return policies
@@ -116,17 +155,23 @@ public enum CupsdHardening {
         guard !policies.isEmpty else { return ["cupsd.conf defines no operation policy (<Policy>); cupsd's built-in one lets users create queues"] }
         var findings: [String] = []
         for policy in policies {
+            func governing(_ operation: String) -> [Limit]? {
+                guard let code = operationCode(operation) else { return nil }
+                let named = policy.limits.filter { $0.codes.contains(code) }
+                return named.isEmpty ? policy.limits.filter(\.isAll) : named
+            }
             for operation in restrictedOperations {
-                var governing = policy.limits.filter { limit in
-                    limit.operations.contains { $0.equalsIgnoringCase(operation) }
-                }
-                if governing.isEmpty { governing = policy.limits.filter(\.isAll) }
-                if governing.isEmpty {
+                guard let limits = governing(operation) else { continue }
+                if limits.isEmpty {
                     findings.append("policy \(policy.name): \(operation) has no <Limit>; anyone may use it")
-                    continue
-                }
-                if let open = governing.first(where: { !$0.systemOnly }) {
+                } else if let open = limits.first(where: { !$0.systemOnly }) {
                     findings.append("policy \(policy.name): \(operation) is open to \(open.who)")
+                }
+            }
+            for operation in submissionOperations {
+                guard let limits = governing(operation) else { continue }
+                if limits.isEmpty || limits.contains(where: { !$0.authenticated }) {
+                    findings.append("policy \(policy.name): \(operation) takes the user name the client claims (no Require): users can print as someone else")
                 }
             }
         }
@@ -138,7 +183,7 @@ public enum CupsdHardening {
     /// Idempotent. nil when there is no policy block to repair.
     public static func repaired(cupsdConf text: String) -> String? {
         guard !parse(text).isEmpty else { return nil }
-        let restricted = Set(restrictedOperations.map { $0.lowercased() })
+        let managed = restrictedCodes.union(submissionCodes)
         var output: [String] = []
         var inPolicy = false
         var skippingLimit = false
@@ -159,18 +204,25 @@ public enum CupsdHardening {
                         "    Require user @SYSTEM",
                         "    Order deny,allow",
                         "  </Limit>",
+                        "  " + submissionComment,
+                        "  <Limit \(submissionOperations.joined(separator: " "))>",
+                        "    AuthType Default",
+                        "    Require valid-user",
+                        "    Order deny,allow",
+                        "  </Limit>",
                     ]
                 }
                 continue
             }
-            if line == Substring(managedComment) { continue }
+            let whole = raw.trimmingPrefix(while: { $0 == " " || $0 == "\t" })
+            if whole == Substring(managedComment) || whole == Substring(submissionComment) { continue }
             if isClosing(line, "Policy") {
                 inPolicy = false
                 output.append(String(raw))
                 continue
             }
             if let operations = tag(line, "Limit") {
-                let kept = operations.filter { !restricted.contains($0.lowercased()) }
+                let kept = operations.filter { operation in operationCode(operation).map { !managed.contains($0) } ?? true }
                 if kept.isEmpty {
                     skippingLimit = true
                     continue

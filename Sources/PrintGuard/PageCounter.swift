@@ -1,4 +1,4 @@
-/// Counts the pages of the document the gate receives, from its bytes (`docs/print-gate.md`).
+/// Counts the pages of the document the gate receives, from its bytes (`docs/print-enforcement.md`).
 ///
 /// Each format is counted from what it says about itself, never from the file size:
 /// - PDF: the larger of the page tree root's `/Count` (the largest `/Count` of a `/Type /Pages`

@@ -1,4 +1,4 @@
-// holdfast-cups-backend: the `holdfast:` CUPS backend (`docs/print-gate.md`).
+// holdfast-cups-backend: the `holdfast:` CUPS backend (`docs/print-enforcement.md`).
 //
 // CUPS runs it for every job on an approved queue, whose device URI is `holdfast:` + the real one.
 // It counts the document's pages, asks holdfastd for a verdict (`print.gate`), and then either
@@ -108,7 +108,10 @@ if size == 0 {
 
 // Ask holdfastd.
 let request = GateRequest(
-    job: job, user: user, title: title, copies: arguments.count == 7 ? copies : 1, queue: environment("PRINTER") ?? "",
+    // argv[4] always: behind a filter chain the stream may carry one copy and a NumCopies request
+    // the printer honours, so the stream alone would undercount. (Where a filter already
+    // replicated the pages, this overcounts; never the reverse.)
+    job: job, user: user, title: title, copies: copies, queue: environment("PRINTER") ?? "",
     deviceURI: realURI, contentType: contentType, pages: counted.pages, format: counted.format, pageNote: counted.note, bytes: Int64(size)
 )
 // cupsd passes backends a fixed environment (its SetEnv does not reach them), so the socket comes

@@ -157,6 +157,22 @@ import Glibc
         #expect(try agent.finished(try cups.print(document, queue: "office", as: Self.bob, title: "bob one")).state == JobState.completed)
     }
 
+    @Test func aUserCannotPrintUnderAnotherName() throws {
+        let users = try TestUsers(PrintAgent.users, group: PrintAgent.group)
+        defer { withExtendedLifetime(users) {} }
+        // Only ann (the desk group) may print; bob claims to be ann.
+        let agent = try agent(users: #", "users": ["@hf-print-desk"]"#)
+        let cups = try agent.testbed
+        let document = try agent.document(pages: 1)
+        let claimed = try cups.run("/usr/bin/lp", ["-U", Self.ann, "-d", "office", "-t", "as ann", document], as: Self.bob)
+        #expect(claimed.status != 0)
+        #expect(cups.printed(title: "as ann").isEmpty)
+        // Under their own name the gate decides as usual.
+        let own = try agent.finished(try cups.print(document, queue: "office", as: Self.bob, title: "bob own"))
+        #expect(own.state == JobState.canceled)
+        #expect(try agent.finished(try cups.print(document, queue: "office", as: Self.ann, title: "ann own")).state == JobState.completed)
+    }
+
     @Test func everyDocumentOfAMultiDocumentJobCounts() throws {
         let users = try TestUsers(PrintAgent.users, group: PrintAgent.group)
         defer { withExtendedLifetime(users) {} }

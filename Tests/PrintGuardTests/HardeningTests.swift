@@ -1,3 +1,4 @@
+import Foundation
 import HoldfastTestSupport
 import PrintGuard
 import Testing
@@ -32,7 +33,9 @@ let debianCupsdConf = """
     @Test func theRepairClosesEveryFindingAndKeepsTheRest() throws {
         let fixed = try #require(CupsdHardening.repaired(cupsdConf: debianCupsdConf))
         #expect(CupsdHardening.findings(cupsdConf: fixed) == [])
-        #expect(fixed.contains("  <Limit Create-Job Print-Job Print-URI Validate-Job>"))
+        // Submitting a job needs an authenticated user (PeerCred over the socket): no `lp -U other`.
+        #expect(fixed.contains("  <Limit Print-Job Print-URI Validate-Job Create-Job>\n    AuthType Default\n    Require valid-user"))
+        #expect(!fixed.contains("<Limit Create-Job Print-Job Print-URI Validate-Job>"))
         #expect(fixed.contains("<Limit Send-Document Send-URI Hold-Job Restart-Job Purge-Jobs Create-Job-Subscription"))
         #expect(fixed.contains("  <Limit Cancel-Job>"))
         #expect(fixed.contains("Listen /run/cups/cups.sock"))
@@ -52,7 +55,32 @@ let debianCupsdConf = """
               </Limit>
             </Policy>
             """
-        #expect(CupsdHardening.findings(cupsdConf: conf) == ["policy default: Release-Job is open to any authenticated user"])
+        #expect(CupsdHardening.findings(cupsdConf: conf).filter { !$0.contains("takes the user name") } == ["policy default: Release-Job is open to any authenticated user"])
+    }
+
+    @Test func debiansDefaultTakesWhateverUserNameTheClientClaims() {
+        #expect(CupsdHardening.findings(cupsdConf: debianCupsdConf).contains(
+            "policy default: Print-Job takes the user name the client claims (no Require): users can print as someone else"
+        ))
+    }
+
+    /// cupsd reads operation codes in hex, comments after a tag and `Satisfy any`; so does the check.
+    @Test(arguments: [
+        ("<Limit 0x4028>\n    Order deny,allow\n  </Limit>", "CUPS-Create-Local-Printer is open to anyone"),
+        ("<Limit CUPS-Create-Local-Printer>\n    Require user @SYSTEM\n    Satisfy any\n    Allow from all\n  </Limit>", "CUPS-Create-Local-Printer is open to anyone (Satisfy any)"),
+        ("<Limit CUPS-Create-Local-Printer>\n    Require user @SYSTEM\n    AuthClass Anonymous\n  </Limit>", "CUPS-Create-Local-Printer is open to whoever authclass lets through"),
+    ])
+    func cupsdsOwnReadingsAreFollowed(block: String, expected: String) throws {
+        let hardened = try #require(CupsdHardening.repaired(cupsdConf: debianCupsdConf))
+        // An open block put in front of the hardened ones (first match wins in the check as well).
+        let conf = hardened.replacingOccurrences(of: "<Policy default>\n", with: "<Policy default>\n  \(block)\n")
+        #expect(CupsdHardening.findings(cupsdConf: conf).contains("policy default: \(expected)"))
+        #expect(CupsdHardening.findings(cupsdConf: try #require(CupsdHardening.repaired(cupsdConf: conf))) == [])
+    }
+
+    @Test func aCommentAfterAPolicyTagDoesNotHideThePolicy() {
+        let conf = debianCupsdConf.replacingOccurrences(of: "<Policy default>", with: "<Policy default> # the desk's policy")
+        #expect(CupsdHardening.findings(cupsdConf: conf).contains("policy default: CUPS-Create-Local-Printer is open to anyone"))
     }
 
     @Test func noPolicyAtAllIsAFindingThatCannotBeRepairedByRewriting() {
