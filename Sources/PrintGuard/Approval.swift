@@ -74,9 +74,17 @@ extension PrintPolicy {
                 ? "device URI wraps the gate twice"
                 : "\(scheme): device URIs print to a file or a virtual printer and are never approved")
         }
+        let userInfo = DeviceURI.authority(of: realURI)?.contains("@") == true
         for rule in approved {
             if let pattern = rule.name, !pattern.matches(name) { continue }
-            if let pattern = rule.uri, !pattern.matches(realURI) { continue }
+            if let pattern = rule.uri {
+                guard pattern.matches(realURI) else { continue }
+                // ipp://10.0.0.5@evil/ must not pass for a pattern about 10.0.0.5.
+                if userInfo, DeviceURI.authority(of: pattern.text)?.contains("@") != true { continue }
+            } else if !DeviceURI.networkSchemes.contains(scheme) {
+                // A rule by name alone approves network printers only.
+                continue
+            }
             return Approval(approved: true, reason: "approved by rule \(rule.id)", rule: rule)
         }
         return .refused(approved.isEmpty ? "the policy approves no printer" : "no approved rule matches queue \(Printable.escape(queueName)) at \(Printable.escape(realURI))")

@@ -246,7 +246,12 @@ public final class CupsClient {
     // MARK: Subscriptions (ippget pull)
 
     /// The events that make reconciliation look again.
-    public static let queueEvents = ["printer-added", "printer-deleted", "printer-modified", "printer-config-changed", "server-restarted", "server-started"]
+    /// `printer-state-changed` too: a rejected queue turned back on (`cupsenable`, `cupsaccept`)
+    /// must be seen at once, not at the next full pass.
+    public static let queueEvents = [
+        "printer-added", "printer-deleted", "printer-modified", "printer-config-changed", "printer-state-changed",
+        "server-restarted", "server-started",
+    ]
 
     /// Create-Printer-Subscriptions on the server with the `ippget` pull method; returns its id.
     public func subscribe(events: [String], leaseSeconds: Int32) throws(CupsError) -> Int32 {

@@ -177,6 +177,11 @@ public struct PrintPolicy: Sendable, Equatable {
         if let uri, let scheme = DeviceURI.scheme(of: uri.text), DeviceURI.neverApproved.contains(scheme) {
             throw PrintPolicyError("\(named): \(scheme): queues are never approved (print-to-file or a virtual printer)")
         }
+        if let uri, let authority = DeviceURI.authority(of: uri.text), let last = authority.last, last == "*" || last == "?",
+            !authority.dropLast().hasSuffix(":")  // a port wildcard (`host:*`) is fine
+        {
+            throw PrintPolicyError("\(named): uri has a wildcard at the end of the host (it would match other hosts, such as HOST.evil.example); end the host and put * after the /")
+        }
         var users: [String] = []
         if let value = members["users"] {
             guard case .array(let list) = value, !list.isEmpty else {
@@ -221,8 +226,22 @@ public enum DeviceURI {
     public static let gateScheme = "holdfast"
     public static let gatePrefix = "holdfast:"
 
-    /// Schemes that write the job somewhere other than a printer: never approved.
-    public static let neverApproved: Set<String> = ["file", "cups-pdf", "pdf", "cups-pdf-virtual", "virtual", "pdf-writer", "holdfast"]
+    /// Schemes that write the job somewhere other than a printer, or wrap another URI: never approved.
+    public static let neverApproved: Set<String> = [
+        "file", "cups-pdf", "pdf", "cups-pdf-virtual", "virtual", "pdf-writer", "cups-brf", "beh", "implicitclass", "holdfast",
+    ]
+
+    /// The network printer schemes a rule without a `uri` pattern approves. Local ports (`usb`,
+    /// `serial`, `parallel`) and anything else need a `uri` pattern that names them.
+    public static let networkSchemes: Set<String> = ["ipp", "ipps", "http", "https", "socket", "lpd", "dnssd", "smb"]
+
+    /// The authority (`user@host:port`) of a `scheme://` URI, if it has one.
+    public static func authority(of uri: String) -> Substring? {
+        guard let colon = uri.firstIndex(of: ":") else { return nil }
+        let rest = uri[uri.index(after: colon)...]
+        guard rest.hasPrefix("//") else { return nil }
+        return rest.dropFirst(2).prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+    }
 
     /// The scheme before `:`, lower-cased, when it is a valid URI scheme.
     public static func scheme(of uri: String) -> String? {

@@ -42,6 +42,8 @@ func printPolicy(_ json: String) throws -> PrintPolicy {
         (#"{"quota": {"pages_per_day": -1}}"#, "whole number"),
         (#"{"quota": {"pages_per_day": "10"}}"#, "whole number"),
         (#"{"quota": {"unknown_pages": 0}}"#, "\"refuse\" or a page charge"),
+        (#"{"approved": [{"id": "a", "uri": "ipp://10.0.0.5*"}]}"#, "wildcard at the end of the host"),
+        (#"{"approved": [{"id": "a", "uri": "beh:/1/3/5/*"}]}"#, "beh: queues are never approved"),
     ])
     func badSectionsAreRefusedWithThePlace(json: String, expected: String) {
         #expect {
@@ -93,6 +95,20 @@ func printPolicy(_ json: String) throws -> PrintPolicy {
         #expect(!policy.approval(for: PrintQueue(name: "floor-pdf", deviceURI: "cups-pdf:/")).approved)
         #expect(!policy.approval(for: PrintQueue(name: "floor-2", deviceURI: "holdfast:holdfast:ipp://x/")).approved)
         #expect(!policy.approval(for: PrintQueue(name: "floor-2", deviceURI: "")).approved)
+    }
+
+    @Test func aRuleByNameAloneApprovesNetworkPrintersOnly() {
+        #expect(policy.approval(for: PrintQueue(name: "floor-1", deviceURI: "socket://10.1.2.3:9100")).approved)
+        #expect(policy.approval(for: PrintQueue(name: "floor-1", deviceURI: "ipps://printer.example.internal/ipp/print")).approved)
+        for uri in ["usb://HP/LaserJet?serial=1", "serial:/dev/ttyS0", "parallel:/dev/lp0", "cups-brf:/", "beh:/1/3/5/cups-pdf:/", "implicitclass://x/"] {
+            #expect(!policy.approval(for: PrintQueue(name: "floor-1", deviceURI: uri)).approved, "\(uri)")
+        }
+    }
+
+    @Test func userInfoInTheURIDoesNotPassForTheHost() throws {
+        let policy = try printPolicy(#"{"approved": [{"id": "p", "uri": "ipp://10.0.0.5:*/ipp/print"}]}"#)
+        #expect(policy.approval(for: PrintQueue(name: "q", deviceURI: "ipp://10.0.0.5:631/ipp/print")).approved)
+        #expect(!policy.approval(for: PrintQueue(name: "q", deviceURI: "ipp://10.0.0.5:631@203.0.113.9/ipp/print")).approved)
     }
 
     @Test func classesAreApprovedByNameOnly() {
