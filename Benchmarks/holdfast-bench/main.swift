@@ -381,13 +381,12 @@ if wanted("print"), getuid() == 0, FileManager.default.fileExists(atPath: "/usr/
     let floor = try measure(jobs) { _ in _ = try admin.printerState("bench") }
 
     // Real jobs: lp as root, the backend times its own question (DEBUG line in cupsd's log).
-    let document = "%!PS-Adobe-3.0\n%%Pages: 1\n%%EndComments\n%%Page: 1 1\nshowpage\n%%EOF\n"
-    try document.write(toFile: work.file("job.ps"), atomically: true, encoding: .utf8)
-    chmod(work.file("job.ps"), 0o644)
+    try simplePDF(pages: 1).write(toFile: work.file("job.pdf"), atomically: true, encoding: .utf8)
+    chmod(work.file("job.pdf"), 0o644)
     var submitted = 0
     var lpFailure = ""
     for index in 0..<jobs {
-        let result = try cups.run("/usr/bin/lp", ["-d", "bench", "-t", "bench \(index)", work.file("job.ps")])
+        let result = try cups.run("/usr/bin/lp", ["-d", "bench", "-t", "bench \(index)", work.file("job.pdf")])
         if result.status == 0 { submitted += 1 } else { lpFailure = result.stderr }
     }
     if submitted < jobs { print("note: \(jobs - submitted) print jobs were refused by lp: \(lpFailure)") }

@@ -440,6 +440,7 @@ public actor PrintService: Service {
         if verdict.allowed { details["charged_pages"] = .int(verdict.chargedPages) }
         if let rule = verdict.rule { details["rule"] = .string(rule) }
         if let note = request.pageNote { details["page_note"] = .string(note) }
+        if request.pagesDeclared { details["pages_declared"] = true }
         let pages = request.pages.map { "\($0) page\($0 == 1 ? "" : "s")" } ?? "uncounted pages"
         record(event(
             "print.job", .peripheralActivity, verdict.allowed ? 1 : 2, verdict.allowed ? "Allow" : "Deny",

@@ -1,9 +1,9 @@
 /// Counts the pages of the document the gate receives, from its bytes (`docs/print-enforcement.md`).
 ///
 /// Each format is counted from what it says about itself, never from the file size:
-/// - PDF: the larger of the page tree root's `/Count` (the largest `/Count` of a `/Type /Pages`
-///   dictionary) and the `/Type /Page` objects, in plain objects and inflated object streams; else
-///   the linearization dictionary's `/N`. An object stream that cannot be inflated makes it uncountable.
+/// - PDF: the larger of the `/Type /Page` objects and the `/Kids` references, in plain objects and
+///   inflated object streams. An object stream that cannot be inflated, or an indirect `/Kids`,
+///   makes it uncountable.
 /// - PostScript: the DSC `%%Pages: N` comment (not `(atend)`), else the `%%Page:` comments.
 /// - PWG raster (`RaS2`) and CUPS raster (`RaS3`, uncompressed): one page per page header, walking
 ///   the compressed or raw page data.
@@ -19,11 +19,15 @@ public enum PageCounter {
         public let format: String
         /// Why the pages could not be counted.
         public let note: String?
+        /// The count is only what the document says of itself (PostScript's `%%Pages:`, a URF
+        /// header): the program may print more. The policy decides whether to believe it.
+        public let declared: Bool
 
-        public init(pages: Int64?, format: String, note: String?) {
+        public init(pages: Int64?, format: String, note: String?, declared: Bool = false) {
             self.pages = pages
             self.format = format
             self.note = note
+            self.declared = declared
         }
     }
 
@@ -41,6 +45,7 @@ public enum PageCounter {
         guard starts.count > 1, let base = bytes.baseAddress else { return countOne(bytes, contentType: contentType) }
         var total: Int64 = 0
         var formats: [String] = []
+        var declared = false
         for (index, start) in starts.enumerated() {
             let end = index + 1 < starts.count ? starts[index + 1] : bytes.count
             let segment = UnsafeRawBufferPointer(start: base + start, count: end - start)
@@ -49,9 +54,10 @@ public enum PageCounter {
                 return Count(pages: nil, format: counted.format, note: "document \(index + 1) of \(starts.count) in the stream: \(counted.note ?? "uncountable")")
             }
             total += pages
+            declared = declared || counted.declared
             if !formats.contains(counted.format) { formats.append(counted.format) }
         }
-        return Count(pages: total, format: formats.joined(separator: "+"), note: nil)
+        return Count(pages: total, format: formats.joined(separator: "+"), note: nil, declared: declared)
     }
 
     /// 0 and every later offset where a document magic begins.
@@ -107,8 +113,13 @@ public enum PageCounter {
 
     /// What a scan of PDF bytes found.
     struct PDFTally {
-        var maxCount: Int64?
+        /// `/Type /Page` names: at least one per distinct page object.
         var pageObjects: Int64 = 0
+        /// References in direct `/Kids` arrays: at least one per page the tree shows (a page listed
+        /// twice is printed twice), plus one per intermediate node.
+        var kidReferences: Int64 = 0
+        /// A `/Kids` that is not a direct array: its references cannot be seen.
+        var indirectKids = false
         /// Offsets of `/Type /ObjStm` names (compressed object streams) in the scanned bytes.
         var objectStreams: [Int] = []
     }
@@ -116,15 +127,14 @@ public enum PageCounter {
     /// Inflated object streams are capped: a small PDF must not inflate into gigabytes.
     static let maximumInflatedBytes = 64 << 20
 
+    /// PDF pages: the larger of the page objects and the `/Kids` references, over the plain bytes
+    /// and every compressed object stream. Names are read with their `#xx` escapes decoded. The scan
+    /// has no lexical state (strings, streams and comments are scanned too), so nothing can be
+    /// hidden from it by a decoy delimiter; what it finds in content only overcounts. A tree with
+    /// intermediate nodes overcounts by their number. `/Count` is not read: it can lie.
     static func pdf(_ bytes: UnsafeRawBufferPointer) -> Count {
         var tally = PDFTally()
         scanPDF(bytes, into: &tally)
-        var linearizedN: Int64?
-        if let first = find(bytes, Array("/Linearized".utf8), from: 0), first < 2_048 {
-            linearizedN = dictionaryInteger(bytes, key: "/N", around: first)
-        }
-        // Objects inside compressed object streams are counted too: a page tree hidden there (with
-        // a decoy in plain sight) must not undercount.
         var inflatedTotal = 0
         for offset in tally.objectStreams {
             guard let inflated = inflateStream(bytes, around: offset, budget: maximumInflatedBytes - inflatedTotal) else {
@@ -133,40 +143,87 @@ public enum PageCounter {
             inflatedTotal += inflated.count
             var inner = PDFTally()
             inflated.withUnsafeBytes { scanPDF($0, into: &inner) }
-            if let count = inner.maxCount { tally.maxCount = max(tally.maxCount ?? 0, count) }
             tally.pageObjects += inner.pageObjects
+            tally.kidReferences += inner.kidReferences
+            tally.indirectKids = tally.indirectKids || inner.indirectKids
         }
-        // The larger of the page tree's /Count and the page objects: a root /Count that lies low
-        // does not undercount (an incrementally updated PDF may overcount; never the reverse).
-        let counted = max(tally.maxCount ?? 0, tally.pageObjects)
-        if counted > 0 { return Count(pages: counted, format: "application/pdf", note: nil) }
-        if let linearizedN, linearizedN > 0, tally.objectStreams.isEmpty { return Count(pages: linearizedN, format: "application/pdf", note: nil) }
-        return Count(pages: nil, format: "application/pdf", note: "the PDF has no page tree Holdfast can read")
+        if tally.indirectKids {
+            return Count(pages: nil, format: "application/pdf", note: "the PDF's page tree has an indirect /Kids array")
+        }
+        let counted = max(tally.pageObjects, tally.kidReferences)
+        guard counted > 0 else { return Count(pages: nil, format: "application/pdf", note: "the PDF has no page tree Holdfast can read") }
+        return Count(pages: counted, format: "application/pdf", note: nil)
     }
 
     static func scanPDF(_ bytes: UnsafeRawBufferPointer, into tally: inout PDFTally) {
-        let typeName = Array("/Type".utf8)
         var index = 0
         let end = bytes.count
         while index < end {
-            // Each "/Type" and the name after it.
-            guard let found = find(bytes, typeName, from: index) else { break }
-            var cursor = skipSpace(bytes, found + typeName.count)
-            if cursor < end, bytes[cursor] == UInt8(ascii: "/") {
-                let nameStart = cursor + 1
-                cursor = nameStart
-                while cursor < end, isRegular(bytes[cursor]) { cursor += 1 }
-                let name = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[nameStart..<cursor]), as: UTF8.self)
-                switch name {
+            guard bytes[index] == UInt8(ascii: "/") else {
+                index += 1
+                continue
+            }
+            let start = index
+            let (name, after) = readName(bytes, index)
+            index = max(after, index + 1)
+            switch name {
+            case "Type":
+                let next = skipSpaceAndComments(bytes, index)
+                guard next < end, bytes[next] == UInt8(ascii: "/") else { continue }
+                let (value, _) = readName(bytes, next)
+                switch value {
                 case "Page": tally.pageObjects += 1
-                case "Pages":
-                    if let value = dictionaryInteger(bytes, key: "/Count", around: found) { tally.maxCount = max(tally.maxCount ?? 0, value) }
-                case "ObjStm": tally.objectStreams.append(found)
+                case "ObjStm": tally.objectStreams.append(start)
                 default: break
                 }
+            case "Kids":
+                var cursor = skipSpaceAndComments(bytes, index)
+                guard cursor < end else { continue }
+                guard bytes[cursor] == UInt8(ascii: "[") else {
+                    if (0x30...0x39).contains(bytes[cursor]) { tally.indirectKids = true }
+                    continue
+                }
+                cursor += 1
+                // Count the `R` keywords up to the closing bracket; the scan goes on after it, so an
+                // unclosed `[` costs one pass, not one per occurrence.
+                while cursor < end, bytes[cursor] != UInt8(ascii: "]") {
+                    if bytes[cursor] == UInt8(ascii: "R"), cursor > 0, !isRegular(bytes[cursor - 1]),
+                        cursor + 1 >= end || !isRegular(bytes[cursor + 1]) {
+                        tally.kidReferences += 1
+                    }
+                    cursor += 1
+                }
+                index = cursor
+            default:
+                break
             }
-            index = found + typeName.count
         }
+    }
+
+    /// The name at `index` (a `/`), `#xx` escapes decoded, and the offset after it.
+    static func readName(_ bytes: UnsafeRawBufferPointer, _ index: Int) -> (String, Int) {
+        var cursor = index + 1
+        var decoded: [UInt8] = []
+        while cursor < bytes.count, isRegular(bytes[cursor]), decoded.count < 128 {
+            if bytes[cursor] == UInt8(ascii: "#"), cursor + 2 < bytes.count,
+                let value = UInt8(String(decoding: [bytes[cursor + 1], bytes[cursor + 2]], as: UTF8.self), radix: 16) {
+                decoded.append(value)
+                cursor += 3
+            } else {
+                decoded.append(bytes[cursor])
+                cursor += 1
+            }
+        }
+        return (String(decoding: decoded, as: UTF8.self), cursor)
+    }
+
+    static func skipSpaceAndComments(_ bytes: UnsafeRawBufferPointer, _ start: Int) -> Int {
+        var index = skipSpace(bytes, start)
+        while index < bytes.count, bytes[index] == UInt8(ascii: "%") {
+            while index < bytes.count, bytes[index] != 0x0A, bytes[index] != 0x0D { index += 1 }
+            index = skipSpace(bytes, index)
+        }
+        return index
     }
 
     /// The inflated data of the stream whose dictionary holds `offset`: FlateDecode only (what
@@ -225,31 +282,6 @@ public enum PageCounter {
         return nil
     }
 
-    /// The integer after `key` inside the `<< … >>` dictionary that contains `position`.
-    static func dictionaryInteger(_ bytes: UnsafeRawBufferPointer, key: String, around position: Int) -> Int64? {
-        guard let (start, stop) = enclosingDictionary(bytes, position) else { return nil }
-        let keyBytes = Array(key.utf8)
-        var cursor = start
-        while let found = find(bytes, keyBytes, from: cursor), found < stop {
-            let after = found + keyBytes.count
-            // "/N" must not match "/Names": the key ends at a delimiter.
-            if after < bytes.count, isRegular(bytes[after]) {
-                cursor = after
-                continue
-            }
-            var digit = skipSpace(bytes, after)
-            var value: Int64 = 0
-            var digits = 0
-            while digit < stop, bytes[digit] >= 0x30, bytes[digit] <= 0x39, digits < 10 {
-                value = value * 10 + Int64(bytes[digit] - 0x30)
-                digit += 1
-                digits += 1
-            }
-            return digits > 0 ? value : nil
-        }
-        return nil
-    }
-
     static func isRegular(_ byte: UInt8) -> Bool {
         switch byte {
         case 0x00, 0x09, 0x0A, 0x0C, 0x0D, 0x20: false
@@ -296,8 +328,8 @@ public enum PageCounter {
                 pageComments += 1
             }
         }
-        if let declared, declared > 0 { return Count(pages: declared, format: "application/postscript", note: nil) }
-        if pageComments > 0 { return Count(pages: pageComments, format: "application/postscript", note: nil) }
+        if let declared, declared > 0 { return Count(pages: declared, format: "application/postscript", note: nil, declared: true) }
+        if pageComments > 0 { return Count(pages: pageComments, format: "application/postscript", note: nil, declared: true) }
         return Count(pages: nil, format: "application/postscript", note: "the PostScript has no DSC page comments")
     }
 
@@ -382,7 +414,7 @@ public enum PageCounter {
     static func urf(_ bytes: UnsafeRawBufferPointer) -> Count {
         guard bytes.count >= 12 else { return Count(pages: nil, format: "image/urf", note: "the URF header is truncated") }
         let pages = (0..<4).reduce(Int64(0)) { $0 << 8 | Int64(bytes[8 + $1]) }
-        return Count(pages: pages > 0 ? pages : nil, format: "image/urf", note: pages > 0 ? nil : "the URF header has no page count")
+        return Count(pages: pages > 0 ? pages : nil, format: "image/urf", note: pages > 0 ? nil : "the URF header has no page count", declared: true)
     }
 
     // MARK: Text

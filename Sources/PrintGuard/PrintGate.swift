@@ -16,11 +16,13 @@ public struct GateRequest: Sendable, Equatable {
     /// The format the page counter recognised, and why it could not count.
     public let format: String
     public let pageNote: String?
+    /// The pages are only what the document declares (PostScript DSC, a URF header).
+    public let pagesDeclared: Bool
     public let bytes: Int64
 
     public init(
         job: Int64, user: String, title: String, copies: Int64, queue: String, deviceURI: String, contentType: String,
-        pages: Int64?, format: String, pageNote: String?, bytes: Int64
+        pages: Int64?, format: String, pageNote: String?, pagesDeclared: Bool = false, bytes: Int64
     ) {
         self.job = job
         self.user = user
@@ -32,6 +34,7 @@ public struct GateRequest: Sendable, Equatable {
         self.pages = pages
         self.format = format
         self.pageNote = pageNote
+        self.pagesDeclared = pagesDeclared
         self.bytes = bytes
     }
 
@@ -42,6 +45,7 @@ public struct GateRequest: Sendable, Equatable {
             "device_uri": .string(deviceURI), "content_type": .string(contentType), "format": .string(format), "bytes": .int(bytes),
         ]
         arguments["pages"] = pages.map(JSONValue.int) ?? .null
+        if pagesDeclared { arguments["pages_declared"] = true }
         if let pageNote { arguments["page_note"] = .string(pageNote) }
         return arguments
     }
@@ -61,7 +65,8 @@ public struct GateRequest: Sendable, Equatable {
         self.init(
             job: job, user: user, title: arguments["title"]?.stringValue ?? "", copies: copies, queue: queue, deviceURI: uri,
             contentType: arguments["content_type"]?.stringValue ?? "", pages: pages,
-            format: arguments["format"]?.stringValue ?? "", pageNote: arguments["page_note"]?.stringValue, bytes: bytes
+            format: arguments["format"]?.stringValue ?? "", pageNote: arguments["page_note"]?.stringValue,
+            pagesDeclared: arguments["pages_declared"]?.boolValue ?? false, bytes: bytes
         )
     }
 }
@@ -108,7 +113,7 @@ public enum PrintGate {
             }
         }
         var pages: Int64
-        if let counted = request.pages {
+        if let counted = request.pages, !request.pagesDeclared || policy.quota.trustDeclaredPages {
             pages = counted
         } else if policy.quota.pagesPerDay == nil {
             pages = 0
@@ -117,7 +122,9 @@ public enum PrintGate {
         } else {
             return GateVerdict(
                 allowed: false,
-                reason: "pages cannot be counted (\(request.pageNote ?? request.format)) and a page quota is set; the policy refuses such documents",
+                reason: request.pagesDeclared && request.pages != nil
+                    ? "the document only declares its pages (\(request.format)) and a page quota is set; the policy does not believe declarations"
+                    : "pages cannot be counted (\(request.pageNote ?? request.format)) and a page quota is set; the policy refuses such documents",
                 chargedPages: 0, rule: rule.id
             )
         }

@@ -88,13 +88,17 @@ public struct PrintQuota: Sendable, Equatable {
     /// Pages charged for a document whose pages cannot be counted; nil refuses such a document
     /// while a page limit is set (fail closed).
     public let unknownPageCharge: Int64?
+    /// Whether a count the document only declares (PostScript `%%Pages:`) is believed; when not,
+    /// such a document is treated as uncountable.
+    public let trustDeclaredPages: Bool
 
     public static let unlimited = PrintQuota(pagesPerDay: nil, jobsPerDay: nil, unknownPageCharge: nil)
 
-    public init(pagesPerDay: Int64?, jobsPerDay: Int64?, unknownPageCharge: Int64?) {
+    public init(pagesPerDay: Int64?, jobsPerDay: Int64?, unknownPageCharge: Int64?, trustDeclaredPages: Bool = false) {
         self.pagesPerDay = pagesPerDay
         self.jobsPerDay = jobsPerDay
         self.unknownPageCharge = unknownPageCharge
+        self.trustDeclaredPages = trustDeclaredPages
     }
 }
 
@@ -200,8 +204,8 @@ public struct PrintPolicy: Sendable, Equatable {
     private static func parseQuota(_ value: JSONValue?) throws(PrintPolicyError) -> PrintQuota {
         guard let value else { return .unlimited }
         guard case .object(let members) = value else { throw PrintPolicyError("print.quota: must be an object") }
-        for key in members.keys where !["pages_per_day", "jobs_per_day", "unknown_pages"].contains(key) {
-            throw PrintPolicyError("print.quota: unknown member \"\(key)\" (known: pages_per_day, jobs_per_day, unknown_pages)")
+        for key in members.keys where !["pages_per_day", "jobs_per_day", "unknown_pages", "declared_pages"].contains(key) {
+            throw PrintPolicyError("print.quota: unknown member \"\(key)\" (known: pages_per_day, jobs_per_day, unknown_pages, declared_pages)")
         }
         func count(_ key: String) throws(PrintPolicyError) -> Int64? {
             guard let member = members[key] else { return nil }
@@ -216,7 +220,15 @@ public struct PrintPolicy: Sendable, Equatable {
         case .int(let number)? where number >= 1 && number <= 10_000: charge = number
         default: throw PrintPolicyError("print.quota.unknown_pages: must be \"refuse\" or a page charge from 1 to 10000")
         }
-        return PrintQuota(pagesPerDay: try count("pages_per_day"), jobsPerDay: try count("jobs_per_day"), unknownPageCharge: charge)
+        var trust = false
+        switch members["declared_pages"] {
+        case nil, .string("distrust")?: trust = false
+        case .string("trust")?: trust = true
+        default: throw PrintPolicyError("print.quota.declared_pages: must be \"distrust\" or \"trust\"")
+        }
+        return PrintQuota(
+            pagesPerDay: try count("pages_per_day"), jobsPerDay: try count("jobs_per_day"), unknownPageCharge: charge, trustDeclaredPages: trust
+        )
     }
 }
 

@@ -112,7 +112,8 @@ let request = GateRequest(
     // the printer honours, so the stream alone would undercount. (Where a filter already
     // replicated the pages, this overcounts; never the reverse.)
     job: job, user: user, title: title, copies: copies, queue: environment("PRINTER") ?? "",
-    deviceURI: realURI, contentType: contentType, pages: counted.pages, format: counted.format, pageNote: counted.note, bytes: Int64(size)
+    deviceURI: realURI, contentType: contentType, pages: counted.pages, format: counted.format, pageNote: counted.note,
+    pagesDeclared: counted.declared, bytes: Int64(size)
 )
 // cupsd passes backends a fixed environment (its SetEnv does not reach them), so the socket comes
 // from agent.conf like holdfastd's own; HOLDFAST_CONTROL_SOCKET (a wrapper's) overrides it.

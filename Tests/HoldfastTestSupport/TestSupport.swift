@@ -120,3 +120,15 @@ public func fileMode(_ path: String) -> UInt32 {
     guard lstat(path, &info) == 0 else { return 0 }
     return UInt32(info.st_mode) & 0o7777
 }
+
+/// A small valid PDF with `pages` empty pages in one flat page tree (what most generators write).
+public func simplePDF(pages: Int) -> String {
+    let count = max(1, pages)
+    var text = "%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+    let kids = (0..<count).map { "\($0 + 3) 0 R" }.joined(separator: " ")
+    text += "2 0 obj << /Type /Pages /Kids [\(kids)] /Count \(count) >> endobj\n"
+    for page in 0..<count {
+        text += "\(page + 3) 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >> endobj\n"
+    }
+    return text + "trailer << /Root 1 0 R >>\n%%EOF\n"
+}

@@ -126,13 +126,10 @@ final class PrintAgent {
         return last
     }
 
-    /// A PostScript document with `pages` pages (DSC-commented, as applications write them).
-    func document(pages: Int, name: String = "doc.ps") throws -> String {
-        var text = "%!PS-Adobe-3.0\n%%Pages: \(pages)\n%%EndComments\n"
-        for page in 1...max(1, pages) { text += "%%Page: \(page) \(page)\n/Helvetica findfont 12 scalefont setfont 72 720 moveto (page \(page)) show showpage\n" }
-        text += "%%EOF\n"
+    /// A PDF document with `pages` pages.
+    func document(pages: Int, name: String = "doc.pdf") throws -> String {
         let path = directory.file(name)
-        try write(text, to: path)
+        try write(simplePDF(pages: pages), to: path)
         return path
     }
 }

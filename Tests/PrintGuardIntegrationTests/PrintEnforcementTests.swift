@@ -52,7 +52,7 @@ import Glibc
         #expect(details?["user"]?.stringValue == Self.ann)
         #expect(details?["queue"]?.stringValue == "office")
         #expect(details?["pages"]?.intValue == 2)
-        #expect(details?["format"]?.stringValue == "application/postscript")
+        #expect(details?["format"]?.stringValue == "application/pdf")
         #expect(details?["title"]?.stringValue == "approved report")
         #expect(details?["device_uri"]?.stringValue == cups.printerURI)
         #expect(event["actor"]?["user"]?["name"]?.stringValue == Self.ann)
@@ -178,8 +178,8 @@ import Glibc
         defer { withExtendedLifetime(users) {} }
         let agent = try agent(quota: #"{"pages_per_day": 3}"#)
         let cups = try agent.testbed
-        let first = try agent.document(pages: 2, name: "first.ps")
-        let second = try agent.document(pages: 2, name: "second.ps")
+        let first = try agent.document(pages: 2, name: "first.pdf")
+        let second = try agent.document(pages: 2, name: "second.pdf")
         let result = try cups.run("/usr/bin/lp", ["-d", "office", "-t", "two documents", first, second], as: Self.ann)
         #expect(result.status == 0)
         let id = try #require(result.stdout.split(separator: " ").first { $0.hasPrefix("office-") }.flatMap { Int($0.dropFirst(7)) })

@@ -87,6 +87,18 @@ import Testing
         #expect(decide(request(pages: nil), try policy(quota: #"{"jobs_per_day": 10}"#)).allowed)
     }
 
+    @Test func declaredPagesAreBelievedOnlyWhenThePolicySaysSo() throws {
+        let declared = GateRequest(
+            job: 9, user: "alice", title: "t", copies: 1, queue: "office", deviceURI: "ipp://x/", contentType: "application/postscript",
+            pages: 1, format: "application/postscript", pageNote: nil, pagesDeclared: true, bytes: 10
+        )
+        let refused = decide(declared, try policy())
+        #expect(!refused.allowed)
+        #expect(refused.reason.hasPrefix("the document only declares its pages"))
+        #expect(decide(declared, try policy(quota: #"{"pages_per_day": 10, "unknown_pages": 5}"#)).chargedPages == 5)
+        #expect(decide(declared, try policy(quota: #"{"pages_per_day": 10, "declared_pages": "trust"}"#)).chargedPages == 1)
+    }
+
     @Test func theRequestRoundTripsThroughTheControlArguments() {
         let original = request(pages: nil, copies: 2)
         #expect(GateRequest(arguments: original.arguments) == original)

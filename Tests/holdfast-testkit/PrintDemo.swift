@@ -73,8 +73,8 @@ enum PrintDemo {
         for line in status.stdout.split(separator: "\n") { say(String(line)) }
 
         step("19. \(user) prints a 2-page report to office: the gate counts the pages, allows it, the printer has it")
-        let document = work.file("report.ps")
-        try postscript(pages: 2).write(toFile: document, atomically: true, encoding: .utf8)
+        let document = work.file("report.pdf")
+        try simplePDF(pages: 2).write(toFile: document, atomically: true, encoding: .utf8)
         chmod(document, 0o644)
         let first = try cups.print(document, queue: "office", as: user, title: "Q3 report")
         let done = try finished(admin, first)
@@ -135,11 +135,5 @@ enum PrintDemo {
             return last.state >= 7
         }
         return last
-    }
-
-    static func postscript(pages: Int) -> String {
-        var text = "%!PS-Adobe-3.0\n%%Pages: \(pages)\n%%EndComments\n"
-        for page in 1...pages { text += "%%Page: \(page) \(page)\n72 720 moveto (page \(page)) show showpage\n" }
-        return text + "%%EOF\n"
     }
 }
