@@ -412,7 +412,18 @@ public actor PrintService: Service {
 
     /// The verdict for one job the backend asks about; journaled, and charged to the ledger when
     /// allowed. A ledger that cannot be saved refuses the job (fail closed).
-    public func gate(_ request: GateRequest) -> GateVerdict {
+    public func gate(_ request: GateRequest) async -> GateVerdict {
+        // The question must describe a job cupsd is printing now, for that user on that queue: a
+        // process running as lp (any CUPS filter) cannot spend someone's quota or forge events.
+        if let mismatch = await verifyWithCups(request) {
+            deniedJobs += 1
+            record(event(
+                "print.gate_mismatch", .peripheralActivity, 2, "Deny", .high, .failure,
+                "refused a print.gate question that does not match cupsd's job \(request.job): \(mismatch)",
+                ["job": .int(request.job), "user": .string(request.user), "queue": .string(request.queue), "mismatch": .string(mismatch)]
+            ))
+            return GateVerdict(allowed: false, reason: "the question does not match cupsd's job: \(mismatch)", chargedPages: 0, rule: nil)
+        }
         let now = clock.now()
         let today = Self.localDay(now)
         var verdict = PrintGate.decide(
@@ -450,6 +461,29 @@ public actor PrintService: Service {
             details, user: request.user
         ))
         return verdict
+    }
+
+    /// nil when cupsd has job `request.job` processing on `request.queue` for `request.user`; else
+    /// what differs. cupsd reloading (after a hardening repair) is waited out for up to 3 s.
+    private func verifyWithCups(_ request: GateRequest) async -> String? {
+        guard let id = Int32(exactly: request.job) else { return "job id \(request.job) is out of range" }
+        let deadline = ContinuousClock.now + .seconds(3)
+        while true {
+            do throws(CupsError) {
+                let record = try await cups.run { client throws(CupsError) in try client.jobRecord(id) }
+                if record.state != 5 { return "job \(id) is not processing (state \(record.state))" }
+                if record.user != request.user { return "job \(id) belongs to \(Printable.escape(record.user)), not \(Printable.escape(request.user))" }
+                if record.queue.lowercased() != request.queue.lowercased() {
+                    return "job \(id) is on \(Printable.escape(record.queue)), not \(Printable.escape(request.queue))"
+                }
+                return nil
+            } catch where error.code == .notFound {
+                return "cupsd has no job \(id)"
+            } catch {
+                guard ContinuousClock.now < deadline else { return "cupsd cannot confirm job \(id): \(error.message)" }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
     }
 
     /// `YYYY-MM-DD` of the workstation's local calendar day (its time zone, daylight saving included).

@@ -233,6 +233,21 @@ public final class CupsClient {
         }
     }
 
+    /// Who owns a job, on which queue, in which state: what the gate checks a backend's question
+    /// against.
+    public func jobRecord(_ id: Int32) throws(CupsError) -> (state: Int32, user: String, queue: String) {
+        try request(0x0009, "Get-Job-Attributes \(id)") { request in
+            ippAddString(request, IPP_TAG_OPERATION, IPP_TAG_URI, "printer-uri", nil, Self.uri(queue: nil))
+            ippAddInteger(request, IPP_TAG_OPERATION, IPP_TAG_INTEGER, "job-id", id)
+            Self.addKeywords(request, "requested-attributes", ["job-state", "job-originating-user-name", "job-printer-uri"])
+        } read: { response in
+            let state = ippFindAttribute(response, "job-state", IPP_TAG_ENUM).map { ippGetInteger($0, 0) } ?? 0
+            let user = ippFindAttribute(response, "job-originating-user-name", IPP_TAG_ZERO).flatMap { Self.string($0) } ?? ""
+            let printer = ippFindAttribute(response, "job-printer-uri", IPP_TAG_URI).flatMap { Self.string($0) } ?? ""
+            return (state, user, (printer.split(separator: "/").last.map(String.init) ?? "").removingPercentEncoding)
+        }
+    }
+
     /// Get-Printer-Attributes on one queue: the bare CUPS round trip (the benchmark's floor).
     public func printerState(_ queue: String) throws(CupsError) -> Int32 {
         try request(0x000B, "Get-Printer-Attributes \(queue)") { request in

@@ -173,6 +173,20 @@ import Glibc
         #expect(try agent.finished(try cups.print(document, queue: "office", as: Self.ann, title: "ann own")).state == JobState.completed)
     }
 
+    @Test func aGateQuestionAboutNoRealJobIsRefused() throws {
+        let agent = try agent()
+        let cups = try agent.testbed
+        let forged = GateRequest(
+            job: 4242, user: "somebody", title: "forged", copies: 1, queue: "office", deviceURI: cups.printerURI,
+            contentType: "application/pdf", pages: 1, format: "application/pdf", pageNote: nil, bytes: 100
+        )
+        let answer = try ControlClient(socketPath: agent.socket).call("print.gate", forged.arguments)
+        #expect(answer.result?["verdict"]?.stringValue == "deny")
+        #expect(answer.result?["reason"]?.stringValue == "the question does not match cupsd's job: cupsd has no job 4242")
+        #expect(try agent.eventually { try !agent.events("print.gate_mismatch").isEmpty })
+        #expect(try agent.events("print.job").isEmpty)
+    }
+
     @Test func everyDocumentOfAMultiDocumentJobCounts() throws {
         let users = try TestUsers(PrintAgent.users, group: PrintAgent.group)
         defer { withExtendedLifetime(users) {} }
