@@ -300,5 +300,10 @@ import Glibc
         #expect(try cups.queueNames().contains("side"))
         #expect(try cups.run("/usr/bin/lpstat", ["-v", "side"]).stdout.contains("holdfast:") == false)
         #expect(try agent.eventually { try !agent.events("print.queue_rejected").isEmpty })
+        // Turned back on by an admin: rejected and stopped again (printer-state-changed is watched).
+        #expect(try cups.run("/usr/sbin/cupsaccept", ["side"]).status == 0)
+        #expect(try cups.run("/usr/sbin/cupsenable", ["side"]).status == 0)
+        #expect(try agent.eventually { try agent.events("print.queue_rejected").count >= 2 })
+        #expect(try agent.eventually { try cups.run("/usr/bin/lpstat", ["-a", "side"]).stdout.contains("not accepting") })
     }
 }
