@@ -57,6 +57,8 @@ public actor PrintService: Service {
     private let logger: Logger
     private let clock: any TimeSource
     private let cups: CupsWorker
+    /// The gate's own connection: a job's check never waits behind reconciliation.
+    private let gateCups: CupsWorker
     private let serverRoot: String
     /// uid of the user cupsd runs backends as (`[print] backend_user`); nil when it does not exist.
     public nonisolated let backendUID: UInt32?
@@ -104,6 +106,7 @@ public actor PrintService: Service {
         self.clock = clock
         self.serverRoot = serverRoot
         cups = CupsWorker(server: cupsServer)
+        gateCups = CupsWorker(server: cupsServer)
         backendUID = Self.passwd(backendUser)?.uid
         ledger = (try? journal.state(Self.ledgerKey, as: QuotaLedger.self)) ?? QuotaLedger(day: "")
         lockdown = try? journal.state(Self.lockdownKey, as: Lockdown.self)
@@ -470,7 +473,7 @@ public actor PrintService: Service {
         let deadline = ContinuousClock.now + .seconds(3)
         while true {
             do throws(CupsError) {
-                let record = try await cups.run { client throws(CupsError) in try client.jobRecord(id) }
+                let record = try await gateCups.run { client throws(CupsError) in try client.jobRecord(id) }
                 if record.state != 5 { return "job \(id) is not processing (state \(record.state))" }
                 if record.user != request.user { return "job \(id) belongs to \(Printable.escape(record.user)), not \(Printable.escape(request.user))" }
                 if record.queue.lowercased() != request.queue.lowercased() {

@@ -78,11 +78,12 @@ extension PrintPolicy {
         for rule in approved {
             if let pattern = rule.name, !pattern.matches(name) { continue }
             if let pattern = rule.uri {
-                guard pattern.matches(realURI) else { continue }
+                guard DeviceURI.matches(pattern, realURI) else { continue }
                 // ipp://10.0.0.5@evil/ must not pass for a pattern about 10.0.0.5.
                 if userInfo, DeviceURI.authority(of: pattern.text)?.contains("@") != true { continue }
-            } else if !DeviceURI.networkSchemes.contains(scheme) {
-                // A rule by name alone approves network printers only.
+            } else if !DeviceURI.networkSchemes.contains(scheme) || DeviceURI.isLocal(realURI) {
+                // A rule by name alone approves network printers only, and none on this machine
+                // (a user's own listener on localhost, cupsd's socket).
                 continue
             }
             return Approval(approved: true, reason: "approved by rule \(rule.id)", rule: rule)

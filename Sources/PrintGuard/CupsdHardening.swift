@@ -43,6 +43,16 @@ public enum CupsdHardening {
         var satisfyAny = false
         /// A directive this check does not know: not trusted to be closed.
         var unknownDirective: String?
+        /// The Limit's own `AuthType`, lower-cased (nil: cupsd's DefaultAuthType applies).
+        var authType: String?
+        /// cupsd's `DefaultAuthType` is `None`: a Limit without its own AuthType authenticates no one.
+        var defaultAuthNone = false
+
+        /// Whether cupsd would authenticate under this Limit at all.
+        var authenticates: Bool {
+            if let authType { return authType != "none" }
+            return !defaultAuthNone
+        }
 
         var isAll: Bool { operations.contains { $0.equalsIgnoringCase("All") } }
         var codes: Set<Int32> { Set(operations.compactMap { CupsdHardening.operationCode($0) }) }
@@ -51,18 +61,20 @@ public enum CupsdHardening {
         var systemOnly: Bool {
             guard !satisfyAny, unknownDirective == nil else { return false }
             if denyAll && !allows { return true }
-            guard !requireValidUser, let users = requireUsers, !users.isEmpty else { return false }
+            guard authenticates, !requireValidUser, let users = requireUsers, !users.isEmpty else { return false }
             return users.allSatisfy { $0.equalsIgnoringCase("@SYSTEM") || $0 == "root" }
         }
 
         /// Whether cupsd authenticates whoever gets through.
         var authenticated: Bool {
             guard !satisfyAny, unknownDirective == nil else { return false }
-            return requireValidUser || !(requireUsers ?? []).isEmpty || (denyAll && !allows)
+            if denyAll && !allows { return true }
+            return authenticates && (requireValidUser || !(requireUsers ?? []).isEmpty)
         }
 
         var who: String {
             if satisfyAny { return "anyone (Satisfy any)" }
+            if !authenticates, requireValidUser || requireUsers != nil { return "anyone (AuthType None)" }
             if let unknownDirective { return "whoever \(unknownDirective) lets through" }
             if requireValidUser { return "any authenticated user" }
             guard let users = requireUsers else { return "anyone" }
@@ -100,10 +112,21 @@ public enum CupsdHardening {
         return line
     }
 
+    /// Whether cupsd.conf sets `DefaultAuthType None` (outside any block).
+    static func defaultAuthNone(_ text: String) -> Bool {
+        var none = false
+        for raw in text.split(separator: "\n") {
+            let words = tokens(trimmed(raw))
+            if words.count >= 2, words[0].equalsIgnoringCase("DefaultAuthType") { none = words[1].equalsIgnoringCase("None") }
+        }
+        return none
+    }
+
     static func parse(_ text: String) -> [PolicyBlock] {
         var policies: [PolicyBlock] = []
         var policy: PolicyBlock?
         var limit: Limit?
+        let noDefaultAuth = defaultAuthNone(text)
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
             let line = trimmed(raw)
             if line.isEmpty || line.hasPrefix("#") { continue }
@@ -114,6 +137,7 @@ public enum CupsdHardening {
             if limit == nil {
                 if let operations = tag(line, "Limit") {
                     limit = Limit(operations: operations)
+                    limit?.defaultAuthNone = noDefaultAuth
                 } else if isClosing(line, "Policy"), let done = policy {
                     policies.append(done)
                     policy = nil
@@ -140,7 +164,9 @@ public enum CupsdHardening {
                 limit?.allows = true
             case "satisfy":
                 if words.count >= 2, words[1].lowercased() == "any" { limit?.satisfyAny = true }
-            case "authtype", "order", "encryption":
+            case "authtype":
+                limit?.authType = words.count >= 2 ? words[1].lowercased() : nil
+            case "order", "encryption":
                 break
             default:
                 if limit?.unknownDirective == nil { limit?.unknownDirective = String(directive) }
@@ -182,9 +208,33 @@ public enum CupsdHardening {
     /// `@SYSTEM`-only `<Limit>` at the top of every `<Policy>`. Everything else stays as written.
     /// Idempotent. nil when there is no policy block to repair.
     public static func repaired(cupsdConf text: String) -> String? {
-        guard !parse(text).isEmpty else { return nil }
-        let managed = restrictedCodes.union(submissionCodes)
+        let policies = parse(text)
+        guard !policies.isEmpty else { return nil }
+        // With `DefaultAuthType None`, "Default" would authenticate no one.
+        let authType = defaultAuthNone(text) ? "Basic" : "Default"
+        // Per policy: the submission operations some unauthenticated Limit governs (they get the
+        // managed block), and the Limits they are taken out of. An admin's stricter Limit (say
+        // `Require user @printusers`) keeps its operations: the repair never loosens.
+        var submission: [[String]] = []
+        var loosened: [Set<Int>] = []
+        for policy in policies {
+            var operations: [String] = []
+            var limits = Set<Int>()
+            for operation in submissionOperations {
+                guard let code = operationCode(operation) else { continue }
+                let named = policy.limits.indices.filter { policy.limits[$0].codes.contains(code) }
+                let governing = named.isEmpty ? policy.limits.indices.filter { policy.limits[$0].isAll } : named
+                let open = governing.filter { !policy.limits[$0].authenticated }
+                guard !open.isEmpty || governing.isEmpty else { continue }
+                operations.append(operation)
+                limits.formUnion(open.filter { !policy.limits[$0].isAll })
+            }
+            submission.append(operations)
+            loosened.append(limits)
+        }
         var output: [String] = []
+        var policyIndex = -1
+        var limitIndex = -1
         var inPolicy = false
         var skippingLimit = false
         for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -197,32 +247,44 @@ public enum CupsdHardening {
                 output.append(String(raw))
                 if tag(line, "Policy") != nil {
                     inPolicy = true
+                    policyIndex += 1
+                    limitIndex = -1
                     output += [
                         "  " + managedComment,
                         "  <Limit \(restrictedOperations.joined(separator: " "))>",
-                        "    AuthType Default",
+                        "    AuthType \(authType)",
                         "    Require user @SYSTEM",
                         "    Order deny,allow",
                         "  </Limit>",
-                        "  " + submissionComment,
-                        "  <Limit \(submissionOperations.joined(separator: " "))>",
-                        "    AuthType Default",
-                        "    Require valid-user",
-                        "    Order deny,allow",
-                        "  </Limit>",
                     ]
+                    if policyIndex < submission.count, !submission[policyIndex].isEmpty {
+                        output += [
+                            "  " + submissionComment,
+                            "  <Limit \(submission[policyIndex].joined(separator: " "))>",
+                            "    AuthType \(authType)",
+                            "    Require valid-user",
+                            "    Order deny,allow",
+                            "  </Limit>",
+                        ]
+                    }
                 }
                 continue
             }
             let whole = raw.trimmingPrefix(while: { $0 == " " || $0 == "\t" })
-            if whole == Substring(managedComment) || whole == Substring(submissionComment) { continue }
+            // The restricted block is always written anew; the submission block only when needed
+            // (an existing one that already authenticates stays, with its comment).
+            if whole == Substring(managedComment) { continue }
+            if whole == Substring(submissionComment), policyIndex < submission.count, !submission[policyIndex].isEmpty { continue }
             if isClosing(line, "Policy") {
                 inPolicy = false
                 output.append(String(raw))
                 continue
             }
             if let operations = tag(line, "Limit") {
-                let kept = operations.filter { operation in operationCode(operation).map { !managed.contains($0) } ?? true }
+                limitIndex += 1
+                let loosen = policyIndex < loosened.count && loosened[policyIndex].contains(limitIndex)
+                let removed = restrictedCodes.union(loosen ? submissionCodes : [])
+                let kept = operations.filter { operation in operationCode(operation).map { !removed.contains($0) } ?? true }
                 if kept.isEmpty {
                     skippingLimit = true
                     continue

@@ -41,17 +41,20 @@ public enum PageCounter {
     static let documentMagics: [[UInt8]] = ["%PDF-", "%!PS", "RaS2", "RaS3", "3SaR", "UNIRAST\0"].map { Array($0.utf8) }
 
     public static func count(_ bytes: UnsafeRawBufferPointer, contentType: String) -> Count {
-        let starts = documentStarts(bytes)
-        guard starts.count > 1, let base = bytes.baseAddress else { return countOne(bytes, contentType: contentType) }
+        let offsets = documentStarts(bytes)
+        guard offsets.count > 1, let base = bytes.baseAddress else { return countOne(bytes, contentType: contentType) }
         var total: Int64 = 0
         var formats: [String] = []
         var declared = false
-        for (index, start) in starts.enumerated() {
-            let end = index + 1 < starts.count ? starts[index + 1] : bytes.count
+        for (index, start) in offsets.enumerated() {
+            var end = index + 1 < offsets.count ? offsets[index + 1] : bytes.count
+            // A PDF is read by offsets, not front to back: whatever follows its header may be
+            // part of it (an embedded "RaS3" must not cut it short). Its scan runs to the end.
+            if starts(UnsafeRawBufferPointer(start: base + start, count: bytes.count - start), "%PDF-") { end = bytes.count }
             let segment = UnsafeRawBufferPointer(start: base + start, count: end - start)
             let counted = countOne(segment, contentType: index == 0 ? contentType : "")
             guard let pages = counted.pages else {
-                return Count(pages: nil, format: counted.format, note: "document \(index + 1) of \(starts.count) in the stream: \(counted.note ?? "uncountable")")
+                return Count(pages: nil, format: counted.format, note: "document \(index + 1) of \(offsets.count) in the stream: \(counted.note ?? "uncountable")")
             }
             total += pages
             declared = declared || counted.declared
@@ -95,7 +98,14 @@ public enum PageCounter {
         if starts(bytes, "UNIRAST\0") { return urf(bytes) }
         if bytes.count >= 3, bytes[0] == 0xFF, bytes[1] == 0xD8, bytes[2] == 0xFF { return Count(pages: 1, format: "image/jpeg", note: nil) }
         if bytes.count >= 4, bytes[0] == 0x89, bytes[1] == 0x50, bytes[2] == 0x4E, bytes[3] == 0x47 { return Count(pages: 1, format: "image/png", note: nil) }
-        if type.hasPrefix("text/plain") || (type == "application/octet-stream" && looksLikeText(bytes)) { return text(bytes) }
+        if type.hasPrefix("text/plain") || type == "application/octet-stream" {
+            // Text only when nothing in it could switch a printer to a language (PJL's escape,
+            // `@PJL`, a PostScript `%!`): a printer that sniffs would run it, not list it.
+            if looksLikeText(bytes), find(bytes, Array("%!".utf8), from: 0) == nil, find(bytes, Array("@PJL".utf8), from: 0) == nil {
+                return text(bytes)
+            }
+            return Count(pages: nil, format: type, note: "the text holds printer-language markers (escape, @PJL or %!)")
+        }
         return Count(pages: nil, format: type.isEmpty ? "unknown" : type, note: "pages of \(type.isEmpty ? "this format" : type) cannot be counted")
     }
 
@@ -136,7 +146,9 @@ public enum PageCounter {
         var tally = PDFTally()
         scanPDF(bytes, into: &tally)
         var inflatedTotal = 0
+        var seen = Set<Int>()
         for offset in tally.objectStreams {
+            guard let (dictionaryStart, _) = enclosingDictionary(bytes, offset), seen.insert(dictionaryStart).inserted else { continue }
             guard let inflated = inflateStream(bytes, around: offset, budget: maximumInflatedBytes - inflatedTotal) else {
                 return Count(pages: nil, format: "application/pdf", note: "a compressed object stream of the PDF cannot be read (filter, encryption or size)")
             }
@@ -158,6 +170,15 @@ public enum PageCounter {
     static func scanPDF(_ bytes: UnsafeRawBufferPointer, into tally: inout PDFTally) {
         var index = 0
         let end = bytes.count
+        // The last stretch skipped as space and comments: a long line of `/Type%` must not be
+        // skipped once per occurrence.
+        var skipped = (from: 0, to: 0)
+        func skipFrom(_ position: Int) -> Int {
+            if position >= skipped.from, position < skipped.to { return skipped.to }
+            let next = skipSpaceAndComments(bytes, position)
+            skipped = (position, next)
+            return next
+        }
         while index < end {
             guard bytes[index] == UInt8(ascii: "/") else {
                 index += 1
@@ -168,16 +189,15 @@ public enum PageCounter {
             index = max(after, index + 1)
             switch name {
             case "Type":
-                let next = skipSpaceAndComments(bytes, index)
+                let next = skipFrom(index)
                 guard next < end, bytes[next] == UInt8(ascii: "/") else { continue }
                 let (value, _) = readName(bytes, next)
-                switch value {
-                case "Page": tally.pageObjects += 1
-                case "ObjStm": tally.objectStreams.append(start)
-                default: break
-                }
+                if value == "Page" { tally.pageObjects += 1 }
+            case "First":
+                // Every object stream has /First (its /Type may be indirect or missing).
+                tally.objectStreams.append(start)
             case "Kids":
-                var cursor = skipSpaceAndComments(bytes, index)
+                var cursor = skipFrom(index)
                 guard cursor < end else { continue }
                 guard bytes[cursor] == UInt8(ascii: "[") else {
                     if (0x30...0x39).contains(bytes[cursor]) { tally.indirectKids = true }
@@ -377,7 +397,7 @@ public enum PageCounter {
                 offset += size
             }
         }
-        return Count(pages: pages, format: format, note: pages == 0 ? "no raster pages" : nil)
+        return Count(pages: pages > 0 ? pages : nil, format: format, note: pages == 0 ? "no raster pages" : nil)
     }
 
     /// PWG 5102.4 compression: per line group a repeat byte, then runs until a line is full:
@@ -419,10 +439,9 @@ public enum PageCounter {
 
     // MARK: Text
 
+    /// No control bytes but tab, newline, carriage return and form feed, anywhere (UTF-8 is fine).
     static func looksLikeText(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        let sample = bytes.prefix(4_096)
-        return !sample.isEmpty && sample.allSatisfy { $0 >= 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D || $0 == 0x0C || $0 == 0x1B }
-            && !sample.contains(0x1B)
+        bytes.allSatisfy { $0 >= 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D || $0 == 0x0C } && !bytes.contains(0x7F)
     }
 
     static func text(_ bytes: UnsafeRawBufferPointer) -> Count {

@@ -181,10 +181,10 @@ public struct PrintPolicy: Sendable, Equatable {
         if let uri, let scheme = DeviceURI.scheme(of: uri.text), DeviceURI.neverApproved.contains(scheme) {
             throw PrintPolicyError("\(named): \(scheme): queues are never approved (print-to-file or a virtual printer)")
         }
-        if let uri, let authority = DeviceURI.authority(of: uri.text), let last = authority.last, last == "*" || last == "?",
-            !authority.dropLast().hasSuffix(":")  // a port wildcard (`host:*`) is fine
+        if let uri, let authority = uri.text.split(separator: "/", omittingEmptySubsequences: false).dropFirst(2).first,
+            uri.text.contains("://"), authority.contains("?") || (authority.last == "*" && !authority.dropLast().hasSuffix(":"))
         {
-            throw PrintPolicyError("\(named): uri has a wildcard at the end of the host (it would match other hosts, such as HOST.evil.example); end the host and put * after the /")
+            throw PrintPolicyError("\(named): uri has a wildcard at the end of the host or a ? in it (it would match other hosts, such as HOST.evil.example); end the host and put * after the / (a port wildcard host:* is fine)")
         }
         var users: [String] = []
         if let value = members["users"] {
@@ -246,6 +246,31 @@ public enum DeviceURI {
     /// The network printer schemes a rule without a `uri` pattern approves. Local ports (`usb`,
     /// `serial`, `parallel`) and anything else need a `uri` pattern that names them.
     public static let networkSchemes: Set<String> = ["ipp", "ipps", "http", "https", "socket", "lpd", "dnssd", "smb"]
+
+    /// Whether `uri` matches `pattern`, part by part when the pattern has an authority
+    /// (`scheme://host/...`): a wildcard in the host never reaches into the path, and one in the
+    /// path never into the host (`ipp://*.corp.example/*` does not match
+    /// `ipp://evil.example/.corp.example/`).
+    public static func matches(_ pattern: GlobPattern, _ uri: String) -> Bool {
+        guard let patternAuthority = authority(of: pattern.text) else { return pattern.matches(uri) }
+        guard let uriAuthority = authority(of: uri), let patternColon = pattern.text.firstIndex(of: ":"), let uriColon = uri.firstIndex(of: ":") else {
+            return false
+        }
+        guard pattern.text[..<patternColon].lowercased() == uri[..<uriColon].lowercased() else { return false }
+        let patternRest = pattern.text[patternAuthority.endIndex...]
+        let uriRest = uri[uriAuthority.endIndex...]
+        return GlobPattern(String(patternAuthority)).matches(String(uriAuthority)) && GlobPattern(String(patternRest)).matches(String(uriRest))
+    }
+
+    /// Whether the URI's host is this machine (loopback, or a local socket path).
+    public static func isLocal(_ uri: String) -> Bool {
+        guard let authority = authority(of: uri) else { return false }
+        var host = authority.split(separator: "@").last.map(String.init) ?? String(authority)
+        if host.hasPrefix("[") { host = String(host.prefix { $0 != "]" }.dropFirst()) } else if let colon = host.firstIndex(of: ":") { host = String(host[..<colon]) }
+        host = host.lowercased()
+        return host.isEmpty || host == "localhost" || host.hasSuffix(".localhost") || host.hasPrefix("127.") || host == "::1"
+            || host.hasPrefix("%2f") || host.hasPrefix("/")
+    }
 
     /// The authority (`user@host:port`) of a `scheme://` URI, if it has one.
     public static func authority(of uri: String) -> Substring? {

@@ -5,7 +5,7 @@ import Testing
 @Suite struct GateTests {
     static let today = "2026-12-03"
 
-    func request(user: String = "alice", queue: String = "office", uri: String = "ipp://127.0.0.1:8632/ipp/print", pages: Int64? = 2, copies: Int64 = 1) -> GateRequest {
+    func request(user: String = "alice", queue: String = "office", uri: String = "ipp://192.0.2.10/ipp/print", pages: Int64? = 2, copies: Int64 = 1) -> GateRequest {
         GateRequest(
             job: 7, user: user, title: "q3 report", copies: copies, queue: queue, deviceURI: uri, contentType: "application/pdf",
             pages: pages, format: "application/pdf", pageNote: pages == nil ? "compressed page tree" : nil, bytes: 1_024

@@ -78,6 +78,32 @@ let debianCupsdConf = """
         #expect(CupsdHardening.findings(cupsdConf: try #require(CupsdHardening.repaired(cupsdConf: conf))) == [])
     }
 
+    @Test func authTypeNoneAuthenticatesNoOne() throws {
+        let inLimit = try #require(CupsdHardening.repaired(cupsdConf: debianCupsdConf)).replacingOccurrences(
+            of: "<Policy default>\n", with: "<Policy default>\n  <Limit Print-Job>\n    AuthType None\n    Require valid-user\n  </Limit>\n"
+        )
+        #expect(CupsdHardening.findings(cupsdConf: inLimit).contains { $0.hasPrefix("policy default: Print-Job takes the user name") })
+        // DefaultAuthType None: the repair names Basic (PeerCred over the socket), not Default.
+        let global = "DefaultAuthType None\n" + debianCupsdConf
+        #expect(CupsdHardening.findings(cupsdConf: global).contains { $0.hasPrefix("policy default: Print-Job takes the user name") })
+        let fixed = try #require(CupsdHardening.repaired(cupsdConf: global))
+        #expect(fixed.contains("    AuthType Basic\n    Require valid-user"))
+        #expect(fixed.contains("    AuthType Basic\n    Require user @SYSTEM"))
+        #expect(CupsdHardening.findings(cupsdConf: fixed) == [])
+    }
+
+    @Test func theRepairNeverLoosensAnAdminsStricterLimit() throws {
+        let conf = debianCupsdConf.replacingOccurrences(
+            of: "<Limit Create-Job Print-Job Print-URI Validate-Job>\n    Order deny,allow",
+            with: "<Limit Create-Job Print-Job Print-URI Validate-Job>\n    AuthType Default\n    Require user @printusers\n    Order deny,allow"
+        )
+        let fixed = try #require(CupsdHardening.repaired(cupsdConf: conf))
+        #expect(fixed.contains("<Limit Create-Job Print-Job Print-URI Validate-Job>\n    AuthType Default\n    Require user @printusers"))
+        let defaultPolicy = fixed.components(separatedBy: "<Policy kerberos>")[0]
+        #expect(!defaultPolicy.contains("Require valid-user"))
+        #expect(CupsdHardening.findings(cupsdConf: fixed) == [])
+    }
+
     @Test func aCommentAfterAPolicyTagDoesNotHideThePolicy() {
         let conf = debianCupsdConf.replacingOccurrences(of: "<Policy default>", with: "<Policy default> # the desk's policy")
         #expect(CupsdHardening.findings(cupsdConf: conf).contains("policy default: CUPS-Create-Local-Printer is open to anyone"))

@@ -1,3 +1,4 @@
+import Foundation
 import HoldfastTestSupport
 import PrintGuard
 import Testing
@@ -25,18 +26,18 @@ func pwgRaster(pages: Int, width: Int = 100, height: Int = 50) -> [UInt8] {
 
 /// A PDF with a plain decoy page tree (/Count 1) and an object stream holding `inner`, compressed
 /// by Python's zlib (the test does not link zlib itself).
-func pdfWithObjectStream(inner: String, filter: String = "/FlateDecode", padding: Int = 0) throws -> [UInt8] {
+func pdfWithObjectStream(inner: String, filter: String = "/FlateDecode", padding: Int = 0, type: String = "/Type /ObjStm") throws -> [UInt8] {
     let script = """
         import sys, zlib
         inner = sys.stdin.buffer.read() + b" " * int(sys.argv[2])
         data = zlib.compress(inner, 9) if sys.argv[1] == "/FlateDecode" else inner.hex().encode()
         out = b"%PDF-1.5\\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\\n"
         out += b"9 0 obj << /Type /Pages /Count 1 >> endobj\\n"
-        out += b"5 0 obj << /Type /ObjStm /N 8 /First 40 /Filter " + sys.argv[1].encode() + b" /Length %d >>\\nstream\\n" % len(data)
+        out += b"5 0 obj << " + sys.argv[3].encode() + b" /N 8 /First 40 /Filter " + sys.argv[1].encode() + b" /Length %d >>\\nstream\\n" % len(data)
         out += data + b"\\nendstream\\nendobj\\n%%EOF\\n"
         sys.stdout.buffer.write(out)
         """
-    return try runProcessBytes("/usr/bin/python3", ["-c", script, filter, String(padding)], stdin: Array(inner.utf8))
+    return try runProcessBytes("/usr/bin/python3", ["-c", script, filter, String(padding), type], stdin: Array(inner.utf8))
 }
 
 @Suite struct PageCounterTests {
@@ -77,6 +78,39 @@ func pdfWithObjectStream(inner: String, filter: String = "/FlateDecode", padding
         let indirect = count("%PDF-1.4\n2 0 obj << /Type /Pages /Kids 7 0 R /Count 1 >> endobj\n3 0 obj << /Type /Page >> endobj\n")
         #expect(indirect.pages == nil)
         #expect(indirect.note == "the PDF's page tree has an indirect /Kids array")
+    }
+
+    @Test func anEmbeddedRasterMagicDoesNotCutAPdfShort() {
+        // The PDF is scanned to the end (all 10 pages seen), and the bogus raster after the magic
+        // makes the whole uncountable: refused, never charged 1.
+        let pdf = "%PDF-1.4\n<< /Type /Page >>\n(RaS3)\n" + String(repeating: "<< /Type /Page >>\n", count: 9)
+        let counted = count(pdf)
+        #expect(counted.pages == nil)
+        #expect(counted.note?.hasPrefix("document 2 of 2 in the stream: raster page 1") == true)
+        let withPostScript = "%PDF-1.4\n" + String(repeating: "<< /Type /Page >>\n", count: 3) + "%!PS\n%%Pages: 2\n"
+        #expect(count(withPostScript).pages == 5)
+    }
+
+    @Test func objectStreamsAreFoundWithoutTheirType() throws {
+        // An object stream whose /Type is an indirect reference (or missing) still has /First.
+        for type in ["/Type 7 0 R", ""] {
+            let hidden = try pdfWithObjectStream(inner: String(repeating: " << /Type /Page >>", count: 10), type: type)
+            #expect(PageCounter.count(hidden, contentType: "application/pdf").pages == 10, "\(type)")
+        }
+    }
+
+    @Test func textWithPrinterLanguageMarkersIsUncountable() {
+        #expect(count("\u{1B}%-12345X@PJL ENTER LANGUAGE=POSTSCRIPT\nshowpage\n", "text/plain").pages == nil)
+        #expect(count("hello\n%!PS\nshowpage\n", "text/plain").pages == nil)
+        #expect(count("@PJL JOB\n", "text/plain").pages == nil)
+    }
+
+    @Test func aLongLineOfCommentsAfterTypeCostsOnePass() {
+        let text = "%PDF-1.4\n" + String(repeating: "/Type%", count: 200_000)
+        let started = ContinuousClock.now
+        _ = count(text)
+        // Not a speed assertion: a quadratic scan would take hours here; this returns.
+        #expect(ContinuousClock.now - started < .seconds(120))
     }
 
     @Test func aLongUnclosedKidsArrayCostsOnePass() {

@@ -43,6 +43,7 @@ func printPolicy(_ json: String) throws -> PrintPolicy {
         (#"{"quota": {"pages_per_day": "10"}}"#, "whole number"),
         (#"{"quota": {"unknown_pages": 0}}"#, "\"refuse\" or a page charge"),
         (#"{"approved": [{"id": "a", "uri": "ipp://10.0.0.5*"}]}"#, "wildcard at the end of the host"),
+        (#"{"approved": [{"id": "a", "uri": "ipp://10.0.0.5?*"}]}"#, "wildcard at the end of the host"),
         (#"{"approved": [{"id": "a", "uri": "beh:/1/3/5/*"}]}"#, "beh: queues are never approved"),
     ])
     func badSectionsAreRefusedWithThePlace(json: String, expected: String) {
@@ -101,6 +102,19 @@ func printPolicy(_ json: String) throws -> PrintPolicy {
         #expect(policy.approval(for: PrintQueue(name: "floor-1", deviceURI: "socket://10.1.2.3:9100")).approved)
         #expect(policy.approval(for: PrintQueue(name: "floor-1", deviceURI: "ipps://printer.example.internal/ipp/print")).approved)
         for uri in ["usb://HP/LaserJet?serial=1", "serial:/dev/ttyS0", "parallel:/dev/lp0", "cups-brf:/", "beh:/1/3/5/cups-pdf:/", "implicitclass://x/"] {
+            #expect(!policy.approval(for: PrintQueue(name: "floor-1", deviceURI: uri)).approved, "\(uri)")
+        }
+    }
+
+    @Test func hostAndPathWildcardsStayInTheirPart() throws {
+        let policy = try printPolicy(#"{"approved": [{"id": "corp", "uri": "ipp://*.corp.example/*"}]}"#)
+        #expect(policy.approval(for: PrintQueue(name: "q", deviceURI: "ipp://p7.corp.example/ipp/print")).approved)
+        #expect(!policy.approval(for: PrintQueue(name: "q", deviceURI: "ipp://evil.example/.corp.example/")).approved)
+        #expect(!policy.approval(for: PrintQueue(name: "q", deviceURI: "ipps://p7.corp.example/ipp/print")).approved)
+    }
+
+    @Test func aRuleByNameAloneDoesNotApproveThisMachine() {
+        for uri in ["ipp://localhost/printers/x", "ipp://127.0.0.1:8631/ipp/print", "ipp://[::1]:631/", "ipp://%2Frun%2Fcups%2Fcups.sock/printers/x"] {
             #expect(!policy.approval(for: PrintQueue(name: "floor-1", deviceURI: uri)).approved, "\(uri)")
         }
     }
