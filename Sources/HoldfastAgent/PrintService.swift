@@ -366,7 +366,7 @@ public actor PrintService: Service {
             logger.notice("hardened cupsd's operation policy", ("fixed", before.joined(separator: "; ")))
             record(event(
                 "print.hardening_repaired", .deviceConfigStateChange, 2, "Update", .medium, .success,
-                "cupsd's operation policy let users get around the print gate; Holdfast limited \(before.count) operation(s) to @SYSTEM: "
+                "cupsd's operation policy let users get around the print gate; Holdfast repaired \(before.count) finding(s) (bypassing operations @SYSTEM's only, job submission authenticated): "
                     + before.joined(separator: "; "),
                 ["fixed": .array(before.map(JSONValue.string))]
             ))
