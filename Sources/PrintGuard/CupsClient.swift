@@ -216,36 +216,32 @@ public final class CupsClient {
         } read: { _ in () }
     }
 
-    /// A job's state (3 pending … 7 canceled, 8 aborted, 9 completed) and the messages it carries
-    /// (`job-printer-state-message`, where the backend's ERROR: line lands, and `job-state-message`).
-    public func job(_ id: Int32) throws(CupsError) -> (state: Int32, message: String) {
+    /// A job as cupsd has it: state (3 pending … 7 canceled, 8 aborted, 9 completed), owner, queue,
+    /// and the messages it carries (`job-printer-state-message`, where the backend's ERROR: line
+    /// lands, and `job-state-message`). What the gate checks a backend's question against.
+    public func jobRecord(_ id: Int32) throws(CupsError) -> (state: Int32, user: String, queue: String, message: String) {
         try request(0x0009, "Get-Job-Attributes \(id)") { request in
             ippAddString(request, IPP_TAG_OPERATION, IPP_TAG_URI, "printer-uri", nil, Self.uri(queue: nil))
             ippAddInteger(request, IPP_TAG_OPERATION, IPP_TAG_INTEGER, "job-id", id)
-            Self.addKeywords(request, "requested-attributes", ["job-state", "job-printer-state-message", "job-state-message"])
+            Self.addKeywords(request, "requested-attributes", [
+                "job-state", "job-originating-user-name", "job-printer-uri", "job-printer-state-message", "job-state-message",
+            ])
         } read: { response in
+            func text(_ name: String) -> String? { ippFindAttribute(response, name, IPP_TAG_ZERO).flatMap { Self.string($0) } }
             let state = ippFindAttribute(response, "job-state", IPP_TAG_ENUM).map { ippGetInteger($0, 0) } ?? 0
-            let names: [String] = ["job-printer-state-message", "job-state-message"]
-            let messages = names.compactMap { (name: String) -> String? in
-                ippFindAttribute(response, name, IPP_TAG_ZERO).flatMap { Self.string($0) }
-            }.filter { !$0.isEmpty }
-            return (state, messages.joined(separator: " | "))
+            let printer = text("job-printer-uri") ?? ""
+            let messages = [text("job-printer-state-message"), text("job-state-message")].compactMap { $0 }.filter { !$0.isEmpty }
+            return (
+                state, text("job-originating-user-name") ?? "", (printer.split(separator: "/").last.map(String.init) ?? "").removingPercentEncoding,
+                messages.joined(separator: " | ")
+            )
         }
     }
 
-    /// Who owns a job, on which queue, in which state: what the gate checks a backend's question
-    /// against.
-    public func jobRecord(_ id: Int32) throws(CupsError) -> (state: Int32, user: String, queue: String) {
-        try request(0x0009, "Get-Job-Attributes \(id)") { request in
-            ippAddString(request, IPP_TAG_OPERATION, IPP_TAG_URI, "printer-uri", nil, Self.uri(queue: nil))
-            ippAddInteger(request, IPP_TAG_OPERATION, IPP_TAG_INTEGER, "job-id", id)
-            Self.addKeywords(request, "requested-attributes", ["job-state", "job-originating-user-name", "job-printer-uri"])
-        } read: { response in
-            let state = ippFindAttribute(response, "job-state", IPP_TAG_ENUM).map { ippGetInteger($0, 0) } ?? 0
-            let user = ippFindAttribute(response, "job-originating-user-name", IPP_TAG_ZERO).flatMap { Self.string($0) } ?? ""
-            let printer = ippFindAttribute(response, "job-printer-uri", IPP_TAG_URI).flatMap { Self.string($0) } ?? ""
-            return (state, user, (printer.split(separator: "/").last.map(String.init) ?? "").removingPercentEncoding)
-        }
+    /// A job's state and messages (see `jobRecord`).
+    public func job(_ id: Int32) throws(CupsError) -> (state: Int32, message: String) {
+        let record = try jobRecord(id)
+        return (record.state, record.message)
     }
 
     /// Get-Printer-Attributes on one queue: the bare CUPS round trip (the benchmark's floor).
