@@ -19,7 +19,7 @@ expect_refusal() {  # runs a command that must fail with exit 1 and shows why
     echo "   refused as expected -> $output"
 }
 
-step "Holdfast $("$holdfast" --version | cut -d' ' -f2): signed documents, the journal, the daemon, USB enforcement"
+step "Holdfast $("$holdfast" --version | cut -d' ' -f2): signed documents, the journal, the daemon, USB and print enforcement"
 
 step "1. The broker makes its Ed25519 signing key (PKCS#8 PEM, mode 0600)"
 "$broker" key generate --out "$work/broker.key"

@@ -165,9 +165,10 @@ public struct PrintPolicy: Sendable, Equatable {
         }
         guard case .string(let id)? = members["id"], !id.isEmpty else { throw PrintPolicyError("\(place): needs an \"id\" string") }
         let named = "\(place) (\(id))"
+        if let comment = members["comment"], comment.stringValue == nil { throw PrintPolicyError("\(named): comment must be a string") }
         func pattern(_ key: String) throws(PrintPolicyError) -> GlobPattern? {
             guard let value = members[key] else { return nil }
-            guard case .string(let text) = value, !text.isEmpty, text != "*" else {
+            guard case .string(let text) = value, !text.isEmpty, !text.allSatisfy({ $0 == "*" }), text != "*?", text != "?*" else {
                 throw PrintPolicyError("\(named): \(key) must be a non-empty pattern that does not match everything")
             }
             guard text.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {

@@ -52,7 +52,7 @@ struct PrintStatus: Subcommand {
             policySource = "holdfastd's policy in force"
         } else {
             throw CommandFailure(
-                "holdfastd is not reachable (\(daemonError ?? "no answer")); name a policy with --policy FILE to decide queues without it",
+                "holdfastd did not give its print policy (\(daemonError ?? "no answer")); name a policy with --policy FILE to decide queues without it",
                 exitCode: .unavailable
             )
         }

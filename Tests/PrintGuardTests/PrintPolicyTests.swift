@@ -34,6 +34,8 @@ func printPolicy(_ json: String) throws -> PrintPolicy {
         (#"{"approved": [{"id": "a", "uri": "file:/tmp/*"}]}"#, "file: queues are never approved"),
         (#"{"approved": [{"id": "a", "uri": "cups-pdf:/"}]}"#, "cups-pdf: queues are never approved"),
         (#"{"approved": [{"id": "a", "name": "*"}]}"#, "does not match everything"),
+        (#"{"approved": [{"id": "a", "name": "**"}]}"#, "does not match everything"),
+        (#"{"approved": [{"id": "a", "name": "x", "comment": 7}]}"#, "comment must be a string"),
         (#"{"approved": [{"id": "a"}]}"#, "needs \"name\", \"uri\" or both"),
         (#"{"approved": [{"id": "a", "name": "x"}, {"id": "a", "name": "y"}]}"#, "used twice"),
         (#"{"approved": [{"id": "a", "name": "x", "users": []}]}"#, "non-empty list"),

@@ -108,6 +108,8 @@ enum PrintDemo {
         let held = try cups.print(document, queue: "office", as: user, title: "held for later", options: ["-H", "indefinite"])
         let on = try runProcess(holdfast, ["print", "lockdown", "on", "--reason", "demo incident", "--socket", socket])
         say(on.stdout.trimmingCharacters(in: .whitespacesAndNewlines) + "; held job \(held): \(try finished(admin, held).state == 7 ? "cancelled" : "still there")")
+        let during = try finished(admin, try cups.print(document, queue: "office", as: user, title: "during lockdown"))
+        say("a new job during the lockdown: \(during.state == 7 ? "cancelled" : "state \(during.state)") — \(during.message)")
         _ = try runProcess(holdfast, ["print", "lockdown", "off", "--socket", socket])
         let page = work.file("note.pdf")
         try simplePDF(pages: 1).write(toFile: page, atomically: true, encoding: .utf8)
