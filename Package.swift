@@ -66,6 +66,7 @@ let tests: [Target] = [
         "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard",
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
+    .testTarget(name: "FileWatchTests", dependencies: ["FileWatch"]),
     .testTarget(name: "PrintGuardTests", dependencies: ["PrintGuard", "HoldfastCore", "HoldfastTestSupport"]),
     // holdfastd gating a real private cupsd and IPP printer (root, cups-daemon, ippeveprinter, dbus).
     .testTarget(name: "PrintGuardIntegrationTests", dependencies: ["HoldfastTestSupport", "PrintGuard", "HoldfastCore"]),
