@@ -176,8 +176,6 @@ public actor PrintService: Service {
         }
     }
 
-    /// Asks for a look at every queue now (tests, `reload`).
-    public func requestReconcile() { reconcileRequested = true }
 
     private func reachable() {
         cupsState = "reachable"
@@ -576,7 +574,6 @@ public actor PrintService: Service {
         _ = try? await cancelJobs(where: { _ in true }, message: "\(Self.messagePrefix) printing is locked down")
     }
 
-    public var lockedDown: Bool { lockdown != nil }
 
     // MARK: Status
 

@@ -266,7 +266,7 @@ public enum ByteSize {
 
 extension String {
     /// The string without leading and trailing spaces and tabs (no Foundation needed).
-    var trimmingSpaces: String {
+    public var trimmingSpaces: String {
         let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
         guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
         return String(self[first...last])

@@ -1,3 +1,5 @@
+import HoldfastCore
+
 /// Counts the pages of the document the gate receives, from its bytes (`docs/print-enforcement.md`).
 ///
 /// Each format is counted from what it says about itself, never from the file size:
@@ -466,14 +468,5 @@ public enum PageCounter {
         // A file that ends exactly at a page boundary does not start an empty page.
         if lines == 0, pages > 1, lastWasNewline || bytes.last == 0x0C { pages -= 1 }
         return Count(pages: pages, format: "text/plain", note: nil)
-    }
-}
-
-extension String {
-    var trimmingSpaces: String {
-        var scalars = Substring(self)
-        while let first = scalars.first, first == " " || first == "\t" { scalars = scalars.dropFirst() }
-        while let last = scalars.last, last == " " || last == "\t" || last == "\r" { scalars = scalars.dropLast() }
-        return String(scalars)
     }
 }
