@@ -3,7 +3,7 @@ SWIFT ?= swift
 SWIFT_FLAGS ?=
 BIN := .build/debug
 
-.PHONY: all deps build test demo bench fuzz clean
+.PHONY: all deps build test demo bench fuzz fuzz-descriptors fuzz-audit clean
 
 all: build
 
@@ -30,10 +30,20 @@ bench: deps
 clean:
 	$(SWIFT) package clean
 
-# libFuzzer over the USB descriptor parser (seeds in Fuzz/corpus; the working corpus stays in .build).
+# libFuzzer over the USB descriptor parser and the audit stream (seeds in Fuzz/corpus; the
+# working corpora stay in .build).
 FUZZ_RUNS ?= 1000000
-fuzz:
+AUDIT_SOURCES := $(addprefix Sources/FileWatch/,AuditRecord.swift AuditAssembler.swift AuditStream.swift AuditEventSummary.swift AuditEventJSON.swift AuditNames.swift)
+fuzz: fuzz-descriptors fuzz-audit
+
+fuzz-descriptors:
 	mkdir -p .build/fuzz/corpus
 	swiftc -sanitize=fuzzer,address -parse-as-library -O Sources/DeviceGuard/USBDescriptors.swift Fuzz/DescriptorFuzzer.swift -o .build/fuzz/descriptor-fuzzer
 	cp -n Fuzz/corpus/descriptors/* .build/fuzz/corpus/
 	.build/fuzz/descriptor-fuzzer -runs=$(FUZZ_RUNS) -max_len=4096 .build/fuzz/corpus
+
+fuzz-audit:
+	mkdir -p .build/fuzz/audit-corpus
+	swiftc -sanitize=fuzzer,address -parse-as-library -O -I Sources/CAudit $(AUDIT_SOURCES) Fuzz/AuditFuzzer.swift -laudit -lauparse -o .build/fuzz/audit-fuzzer
+	cp -n Fuzz/corpus/audit/* .build/fuzz/audit-corpus/
+	.build/fuzz/audit-fuzzer -runs=$(FUZZ_RUNS) -max_len=8192 .build/fuzz/audit-corpus

@@ -39,7 +39,7 @@ let libraries: [Target] = [
 let executables: [Target] = [
     .executableTarget(name: "holdfastd", dependencies: ["HoldfastCore", "HoldfastCommandLine", "HoldfastAgent", "HoldfastStore"]),
     .executableTarget(name: "holdfast", dependencies: [
-        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard",
+        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch",
     ]),
     .executableTarget(name: "holdfast-broker", dependencies: [
         "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto",
@@ -66,7 +66,7 @@ let tests: [Target] = [
         "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard",
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
-    .testTarget(name: "FileWatchTests", dependencies: ["FileWatch"]),
+    .testTarget(name: "FileWatchTests", dependencies: ["FileWatch", "HoldfastTestSupport"]),
     .testTarget(name: "PrintGuardTests", dependencies: ["PrintGuard", "HoldfastCore", "HoldfastTestSupport"]),
     // holdfastd gating a real private cupsd and IPP printer (root, cups-daemon, ippeveprinter, dbus).
     .testTarget(name: "PrintGuardIntegrationTests", dependencies: ["HoldfastTestSupport", "PrintGuard", "HoldfastCore"]),

@@ -8,6 +8,8 @@ public struct AuditEvent: Sendable, Equatable {
     public internal(set) var records: [AuditRecord]
 
     public var types: [String] { records.map(\.type) }
+    /// Milliseconds since the epoch.
+    public var time: Int64 { seconds &* 1_000 &+ Int64(milliseconds) }
 }
 
 /// Groups records into events by node and serial. Records of different events may interleave.
@@ -15,6 +17,9 @@ public struct AuditEvent: Sendable, Equatable {
 /// a single-record type (user-space messages, logins), or when it is older than `maximumAge` against
 /// the newest record seen; `flush()` ends the rest. A record for an event already emitted is never
 /// attached to another: it comes back as `.late` (the EOE that follows a PROCTITLE is absorbed).
+///
+/// Every operation is O(1) amortised: pending events sit in a dictionary and a queue in arrival
+/// order (entries of events already ended are skipped when they reach the head).
 public struct AuditAssembler: Sendable {
     public enum Output: Sendable, Equatable {
         case event(AuditEvent)
@@ -37,62 +42,144 @@ public struct AuditAssembler: Sendable {
 
     /// Milliseconds an event may wait for its end, measured against the newest record's time.
     public let maximumAge: Int64
+    /// The event the last record went to: records of one event mostly arrive together, so this
+    /// one is kept out of the dictionary and most records cost no hashing.
+    private var current: AuditEvent?
+    private var currentKey = Key(node: nil, serial: 0)
+    /// The other pending events.
     private var pending: [Key: AuditEvent] = [:]
-    /// Arrival order of pending keys (for age and idle flushes).
+    /// Keys in arrival order from `head`; entries whose event already ended are skipped.
     private var order: [Key] = []
-    private var newest: Int64 = 0
-    /// Recently emitted keys, so a late record is reported instead of starting a new event.
+    private var head = 0
+    private var newest = Int64.min
+    /// Recently emitted keys (a ring of `rememberEmitted`), so a late record is reported instead
+    /// of starting a new event.
     private var emitted: Set<Key> = []
-    private var emittedOrder: [Key] = []
-    private let rememberEmitted = 8_192
+    private var emittedRing: [Key] = []
+    private var emittedNext = 0
+    /// No key with a higher serial was ever emitted: newer records skip the set lookup.
+    private var highestEmitted: UInt64 = 0
+    public static let rememberEmitted = 8_192
 
     public init(maximumAgeMilliseconds: Int64 = 2_000) {
-        maximumAge = maximumAgeMilliseconds
+        maximumAge = max(0, maximumAgeMilliseconds)
     }
 
-    public var pendingCount: Int { pending.count }
+    public var pendingCount: Int { pending.count + (current == nil ? 0 : 1) }
 
+    /// Adds one record; returns what it completed.
     public mutating func add(_ record: AuditRecord) -> [Output] {
         var output: [Output] = []
-        let key = Key(node: record.node, serial: record.serial)
-        let time = record.seconds * 1_000 + Int64(record.milliseconds)
-        newest = max(newest, time)
-        if pending[key] == nil, emitted.contains(key) {
-            // The EOE after a PROCTITLE-ended event is expected and carries nothing.
-            if record.type != "EOE" { output.append(.late(record)) }
-        } else if var event = pending[key] {
-            event.records.append(record)
-            pending[key] = event
-            if record.type == "EOE" || record.type == "PROCTITLE" { output.append(.event(finish(key))) }
-        } else {
-            let event = AuditEvent(node: record.node, serial: record.serial, seconds: record.seconds, milliseconds: record.milliseconds, records: [record])
-            pending[key] = event
-            order.append(key)
-            if record.type == "EOE" || Self.singleRecordTypes.contains(record.type) { output.append(.event(finish(key))) }
-        }
-        // Events too old against the newest record.
-        while let first = order.first, let event = pending[first], newest - (event.seconds * 1_000 + Int64(event.milliseconds)) > maximumAge {
-            output.append(.event(finish(first)))
-        }
+        add(record) { output.append($0) }
         return output
+    }
+
+    /// Adds one record and hands every completed event (and a late record) to `emit`, in order.
+    public mutating func add(_ record: AuditRecord, emit: (Output) throws -> Void) rethrows {
+        let time = record.time
+        if time > newest { newest = time }
+        let ends = record.kind == .eoe || record.kind == .proctitle
+        if current != nil, record.serial == currentKey.serial, record.node == currentKey.node {
+            current?.records.append(record)
+            if ends { try emit(.event(finishCurrent())) }
+        } else {
+            let key = Key(node: record.node, serial: record.serial)
+            if let open = current { pending[currentKey] = open }
+            current = nil
+            if !pending.isEmpty, var event = pending.removeValue(forKey: key) {
+                event.records.append(record)
+                current = event
+                currentKey = key
+                if ends { try emit(.event(finishCurrent())) }
+            } else if record.serial <= highestEmitted, emitted.contains(key) {
+                // The EOE after a PROCTITLE-ended event is expected and carries nothing.
+                if record.kind != .eoe { try emit(.late(record)) }
+            } else {
+                var event = AuditEvent(node: record.node, serial: record.serial, seconds: record.seconds, milliseconds: record.milliseconds, records: [])
+                event.records.reserveCapacity(8)
+                event.records.append(record)
+                if record.kind == .eoe || record.kind == .single {
+                    remember(key)
+                    try emit(.event(event))
+                } else {
+                    current = event
+                    currentKey = key
+                    order.append(key)
+                }
+            }
+        }
+        try expire(emit: emit)
     }
 
     /// Ends every pending event (end of input, or the input went idle), oldest first.
     public mutating func flush() -> [AuditEvent] {
         var events: [AuditEvent] = []
-        while let first = order.first { events.append(finish(first)) }
+        flush { events.append($0) }
         return events
     }
 
-    private mutating func finish(_ key: Key) -> AuditEvent {
-        let event = pending.removeValue(forKey: key)
-        order.removeAll { $0 == key }
-        if emitted.insert(key).inserted {
-            emittedOrder.append(key)
-            if emittedOrder.count > rememberEmitted {
-                emitted.remove(emittedOrder.removeFirst())
-            }
+    public mutating func flush(emit: (AuditEvent) throws -> Void) rethrows {
+        while head < order.count {
+            let key = order[head]
+            head += 1
+            if let event = take(key) { try emit(event) }
         }
-        return event ?? AuditEvent(node: key.node, serial: key.serial, seconds: 0, milliseconds: 0, records: [])
+        order.removeAll(keepingCapacity: true)
+        head = 0
+    }
+
+    /// Ends events older than `maximumAge` against the newest record, oldest first.
+    private mutating func expire(emit: (Output) throws -> Void) rethrows {
+        while head < order.count {
+            let key = order[head]
+            let time: Int64
+            if let current, key == currentKey {
+                time = current.time
+            } else if let event = pending[key] {
+                time = event.time
+            } else {
+                head += 1
+                continue
+            }
+            guard newest &- time > maximumAge else { break }
+            head += 1
+            if let event = take(key) { try emit(.event(event)) }
+        }
+        // Compact the queue once its dead prefix dominates.
+        if head > 1_024, head * 2 > order.count {
+            order.removeFirst(head)
+            head = 0
+        }
+    }
+
+    /// Removes a pending event (current or stashed) and remembers it as emitted.
+    private mutating func take(_ key: Key) -> AuditEvent? {
+        if let event = current, key == currentKey {
+            current = nil
+            remember(key)
+            return event
+        }
+        guard let event = pending.removeValue(forKey: key) else { return nil }
+        remember(key)
+        return event
+    }
+
+    private mutating func finishCurrent() -> AuditEvent {
+        let event = current ?? AuditEvent(node: currentKey.node, serial: currentKey.serial, seconds: 0, milliseconds: 0, records: [])
+        current = nil
+        remember(currentKey)
+        return event
+    }
+
+    private mutating func remember(_ key: Key) {
+        if key.serial > highestEmitted { highestEmitted = key.serial }
+        guard emitted.insert(key).inserted else { return }
+        if emittedRing.count < Self.rememberEmitted {
+            emittedRing.append(key)
+        } else {
+            emitted.remove(emittedRing[emittedNext])
+            emittedRing[emittedNext] = key
+            emittedNext = (emittedNext + 1) % Self.rememberEmitted
+        }
     }
 }

@@ -19,3 +19,26 @@ public enum AuditNames {
         return String(cString: name)
     }
 }
+
+/// Syscall numbers → names per audit architecture (`arch=c000003e`), from libaudit's tables,
+/// built once per architecture at first use so the parse path makes no C call per event.
+enum SyscallNames {
+    /// x86_64, i386, aarch64 and arm: the tables are built eagerly for these.
+    static let tables: [UInt32: [String?]] = {
+        var tables: [UInt32: [String?]] = [:]
+        for arch: UInt32 in [0xC000_003E, 0x4000_0003, 0xC000_00B7, 0x4000_0028] {
+            let machine = audit_elf_to_machine(arch)
+            guard machine >= 0 else { continue }
+            tables[arch] = (0..<1_024).map { number in audit_syscall_to_name(Int32(number), machine).map { String(cString: $0) } }
+        }
+        return tables
+    }()
+
+    static func name(arch: String?, number: Int) -> String? {
+        guard let arch, let code = UInt32(arch, radix: 16) else { return nil }
+        if let table = tables[code] { return number >= 0 && number < table.count ? table[number] : nil }
+        let machine = audit_elf_to_machine(code)
+        guard machine >= 0, let number = Int32(exactly: number), let name = audit_syscall_to_name(number, machine) else { return nil }
+        return String(cString: name)
+    }
+}

@@ -179,6 +179,9 @@ public struct CommandContext: Sendable {
     public func out(_ text: String) { FileOutput.write(1, text) }
     /// Writes one line to standard output.
     public func line(_ text: String) { FileOutput.write(1, text + "\n") }
+    /// Writes bytes to standard output; false once it cannot (a closed pipe).
+    @discardableResult
+    public func out(bytes: [UInt8]) -> Bool { bytes.withUnsafeBytes { FileOutput.write(1, $0) } }
     /// Writes one line to standard error.
     public func error(_ text: String) { FileOutput.write(2, text + "\n") }
 
@@ -188,6 +191,18 @@ public struct CommandContext: Sendable {
 
 /// Raw writes to file descriptors, retrying short writes and EINTR.
 enum FileOutput {
+    static func write(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(descriptor, base + offset, bytes.count - offset)
+            if written < 0, errno == EINTR { continue }
+            guard written > 0 else { return false }
+            offset += written
+        }
+        return true
+    }
+
     static func write(_ descriptor: Int32, _ text: String) {
         var bytes = Array(text.utf8)
         var offset = 0

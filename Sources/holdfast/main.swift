@@ -14,6 +14,7 @@ CommandTable(
         PrintStatus.self,
         PrintLockdown.self,
         Verify.self,
+        AuditParse.self,
         JournalTail.self,
         JournalStatsCommand.self,
         JournalCheck.self,

@@ -4,6 +4,10 @@
 //     Appends events to the journal in DIR, BATCH per transaction, and writes each committed id
 //     to stdout (one per line) only after its commit returned. Runs until killed, or 60 s.
 //
+//   holdfast-testkit audit-log --records N [--seed S] [--plain] [--node NAME] [--interleave P] [--garbage-every N]
+//     Writes a realistic audit log (AuditLogGenerator: deterministic by seed) to stdout and a
+//     summary line (records, events, garbage lines, bytes) to stderr.
+//
 //   holdfast-testkit print-demo BIN-DIR
 //     `make demo`'s print steps: a private cupsd and IPP printer, holdfastd gating them, a demo
 //     user printing; stops everything it started.
@@ -24,8 +28,11 @@ let arguments = CommandLine.arguments
 if arguments.count == 3, arguments[1] == "print-demo" {
     exit(PrintDemo.run(binaries: arguments[2]))
 }
+if arguments.count >= 2, arguments[1] == "audit-log" {
+    exit(AuditLogCommand.run(Array(arguments.dropFirst(2))))
+}
 guard arguments.count == 4, arguments[1] == "journal-append-loop", let batch = Int(arguments[3]), batch > 0 else {
-    fail("usage: holdfast-testkit journal-append-loop DIR BATCH | print-demo BIN-DIR")
+    fail("usage: holdfast-testkit journal-append-loop DIR BATCH | audit-log --records N [--seed S] … | print-demo BIN-DIR")
 }
 
 let journal: Journal
