@@ -48,7 +48,7 @@ let executables: [Target] = [
     .executableTarget(name: "holdfast-cups-backend", dependencies: ["HoldfastCore", "PrintGuard"]),
     // Benchmarks for `make bench`; not shipped.
     .executableTarget(name: "holdfast-bench", dependencies: [
-        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport", "PrintGuard",
+        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport", "PrintGuard", "FileWatch",
     ], path: "Benchmarks/holdfast-bench"),
     // Child processes the tests start and kill (crash tests), and the demo's print steps; not shipped.
     .executableTarget(name: "holdfast-testkit", dependencies: [

@@ -9,6 +9,10 @@ import HoldfastStore
 import HoldfastTestSupport
 import PrintGuard
 
+if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "audit-child" {
+    exit(AuditBench.child(CommandLine.arguments[2]))
+}
+
 /// One measured series: total time and per-operation latencies.
 struct Measurement {
     var operations: Int
@@ -56,7 +60,7 @@ func rate(_ value: Double) -> String {
 func micros(_ seconds: Double) -> String { String(format: "%.1f µs", seconds * 1e6) }
 
 var rows: [Row] = []
-/// `BENCH_ONLY=usb` or `BENCH_ONLY=print` runs only that group's slow rows (the quick rows always run).
+/// `BENCH_ONLY=usb`, `print` or `audit` runs only that group's slow rows (the quick rows always run).
 let only = ProcessInfo.processInfo.environment["BENCH_ONLY"]
 func wanted(_ group: String) -> Bool { only == nil || only == group }
 
@@ -447,6 +451,13 @@ if wanted("print"), getuid() == 0, FileManager.default.fileExists(atPath: "/usr/
     }
 } else {
     print("note: skipping the print rows (needs root, cupsd, ippeveprinter and a release holdfastd and holdfast-cups-backend beside holdfast-bench)")
+}
+
+// MARK: Audit parsing
+
+if wanted("audit") {
+    let records = ProcessInfo.processInfo.environment["AUDIT_RECORDS"].flatMap { Int($0) } ?? 1_000_000
+    rows += try AuditBench.rows(records: records)
 }
 
 // MARK: Report

@@ -52,17 +52,20 @@ public struct AuditAssembler: Sendable {
     private var order: [Key] = []
     private var head = 0
     private var newest = Int64.min
-    /// Recently emitted keys (a ring of `rememberEmitted`), so a late record is reported instead
-    /// of starting a new event.
-    private var emitted: Set<Key> = []
-    private var emittedRing: [Key] = []
-    private var emittedNext = 0
-    /// No key with a higher serial was ever emitted: newer records skip the set lookup.
+    /// Recently emitted keys, so a late record is reported instead of starting a new event: a
+    /// direct-mapped table of `rememberEmitted` slots indexed by serial (mixed with the node's
+    /// hash), so remembering costs one store and no hashing. An event is forgotten only when a
+    /// later one lands in its slot — for one node, after at least `rememberEmitted` more serials.
+    private var emitted: [Key?]
+    /// No key with a higher serial was ever emitted: newer records skip the lookup.
     private var highestEmitted: UInt64 = 0
-    public static let rememberEmitted = 8_192
+    public static let rememberEmitted = 16_384
+    private var lastNode: String?
+    private var lastNodeHash: UInt64 = 0
 
     public init(maximumAgeMilliseconds: Int64 = 2_000) {
         maximumAge = max(0, maximumAgeMilliseconds)
+        emitted = Array(repeating: nil, count: Self.rememberEmitted)
     }
 
     public var pendingCount: Int { pending.count + (current == nil ? 0 : 1) }
@@ -91,7 +94,7 @@ public struct AuditAssembler: Sendable {
                 current = event
                 currentKey = key
                 if ends { try emit(.event(finishCurrent())) }
-            } else if record.serial <= highestEmitted, emitted.contains(key) {
+            } else if record.serial <= highestEmitted, emitted[slot(key)] == key {
                 // The EOE after a PROCTITLE-ended event is expected and carries nothing.
                 if record.kind != .eoe { try emit(.late(record)) }
             } else {
@@ -173,13 +176,21 @@ public struct AuditAssembler: Sendable {
 
     private mutating func remember(_ key: Key) {
         if key.serial > highestEmitted { highestEmitted = key.serial }
-        guard emitted.insert(key).inserted else { return }
-        if emittedRing.count < Self.rememberEmitted {
-            emittedRing.append(key)
-        } else {
-            emitted.remove(emittedRing[emittedNext])
-            emittedRing[emittedNext] = key
-            emittedNext = (emittedNext + 1) % Self.rememberEmitted
+        emitted[slot(key)] = key
+    }
+
+    private mutating func slot(_ key: Key) -> Int {
+        var mixed = key.serial
+        if let node = key.node {
+            if node != lastNode {
+                // FNV-1a over the node's bytes; remembered for the next record of the same node.
+                var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+                for byte in node.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+                lastNode = node
+                lastNodeHash = hash
+            }
+            mixed ^= lastNodeHash
         }
+        return Int(truncatingIfNeeded: mixed) & (Self.rememberEmitted - 1)
     }
 }

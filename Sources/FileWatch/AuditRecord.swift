@@ -19,10 +19,40 @@ public struct AuditRecord: Sendable, Equatable {
     public let milliseconds: Int
     public let serial: UInt64
     /// The line's bytes after the header (raw fields, then 0x1D and interpreted fields if any).
-    let body: [UInt8]
-    /// Every field's span in `body`; raw fields first, then `interpreted` ones from `interpretedStart`.
-    let spans: [FieldSpan]
-    let interpretedStart: Int
+    /// One allocation per record: the body's bytes (the line after the header: raw fields, then
+    /// 0x1D and interpreted fields if any), followed by the raw fields' spans, 8 bytes each.
+    /// The interpreted fields (from byte `interpretedOffset`) are tokenized only when asked for:
+    /// most readers never need them.
+    @usableFromInline let storage: [UInt8]
+    @usableFromInline let bodyCount: Int
+    /// The number of raw fields (all spans stored).
+    @usableFromInline let interpretedStart: Int
+    let interpretedOffset: Int
+
+    @usableFromInline var spanCount: Int { (storage.count - bodyCount) / MemoryLayout<FieldSpan>.stride }
+
+    @inlinable func span(_ index: Int) -> FieldSpan {
+        storage.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: bodyCount + index * MemoryLayout<FieldSpan>.stride, as: FieldSpan.self) }
+    }
+
+    init(node: String?, type: String, seconds: Int64, milliseconds: Int, serial: UInt64, body: UnsafeBufferPointer<UInt8>, spans: UnsafeBufferPointer<FieldSpan>, interpretedOffset: Int, kind: Kind) {
+        self.node = node
+        self.type = type
+        self.seconds = seconds
+        self.milliseconds = milliseconds
+        self.serial = serial
+        self.kind = kind
+        interpretedStart = spans.count
+        self.interpretedOffset = interpretedOffset
+        bodyCount = body.count
+        let spanBytes = spans.count * MemoryLayout<FieldSpan>.stride
+        // (Not `init(unsafeUninitializedCapacity:)`: it looks up generic metadata on every call.)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(body.count + spanBytes)
+        bytes.append(contentsOf: body)
+        bytes.append(contentsOf: UnsafeRawBufferPointer(spans))
+        storage = bytes
+    }
 
     /// What the assembler needs to know about the type, decided once while parsing.
     public let kind: Kind
@@ -35,11 +65,12 @@ public struct AuditRecord: Sendable, Equatable {
     }
 
     /// Offsets in `body` (lines are at most 64 KiB, so 16 bits each).
+    @usableFromInline
     struct FieldSpan: Sendable, Equatable {
-        var nameStart: UInt16
-        var nameEnd: UInt16
-        var valueStart: UInt16
-        var valueEnd: UInt16
+        @usableFromInline var nameStart: UInt16
+        @usableFromInline var nameEnd: UInt16
+        @usableFromInline var valueStart: UInt16
+        @usableFromInline var valueEnd: UInt16
     }
 
     public static func == (lhs: AuditRecord, rhs: AuditRecord) -> Bool {
@@ -52,12 +83,23 @@ public struct AuditRecord: Sendable, Equatable {
 
     /// Raw fields in order (a record may repeat a name; the first wins in `field(_:)`).
     public var fields: [(name: String, value: String)] {
-        spans[..<interpretedStart].map { (string(name: $0), string(value: $0)) }
+        (0..<interpretedStart).map { (string(name: span($0)), string(value: span($0))) }
     }
 
     /// The ENRICHED format's interpreted fields (after the 0x1D byte), in order.
     public var interpreted: [(name: String, value: String)] {
-        spans[interpretedStart...].map { (string(name: $0), string(value: $0)) }
+        withInterpretedSpans { spans in spans.map { (string(name: $0), string(value: $0)) } }
+    }
+
+    /// The interpreted fields' spans (in `storage`), tokenized on the spot into temporary memory.
+    func withInterpretedSpans<T>(_ body: (UnsafeBufferPointer<FieldSpan>) -> T) -> T {
+        let length = bodyCount - interpretedOffset
+        return withUnsafeTemporaryAllocation(of: FieldSpan.self, capacity: length / 2 + 2) { spans in
+            let count = storage.withUnsafeBufferPointer { bytes in
+                Self.tokenize(UnsafeBufferPointer(rebasing: bytes[0..<bodyCount]), from: interpretedOffset, to: bodyCount, into: spans, at: 0)
+            }
+            return body(UnsafeBufferPointer(rebasing: spans[0..<count]))
+        }
     }
 
     /// The raw value of the first raw field called `name`.
@@ -67,9 +109,12 @@ public struct AuditRecord: Sendable, Equatable {
 
     /// The value of the first interpreted field called `name` (`AUID`, `SYSCALL`), quotes removed.
     public func interpretedField(_ name: String) -> String? {
-        guard let index = spanIndex(name, in: interpretedStart..<spans.count) else { return nil }
-        let value = body[Int(spans[index].valueStart)..<Int(spans[index].valueEnd)]
-        return String(decoding: Self.unquoted(value), as: UTF8.self)
+        guard interpretedOffset < bodyCount else { return nil }
+        let wanted = Array(name.utf8)
+        return withInterpretedSpans { spans in
+            guard let span = spans.first(where: { storage[Int($0.nameStart)..<Int($0.nameEnd)].elementsEqual(wanted) }) else { return nil }
+            return String(decoding: Self.unquoted(storage[Int(span.valueStart)..<Int(span.valueEnd)]), as: UTF8.self)
+        }
     }
 
     /// The fields the kernel writes with `audit_log_untrustedstring`: quoted when printable, hex
@@ -151,12 +196,18 @@ public struct AuditRecord: Sendable, Equatable {
 
     /// Visits every raw field's name and value bytes in order, without allocating (the value raw:
     /// quotes kept, hex not decoded).
-    public func forEachField(_ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) throws -> Void) rethrows {
-        try self.body.withUnsafeBufferPointer { bytes in
-            for span in spans[..<interpretedStart] {
-                try body(
-                    UnsafeBufferPointer(rebasing: bytes[Int(span.nameStart)..<Int(span.nameEnd)]),
-                    UnsafeBufferPointer(rebasing: bytes[Int(span.valueStart)..<Int(span.valueEnd)])
+    @inlinable
+    public func forEachField(_ visit: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) throws -> Void) rethrows {
+        let spansAt = bodyCount
+        let stride = MemoryLayout<FieldSpan>.stride
+        let count = interpretedStart
+        try storage.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+            for index in 0..<count {
+                let span = raw.loadUnaligned(fromByteOffset: spansAt + index * stride, as: FieldSpan.self)
+                try visit(
+                    UnsafeBufferPointer(start: base + Int(span.nameStart), count: Int(span.nameEnd &- span.nameStart)),
+                    UnsafeBufferPointer(start: base + Int(span.valueStart), count: Int(span.valueEnd &- span.valueStart))
                 )
             }
         }
@@ -171,11 +222,13 @@ public struct AuditRecord: Sendable, Equatable {
     }
 
     func value(at index: Int) -> ArraySlice<UInt8> {
-        body[Int(spans[index].valueStart)..<Int(spans[index].valueEnd)]
+        let span = span(index)
+        return storage[Int(span.valueStart)..<Int(span.valueEnd)]
     }
 
     func name(at index: Int) -> ArraySlice<UInt8> {
-        body[Int(spans[index].nameStart)..<Int(spans[index].nameEnd)]
+        let span = span(index)
+        return storage[Int(span.nameStart)..<Int(span.nameEnd)]
     }
 
     var rawFieldCount: Int { interpretedStart }
@@ -183,9 +236,9 @@ public struct AuditRecord: Sendable, Equatable {
     func spanIndex(_ name: String, in range: Range<Int>) -> Int? {
         var name = name
         return name.withUTF8 { wanted in
-            body.withUnsafeBufferPointer { bytes in
+            storage.withUnsafeBufferPointer { bytes in
                 for index in range {
-                    let span = spans[index]
+                    let span = span(index)
                     let length = Int(span.nameEnd - span.nameStart)
                     guard length == wanted.count else { continue }
                     var equal = true
@@ -205,11 +258,11 @@ public struct AuditRecord: Sendable, Equatable {
     }
 
     private func string(name span: FieldSpan) -> String {
-        String(decoding: body[Int(span.nameStart)..<Int(span.nameEnd)], as: UTF8.self)
+        String(decoding: storage[Int(span.nameStart)..<Int(span.nameEnd)], as: UTF8.self)
     }
 
     private func string(value span: FieldSpan) -> String {
-        String(decoding: body[Int(span.valueStart)..<Int(span.valueEnd)], as: UTF8.self)
+        String(decoding: storage[Int(span.valueStart)..<Int(span.valueEnd)], as: UTF8.self)
     }
 }
 
@@ -234,11 +287,25 @@ extension AuditRecord {
 
     /// Parses one line (without its newline) from a buffer; the record copies what it keeps.
     public static func parse(_ line: UnsafeBufferPointer<UInt8>) -> Result<AuditRecord, AuditParseError> {
+        var scratch: [FieldSpan] = []
+        var error = AuditParseError.noType
+        guard let record = parse(line, scratch: &scratch, error: &error) else { return .failure(error) }
+        return .success(record)
+    }
+
+    /// `parse(_:)` with the caller's span buffer, reused from line to line (the stream's); nil
+    /// with `error` set when the line is not a record. (No `Result` on the hot path: its
+    /// generic value witnesses cost more than the parse of a short record.)
+    static func parse(_ line: UnsafeBufferPointer<UInt8>, scratch: inout [FieldSpan], error: inout AuditParseError) -> AuditRecord? {
+        func failure(_ reason: AuditParseError) -> AuditRecord? {
+            error = reason
+            return nil
+        }
         var end = line.count
-        guard end <= maximumLineLength else { return .failure(.tooLong) }
+        guard end <= maximumLineLength else { return failure(.tooLong) }
         if end > 0, line[end - 1] == 0x0D { end -= 1 }
         var cursor = 0
-        guard let base = line.baseAddress else { return .failure(.noType) }
+        guard let base = line.baseAddress else { return failure(.noType) }
         @inline(__always) func starts(with literal: StaticString, at position: Int) -> Bool {
             let count = literal.utf8CodeUnitCount
             return position + count <= end && memcmp(base + position, literal.utf8Start, count) == 0
@@ -248,18 +315,18 @@ extension AuditRecord {
             // The node name may contain spaces: it ends at the first " type=".
             var at = 5
             while at < end, !(line[at] == 0x20 && starts(with: " type=", at: at)) { at += 1 }
-            guard at < end else { return .failure(.noType) }
+            guard at < end else { return failure(.noType) }
             node = String(decoding: UnsafeBufferPointer(rebasing: line[5..<at]), as: UTF8.self)
             cursor = at + 1
         }
-        guard starts(with: "type=", at: cursor) else { return .failure(.noType) }
+        guard starts(with: "type=", at: cursor) else { return failure(.noType) }
         cursor += 5
         let typeStart = cursor
         while cursor < end, line[cursor] != 0x20 { cursor += 1 }
-        guard cursor > typeStart else { return .failure(.noType) }
+        guard cursor > typeStart else { return failure(.noType) }
         let (type, kind) = classify(UnsafeBufferPointer(rebasing: line[typeStart..<cursor]))
         while cursor < end, line[cursor] == 0x20 { cursor += 1 }
-        guard starts(with: "msg=audit(", at: cursor) else { return .failure(.noHeader) }
+        guard starts(with: "msg=audit(", at: cursor) else { return failure(.noHeader) }
         cursor += 10
         func number(_ terminator: UInt8, maximumDigits: Int) -> UInt64? {
             var value: UInt64 = 0
@@ -277,39 +344,39 @@ extension AuditRecord {
             cursor += 1
             return value
         }
-        guard let seconds = number(UInt8(ascii: "."), maximumDigits: 18) else { return .failure(.badHeader) }
-        guard let millis = number(UInt8(ascii: ":"), maximumDigits: 3) else { return .failure(.badHeader) }
-        guard let serial = number(UInt8(ascii: ")"), maximumDigits: 20) else { return .failure(.badHeader) }
+        guard let seconds = number(UInt8(ascii: "."), maximumDigits: 18) else { return failure(.badHeader) }
+        guard let millis = number(UInt8(ascii: ":"), maximumDigits: 3) else { return failure(.badHeader) }
+        guard let serial = number(UInt8(ascii: ")"), maximumDigits: 20) else { return failure(.badHeader) }
         // "):" or ") : ".
         while cursor < end, line[cursor] == 0x20 { cursor += 1 }
-        guard cursor < end, line[cursor] == UInt8(ascii: ":") else { return .failure(.badHeader) }
+        guard cursor < end, line[cursor] == UInt8(ascii: ":") else { return failure(.badHeader) }
         cursor += 1
         // Keep the body only: the header is in the stored properties.
-        let body = Array(UnsafeBufferPointer(rebasing: line[cursor..<end]))
-        var spans: [FieldSpan] = []
-        var interpretedStart = 0
-        body.withUnsafeBufferPointer { bytes in
-            // A SYSCALL record has about 27 fields, with ENRICHED names about 37.
-            spans.reserveCapacity(40)
-            var separator = bytes.count
-            if let base = bytes.baseAddress, let found = memchr(base, 0x1D, bytes.count) {
-                separator = base.distance(to: found.assumingMemoryBound(to: UInt8.self))
-            }
-            tokenize(bytes, from: 0, to: separator, into: &spans)
-            interpretedStart = spans.count
-            if separator < bytes.count { tokenize(bytes, from: separator + 1, to: bytes.count, into: &spans) }
+        let body = UnsafeBufferPointer(rebasing: line[cursor..<end])
+        // A field takes at least two bytes ("a " or "a="): this many spans always suffice.
+        let most = body.count / 2 + 2
+        if scratch.count < most { scratch = Array(repeating: FieldSpan(nameStart: 0, nameEnd: 0, valueStart: 0, valueEnd: 0), count: max(most, 64)) }
+        var separator = body.count
+        if let start = body.baseAddress, let found = memchr(start, 0x1D, body.count) {
+            separator = start.distance(to: found.assumingMemoryBound(to: UInt8.self))
         }
-        return .success(AuditRecord(
-            node: node, type: type, seconds: Int64(seconds), milliseconds: Int(millis), serial: serial,
-            body: body, spans: spans, interpretedStart: interpretedStart, kind: kind
-        ))
+        return scratch.withUnsafeMutableBufferPointer { spans in
+            let count = tokenize(body, from: 0, to: separator, into: spans, at: 0)
+            return AuditRecord(
+                node: node, type: type, seconds: Int64(seconds), milliseconds: Int(millis), serial: serial,
+                body: body, spans: UnsafeBufferPointer(rebasing: spans[0..<count]), interpretedOffset: min(separator + 1, body.count), kind: kind
+            )
+        }
     }
 
     /// `name=value` pairs separated by spaces. A value is `"quoted"` (kept with its quotes),
     /// `'single quoted'` (the `msg='…'` of user-space records, kept whole), or runs to the next
     /// space. A bare word without `=` is a field with an empty value.
-    static func tokenize(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int, into spans: inout [FieldSpan]) {
-        guard let base = bytes.baseAddress, start < end else { return }
+    /// Writes the spans into `spans` from index `first` (which must have room: one span per two
+    /// bytes) and returns the index after the last.
+    static func tokenize(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int, into spans: UnsafeMutableBufferPointer<FieldSpan>, at first: Int) -> Int {
+        var next = first
+        guard let base = bytes.baseAddress, start < end else { return next }
         let space: UInt8 = 0x20
         let equals = UInt8(ascii: "=")
         var cursor = start
@@ -320,7 +387,8 @@ extension AuditRecord {
             cursor = Scan.next(base, from: cursor, to: end, space, or: equals)
             let nameEnd = cursor
             guard cursor < end, base[cursor] == equals else {
-                spans.append(FieldSpan(nameStart: UInt16(truncatingIfNeeded: nameStart), nameEnd: UInt16(truncatingIfNeeded: nameEnd), valueStart: UInt16(truncatingIfNeeded: nameEnd), valueEnd: UInt16(truncatingIfNeeded: nameEnd)))
+                spans[next] = FieldSpan(nameStart: UInt16(truncatingIfNeeded: nameStart), nameEnd: UInt16(truncatingIfNeeded: nameEnd), valueStart: UInt16(truncatingIfNeeded: nameEnd), valueEnd: UInt16(truncatingIfNeeded: nameEnd))
+                next += 1
                 continue
             }
             cursor += 1
@@ -337,8 +405,10 @@ extension AuditRecord {
             } else {
                 cursor = Scan.next(base, from: cursor, to: end, space, or: space)
             }
-            spans.append(FieldSpan(nameStart: UInt16(truncatingIfNeeded: nameStart), nameEnd: UInt16(truncatingIfNeeded: nameEnd), valueStart: UInt16(truncatingIfNeeded: valueStart), valueEnd: UInt16(truncatingIfNeeded: cursor)))
+            spans[next] = FieldSpan(nameStart: UInt16(truncatingIfNeeded: nameStart), nameEnd: UInt16(truncatingIfNeeded: nameEnd), valueStart: UInt16(truncatingIfNeeded: valueStart), valueEnd: UInt16(truncatingIfNeeded: cursor))
+            next += 1
         }
+        return next
     }
 
     /// The type's name and kind; the common types use static strings (no allocation, no hashing).
@@ -366,12 +436,16 @@ extension AuditRecord {
         guard let raw = rawValue("msg"), raw.count >= 2, raw.first == UInt8(ascii: "'"), raw.last == UInt8(ascii: "'") else { return nil }
         let inner = Array(raw.dropFirst().dropLast())
         guard inner.count <= Self.maximumLineLength else { return nil }
-        var spans: [FieldSpan] = []
-        inner.withUnsafeBufferPointer { Self.tokenize($0, from: 0, to: $0.count, into: &spans) }
-        return AuditRecord(
-            node: node, type: type, seconds: seconds, milliseconds: milliseconds, serial: serial,
-            body: inner, spans: spans, interpretedStart: spans.count, kind: kind
-        )
+        var spans = Array(repeating: FieldSpan(nameStart: 0, nameEnd: 0, valueStart: 0, valueEnd: 0), count: inner.count / 2 + 2)
+        return inner.withUnsafeBufferPointer { bytes in
+            spans.withUnsafeMutableBufferPointer { spans in
+                let count = Self.tokenize(bytes, from: 0, to: bytes.count, into: spans, at: 0)
+                return AuditRecord(
+                    node: node, type: type, seconds: seconds, milliseconds: milliseconds, serial: serial,
+                    body: bytes, spans: UnsafeBufferPointer(rebasing: spans[0..<count]), interpretedOffset: bytes.count, kind: kind
+                )
+            }
+        }
     }
 }
 

@@ -33,6 +33,8 @@ public struct AuditStream: Sendable {
     private var carry: [UInt8] = []
     /// Skipping the rest of an over-long line.
     private var discarding = false
+    /// Field spans of the line being parsed, reused from line to line.
+    private var scratch: [AuditRecord.FieldSpan] = []
 
     public init(maximumAgeMilliseconds: Int64 = 2_000) {
         assembler = AuditAssembler(maximumAgeMilliseconds: maximumAgeMilliseconds)
@@ -114,23 +116,23 @@ public struct AuditStream: Sendable {
             statistics.blank += 1
             return
         }
-        switch AuditRecord.parse(bytes) {
-        case .failure(let error):
+        var error = AuditParseError.noType
+        guard let record = AuditRecord.parse(bytes, scratch: &scratch, error: &error) else {
             statistics.malformed[error, default: 0] += 1
-        case .success(let record):
-            statistics.records += 1
-            if record.type.utf8.first == UInt8(ascii: "U"), record.type.hasPrefix("UNKNOWN[") { statistics.unknownTypes += 1 }
-            var events = 0
-            var late = 0
-            try assembler.add(record) { output in
-                switch output {
-                case .event: events += 1
-                case .late: late += 1
-                }
-                try emit(output)
-            }
-            statistics.events += events
-            statistics.late += late
+            return
         }
+        statistics.records += 1
+        if record.kind == .other, record.type.hasPrefix("UNKNOWN[") { statistics.unknownTypes += 1 }
+        var events = 0
+        var late = 0
+        try assembler.add(record) { output in
+            switch output {
+            case .event: events += 1
+            case .late: late += 1
+            }
+            try emit(output)
+        }
+        statistics.events += events
+        statistics.late += late
     }
 }

@@ -34,7 +34,8 @@ struct AuditParse: Subcommand {
         output.reserveCapacity(1 << 17)
         var closed = false
         var late = 0
-        let emit: (AuditAssembler.Output) -> Void = { result in
+        // A nested function, not a closure value: its captures stay on the stack.
+        func emit(_ result: AuditAssembler.Output) {
             guard !countOnly, !closed else { return }
             switch result {
             case .event(let event):
