@@ -67,6 +67,8 @@ let tests: [Target] = [
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
     .testTarget(name: "FileWatchTests", dependencies: ["FileWatch", "HoldfastTestSupport"]),
+    // FileWatch over a real kernel audit trail written by a private auditd (root, auditd).
+    .testTarget(name: "FileWatchIntegrationTests", dependencies: ["FileWatch", "HoldfastTestSupport"]),
     .testTarget(name: "PrintGuardTests", dependencies: ["PrintGuard", "HoldfastCore", "HoldfastTestSupport"]),
     // holdfastd gating a real private cupsd and IPP printer (root, cups-daemon, ippeveprinter, dbus).
     .testTarget(name: "PrintGuardIntegrationTests", dependencies: ["HoldfastTestSupport", "PrintGuard", "HoldfastCore"]),

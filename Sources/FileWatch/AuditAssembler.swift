@@ -32,13 +32,21 @@ public struct AuditAssembler: Sendable {
         let serial: UInt64
     }
 
-    /// Types that are a whole event by themselves.
-    public static let singleRecordTypes: Set<String> = [
-        "USER_AUTH", "USER_ACCT", "USER_MGMT", "CRED_ACQ", "CRED_DISP", "CRED_REFR", "USER_START", "USER_END", "USER_LOGIN",
-        "USER_LOGOUT", "USER_ERR", "USER_CMD", "USER_CHAUTHTOK", "USER_AVC", "USER_TTY", "LOGIN", "DAEMON_START", "DAEMON_END",
-        "DAEMON_ABORT", "DAEMON_CONFIG", "DAEMON_ROTATE", "DAEMON_RESUME", "SERVICE_START", "SERVICE_STOP", "SYSTEM_BOOT",
-        "SYSTEM_SHUTDOWN", "SYSTEM_RUNLEVEL", "ADD_USER", "DEL_USER", "ADD_GROUP", "DEL_GROUP", "ANOM_LOGIN_FAILURES",
-    ]
+    /// Types that are a whole event by themselves: libauparse's rule over the type numbers
+    /// (`isSingleRecordType`), applied to every name libaudit knows. User-space messages (`USER_*`,
+    /// `CRED_*`, `DAEMON_*`, `SERVICE_*`, …) are; kernel records that accompany a syscall (`LOGIN`,
+    /// `CONFIG_CHANGE`, `AVC`, …) are not — they share the serial of the SYSCALL that follows.
+    public static let singleRecordTypes: Set<String> = Set((1_000..<3_000).compactMap { number in
+        isSingleRecordType(number) ? AuditNames.recordTypeName(number) : nil
+    })
+
+    /// libauparse's `audit_is_last_record` less PROCTITLE and EOE (which end the event they belong
+    /// to): AUDIT_USER (1005); after LOGIN (1006) and before the first kernel event type (1300):
+    /// the user-space and daemon messages; AUDIT_KERNEL (2000); NetLabel's 1406–1419; from the
+    /// first user-space anomaly (2100) on.
+    public static func isSingleRecordType(_ number: Int) -> Bool {
+        number == 1_005 || (number > 1_006 && number < 1_300) || number == 2_000 || (1_406...1_419).contains(number) || number >= 2_100
+    }
 
     /// Milliseconds an event may wait for its end, measured against the newest record's time.
     public let maximumAge: Int64

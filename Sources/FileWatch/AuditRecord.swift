@@ -426,7 +426,12 @@ extension AuditRecord {
         case 9 where equals("PROCTITLE"): return ("PROCTITLE", .proctitle)
         default:
             let name = String(decoding: type, as: UTF8.self)
-            return (name, AuditAssembler.singleRecordTypes.contains(name) ? .single : .other)
+            if AuditAssembler.singleRecordTypes.contains(name) { return (name, .single) }
+            // `UNKNOWN[1999]`: a number auditd had no name for; the same rule by number.
+            if name.hasPrefix("UNKNOWN["), name.hasSuffix("]"), let number = Int(name.dropFirst(8).dropLast()), AuditAssembler.isSingleRecordType(number) {
+                return (name, .single)
+            }
+            return (name, .other)
         }
     }
 

@@ -16,6 +16,25 @@ public enum AuparseReference {
         public var names: [String]
     }
 
+    /// libauparse 3.0.9 ends an event at a kernel `LOGIN` record although the write(2) that caused
+    /// it logs its SYSCALL and PROCTITLE under the same serial right after: the later event with a
+    /// lone LOGIN's node and serial is joined to it. Nothing else is merged.
+    public static func mergedBySerial(_ events: [Event]) -> [Event] {
+        var merged: [Event] = []
+        var loneLogins: [String: Int] = [:]
+        for event in events {
+            let key = "\(event.node ?? "")\u{0}\(event.serial)"
+            if let index = loneLogins.removeValue(forKey: key) {
+                merged[index].types += event.types
+                merged[index].names += event.names
+                continue
+            }
+            if event.types == ["LOGIN"] { loneLogins[key] = merged.count }
+            merged.append(event)
+        }
+        return merged
+    }
+
     /// libauparse keeps global state (its interpretation tables): two parsers at once in one
     /// process abort. Every use is serialized.
     private static let lock = Mutex(())

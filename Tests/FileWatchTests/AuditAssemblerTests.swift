@@ -59,6 +59,22 @@ func events(_ outputs: [AuditAssembler.Output]) -> [AuditEvent] {
         #expect(assembler.flush().map(\.serial) == [600])
     }
 
+    /// As a real auditd logged it: writing /proc/self/loginuid gives LOGIN, then the write's
+    /// SYSCALL and PROCTITLE under the same serial (libauparse 3.0.9 splits these).
+    @Test func aKernelLoginJoinsTheSyscallThatCausedIt() throws {
+        var assembler = AuditAssembler()
+        var outputs: [AuditAssembler.Output] = []
+        outputs += assembler.add(try record("type=LOGIN msg=audit(1796351835.927:33): pid=30751 uid=0 old-auid=4294967295 auid=1001 tty=(none) old-ses=4294967295 ses=9 res=1"))
+        outputs += assembler.add(try record("type=SYSCALL msg=audit(1796351835.927:33): arch=c000003e syscall=1 success=yes exit=4 items=0 pid=30751 auid=1001 uid=0"))
+        outputs += assembler.add(try record("type=PROCTITLE msg=audit(1796351835.927:33): proctitle=\"python3\""))
+        #expect(events(outputs).map(\.types) == [["LOGIN", "SYSCALL", "PROCTITLE"]])
+        #expect(!AuditAssembler.singleRecordTypes.contains("LOGIN"))
+        #expect(!AuditAssembler.singleRecordTypes.contains("CONFIG_CHANGE"))
+        #expect(AuditAssembler.singleRecordTypes.isSuperset(of: ["USER_LOGIN", "USER_START", "CRED_ACQ", "DAEMON_START", "SERVICE_START", "ANOM_LOGIN_FAILURES"]))
+        #expect(AuditAssembler.isSingleRecordType(1112))
+        #expect(!AuditAssembler.isSingleRecordType(1300))
+    }
+
     @Test func userSpaceMessagesAreWholeEventsAndNodesKeepSerialsApart() throws {
         var assembler = AuditAssembler()
         let login = events(assembler.add(try record("type=USER_LOGIN msg=audit(1700000000.200:77): pid=1 uid=0 auid=1001 msg='op=login res=success'")))

@@ -249,6 +249,16 @@ public struct AuditLogGenerator {
     mutating func loginEvent() -> [[UInt8]] {
         let who = user(random.below(options.users))
         let pid = 2_000 + random.below(30_000)
+        if random.chance(0.25) {
+            // pam_loginuid writing /proc/self/loginuid: the kernel's LOGIN record, then the
+            // write(2) it came from, under one serial.
+            let session = random.below(500) + 1
+            var login = "pid=\(pid) uid=0 subj=unconfined old-auid=4294967295 auid=\(who.uid) tty=(none) old-ses=4294967295 ses=\(session) res=1"
+            if options.enriched { login += "\u{1D}UID=\"root\" OLD-AUID=\"unset\" AUID=\"\(who.name)\"" }
+            var write = "arch=c000003e syscall=1 success=yes exit=4 a0=3 a1=\(hex(random.next() & 0xFFFF_FFFF_FFFF)) a2=4 a3=0 items=0 ppid=\(pid - 1) pid=\(pid) auid=\(who.uid) uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=\(session) comm=\"sshd\" exe=\"/usr/sbin/sshd\" subj=unconfined key=(null)"
+            if options.enriched { write += "\u{1D}ARCH=x86_64 SYSCALL=write AUID=\"\(who.name)\" UID=\"root\" GID=\"root\" EUID=\"root\" SUID=\"root\" FSUID=\"root\" EGID=\"root\" SGID=\"root\" FSGID=\"root\"" }
+            return [record("LOGIN", login), record("SYSCALL", write), proctitle(["sshd: \(who.name) [priv]"]), record("EOE", "")]
+        }
         let type = ["USER_LOGIN", "USER_START", "CRED_ACQ", "USER_END"][random.below(4)]
         let operation = ["login", "PAM:session_open", "PAM:setcred", "PAM:session_close"][random.below(4)]
         let result = random.chance(0.9) ? "success" : "failed"
