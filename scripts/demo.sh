@@ -126,7 +126,7 @@ type=PROCTITLE msg=audit(1700000000.101:500): proctitle=6370002F686F6D652F616765
 type=EOE msg=audit(1700000000.101:500):
 RECORDS
 "$holdfast" audit parse "$work/copy.log" 2>&1 | sed 's/^/   /'
-"$holdfast" audit parse --json "$work/copy.log" 2>/dev/null | cut -c1-200 | sed 's/^/   /'
+"$holdfast" audit parse --json "$work/copy.log" 2>/dev/null | fold -w 150 | sed 's/^/   /'
 echo "   a generated 100,000-record log with garbage lines mixed in (every line accounted for):"
 "$bin/holdfast-testkit" audit-log --records 100000 --seed 1 --garbage-every 500 2>/dev/null > "$work/generated.log"
 start_ns=$(date +%s%N)
