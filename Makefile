@@ -43,8 +43,10 @@ fuzz-descriptors:
 	cp -n Fuzz/corpus/descriptors/* .build/fuzz/corpus/
 	.build/fuzz/descriptor-fuzzer -runs=$(FUZZ_RUNS) -max_len=4096 .build/fuzz/corpus
 
+# FileWatch's text view uses HoldfastCore (Printable): built first as its own instrumented module.
 fuzz-audit:
-	mkdir -p .build/fuzz/audit-corpus
-	swiftc -sanitize=fuzzer,address -parse-as-library -O -I Sources/CAudit $(AUDIT_SOURCES) Fuzz/AuditFuzzer.swift -laudit -lauparse -o .build/fuzz/audit-fuzzer
+	mkdir -p .build/fuzz/audit-corpus .build/fuzz/modules
+	swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name HoldfastCore -emit-module -emit-module-path .build/fuzz/modules/HoldfastCore.swiftmodule -emit-library -static -o .build/fuzz/libHoldfastCore.a $$(find Sources/HoldfastCore -name '*.swift')
+	swiftc -sanitize=fuzzer,address -parse-as-library -O -I Sources/CAudit -I .build/fuzz/modules $(AUDIT_SOURCES) Fuzz/AuditFuzzer.swift .build/fuzz/libHoldfastCore.a -laudit -lauparse -o .build/fuzz/audit-fuzzer
 	cp -n Fuzz/corpus/audit/* .build/fuzz/audit-corpus/
 	.build/fuzz/audit-fuzzer -runs=$(FUZZ_RUNS) -max_len=8192 .build/fuzz/audit-corpus

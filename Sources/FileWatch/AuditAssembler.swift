@@ -61,10 +61,12 @@ public struct AuditAssembler: Sendable {
     private var head = 0
     private var newest = Int64.min
     /// Recently emitted keys, so a late record is reported instead of starting a new event: a
-    /// direct-mapped table of `rememberEmitted` slots indexed by serial (mixed with the node's
-    /// hash), so remembering costs one store and no hashing. An event is forgotten only when a
-    /// later one lands in its slot — for one node, after at least `rememberEmitted` more serials.
-    private var emitted: [Key?]
+    /// direct-mapped table indexed by serial (mixed with the node's hash), so remembering costs
+    /// one store and no hashing. It starts at 256 slots and grows fourfold as events are emitted,
+    /// up to `rememberEmitted`; an event is forgotten only when a later one lands in its slot —
+    /// for one node, after at least `rememberEmitted` more serials.
+    private var emitted: [Key?] = []
+    private var emittedCount = 0
     /// No key with a higher serial was ever emitted: newer records skip the lookup.
     private var highestEmitted: UInt64 = 0
     public static let rememberEmitted = 16_384
@@ -73,7 +75,6 @@ public struct AuditAssembler: Sendable {
 
     public init(maximumAgeMilliseconds: Int64 = 2_000) {
         maximumAge = max(0, maximumAgeMilliseconds)
-        emitted = Array(repeating: nil, count: Self.rememberEmitted)
     }
 
     public var pendingCount: Int { pending.count + (current == nil ? 0 : 1) }
@@ -102,7 +103,7 @@ public struct AuditAssembler: Sendable {
                 current = event
                 currentKey = key
                 if ends { try emit(.event(finishCurrent())) }
-            } else if record.serial <= highestEmitted, emitted[slot(key)] == key {
+            } else if record.serial <= highestEmitted, !emitted.isEmpty, emitted[slot(key)] == key {
                 // The EOE after a PROCTITLE-ended event is expected and carries nothing.
                 if record.kind != .eoe { try emit(.late(record)) }
             } else {
@@ -184,6 +185,12 @@ public struct AuditAssembler: Sendable {
 
     private mutating func remember(_ key: Key) {
         if key.serial > highestEmitted { highestEmitted = key.serial }
+        if emittedCount >= emitted.count, emitted.count < Self.rememberEmitted {
+            let old = emitted
+            emitted = Array(repeating: nil, count: max(256, min(Self.rememberEmitted, emitted.count * 4)))
+            for case let kept? in old { emitted[slot(kept)] = kept }
+        }
+        emittedCount += 1
         emitted[slot(key)] = key
     }
 
@@ -199,6 +206,6 @@ public struct AuditAssembler: Sendable {
             }
             mixed ^= lastNodeHash
         }
-        return Int(truncatingIfNeeded: mixed) & (Self.rememberEmitted - 1)
+        return Int(truncatingIfNeeded: mixed) & (emitted.count - 1)
     }
 }

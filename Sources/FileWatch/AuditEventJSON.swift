@@ -1,3 +1,5 @@
+import HoldfastCore
+
 /// `holdfast audit parse --json`: one JSON object per event, keys in a fixed order (documented in
 /// docs/audit-format.md), written straight into bytes (this is the hot path of a replay).
 extension AuditEventSummary {
@@ -74,17 +76,17 @@ extension AuditEventSummary {
         return parts.joined(separator: " ")
     }
 
-    /// Control characters escaped, so a crafted name cannot forge a line on a terminal.
+    /// Safe for one terminal line: control and invisible formatting characters escaped, a
+    /// backslash doubled (`Printable.escape`); a value with a space or a quote is put in quotes
+    /// with its quotes escaped, so a crafted name cannot forge a line or pass for two paths.
     static func visible(_ text: String) -> String {
-        var output = ""
-        for scalar in text.unicodeScalars {
-            if scalar.value < 0x20 || scalar.value == 0x7F || (0x80..<0xA0).contains(scalar.value) {
-                output += "\\x" + String(scalar.value, radix: 16)
-            } else {
-                output.unicodeScalars.append(scalar)
-            }
+        let escaped = Printable.escape(text)
+        guard escaped.utf8.contains(where: { $0 == 0x20 || $0 == 0x22 }) else { return escaped }
+        var quoted = "\""
+        for character in escaped.unicodeScalars {
+            if character == "\"" { quoted += "\\\"" } else { quoted.unicodeScalars.append(character) }
         }
-        return output.contains(" ") ? "\"\(output)\"" : output
+        return quoted + "\""
     }
 }
 

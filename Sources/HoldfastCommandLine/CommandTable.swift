@@ -75,7 +75,11 @@ public struct CommandTable {
             }
             if !group.isEmpty {
                 let names = group.compactMap { $0.path.dropFirst().first }.joined(separator: ", ")
-                context.error("\(toolName) \(arguments[0]): needs a subcommand: \(names); see '\(toolName) --help'")
+                if arguments.count > 1, !arguments[1].hasPrefix("-") {
+                    context.error("\(toolName) \(arguments[0]): unknown subcommand '\(arguments[1])'; it has: \(names); see '\(toolName) \(arguments[0]) --help'")
+                } else {
+                    context.error("\(toolName) \(arguments[0]): needs a subcommand: \(names); see '\(toolName) \(arguments[0]) --help'")
+                }
                 return .usage
             }
             context.error("\(toolName): unknown command '\(arguments.prefix { !$0.hasPrefix("-") }.joined(separator: " "))'; see '\(toolName) --help'")
@@ -116,7 +120,8 @@ public struct CommandTable {
     /// The tool's help: summary and command list (only `group`'s commands, for `TOOL GROUP --help`).
     public func help(only group: [any Subcommand.Type]? = nil) -> String {
         let listed = group ?? commands
-        var text = "\(toolName) \(HoldfastVersion.current) — \(summary)\n\nUsage: \(toolName) COMMAND [OPTIONS]\n\nCommands:\n"
+        let usage = group?.first?.path.first.map { "\(toolName) \($0) COMMAND [OPTIONS]" } ?? "\(toolName) COMMAND [OPTIONS]"
+        var text = "\(toolName) \(HoldfastVersion.current) — \(summary)\n\nUsage: \(usage)\n\nCommands:\n"
         let width = (listed.map { $0.path.joined(separator: " ").count }.max() ?? 0) + 2
         for command in listed {
             let name = command.path.joined(separator: " ")

@@ -23,17 +23,22 @@ public enum JSONText {
     }
 }
 
-/// Lower-case hexadecimal, for digests and fingerprints.
+/// Hexadecimal: lower-case for digests and fingerprints, upper-case as the kernel's audit records write it.
 public enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
+    private static let upperDigits = Array("0123456789ABCDEF".utf8)
 
     /// Encodes bytes as lower-case hex.
-    public static func encode(_ bytes: some Collection<UInt8>) -> String {
+    public static func encode(_ bytes: some Collection<UInt8>) -> String { encode(bytes, uppercase: false) }
+
+    /// Encodes bytes as hex, upper-case if `uppercase`.
+    public static func encode(_ bytes: some Collection<UInt8>, uppercase: Bool) -> String {
+        let table = uppercase ? upperDigits : digits
         var output: [UInt8] = []
         output.reserveCapacity(bytes.count * 2)
         for byte in bytes {
-            output.append(digits[Int(byte >> 4)])
-            output.append(digits[Int(byte & 0x0F)])
+            output.append(table[Int(byte >> 4)])
+            output.append(table[Int(byte & 0x0F)])
         }
         return String(decoding: output, as: UTF8.self)
     }

@@ -1,5 +1,6 @@
 import FileWatch
 import HoldfastCommandLine
+import HoldfastCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,8 +12,8 @@ struct AuditParse: Subcommand {
     static let positionals = "[FILE…|-]"
     static let options = [
         OptionSpec("json", help: "one JSON object per event (fields in docs/audit-format.md)"),
-        OptionSpec("count", help: "print only the counts: records, events, malformed lines, late records"),
-        OptionSpec("max-age", value: "DURATION", help: "end an event with no EOE this long after it, measured by newer records (default 2s; 0 ends it at the next newer record)"),
+        OptionSpec("count", help: "print only the counts: records, events, malformed lines by reason, late records, unknown types, blank lines"),
+        OptionSpec("max-age", value: "DURATION", help: "end an event with no EOE once newer records are this much later (whole seconds: 2s, 1m; default 2s; 0: at the next newer record)"),
     ]
 
     let files: [String]
@@ -33,7 +34,6 @@ struct AuditParse: Subcommand {
         var output: [UInt8] = []
         output.reserveCapacity(1 << 17)
         var closed = false
-        var late = 0
         // A nested function, not a closure value: its captures stay on the stack.
         func emit(_ result: AuditAssembler.Output) {
             guard !countOnly, !closed else { return }
@@ -47,8 +47,8 @@ struct AuditParse: Subcommand {
                 }
                 output.append(0x0A)
             case .late(let record):
-                late += 1
-                if !json { output.append(contentsOf: "late record \(record.type) for event \(record.serial)\n".utf8) }
+                // Reported beside the counts, never mixed into the events on stdout.
+                if !json { context.error("holdfast audit parse: late record \(Printable.escape(record.type)) for event \(record.serial)" + (record.node.map { " on node \(Printable.escape($0))" } ?? "") + " (its event was already printed)") }
             }
             if output.count >= 1 << 16 {
                 if !context.out(bytes: output) { closed = true }
@@ -77,7 +77,7 @@ struct AuditParse: Subcommand {
         let statistics = stream.statistics
         let malformed = statistics.malformed.sorted { "\($0.key)" < "\($1.key)" }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         let counts = "records \(statistics.records), events \(statistics.events), malformed \(statistics.malformedTotal)"
-            + (malformed.isEmpty ? "" : " (\(malformed))") + ", late \(statistics.late), unknown types \(statistics.unknownTypes)"
+            + (malformed.isEmpty ? "" : " (\(malformed))") + ", late \(statistics.late), unknown types \(statistics.unknownTypes), blank \(statistics.blank)"
         if countOnly { context.line(counts) } else { context.error("holdfast audit parse: " + counts) }
         return .success
     }

@@ -6,16 +6,8 @@ import Testing
 @Suite struct AuditParseTests {
     let holdfast = Products.path("holdfast")
 
-    /// The issue's six lines: a cp of a customer list onto a stick.
-    static let copy = """
-        type=SYSCALL msg=audit(1700000000.101:500): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=55d0 a2=241 a3=1b6 items=2 ppid=900 pid=901 auid=1001 uid=1001 gid=1001 euid=1001 suid=1001 fsuid=1001 egid=1001 sgid=1001 fsgid=1001 tty=pts0 ses=3 comm="cp" exe="/usr/bin/cp" key="holdfast-write"
-        type=CWD msg=audit(1700000000.101:500): cwd="/home/agent01"
-        type=PATH msg=audit(1700000000.101:500): item=0 name="/media/agent01/STICK/" inode=2 dev=08:11 mode=040755 ouid=1001 ogid=1001 rdev=00:00 nametype=PARENT
-        type=PATH msg=audit(1700000000.101:500): item=1 name=2F6D656469612F6167656E7430312F535449434B2F637573746F6D6572206C6973742E637376 inode=12 dev=08:11 mode=0100644 ouid=1001 ogid=1001 rdev=00:00 nametype=CREATE
-        type=PROCTITLE msg=audit(1700000000.101:500): proctitle=6370002F686F6D652F6167656E7430312F637573746F6D6572206C6973742E637376002F6D656469612F6167656E7430312F535449434B2F
-        type=EOE msg=audit(1700000000.101:500):
-
-        """
+    /// The issue's six lines: a cp of a customer list onto a stick (also the demo's).
+    static let copy = (try? String(contentsOfFile: Products.packageRoot() + "/Tests/Fixtures/audit/cp-to-stick.log", encoding: .utf8)) ?? ""
 
     func objects(_ stdout: String) throws -> [[String: Any]] {
         try stdout.split(separator: "\n").map { line in
@@ -63,12 +55,29 @@ import Testing
         try (Self.copy + "garbage line\ntype=PATH msg=audit(x:y): nope\n").write(toFile: file, atomically: true, encoding: .utf8)
         let counted = try runProcess(holdfast, ["audit", "parse", "--count", file])
         #expect(counted.status == 0)
-        #expect(counted.stdout == "records 6, events 1, malformed 2 (badHeader 1, noType 1), late 0, unknown types 0\n")
+        #expect(counted.stdout == "records 6, events 1, malformed 2 (badHeader 1, noType 1), late 0, unknown types 0, blank 0\n")
         let text = try runProcess(holdfast, ["audit", "parse", file])
         #expect(text.stdout.hasPrefix("1700000000.101 #500 openat ok auid=1001 /usr/bin/cp PARENT /media/agent01/STICK/ CREATE \"/media/agent01/STICK/customer list.csv\""))
         let missing = try runProcess(holdfast, ["audit", "parse", directory.file("absent.log")])
         #expect(missing.status == 65)
         let both = try runProcess(holdfast, ["audit", "parse", "--json", "--count"])
         #expect(both.status == 64)
+    }
+
+    @Test func aLateRecordIsReportedOnStderrNotAmongTheEvents() throws {
+        let late = "type=PATH msg=audit(1700000000.101:500): item=2 name=\"/tmp/x\" nametype=DELETE\n"
+        let result = try runProcess(holdfast, ["audit", "parse"], stdin: Self.copy + late)
+        #expect(result.stdout.split(separator: "\n").count == 1)
+        #expect(result.stderr.contains("late record PATH for event 500 (its event was already printed)"))
+        #expect(result.stderr.contains("late 1"))
+    }
+
+    @Test func theGroupHelpAndAnUnknownSubcommandSayWhereTheyAre() throws {
+        let help = try runProcess(holdfast, ["audit", "--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("Usage: holdfast audit COMMAND"))
+        let unknown = try runProcess(holdfast, ["audit", "frob"])
+        #expect(unknown.status == 64)
+        #expect(unknown.stderr.contains("unknown subcommand 'frob'"))
     }
 }

@@ -1,16 +1,11 @@
 import FileWatch
 import Foundation
+import HoldfastTestSupport
 import Testing
 
-/// The issue's six lines: one cp of a customer list onto a stick.
-let copyEvent = [
-    #"type=SYSCALL msg=audit(1700000000.101:500): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=55d0 a2=241 a3=1b6 items=2 ppid=900 pid=901 auid=1001 uid=1001 gid=1001 euid=1001 suid=1001 fsuid=1001 egid=1001 sgid=1001 fsgid=1001 tty=pts0 ses=3 comm="cp" exe="/usr/bin/cp" key="holdfast-write""#,
-    #"type=CWD msg=audit(1700000000.101:500): cwd="/home/agent01""#,
-    #"type=PATH msg=audit(1700000000.101:500): item=0 name="/media/agent01/STICK/" inode=2 dev=08:11 mode=040755 ouid=1001 ogid=1001 rdev=00:00 nametype=PARENT"#,
-    "type=PATH msg=audit(1700000000.101:500): item=1 name=2F6D656469612F6167656E7430312F535449434B2F637573746F6D6572206C6973742E637376 inode=12 dev=08:11 mode=0100644 ouid=1001 ogid=1001 rdev=00:00 nametype=CREATE",
-    "type=PROCTITLE msg=audit(1700000000.101:500): proctitle=6370002F686F6D652F6167656E7430312F637573746F6D6572206C6973742E637376002F6D656469612F6167656E7430312F535449434B2F",
-    "type=EOE msg=audit(1700000000.101:500):",
-]
+/// The issue's six lines: one cp of a customer list onto a stick (Tests/Fixtures, also the demo's).
+let copyEvent: [String] = ((try? String(contentsOfFile: Products.packageRoot() + "/Tests/Fixtures/audit/cp-to-stick.log", encoding: .utf8)) ?? "")
+    .split(separator: "\n").map(String.init)
 
 func events(_ outputs: [AuditAssembler.Output]) -> [AuditEvent] {
     outputs.compactMap { if case .event(let event) = $0 { event } else { nil } }

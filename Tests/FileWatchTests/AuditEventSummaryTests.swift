@@ -154,6 +154,21 @@ func jsonObject(_ summary: AuditEventSummary) throws -> [String: Any] {
             "type=EOE msg=audit(1700000007.000:13):",
         ])
         #expect(!event.line.contains("\n"))
-        #expect(event.line.contains("/tmp/x\\xaFAKE"))
+        #expect(event.line.hasSuffix("CREATE /tmp/x\\u{a}FAKE"))
+    }
+
+    @Test func aNameCannotPassForTwoPathsOrForAnEscape() throws {
+        func line(_ name: String) throws -> String {
+            let hex = Array(name.utf8).map { String(format: "%02X", $0) }.joined()
+            return try summary([
+                "type=SYSCALL msg=audit(1700000008.000:14): arch=c000003e syscall=257 success=yes exit=3 items=1 pid=12 auid=1001 uid=1001",
+                "type=PATH msg=audit(1700000008.000:14): item=0 name=\(hex) inode=3 nametype=NORMAL",
+                "type=EOE msg=audit(1700000008.000:14):",
+            ]).line
+        }
+        #expect(try line("/tmp/x\" CREATE \"/etc/shadow").hasSuffix(#"NORMAL "/tmp/x\" CREATE \"/etc/shadow""#))
+        #expect(try line("/tmp/a\u{01}b") != (try line("/tmp/a\\u{1}b")))
+        #expect(try line("/tmp/a\\u{1}b").hasSuffix(#"NORMAL /tmp/a\\u{1}b"#))
+        #expect(try line("evil\u{202E}txt").hasSuffix(#"NORMAL evil\u{202e}txt"#))
     }
 }

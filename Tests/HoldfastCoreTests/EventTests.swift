@@ -80,6 +80,8 @@ import Testing
         ("evil\u{202E}txt.exe", "evil\\u{202e}txt.exe"),
         ("zero\u{200B}width", "zero\\u{200b}width"),
         ("isolate\u{2066}x\u{2069}", "isolate\\u{2066}x\\u{2069}"),
+        // A literal backslash sequence cannot pass for an escape.
+        ("not\\u{a}a break", "not\\\\u{a}a break"),
         ("Grüße 日本", "Grüße 日本"),
     ])
     func deviceStringsPrintAsWhatTheyHold(_ text: String, _ printed: String) {

@@ -1,3 +1,5 @@
+import HoldfastCore
+
 /// Writes realistic auditd logs, deterministic by seed: file creates, write-opens, renames (four
 /// PATH records), deletes, truncates, failed opens, EXECVE (long arguments as `aN[i]` fragments
 /// over several records), logins as single-record events; names with spaces or non-ASCII bytes
@@ -318,14 +320,7 @@ public struct AuditLogGenerator {
     func encoded(_ bytes: [UInt8]) -> String {
         let needsHex = bytes.contains { $0 < 0x21 || $0 > 0x7E || $0 == UInt8(ascii: "\"") }
         if !needsHex { return "\"" + String(decoding: bytes, as: UTF8.self) + "\"" }
-        let digits = Array("0123456789ABCDEF".utf8)
-        var output: [UInt8] = []
-        output.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            output.append(digits[Int(byte >> 4)])
-            output.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: output, as: UTF8.self)
+        return Hex.encode(bytes, uppercase: true)
     }
 
     func hex(_ value: UInt64) -> String { String(value, radix: 16) }

@@ -5,7 +5,23 @@ import Glibc
 
 /// `holdfast-testkit audit-log`: the generator on stdout.
 enum AuditLogCommand {
+    static let usage = """
+        usage: holdfast-testkit audit-log --records N [--seed S] [--plain] [--node NAME] [--interleave P] [--garbage-every N]
+          Writes a realistic audit log to stdout (deterministic by seed; stops after the event that
+          reaches N records) and a summary line to stderr.
+          --seed S           the generator's seed (default 1)
+          --plain            auditd's RAW format (no 0x1D and interpreted fields; default ENRICHED)
+          --node NAME        prefix every record with node=NAME
+          --interleave P     share of events (0-1) whose records interleave with the next event's (default 0.05)
+          --garbage-every N  one malformed line after every N-th event (default: none)
+
+        """
+
     static func run(_ arguments: [String]) -> Int32 {
+        if arguments.contains("--help") || arguments.contains("-h") {
+            _ = usage.withCString { Glibc.write(1, $0, strlen($0)) }
+            return 0
+        }
         var options = AuditLogGenerator.Options(seed: 1, records: 0)
         var index = 0
         func value() -> String? {
@@ -20,7 +36,7 @@ enum AuditLogCommand {
             case "--node": options.node = value()
             case "--interleave": options.interleave = value().flatMap { Double($0) } ?? -1
             case "--garbage-every": options.garbageEvery = value().flatMap { Int($0) } ?? -1
-            default: fail("audit-log: unknown argument \(arguments[index])")
+            default: fail("audit-log: unknown argument \(arguments[index]); see 'holdfast-testkit audit-log --help'")
             }
             index += 1
         }
