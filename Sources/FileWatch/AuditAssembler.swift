@@ -12,10 +12,11 @@ public struct AuditEvent: Sendable, Equatable {
     public var time: Int64 { seconds &* 1_000 &+ Int64(milliseconds) }
 }
 
-/// Groups records into events by node and serial. Records of different events may interleave.
-/// An event ends at `EOE`, at `PROCTITLE` (the kernel's last record of a syscall event), when it is
-/// a single-record type (user-space messages, logins), or when it is older than `maximumAge` against
-/// the newest record seen; `flush()` ends the rest. A record for an event already emitted is never
+/// Groups records into events by node, serial and time. Records of different events may
+/// interleave. An event ends at `EOE`, at `PROCTITLE` (the kernel's last record of a syscall
+/// event), when it is a single-record type (user-space messages), when it is older than
+/// `maximumAge` against the record just added, or when more than `maximumPending` are open (the
+/// oldest goes); `flush()` ends the rest. A record for an event already emitted is never
 /// attached to another: it comes back as `.late` (the EOE that follows a PROCTITLE is absorbed).
 ///
 /// Every operation is O(1) amortised: pending events sit in a dictionary and a queue in arrival
@@ -27,9 +28,12 @@ public struct AuditAssembler: Sendable {
         case late(AuditRecord)
     }
 
+    /// The kernel stamps every record of an event with the same time and serial; the time also
+    /// tells apart events whose serials repeat (after a reboot, or from two nodes' logs merged).
     struct Key: Hashable, Sendable {
         let node: String?
         let serial: UInt64
+        let time: Int64
     }
 
     /// Types that are a whole event by themselves: libauparse's rule over the type numbers
@@ -48,18 +52,25 @@ public struct AuditAssembler: Sendable {
         number == 1_005 || (number > 1_006 && number < 1_300) || number == 2_000 || (1_406...1_419).contains(number) || number >= 2_100
     }
 
-    /// Milliseconds an event may wait for its end, measured against the newest record's time.
+    /// Milliseconds an event may wait for its end, measured against the time of the record just
+    /// added (not the newest ever seen: one record from the future must not end every event).
     public let maximumAge: Int64
     /// The event the last record went to: records of one event mostly arrive together, so this
     /// one is kept out of the dictionary and most records cost no hashing.
     private var current: AuditEvent?
-    private var currentKey = Key(node: nil, serial: 0)
+    private var currentKey = Key(node: nil, serial: 0, time: 0)
     /// The other pending events.
     private var pending: [Key: AuditEvent] = [:]
     /// Keys in arrival order from `head`; entries whose event already ended are skipped.
     private var order: [Key] = []
     private var head = 0
-    private var newest = Int64.min
+    /// The time of the record just added: the clock events age against.
+    private var latest = Int64.min
+    /// More open events than this and the oldest is ended (a flood of events that never end must
+    /// not grow memory without bound).
+    public static let maximumPending = 8_192
+    /// Events ended early because `maximumPending` were open.
+    public private(set) var endedByLimit = 0
     /// Recently emitted keys, so a late record is reported instead of starting a new event: a
     /// direct-mapped table indexed by serial (mixed with the node's hash), so remembering costs
     /// one store and no hashing. It starts at 256 slots and grows fourfold as events are emitted,
@@ -89,13 +100,13 @@ public struct AuditAssembler: Sendable {
     /// Adds one record and hands every completed event (and a late record) to `emit`, in order.
     public mutating func add(_ record: AuditRecord, emit: (Output) throws -> Void) rethrows {
         let time = record.time
-        if time > newest { newest = time }
+        latest = time
         let ends = record.kind == .eoe || record.kind == .proctitle
-        if current != nil, record.serial == currentKey.serial, record.node == currentKey.node {
+        if current != nil, record.serial == currentKey.serial, time == currentKey.time, record.node == currentKey.node {
             current?.records.append(record)
             if ends { try emit(.event(finishCurrent())) }
         } else {
-            let key = Key(node: record.node, serial: record.serial)
+            let key = Key(node: record.node, serial: record.serial, time: time)
             if let open = current { pending[currentKey] = open }
             current = nil
             if !pending.isEmpty, var event = pending.removeValue(forKey: key) {
@@ -110,7 +121,8 @@ public struct AuditAssembler: Sendable {
                 var event = AuditEvent(node: record.node, serial: record.serial, seconds: record.seconds, milliseconds: record.milliseconds, records: [])
                 event.records.reserveCapacity(8)
                 event.records.append(record)
-                if record.kind == .eoe || record.kind == .single {
+                // PROCTITLE is the last record of its event: one that comes first has lost the rest.
+                if record.kind == .eoe || record.kind == .single || record.kind == .proctitle {
                     remember(key)
                     try emit(.event(event))
                 } else {
@@ -140,7 +152,8 @@ public struct AuditAssembler: Sendable {
         head = 0
     }
 
-    /// Ends events older than `maximumAge` against the newest record, oldest first.
+    /// Ends events older than `maximumAge` against the record just added, oldest first, and the
+    /// oldest while more than `maximumPending` are open.
     private mutating func expire(emit: (Output) throws -> Void) rethrows {
         while head < order.count {
             let key = order[head]
@@ -153,7 +166,8 @@ public struct AuditAssembler: Sendable {
                 head += 1
                 continue
             }
-            guard newest &- time > maximumAge else { break }
+            guard latest &- time > maximumAge || pendingCount > Self.maximumPending else { break }
+            if latest &- time <= maximumAge { endedByLimit += 1 }
             head += 1
             if let event = take(key) { try emit(.event(event)) }
         }
@@ -177,7 +191,7 @@ public struct AuditAssembler: Sendable {
     }
 
     private mutating func finishCurrent() -> AuditEvent {
-        let event = current ?? AuditEvent(node: currentKey.node, serial: currentKey.serial, seconds: 0, milliseconds: 0, records: [])
+        let event = current ?? AuditEvent(node: currentKey.node, serial: currentKey.serial, seconds: currentKey.time / 1_000, milliseconds: Int(currentKey.time % 1_000), records: [])
         current = nil
         remember(currentKey)
         return event

@@ -15,7 +15,7 @@ extension AuditEventSummary {
             writer.bool("success", success)
             writer.number("exit", exit)
             writer.key("args")
-            writer.array(arguments) { writer, value in writer.out.append(contentsOf: String(value).utf8) }
+            writer.array(arguments) { writer, value in writer.out.append(contentsOf: (value.map { String($0) } ?? "null").utf8) }
             writer.number("auid", auid.map(Int64.init))
             writer.string("auid_name", auidName)
             writer.number("uid", uid.map(Int64.init))
@@ -48,6 +48,7 @@ extension AuditEventSummary {
             } else {
                 writer.raw("argv", "null")
             }
+            writer.number("argc", argc.map(Int64.init))
             writer.string("op", operation)
             writer.string("acct", account)
         }
@@ -63,14 +64,14 @@ extension AuditEventSummary {
     public var line: String {
         var parts = [Self.timeText(seconds: seconds, milliseconds: milliseconds), "#\(serial)"]
         if let node { parts.append("node=\(Self.visible(node))") }
-        if let syscallName { parts.append(syscallName) } else if let syscall { parts.append("syscall \(syscall)") } else { parts.append(types.first ?? "?") }
+        if let syscallName { parts.append(Self.visible(syscallName)) } else if let syscall { parts.append("syscall \(syscall)") } else { parts.append(Self.visible(types.first ?? "?")) }
         if let operation { parts.append(Self.visible(operation)) }
         if let success { parts.append(success ? "ok" : "failed" + (exit.map { " (\($0))" } ?? "")) }
         parts.append("auid=" + (auid.map(String.init) ?? "unset"))
         if let uid, uid != auid { parts.append("uid=\(uid)") }
         if let exe { parts.append(Self.visible(exe)) }
         for path in paths {
-            parts.append((path.nametype ?? "?") + " " + (path.name.map(Self.visible) ?? "(null)"))
+            parts.append(Self.visible(path.nametype ?? "?") + " " + (path.name.map(Self.visible) ?? "(null)"))
         }
         if let key { parts.append("key=\(Self.visible(key))") }
         return parts.joined(separator: " ")

@@ -1,3 +1,5 @@
+import HoldfastCore
+
 /// The values of one assembled event, decoded: who (auid, uid, pid), what (syscall, success,
 /// exit), with what (exe, comm, cwd, proctitle, EXECVE argv) and on which paths. This is what
 /// `holdfast audit parse --json` prints and what FileWatch classifies. See docs/audit-format.md.
@@ -29,8 +31,9 @@ public struct AuditEventSummary: Sendable, Equatable {
     public var syscallName: String?
     public var success: Bool?
     public var exit: Int64?
-    /// `a0`…`a3` of the SYSCALL record: numbers written in hex, never decoded as text.
-    public var arguments: [UInt64] = []
+    /// `a0`…`a3` of the SYSCALL record, in place: numbers written in hex, never decoded as text;
+    /// nil where the field is absent or not hex. Empty without a SYSCALL record.
+    public var arguments: [UInt64?] = []
     /// nil when unset (4294967295).
     public var auid: UInt32?
     public var uid: UInt32?
@@ -48,9 +51,12 @@ public struct AuditEventSummary: Sendable, Equatable {
     public var keys: [String] = []
     /// The process title split on NUL (the kernel truncates it at 128 bytes).
     public var proctitle: [String]?
-    /// EXECVE's arguments, fragments (`a1[0]`, `a1[1]` with `a1_len`) reassembled across records;
-    /// an argument that never arrived is nil. nil when the event has no EXECVE record.
+    /// EXECVE's arguments, fragments (`a1[0]`, `a1[1]` with `a1_len`) reassembled across records,
+    /// up to the highest one that arrived; one that never arrived or cannot be decoded is nil.
+    /// nil when the event has no EXECVE record.
     public var argv: [String?]?
+    /// EXECVE's `argc`: more than `argv` holds when the tail was lost.
+    public var argc: Int?
     /// User-space records (`msg='op=… acct=… exe=… res=…'`).
     public var operation: String?
     public var account: String?
@@ -91,10 +97,14 @@ public struct AuditEventSummary: Sendable, Equatable {
                 }
             }
         }
-        if sawExecve { argv = execve.arguments }
-        // The kernel writes PATH records in item order; a log that lost that order is sorted back.
-        if paths.contains(where: { $0.item == nil }) == false, !paths.isEmpty {
-            paths.sort { ($0.item ?? 0) < ($1.item ?? 0) }
+        if sawExecve {
+            argv = execve.arguments
+            argc = execve.count
+        }
+        // The kernel writes PATH records in item order; a log that lost that order is sorted back
+        // (stable; entries without an item last).
+        if paths.count > 1 {
+            paths = paths.enumerated().sorted { ($0.element.item ?? Int.max, $0.offset) < ($1.element.item ?? Int.max, $1.offset) }.map(\.element)
         }
     }
 
@@ -108,7 +118,7 @@ public struct AuditEventSummary: Sendable, Equatable {
         }
         exit = record.integer("exit")
         ppid = record.integer("ppid")
-        arguments = ["a0", "a1", "a2", "a3"].compactMap { name in record.rawValue(name).flatMap(Self.hexNumber) }
+        arguments = ["a0", "a1", "a2", "a3"].map { name in record.rawValue(name).flatMap(Self.hexNumber) }
         comm = record.text("comm")
         exe = record.text("exe")
         if let raw = record.rawValue("key"), let decoded = AuditRecord.decode(raw) {
@@ -160,12 +170,14 @@ public struct AuditEventSummary: Sendable, Equatable {
 extension AuditEventSummary.PathItem {
     init(_ record: AuditRecord) {
         item = record.integer("item").flatMap { Int(exactly: $0) }
-        if let raw = record.rawValue("name"), let decoded = AuditRecord.decode(raw) {
+        if let raw = record.rawValue("name"), !raw.elementsEqual("(null)".utf8) {
+            // Quoted or hex as the kernel writes it; anything else is kept as written.
+            let decoded = AuditRecord.decode(raw) ?? Array(raw)
             if let valid = String(validating: decoded, as: UTF8.self) {
                 name = valid
             } else {
                 name = String(decoding: decoded, as: UTF8.self)
-                nameHex = String(decoding: raw, as: UTF8.self)
+                nameHex = Hex.encode(decoded, uppercase: true)
             }
         }
         nametype = record.field("nametype")
@@ -179,8 +191,9 @@ extension AuditEventSummary.PathItem {
 /// EXECVE's `argc=N a0=… a1_len=L a1[0]=… a1[1]=…`, possibly spread over several records.
 struct ExecveArguments {
     var count: Int?
-    var whole: [Int: [UInt8]] = [:]
-    var fragments: [Int: [Int: [UInt8]]] = [:]
+    /// nil values: the argument arrived but could not be decoded.
+    var whole: [Int: [UInt8]?] = [:]
+    var fragments: [Int: [Int: [UInt8]?]] = [:]
     var highest = -1
 
     mutating func add(_ record: AuditRecord) {
@@ -192,7 +205,7 @@ struct ExecveArguments {
             }
             guard name.first == UInt8(ascii: "a"), let (argument, fragment) = Self.argumentName(name.dropFirst()) else { continue }
             highest = max(highest, argument)
-            let value = AuditRecord.decode(record.value(at: index)) ?? []
+            let value = AuditRecord.decode(record.value(at: index))
             if let fragment {
                 fragments[argument, default: [:]][fragment] = value
             } else {
@@ -201,9 +214,11 @@ struct ExecveArguments {
         }
     }
 
-    /// `12` → (12, nil); `12[3]` → (12, 3); `12_len` and anything else → nil.
+    /// `12` → (12, nil); `12[3]` → (12, 3); `12_len`, `012` and anything else → nil.
     static func argumentName(_ name: ArraySlice<UInt8>) -> (Int, Int?)? {
         var index = name.startIndex
+        // The kernel writes no leading zeros: `a00` is not `a0`.
+        if name.count > 1, name.first == UInt8(ascii: "0"), name[name.startIndex + 1] &- 0x30 < 10 { return nil }
         var argument = 0
         var digits = 0
         while index < name.endIndex, name[index] &- 0x30 < 10, digits < 7 {
@@ -229,12 +244,18 @@ struct ExecveArguments {
     /// Capped so a forged `argc=99999999` cannot make a huge array.
     static let maximumArguments = 65_536
 
+    /// Up to the highest argument that arrived (a forged `argc` adds nothing; `argc` says how
+    /// many there should be).
     var arguments: [String?] {
-        let total = min(max(count ?? 0, highest + 1), Self.maximumArguments)
+        let total = min(highest + 1, Self.maximumArguments)
         return (0..<total).map { index in
-            if let value = whole[index] { return String(decoding: value, as: UTF8.self) }
+            if let value = whole[index] { return value.map { String(decoding: $0, as: UTF8.self) } }
             guard let parts = fragments[index] else { return nil }
-            let joined = parts.keys.sorted().flatMap { parts[$0] ?? [] }
+            var joined: [UInt8] = []
+            for key in parts.keys.sorted() {
+                guard let part = parts[key] ?? nil else { return nil }
+                joined += part
+            }
             return String(decoding: joined, as: UTF8.self)
         }
     }

@@ -302,8 +302,8 @@ extension AuditRecord {
             return nil
         }
         var end = line.count
-        guard end <= maximumLineLength else { return failure(.tooLong) }
         if end > 0, line[end - 1] == 0x0D { end -= 1 }
+        guard end <= maximumLineLength else { return failure(.tooLong) }
         var cursor = 0
         guard let base = line.baseAddress else { return failure(.noType) }
         @inline(__always) func starts(with literal: StaticString, at position: Int) -> Bool {
@@ -344,7 +344,8 @@ extension AuditRecord {
             cursor += 1
             return value
         }
-        guard let seconds = number(UInt8(ascii: "."), maximumDigits: 18) else { return failure(.badHeader) }
+        // At most 11 digits of seconds (year 5138): times in milliseconds never overflow.
+        guard let seconds = number(UInt8(ascii: "."), maximumDigits: 11) else { return failure(.badHeader) }
         guard let millis = number(UInt8(ascii: ":"), maximumDigits: 3) else { return failure(.badHeader) }
         guard let serial = number(UInt8(ascii: ")"), maximumDigits: 20) else { return failure(.badHeader) }
         // "):" or ") : ".
@@ -356,12 +357,10 @@ extension AuditRecord {
         // A field takes at least two bytes ("a " or "a="): this many spans always suffice.
         let most = body.count / 2 + 2
         if scratch.count < most { scratch = Array(repeating: FieldSpan(nameStart: 0, nameEnd: 0, valueStart: 0, valueEnd: 0), count: max(most, 64)) }
-        var separator = body.count
-        if let start = body.baseAddress, let found = memchr(start, 0x1D, body.count) {
-            separator = start.distance(to: found.assumingMemoryBound(to: UInt8.self))
-        }
         return scratch.withUnsafeMutableBufferPointer { spans in
-            let count = tokenize(body, from: 0, to: separator, into: spans, at: 0)
+            // The raw fields end at the ENRICHED separator (0x1D) or the end of the line.
+            var separator = body.count
+            let count = tokenize(body, from: 0, to: body.count, into: spans, at: 0, stoppingAt: &separator)
             return AuditRecord(
                 node: node, type: type, seconds: Int64(seconds), milliseconds: Int(millis), serial: serial,
                 body: body, spans: UnsafeBufferPointer(rebasing: spans[0..<count]), interpretedOffset: min(separator + 1, body.count), kind: kind
@@ -375,6 +374,13 @@ extension AuditRecord {
     /// Writes the spans into `spans` from index `first` (which must have room: one span per two
     /// bytes) and returns the index after the last.
     static func tokenize(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int, into spans: UnsafeMutableBufferPointer<FieldSpan>, at first: Int) -> Int {
+        var ignored = end
+        return tokenize(bytes, from: start, to: end, into: spans, at: first, stoppingAt: &ignored, separator: 0x20)
+    }
+
+    /// The same, stopping at the first `separator` byte outside a quoted value (0x1D for the raw
+    /// fields of an ENRICHED record), whose index goes to `stop` (else `stop` is left as is).
+    static func tokenize(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int, into spans: UnsafeMutableBufferPointer<FieldSpan>, at first: Int, stoppingAt stop: inout Int, separator: UInt8 = 0x1D) -> Int {
         var next = first
         guard let base = bytes.baseAddress, start < end else { return next }
         let space: UInt8 = 0x20
@@ -383,8 +389,12 @@ extension AuditRecord {
         while cursor < end {
             while cursor < end, base[cursor] == space { cursor += 1 }
             guard cursor < end else { break }
+            if base[cursor] == separator {
+                stop = cursor
+                break
+            }
             let nameStart = cursor
-            cursor = Scan.next(base, from: cursor, to: end, space, or: equals)
+            cursor = Scan.next(base, from: cursor, to: end, space, equals, separator)
             let nameEnd = cursor
             guard cursor < end, base[cursor] == equals else {
                 spans[next] = FieldSpan(nameStart: UInt16(truncatingIfNeeded: nameStart), nameEnd: UInt16(truncatingIfNeeded: nameEnd), valueStart: UInt16(truncatingIfNeeded: nameEnd), valueEnd: UInt16(truncatingIfNeeded: nameEnd))
@@ -403,7 +413,7 @@ extension AuditRecord {
                     cursor = end
                 }
             } else {
-                cursor = Scan.next(base, from: cursor, to: end, space, or: space)
+                cursor = Scan.next(base, from: cursor, to: end, space, separator, separator)
             }
             spans[next] = FieldSpan(nameStart: UInt16(truncatingIfNeeded: nameStart), nameEnd: UInt16(truncatingIfNeeded: nameEnd), valueStart: UInt16(truncatingIfNeeded: valueStart), valueEnd: UInt16(truncatingIfNeeded: cursor))
             next += 1
@@ -465,19 +475,20 @@ enum Scan {
         ~(((word & low7) &+ low7) | word | low7)
     }
 
-    /// The index of the first `a` or `b` in `base[from..<end]`, or `end`.
-    @inline(__always) static func next(_ base: UnsafePointer<UInt8>, from start: Int, to end: Int, _ a: UInt8, or b: UInt8) -> Int {
+    /// The index of the first `a`, `b` or `c` in `base[from..<end]`, or `end`.
+    @inline(__always) static func next(_ base: UnsafePointer<UInt8>, from start: Int, to end: Int, _ a: UInt8, _ b: UInt8, _ c: UInt8) -> Int {
         var cursor = start
         let raw = UnsafeRawPointer(base)
         let patternA = ones &* UInt64(a)
         let patternB = ones &* UInt64(b)
+        let patternC = ones &* UInt64(c)
         while cursor + 8 <= end {
             let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: cursor, as: UInt64.self))
-            let hits = zeroBytes(word ^ patternA) | zeroBytes(word ^ patternB)
+            let hits = zeroBytes(word ^ patternA) | zeroBytes(word ^ patternB) | zeroBytes(word ^ patternC)
             if hits != 0 { return cursor + hits.trailingZeroBitCount >> 3 }
             cursor += 8
         }
-        while cursor < end, base[cursor] != a, base[cursor] != b { cursor += 1 }
+        while cursor < end, base[cursor] != a, base[cursor] != b, base[cursor] != c { cursor += 1 }
         return cursor
     }
 }

@@ -16,6 +16,8 @@ public struct AuditStreamStatistics: Sendable, Equatable {
     public var unknownTypes = 0
     /// Empty lines (skipped, not counted as malformed).
     public var blank = 0
+    /// Events ended before their end because too many were open (`AuditAssembler.maximumPending`).
+    public var endedByLimit = 0
 
     public var malformedTotal: Int { malformed.values.reduce(0, +) }
 
@@ -80,6 +82,13 @@ public struct AuditStream: Sendable {
     /// End of input: the last line even without its newline (it may be truncated), then every
     /// pending event.
     public mutating func finish(emit: (AuditAssembler.Output) throws -> Void) rethrows {
+        try endOfFile(emit: emit)
+        try flush(emit: emit)
+    }
+
+    /// The end of one file of several: a last line without its newline ends there (it never
+    /// joins the next file's first line); events stay open, they may continue in the next file.
+    public mutating func endOfFile(emit: (AuditAssembler.Output) throws -> Void) rethrows {
         if discarding {
             discarding = false
         } else if !carry.isEmpty {
@@ -87,7 +96,6 @@ public struct AuditStream: Sendable {
             carry.removeAll()
             try whole.withUnsafeBufferPointer { try line($0, emit: emit) }
         }
-        try flush(emit: emit)
     }
 
     /// The input went idle: ends every pending event (a partial line stays buffered).
@@ -122,7 +130,7 @@ public struct AuditStream: Sendable {
             return
         }
         statistics.records += 1
-        if record.kind == .other, record.type.hasPrefix("UNKNOWN[") { statistics.unknownTypes += 1 }
+        if record.kind == .other || record.kind == .single, record.type.hasPrefix("UNKNOWN[") { statistics.unknownTypes += 1 }
         var events = 0
         var late = 0
         try assembler.add(record) { output in
@@ -134,5 +142,6 @@ public struct AuditStream: Sendable {
         }
         statistics.events += events
         statistics.late += late
+        statistics.endedByLimit = assembler.endedByLimit
     }
 }

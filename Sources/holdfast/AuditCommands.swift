@@ -25,7 +25,9 @@ struct AuditParse: Subcommand {
         files = arguments.positionals.isEmpty ? ["-"] : arguments.positionals
         json = arguments.flag("json")
         countOnly = arguments.flag("count")
-        maximumAge = (try arguments.duration("max-age", allowZero: true) ?? 2) * 1_000
+        let seconds = try arguments.duration("max-age", allowZero: true) ?? 2
+        guard seconds <= 86_400 else { throw UsageError("--max-age is at most 1d") }
+        maximumAge = seconds * 1_000
         if json, countOnly { throw UsageError("--json and --count exclude each other") }
     }
 
@@ -50,35 +52,73 @@ struct AuditParse: Subcommand {
                 // Reported beside the counts, never mixed into the events on stdout.
                 if !json { context.error("holdfast audit parse: late record \(Printable.escape(record.type)) for event \(record.serial)" + (record.node.map { " on node \(Printable.escape($0))" } ?? "") + " (its event was already printed)") }
             }
-            if output.count >= 1 << 16 {
+            if output.count >= 1 << 16, !closed {
                 if !context.out(bytes: output) { closed = true }
                 output.removeAll(keepingCapacity: true)
             }
         }
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        // Every file opens before anything is printed: a typo in the last name costs no output.
+        var inputs: [(name: String, descriptor: Int32)] = []
+        defer { for input in inputs where input.descriptor != 0 { close(input.descriptor) } }
         for file in files {
             let descriptor = file == "-" ? 0 : open(file, O_RDONLY | O_CLOEXEC)
             guard descriptor >= 0 else {
                 throw CommandFailure("\(file): \(String(cString: strerror(errno)))", exitCode: .dataError)
             }
-            defer { if descriptor != 0 { close(descriptor) } }
+            inputs.append((file, descriptor))
+        }
+        func write() {
+            guard !output.isEmpty, !closed else { return }
+            if !context.out(bytes: output) { closed = true }
+            output.removeAll(keepingCapacity: true)
+        }
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var failure: CommandFailure?
+        reading: for input in inputs {
+            var info = stat()
+            // A pipe, FIFO or terminal is live input (`tail -f audit.log | holdfast audit parse`):
+            // output goes out after every read, and when nothing arrives for a second the open
+            // events are ended (the idle flush) instead of waiting for the end of input.
+            let live = fstat(input.descriptor, &info) == 0 && info.st_mode & S_IFMT != S_IFREG
             while !closed {
-                let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+                if live {
+                    var poller = pollfd(fd: input.descriptor, events: Int16(POLLIN), revents: 0)
+                    let ready = poll(&poller, 1, 1_000)
+                    if ready < 0, errno == EINTR { continue }
+                    if ready == 0 {
+                        stream.flush(emit: emit)
+                        write()
+                        continue
+                    }
+                }
+                let count = chunk.withUnsafeMutableBytes { read(input.descriptor, $0.baseAddress, $0.count) }
                 if count < 0, errno == EINTR { continue }
                 guard count >= 0 else {
-                    throw CommandFailure("\(file): \(String(cString: strerror(errno)))", exitCode: .dataError)
+                    failure = CommandFailure("\(input.name): \(String(cString: strerror(errno)))", exitCode: .dataError)
+                    break reading
                 }
                 if count == 0 { break }
                 chunk.withUnsafeBytes { stream.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count]), emit: emit) }
+                if live { write() }
             }
+            // A last line without its newline ends with its file.
+            stream.endOfFile(emit: emit)
         }
+        // What was read is printed and counted even when a later read failed.
         stream.finish(emit: emit)
-        if !output.isEmpty, !closed { context.out(bytes: output) }
+        write()
         let statistics = stream.statistics
         let malformed = statistics.malformed.sorted { "\($0.key)" < "\($1.key)" }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         let counts = "records \(statistics.records), events \(statistics.events), malformed \(statistics.malformedTotal)"
             + (malformed.isEmpty ? "" : " (\(malformed))") + ", late \(statistics.late), unknown types \(statistics.unknownTypes), blank \(statistics.blank)"
-        if countOnly { context.line(counts) } else { context.error("holdfast audit parse: " + counts) }
+            + (statistics.endedByLimit > 0 ? ", ended early with \(AuditAssembler.maximumPending) open \(statistics.endedByLimit)" : "")
+        if countOnly {
+            if !context.out(bytes: Array((counts + "\n").utf8)) { closed = true }
+        } else {
+            context.error("holdfast audit parse: " + counts)
+        }
+        if let failure { throw failure }
+        if closed { throw CommandFailure("cannot write to standard output: \(String(cString: strerror(errno)))") }
         return .success
     }
 }

@@ -58,8 +58,12 @@ import Testing
         #expect(counted.stdout == "records 6, events 1, malformed 2 (badHeader 1, noType 1), late 0, unknown types 0, blank 0\n")
         let text = try runProcess(holdfast, ["audit", "parse", file])
         #expect(text.stdout.hasPrefix("1700000000.101 #500 openat ok auid=1001 /usr/bin/cp PARENT /media/agent01/STICK/ CREATE \"/media/agent01/STICK/customer list.csv\""))
-        let missing = try runProcess(holdfast, ["audit", "parse", directory.file("absent.log")])
+        // Every file opens before anything prints: a missing last one costs no half output.
+        let missing = try runProcess(holdfast, ["audit", "parse", file, directory.file("absent.log")])
         #expect(missing.status == 65)
+        #expect(missing.stdout.isEmpty)
+        let tooOld = try runProcess(holdfast, ["audit", "parse", "--max-age", "10000000000000000s", file])
+        #expect(tooOld.status == 64)
         let both = try runProcess(holdfast, ["audit", "parse", "--json", "--count"])
         #expect(both.status == 64)
     }

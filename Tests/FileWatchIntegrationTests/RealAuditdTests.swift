@@ -84,7 +84,7 @@ import Testing
         try asUser(["/usr/bin/truncate", "-s", "0", renamed])
         try asUser(["/usr/bin/rm", renamed])
 
-        // Wait until auditd has logged the unlink (the last action).
+        // Wait until auditd has logged the unlink (the last action) up to its PROCTITLE.
         var ours: [AuditEventSummary] = []
         var bytes: [UInt8] = []
         let seen = waitUntil(30) {
@@ -94,7 +94,8 @@ import Testing
             stream.feed(bytes) { if case .event(let event) = $0 { events.append(event) } }
             stream.finish { if case .event(let event) = $0 { events.append(event) } }
             ours = events.map(AuditEventSummary.init).filter { $0.key == key }
-            return ours.contains { $0.exe == "/usr/bin/rm" }
+            // Complete: auditd may have written the SYSCALL but not yet the rest.
+            return ours.contains { $0.exe == "/usr/bin/rm" && $0.types.last == "PROCTITLE" }
         }
         try #require(seen, "auditd never logged the rm; log: \(String(decoding: bytes.suffix(2_000), as: UTF8.self))")
 

@@ -70,6 +70,46 @@ func events(_ outputs: [AuditAssembler.Output]) -> [AuditEvent] {
         #expect(!AuditAssembler.isSingleRecordType(1300))
     }
 
+    /// Serials start again after a reboot: the time tells the events apart.
+    @Test func aRepeatedSerialAtAnotherTimeIsAnotherEvent() throws {
+        var assembler = AuditAssembler()
+        var outputs: [AuditAssembler.Output] = []
+        for line in copyEvent { outputs += assembler.add(try record(line)) }
+        for line in copyEvent { outputs += assembler.add(try record(line.replacingOccurrences(of: "1700000000.101:500", with: "1700086400.101:500"))) }
+        #expect(events(outputs).map(\.time) == [1_700_000_000_101, 1_700_086_400_101])
+        #expect(!outputs.contains { if case .late = $0 { true } else { false } })
+    }
+
+    /// One record from the future (a clock stepped forward and back) cuts at most the events
+    /// open at that moment; the ones after it assemble normally.
+    @Test func oneFutureRecordDoesNotEndEveryEventAfterIt() throws {
+        var assembler = AuditAssembler(maximumAgeMilliseconds: 2_000)
+        var outputs: [AuditAssembler.Output] = []
+        outputs += assembler.add(try record("type=DAEMON_ABORT msg=audit(1900000000.000:5): op=x res=failed"))
+        for line in copyEvent { outputs += assembler.add(try record(line)) }
+        #expect(events(outputs).map(\.types) == [["DAEMON_ABORT"], ["SYSCALL", "CWD", "PATH", "PATH", "PROCTITLE"]])
+    }
+
+    @Test func aProctitleThatComesFirstEndsItsEventAtOnce() throws {
+        var assembler = AuditAssembler()
+        let outputs = assembler.add(try record("type=PROCTITLE msg=audit(2.000:9): proctitle=\"x\""))
+        #expect(events(outputs).map(\.types) == [["PROCTITLE"]])
+        let late = try record("type=SYSCALL msg=audit(2.000:9): syscall=2")
+        #expect(assembler.add(late) == [.late(late)])
+    }
+
+    /// A flood of events that never end: the oldest go once too many are open.
+    @Test func openEventsAreBounded() throws {
+        var assembler = AuditAssembler(maximumAgeMilliseconds: 60_000)
+        var emitted = 0
+        for serial in 1...(AuditAssembler.maximumPending + 100) {
+            emitted += events(assembler.add(try record("type=SYSCALL msg=audit(1700000000.000:\(serial)): syscall=2"))).count
+        }
+        #expect(assembler.pendingCount == AuditAssembler.maximumPending)
+        #expect(emitted == 100)
+        #expect(assembler.endedByLimit == 100)
+    }
+
     @Test func userSpaceMessagesAreWholeEventsAndNodesKeepSerialsApart() throws {
         var assembler = AuditAssembler()
         let login = events(assembler.add(try record("type=USER_LOGIN msg=audit(1700000000.200:77): pid=1 uid=0 auid=1001 msg='op=login res=success'")))

@@ -99,6 +99,42 @@ func jsonObject(_ summary: AuditEventSummary) throws -> [String: Any] {
         #expect(event.proctitle == ["python3", "-c"])
     }
 
+    @Test func argumentsKeepTheirPlaces() throws {
+        let event = try summary([
+            "type=SYSCALL msg=audit(1700000003.000:20): arch=c000003e syscall=59 a0=10 a1=ffffffffffffffffff a2=1 a3=2 items=0",
+            // argc claims millions; a0 cannot be decoded; a00 is not a0.
+            "type=EXECVE msg=audit(1700000003.000:20): argc=9999999 a0=(null) a1=ABC a2=\"ok\" a00=45",
+            "type=PROCTITLE msg=audit(1700000003.000:20): proctitle=\"x\"",
+        ])
+        #expect(event.arguments == [0x10, nil, 1, 2])
+        #expect(event.argv == [nil, nil, "ok"])
+        #expect(event.argc == 9_999_999)
+    }
+
+    @Test func oddNamesAreKeptAndPathsSortWithoutItemsLast() throws {
+        let event = try summary([
+            "type=SYSCALL msg=audit(1700000006.000:21): arch=c000003e syscall=257 success=yes exit=3 items=3 pid=12 auid=1001 uid=1001",
+            "type=PATH msg=audit(1700000006.000:21): name=ABC inode=1 nametype=NORMAL",
+            "type=PATH msg=audit(1700000006.000:21): item=1 name=\"/b\" inode=2 nametype=NORMAL",
+            "type=PATH msg=audit(1700000006.000:21): item=0 name=\"/a\" inode=3 nametype=PARENT",
+            "type=PROCTITLE msg=audit(1700000006.000:21): proctitle=\"x\"",
+        ])
+        #expect(event.paths.map(\.inode) == [3, 2, 1])
+        // Neither quoted, hex nor (null): kept as written.
+        #expect(event.paths.last?.name == "ABC")
+    }
+
+    @Test func aQuotedNameThatIsNotUTF8GetsTheHexOfItsBytes() throws {
+        var stream = AuditStream()
+        var found: [AuditEvent] = []
+        var bytes = Array("type=PATH msg=audit(1700000006.000:22): item=0 name=\"".utf8) + [0xFF, 0x61] + Array("\" nametype=CREATE\n".utf8)
+        bytes += Array("type=EOE msg=audit(1700000006.000:22):\n".utf8)
+        stream.feed(bytes) { if case .event(let event) = $0 { found.append(event) } }
+        let path = try #require(found.first.map(AuditEventSummary.init)?.paths.first)
+        #expect(path.nameHex == "FF61")
+        #expect(path.name == "\u{FFFD}a")
+    }
+
     @Test func aMissingArgumentIsNullNotShifted() throws {
         let event = try summary([
             "type=EXECVE msg=audit(1700000003.000:19): argc=3 a0=\"ls\" a2=\"-l\"",

@@ -59,9 +59,18 @@ func record(_ line: String) throws -> AuditRecord {
         ("type=SYSCALL msg=audit(1.2345:1): x=1", .badHeader),
         ("type=SYSCALL msg=audit(1.1:99999999999999999999999): x=1", .badHeader),
         ("type=SYSCALL msg=audit(1.1:5) x=1", .badHeader),
+        // More than 11 digits of seconds (past year 5138): never a time that overflows.
+        ("type=SYSCALL msg=audit(100000000000.000:5): x=1", .badHeader),
     ])
     func garbageIsRefusedWithTheReason(line: String, error: AuditParseError) {
         #expect(throws: error) { try AuditRecord.parse(Array(line.utf8)).get() }
+    }
+
+    @Test func theLengthLimitCountsWithoutTheCarriageReturn() {
+        let header = Array("type=PATH msg=audit(1.000:1): name=".utf8)
+        let line = header + Array(repeating: UInt8(ascii: "a"), count: AuditRecord.maximumLineLength - header.count)
+        #expect((try? AuditRecord.parse(line + [0x0D]).get()) != nil)
+        #expect(throws: AuditParseError.tooLong) { try AuditRecord.parse(line + [0x61]).get() }
     }
 
     @Test func hexLookalikesAndOddHexAreNotDecoded() {
