@@ -160,7 +160,7 @@ public struct AuditAssembler: Sendable {
             let time: Int64
             if let current, key == currentKey {
                 time = current.time
-            } else if let event = pending[key] {
+            } else if !pending.isEmpty, let event = pending[key] {
                 time = event.time
             } else {
                 head += 1
