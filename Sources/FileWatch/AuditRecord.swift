@@ -6,7 +6,7 @@ import Glibc
 /// `[node=NAME ]type=TYPE msg=audit(SECONDS.MILLIS:SERIAL): field=value …[0x1D interpreted fields]`.
 ///
 /// Pure Swift over bytes (no libauparse). The record keeps its line's bytes and the spans of its
-/// fields, so parsing costs two allocations; values are read raw (`"quoted"`, hex or bare) with
+/// raw fields in one allocation; values are read raw (`"quoted"`, hex or bare) with
 /// `field(_:)` or decoded with `bytes(_:)`/`text(_:)` for the fields the kernel encodes as
 /// untrusted strings. See docs/audit-format.md.
 public struct AuditRecord: Sendable, Equatable {
