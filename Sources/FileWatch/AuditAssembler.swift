@@ -6,6 +6,21 @@ public struct AuditEvent: Sendable, Equatable {
     public let milliseconds: Int
     /// In arrival order (EOE included when it came).
     public internal(set) var records: [AuditRecord]
+    /// The records' stored bytes (kept by the assembler, for its memory bounds).
+    var bytes = 0
+
+    init(node: String?, serial: UInt64, seconds: Int64, milliseconds: Int, records: [AuditRecord]) {
+        self.node = node
+        self.serial = serial
+        self.seconds = seconds
+        self.milliseconds = milliseconds
+        self.records = records
+        bytes = records.reduce(0) { $0 + $1.byteCount }
+    }
+
+    public static func == (lhs: AuditEvent, rhs: AuditEvent) -> Bool {
+        lhs.node == rhs.node && lhs.serial == rhs.serial && lhs.seconds == rhs.seconds && lhs.milliseconds == rhs.milliseconds && lhs.records == rhs.records
+    }
 
     public var types: [String] { records.map(\.type) }
     /// Milliseconds since the epoch.
@@ -69,7 +84,13 @@ public struct AuditAssembler: Sendable {
     /// More open events than this and the oldest is ended (a flood of events that never end must
     /// not grow memory without bound).
     public static let maximumPending = 8_192
-    /// Events ended early because `maximumPending` were open.
+    /// An event holding more than this many bytes of records is ended (a real one — an execve at
+    /// ARG_MAX, hex-encoded — stays well under), and all open events together at most
+    /// `maximumPendingBytes`: crafted input cannot grow memory without bound.
+    public static let maximumEventBytes = 8 << 20
+    public static let maximumPendingBytes = 64 << 20
+    private var pendingBytes = 0
+    /// Events ended early because of `maximumPending`, `maximumEventBytes` or `maximumPendingBytes`.
     public private(set) var endedByLimit = 0
     /// Recently emitted keys, so a late record is reported instead of starting a new event: a
     /// direct-mapped table indexed by serial (mixed with the node's hash), so remembering costs
@@ -104,16 +125,30 @@ public struct AuditAssembler: Sendable {
         let ends = record.kind == .eoe || record.kind == .proctitle
         if current != nil, record.serial == currentKey.serial, time == currentKey.time, record.node == currentKey.node {
             current?.records.append(record)
-            if ends { try emit(.event(finishCurrent())) }
+            current?.bytes += record.byteCount
+            pendingBytes += record.byteCount
+            if ends {
+                try emit(.event(finishCurrent()))
+            } else if (current?.bytes ?? 0) > Self.maximumEventBytes {
+                endedByLimit += 1
+                try emit(.event(finishCurrent()))
+            }
         } else {
             let key = Key(node: record.node, serial: record.serial, time: time)
             if let open = current { pending[currentKey] = open }
             current = nil
             if !pending.isEmpty, var event = pending.removeValue(forKey: key) {
                 event.records.append(record)
+                event.bytes += record.byteCount
+                pendingBytes += record.byteCount
                 current = event
                 currentKey = key
-                if ends { try emit(.event(finishCurrent())) }
+                if ends {
+                    try emit(.event(finishCurrent()))
+                } else if event.bytes > Self.maximumEventBytes {
+                    endedByLimit += 1
+                    try emit(.event(finishCurrent()))
+                }
             } else if record.serial <= highestEmitted, !emitted.isEmpty, emitted[slot(key)] == key {
                 // The EOE after a PROCTITLE-ended event is expected and carries nothing.
                 if record.kind != .eoe { try emit(.late(record)) }
@@ -121,6 +156,7 @@ public struct AuditAssembler: Sendable {
                 var event = AuditEvent(node: record.node, serial: record.serial, seconds: record.seconds, milliseconds: record.milliseconds, records: [])
                 event.records.reserveCapacity(8)
                 event.records.append(record)
+                event.bytes = record.byteCount
                 // PROCTITLE is the last record of its event: one that comes first has lost the rest.
                 if record.kind == .eoe || record.kind == .single || record.kind == .proctitle {
                     remember(key)
@@ -129,6 +165,7 @@ public struct AuditAssembler: Sendable {
                     current = event
                     currentKey = key
                     order.append(key)
+                    pendingBytes += record.byteCount
                 }
             }
         }
@@ -166,8 +203,11 @@ public struct AuditAssembler: Sendable {
                 head += 1
                 continue
             }
-            guard latest &- time > maximumAge || pendingCount > Self.maximumPending else { break }
-            if latest &- time <= maximumAge { endedByLimit += 1 }
+            // Too old — or too far ahead: an event from the future (a clock stepped back since)
+            // must not hold up every event behind it.
+            let stale = latest &- time > maximumAge || time &- latest > maximumAge
+            guard stale || pendingCount > Self.maximumPending || pendingBytes > Self.maximumPendingBytes else { break }
+            if !stale { endedByLimit += 1 }
             head += 1
             if let event = take(key) { try emit(.event(event)) }
         }
@@ -183,10 +223,12 @@ public struct AuditAssembler: Sendable {
         if let event = current, key == currentKey {
             current = nil
             remember(key)
+            pendingBytes -= event.bytes
             return event
         }
         guard let event = pending.removeValue(forKey: key) else { return nil }
         remember(key)
+        pendingBytes -= event.bytes
         return event
     }
 
@@ -194,6 +236,7 @@ public struct AuditAssembler: Sendable {
         let event = current ?? AuditEvent(node: currentKey.node, serial: currentKey.serial, seconds: currentKey.time / 1_000, milliseconds: Int(currentKey.time % 1_000), records: [])
         current = nil
         remember(currentKey)
+        pendingBytes -= event.bytes
         return event
     }
 

@@ -80,9 +80,11 @@ extension AuditEventSummary {
     /// Safe for one terminal line: control and invisible formatting characters escaped, a
     /// backslash doubled (`Printable.escape`); a value with a space or a quote is put in quotes
     /// with its quotes escaped, so a crafted name cannot forge a line or pass for two paths.
-    static func visible(_ text: String) -> String {
+    public static func visible(_ text: String) -> String {
         let escaped = Printable.escape(text)
-        guard escaped.utf8.contains(where: { $0 == 0x20 || $0 == 0x22 }) else { return escaped }
+        // Quoted when it holds any space (U+2003 too), a quote, or could pass for `(null)` or nothing.
+        let ambiguous = escaped.isEmpty || escaped == "(null)" || escaped.unicodeScalars.contains { $0.properties.isWhitespace || $0 == "\"" }
+        guard ambiguous else { return escaped }
         var quoted = "\""
         for character in escaped.unicodeScalars {
             if character == "\"" { quoted += "\\\"" } else { quoted.unicodeScalars.append(character) }

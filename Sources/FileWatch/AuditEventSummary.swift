@@ -203,7 +203,14 @@ struct ExecveArguments {
                 count = AuditRecord.decimal(record.value(at: index)).flatMap { Int(exactly: $0) }
                 continue
             }
-            guard name.first == UInt8(ascii: "a"), let (argument, fragment) = Self.argumentName(name.dropFirst()) else { continue }
+            guard name.first == UInt8(ascii: "a") else { continue }
+            if name.count > 5, name.suffix(4).elementsEqual("_len".utf8) {
+                if let (argument, fragment) = Self.argumentName(name.dropFirst().dropLast(4)), fragment == nil {
+                    lengths[argument] = AuditRecord.decimal(record.value(at: index)).flatMap { Int(exactly: $0) }
+                }
+                continue
+            }
+            guard let (argument, fragment) = Self.argumentName(name.dropFirst()) else { continue }
             highest = max(highest, argument)
             let value = AuditRecord.decode(record.value(at: index))
             if let fragment {
@@ -244,18 +251,26 @@ struct ExecveArguments {
     /// Capped so a forged `argc=99999999` cannot make a huge array.
     static let maximumArguments = 65_536
 
-    /// Up to the highest argument that arrived (a forged `argc` adds nothing; `argc` says how
-    /// many there should be).
+    /// `aN_len` per argument, to check reassembled fragments against.
+    var lengths: [Int: Int] = [:]
+
+    /// Up to the highest argument that arrived, and never past `argc` (an index beyond it is not
+    /// an argument); without `argc`, at most 64 missing arguments are padded. A forged `argc` or
+    /// index adds nothing.
     var arguments: [String?] {
-        let total = min(highest + 1, Self.maximumArguments)
+        let seen = whole.count + fragments.count
+        var total = min(highest + 1, Self.maximumArguments)
+        if let count { total = min(total, max(0, count)) } else { total = min(total, seen + 64) }
         return (0..<total).map { index in
             if let value = whole[index] { return value.map { String(decoding: $0, as: UTF8.self) } }
             guard let parts = fragments[index] else { return nil }
+            // Fragments 0, 1, 2, … all there and as long as `aN_len` says, or the argument is lost.
             var joined: [UInt8] = []
-            for key in parts.keys.sorted() {
-                guard let part = parts[key] ?? nil else { return nil }
+            for (expected, key) in parts.keys.sorted().enumerated() {
+                guard key == expected, let part = parts[key] ?? nil else { return nil }
                 joined += part
             }
+            if let length = lengths[index], length != joined.count { return nil }
             return String(decoding: joined, as: UTF8.self)
         }
     }

@@ -29,6 +29,9 @@ public struct AuditRecord: Sendable, Equatable {
     @usableFromInline let interpretedStart: Int
     let interpretedOffset: Int
 
+    /// The bytes this record keeps (for memory bounds).
+    public var byteCount: Int { storage.count }
+
     @usableFromInline var spanCount: Int { (storage.count - bodyCount) / MemoryLayout<FieldSpan>.stride }
 
     @inlinable func span(_ index: Int) -> FieldSpan {
@@ -316,7 +319,7 @@ extension AuditRecord {
             var at = 5
             while at < end, !(line[at] == 0x20 && starts(with: " type=", at: at)) { at += 1 }
             guard at < end else { return failure(.noType) }
-            node = String(decoding: UnsafeBufferPointer(rebasing: line[5..<at]), as: UTF8.self)
+            node = Self.exactText(UnsafeBufferPointer(rebasing: line[5..<at]))
             cursor = at + 1
         }
         guard starts(with: "type=", at: cursor) else { return failure(.noType) }
@@ -419,6 +422,32 @@ extension AuditRecord {
             next += 1
         }
         return next
+    }
+
+    /// Text that keeps bytes apart: valid UTF-8 as is, else each invalid byte as `\xHH` (so two
+    /// different node names never become one through U+FFFD).
+    static func exactText(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        if let valid = String(validating: bytes, as: UTF8.self) { return valid }
+        let digits = Array("0123456789ABCDEF")
+        var output = ""
+        var index = 0
+        while index < bytes.count {
+            // The longest valid sequence starting here, else one escaped byte.
+            var taken = 0
+            for length in (1...min(4, bytes.count - index)).reversed() {
+                if let piece = String(validating: UnsafeBufferPointer(rebasing: bytes[index..<(index + length)]), as: UTF8.self) {
+                    output += piece
+                    taken = length
+                    break
+                }
+            }
+            if taken == 0 {
+                output += "\\x" + String(digits[Int(bytes[index] >> 4)]) + String(digits[Int(bytes[index] & 0x0F)])
+                taken = 1
+            }
+            index += taken
+        }
+        return output
     }
 
     /// The type's name and kind; the common types use static strings (no allocation, no hashing).

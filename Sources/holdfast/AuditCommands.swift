@@ -36,6 +36,7 @@ struct AuditParse: Subcommand {
         var output: [UInt8] = []
         output.reserveCapacity(1 << 17)
         var closed = false
+        var lateShown = 0
         // A nested function, not a closure value: its captures stay on the stack.
         func emit(_ result: AuditAssembler.Output) {
             guard !countOnly, !closed else { return }
@@ -49,8 +50,12 @@ struct AuditParse: Subcommand {
                 }
                 output.append(0x0A)
             case .late(let record):
-                // Reported beside the counts, never mixed into the events on stdout.
-                if !json { context.error("holdfast audit parse: late record \(Printable.escape(record.type)) for event \(record.serial)" + (record.node.map { " on node \(Printable.escape($0))" } ?? "") + " (its event was already printed)") }
+                // Reported beside the counts (the first 100; the rest only counted), never mixed
+                // into the events on stdout.
+                lateShown += 1
+                if !json, lateShown <= 100 {
+                    context.error("holdfast audit parse: late record \(Printable.escape(record.type)) for event \(record.serial)" + (record.node.map { " on node \(AuditEventSummary.visible($0))" } ?? "") + " (its event was already printed)" + (lateShown == 100 ? "; further late records are only counted" : ""))
+                }
             }
             if output.count >= 1 << 16, !closed {
                 if !context.out(bytes: output) { closed = true }

@@ -110,6 +110,36 @@ func events(_ outputs: [AuditAssembler.Output]) -> [AuditEvent] {
         #expect(assembler.endedByLimit == 100)
     }
 
+    /// An open event from the future (a clock stepped back since) is stale too: it must not hold
+    /// up the events behind it.
+    @Test func anOpenEventFromTheFutureEndsWhenTheClockIsBack() throws {
+        var assembler = AuditAssembler(maximumAgeMilliseconds: 2_000)
+        #expect(events(assembler.add(try record("type=SYSCALL msg=audit(1800000000.000:1): syscall=2"))).isEmpty)
+        let ended = events(assembler.add(try record("type=SYSCALL msg=audit(1700000000.000:2): syscall=2")))
+        #expect(ended.map(\.serial) == [1])
+        #expect(events(assembler.add(try record("type=SYSCALL msg=audit(1700000003.000:3): syscall=2"))).map(\.serial) == [2])
+    }
+
+    /// One event that never ends and takes record after record: ended at its byte bound.
+    @Test func anEventsBytesAreBounded() throws {
+        var assembler = AuditAssembler()
+        let big = "type=PATH msg=audit(1700000000.000:7): item=0 name=\"" + String(repeating: "a", count: 60_000) + "\" nametype=NORMAL"
+        var outputs = assembler.add(try record("type=SYSCALL msg=audit(1700000000.000:7): syscall=2"))
+        for _ in 0..<150 { outputs += assembler.add(try record(big)) }
+        let ended = events(outputs)
+        #expect(ended.count == 1)
+        #expect((ended.first?.records.count ?? 0) < 150)
+        #expect(assembler.endedByLimit == 1)
+        #expect(outputs.contains { if case .late = $0 { true } else { false } })
+    }
+
+    @Test func nodeNamesThatAreNotUTF8StayApart() throws {
+        let first = try AuditRecord.parse(Array("node=h".utf8) + [0xFF] + Array(" type=EOE msg=audit(1.000:1):".utf8)).get()
+        let second = try AuditRecord.parse(Array("node=h".utf8) + [0xFE] + Array(" type=EOE msg=audit(1.000:1):".utf8)).get()
+        #expect(first.node == "h\\xFF")
+        #expect(first.node != second.node)
+    }
+
     @Test func userSpaceMessagesAreWholeEventsAndNodesKeepSerialsApart() throws {
         var assembler = AuditAssembler()
         let login = events(assembler.add(try record("type=USER_LOGIN msg=audit(1700000000.200:77): pid=1 uid=0 auid=1001 msg='op=login res=success'")))

@@ -111,6 +111,25 @@ func jsonObject(_ summary: AuditEventSummary) throws -> [String: Any] {
         #expect(event.argc == 9_999_999)
     }
 
+    @Test func anIndexPastArgcOrAGapInFragmentsAddsNothing() throws {
+        let beyond = try summary([
+            "type=EXECVE msg=audit(1700000003.000:23): argc=1 a0=\"ls\" a9999999=\"x\"",
+            "type=EOE msg=audit(1700000003.000:23):",
+        ])
+        #expect(beyond.argv == ["ls"])
+        let noArgc = try summary([
+            "type=EXECVE msg=audit(1700000003.000:24): a0=\"ls\" a9999999=\"x\"",
+            "type=EOE msg=audit(1700000003.000:24):",
+        ])
+        #expect((noArgc.argv?.count ?? 0) <= 2 + 64)
+        let gap = try summary([
+            "type=EXECVE msg=audit(1700000003.000:25): argc=3 a0=\"x\" a1_len=9 a1[0]=\"abc\" a1[2]=\"ghi\" a2_len=4 a2[0]=\"ab\" a2[1]=\"c\"",
+            "type=EOE msg=audit(1700000003.000:25):",
+        ])
+        // a1 lost its middle fragment, a2 is shorter than its a2_len: both lost, not wrong.
+        #expect(gap.argv == ["x", nil, nil])
+    }
+
     @Test func oddNamesAreKeptAndPathsSortWithoutItemsLast() throws {
         let event = try summary([
             "type=SYSCALL msg=audit(1700000006.000:21): arch=c000003e syscall=257 success=yes exit=3 items=3 pid=12 auid=1001 uid=1001",
@@ -206,5 +225,8 @@ func jsonObject(_ summary: AuditEventSummary) throws -> [String: Any] {
         #expect(try line("/tmp/a\u{01}b") != (try line("/tmp/a\\u{1}b")))
         #expect(try line("/tmp/a\\u{1}b").hasSuffix(#"NORMAL /tmp/a\\u{1}b"#))
         #expect(try line("evil\u{202E}txt").hasSuffix(#"NORMAL evil\u{202e}txt"#))
+        // Any kind of space quotes the name; so does a name that reads like null or nothing.
+        #expect(try line("/tmp/a\u{2003}CREATE\u{2003}/etc/shadow").hasSuffix("NORMAL \"/tmp/a\u{2003}CREATE\u{2003}/etc/shadow\""))
+        #expect(try line("(null)").hasSuffix(#"NORMAL "(null)""#))
     }
 }
