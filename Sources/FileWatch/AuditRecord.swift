@@ -13,7 +13,19 @@ public struct AuditRecord: Sendable, Equatable {
     /// The `node=` prefix (auditd's `name_format`), which may contain spaces; nil when absent.
     public let node: String?
     /// The record type's name (`SYSCALL`, `PATH`, `UNKNOWN[1337]` as written).
-    public let type: String
+    public var type: String {
+        switch kind {
+        case .syscall: "SYSCALL"
+        case .path: "PATH"
+        case .cwd: "CWD"
+        case .execve: "EXECVE"
+        case .proctitle: "PROCTITLE"
+        case .eoe: "EOE"
+        case .single, .other: otherType ?? ""
+        }
+    }
+    /// The type's name when it is not one of the common kinds (those need no string per record).
+    let otherType: String?
     /// Seconds since the epoch with milliseconds, as the record says.
     public let seconds: Int64
     public let milliseconds: Int
@@ -40,7 +52,7 @@ public struct AuditRecord: Sendable, Equatable {
 
     init(node: String?, type: String, seconds: Int64, milliseconds: Int, serial: UInt64, body: UnsafeBufferPointer<UInt8>, spans: UnsafeBufferPointer<FieldSpan>, interpretedOffset: Int, kind: Kind) {
         self.node = node
-        self.type = type
+        otherType = kind == .single || kind == .other ? type : nil
         self.seconds = seconds
         self.milliseconds = milliseconds
         self.serial = serial
