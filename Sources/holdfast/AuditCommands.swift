@@ -127,3 +127,33 @@ struct AuditParse: Subcommand {
         return .success
     }
 }
+
+/// `holdfast audit rules`: the kernel audit rules FileWatch needs, as a rules file for augenrules.
+struct AuditRules: Subcommand {
+    static let path = ["audit", "rules"]
+    static let summary = "print FileWatch's kernel audit rules (the file /etc/audit/rules.d/holdfast.rules holds)"
+    static let options = [
+        OptionSpec("roots", value: "DIR,DIR…", help: "the watched roots, which must exist when the rules load (default \(AuditRuleSet.packagedRoots.joined(separator: ",")), the shipped file's)"),
+    ]
+
+    let rules: AuditRuleSet
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        try arguments.noPositionals()
+        let roots = arguments.value("roots").map { $0.split(separator: ",").map(String.init) } ?? AuditRuleSet.packagedRoots
+        do {
+            rules = try AuditRuleSet(roots: roots)
+        } catch {
+            switch error {
+            case .empty: throw UsageError("--roots names no directory")
+            case .notAbsolute(let root): throw UsageError("--roots: \(Printable.escape(root)) is not an absolute path")
+            case .unwritable(let root): throw UsageError("--roots: \(Printable.escape(root)) holds white space or a quote, which an audit rules file cannot hold")
+            }
+        }
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        context.out(rules.file)
+        return .success
+    }
+}

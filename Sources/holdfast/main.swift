@@ -15,6 +15,7 @@ CommandTable(
         PrintLockdown.self,
         Verify.self,
         AuditParse.self,
+        AuditRules.self,
         JournalTail.self,
         JournalStatsCommand.self,
         JournalCheck.self,

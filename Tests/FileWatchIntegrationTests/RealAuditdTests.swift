@@ -153,6 +153,29 @@ import Testing
         #expect(all.map { AuditEventSummary($0).paths.map { $0.name ?? "(null)" } } == merged.map(\.names))
     }
 
+    /// The kernel takes every rule of the set (under test keys, so a machine's own Holdfast rules
+    /// are never touched), lists them, and they go again by key.
+    @Test(.enabled(if: available, "needs root, auditd, a kernel with audit and no audit daemon running"))
+    func theRuleSetLoadsIntoTheKernelAndComesOutByKey() throws {
+        let directory = TemporaryDirectory()
+        let set = try AuditRuleSet(keyPrefix: "holdfast-test-\(getpid())")
+        let file = directory.file("rules")
+        try set.file.write(toFile: file, atomically: true, encoding: .utf8)
+        defer {
+            _ = try? runProcess(Self.auditctl, ["-D", "-k", set.writeKey])
+            _ = try? runProcess(Self.auditctl, ["-D", "-k", set.mountKey])
+        }
+        let loaded = try runProcess(Self.auditctl, ["-R", file])
+        #expect(loaded.status == 0, "auditctl -R: \(loaded.stderr)")
+        let listed = try runProcess(Self.auditctl, ["-l"]).stdout.split(separator: "\n")
+        #expect(listed.filter { $0.hasSuffix("key=\(set.writeKey)") }.count == set.roots.count * 2)
+        #expect(listed.filter { $0.hasSuffix("key=\(set.mountKey)") }.count == 2)
+        _ = try runProcess(Self.auditctl, ["-D", "-k", set.writeKey])
+        _ = try runProcess(Self.auditctl, ["-D", "-k", set.mountKey])
+        let after = try runProcess(Self.auditctl, ["-l"]).stdout
+        #expect(!after.contains(set.keyPrefix))
+    }
+
     func allEvents(_ bytes: [UInt8]) -> [AuditEventSummary] {
         var stream = AuditStream()
         var events: [AuditEvent] = []
