@@ -44,8 +44,6 @@ public struct AuditRecord: Sendable, Equatable {
     /// The bytes this record keeps (for memory bounds).
     public var byteCount: Int { storage.count }
 
-    @usableFromInline var spanCount: Int { (storage.count - bodyCount) / MemoryLayout<FieldSpan>.stride }
-
     @inlinable func span(_ index: Int) -> FieldSpan {
         storage.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: bodyCount + index * MemoryLayout<FieldSpan>.stride, as: FieldSpan.self) }
     }

@@ -42,8 +42,6 @@ public struct AuditStream: Sendable {
         assembler = AuditAssembler(maximumAgeMilliseconds: maximumAgeMilliseconds)
     }
 
-    public var pendingEvents: Int { assembler.pendingCount }
-
     /// Feeds bytes; every completed event or late record goes to `emit`, in order.
     public mutating func feed(_ chunk: UnsafeRawBufferPointer, emit: (AuditAssembler.Output) throws -> Void) rethrows {
         let bytes = chunk.bindMemory(to: UInt8.self)
