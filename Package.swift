@@ -28,10 +28,13 @@ let libraries: [Target] = [
     .target(name: "DeviceGuard", dependencies: ["HoldfastCore", "HoldfastCrypto", "CUdev"]),
     .target(name: "PrintGuard", dependencies: ["HoldfastCore", "CCups", "CZlib"]),
     .target(name: "FileWatch", dependencies: ["HoldfastCore", "CAudit"]),
+    // The lockdown scopes in force (usb, print), persisted in the journal; one path for
+    // FileWatch's automatic block and an admin's command.
+    .target(name: "Lockdown", dependencies: ["HoldfastCore", "HoldfastStore"]),
     .target(name: "BrokerClient", dependencies: ["HoldfastCore", "HoldfastCrypto", "CCurl"]),
     .target(name: "HoldfastBroker", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "CMicroHTTPD"]),
     // The daemon's wiring: supervisor, control socket, systemd notify, signals, reload.
-    .target(name: "HoldfastAgent", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard"]),
+    .target(name: "HoldfastAgent", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch", "Lockdown"]),
     // Subcommand table, argument parsing and exit codes shared by the three executables.
     .target(name: "HoldfastCommandLine", dependencies: ["HoldfastCore"]),
 ]
@@ -66,7 +69,7 @@ let tests: [Target] = [
         "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard",
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
-    .testTarget(name: "FileWatchTests", dependencies: ["FileWatch", "HoldfastTestSupport"]),
+    .testTarget(name: "FileWatchTests", dependencies: ["FileWatch", "HoldfastCore", "HoldfastTestSupport"]),
     // FileWatch over a real kernel audit trail written by a private auditd (root, auditd).
     .testTarget(name: "FileWatchIntegrationTests", dependencies: ["FileWatch", "HoldfastTestSupport"]),
     .testTarget(name: "PrintGuardTests", dependencies: ["PrintGuard", "HoldfastCore", "HoldfastTestSupport"]),

@@ -96,9 +96,15 @@ public struct Classifier: Sendable {
 
     public init(policy: USBPolicy) { self.policy = policy }
 
+    /// The classes a USB lockdown keeps: people still need a keyboard and a mouse, and hubs carry them.
+    public static let lockdownClasses: Set<UInt8> = [0x03, 0x09]
+
     /// The decision for a device. Exceptions count only while active at `now`; descriptors that do
-    /// not parse are `block` whatever any exception says (what they describe is unknown).
-    public func decide(_ record: USBDeviceRecord, exceptions: [USBException] = [], now: Date = Date(timeIntervalSince1970: 0)) -> DeviceDecision {
+    /// not parse are `block` whatever any exception says (what they describe is unknown). Under a
+    /// lockdown only HID and hub interfaces are allowed, whatever the rules and exceptions say.
+    public func decide(
+        _ record: USBDeviceRecord, exceptions: [USBException] = [], now: Date = Date(timeIntervalSince1970: 0), lockdown: Bool = false
+    ) -> DeviceDecision {
         let parsed: ParsedDescriptors
         do {
             parsed = try DescriptorParser.parse(record.descriptors)
@@ -116,6 +122,17 @@ public struct Classifier: Sendable {
             return DeviceDecision(
                 record: record, parsed: parsed, verdict: .block, rule: "default",
                 reason: "the device describes no interface", interfaces: [], descriptorHash: hash
+            )
+        }
+        if lockdown {
+            let decisions = settings.map { configuration, setting in
+                decision(configuration, setting, Self.lockdownClasses.contains(setting.triple.code))
+            }
+            let verdict = Self.overall(decisions)
+            return DeviceDecision(
+                record: record, parsed: parsed, verdict: verdict, rule: "lockdown",
+                reason: verdict == .allow ? "lockdown: only HID and hub interfaces, and this device has no other" : "lockdown: only HID and hub interfaces are allowed",
+                interfaces: decisions, descriptorHash: hash
             )
         }
         if let exception = exceptions.first(where: { $0.isActive(at: now) && $0.matches(parsed, serial: record.serial, hash: hash) }) {

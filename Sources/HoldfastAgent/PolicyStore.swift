@@ -1,4 +1,5 @@
 import DeviceGuard
+import FileWatch
 public import FoundationEssentials
 public import HoldfastCore
 import HoldfastCrypto
@@ -95,6 +96,11 @@ public struct PolicyLoader {
         }
         do {
             _ = try PrintPolicy(section: policy.sections["print"])
+        } catch {
+            return error.message
+        }
+        do {
+            _ = try FileWatchPolicy(section: policy.sections["filewatch"])
         } catch {
             return error.message
         }

@@ -4,6 +4,7 @@ public import HoldfastCore
 import HoldfastCrypto
 public import HoldfastStore
 public import PrintGuard
+public import Lockdown
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -658,5 +659,25 @@ extension JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return encoder
+    }
+}
+
+extension PrintService: LockdownEnforcer {
+    public func enforceLockdown(_ entry: LockdownEntry?) async -> String? {
+        do {
+            if let entry {
+                // Already locked (a restart): only what waited meanwhile is cancelled.
+                if lockdown != nil {
+                    await reapplyLockdown()
+                    return nil
+                }
+                _ = try await setLockdown(entry.reason, by: entry.by)
+            } else {
+                _ = try await setLockdown(nil, by: "lockdown release")
+            }
+            return nil
+        } catch {
+            return error.message
+        }
     }
 }

@@ -3,6 +3,7 @@ import FoundationEssentials
 public import HoldfastCore
 public import HoldfastStore
 import HoldfastCrypto
+public import Lockdown
 
 /// DeviceGuard inside holdfastd: decides every USB device with the full policy and writes the
 /// kernel's `authorized` attributes; journals every decision.
@@ -66,6 +67,11 @@ public actor USBService: Service {
     private(set) var policy: USBPolicy
     private var classifier: Classifier
     private(set) var exceptions: [USBException] = []
+    /// The USB lockdown in force (from the LockdownController): only HID and hubs stay.
+    private(set) var lockdown: LockdownEntry?
+    /// Whether decisions are written to sysfs: the policy says enforce, or a lockdown is in
+    /// force (a lockdown is an order, audit-only mode does not soften it).
+    var enforcing: Bool { policy.mode == .enforce || lockdown != nil }
     private var tracked: [String: Tracked] = [:]
     private var expiryTimers: [String: Task<Void, Never>] = [:]
     /// Root hubs whose `interface_authorized_default` we set, so a reset by someone else is seen.
@@ -151,7 +157,7 @@ public actor USBService: Service {
             marks = nil
         }
         loadExceptions()
-        if policy.mode == .enforce { prepareHubs() }
+        if enforcing { prepareHubs() }
         try fullScan(.startup)
         ready = true
         logger.notice(
@@ -250,9 +256,9 @@ public actor USBService: Service {
         if let parent = state.parentSysPath, tracked[parent] == nil, depth < 8 {
             evaluate(parent, .parent, depth: depth + 1)
         }
-        let quick = classifier.decide(state.record, exceptions: exceptions, now: clock.now())
+        let quick = classifier.decide(state.record, exceptions: exceptions, now: clock.now(), lockdown: lockdown != nil)
         // Undecodable descriptors keep the device's input interfaces: those need reading.
-        let blocks = policy.mode == .enforce && !state.isRootHub && quick.verdict == .block && quick.rule != "malformed"
+        let blocks = enforcing && !state.isRootHub && quick.verdict == .block && quick.rule != "malformed"
         if !blocks {
             guard let full = host.device(at: path) else {
                 forget(path, trigger)
@@ -268,7 +274,7 @@ public actor USBService: Service {
     /// After a device below it was decided: a root hub whose default went back to 1 (someone
     /// reset it) is decided again now, not at the next rescan.
     private func checkRootHub(above path: String) {
-        guard policy.mode == .enforce,
+        guard enforcing,
             let hub = path.split(separator: "/").firstIndex(where: { $0.hasPrefix("usb") && $0.dropFirst(3).allSatisfy(\.isNumber) && $0.count > 3 })
         else { return }
         let hubPath = "/" + path.split(separator: "/")[...hub].joined(separator: "/")
@@ -283,7 +289,7 @@ public actor USBService: Service {
     func apply(_ state: USBDeviceState, _ trigger: Trigger, decided: DeviceDecision? = nil) {
         let path = state.record.sysPath
         let now = clock.now()
-        let decision = decided ?? classifier.decide(state.record, exceptions: exceptions, now: now)
+        let decision = decided ?? classifier.decide(state.record, exceptions: exceptions, now: now, lockdown: lockdown != nil)
         let previous = tracked[path]
         // On an `add` the node is new to udev too: a replayed add (`udevadm trigger`) lets the
         // shipped rule turn an interface off again, which is not someone else's doing. Anything
@@ -291,8 +297,8 @@ public actor USBService: Service {
         let replayed = trigger == .add || trigger == .interface
         var tamper = (previous?.expected?.differences(in: state) ?? []).filter { $0.loosens || !replayed }.map { ($0.description, $0.loosens) }
         // A root hub found at 0 (the udev rule set it, or we did) is expected to stay there.
-        if state.isRootHub, state.interfaceAuthorizedDefault == "0", policy.mode == .enforce { hubsDefaulted.insert(path) }
-        if state.isRootHub, hubsDefaulted.contains(path), state.interfaceAuthorizedDefault == "1", policy.mode == .enforce {
+        if state.isRootHub, state.interfaceAuthorizedDefault == "0", enforcing { hubsDefaulted.insert(path) }
+        if state.isRootHub, hubsDefaulted.contains(path), state.interfaceAuthorizedDefault == "1", enforcing {
             tamper.append(("\(state.record.name) interface_authorized_default=1, expected 0", true))
         }
         var context = previous?.context ?? EnforcementContext()
@@ -308,7 +314,7 @@ public actor USBService: Service {
         // A tug of war: an interface we keep turning back on after something else turns it off.
         var conflicts = previous?.conflicts ?? []
         var reauthorized = previous?.reauthorized ?? [:]
-        if policy.mode == .enforce, let expectedBefore = previous?.expected {
+        if enforcing, let expectedBefore = previous?.expected {
             for interface in state.interfaces where expectedBefore.interfaces[interface.name] == true && interface.authorized == false {
                 reauthorized[interface.name, default: 0] += 1
                 if reauthorized[interface.name, default: 0] > Self.reauthorizationLimit, conflicts.insert(interface.name).inserted {
@@ -322,7 +328,7 @@ public actor USBService: Service {
         var performed: [USBAction] = []
         var failures: [String] = []
         var expected: ExpectedAuthorization?
-        if policy.mode == .enforce {
+        if enforcing {
             var actions = plan.actions
             expected = plan.expected
             updateMarks(state, previous: previous, decision: decision, expected: plan.expected)
@@ -369,7 +375,7 @@ public actor USBService: Service {
         if changed {
             counters.decisions += 1
             if decision.verdict != .allow { counters.blocked += 1 }
-            let event = decisionEvent(state, decision, trigger, first: previous == nil, actions: policy.mode == .enforce ? performed : plan.actions)
+            let event = decisionEvent(state, decision, trigger, first: previous == nil, actions: enforcing ? performed : plan.actions)
             previous == nil ? recordPlug(event, state, decision) : record(event)
         }
         if !tamper.isEmpty {
@@ -550,7 +556,7 @@ public actor USBService: Service {
         for state in states {
             // Unchanged since we left it, and nothing left to write: nothing to do.
             if let known = tracked[state.record.sysPath], known.state == state,
-                policy.mode == .auditOnly || (known.expected != nil && EnforcementPlan.actions(for: state, decision: known.decision, context: known.context).actions.isEmpty)
+                !enforcing || (known.expected != nil && EnforcementPlan.actions(for: state, decision: known.decision, context: known.context).actions.isEmpty)
             {
                 continue
             }
@@ -599,6 +605,21 @@ public actor USBService: Service {
         }
         if switchedToEnforce { prepareHubs() }
         if ready { reevaluateAll(.policy) }
+    }
+
+    // MARK: Lockdown
+
+    /// Puts the USB lockdown in force (every device but hubs and HID loses its interfaces;
+    /// exceptions are suspended, not deleted) or lifts it (everything is decided again under the
+    /// policy). Called by the LockdownController; at start, before the first scan.
+    public func setLockdown(_ entry: LockdownEntry?) {
+        guard entry != lockdown else { return }
+        let wasEnforcing = enforcing
+        lockdown = entry
+        logger.notice(entry == nil ? "USB lockdown lifted" : "USB lockdown in force", ("reason", entry?.reason ?? ""))
+        guard ready else { return }
+        if !wasEnforcing, enforcing { prepareHubs() }
+        reevaluateAll(.policy)
     }
 
     // MARK: Exceptions
@@ -788,6 +809,7 @@ public actor USBService: Service {
             "devices": .int(Int64(tracked.count)),
             "blocked_now": .int(Int64(tracked.values.filter { $0.decision.verdict != .allow }.count)),
             "exceptions": .int(Int64(exceptions.count)),
+            "locked_down": .bool(lockdown != nil),
             "decisions": .int(Int64(counters.decisions)),
             "tamper": .int(Int64(counters.tamper)),
             "overflows": .int(Int64(counters.overflows)),
@@ -813,7 +835,7 @@ public actor USBService: Service {
     }
 
     private func decisionEvent(_ state: USBDeviceState, _ decision: DeviceDecision, _ trigger: Trigger, first: Bool, actions: [USBAction]) -> Event {
-        let enforce = policy.mode == .enforce
+        let enforce = enforcing
         let verb: String = switch decision.verdict {
         case .allow: enforce ? "allowed" : "would allow"
         case .block: enforce ? "blocked" : "would block"
@@ -858,7 +880,7 @@ public actor USBService: Service {
         var details = identity(state, decision)
         details["drivers"] = .object(Dictionary(uniqueKeysWithValues: refused.map { ($0.0, JSONValue.string($0.1)) }))
         let list = refused.map { "\($0.0) by \($0.1)" }.joined(separator: ", ")
-        let enforce = policy.mode == .enforce
+        let enforce = enforcing
         return Event(
             kind: "usb.driver_refused", eventClass: .peripheralActivity, activityID: 99, activityName: "Driver",
             time: clock.now(), severity: .high, status: .failure,
@@ -893,5 +915,13 @@ public actor USBService: Service {
             "reason": .string(exception.reason),
             "granted_by": .string(exception.grantedBy),
         ]
+    }
+}
+
+extension USBService: LockdownEnforcer {
+    public func enforceLockdown(_ entry: LockdownEntry?) async -> String? {
+        // Failures to write sysfs are the decisions' own events; the lockdown itself always takes.
+        setLockdown(entry)
+        return nil
     }
 }

@@ -1,0 +1,183 @@
+public import FoundationEssentials
+public import HoldfastCore
+public import HoldfastStore
+
+/// What a lockdown can shut. FileWatch's automatic block and an admin's command take the same
+/// path through here (docs/lockdown.md); the remote-lockdown work adds network and sessions.
+public enum LockdownScope: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable, Comparable {
+    /// Every USB device is deauthorized except hubs and HID (keyboards, mice); exceptions are
+    /// suspended.
+    case usb
+    /// The print gate refuses every job and the pending ones are cancelled.
+    case print
+
+    public static func < (lhs: LockdownScope, rhs: LockdownScope) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    /// Parses `usb,print`; throws the first name that is not a scope.
+    public static func parseList(_ text: String) throws(UnknownScope) -> [LockdownScope] {
+        var scopes: [LockdownScope] = []
+        for part in text.split(separator: ",") {
+            let name = String(part).trimmingSpaces
+            guard let scope = LockdownScope(rawValue: name) else { throw UnknownScope(name: name) }
+            if !scopes.contains(scope) { scopes.append(scope) }
+        }
+        return scopes
+    }
+
+    public struct UnknownScope: Error, CustomStringConvertible {
+        public let name: String
+        public var description: String {
+            "unknown lockdown scope '\(name)' (known: \(LockdownScope.allCases.map(\.rawValue).joined(separator: ", ")))"
+        }
+    }
+}
+
+/// One scope in force: why, since when, by whom, and what asked for it.
+public struct LockdownEntry: Sendable, Codable, Equatable {
+    public var reason: String
+    public var since: Date
+    /// The person or component: `uid 0 (root)`, `filewatch`.
+    public var by: String
+    /// `admin` (a control verb), `filewatch` (a block threshold), `broker` (later: a signed command).
+    public var source: String
+    /// The event that caused it (a FileWatch decision's id), when there is one.
+    public var cause: String?
+
+    public init(reason: String, since: Date, by: String, source: String, cause: String? = nil) {
+        self.reason = reason
+        self.since = since
+        self.by = by
+        self.source = source
+        self.cause = cause
+    }
+}
+
+/// A part of the agent that enforces one scope (DeviceGuard for `usb`, PrintGuard for `print`).
+public protocol LockdownEnforcer: Sendable {
+    /// Puts the scope's lockdown in force (an entry) or lifts it (nil). Returns what failed, if
+    /// anything; the lockdown stays recorded either way (enforcement retries it).
+    func enforceLockdown(_ entry: LockdownEntry?) async -> String?
+}
+
+/// The lockdown state of this agent: which scopes are shut, persisted in the journal's state before
+/// anything is enforced (a crash between the two comes back locked), journaled as events, and
+/// applied again at every start.
+public actor LockdownController {
+    static let stateKey = "lockdown.scopes"
+
+    private let journal: Journal
+    private let record: @Sendable (Event) -> Void
+    private let clock: any TimeSource
+    private var entries: [LockdownScope: LockdownEntry]
+    private var enforcers: [LockdownScope: any LockdownEnforcer] = [:]
+    /// The last enforcement failure per scope (shown in status).
+    private var failures: [LockdownScope: String] = [:]
+
+    /// Loads the state. A state that cannot be read is treated as *every scope locked*: failing
+    /// closed is the only safe reading of a lockdown we cannot decode.
+    public init(journal: Journal, clock: any TimeSource = SystemTimeSource(), record: @escaping @Sendable (Event) -> Void) {
+        self.journal = journal
+        self.clock = clock
+        self.record = record
+        do {
+            entries = try journal.state(Self.stateKey, as: [LockdownScope: LockdownEntry].self) ?? [:]
+        } catch {
+            let now = clock.now()
+            entries = Dictionary(uniqueKeysWithValues: LockdownScope.allCases.map {
+                ($0, LockdownEntry(reason: "the stored lockdown state could not be read (\(error)); locked until an admin releases it", since: now, by: "holdfastd", source: "recovery"))
+            })
+            record(Event(
+                kind: "lockdown.state_unreadable", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Lock",
+                time: now, severity: .critical, status: .failure,
+                message: "the stored lockdown state could not be read; every scope is locked until an admin releases it",
+                details: ["error": .string("\(error)")]
+            ))
+        }
+    }
+
+    /// The entry in force for a scope (start-up hands it to the enforcer before its first pass).
+    public func entry(_ scope: LockdownScope) -> LockdownEntry? { entries[scope] }
+
+    /// Registers the enforcer of a scope and brings it in line with the state at once.
+    public func attach(_ enforcer: any LockdownEnforcer, for scope: LockdownScope) async {
+        enforcers[scope] = enforcer
+        await enforce(scope)
+    }
+
+    /// Shuts `scopes`. Scopes already shut keep their first entry. Returns the scopes newly shut.
+    @discardableResult
+    public func engage(_ scopes: [LockdownScope], reason: String, by who: String, source: String, cause: String? = nil) async throws(StoreError) -> [LockdownScope] {
+        let now = clock.now()
+        let fresh = scopes.filter { entries[$0] == nil }
+        guard !fresh.isEmpty else { return [] }
+        var next = entries
+        for scope in fresh { next[scope] = LockdownEntry(reason: reason, since: now, by: who, source: source, cause: cause) }
+        try journal.setState(Self.stateKey, encoding: next)
+        entries = next
+        var details: [String: JSONValue] = [
+            "scopes": .array(fresh.map { .string($0.rawValue) }), "reason": .string(reason), "by": .string(who), "source": .string(source),
+        ]
+        if let cause { details["cause"] = .string(cause) }
+        record(Event(
+            kind: "lockdown.engaged", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Lock",
+            time: now, severity: .high, status: .success,
+            message: "lockdown of \(fresh.map(\.rawValue).joined(separator: ", ")) by \(who): \(reason)", details: details
+        ))
+        for scope in fresh { await enforce(scope) }
+        return fresh
+    }
+
+    /// Lifts `scopes`. Returns the scopes that were shut.
+    @discardableResult
+    public func release(_ scopes: [LockdownScope], reason: String, by who: String) async throws(StoreError) -> [LockdownScope] {
+        let lifted = scopes.filter { entries[$0] != nil }
+        guard !lifted.isEmpty else { return [] }
+        var next = entries
+        for scope in lifted { next[scope] = nil }
+        try journal.setState(Self.stateKey, encoding: next)
+        entries = next
+        record(Event(
+            kind: "lockdown.released", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Unlock",
+            time: clock.now(), severity: .medium, status: .success,
+            message: "lockdown of \(lifted.map(\.rawValue).joined(separator: ", ")) released by \(who): \(reason)",
+            details: ["scopes": .array(lifted.map { .string($0.rawValue) }), "reason": .string(reason), "by": .string(who)]
+        ))
+        for scope in lifted { await enforce(scope) }
+        return lifted
+    }
+
+    private func enforce(_ scope: LockdownScope) async {
+        guard let enforcer = enforcers[scope] else { return }
+        let entry = entries[scope]
+        if let failure = await enforcer.enforceLockdown(entry) {
+            failures[scope] = failure
+            record(Event(
+                kind: "lockdown.enforcement_failed", eventClass: .deviceConfigStateChange, activityID: 99, activityName: entry == nil ? "Unlock" : "Lock",
+                time: clock.now(), severity: .high, status: .failure,
+                message: "the \(scope.rawValue) lockdown could not be \(entry == nil ? "lifted" : "enforced") completely: \(failure)",
+                details: ["scope": .string(scope.rawValue), "error": .string(failure)]
+            ))
+        } else {
+            failures[scope] = nil
+        }
+    }
+
+    /// What `holdfast lockdown status` shows.
+    public func status() -> JSONValue {
+        var scopes: [String: JSONValue] = [:]
+        for scope in LockdownScope.allCases {
+            guard let entry = entries[scope] else {
+                scopes[scope.rawValue] = .object(["locked": false, "enforcer": .bool(enforcers[scope] != nil)])
+                continue
+            }
+            var object: [String: JSONValue] = [
+                "locked": true, "reason": .string(entry.reason), "since": .string(entry.since.formatted(.iso8601)),
+                "by": .string(entry.by), "source": .string(entry.source), "enforcer": .bool(enforcers[scope] != nil),
+            ]
+            if let cause = entry.cause { object["cause"] = .string(cause) }
+            if let failure = failures[scope] { object["last_failure"] = .string(failure) }
+            scopes[scope.rawValue] = .object(object)
+        }
+        return .object(["scopes": .object(scopes), "locked": .array(entries.keys.sorted().map { .string($0.rawValue) })])
+    }
+}

@@ -1,0 +1,188 @@
+import FileWatch
+import Foundation
+import Testing
+
+/// Monday 2026-11-02 00:00 UTC: the generated histories start here.
+let monday: Int64 = 1_793_577_600_000
+let hourMS: Int64 = 3_600_000
+
+func write(_ auid: UInt32, _ path: String, at time: Int64, target: TargetClass = .watchedRoot, operation: FileOperation = .create) -> FileActivity {
+    FileActivity(
+        time: time, node: nil, serial: 0, auid: auid, userName: "agent\(auid)", uid: auid, pid: 4242, exe: "/usr/bin/cp", comm: "cp",
+        operation: operation, path: path, sourcePath: nil, device: nil, target: target, key: "holdfast-write"
+    )
+}
+
+/// Feeds `perHour` distinct files in every working hour (Monday to Friday, 09:00 to 17:00) for
+/// `weeks` weeks from `monday`; returns every output.
+@discardableResult
+func warm(_ detector: inout FileWatchDetector, _ auid: UInt32, weeks: Int, perHour: Int) -> [DetectorOutput] {
+    var outputs: [DetectorOutput] = []
+    for day in 0..<(weeks * 7) where day % 7 < 5 {
+        for hour in 9..<17 {
+            let start = monday + Int64(day) * 24 * hourMS + Int64(hour) * hourMS
+            for file in 0..<perHour {
+                outputs += detector.observe(write(auid, "/home/agent\(auid)/d\(day)/h\(hour)/f\(file).csv", at: start + Int64(file) * (hourMS / Int64(perHour))))
+            }
+        }
+    }
+    return outputs
+}
+
+func decisions(_ outputs: [DetectorOutput]) -> [FileDecision] {
+    outputs.compactMap { if case .decision(let decision) = $0 { decision } else { nil } }
+}
+
+func summaries(_ outputs: [DetectorOutput]) -> [BurstSummary] {
+    outputs.compactMap { if case .burstEnded(let summary) = $0 { summary } else { nil } }
+}
+
+@Suite struct DetectorTests {
+    static func policy() throws -> FileWatchPolicy {
+        var policy = try FileWatchPolicy(section: nil)
+        policy.thresholds = [
+            FileThreshold(id: "bulk", metric: .filesWritten, relative: 10, minimum: 200, action: .alert),
+            FileThreshold(id: "bulk-block", metric: .filesWritten, absolute: 5_000, action: .block),
+            FileThreshold(id: "removable", metric: .removableFilesWritten, minimum: 1, absolute: 1, action: .alert),
+        ]
+        return policy
+    }
+
+    @Test func fiftyAnHourThenFiveThousandAlertsAtTenTimesAndBlocksAtTheAbsolute() throws {
+        var detector = FileWatchDetector(policy: try Self.policy())
+        let quiet = warm(&detector, 1001, weeks: 4, perHour: 50)
+        #expect(decisions(quiet).isEmpty)
+        // Monday of week 5, 10:00: a 5,000-file copy in ten minutes.
+        let start = monday + 28 * 24 * hourMS + 10 * hourMS
+        var outputs: [DetectorOutput] = []
+        for file in 0..<5_000 {
+            outputs += detector.observe(write(1001, "/home/agent1001/export/f\(file).csv", at: start + Int64(file) * 120))
+        }
+        let found = decisions(outputs)
+        #expect(found.map(\.threshold.id) == ["bulk", "bulk-block"])
+        let alert = try #require(found.first)
+        #expect(alert.observed == 500)
+        #expect(alert.baseline == 50)
+        #expect(alert.limit == 500)
+        #expect(alert.basis == "relative")
+        #expect(alert.auid == 1001)
+        #expect(alert.samplePaths.last == "/home/agent1001/export/f499.csv")
+        #expect(alert.samplePaths.count == 5)
+        let block = try #require(found.last)
+        #expect(block.threshold.action == .block)
+        #expect(block.observed == 5_000)
+        #expect(block.basis == "absolute")
+        // The burst is one alert: when it is over, the count says how many writes were past it.
+        let ended = summaries(detector.tick(now: start + 2 * hourMS))
+        #expect(ended.map(\.threshold.id).sorted() == ["bulk", "bulk-block"])
+        #expect(ended.first { $0.threshold.id == "bulk" }?.count == 4_501)
+        #expect(ended.first { $0.threshold.id == "bulk" }?.alerts == 1)
+        #expect(ended.first { $0.threshold.id == "bulk" }?.peak == 5_000)
+    }
+
+    @Test func aBurstDoesNotBecomeItsOwnBaseline() throws {
+        var detector = FileWatchDetector(policy: try Self.policy())
+        warm(&detector, 1001, weeks: 4, perHour: 50)
+        let burst = monday + 28 * 24 * hourMS + 10 * hourMS
+        for file in 0..<3_000 { _ = detector.observe(write(1001, "/home/agent1001/x/f\(file)", at: burst + Int64(file))) }
+        // The next Monday at 10:00, the same 3,000 is as unusual as it was.
+        let next = burst + 7 * 24 * hourMS
+        var outputs: [DetectorOutput] = []
+        for file in 0..<3_000 { outputs += detector.observe(write(1001, "/home/agent1001/y/f\(file)", at: next + Int64(file))) }
+        #expect(decisions(outputs).first?.baseline == 50)
+        #expect(decisions(outputs).first?.observed == 500)
+    }
+
+    @Test func aJobThatRecursEveryNightBecomesNormal() throws {
+        var policy = try Self.policy()
+        policy.thresholds = [FileThreshold(id: "bulk", metric: .filesWritten, relative: 10, minimum: 200, action: .alert)]
+        var detector = FileWatchDetector(policy: policy)
+        warm(&detector, 1001, weeks: 2, perHour: 50)
+        var alertsPerNight: [Int] = []
+        for night in 14..<35 {
+            let start = monday + Int64(night) * 24 * hourMS + 2 * hourMS
+            var outputs: [DetectorOutput] = []
+            for file in 0..<1_000 { outputs += detector.observe(write(1001, "/home/agent1001/backup/n\(night)/f\(file)", at: start + Int64(file) * 1_000)) }
+            alertsPerNight.append(decisions(outputs).count)
+        }
+        // The first nights are news, one alert each; within the day slot's memory it is normal.
+        #expect(alertsPerNight.prefix(3) == [1, 1, 1])
+        #expect(alertsPerNight.suffix(10).allSatisfy { $0 == 0 }, "\(alertsPerNight)")
+    }
+
+    @Test func relativeThresholdsWaitForTheWarmUpAbsoluteOnesDoNot() throws {
+        var detector = FileWatchDetector(policy: try Self.policy())
+        var outputs: [DetectorOutput] = []
+        for file in 0..<1_000 { outputs += detector.observe(write(2002, "/home/agent2002/f\(file)", at: monday + Int64(file))) }
+        #expect(decisions(outputs).isEmpty)
+        for file in 0..<4_500 { outputs += detector.observe(write(2002, "/home/agent2002/g\(file)", at: monday + 10_000 + Int64(file))) }
+        #expect(decisions(outputs).map(\.threshold.id) == ["bulk-block"])
+        #expect(decisions(outputs).first?.baseline == nil)
+    }
+
+    @Test func aRemovableWriteAlertsOnItsOwnAndRepeatsFoldIntoOneAlert() throws {
+        var detector = FileWatchDetector(policy: try Self.policy())
+        var outputs: [DetectorOutput] = []
+        for file in 0..<20 {
+            outputs += detector.observe(write(1001, "/media/agent1001/STICK/f\(file)", at: monday + Int64(file) * 60_000, target: .removable))
+        }
+        let found = decisions(outputs)
+        #expect(found.map(\.threshold.id) == ["removable"])
+        #expect(found.first?.observed == 1)
+        // An hour and a minute later the next write is a new alert that says how many were folded.
+        outputs = detector.observe(write(1001, "/media/agent1001/STICK/late", at: monday + 61 * 60_000, target: .removable))
+        #expect(decisions(outputs).map(\.folded) == [19])
+    }
+
+    @Test func theSlidingHourCrossesClockHours() throws {
+        var detector = FileWatchDetector(policy: try Self.policy())
+        warm(&detector, 1001, weeks: 2, perHour: 10)
+        // 150 at 10:50-10:59 and 150 at 11:00-11:09 on a working day: 300 within an hour.
+        let day = monday + 14 * 24 * hourMS
+        var outputs: [DetectorOutput] = []
+        for file in 0..<300 {
+            outputs += detector.observe(write(1001, "/home/agent1001/z/f\(file)", at: day + 10 * hourMS + 50 * 60_000 + Int64(file) * 4_000))
+        }
+        #expect(decisions(outputs).first?.observed == 200)
+        #expect(decisions(outputs).first?.baseline == 10)
+    }
+
+    @Test func rewritingOneFileCountsOnce() throws {
+        var detector = FileWatchDetector(policy: try Self.policy())
+        for index in 0..<1_000 { _ = detector.observe(write(1001, "/home/agent1001/log.txt", at: monday + Int64(index), operation: .writeOpen)) }
+        #expect(detector.current(1001, .filesWritten).observed == 1)
+        #expect(detector.current(1001, .directoriesTouched).observed == 1)
+    }
+
+    @Test func theBaselineExportsAndImportsWhole() throws {
+        var detector = FileWatchDetector(policy: try Self.policy())
+        warm(&detector, 1001, weeks: 3, perHour: 40)
+        let bytes = detector.snapshot.encoded()
+        let decoded = try BaselineSnapshot.decode(bytes)
+        #expect(decoded == detector.snapshot)
+        var fresh = FileWatchDetector(policy: try Self.policy())
+        try fresh.importBaseline(decoded)
+        let start = monday + 21 * 24 * hourMS + 10 * hourMS
+        var outputs: [DetectorOutput] = []
+        for file in 0..<500 { outputs += fresh.observe(write(1001, "/home/agent1001/q/f\(file)", at: start + Int64(file))) }
+        #expect(decisions(outputs).first?.baseline == 40)
+        #expect(decisions(outputs).first?.observed == 400)
+        var elsewhere = try Self.policy()
+        elsewhere.timeZone = "Asia/Manila"
+        var shifted = FileWatchDetector(policy: elsewhere)
+        #expect(throws: FileWatchPolicyError.self) { try shifted.importBaseline(decoded) }
+        #expect(throws: FileWatchPolicyError.self) { try BaselineSnapshot.decode(Array(#"{"format":1,"time_zone":"UTC","users":{"root":{"first_seen":0,"last_folded_hour":0,"metrics":{}}}}"#.utf8)) }
+    }
+
+    @Test func hoursOfTheWeekAreCountedInThePolicysZone() throws {
+        var manila = LocalHour(timeZone: try #require(TimeZone(identifier: "Asia/Manila")))
+        // Monday 2026-11-02 00:00 UTC is Monday 08:00 in Manila.
+        #expect(LocalHour.hourOfWeek(manila.hour(milliseconds: monday)) == 8)
+        var utc = LocalHour(timeZone: try #require(TimeZone(identifier: "UTC")))
+        #expect(LocalHour.hourOfWeek(utc.hour(milliseconds: monday)) == 0)
+        #expect(LocalHour.hourOfWeek(utc.hour(milliseconds: monday - 1)) == 167)
+        // New York's clocks went back on 2026-11-01: 00:00 UTC Monday is 19:00 Sunday there.
+        var newYork = LocalHour(timeZone: try #require(TimeZone(identifier: "America/New_York")))
+        #expect(LocalHour.hourOfWeek(newYork.hour(milliseconds: monday)) == 6 * 24 + 19)
+    }
+}
