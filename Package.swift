@@ -47,6 +47,9 @@ let executables: [Target] = [
     .executableTarget(name: "holdfast-broker", dependencies: [
         "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto",
     ]),
+    // The auditd plugin: drains auditd's records into a bounded queue and hands them to holdfastd
+    // (installed under /usr/libexec/holdfast/, started by /etc/audit/plugins.d/holdfast.conf).
+    .executableTarget(name: "holdfast-audit-plugin", dependencies: ["HoldfastCore"]),
     // The `holdfast:` CUPS backend: the per-job gate (installed under /usr/libexec/holdfast/).
     .executableTarget(name: "holdfast-cups-backend", dependencies: ["HoldfastCore", "PrintGuard"]),
     // Benchmarks for `make bench`; not shipped.
@@ -66,12 +69,12 @@ let tests: [Target] = [
     .testTarget(name: "HoldfastCryptoTests", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastTestSupport"]),
     .testTarget(name: "HoldfastStoreTests", dependencies: ["HoldfastCore", "HoldfastStore", "HoldfastTestSupport"]),
     .testTarget(name: "HoldfastAgentTests", dependencies: [
-        "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard",
+        "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard", "Lockdown",
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
     .testTarget(name: "FileWatchTests", dependencies: ["FileWatch", "HoldfastCore", "HoldfastTestSupport"]),
     // FileWatch over a real kernel audit trail written by a private auditd (root, auditd).
-    .testTarget(name: "FileWatchIntegrationTests", dependencies: ["FileWatch", "HoldfastTestSupport"]),
+    .testTarget(name: "FileWatchIntegrationTests", dependencies: ["FileWatch", "HoldfastCore", "HoldfastTestSupport"]),
     .testTarget(name: "PrintGuardTests", dependencies: ["PrintGuard", "HoldfastCore", "HoldfastTestSupport"]),
     // holdfastd gating a real private cupsd and IPP printer (root, cups-daemon, ippeveprinter, dbus).
     .testTarget(name: "PrintGuardIntegrationTests", dependencies: ["HoldfastTestSupport", "PrintGuard", "HoldfastCore"]),
@@ -91,6 +94,7 @@ let package = Package(
         .executable(name: "holdfast", targets: ["holdfast"]),
         .executable(name: "holdfast-broker", targets: ["holdfast-broker"]),
         .executable(name: "holdfast-cups-backend", targets: ["holdfast-cups-backend"]),
+        .executable(name: "holdfast-audit-plugin", targets: ["holdfast-audit-plugin"]),
         .executable(name: "holdfast-bench", targets: ["holdfast-bench"]),
         .executable(name: "holdfast-testkit", targets: ["holdfast-testkit"]),
     ],

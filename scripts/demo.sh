@@ -81,6 +81,9 @@ enabled = no
 # Print enforcement is shown against a private cupsd later in the demo, never the machine's own.
 [print]
 enabled = no
+# FileWatch is shown later against a private auditd, never the machine's own.
+[filewatch]
+enabled = no
 CONF
 cp "$work/policy.json" "$agent/policy.json"; chmod 644 "$agent/agent.conf" "$agent/policy.json"
 "$daemon" --check-config "$agent/agent.conf"

@@ -106,7 +106,7 @@ def main():
     os.chmod(work, 0o755)
     config, policy, sock = work + "/agent.conf", work + "/policy.json", work + "/run/control.sock"
     with open(config, "w") as handle:
-        handle.write("[agent]\nstate_dir = %s/state\ncontrol_socket = %s\npolicy = %s\n[usb]\nrescan_interval = 1h\nmarks_dir = %s/run\n[print]\nenabled = no\n" % (work, sock, policy, work))
+        handle.write("[agent]\nstate_dir = %s/state\ncontrol_socket = %s\npolicy = %s\n[usb]\nrescan_interval = 1h\nmarks_dir = %s/run\n[print]\nenabled = no\n[filewatch]\nenabled = no\n" % (work, sock, policy, work))
     with open(policy, "w") as handle:
         handle.write('{"usb": {"max_exception": "1h"}}\n')
     os.chmod(config, 0o644)

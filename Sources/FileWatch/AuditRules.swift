@@ -33,9 +33,9 @@ public struct AuditRuleSet: Sendable, Equatable {
             guard !root.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F || $0 == "\"" }) else {
                 throw .unwritable(root)
             }
-            // "/home/" and "/home" are one root; the kernel matches the directory and below.
-            var trimmed = root
-            while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed.removeLast() }
+            // "/home/", "//home" and "/home" are one root; the kernel matches the directory and
+            // below, and reports paths without repeated slashes.
+            let trimmed = "/" + root.split(separator: "/", omittingEmptySubsequences: true).joined(separator: "/")
             if !kept.contains(trimmed) { kept.append(trimmed) }
         }
         self.roots = kept

@@ -1,7 +1,9 @@
 public import DeviceGuard
+public import FileWatch
 import FoundationEssentials
 public import HoldfastCore
 public import HoldfastStore
+public import Lockdown
 public import PrintGuard
 #if canImport(Glibc)
 import Glibc
@@ -30,6 +32,10 @@ public actor Agent: ControlHandler {
     private(set) var usb: USBService?
     /// PrintGuard, when print enforcement runs (`[print] enabled`).
     private(set) var print: PrintService?
+    /// FileWatch, when it runs (`[filewatch] enabled`).
+    private(set) var fileWatch: FileWatchService?
+    /// The lockdown scopes in force.
+    private(set) var lockdown: LockdownController?
 
     /// Builds the agent: loads the policy (file, else last good, else built-in) and journals the start.
     public init(
@@ -79,6 +85,12 @@ public actor Agent: ControlHandler {
         // The backend's question; answered only for root and `[print] backend_user` (checked in handle).
         "print.gate": .request,
         "print.lockdown": .admin,
+        "filewatch.status": .read,
+        "filewatch.export": .admin,
+        "filewatch.import": .admin,
+        "lockdown.status": .read,
+        "lockdown.engage": .admin,
+        "lockdown.release": .admin,
     ]
 
     /// Attaches DeviceGuard: its verbs answer, and reloads hand it the new policy.
@@ -86,6 +98,15 @@ public actor Agent: ControlHandler {
 
     /// Attaches PrintGuard.
     public func attach(print service: PrintService) { print = service }
+
+    /// Attaches FileWatch.
+    public func attach(fileWatch service: FileWatchService) { fileWatch = service }
+
+    /// Attaches the lockdown controller.
+    public func attach(lockdown controller: LockdownController) { lockdown = controller }
+
+    /// The `filewatch` section of the policy in force (the defaults when it no longer parses).
+    public var fileWatchPolicy: FileWatchPolicy { (try? FileWatchPolicy(section: policy.policy.sections["filewatch"])) ?? FileWatchPolicy() }
 
     /// The `print` section of the policy in force (strict defaults when it no longer parses).
     public var printPolicy: PrintPolicy { (try? PrintPolicy(section: policy.policy.sections["print"])) ?? .empty }
@@ -112,6 +133,12 @@ public actor Agent: ControlHandler {
         case "print.status", "print.gate", "print.lockdown":
             guard let print else { return .failure(.failed, "print enforcement is not running on this agent ([print] enabled = no)") }
             return await handlePrint(request, print, peer)
+        case "filewatch.status", "filewatch.export", "filewatch.import":
+            guard let fileWatch else { return .failure(.failed, "FileWatch is not running on this agent ([filewatch] enabled = no)") }
+            return await handleFileWatch(request, fileWatch, peer)
+        case "lockdown.status", "lockdown.engage", "lockdown.release":
+            guard let lockdown else { return .failure(.failed, "no lockdown controller on this agent") }
+            return await handleLockdown(request, lockdown, peer)
         default:
             return .failure(.unknownVerb, "unknown verb '\(request.verb)'")
         }
@@ -167,6 +194,21 @@ public actor Agent: ControlHandler {
         default:
             guard let on = request.arguments["on"]?.boolValue else { return .failure(.badRequest, "print.lockdown needs \"on\": true or false") }
             let who = "uid \(peer.uid)" + (Self.actor(for: peer).user?.name.map { " (\($0))" } ?? "")
+            // The print scope of the one lockdown state: the same path a FileWatch block takes.
+            if let lockdown {
+                let reason = (request.arguments["reason"]?.stringValue ?? "").trimmingSpaces
+                do {
+                    if on {
+                        let changed = try await lockdown.engage([.print], reason: reason.isEmpty ? "no reason given" : reason, by: who, source: "admin")
+                        let cancelled = changed.isEmpty ? [] : await print.lastLockdownCancelled
+                        return .success(.object(["locked_down": true, "cancelled_jobs": .array(cancelled.map { .int(Int64($0)) })]))
+                    }
+                    try await lockdown.release([.print], reason: reason.isEmpty ? "released by hand" : reason, by: who)
+                    return .success(.object(["locked_down": false, "cancelled_jobs": .array([])]))
+                } catch {
+                    return .failure(.failed, "the lockdown state cannot be saved: \(error)")
+                }
+            }
             do {
                 let cancelled = try await print.setLockdown(on ? (request.arguments["reason"]?.stringValue ?? "") : nil, by: who)
                 return .success(.object(["locked_down": .bool(on), "cancelled_jobs": .array(cancelled.map { .int(Int64($0)) })]))
@@ -174,6 +216,65 @@ public actor Agent: ControlHandler {
                 return .failure(.failed, error.message)
             }
         }
+    }
+
+    private func handleFileWatch(_ request: ControlRequest, _ fileWatch: FileWatchService, _ peer: PeerCredentials) async -> ControlResponse {
+        switch request.verb {
+        case "filewatch.status":
+            return .success(await fileWatch.statusReport())
+        case "filewatch.export":
+            let snapshot = await fileWatch.exportBaseline()
+            guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(snapshot.encoded())) else {
+                return .failure(.failed, "the baseline could not be encoded")
+            }
+            return .success(.object(["baseline": value]))
+        default:
+            guard let path = request.arguments["path"]?.stringValue, path.hasPrefix("/") else {
+                return .failure(.badRequest, "filewatch.import needs \"path\": the absolute path of a baseline export")
+            }
+            let bytes: [UInt8]
+            switch PolicyLoader.read(path) {
+            case .success(let read): bytes = read
+            case .failure(let reason): return .failure(.failed, "\(path): \(reason)")
+            }
+            do {
+                let snapshot = try BaselineSnapshot.decode(bytes)
+                try await fileWatch.importBaseline(snapshot, by: Self.who(peer))
+                return .success(.object(["imported_users": .int(Int64(snapshot.users.count))]))
+            } catch {
+                return .failure(.failed, "\(path): \(error.message)")
+            }
+        }
+    }
+
+    private func handleLockdown(_ request: ControlRequest, _ lockdown: LockdownController, _ peer: PeerCredentials) async -> ControlResponse {
+        if request.verb == "lockdown.status" { return .success(await lockdown.status()) }
+        let scopes: [LockdownScope]
+        do {
+            scopes = try LockdownScope.parseList(request.arguments["scopes"]?.stringValue ?? "")
+        } catch {
+            return .failure(.badRequest, error.description)
+        }
+        guard !scopes.isEmpty else { return .failure(.badRequest, "\(request.verb) needs \"scopes\": usb, print or both") }
+        let reason = (request.arguments["reason"]?.stringValue ?? "").trimmingSpaces
+        guard !reason.isEmpty else { return .failure(.badRequest, "\(request.verb) needs a \"reason\"") }
+        do {
+            let changed = request.verb == "lockdown.engage"
+                ? try await lockdown.engage(scopes, reason: reason, by: Self.who(peer), source: "admin")
+                : try await lockdown.release(scopes, reason: reason, by: Self.who(peer))
+            var result = await lockdown.status()
+            if case .object(var object) = result {
+                object["changed"] = .array(changed.map { .string($0.rawValue) })
+                result = .object(object)
+            }
+            return .success(result)
+        } catch {
+            return .failure(.failed, "the lockdown state cannot be saved: \(error)")
+        }
+    }
+
+    static func who(_ peer: PeerCredentials) -> String {
+        "uid \(peer.uid)" + (actor(for: peer).user?.name.map { " (\($0))" } ?? "")
     }
 
     public func denied(_ request: ControlRequest, from peer: PeerCredentials, reason: String) {
@@ -246,6 +347,8 @@ public actor Agent: ControlHandler {
         ]
         result["usb"] = await usb?.statusSummary() ?? .object(["enabled": false])
         result["print"] = await print?.statusSummary() ?? .object(["enabled": false])
+        result["filewatch"] = await fileWatch?.statusReport() ?? .object(["enabled": false])
+        if let lockdown { result["lockdown"] = await lockdown.status() }
         if !pendingRestart.isEmpty {
             result["pending_restart"] = .object(pendingRestart.mapValues(JSONValue.string))
         }
@@ -291,6 +394,11 @@ public actor Agent: ControlHandler {
                 ("print.cups_server", configuration.printCupsServer, fresh.printCupsServer),
                 ("print.cups_server_root", configuration.printCupsServerRoot, fresh.printCupsServerRoot),
                 ("print.backend_user", configuration.printBackendUser, fresh.printBackendUser),
+                ("filewatch.enabled", configuration.fileWatchEnabled ? "yes" : "no", fresh.fileWatchEnabled ? "yes" : "no"),
+                ("filewatch.intake_socket", configuration.fileWatchIntakePath, fresh.fileWatchIntakePath),
+                ("filewatch.roots", configuration.fileWatchRoots.joined(separator: ","), fresh.fileWatchRoots.joined(separator: ",")),
+                ("filewatch.rules", configuration.fileWatchRules, fresh.fileWatchRules),
+                ("filewatch.rule_key", configuration.fileWatchRuleKey, fresh.fileWatchRuleKey),
             ] where old != new {
                 pendingRestart[name] = new
                 messages.append("\(name) changed to \(new); it takes effect at the next start")
@@ -319,6 +427,7 @@ public actor Agent: ControlHandler {
         }
         if let usb { await usb.update(policy: usbPolicy) }
         if let print { await print.update(policy: printPolicy, section: policy.policy.sections["print"]) }
+        if let fileWatch { await fileWatch.update(policy: fileWatchPolicy) }
         lastReload = (now, ok, messages)
         let event = Event(
             kind: ok ? "agent.reload" : "agent.reload_failed",

@@ -1,7 +1,9 @@
 import Dispatch
 import FoundationEssentials
 public import HoldfastCore
+import FileWatch
 import HoldfastStore
+import Lockdown
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,6 +70,9 @@ public enum Daemon {
         }
         await supervisor.start(ControlService(listener: listener, handler: agent, logger: logger))
         let recorder = EventRecorder(journal: journal, logger: logger)
+        // The lockdown state first: every enforcer starts under it.
+        let lockdown = LockdownController(journal: journal, record: { recorder.record($0) })
+        await agent.attach(lockdown: lockdown)
         if configuration.usbEnabled {
             if configuration.usbMarksDirectory != USBService.ruleMarksDirectory {
                 logger.warning(
@@ -80,6 +85,7 @@ public enum Daemon {
                 rescanInterval: .seconds(configuration.usbRescanSeconds), marksDirectory: configuration.usbMarksDirectory
             )
             await agent.attach(usb: usb)
+            await usb.setLockdown(await lockdown.entry(.usb))
             await supervisor.start(usb)
             // READY means every device present has been decided: `systemctl start` returns with
             // USB enforced. A service that cannot start does not hold the agent hostage.
@@ -88,6 +94,7 @@ public enum Daemon {
                 try? await Task.sleep(for: .milliseconds(5))
             }
             if await !usb.ready { logger.error("USB enforcement is not ready yet; reporting READY anyway", ("waited", "\(readyDeadline)")) }
+            await lockdown.attach(usb, for: .usb)
         }
 
         if configuration.printEnabled {
@@ -104,7 +111,18 @@ public enum Daemon {
             }
             await agent.attach(print: print)
             await supervisor.start(print)
-            Task { await print.reapplyLockdown() }
+            // A lockdown in force before the restart cancels what waited meanwhile.
+            Task { await lockdown.attach(print, for: .print) }
+        }
+
+        if configuration.fileWatchEnabled {
+            let mode = FileWatchService.RuleMode(rawValue: configuration.fileWatchRules) ?? .manage
+            let fileWatch = FileWatchService(
+                policy: await agent.fileWatchPolicy, roots: configuration.fileWatchRoots, intakePath: configuration.fileWatchIntakePath,
+                ruleMode: mode, ruleKey: configuration.fileWatchRuleKey, journal: journal, recorder: recorder, logger: logger, lockdown: lockdown
+            )
+            await agent.attach(fileWatch: fileWatch)
+            await supervisor.start(fileWatch)
         }
         await agent.record(lifecycle("agent.start", activity: 3, "Start", "holdfastd \(HoldfastVersion.current) started (pid \(getpid()))"))
         if !configuration.usbEnabled {

@@ -66,6 +66,8 @@ public actor PrintService: Service {
     private var ledger: QuotaLedger
     /// The lockdown in force: why, since when, by whom.
     private var lockdown: Lockdown?
+    /// The jobs the last lockdown cancelled (the `print.lockdown` verb reports them).
+    private(set) var lastLockdownCancelled: [Int32] = []
     /// The last reconciliation's view.
     private var queues: [(queue: PrintQueue, approval: Approval)] = []
     private var hardening = HardeningState()
@@ -671,7 +673,7 @@ extension PrintService: LockdownEnforcer {
                     await reapplyLockdown()
                     return nil
                 }
-                _ = try await setLockdown(entry.reason, by: entry.by)
+                lastLockdownCancelled = try await setLockdown(entry.reason, by: entry.by)
             } else {
                 _ = try await setLockdown(nil, by: "lockdown release")
             }

@@ -32,6 +32,26 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// The user cupsd runs backends as; the only one besides root whose `print.gate` is answered.
     public var printBackendUser = "lp"
 
+    /// Whether FileWatch runs: the audit intake, baselines, alerts and blocks.
+    public var fileWatchEnabled = true
+    /// Where the auditd plugin hands records over. Empty: `audit.sock` next to the control socket.
+    public var fileWatchIntakeSocket = ""
+    /// The directories whose writes are audited (the kernel rules' `dir=`).
+    public var fileWatchRoots = ["/home", "/media", "/run/media", "/mnt", "/tmp", "/var/tmp"]
+    /// `manage`: check the kernel's audit rules and re-add missing ones; `check`: report only;
+    /// `off`: leave kernel audit alone (another tool owns it, or a test rig).
+    public var fileWatchRules = "manage"
+    /// The rules' key prefix: `PREFIX-write` and `PREFIX-mount` (a test rig uses its own, so the
+    /// machine's own Holdfast rules are never touched).
+    public var fileWatchRuleKey = "holdfast"
+
+    /// The intake socket in force.
+    public var fileWatchIntakePath: String {
+        if !fileWatchIntakeSocket.isEmpty { return fileWatchIntakeSocket }
+        guard let slash = controlSocket.lastIndex(of: "/") else { return "audit.sock" }
+        return String(controlSocket[...slash]) + "audit.sock"
+    }
+
     public static let defaultPath = "/etc/holdfast/agent.conf"
 
     public init() {}
@@ -124,6 +144,39 @@ public enum AgentConfigurationParser {
                 return "backend_user must be a user name"
             }
             config.printBackendUser = value
+            return nil
+        },
+        Key(section: "filewatch", name: "enabled") { config, value in
+            guard let flag = boolean(value) else { return "enabled must be yes or no (true/false, on/off and 1/0 work too)" }
+            config.fileWatchEnabled = flag
+            return nil
+        },
+        Key(section: "filewatch", name: "intake_socket") { config, value in
+            if let problem = pathProblem("intake_socket", value) { return problem }
+            guard value.utf8.count < 108, !value.hasSuffix("/") else { return "intake_socket must be a socket path shorter than 108 bytes" }
+            config.fileWatchIntakeSocket = value
+            return nil
+        },
+        Key(section: "filewatch", name: "roots") { config, value in
+            let roots = value.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
+            guard !roots.isEmpty else { return "roots must list at least one directory" }
+            for root in roots {
+                if let problem = pathProblem("roots", root) { return problem }
+                if root.contains(" ") || root.contains("\t") || root.contains("\"") { return "roots: '\(root)' has a space or a quote; auditd's rules cannot name it" }
+            }
+            config.fileWatchRoots = roots
+            return nil
+        },
+        Key(section: "filewatch", name: "rules") { config, value in
+            guard ["manage", "check", "off"].contains(value) else { return "rules must be manage, check or off" }
+            config.fileWatchRules = value
+            return nil
+        },
+        Key(section: "filewatch", name: "rule_key") { config, value in
+            guard value.utf8.count <= 24, value.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == "_") }) else {
+                return "rule_key must be up to 24 letters, digits, '-' or '_'"
+            }
+            config.fileWatchRuleKey = value
             return nil
         },
         Key(section: "journal", name: "max_size") { config, value in

@@ -195,6 +195,7 @@ public struct EventClass: Sendable, Hashable {
     public static let eventLogActivity = EventClass(uid: 1008, name: "Event Log Activity")
     public static let peripheralActivity = EventClass(uid: 1010, name: "Peripheral Activity")
     public static let complianceFinding = EventClass(uid: 2003, name: "Compliance Finding")
+    public static let detectionFinding = EventClass(uid: 2004, name: "Detection Finding")
     public static let authentication = EventClass(uid: 3002, name: "Authentication")
     public static let deviceConfigStateChange = EventClass(uid: 5019, name: "Device Config State Change")
     public static let applicationLifecycle = EventClass(uid: 6002, name: "Application Lifecycle")

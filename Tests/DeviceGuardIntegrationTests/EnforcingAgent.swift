@@ -21,7 +21,7 @@ final class EnforcingAgent {
     init(bus: USBTestbed, policy: String = "{}", rescan: String = "1h") throws {
         self.bus = bus
         chmod(directory.path, 0o755)
-        try write("[agent]\nstate_dir = \(state)\ncontrol_socket = \(socket)\npolicy = \(self.policy)\nlog_level = debug\n[usb]\nrescan_interval = \(rescan)\nmarks_dir = \(directory.file("run"))\n[print]\nenabled = no\n", to: config)
+        try write("[agent]\nstate_dir = \(state)\ncontrol_socket = \(socket)\npolicy = \(self.policy)\nlog_level = debug\n[usb]\nrescan_interval = \(rescan)\nmarks_dir = \(directory.file("run"))\n[print]\nenabled = no\n[filewatch]\nenabled = no\n", to: config)
         try setPolicy(policy)
     }
 

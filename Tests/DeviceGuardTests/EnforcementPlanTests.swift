@@ -237,6 +237,25 @@ func deviceState(
         USBDeviceRecord(name: "1-2", sysPath: "/sys/x/1-2", descriptors: EnforcementPlanTests.stick.descriptors, serial: serial)
     }
 
+    @Test func aLockdownKeepsOnlyHIDAndHubsAndSuspendsExceptions() {
+        let classifier = Classifier(policy: .empty)
+        let stick = classifier.decide(record(serial: "S1"), exceptions: [exception()], now: Self.now + 10, lockdown: true)
+        #expect(stick.verdict == .block)
+        #expect(stick.rule == "lockdown")
+        #expect(stick.exception == nil)
+        let keyboard = USBDeviceRecord(name: "1-3", sysPath: "/sys/x/1-3", descriptors: single((0x03, 0x01, 0x01)).descriptors)
+        #expect(classifier.decide(keyboard, lockdown: true).verdict == .allow)
+        // Audio is allowed by default, not under a lockdown.
+        let headset = USBDeviceRecord(name: "1-4", sysPath: "/sys/x/1-4", descriptors: single((0x01, 0x01, 0x00)).descriptors)
+        #expect(classifier.decide(headset).verdict == .allow)
+        #expect(classifier.decide(headset, lockdown: true).verdict == .block)
+        // A keyboard with a card reader keeps its keyboard.
+        let combo = USBDeviceSpec(vendor: 0x1234, product: 0x9999, configurations: [[Setting(0, (0x03, 0x01, 0x01)), Setting(1, (0x08, 0x06, 0x50))]])
+        let decision = classifier.decide(USBDeviceRecord(name: "1-5", sysPath: "/sys/x/1-5", descriptors: combo.descriptors), lockdown: true)
+        #expect(decision.verdict == .partial)
+        #expect(decision.interfaces.map(\.verdict) == [.allow, .block])
+    }
+
     @Test func anActiveExceptionAllowsEveryInterface() {
         let decision = Classifier(policy: .empty).decide(record(serial: "S1"), exceptions: [exception()], now: Self.now + 10)
         #expect(decision.verdict == .allow)

@@ -27,7 +27,7 @@ import Testing
         func writeConfig(extra: String = "") throws {
             // USB enforcement stays off: these tests run on the real /sys of whatever machine runs
             // them (DeviceGuard's own tests run it over a umockdev bus).
-            try write("# test agent\n[usb]\nenabled = no\n[print]\nenabled = no\n[agent]\nstate_dir = \(state)\ncontrol_socket = \(socket)\npolicy = \(policy)\n\(extra)", to: config)
+            try write("# test agent\n[usb]\nenabled = no\n[print]\nenabled = no\n[filewatch]\nenabled = no\n[agent]\nstate_dir = \(state)\ncontrol_socket = \(socket)\npolicy = \(policy)\n\(extra)", to: config)
         }
 
         func write(_ text: String, to path: String) throws {

@@ -176,6 +176,35 @@ import Testing
         #expect(!after.contains(set.keyPrefix))
     }
 
+    /// holdfastd's own check, through libaudit: rules auditctl loaded are seen as present; after
+    /// one is deleted it is reported missing, and adding it through libaudit makes the set whole
+    /// again — the same rules auditctl lists.
+    @Test(.enabled(if: available, "needs root, auditd, a kernel with audit and no audit daemon running"))
+    func theRuleCheckSeesWhatIsMissingAndPutsItBack() throws {
+        let directory = TemporaryDirectory()
+        let set = try AuditRuleSet(roots: ["/tmp", "/home"], keyPrefix: "holdfast-test-\(getpid())")
+        let file = directory.file("rules")
+        try set.file.write(toFile: file, atomically: true, encoding: .utf8)
+        defer {
+            _ = try? runProcess(Self.auditctl, ["-D", "-k", set.writeKey])
+            _ = try? runProcess(Self.auditctl, ["-D", "-k", set.mountKey])
+        }
+        let kernel = NetlinkAudit()
+        #expect(try RuleCheck.run(set, against: kernel).missing == set.rules)
+        let loaded = try runProcess(Self.auditctl, ["-R", file])
+        try #require(loaded.status == 0, "auditctl -R: \(loaded.stderr)")
+        #expect(try RuleCheck.run(set, against: kernel) == RuleCheck(missing: [], present: set.rules.count))
+        let listedByAuditctl = try runProcess(Self.auditctl, ["-l"]).stdout
+        _ = try runProcess(Self.auditctl, ["-D", "-k", set.mountKey])
+        #expect(try RuleCheck.run(set, against: kernel).missing == set.rules.filter { $0.last == set.mountKey })
+        for rule in try RuleCheck.run(set, against: kernel).missing { try kernel.add(rule) }
+        #expect(try RuleCheck.run(set, against: kernel).missing.isEmpty)
+        #expect(try runProcess(Self.auditctl, ["-l"]).stdout == listedByAuditctl)
+        let status = try kernel.status()
+        #expect(status.pid == 0)
+        #expect(status.backlogLimit > 0)
+    }
+
     func allEvents(_ bytes: [UInt8]) -> [AuditEventSummary] {
         var stream = AuditStream()
         var events: [AuditEvent] = []

@@ -186,3 +186,33 @@ func summaries(_ outputs: [DetectorOutput]) -> [BurstSummary] {
         #expect(LocalHour.hourOfWeek(newYork.hour(milliseconds: monday)) == 6 * 24 + 19)
     }
 }
+
+@Suite struct SerialGapTrackerTests {
+    @Test func inOrderAndSlightlyShuffledSerialsAreComplete() {
+        var tracker = SerialGapTracker()
+        var serials = Array(UInt64(1_000)...UInt64(6_000))
+        for index in stride(from: 0, to: serials.count - 8, by: 8) { serials[index..<(index + 8)].reverse() }
+        for serial in serials { tracker.saw(node: nil, serial: serial) }
+        #expect(tracker.missing == 0)
+    }
+
+    @Test func holesAreCountedOnceTheyLeaveTheWindow() {
+        var tracker = SerialGapTracker()
+        for serial in UInt64(1)...UInt64(3_000) where serial % 100 != 0 { tracker.saw(node: nil, serial: serial) }
+        // 1…2999 without 100, 200, …, 2900: the window holds 1976…2999, so 100…1900 are out.
+        #expect(tracker.missing == 19)
+        tracker.saw(node: nil, serial: 10_000)
+        // The window now holds 8977…10000: all 29 holes are out, and 3000…8976 were skipped;
+        // 8977…9999 may still come.
+        #expect(tracker.missing == 29 + 5_977)
+    }
+
+    @Test func aRebootOrAnotherNodeIsNotALoss() {
+        var tracker = SerialGapTracker()
+        for serial in UInt64(50_000)...UInt64(52_000) { tracker.saw(node: "ws1", serial: serial) }
+        for serial in UInt64(1)...UInt64(2_000) { tracker.saw(node: "ws1", serial: serial) }
+        for serial in UInt64(10)...UInt64(20) { tracker.saw(node: "ws2", serial: serial) }
+        #expect(tracker.missing == 0)
+        #expect(tracker.restarts == 1)
+    }
+}

@@ -39,8 +39,8 @@ struct ServiceFailure: Error, CustomStringConvertible {
 struct StubbornService: Service {
     let name = "stubborn"
     func run() async throws {
-        let end = ContinuousClock.now + .seconds(3)
-        while ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(10)) }
+        let end = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(50)) }
     }
 }
 
@@ -91,7 +91,8 @@ func eventually(_ timeout: Duration = .seconds(30), _ condition: () async -> Boo
         let started = ContinuousClock.now
         let late = await supervisor.shutdown(deadline: .milliseconds(200))
         #expect(late == ["stubborn"])
-        // The deadline holds: shutdown returns near it, not when the service finally ends (3 s).
-        #expect(ContinuousClock.now - started < .milliseconds(2_500))
+        // The deadline holds: shutdown returns at it, not when the service finally ends (20 s;
+        // the bound is loose so a loaded 2-core CI box cannot fail it).
+        #expect(ContinuousClock.now - started < .seconds(15))
     }
 }

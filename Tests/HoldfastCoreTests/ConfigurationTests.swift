@@ -39,6 +39,26 @@ import Testing
         #expect(configuration.journalMaximumBytes == 64 << 20)
     }
 
+    @Test func parsesTheFileWatchSection() throws {
+        let configuration = try parse("""
+            [agent]
+            control_socket = /run/hf/control.sock
+            [filewatch]
+            enabled = yes
+            roots = /home, /srv/desk
+            rules = check
+            rule_key = site-fw
+            """)
+        #expect(configuration.fileWatchEnabled)
+        #expect(configuration.fileWatchRoots == ["/home", "/srv/desk"])
+        #expect(configuration.fileWatchRules == "check")
+        #expect(configuration.fileWatchRuleKey == "site-fw")
+        // The intake socket sits next to the control socket unless configured.
+        #expect(configuration.fileWatchIntakePath == "/run/hf/audit.sock")
+        #expect(try parse("[filewatch]\nintake_socket = /run/x/intake.sock\n").fileWatchIntakePath == "/run/x/intake.sock")
+        #expect(AgentConfiguration().fileWatchIntakePath == "/run/holdfast/audit.sock")
+    }
+
     @Test func anEmptyFileMeansTheDefaults() throws {
         #expect(try parse("") == AgentConfiguration())
         #expect(try parse("# only comments\n\n") == AgentConfiguration())
@@ -52,9 +72,12 @@ import Testing
 
     @Test(arguments: [
         ("duplicate key", "[agent]\nlog_level = info\nlog_level = debug\n", 3, "duplicate key 'log_level' (first set on line 2)"),
-        ("unknown section", "[printer]\nmode = enforce\n", 1, "unknown section [printer] (known: agent, journal, print, usb)"),
+        ("unknown section", "[printer]\nmode = enforce\n", 1, "unknown section [printer] (known: agent, filewatch, journal, print, usb)"),
         ("unknown print key", "[print]\nmode = enforce\n", 2, "unknown key 'mode' in [print]"),
         ("bad cups_server", "[print]\ncups_server = relative/cups.sock\n", 2, "cups_server must be a socket path or host:port"),
+        ("bad filewatch rules", "[filewatch]\nrules = sometimes\n", 2, "rules must be manage, check or off"),
+        ("a root with a space", "[filewatch]\nroots = /home,/srv/my desk\n", 2, "roots: '/srv/my desk' has a space or a quote; auditd's rules cannot name it"),
+        ("a relative root", "[filewatch]\nroots = home\n", 2, "roots must be an absolute path"),
         ("key outside a section", "log_level = info\n", 1, "'log_level' is outside a section; put it under a [section]"),
         ("relative path", "[agent]\nstate_dir = var/lib/holdfast\n", 2, "state_dir must be an absolute path"),
         ("dot-dot path", "[agent]\npolicy = /etc/holdfast/../shadow\n", 2, "policy must not contain '..' (write the path it leads to)"),

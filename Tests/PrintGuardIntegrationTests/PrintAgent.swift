@@ -37,6 +37,8 @@ final class PrintAgent {
             [print]
             cups_server = \(cups.socket)
             cups_server_root = \(cups.serverRoot)
+            [filewatch]
+            enabled = no
 
             """, to: config)
         try setPolicy(policy)

@@ -54,6 +54,8 @@ enum PrintDemo {
             [print]
             cups_server = \(cups.socket)
             cups_server_root = \(cups.serverRoot)
+            [filewatch]
+            enabled = no
 
             """.write(toFile: work.file("agent.conf"), atomically: true, encoding: .utf8)
         chmod(work.file("policy.json"), 0o644)

@@ -1,0 +1,253 @@
+// holdfast-audit-plugin: the auditd plugin (`/etc/audit/plugins.d/holdfast.conf`).
+//
+// auditd writes every record to this process's stdin; a plugin that stops reading blocks auditd's
+// dispatcher and then the audited syscalls themselves. So this forwarder does as little as it can
+// on that path: the main thread only reads stdin and queues whole lines in a bounded queue; a
+// second thread hands them to holdfastd over a Unix socket. When the queue is full (holdfastd is
+// down or slow), lines are dropped and counted, and the count reaches holdfastd as a
+// `#holdfast-forwarder dropped …` line ahead of the next data — a drop is an event, never silence.
+// See docs/audit-intake.md.
+
+import Dispatch
+import Foundation
+import HoldfastCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Options {
+    var socket = "/run/holdfast/audit.sock"
+    var queueBytes = 64 << 20
+}
+
+func usage() -> Never {
+    FileHandle.standardError.write(Data("""
+        usage: holdfast-audit-plugin [--socket PATH] [--queue-size SIZE]
+        auditd's plugin: reads audit records on stdin, hands them to holdfastd (default socket /run/holdfast/audit.sock).
+        --queue-size  bytes held while holdfastd does not take them (default 64M); past it, lines are dropped and counted
+
+        """.utf8))
+    exit(2)
+}
+
+func parseOptions(_ arguments: [String]) -> Options {
+    var options = Options()
+    var index = 1
+    while index < arguments.count {
+        let argument = arguments[index]
+        switch argument {
+        case "--socket":
+            guard index + 1 < arguments.count, arguments[index + 1].hasPrefix("/") else { usage() }
+            options.socket = arguments[index + 1]
+            index += 2
+        case "--queue-size":
+            guard index + 1 < arguments.count, let bytes = ByteSize.parse(arguments[index + 1]), bytes >= 1 << 16 else { usage() }
+            options.queueBytes = bytes
+            index += 2
+        case "--help", "-h":
+            usage()
+        default:
+            FileHandle.standardError.write(Data("holdfast-audit-plugin: unknown argument '\(argument)'\n".utf8))
+            exit(2)
+        }
+    }
+    return options
+}
+
+/// Whole lines waiting for holdfastd, bounded in bytes.
+struct Queue {
+    var blocks: [[UInt8]] = []
+    var head = 0
+    var bytes = 0
+    /// Lines (records) read from stdin, and those dropped because the queue was full.
+    var received: UInt64 = 0
+    var dropped: UInt64 = 0
+    var droppedBytes: UInt64 = 0
+    /// Drops not yet reported to holdfastd.
+    var unreportedDrops: UInt64 = 0
+    var unreportedDroppedBytes: UInt64 = 0
+    var endOfInput = false
+}
+
+let options = parseOptions(CommandLine.arguments)
+signal(SIGPIPE, SIG_IGN)
+// auditd sends SIGHUP when it reloads its configuration; there is nothing to reload here.
+signal(SIGHUP, SIG_IGN)
+
+let queue = Mutex(Queue())
+let wake = DispatchSemaphore(value: 0)
+let started = Date()
+
+func log(_ message: String) {
+    // stderr goes to auditd's log (syslog); keep it short and rare.
+    FileHandle.standardError.write(Data("holdfast-audit-plugin: \(message)\n".utf8))
+}
+
+/// The sender: connects (and reconnects) to holdfastd and writes what is queued, in order.
+func sender() {
+    var descriptor: Int32 = -1
+    var lastStats = Date(timeIntervalSince1970: 0)
+    var failingSince: Date?
+    while true {
+        if descriptor < 0 {
+            descriptor = connect(to: options.socket)
+            if descriptor < 0 {
+                if failingSince == nil {
+                    failingSince = Date()
+                    log("cannot reach holdfastd at \(options.socket); queueing up to \(options.queueBytes) bytes")
+                }
+                if queue.withLock({ $0.endOfInput }) { exit(0) }
+                _ = wake.wait(timeout: .now() + .milliseconds(500))
+                continue
+            }
+            if failingSince != nil { log("connected to holdfastd") }
+            failingSince = nil
+            let hello = "#holdfast-forwarder hello pid=\(getpid()) version=\(HoldfastVersion.current) started=\(Int64(started.timeIntervalSince1970))\n"
+            if !send(descriptor, Array(hello.utf8)) {
+                close(descriptor)
+                descriptor = -1
+                continue
+            }
+        }
+        // The next thing to send: a drop report first, then the oldest block.
+        let (report, block, stats, finished) = queue.withLock { queue -> ([UInt8]?, [UInt8]?, [UInt8]?, Bool) in
+            var report: [UInt8]?
+            if queue.unreportedDrops > 0 {
+                report = Array("#holdfast-forwarder dropped records=\(queue.unreportedDrops) bytes=\(queue.unreportedDroppedBytes) total_dropped=\(queue.dropped) total_received=\(queue.received)\n".utf8)
+            }
+            var stats: [UInt8]?
+            if Date().timeIntervalSince(lastStats) >= 5 {
+                stats = Array("#holdfast-forwarder stats received=\(queue.received) dropped=\(queue.dropped) queued_bytes=\(queue.bytes)\n".utf8)
+            }
+            let block = queue.head < queue.blocks.count ? queue.blocks[queue.head] : nil
+            return (report, block, stats, queue.endOfInput && block == nil)
+        }
+        if let report {
+            guard send(descriptor, report) else {
+                close(descriptor)
+                descriptor = -1
+                continue
+            }
+            queue.withLock { queue in
+                // Only what was reported is cleared; drops meanwhile stay for the next report.
+                queue.unreportedDrops = 0
+                queue.unreportedDroppedBytes = 0
+            }
+        }
+        if let stats {
+            guard send(descriptor, stats) else {
+                close(descriptor)
+                descriptor = -1
+                continue
+            }
+            lastStats = Date()
+        }
+        if let block {
+            guard send(descriptor, block) else {
+                close(descriptor)
+                descriptor = -1
+                continue
+            }
+            queue.withLock { queue in
+                queue.blocks[queue.head] = []
+                queue.head += 1
+                queue.bytes -= block.count
+                if queue.head > 1_024, queue.head * 2 > queue.blocks.count {
+                    queue.blocks.removeFirst(queue.head)
+                    queue.head = 0
+                }
+            }
+            continue
+        }
+        if finished {
+            let bye = queue.withLock { "#holdfast-forwarder bye received=\($0.received) dropped=\($0.dropped)\n" }
+            _ = send(descriptor, Array(bye.utf8))
+            close(descriptor)
+            exit(0)
+        }
+        _ = wake.wait(timeout: .now() + .seconds(1))
+    }
+}
+
+func connect(to path: String) -> Int32 {
+    let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard descriptor >= 0 else { return -1 }
+    let result = UnixAddress.withAddress(path) { address, length in Glibc.connect(descriptor, address, length) == 0 ? 0 : errno }
+    guard result == 0 else {
+        close(descriptor)
+        return -1
+    }
+    return descriptor
+}
+
+func send(_ descriptor: Int32, _ bytes: [UInt8]) -> Bool {
+    var offset = 0
+    while offset < bytes.count {
+        let written = bytes.withUnsafeBytes { buffer in
+            Glibc.send(descriptor, buffer.baseAddress.map { $0 + offset }, buffer.count - offset, Int32(MSG_NOSIGNAL))
+        }
+        if written < 0, errno == EINTR { continue }
+        guard written > 0 else { return false }
+        offset += written
+    }
+    return true
+}
+
+Thread.detachNewThread { sender() }
+
+// The reader: stdin into the queue, whole lines only, never waiting on holdfastd.
+var carry: [UInt8] = []
+var chunk = [UInt8](repeating: 0, count: 1 << 16)
+while true {
+    let count = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+    if count < 0, errno == EINTR { continue }
+    if count <= 0 { break }
+    guard let lastNewline = chunk[0..<count].lastIndex(of: UInt8(ascii: "\n")) else {
+        carry += chunk[0..<count]
+        // A line longer than any audit record (the kernel's limit is 8,970 bytes): drop it.
+        if carry.count > 1 << 20 {
+            queue.withLock { queue in
+                queue.received += 1
+                queue.dropped += 1
+                queue.droppedBytes += UInt64(carry.count)
+                queue.unreportedDrops += 1
+                queue.unreportedDroppedBytes += UInt64(carry.count)
+            }
+            carry = []
+        }
+        continue
+    }
+    var block = carry
+    block += chunk[0...lastNewline]
+    carry = Array(chunk[(lastNewline + 1)..<count])
+    let lines = UInt64(block.reduce(into: 0) { if $1 == UInt8(ascii: "\n") { $0 += 1 } })
+    queue.withLock { queue in
+        queue.received += lines
+        if queue.bytes + block.count > options.queueBytes {
+            queue.dropped += lines
+            queue.droppedBytes += UInt64(block.count)
+            queue.unreportedDrops += lines
+            queue.unreportedDroppedBytes += UInt64(block.count)
+        } else {
+            queue.blocks.append(block)
+            queue.bytes += block.count
+        }
+    }
+    wake.signal()
+}
+// auditd closed our stdin (it is stopping or reconfiguring): send what is queued, for up to 2 s.
+if !carry.isEmpty {
+    carry.append(UInt8(ascii: "\n"))
+    queue.withLock { queue in
+        queue.received += 1
+        queue.blocks.append(carry)
+        queue.bytes += carry.count
+    }
+}
+queue.withLock { $0.endOfInput = true }
+wake.signal()
+Thread.sleep(forTimeInterval: 2)
+let left = queue.withLock { $0.blocks.count - $0.head }
+if left > 0 { log("stopping with \(left) blocks holdfastd did not take") }
+exit(0)
