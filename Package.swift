@@ -64,7 +64,7 @@ let executables: [Target] = [
 
 let tests: [Target] = [
     // Temporary directories, running built products, locating the package: shared by the tests.
-    .target(name: "HoldfastTestSupport", dependencies: ["HoldfastCore"], path: "Tests/HoldfastTestSupport"),
+    .target(name: "HoldfastTestSupport", dependencies: ["HoldfastCore", "FileWatch"], path: "Tests/HoldfastTestSupport"),
     .testTarget(name: "HoldfastCoreTests", dependencies: ["HoldfastCore", "HoldfastTestSupport"]),
     .testTarget(name: "HoldfastCryptoTests", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastTestSupport"]),
     .testTarget(name: "HoldfastStoreTests", dependencies: ["HoldfastCore", "HoldfastStore", "HoldfastTestSupport"]),

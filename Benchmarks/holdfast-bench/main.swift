@@ -60,7 +60,7 @@ func rate(_ value: Double) -> String {
 func micros(_ seconds: Double) -> String { String(format: "%.1f µs", seconds * 1e6) }
 
 var rows: [Row] = []
-/// `BENCH_ONLY=usb`, `print` or `audit` runs only that group's slow rows (the quick rows always run).
+/// `BENCH_ONLY=usb`, `print`, `audit` or `filewatch` runs only that group's slow rows (the quick rows always run).
 let only = ProcessInfo.processInfo.environment["BENCH_ONLY"]
 func wanted(_ group: String) -> Bool { only == nil || only == group }
 
@@ -458,6 +458,15 @@ if wanted("print"), getuid() == 0, FileManager.default.fileExists(atPath: "/usr/
 if wanted("audit") {
     let records = ProcessInfo.processInfo.environment["AUDIT_RECORDS"].flatMap { Int($0) } ?? 1_000_000
     rows += try AuditBench.rows(records: records)
+}
+
+// MARK: FileWatch
+
+if wanted("filewatch") {
+    let environment = ProcessInfo.processInfo.environment
+    let seconds = environment["FILEWATCH_SECONDS"].flatMap { Int($0) } ?? 60
+    let perSecond = environment["FILEWATCH_RATE"].flatMap { Int($0) } ?? 1_000
+    rows += try FileWatchBench.rows(seconds: seconds, rate: perSecond)
 }
 
 // MARK: Report

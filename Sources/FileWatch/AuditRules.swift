@@ -43,10 +43,11 @@ public struct AuditRuleSet: Sendable, Equatable {
     }
 
     /// The file-writing syscalls per audit architecture (x86_64 and its 32-bit ABI: a 32-bit
-    /// binary must not slip past a 64-bit-only rule).
+    /// binary must not slip past a 64-bit-only rule). `link`/`linkat` are how an `O_TMPFILE` file
+    /// gets its name, so they count as creating one.
     static let writeSyscalls: [(arch: String, names: [String])] = [
-        ("b64", ["creat", "open", "openat", "openat2", "rename", "renameat", "renameat2", "unlink", "unlinkat", "truncate", "ftruncate"]),
-        ("b32", ["creat", "open", "openat", "openat2", "rename", "renameat", "renameat2", "unlink", "unlinkat", "truncate", "ftruncate", "truncate64", "ftruncate64"]),
+        ("b64", ["creat", "open", "openat", "openat2", "rename", "renameat", "renameat2", "unlink", "unlinkat", "truncate", "ftruncate", "link", "linkat", "symlink", "symlinkat"]),
+        ("b32", ["creat", "open", "openat", "openat2", "rename", "renameat", "renameat2", "unlink", "unlinkat", "truncate", "ftruncate", "truncate64", "ftruncate64", "link", "linkat", "symlink", "symlinkat"]),
     ]
     static let mountSyscalls: [(arch: String, names: [String])] = [
         ("b64", ["mount", "umount2", "move_mount", "fsmount"]),

@@ -105,8 +105,13 @@ public struct BaselineSnapshot: Sendable, Equatable, Codable {
             throw FileWatchPolicyError("not a baseline export: \(error)")
         }
         guard snapshot.format == currentFormat else { throw FileWatchPolicyError("baseline format \(snapshot.format); this build reads \(currentFormat)") }
+        // 1970 to 2200: anything else is not a time a workstation saw (and would overflow later sums).
+        let latest: Int64 = 7_258_118_400_000
         for (uid, user) in snapshot.users {
             guard UInt32(uid) != nil else { throw FileWatchPolicyError("baseline user \"\(uid)\" is not a login uid") }
+            guard (0...latest).contains(user.firstSeen), (-1...(latest / 3_600_000)).contains(user.lastFoldedHour) else {
+                throw FileWatchPolicyError("baseline for \(uid) has a first_seen or last_folded_hour outside 1970-2200")
+            }
             for (name, metric) in user.metrics {
                 guard FileMetric(rawValue: name) != nil else { throw FileWatchPolicyError("baseline metric \"\(name)\" is unknown") }
                 guard metric.week.count == 168, metric.day.count == 24 else { throw FileWatchPolicyError("baseline for \(uid) \(name) needs 168 week and 24 day slots") }
@@ -128,7 +133,8 @@ public struct BaselineSnapshot: Sendable, Equatable, Codable {
 /// Local hours: hours since 1970-01-01 00:00 in a time zone, and their place in the week.
 public struct LocalHour: Sendable {
     public let timeZone: TimeZone
-    /// The offset of the last UTC hour asked about (zones change offset on hour boundaries).
+    /// The offset of the last quarter hour asked about (zones change offset on quarter-hour
+    /// boundaries at the finest: Lord Howe's half-hour DST).
     private var cachedUTCHour: Int64 = .min
     private var cachedOffset: Int64 = 0
 
@@ -139,9 +145,9 @@ public struct LocalHour: Sendable {
     /// The local hour of an instant and when (UTC milliseconds) that hour began.
     public mutating func hourAndStart(milliseconds: Int64) -> (hour: Int64, start: Int64) {
         let seconds = milliseconds.floorDivided(by: 1_000)
-        let utcHour = seconds.floorDivided(by: 3_600)
-        if utcHour != cachedUTCHour {
-            cachedUTCHour = utcHour
+        let quarter = seconds.floorDivided(by: 900)
+        if quarter != cachedUTCHour {
+            cachedUTCHour = quarter
             cachedOffset = Int64(timeZone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(seconds))))
         }
         let local = seconds + cachedOffset

@@ -55,9 +55,12 @@ public struct FileWatchDetector: Sendable {
     private var local: LocalHour
     private var users: [UInt32: UserState] = [:]
     private var bursts: [BurstKey: Burst] = [:]
+    /// When each (user, threshold) last alerted, and what was folded since: kept across bursts, so
+    /// a pace that hovers at a threshold is one alert per interval, not one per dip.
+    private var alerts: [BurstKey: AlertState] = [:]
     /// Distinct files remembered per user and metric within the hour; past it, every write counts
     /// (an over-count errs toward an alert, never toward silence).
-    public static let maximumDistinct = 200_000
+    public static let maximumDistinct = 100_000
 
     struct BurstKey: Hashable, Sendable {
         let auid: UInt32
@@ -66,13 +69,20 @@ public struct FileWatchDetector: Sendable {
 
     struct Burst: Sendable {
         var started: Int64
-        var lastEmitted: Int64
         var count: Int
-        var folded: Int
         var peak: Int
         var alerts: Int
         var userName: String?
     }
+
+    struct AlertState: Sendable {
+        var lastEmitted: Int64
+        var folded: Int
+    }
+
+    /// A burst ends once the count is below 80% of its limit (hysteresis: a pace at the limit is
+    /// one burst, not a burst per file).
+    static func hasEnded(observed: Int, limit: Int) -> Bool { observed * 10 < limit * 8 }
 
     struct UserState: Sendable {
         var baseline: UserBaseline
@@ -103,6 +113,7 @@ public struct FileWatchDetector: Sendable {
         if newPolicy.timeZone != policy.timeZone {
             users = [:]
             bursts = [:]
+            alerts = [:]
             local = LocalHour(timeZone: TimeZone(identifier: newPolicy.timeZone) ?? TimeZone(secondsFromGMT: 0) ?? .current)
         }
         policy = newPolicy
@@ -132,7 +143,15 @@ public struct FileWatchDetector: Sendable {
         return (user.windows[Self.index(metric)].count, user.baseline)
     }
 
-    static func index(_ metric: FileMetric) -> Int { FileMetric.allCases.firstIndex(of: metric) ?? 0 }
+    static func index(_ metric: FileMetric) -> Int {
+        switch metric {
+        case .filesWritten: 0
+        case .removableFilesWritten: 1
+        case .directoriesTouched: 2
+        case .deletes: 3
+        case .renames: 4
+        }
+    }
 
     /// Counts one activity and checks the thresholds it can move.
     public mutating func observe(_ activity: FileActivity) -> [DetectorOutput] {
@@ -143,60 +162,68 @@ public struct FileWatchDetector: Sendable {
         users[activity.auid] = nil
         if let name = activity.userName { user.userName = name }
         advance(&user, to: hour, start: start, time: time)
-        var touched: [FileMetric] = []
-        func count(_ metric: FileMetric, _ key: String) {
+        // The metrics this activity moved, one bit each (no allocation on the hot path).
+        var touched: UInt8 = 0
+        func count(_ metric: FileMetric, _ key: String, sample: String) {
             let index = Self.index(metric)
             let previous = user.windows[index].add(key, at: time)
             if previous.map({ $0 < user.hourStart }) ?? true { user.hourCounts[index] += 1 }
             if previous == nil || user.windows[index].distinct == false {
-                var samples = user.samples[index]
-                samples.removeAll { $0 == key }
-                samples.append(key)
-                if samples.count > 5 { samples.removeFirst(samples.count - 5) }
-                user.samples[index] = samples
+                // In place: a copy here would copy the array on every write.
+                user.samples[index].removeAll { $0 == sample }
+                user.samples[index].append(sample)
+                if user.samples[index].count > 5 { user.samples[index].removeFirst(user.samples[index].count - 5) }
             }
-            touched.append(metric)
+            touched |= 1 << UInt8(index)
         }
+        // A file is its device and inode when the record says them (names can be made to repeat:
+        // the same relative name under many directory descriptors), else its path.
+        let file = activity.fileIdentity ?? activity.path
+        let directory = activity.directoryIdentity ?? activity.directory
         switch activity.operation {
         case .create, .writeOpen, .truncate:
-            count(.filesWritten, activity.path)
-            if activity.target == .removable { count(.removableFilesWritten, activity.path) }
-            count(.directoriesTouched, activity.directory)
+            count(.filesWritten, file, sample: activity.path)
+            if activity.target == .removable { count(.removableFilesWritten, file, sample: activity.path) }
+            count(.directoriesTouched, directory, sample: activity.directory)
         case .rename:
-            count(.renames, activity.path)
-            if activity.target == .removable { count(.removableFilesWritten, activity.path) }
-            count(.directoriesTouched, activity.directory)
+            count(.renames, activity.path, sample: activity.path)
+            if activity.target == .removable { count(.removableFilesWritten, file, sample: activity.path) }
+            count(.directoriesTouched, directory, sample: activity.directory)
         case .delete:
-            count(.deletes, activity.path)
+            count(.deletes, activity.path, sample: activity.path)
         case .mount:
             break
         }
         let warmedUp = time - user.baseline.firstSeen >= policy.warmUpSeconds * 1_000
-        for threshold in policy.thresholds where touched.contains(threshold.metric) {
+        for threshold in policy.thresholds where touched & (1 << UInt8(Self.index(threshold.metric))) != 0 {
             let index = Self.index(threshold.metric)
             let observed = user.windows[index].count
             let expected = user.baseline.metric(threshold.metric).expected(hour: hour)
             let (limit, basis) = Self.limit(threshold, expected: warmedUp ? expected.level : nil)
             let key = BurstKey(auid: activity.auid, threshold: threshold.id)
             guard let limit, observed >= limit else {
-                if let burst = bursts.removeValue(forKey: key) { outputs.append(.burstEnded(summary(burst, threshold, key, ended: time))) }
+                if let burst = bursts[key], Self.hasEnded(observed: observed, limit: limit ?? .max) {
+                    bursts[key] = nil
+                    outputs.append(.burstEnded(summary(burst, threshold, key, ended: time)))
+                }
                 continue
             }
-            var burst = bursts[key] ?? Burst(started: time, lastEmitted: .min, count: 0, folded: 0, peak: 0, alerts: 0, userName: user.userName)
+            var burst = bursts[key] ?? Burst(started: time, count: 0, peak: 0, alerts: 0, userName: user.userName)
             burst.count += 1
             burst.peak = max(burst.peak, observed)
-            if burst.lastEmitted == .min || time - burst.lastEmitted >= policy.alertIntervalSeconds * 1_000 {
+            var alert = alerts[key]
+            if alert == nil || time - (alert?.lastEmitted ?? 0) >= policy.alertIntervalSeconds * 1_000 || time < (alert?.lastEmitted ?? 0) {
                 outputs.append(.decision(FileDecision(
                     threshold: threshold, auid: activity.auid, userName: user.userName, time: time, observed: observed,
                     baseline: warmedUp ? expected.level : nil, spread: warmedUp ? expected.spread : nil, limit: limit, basis: basis,
-                    samplePaths: user.samples[index], exe: activity.exe, comm: activity.comm, pid: activity.pid, folded: burst.folded
+                    samplePaths: user.samples[index], exe: activity.exe, comm: activity.comm, pid: activity.pid, folded: alert?.folded ?? 0
                 )))
-                burst.lastEmitted = time
-                burst.folded = 0
+                alert = AlertState(lastEmitted: time, folded: 0)
                 burst.alerts += 1
             } else {
-                burst.folded += 1
+                alert?.folded += 1
             }
+            alerts[key] = alert
             bursts[key] = burst
         }
         users[activity.auid] = user
@@ -234,10 +261,13 @@ public struct FileWatchDetector: Sendable {
             let warmedUp = time - user.baseline.firstSeen >= policy.warmUpSeconds * 1_000
             let expected = user.baseline.metric(threshold.metric).expected(hour: hour)
             let (limit, _) = Self.limit(threshold, expected: warmedUp ? expected.level : nil)
-            if let limit, user.windows[Self.index(threshold.metric)].count >= limit { continue }
+            if let limit, !Self.hasEnded(observed: user.windows[Self.index(threshold.metric)].count, limit: limit) { continue }
             bursts[key] = nil
             outputs.append(.burstEnded(summary(burst, threshold, key, ended: time)))
         }
+        // What no longer holds back an alert is forgotten.
+        let interval = policy.alertIntervalSeconds * 1_000
+        alerts = alerts.filter { time - $0.value.lastEmitted < interval || bursts[$0.key] != nil }
         return outputs
     }
 
@@ -252,7 +282,7 @@ public struct FileWatchDetector: Sendable {
     /// silent ones as zeros), and the sliding windows drop what is older than an hour.
     private func advance(_ user: inout UserState, to hour: Int64, start: Int64, time: Int64) {
         if time > user.latest { user.latest = time }
-        for index in user.windows.indices { user.windows[index].expire(before: user.latest - 3_600_000) }
+        for index in user.windows.indices { user.windows[index].expire(through: user.latest - 3_600_000) }
         let current = user.hour ?? (user.baseline.lastFoldedHour + 1)
         guard hour > current || user.hour == nil else { return }
         let memory = policy.memoryWeeks
@@ -277,9 +307,8 @@ public struct FileWatchDetector: Sendable {
 
     private func fold(_ user: inout UserState, hour: Int64, counts: [Int]) {
         for (index, metric) in FileMetric.allCases.enumerated() {
-            var baseline = user.baseline.metrics[metric.rawValue] ?? MetricBaseline()
-            baseline.fold(counts[index], hour: hour, memoryWeeks: policy.memoryWeeks)
-            user.baseline.metrics[metric.rawValue] = baseline
+            // In place (the default subscript): no copy of the 192 slots per fold.
+            user.baseline.metrics[metric.rawValue, default: MetricBaseline()].fold(counts[index], hour: hour, memoryWeeks: policy.memoryWeeks)
         }
         user.baseline.lastFoldedHour = hour
     }
@@ -291,14 +320,16 @@ extension FileWatchDetector.UserState {
     }
 }
 
-/// Counts over the last hour: distinct keys (files, directories) or every occurrence.
+/// Counts over the last hour, (now − 1 h, now]: distinct keys (files, directories) or every
+/// occurrence. Keys are kept as 64-bit hashes (SipHash, seeded per process, so names cannot be
+/// chosen to collide): a window costs the same whatever the length of the names.
 struct SlidingWindow: Sendable {
     let distinct: Bool
-    private var lastSeen: [String: Int64] = [:]
+    private var lastSeen: [Int: Int64] = [:]
     private var times: [Int64] = []
-    /// The key of each occurrence; nil when it was not remembered (a plain count, or a distinct
-    /// window that was full).
-    private var keys: [String?] = []
+    /// The key hash of each occurrence; nil when it was not remembered (a plain count, or a
+    /// distinct window that was full).
+    private var keys: [Int?] = []
     private var head = 0
     private(set) var count = 0
 
@@ -312,7 +343,8 @@ struct SlidingWindow: Sendable {
             count += 1
             return nil
         }
-        let previous = lastSeen[key]
+        let hash = key.hashValue
+        let previous = lastSeen[hash]
         if previous == nil {
             count += 1
             if lastSeen.count >= FileWatchDetector.maximumDistinct {
@@ -321,16 +353,16 @@ struct SlidingWindow: Sendable {
                 return nil
             }
         }
-        lastSeen[key] = time
-        keys.append(key)
+        lastSeen[hash] = max(time, previous ?? .min)
+        keys.append(hash)
         return previous
     }
 
-    mutating func expire(before cutoff: Int64) {
-        while head < times.count, times[head] < cutoff {
+    mutating func expire(through cutoff: Int64) {
+        while head < times.count, times[head] <= cutoff {
             if let key = keys[head] {
                 // Only the key's latest sighting leaves the count.
-                if lastSeen[key] == times[head] {
+                if let seen = lastSeen[key], seen <= times[head] {
                     lastSeen[key] = nil
                     count -= 1
                 }

@@ -41,6 +41,11 @@ public struct FileActivity: Sendable, Equatable {
     public var sourcePath: String?
     /// `MAJOR:MINOR` of the file's filesystem, as the PATH record says.
     public var device: String?
+    /// `dev:inode` of the file, when the PATH record gives both: what tells files apart (a name
+    /// can be made to repeat, relative to many directory descriptors).
+    public var fileIdentity: String?
+    /// `dev:inode` of the directory it is in (the PARENT record), when given.
+    public var directoryIdentity: String?
     public var target: TargetClass
     /// The audit rule key that recorded it.
     public var key: String?
@@ -66,12 +71,25 @@ public struct FileActivity: Sendable, Equatable {
         self.key = key
     }
 
+    /// With the identities the PATH records give.
+    public func identified(file: String?, directory: String?) -> FileActivity {
+        var copy = self
+        copy.fileIdentity = file
+        copy.directoryIdentity = directory
+        return copy
+    }
+
     /// The directory holding `path`.
     public var directory: String {
         guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "." }
         if slash == path.utf8.startIndex { return "/" }
         return String(path[..<slash])
     }
+}
+
+extension String {
+    /// Two hex digits.
+    var leftPadded: String { count < 2 ? "0" + self : self }
 }
 
 /// Tells whether a file sits on removable media. Live: the mount table and sysfs; offline (replay,
@@ -123,7 +141,10 @@ public struct FileActivityClassifier: Sendable {
     static let createFlag: UInt64 = 0o100
 
     public func classify(_ event: AuditEventSummary) -> FileActivity? {
-        guard event.success == true, let auid = event.auid, let name = event.syscallName else { return nil }
+        guard event.success == true, let name = event.syscallName else { return nil }
+        // Mounts count whoever makes them: udisksd mounts sticks with no login uid.
+        let isMount = ["mount", "umount", "umount2", "move_mount", "fsmount"].contains(name)
+        guard let auid = event.auid ?? (isMount ? UInt32.max : nil) else { return nil }
         let operation: FileOperation
         var item: AuditEventSummary.PathItem?
         var source: AuditEventSummary.PathItem?
@@ -140,7 +161,12 @@ public struct FileActivityClassifier: Sendable {
             } else {
                 operation = .writeOpen
                 item = event.paths.last { $0.nametype != "PARENT" }
+                // O_TMPFILE opens the directory; the file appears with the linkat that names it.
+                if item?.mode?.hasPrefix("04") == true { return nil }
             }
+        case "link", "linkat", "symlink", "symlinkat":
+            operation = .create
+            item = event.paths.last { $0.nametype == "CREATE" } ?? event.paths.last { $0.nametype != "PARENT" }
         case "rename", "renameat", "renameat2":
             operation = .rename
             item = event.paths.last { $0.nametype == "CREATE" } ?? event.paths.last { $0.nametype != "PARENT" && $0.nametype != "DELETE" }
@@ -157,18 +183,43 @@ public struct FileActivityClassifier: Sendable {
         default:
             return nil
         }
-        let path = Self.resolve(item?.name ?? item?.nameHex.map { "\\x" + $0 } ?? "", cwd: event.cwd)
-        let sourcePath = source.map { Self.resolve($0.name ?? "", cwd: event.cwd) }
+        let path = Self.resolve(item.map(Self.name) ?? "", cwd: event.cwd)
+        let sourcePath = source.map { Self.resolve(Self.name($0), cwd: event.cwd) }
         let device = item?.dev
         let target: TargetClass =
             if media.isRemovable(path: path, device: device) { .removable }
             else if roots.contains(where: { RemovablePrefixes.isUnder(path, $0) }) { .watchedRoot }
             else { .other }
+        // ENRICHED writes `unknown(1001)` for a uid the passwd database does not know.
+        let userName = event.auidName.flatMap { $0.hasPrefix("unknown(") ? nil : $0 }
+        let parent = event.paths.last { $0.nametype == "PARENT" }
         return FileActivity(
             time: event.seconds &* 1_000 &+ Int64(event.milliseconds), node: event.node, serial: event.serial,
-            auid: auid, userName: event.auidName, uid: event.uid, pid: event.pid, exe: event.exe, comm: event.comm,
+            auid: auid, userName: userName, uid: event.uid, pid: event.pid, exe: event.exe, comm: event.comm,
             operation: operation, path: path, sourcePath: sourcePath, device: device, target: target, key: event.key
-        )
+        ).identified(file: Self.identity(item), directory: Self.identity(parent))
+    }
+
+    /// `dev:inode`, when the record gives both.
+    static func identity(_ item: AuditEventSummary.PathItem?) -> String? {
+        guard let item, let inode = item.inode, let dev = item.dev else { return nil }
+        return dev + ":" + String(inode)
+    }
+
+    /// The name as logged; bytes that are not UTF-8 written `\xHH` (so two such names stay two).
+    static func name(_ item: AuditEventSummary.PathItem) -> String {
+        guard let hex = item.nameHex else { return item.name ?? "" }
+        var text = ""
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while index < hex.endIndex, let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex), let byte = UInt8(hex[index..<next], radix: 16) {
+            bytes.append(byte)
+            index = next
+        }
+        for byte in bytes {
+            if byte >= 0x20, byte < 0x7F, byte != UInt8(ascii: "\\") { text.unicodeScalars.append(Unicode.Scalar(byte)) } else { text += "\\x" + String(byte, radix: 16, uppercase: true).leftPadded }
+        }
+        return text
     }
 
     /// An absolute name as is; a relative one joined to the cwd (the kernel logs the name as the
@@ -177,6 +228,8 @@ public struct FileActivityClassifier: Sendable {
     static func resolve(_ name: String, cwd: String?) -> String {
         let joined: String
         if name.hasPrefix("/") {
+            // The common case, already clean: no components to fold.
+            if !name.contains("//"), !name.contains("/."), !name.hasSuffix("/") || name == "/" { return name }
             joined = name
         } else if let cwd, cwd.hasPrefix("/") {
             joined = cwd + "/" + name

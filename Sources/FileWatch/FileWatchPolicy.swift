@@ -70,11 +70,12 @@ public struct FileWatchPolicy: Sendable, Equatable {
     public var blockScopes: [String] = ["usb", "print"]
     public var thresholds: [FileThreshold] = Self.defaultThresholds
 
-    /// Alerts only: a policy turns `block` on.
+    /// Alerts only: a policy turns `block` on. Every one has an absolute side, so the warm-up
+    /// (when only absolute limits apply) is not a free week.
     public static let defaultThresholds: [FileThreshold] = [
         FileThreshold(id: "bulk-write", metric: .filesWritten, relative: 10, minimum: 500, absolute: 5_000, action: .alert),
         FileThreshold(id: "removable-write", metric: .removableFilesWritten, minimum: 1, absolute: 1, action: .alert),
-        FileThreshold(id: "many-directories", metric: .directoriesTouched, relative: 10, minimum: 100, action: .alert),
+        FileThreshold(id: "many-directories", metric: .directoriesTouched, relative: 10, minimum: 100, absolute: 2_000, action: .alert),
         FileThreshold(id: "bulk-delete", metric: .deletes, relative: 10, minimum: 500, absolute: 5_000, action: .alert),
         FileThreshold(id: "bulk-rename", metric: .renames, relative: 10, minimum: 500, absolute: 5_000, action: .alert),
     ]
@@ -137,6 +138,9 @@ public struct FileWatchPolicy: Sendable, Equatable {
         }
         if let value = members["thresholds"] {
             guard case .array(let items) = value else { throw FileWatchPolicyError("filewatch.thresholds must be an array") }
+            guard !items.isEmpty else {
+                throw FileWatchPolicyError("filewatch.thresholds is empty, which would turn detection off; leave it out for the defaults")
+            }
             thresholds = []
             for (index, item) in items.enumerated() {
                 let threshold = try Self.threshold(item, index: index)

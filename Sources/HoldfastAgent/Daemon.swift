@@ -73,6 +73,11 @@ public enum Daemon {
         // The lockdown state first: every enforcer starts under it.
         let lockdown = LockdownController(journal: journal, record: { recorder.record($0) })
         await agent.attach(lockdown: lockdown)
+        // A print lockdown from before the lockdown state existed (PrintService's own key) is
+        // carried over, never lifted by the upgrade.
+        if await lockdown.entry(.print) == nil, let legacy = try? journal.state(PrintService.lockdownKey, as: PrintService.Lockdown.self) {
+            _ = try? await lockdown.engage([.print], reason: legacy.reason, by: legacy.by, source: "admin")
+        }
         if configuration.usbEnabled {
             if configuration.usbMarksDirectory != USBService.ruleMarksDirectory {
                 logger.warning(

@@ -41,6 +41,8 @@ public actor FileWatchService: Service {
     private var baselineDirty = false
     private var nextConnection = 0
     private var connections: [Int: ConnectionState] = [:]
+    /// What FileWatch cannot see on this machine (shown in status, journaled once at start).
+    private var blindSpots: [String] = []
 
     static let baselineKey = "filewatch.baseline"
 
@@ -106,6 +108,7 @@ public actor FileWatchService: Service {
         logger.notice("audit intake listening", ("socket", intakePath), ("rules", ruleMode.rawValue))
         await checkRules()
         checkKernel()
+        checkBlindSpots()
         try await withThrowingDiscardingTaskGroup { group in
             defer { group.cancelAll() }
             group.addTask { [self] in await housekeeping() }
@@ -169,20 +172,31 @@ public actor FileWatchService: Service {
             }
             if count == 0 { break }
             // Split at the last newline; lines starting `#holdfast-forwarder ` are reports.
-            var chunk = carry
-            chunk += buffer[0..<count]
-            guard let end = chunk.lastIndex(of: UInt8(ascii: "\n")) else {
-                carry = chunk
-                if carry.count > 1 << 20 { carry = [] }
+            // Only the new bytes are searched: a line that never ends must not cost a rescan of
+            // everything carried on every read.
+            guard let newEnd = buffer[0..<count].lastIndex(of: UInt8(ascii: "\n")) else {
+                carry += buffer[0..<count]
+                if carry.count > 1 << 20 {
+                    // Longer than any audit record: fed as one line, which the parser refuses and counts.
+                    carry.append(UInt8(ascii: "\n"))
+                    carry.withUnsafeBytes { bytes in stream.feed(bytes) { _ in } }
+                    carry = []
+                }
                 continue
             }
-            carry = Array(chunk[(end + 1)...])
+            var chunk = carry
+            chunk += buffer[0...newEnd]
+            let end = chunk.count - 1
+            carry = Array(buffer[(newEnd + 1)..<count])
             var reports: [String] = []
             var start = 0
             var runStart = 0
             while start <= end {
-                let lineEnd = chunk[start...end].firstIndex(of: UInt8(ascii: "\n")) ?? end
-                if chunk[start] == UInt8(ascii: "#") {
+                let lineEnd = chunk.withUnsafeBytes { bytes -> Int in
+                    guard let base = bytes.baseAddress, let found = memchr(base + start, 0x0A, end + 1 - start) else { return end }
+                    return UnsafeRawPointer(found) - base
+                }
+                if chunk[start] == UInt8(ascii: "#"), Self.isReport(chunk[start..<lineEnd]) {
                     if runStart < start { chunk[runStart..<start].withUnsafeBytes { bytes in stream.feed(bytes) { output in
                         if case .event(let event) = output { events.append(event) } else { late += 1 }
                     } } }
@@ -201,6 +215,9 @@ public actor FileWatchService: Service {
                 events.removeAll(keepingCapacity: true)
                 late = 0
             }
+            // A small read: let a few milliseconds of records gather (a wake-up per batch, not
+            // per record; the forwarder queues meanwhile).
+            if count < 1 << 14 { try? await Task.sleep(for: .milliseconds(20)) }
         }
         stream.finish { if case .event(let event) = $0 { events.append(event) } else { late += 1 } }
         await ingest(events, late: late, statistics: stream.statistics, connection: id)
@@ -245,6 +262,7 @@ public actor FileWatchService: Service {
         counters.late += late
         for report in reports { forwarderReport(report) }
         var mountsChanged = false
+        let wallClock = Int64(clock.now().timeIntervalSince1970 * 1_000)
         for event in events {
             if !Self.isDaemonEvent(event) {
                 let found = gaps.saw(node: event.node, serial: event.serial)
@@ -255,8 +273,11 @@ public actor FileWatchService: Service {
                 let slot = counters.byKey[key] != nil || counters.byKey.count < 64 ? key : "other"
                 counters.byKey[slot, default: 0] += 1
             }
-            guard let activity = classifier.classify(summary) else { continue }
+            guard var activity = classifier.classify(summary) else { continue }
             counters.activities += 1
+            // A time stamp from the future (a clock step, a forged log) must not freeze the
+            // sliding hour: no event is later than a minute past this machine's clock.
+            activity.time = min(activity.time, wallClock + 60_000)
             if activity.operation == .mount {
                 mountsChanged = true
                 continue
@@ -266,6 +287,12 @@ public actor FileWatchService: Service {
         }
         if mountsChanged { refreshMounts() }
     }
+
+    static let reportPrefix = Array("#holdfast-forwarder ".utf8)
+
+    /// Only the forwarder's own lines are reports; anything else starting `#` is fed to the parser
+    /// (and counted malformed there).
+    static func isReport(_ line: ArraySlice<UInt8>) -> Bool { line.starts(with: reportPrefix) }
 
     /// auditd's own records (DAEMON_*, 1200–1299) carry auditd's serials, not the kernel's.
     static func isDaemonEvent(_ event: AuditEvent) -> Bool {
@@ -289,7 +316,7 @@ public actor FileWatchService: Service {
         case "dropped":
             let records = values["records"] ?? 0
             if let total = values["total_dropped"] { counters.forwarderDropped = total }
-            incomplete("forwarder_dropped", by: Int64(records), "the auditd plugin dropped \(records) records (\(values["bytes"] ?? 0) bytes): holdfastd did not take them in time")
+            incomplete("forwarder_dropped", by: Int64(clamping: records), "the auditd plugin dropped \(records) records (\(values["bytes"] ?? 0) bytes): holdfastd did not take them in time, or before a plugin stopped")
         case "hello":
             logger.info("forwarder hello", ("line", line))
         default:
@@ -300,13 +327,15 @@ public actor FileWatchService: Service {
     /// Coverage is incomplete: an event (rate-limited by reason) and a posture finding.
     private func incomplete(_ reason: String, by count: Int64, _ message: String) {
         let first = coverage.reasons[reason] == nil
-        coverage.reasons[reason, default: 0] += count
+        let before = coverage.reasons[reason, default: 0]
+        let (sum, overflow) = before.addingReportingOverflow(count)
+        coverage.reasons[reason] = overflow ? .max : sum
         if coverage.complete {
             coverage.complete = false
             coverage.since = clock.now()
         }
         // The first of each reason at once; then one per 100 occurrences' worth is enough.
-        guard first || coverage.reasons[reason, default: 0] / 100 != (coverage.reasons[reason, default: 0] - count) / 100 else { return }
+        guard first || coverage.reasons[reason, default: 0] / 100 != before / 100 else { return }
         logger.error("FileWatch coverage incomplete", ("reason", reason), ("count", "\(count)"))
         record(Event(
             kind: "filewatch.coverage_incomplete", eventClass: .complianceFinding, activityID: 1, activityName: "Create",
@@ -438,6 +467,25 @@ public actor FileWatchService: Service {
         )
     }
 
+    /// io_uring's file operations never pass the syscall exit audit rules see: while io_uring is
+    /// open to users (`kernel.io_uring_disabled` absent or 0), a user can write files FileWatch
+    /// does not see. Said once per start, and in status.
+    private func checkBlindSpots() {
+        let setting = (try? String(contentsOfFile: procRoot + "/sys/kernel/io_uring_disabled", encoding: .utf8))?.trimmingSpaces
+        let spots = setting == nil || setting == "0"
+            ? ["io_uring is enabled for every user (kernel.io_uring_disabled = \(setting ?? "absent")): file writes made through io_uring are not audited; set kernel.io_uring_disabled = 2"]
+            : []
+        guard spots != blindSpots else { return }
+        blindSpots = spots
+        for spot in spots {
+            record(Event(
+                kind: "filewatch.blind_spot", eventClass: .complianceFinding, activityID: 1, activityName: "Create",
+                time: clock.now(), severity: .medium, status: .failure, message: "FileWatch blind spot: \(spot)",
+                details: ["blind_spot": "io_uring", "io_uring_disabled": setting.map(JSONValue.string) ?? .null]
+            ))
+        }
+    }
+
     /// The kernel's `lost` counter: records it dropped before auditd (and so we) could see them.
     private func checkKernel() {
         guard let kernel else { return }
@@ -558,6 +606,7 @@ public actor FileWatchService: Service {
             "forwarder": .object(["received": .int(Int64(counters.forwarderReceived)), "dropped": .int(Int64(counters.forwarderDropped))]),
             "refused_connections": .int(Int64(counters.refusedPeers)),
             "coverage": .object(coverageObject),
+            "blind_spots": .array(blindSpots.map(JSONValue.string)),
             "rules": rules,
             "time_zone": .string(policy.timeZone),
         ])

@@ -124,6 +124,17 @@ public actor LockdownController {
             message: "lockdown of \(fresh.map(\.rawValue).joined(separator: ", ")) by \(who): \(reason)", details: details
         ))
         for scope in fresh { await enforce(scope) }
+        // Recorded either way; said loudly when nothing on this agent can enforce it.
+        let unenforced = fresh.filter { enforcers[$0] == nil }
+        if !unenforced.isEmpty {
+            for scope in unenforced { failures[scope] = "no \(scope.rawValue) enforcement runs on this agent" }
+            record(Event(
+                kind: "lockdown.enforcement_failed", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Lock",
+                time: now, severity: .high, status: .failure,
+                message: "the lockdown of \(unenforced.map(\.rawValue).joined(separator: ", ")) is recorded but not enforced: that enforcement does not run on this agent (it applies when it starts)",
+                details: ["scopes": .array(unenforced.map { .string($0.rawValue) })]
+            ))
+        }
         return fresh
     }
 

@@ -52,22 +52,10 @@ extension RealAuditdTests {
         chmod(directory.file("policy.json"), 0o644)
 
         // The generated history: four weeks of 50 files in every hour for login uid 1001, up to
-        // the hour before this one, learned by the same detector holdfastd runs, then imported.
-        var policy = FileWatchPolicy()
-        policy.timeZone = "UTC"
-        var detector = FileWatchDetector(policy: policy)
-        let thisHour = Int64(Date().timeIntervalSince1970 / 3_600) * 3_600_000
-        for hour in stride(from: thisHour - 28 * 24 * 3_600_000, to: thisHour, by: 3_600_000) {
-            for file in 0..<50 {
-                _ = detector.observe(FileActivity(
-                    time: hour + Int64(file) * 60_000, node: nil, serial: 0, auid: 1001, userName: nil, uid: 1001, pid: 1, exe: "/usr/bin/cp",
-                    comm: "cp", operation: .create, path: watched + "/history/\(hour)/\(file)", sourcePath: nil, device: nil,
-                    target: .watchedRoot, key: nil
-                ))
-            }
-        }
+        // this hour, learned by the same detector holdfastd runs, then imported.
+        let history = BaselineHistory.export(auid: 1001, weeks: 4, perHour: 50, until: Int64(Date().timeIntervalSince1970 * 1_000), root: watched)
         let baselineFile = directory.file("baseline.json")
-        try SecureFile.write(detector.snapshot.encoded(), to: baselineFile)
+        try SecureFile.write(history, to: baselineFile)
 
         // auditd with the Holdfast plugin conf, as the package installs it (path and socket are the test's).
         try """

@@ -1,4 +1,5 @@
 import FileWatch
+import HoldfastCore
 import Foundation
 import Testing
 
@@ -214,5 +215,106 @@ func summaries(_ outputs: [DetectorOutput]) -> [BurstSummary] {
         for serial in UInt64(10)...UInt64(20) { tracker.saw(node: "ws2", serial: serial) }
         #expect(tracker.missing == 0)
         #expect(tracker.restarts == 1)
+    }
+}
+
+/// What an adversarial review found, kept as tests.
+@Suite struct DetectorEvasionTests {
+    static func absolute(_ limit: Int, _ metric: FileMetric = .filesWritten) -> FileWatchPolicy {
+        var policy = FileWatchPolicy()
+        policy.thresholds = [FileThreshold(id: "bulk", metric: metric, absolute: limit, action: .alert)]
+        return policy
+    }
+
+    @Test func oneNameUnderManyDirectoryDescriptorsIsManyFiles() {
+        var detector = FileWatchDetector(policy: Self.absolute(100))
+        var outputs: [DetectorOutput] = []
+        for index in 0..<300 {
+            // cwd "/", name "f": every record resolves to /f; the inodes tell the files apart.
+            let activity = write(1001, "/f", at: monday + Int64(index)).identified(file: "fd:01:\(1_000 + index)", directory: "fd:01:\(5_000 + index)")
+            outputs += detector.observe(activity)
+        }
+        #expect(decisions(outputs).first?.observed == 100)
+        #expect(detector.current(1001, .directoriesTouched).observed == 300)
+    }
+
+    @Test func aPaceThatHoversAtTheLimitIsOneAlertPerInterval() {
+        var detector = FileWatchDetector(policy: Self.absolute(500))
+        var alerts = 0
+        var ended = 0
+        var time = monday
+        for index in 0..<3_000 {  // six hours at a hair under 500 an hour
+            for output in detector.observe(write(1001, "/home/a/f\(index)", at: time)) {
+                if case .decision = output { alerts += 1 } else { ended += 1 }
+            }
+            time += hourMS / 500 + 5
+            for output in detector.tick(now: time - 1) { if case .burstEnded = output { ended += 1 } }
+        }
+        #expect(alerts <= 6)
+        #expect(ended <= 6)
+    }
+
+    @Test func aLongPathCostsNoMoreThanAShortOne() {
+        var detector = FileWatchDetector(policy: Self.absolute(1_000_000))
+        let deep = "/home/a/" + String(repeating: "d", count: 3_900)
+        for index in 0..<20_000 { _ = detector.observe(write(1001, deep + "/\(index)", at: monday + Int64(index))) }
+        #expect(detector.current(1001, .filesWritten).observed == 20_000)
+    }
+
+    @Test func anImportedBaselineOutsideSaneTimesIsRefused() {
+        let extreme = #"{"format":1,"time_zone":"UTC","users":{"1001":{"first_seen":0,"last_folded_hour":9223372036854775807,"metrics":{}}}}"#
+        #expect(throws: FileWatchPolicyError.self) { try BaselineSnapshot.decode(Array(extreme.utf8)) }
+    }
+
+    @Test func theWindowHoldsExactlyOneHour() {
+        var detector = FileWatchDetector(policy: Self.absolute(1_000_000))
+        _ = detector.observe(write(1001, "/home/a/first", at: monday))
+        _ = detector.observe(write(1001, "/home/a/second", at: monday + hourMS))
+        // (now - 1 h, now]: the first is exactly an hour old and out.
+        #expect(detector.current(1001, .filesWritten).observed == 1)
+    }
+}
+
+@Suite struct ClassifierEvasionTests {
+    let classifier = FileActivityClassifier()
+
+    @Test func namesThatAreNotUTF8StayDistinct() throws {
+        func event(_ hex: String) throws -> AuditEventSummary {
+            try summary([
+                "type=SYSCALL msg=audit(1700000000.300:800): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=0 a2=241 a3=0 items=2 ppid=1 pid=2 auid=1001 uid=1001 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=pts0 ses=1 comm=\"cp\" exe=\"/usr/bin/cp\" key=\"holdfast-write\"",
+                "type=CWD msg=audit(1700000000.300:800): cwd=\"/home/a\"",
+                "type=PATH msg=audit(1700000000.300:800): item=0 name=\"/home/a/\" inode=2 dev=fd:01 mode=040755 ouid=0 ogid=0 rdev=00:00 nametype=PARENT",
+                "type=PATH msg=audit(1700000000.300:800): item=1 name=\(hex) inode=3 dev=fd:01 mode=0100644 ouid=0 ogid=0 rdev=00:00 nametype=CREATE",
+                "type=EOE msg=audit(1700000000.300:800):",
+            ])
+        }
+        let first = try #require(classifier.classify(try event("788080")))
+        let second = try #require(classifier.classify(try event("788081")))
+        #expect(first.path == "/home/a/x\\x80\\x80")
+        #expect(second.path == "/home/a/x\\x80\\x81")
+        #expect(first.fileIdentity == "fd:01:3")
+        #expect(first.directoryIdentity == "fd:01:2")
+    }
+
+    @Test func anOTmpfileOpenIsNotAWriteItsLinkatIsTheCreate() throws {
+        let open = try syscallEvent(257, paths: [("/home/agent01/", "NORMAL", "fd:01")])
+        // (syscallEvent writes regular-file modes; a directory item is what O_TMPFILE logs.)
+        var directory = open
+        directory.paths[0].mode = "040755"
+        #expect(classifier.classify(directory) == nil)
+        let link = try syscallEvent(265, paths: [("/home/agent01/", "PARENT", "fd:01"), ("/home/agent01/report.csv", "CREATE", "fd:01")])
+        #expect(link.syscallName == "linkat")
+        #expect(classifier.classify(link)?.operation == .create)
+    }
+
+    @Test func aMountByUdisksCountsThoughItHasNoLoginUid() throws {
+        let mount = try syscallEvent(165, auid: "4294967295", paths: [("/media/alice/STICK", "NORMAL", "08:11")])
+        #expect(classifier.classify(mount)?.operation == .mount)
+        let open = try syscallEvent(257, auid: "4294967295", paths: [("/home/agent01/x", "NORMAL", "fd:01")])
+        #expect(classifier.classify(open) == nil)
+    }
+
+    @Test func anEmptyThresholdListIsRefused() throws {
+        #expect(throws: FileWatchPolicyError.self) { try FileWatchPolicy(section: .object(["thresholds": .array([])])) }
     }
 }

@@ -8,12 +8,17 @@
 //     Writes a realistic audit log (AuditLogGenerator: deterministic by seed) to stdout and a
 //     summary line (records, events, garbage lines, bytes) to stderr.
 //
+//   holdfast-testkit baseline --auid N [--weeks W] [--per-hour P] [--tz ZONE] [--root DIR]
+//     Writes a FileWatch baseline export to stdout: the user wrote P distinct files in every hour
+//     of the last W weeks (defaults 4 and 50, UTC), as `holdfast filewatch baseline import` reads it.
+//
 //   holdfast-testkit print-demo BIN-DIR
 //     `make demo`'s print steps: a private cupsd and IPP printer, holdfastd gating them, a demo
 //     user printing; stops everything it started.
 import FoundationEssentials
 import HoldfastCore
 import HoldfastStore
+import HoldfastTestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,6 +32,24 @@ func fail(_ message: String) -> Never {
 let arguments = CommandLine.arguments
 if arguments.count == 3, arguments[1] == "print-demo" {
     exit(PrintDemo.run(binaries: arguments[2]))
+}
+if arguments.count >= 2, arguments[1] == "baseline" {
+    var options: [String: String] = [:]
+    var index = 2
+    while index + 1 < arguments.count, arguments[index].hasPrefix("--") {
+        options[String(arguments[index].dropFirst(2))] = arguments[index + 1]
+        index += 2
+    }
+    guard index == arguments.count, let auid = options["auid"].flatMap({ UInt32($0) }),
+        let weeks = Int(options["weeks"] ?? "4"), (1...52).contains(weeks), let perHour = Int(options["per-hour"] ?? "50"), (0...100_000).contains(perHour)
+    else { fail("usage: holdfast-testkit baseline --auid N [--weeks 1-52] [--per-hour P] [--tz ZONE] [--root DIR]") }
+    var bytes = BaselineHistory.export(
+        auid: auid, weeks: weeks, perHour: perHour, timeZone: options["tz"] ?? "UTC",
+        until: Int64(Date().timeIntervalSince1970 * 1_000), root: options["root"] ?? "/home/user"
+    )
+    bytes.append(UInt8(ascii: "\n"))
+    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+    exit(0)
 }
 if arguments.count >= 2, arguments[1] == "audit-log" {
     exit(AuditLogCommand.run(Array(arguments.dropFirst(2))))

@@ -1,0 +1,113 @@
+import Foundation
+import Glibc
+import HoldfastCore
+import HoldfastTestSupport
+import Testing
+
+/// The auditd plugin and holdfastd's intake, without kernel audit: the plugin fed by the test as
+/// auditd would feed it, holdfastd with FileWatch on and its rules left alone (`rules = off`).
+@Suite struct AuditIntakeTests {
+    let plugin = Products.path("holdfast-audit-plugin")
+    let holdfast = Products.path("holdfast")
+
+    final class Agent {
+        let directory = TemporaryDirectory()
+        var socket: String { directory.file("run/control.sock") }
+        var intake: String { directory.file("run/audit.sock") }
+        let process: SpawnedProcess
+
+        init(start: Bool = true) throws {
+            chmod(directory.path, 0o755)
+            try FileManager.default.createDirectory(atPath: directory.file("run"), withIntermediateDirectories: false)
+            try """
+                [agent]
+                state_dir = \(directory.file("state"))
+                control_socket = \(directory.file("run/control.sock"))
+                policy = \(directory.file("policy.json"))
+                [usb]
+                enabled = no
+                [print]
+                enabled = no
+                [filewatch]
+                rules = off
+
+                """.write(toFile: directory.file("agent.conf"), atomically: true, encoding: .utf8)
+            try "{}".write(toFile: directory.file("policy.json"), atomically: true, encoding: .utf8)
+            chmod(directory.file("agent.conf"), 0o644)
+            chmod(directory.file("policy.json"), 0o644)
+            process = try SpawnedProcess(
+                [Products.path("holdfastd"), "--config", directory.file("agent.conf")], environment: ["TZ": "UTC"], log: directory.file("holdfastd.log")
+            )
+        }
+
+        deinit {
+            process.signal(SIGTERM)
+            process.stop()
+        }
+
+        func status() -> JSONValue? {
+            guard let result = try? runProcess(Products.path("holdfast"), ["filewatch", "status", "--json", "--socket", socket]), result.status == 0 else { return nil }
+            return try? JSONDecoder().decode(JSONValue.self, from: Data(result.stdout.utf8))
+        }
+
+        func events(_ kind: String) -> [JSONValue] {
+            let result = try? runProcess(Products.path("holdfast"), ["journal", "tail", "--lines", "1000", "--json", "--state-dir", directory.file("state")])
+            return (result?.stdout ?? "").split(separator: "\n").compactMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+                .filter { $0["holdfast"]?["kind"]?.stringValue == kind }
+        }
+    }
+
+    static var isRoot: Bool { getuid() == 0 }
+
+    /// With holdfastd down the plugin still drains everything auditd writes (its stdin never
+    /// fills), keeps what fits, and what it could not deliver becomes a drop that the next plugin
+    /// process reports: holdfastd marks its coverage incomplete and journals it.
+    @Test(.enabled(if: isRoot, "needs root (the intake answers root only)"))
+    func dropsWhileHoldfastdIsDownAreReportedWhenItIsBack() throws {
+        let agent = try Agent()
+        let lines = try runProcess(Products.path("holdfast-testkit"), ["audit-log", "--records", "5000", "--seed", "3"]).stdout
+        let records = lines.split(separator: "\n").count
+        // 1 MB into a 64 KiB queue, nobody listening: it returns (the plugin drained its stdin).
+        let first = try runProcessBytes(plugin, ["--socket", agent.directory.file("run/nothing-listens.sock"), "--queue-size", "64K"], stdin: Array(lines.utf8))
+        #expect(first.isEmpty)
+        let saved = try String(contentsOfFile: agent.directory.file("run/audit-plugin.drops"), encoding: .utf8)
+        #expect(saved.hasPrefix("records=\(records) "))
+        #expect(fileMode(agent.directory.file("run/audit-plugin.drops")) == 0o600)
+        // The next plugin process (auditd restarts it) reports them to holdfastd, which is back.
+        // It reads the saved drops beside the socket it is told: the same directory here.
+        let fixture = try String(contentsOfFile: Products.packageRoot() + "/Tests/Fixtures/audit/cp-to-stick.log", encoding: .utf8)
+        _ = try runProcessBytes(plugin, ["--socket", agent.intake], stdin: Array(fixture.utf8))
+        let reported = waitUntil(30) { agent.status()?["coverage"]?["reasons"]?["forwarder_dropped"]?.intValue == Int64(records) }
+        let status = agent.status()
+        #expect(reported, "\(String(describing: status))")
+        #expect(status?["coverage"]?["complete"]?.boolValue == false)
+        #expect(status?["events"]?.intValue == 1)
+        #expect(!FileManager.default.fileExists(atPath: agent.directory.file("run/audit-plugin.drops")))
+        #expect(waitUntil(30) { agent.events("filewatch.coverage_incomplete").count == 1 })
+    }
+
+    /// A report line with a count past Int64 (or any line that only starts with '#') does not
+    /// take holdfastd down; the intake socket is root's alone.
+    @Test(.enabled(if: isRoot, "needs root (the intake answers root only)"))
+    func aHostileIntakeLineIsCountedNotFatal() throws {
+        let agent = try Agent()
+        #expect(waitUntil(30) { agent.status() != nil })
+        #expect(fileMode(agent.intake) == 0o600)
+        let hostile = "#holdfast-forwarder dropped records=9223372036854775808 bytes=1\n#not a report\n#holdfast-forwarder stats received=x\n"
+        _ = try runProcessBytes(plugin, ["--socket", agent.intake], stdin: Array(hostile.utf8))
+        #expect(waitUntil(30) { agent.status()?["coverage"]?["reasons"]?["forwarder_dropped"]?.intValue == Int64.max })
+        let status = agent.status()
+        #expect(status?["malformed"]?.intValue ?? 0 >= 1)
+        let ping = try runProcess(holdfast, ["status", "--socket", agent.socket])
+        #expect(ping.status == 0)
+    }
+}
+
+func waitUntil(_ timeout: Double = 30, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(50_000)
+    }
+    return condition()
+}
