@@ -197,6 +197,49 @@ struct USBEnforcementTests {
         #expect((try agent.devices().report["exceptions"] as? [Any])?.isEmpty == true)
     }
 
+    // MARK: Lockdown
+
+    /// The usb scope of a lockdown: an excepted stick and a headset (audio is allowed by default)
+    /// lose their interfaces, a keyboard keeps typing; after a restart it still holds; released,
+    /// everything is as the policy says again.
+    @Test func aLockdownKeepsOnlyKeyboardsAndHubsAndSurvivesARestart() throws {
+        let (bus, agent) = try running()
+        try bus.add(Self.devices([("1", Self.keyboard), ("2", Self.stick), ("3", Self.headset)]))
+        let (keyboard, stick, headset) = (Self.path("1"), Self.path("2"), Self.path("3"))
+        #expect(try bus.waitUntil { try bus.state().nodes[headset + "/1-3:1.0"]?.authorized == "1" && authorized(bus, stick) == "0" })
+        let granted = try agent.cli(["usb", "allow", "1-2", "--for", "1h", "--reason", "TICKET-9"])
+        #expect(granted.status == 0, "\(granted.stderr)")
+        #expect(try bus.waitUntil { try authorized(bus, stick) == "1" })
+
+        let on = try agent.cli(["lockdown", "on", "--scope", "usb", "--reason", "incident 12"])
+        #expect(on.status == 0, "\(on.stderr)")
+        #expect(on.stdout.contains("locked: usb"))
+        #expect(try bus.waitUntil { try authorized(bus, stick) == "0" })
+        #expect(try bus.waitUntil { try bus.state().nodes[headset + "/1-3:1.0"]?.authorized == "0" })
+        let nodes = try bus.state().nodes
+        #expect(nodes[keyboard + "/1-1:1.0"]?.authorized == "1")
+        // The headset's HID interface (its buttons) stays; its audio goes.
+        #expect(nodes[headset + "/1-3:1.2"]?.authorized == "1")
+        #expect(try agent.devices().byPath["1-2"]?["rule"] as? String == "lockdown")
+
+        // A restart comes back locked, before READY.
+        _ = try agent.stop()
+        try agent.start()
+        #expect(try authorized(bus, stick) == "0")
+        #expect(try agent.devices().byPath["1-2"]?["rule"] as? String == "lockdown")
+        let status = try agent.cli(["lockdown", "status", "--json"])
+        let state = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+        #expect(state["locked"] as? [String] == ["usb"])
+
+        let released = try agent.cli(["lockdown", "release", "--scope", "usb", "--reason", "incident 12 closed"])
+        #expect(released.status == 0, "\(released.stderr)")
+        // The exception was suspended, not deleted: the stick is back, and so is the headset's audio.
+        #expect(try bus.waitUntil { try authorized(bus, stick) == "1" })
+        #expect(try bus.waitUntil { try bus.state().nodes[headset + "/1-3:1.0"]?.authorized == "1" })
+        #expect(try agent.events("lockdown.engaged").count == 1)
+        #expect(try agent.events("lockdown.released").count == 1)
+    }
+
     @Test func exceptionsSurviveARestartAndEndWhileTheAgentIsStopped() throws {
         let (bus, agent) = try running()
         try bus.add(Self.devices([("2", Self.stick), ("3", { var s = Self.stick; s.serial = "OTHER"; return s }())]))

@@ -14,9 +14,9 @@ import Testing
         let directory = TemporaryDirectory()
         var socket: String { directory.file("run/control.sock") }
         var intake: String { directory.file("run/audit.sock") }
-        let process: SpawnedProcess
+        private(set) var process: SpawnedProcess
 
-        init(start: Bool = true) throws {
+        init() throws {
             chmod(directory.path, 0o755)
             try FileManager.default.createDirectory(atPath: directory.file("run"), withIntermediateDirectories: false)
             try """
@@ -35,9 +35,20 @@ import Testing
             try "{}".write(toFile: directory.file("policy.json"), atomically: true, encoding: .utf8)
             chmod(directory.file("agent.conf"), 0o644)
             chmod(directory.file("policy.json"), 0o644)
-            process = try SpawnedProcess(
+            process = try Self.spawn(directory)
+        }
+
+        static func spawn(_ directory: TemporaryDirectory) throws -> SpawnedProcess {
+            try SpawnedProcess(
                 [Products.path("holdfastd"), "--config", directory.file("agent.conf")], environment: ["TZ": "UTC"], log: directory.file("holdfastd.log")
             )
+        }
+
+        /// SIGTERM, wait, start again.
+        func restart() throws {
+            process.signal(SIGTERM)
+            process.stop()
+            process = try Self.spawn(directory)
         }
 
         deinit {
@@ -58,6 +69,21 @@ import Testing
     }
 
     static var isRoot: Bool { getuid() == 0 }
+
+    /// The shipped plugin conf starts the installed plugin, in string format, always; the plugin's
+    /// default socket is the one holdfastd listens on by default.
+    @Test func theShippedPluginConfMatchesTheAgentsDefaults() throws {
+        let text = try String(contentsOfFile: Products.packageRoot() + "/Packaging/audit/holdfast.conf", encoding: .utf8)
+        let settings = Dictionary(uniqueKeysWithValues: text.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line -> (String, String)? in
+            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            return parts.count == 2 ? (parts[0], parts[1]) : nil
+        })
+        #expect(settings == [
+            "active": "yes", "direction": "out", "path": "/usr/libexec/holdfast/holdfast-audit-plugin", "type": "always", "format": "string",
+        ])
+        let help = try runProcess(plugin, ["--help"])
+        #expect(help.stderr.contains("default socket \(AgentConfiguration().fileWatchIntakePath)"))
+    }
 
     /// With holdfastd down the plugin still drains everything auditd writes (its stdin never
     /// fills), keeps what fits, and what it could not deliver becomes a drop that the next plugin
@@ -84,6 +110,24 @@ import Testing
         #expect(status?["events"]?.intValue == 1)
         #expect(!FileManager.default.fileExists(atPath: agent.directory.file("run/audit-plugin.drops")))
         #expect(waitUntil(30) { agent.events("filewatch.coverage_incomplete").count == 1 })
+    }
+
+    /// What FileWatch learned survives a restart: saved in the journal's state when holdfastd stops.
+    @Test(.enabled(if: isRoot, "needs root (the intake answers root only)"))
+    func theBaselineSurvivesARestart() throws {
+        let agent = try Agent()
+        #expect(waitUntil(30) { agent.status() != nil })
+        let fixture = try String(contentsOfFile: Products.packageRoot() + "/Tests/Fixtures/audit/cp-to-stick.log", encoding: .utf8)
+        _ = try runProcessBytes(plugin, ["--socket", agent.intake], stdin: Array(fixture.utf8))
+        #expect(waitUntil(30) { agent.status()?["activities"]?.intValue == 1 })
+        #expect(agent.status()?["users"]?.intValue == 1)
+        try agent.restart()
+        #expect(waitUntil(30) { agent.status() != nil })
+        #expect(agent.status()?["users"]?.intValue == 1)
+        #expect(agent.status()?["activities"]?.intValue == 0)
+        let exported = try runProcess(holdfast, ["filewatch", "baseline", "export", "--socket", agent.socket])
+        let baseline = try JSONDecoder().decode(JSONValue.self, from: Data(exported.stdout.utf8))
+        #expect(baseline["users"]?["1001"]?["first_seen"]?.intValue == 1_700_000_000_101)
     }
 
     /// A report line with a count past Int64 (or any line that only starts with '#') does not
