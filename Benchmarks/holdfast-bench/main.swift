@@ -360,7 +360,7 @@ if wanted("print"), getuid() == 0, FileManager.default.fileExists(atPath: "/usr/
     let uriPattern = cups.printerURI.replacingOccurrences(of: "/ipp/print", with: "/*")
     try #"{"print": {"approved": [{"id": "bench", "name": "bench", "uri": "\#(uriPattern)"}], "quota": {"pages_per_day": 1000000, "jobs_per_day": 1000000}}}"#
         .write(toFile: work.file("policy.json"), atomically: true, encoding: .utf8)
-    try "[agent]\nstate_dir = \(work.file("state"))\ncontrol_socket = \(controlSocket)\npolicy = \(work.file("policy.json"))\nlog_level = notice\n[usb]\nenabled = no\n[print]\ncups_server = \(cups.socket)\ncups_server_root = \(cups.serverRoot)\n"
+    try "[agent]\nstate_dir = \(work.file("state"))\ncontrol_socket = \(controlSocket)\npolicy = \(work.file("policy.json"))\nlog_level = notice\n[usb]\nenabled = no\n[print]\ncups_server = \(cups.socket)\ncups_server_root = \(cups.serverRoot)\n[filewatch]\nenabled = no\n"
         .write(toFile: work.file("agent.conf"), atomically: true, encoding: .utf8)
     chmod(work.file("policy.json"), 0o644)
     chmod(work.file("agent.conf"), 0o644)

@@ -409,6 +409,9 @@ class Holdfast(Daemon):
             "rescan_interval = 1h",  # no rescan during the run: only uevents drive decisions
             "[print]",
             "enabled = no",
+            # Kernel audit is machine-wide: a bench holdfastd leaves it alone.
+            "[filewatch]",
+            "enabled = no",
             "",
         ]), 0o644)
         # sd_notify(3)'s protocol: holdfastd sends READY=1 once every present device is decided
