@@ -94,6 +94,10 @@ public struct FileWatchDetector: Sendable {
         var samples = [[String]](repeating: [], count: FileMetric.allCases.count)
         var userName: String?
         var latest: Int64 = .min
+        /// Each metric's expected count for `expectedHour` (the medians change only when an hour
+        /// is folded).
+        var expectedHour: Int64 = .min
+        var expected: [(level: Double, spread: Double)] = []
     }
 
     public init(policy: FileWatchPolicy, baseline: BaselineSnapshot? = nil) {
@@ -198,7 +202,11 @@ public struct FileWatchDetector: Sendable {
         for threshold in policy.thresholds where touched & (1 << UInt8(Self.index(threshold.metric))) != 0 {
             let index = Self.index(threshold.metric)
             let observed = user.windows[index].count
-            let expected = user.baseline.metric(threshold.metric).expected(hour: hour)
+            if user.expectedHour != hour {
+                user.expectedHour = hour
+                user.expected = FileMetric.allCases.map { user.baseline.metric($0).expected(hour: hour) }
+            }
+            let expected = user.expected[index]
             let (limit, basis) = Self.limit(threshold, expected: warmedUp ? expected.level : nil)
             let key = BurstKey(auid: activity.auid, threshold: threshold.id)
             guard let limit, observed >= limit else {
@@ -306,6 +314,7 @@ public struct FileWatchDetector: Sendable {
     }
 
     private func fold(_ user: inout UserState, hour: Int64, counts: [Int]) {
+        user.expectedHour = .min
         for (index, metric) in FileMetric.allCases.enumerated() {
             // In place (the default subscript): no copy of the 192 slots per fold.
             user.baseline.metrics[metric.rawValue, default: MetricBaseline()].fold(counts[index], hour: hour, memoryWeeks: policy.memoryWeeks)

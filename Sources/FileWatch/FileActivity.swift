@@ -225,11 +225,23 @@ public struct FileActivityClassifier: Sendable {
     /// An absolute name as is; a relative one joined to the cwd (the kernel logs the name as the
     /// program gave it). `.` and `..` components are folded; a name relative to a directory
     /// descriptor other than the cwd cannot be resolved from the event and stays relative.
+    /// No `//`, no `/.` (so no `.` or `..` component), no trailing slash.
+    static func isClean(_ path: String) -> Bool {
+        var previousSlash = false
+        var count = 0
+        for byte in path.utf8 {
+            if previousSlash, byte == UInt8(ascii: "/") || byte == UInt8(ascii: ".") { return false }
+            previousSlash = byte == UInt8(ascii: "/")
+            count += 1
+        }
+        return !previousSlash || count == 1
+    }
+
     static func resolve(_ name: String, cwd: String?) -> String {
         let joined: String
         if name.hasPrefix("/") {
-            // The common case, already clean: no components to fold.
-            if !name.contains("//"), !name.contains("/."), !name.hasSuffix("/") || name == "/" { return name }
+            // The common case, already clean: no components to fold (one pass over the bytes).
+            if isClean(name) { return name }
             joined = name
         } else if let cwd, cwd.hasPrefix("/") {
             joined = cwd + "/" + name

@@ -21,10 +21,29 @@ public struct MountTable: RemovableMediaLocator, Equatable {
     public let mounts: [Mount]
     public let prefixes: RemovablePrefixes
 
+    /// Removable or not by the PATH record's form of the device (`08:11`, hex), looked up once per
+    /// event: built here, not converted per lookup.
+    private let removableByRecordDevice: [String: Bool]
+
     public init(mounts: [Mount], prefixes: RemovablePrefixes = RemovablePrefixes()) {
         // Longest mount point first: the first that holds a path is its filesystem.
         self.mounts = mounts.sorted { $0.mountPoint.utf8.count > $1.mountPoint.utf8.count }
         self.prefixes = prefixes
+        var byDevice: [String: Bool] = [:]
+        for mount in self.mounts {
+            let parts = mount.device.split(separator: ":")
+            guard parts.count == 2, let major = UInt32(parts[0]), let minor = UInt32(parts[1]) else { continue }
+            let hex = Self.hex2(major) + ":" + Self.hex2(minor)
+            // A device mounted twice: removable if any of its mounts is.
+            byDevice[hex] = (byDevice[hex] ?? false) || mount.removable
+        }
+        removableByRecordDevice = byDevice
+    }
+
+    /// The kernel's `%02x` (at least two digits).
+    static func hex2(_ value: UInt32) -> String {
+        let text = String(value, radix: 16)
+        return text.count < 2 ? "0" + text : text
     }
 
     /// Parses mountinfo (proc(5)); `isRemovableDevice` answers for a `MAJOR:MINOR` (decimal).
@@ -53,9 +72,7 @@ public struct MountTable: RemovableMediaLocator, Equatable {
 
     public func isRemovable(path: String, device: String?) -> Bool {
         if prefixes.isRemovable(path: path, device: device) { return true }
-        if let device, let decimal = Self.decimalDevice(device), let mount = mounts.first(where: { $0.device == decimal }) {
-            return mount.removable
-        }
+        if let device, let removable = removableByRecordDevice[device] { return removable }
         if path.hasPrefix("/"), let mount = mounts.first(where: { RemovablePrefixes.isUnder(path, $0.mountPoint) }) {
             return mount.removable
         }
@@ -65,13 +82,6 @@ public struct MountTable: RemovableMediaLocator, Equatable {
     /// The mount that holds `path` (longest mount point).
     public func mount(holding path: String) -> Mount? {
         mounts.first { RemovablePrefixes.isUnder(path, $0.mountPoint) }
-    }
-
-    /// PATH records write `dev=08:11` (hex); mountinfo `8:17` (decimal).
-    static func decimalDevice(_ hex: String) -> String? {
-        let parts = hex.split(separator: ":")
-        guard parts.count == 2, let major = UInt32(parts[0], radix: 16), let minor = UInt32(parts[1], radix: 16) else { return nil }
-        return "\(major):\(minor)"
     }
 
     /// Major 0 is the kernel's anonymous devices (tmpfs, proc, overlay): never removable.

@@ -6,7 +6,7 @@ import Testing
 
 /// The auditd plugin and holdfastd's intake, without kernel audit: the plugin fed by the test as
 /// auditd would feed it, holdfastd with FileWatch on and its rules left alone (`rules = off`).
-@Suite struct AuditIntakeTests {
+@Suite(.serialized) struct AuditIntakeTests {
     let plugin = Products.path("holdfast-audit-plugin")
     let holdfast = Products.path("holdfast")
 

@@ -63,7 +63,9 @@ struct RunningServer {
     /// (there are two on a 2-core machine) could starve the server under test.
     func call(_ verb: String) async throws -> ControlResponse {
         let path = path
-        return try await offThread { try ControlClient(socketPath: path).call(verb) }
+        // 30 s: on a 2-core box, sync tests in other suites can hold the cooperative threads the
+        // in-process server needs for a while (the server is not slow; the test rig is busy).
+        return try await offThread { try ControlClient(socketPath: path, timeout: 30).call(verb) }
     }
 
     /// Sends raw bytes (from a thread of its own) and returns the raw answer.
