@@ -23,10 +23,11 @@ public struct SlotHistory: Sendable, Equatable, Codable {
         if values.count > keep { values.removeFirst(values.count - keep) }
     }
 
-    /// The median (the upper one for an even count); 0 with no history.
+    /// The median (the lower one for an even count, so two values give the smaller: one burst
+    /// among two hours is not normal); 0 with no history.
     public var median: Double {
         guard !values.isEmpty else { return 0 }
-        return Double(values.sorted()[values.count / 2])
+        return Double(values.sorted()[(values.count - 1) / 2])
     }
 
     /// The median absolute deviation from the median: the spread a burst cannot inflate either.
@@ -42,13 +43,14 @@ public struct SlotHistory: Sendable, Equatable, Codable {
 /// the last 14 days, which learn a nightly job within days rather than weeks).
 public struct MetricBaseline: Sendable, Equatable, Codable {
     public static let dayMemory = 14
+    public static let minimumWeekSamples = 3
     public var week: [SlotHistory] = Array(repeating: SlotHistory(), count: 168)
     public var day: [SlotHistory] = Array(repeating: SlotHistory(), count: 24)
 
     public init() {}
 
     /// Folds the count of one local hour (`hour`: hours since 1970-01-01 00:00 local time).
-    mutating func fold(_ count: Int, hour: Int64, memoryWeeks: Int) {
+    public mutating func fold(_ count: Int, hour: Int64, memoryWeeks: Int) {
         week[LocalHour.hourOfWeek(hour)].record(count, keep: memoryWeeks)
         day[LocalHour.hourOfDay(hour)].record(count, keep: Self.dayMemory)
     }
@@ -58,7 +60,10 @@ public struct MetricBaseline: Sendable, Equatable, Codable {
     public func expected(hour: Int64) -> (level: Double, spread: Double) {
         let week = week[LocalHour.hourOfWeek(hour)]
         let day = day[LocalHour.hourOfDay(hour)]
-        let (weekLevel, dayLevel) = (week.median, day.median)
+        // A week slot speaks once it holds three weeks: before that its median is one or two
+        // hours, and one of them may be the burst itself.
+        let weekLevel = week.values.count >= Self.minimumWeekSamples ? week.median : 0
+        let dayLevel = day.median
         return weekLevel >= dayLevel ? (weekLevel, week.deviation) : (dayLevel, day.deviation)
     }
 }

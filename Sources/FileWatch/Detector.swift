@@ -43,6 +43,10 @@ public struct BurstSummary: Sendable, Equatable {
 public enum DetectorOutput: Sendable, Equatable {
     case decision(FileDecision)
     case burstEnded(BurstSummary)
+    /// A block threshold is still being crossed inside its alert interval (at most every 10 s
+    /// of event time): whoever enforces blocks checks the lockdown is still in force, since an
+    /// admin may have released it meanwhile.
+    case blockHeld(FileDecision)
 }
 
 /// Counts each user's file activity over a sliding hour, learns each hour's count into the
@@ -78,11 +82,12 @@ public struct FileWatchDetector: Sendable {
     struct AlertState: Sendable {
         var lastEmitted: Int64
         var folded: Int
+        var lastHeld: Int64?
     }
 
     /// A burst ends once the count is below 80% of its limit (hysteresis: a pace at the limit is
     /// one burst, not a burst per file).
-    static func hasEnded(observed: Int, limit: Int) -> Bool { observed * 10 < limit * 8 }
+    static func hasEnded(observed: Int, limit: Int) -> Bool { Double(observed) * 10 < Double(limit) * 8 }
 
     struct UserState: Sendable {
         var baseline: UserBaseline
@@ -210,7 +215,7 @@ public struct FileWatchDetector: Sendable {
             let (limit, basis) = Self.limit(threshold, expected: warmedUp ? expected.level : nil)
             let key = BurstKey(auid: activity.auid, threshold: threshold.id)
             guard let limit, observed >= limit else {
-                if let burst = bursts[key], Self.hasEnded(observed: observed, limit: limit ?? .max) {
+                if let burst = bursts[key], limit.map({ Self.hasEnded(observed: observed, limit: $0) }) ?? true {
                     bursts[key] = nil
                     outputs.append(.burstEnded(summary(burst, threshold, key, ended: time)))
                 }
@@ -230,6 +235,14 @@ public struct FileWatchDetector: Sendable {
                 burst.alerts += 1
             } else {
                 alert?.folded += 1
+                if threshold.action == .block, alert?.lastHeld.map({ time - $0 >= 10_000 || time < $0 }) ?? true {
+                    alert?.lastHeld = time
+                    outputs.append(.blockHeld(FileDecision(
+                        threshold: threshold, auid: activity.auid, userName: user.userName, time: time, observed: observed,
+                        baseline: warmedUp ? expected.level : nil, spread: warmedUp ? expected.spread : nil, limit: limit, basis: basis,
+                        samplePaths: user.samples[index], exe: activity.exe, comm: activity.comm, pid: activity.pid, folded: alert?.folded ?? 0
+                    )))
+                }
             }
             alerts[key] = alert
             bursts[key] = burst

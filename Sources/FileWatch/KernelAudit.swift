@@ -41,6 +41,10 @@ public protocol KernelAuditControl: Sendable {
     func text(of rule: [String]) throws(KernelAuditError) -> String
     /// Loads one rule into the kernel.
     func add(_ rule: [String]) throws(KernelAuditError)
+    /// Makes a filesystem mounted at `mountPoint` after the rules were loaded part of the watched
+    /// tree `watched` (`auditctl -q watched,mountPoint`): the kernel tags the mounts under a
+    /// `dir=` root when the rule is added, not those that come later.
+    func makeEquivalent(watched: String, mountPoint: String) throws(KernelAuditError)
 }
 
 /// Kernel audit over netlink, through libaudit. libaudit's rule builder keeps state in globals,
@@ -105,6 +109,17 @@ public final class NetlinkAudit: KernelAuditControl {
                 let result = audit_add_rule_data(descriptor, built, Int32(AUDIT_FILTER_EXIT), Int32(AUDIT_ALWAYS))
                 guard result > 0 || result == -EEXIST else {
                     throw KernelAuditError("adding the audit rule '\(rule.joined(separator: " "))': \(String(cString: strerror(-result)))")
+                }
+            }
+        }
+    }
+
+    public func makeEquivalent(watched: String, mountPoint: String) throws(KernelAuditError) {
+        try Self.lock.withLock { _ throws(KernelAuditError) in
+            try withSocket { descriptor throws(KernelAuditError) in
+                let result = audit_make_equivalent(descriptor, watched, mountPoint)
+                guard result > 0 else {
+                    throw KernelAuditError("making \(mountPoint) part of the watched \(watched): \(String(cString: strerror(-result)))")
                 }
             }
         }

@@ -27,7 +27,8 @@ public struct SerialGapTracker: Sendable {
     @discardableResult
     public mutating func saw(node: String?, serial: UInt64) -> UInt64 {
         let key = node ?? ""
-        guard serial > 0 else { return 0 }
+        // 0 is no serial; the top of the range cannot be a kernel's (and would overflow the window math).
+        guard serial > 0, serial < UInt64.max - Self.window else { return 0 }
         guard var state = nodes[key] else {
             var fresh = Node(first: serial, highest: serial)
             fresh.seen[Int(serial % Self.window)] = true

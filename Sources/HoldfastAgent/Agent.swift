@@ -233,7 +233,8 @@ public actor Agent: ControlHandler {
                 return .failure(.badRequest, "filewatch.import needs \"path\": the absolute path of a baseline export")
             }
             let bytes: [UInt8]
-            switch PolicyLoader.read(path) {
+            // Up to 64 MiB: an export of many users at a long memory is larger than a policy.
+            switch PolicyLoader.read(path, limit: 64 << 20) {
             case .success(let read): bytes = read
             case .failure(let reason): return .failure(.failed, "\(path): \(reason)")
             }

@@ -41,6 +41,8 @@ public actor FileWatchService: Service {
     private var baselineDirty = false
     private var nextConnection = 0
     private var connections: [Int: ConnectionState] = [:]
+    /// Mounts under a root already made part of its watched tree (root, mount point, device).
+    private var taggedMounts: Set<String> = []
     /// What FileWatch cannot see on this machine (shown in status, journaled once at start).
     private var blindSpots: [String] = []
 
@@ -96,8 +98,23 @@ public actor FileWatchService: Service {
         let prefixes = RemovablePrefixes(policy.removablePrefixes)
         classifier = FileActivityClassifier(roots: ruleSet?.roots ?? roots, media: MountTable.read(procRoot: procRoot, sysRoot: sysRoot, prefixes: prefixes))
         var stored: BaselineSnapshot?
-        if let bytes = try? journal.state(Self.baselineKey) { stored = try? BaselineSnapshot.decode(bytes) }
+        var unreadable: String?
+        if let bytes = try? journal.state(Self.baselineKey) {
+            do {
+                stored = try BaselineSnapshot.decode(bytes)
+            } catch {
+                unreadable = error.message
+            }
+        }
         detector = FileWatchDetector(policy: policy, baseline: stored)
+        if let unreadable {
+            recorder.record(Event(
+                kind: "filewatch.baseline_unreadable", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Load",
+                time: clock.now(), severity: .high, status: .failure,
+                message: "the stored FileWatch baseline could not be read (\(unreadable)); every user starts a new warm-up",
+                details: ["error": .string(unreadable)]
+            ))
+        }
     }
 
     // MARK: Running
@@ -107,6 +124,7 @@ public actor FileWatchService: Service {
         defer { listener.close() }
         logger.notice("audit intake listening", ("socket", intakePath), ("rules", ruleMode.rawValue))
         await checkRules()
+        refreshMounts()
         checkKernel()
         checkBlindSpots()
         try await withThrowingDiscardingTaskGroup { group in
@@ -262,7 +280,6 @@ public actor FileWatchService: Service {
         counters.late += late
         for report in reports { forwarderReport(report) }
         var mountsChanged = false
-        let wallClock = Int64(clock.now().timeIntervalSince1970 * 1_000)
         for event in events {
             if !Self.isDaemonEvent(event) {
                 let found = gaps.saw(node: event.node, serial: event.serial)
@@ -274,6 +291,7 @@ public actor FileWatchService: Service {
                 counters.byKey[slot, default: 0] += 1
             }
             guard var activity = classifier.classify(summary) else { continue }
+            let wallClock = Int64(clock.now().timeIntervalSince1970 * 1_000)
             counters.activities += 1
             // A time stamp from the future (a clock step, a forged log) must not freeze the
             // sliding hour: no event is later than a minute past this machine's clock.
@@ -370,6 +388,21 @@ public actor FileWatchService: Service {
             }
         case .burstEnded(let summary):
             record(Self.burstEvent(summary))
+        case .blockHeld(let decision):
+            // Still crossing: if an admin released the lockdown meanwhile, the block holds again.
+            guard let lockdown else { return }
+            let scopes = policy.blockScopes.compactMap(LockdownScope.init(rawValue:))
+            var open: [LockdownScope] = []
+            for scope in scopes where await lockdown.entry(scope) == nil { open.append(scope) }
+            guard !open.isEmpty else { return }
+            let event = Self.decisionEvent(decision, policy: policy)
+            counters.blocks += 1
+            record(event)
+            do {
+                try await lockdown.engage(open, reason: Self.describe(decision) + " (still crossing after a release)", by: "filewatch", source: "filewatch", cause: event.id.uuidString.lowercased())
+            } catch {
+                logger.error("the FileWatch block could not be saved", ("error", "\(error)"))
+            }
         }
     }
 
@@ -462,16 +495,39 @@ public actor FileWatchService: Service {
     }
 
     private func refreshMounts() {
-        classifier = FileActivityClassifier(
-            roots: classifier.roots, media: MountTable.read(procRoot: procRoot, sysRoot: sysRoot, prefixes: RemovablePrefixes(policy.removablePrefixes))
-        )
+        let table = MountTable.read(procRoot: procRoot, sysRoot: sysRoot, prefixes: RemovablePrefixes(policy.removablePrefixes))
+        classifier = FileActivityClassifier(roots: classifier.roots, media: table)
+        tagNewMounts(table)
+    }
+
+    /// Filesystems mounted under a watched root after its rule was loaded (a stick udisks mounts
+    /// under /media) are outside the kernel's watched tree until they are made equivalent to it.
+    private func tagNewMounts(_ table: MountTable) {
+        guard let kernel, let ruleSet else { return }
+        var current: Set<String> = []
+        for mount in table.mounts {
+            for root in ruleSet.roots where mount.mountPoint != root && RemovablePrefixes.isUnder(mount.mountPoint, root) {
+                let key = root + "\u{0}" + mount.mountPoint + "\u{0}" + mount.device
+                current.insert(key)
+                guard !taggedMounts.contains(key) else { continue }
+                do {
+                    try kernel.makeEquivalent(watched: root, mountPoint: mount.mountPoint)
+                    logger.info("watching a new mount under a root", ("root", root), ("mount", mount.mountPoint))
+                } catch {
+                    logger.error("cannot watch a new mount under a root", ("mount", mount.mountPoint), ("error", error.message))
+                    incomplete("mount_untagged", by: 1, "\(mount.mountPoint) is mounted under the watched \(root) but the kernel refused to watch it (\(error.message))")
+                }
+            }
+        }
+        taggedMounts = current
     }
 
     /// io_uring's file operations never pass the syscall exit audit rules see: while io_uring is
     /// open to users (`kernel.io_uring_disabled` absent or 0), a user can write files FileWatch
     /// does not see. Said once per start, and in status.
     private func checkBlindSpots() {
-        let setting = (try? String(contentsOfFile: procRoot + "/sys/kernel/io_uring_disabled", encoding: .utf8))?.trimmingSpaces
+        let setting = (try? String(contentsOfFile: procRoot + "/sys/kernel/io_uring_disabled", encoding: .utf8))
+            .map { String($0.filter { !$0.isWhitespace }) }
         let spots = setting == nil || setting == "0"
             ? ["io_uring is enabled for every user (kernel.io_uring_disabled = \(setting ?? "absent")): file writes made through io_uring are not audited; set kernel.io_uring_disabled = 2"]
             : []
@@ -516,8 +572,18 @@ public actor FileWatchService: Service {
                 }
             }
             let wasMissing = lastRuleCheck?.missing ?? -1
+            let firstCheck = lastRuleCheck == nil
             lastRuleCheck = (now, check.present + added, check.missing.count - added, added, failures.first)
-            if !check.missing.isEmpty, check.missing.count != wasMissing || added > 0 {
+            if firstCheck, check.present == 0, added == set.rules.count {
+                // Nothing of ours at start (auditd's rules file not installed, or a test rig):
+                // loaded, said plainly; a rule that goes missing later is the finding.
+                record(Event(
+                    kind: "filewatch.rules_loaded", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Load",
+                    time: now, severity: .informational, status: .success,
+                    message: "FileWatch's \(added) kernel audit rules were not loaded at start; holdfastd loaded them",
+                    details: ["added": .int(Int64(added))]
+                ))
+            } else if !check.missing.isEmpty, check.missing.count != wasMissing || added > 0 {
                 record(Event(
                     kind: added > 0 ? "filewatch.rules_restored" : "filewatch.rules_missing", eventClass: .deviceConfigStateChange,
                     activityID: 99, activityName: added > 0 ? "Repair" : "Check", time: now,
@@ -603,7 +669,7 @@ public actor FileWatchService: Service {
             "alerts": .int(Int64(counters.alerts)),
             "blocks": .int(Int64(counters.blocks)),
             "users": .int(Int64(detector.userCount)),
-            "forwarder": .object(["received": .int(Int64(counters.forwarderReceived)), "dropped": .int(Int64(counters.forwarderDropped))]),
+            "forwarder": .object(["received": .int(Int64(clamping: counters.forwarderReceived)), "dropped": .int(Int64(clamping: counters.forwarderDropped))]),
             "refused_connections": .int(Int64(counters.refusedPeers)),
             "coverage": .object(coverageObject),
             "blind_spots": .array(blindSpots.map(JSONValue.string)),

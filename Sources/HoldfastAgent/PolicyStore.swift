@@ -120,7 +120,7 @@ public struct PolicyLoader {
 
     /// The policy file must be a regular file owned by root and not writable by others: whoever
     /// can write it decides what is blocked.
-    static func read(_ path: String) -> ReadResult {
+    static func read(_ path: String, limit: Int = 4 << 20) -> ReadResult {
         // O_NONBLOCK: a FIFO at the path must not hang the open; fstat refuses it next.
         let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
@@ -141,7 +141,7 @@ public struct PolicyLoader {
             guard count >= 0 else { return .failure(String(cString: strerror(errno))) }
             if count == 0 { return .success(bytes) }
             bytes += chunk[0..<count]
-            if bytes.count > 4 << 20 { return .failure("larger than 4 MiB") }
+            if bytes.count > limit { return .failure("larger than \(limit >> 20) MiB") }
         }
     }
 }

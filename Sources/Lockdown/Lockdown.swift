@@ -105,6 +105,8 @@ public actor LockdownController {
     }
 
     /// Shuts `scopes`. Scopes already shut keep their first entry. Returns the scopes newly shut.
+    /// A state that cannot be saved does not stop the lockdown (it is journaled as
+    /// `lockdown.save_failed`); the `throws` is for callers that treat saving as their own concern.
     @discardableResult
     public func engage(_ scopes: [LockdownScope], reason: String, by who: String, source: String, cause: String? = nil) async throws(StoreError) -> [LockdownScope] {
         let now = clock.now()
@@ -112,7 +114,18 @@ public actor LockdownController {
         guard !fresh.isEmpty else { return [] }
         var next = entries
         for scope in fresh { next[scope] = LockdownEntry(reason: reason, since: now, by: who, source: source, cause: cause) }
-        try journal.setState(Self.stateKey, encoding: next)
+        do {
+            try journal.setState(Self.stateKey, encoding: next)
+        } catch {
+            // Fail closed: the lockdown is enforced all the same; it is said that a restart
+            // would not remember it.
+            record(Event(
+                kind: "lockdown.save_failed", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Lock",
+                time: now, severity: .critical, status: .failure,
+                message: "the lockdown of \(fresh.map(\.rawValue).joined(separator: ", ")) is enforced but could not be saved (\(error)): a restart would not remember it",
+                details: ["scopes": .array(fresh.map { .string($0.rawValue) }), "error": .string("\(error)")]
+            ))
+        }
         entries = next
         var details: [String: JSONValue] = [
             "scopes": .array(fresh.map { .string($0.rawValue) }), "reason": .string(reason), "by": .string(who), "source": .string(source),

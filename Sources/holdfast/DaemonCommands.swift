@@ -104,6 +104,18 @@ struct Status: Subcommand {
                 context.line("print       cupsd \(text(print["cups"])), queues \(text(print["queues"])) (unapproved \(text(print["unapproved"]))), \(hardened), jobs allowed \(text(print["jobs_allowed"])) denied \(text(print["jobs_denied"]))\(lockdown)")
             }
         }
+        if let fileWatch = status["filewatch"] {
+            if fileWatch["enabled"]?.boolValue == false {
+                context.line("filewatch   OFF ([filewatch] enabled = no)")
+            } else {
+                let coverage = fileWatch["coverage"]?["complete"]?.boolValue == false ? "COVERAGE INCOMPLETE" : "coverage complete"
+                let blind = (fileWatch["blind_spots"].flatMap { value -> Int? in if case .array(let items) = value { items.count } else { nil } } ?? 0)
+                context.line("filewatch   forwarders \(text(fileWatch["forwarders"])), events \(text(fileWatch["events"])), activities \(text(fileWatch["activities"])), alerts \(text(fileWatch["alerts"])), blocks \(text(fileWatch["blocks"])), \(coverage)\(blind > 0 ? ", \(blind) blind spot(s)" : "")")
+            }
+        }
+        if case .array(let locked)? = status["lockdown"]?["locked"], !locked.isEmpty {
+            context.line("lockdown    LOCKED: \(locked.compactMap(\.stringValue).joined(separator: ", ")) (holdfast lockdown status)")
+        }
         let journal = status["journal"]
         context.line("journal     \(text(journal?["events"])) events, \(text(journal?["event_bytes"])) of \(text(journal?["max_bytes"])) bytes, \(text(journal?["pending_upload"])) not uploaded, \(text(journal?["lost_unuploaded"])) lost")
         return .success

@@ -21,6 +21,9 @@ struct FileWatchStatus: Subcommand {
         context.line("intake: \(Printable.escape(status["intake_socket"]?.stringValue ?? "?")), \(status["forwarders"]?.intValue ?? 0) forwarder(s) connected")
         context.line("seen: \(status["records"]?.intValue ?? 0) records, \(status["events"]?.intValue ?? 0) events, \(status["activities"]?.intValue ?? 0) file activities, \(status["malformed"]?.intValue ?? 0) malformed")
         context.line("forwarder: received \(status["forwarder"]?["received"]?.intValue ?? 0), dropped \(status["forwarder"]?["dropped"]?.intValue ?? 0)")
+        if case .object(let keys)? = status["events_by_key"], !keys.isEmpty {
+            context.line("by rule key: " + keys.sorted { $0.key < $1.key }.map { "\(Printable.escape($0.key)) \($0.value.intValue ?? 0)" }.joined(separator: ", "))
+        }
         if coverage?["complete"]?.boolValue == false {
             var reasons: [String] = []
             if case .object(let members)? = coverage?["reasons"] {
@@ -29,6 +32,9 @@ struct FileWatchStatus: Subcommand {
             context.line("coverage: INCOMPLETE since \(coverage?["incomplete_since"]?.stringValue ?? "?") (\(reasons.joined(separator: ", ")))")
         } else {
             context.line("coverage: complete")
+        }
+        if case .array(let spots)? = status["blind_spots"] {
+            for spot in spots { context.line("blind spot: \(Printable.escape(spot.stringValue ?? ""))") }
         }
         let rules = status["rules"]
         if let checked = rules?["checked_at"]?.stringValue {

@@ -191,6 +191,21 @@ extension RealAuditdTests {
         #expect(Self.lost(try runProcess(Self.auditctl, ["-s"]).stdout) == lostBefore)
         // auditd never stalled: no dispatcher overflow in its own output.
         #expect(!Self.text(directory.file("auditd.out")).lowercased().contains("overflow"))
+
+        // A filesystem mounted under the root after the rules were loaded (a stick udisks mounts
+        // under /media): the kernel's tree does not reach it until holdfastd, seeing the audited
+        // mount, makes it part of the watched tree.
+        let stick = watched + "/stick"
+        try FileManager.default.createDirectory(atPath: stick, withIntermediateDirectories: false)
+        let mounted = try runProcess("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", stick])
+        try #require(mounted.status == 0, "mount: \(mounted.stderr)")
+        defer { _ = try? runProcess("/usr/bin/umount", [stick]) }
+        #expect(waitUntil(30) { (fileWatch()?["events_by_key"]?[key + "-mount"]?.intValue ?? 0) >= 1 })
+        let onStick = try runProcess("/usr/bin/python3", [
+            "-c", "import os, sys; open('/proc/self/loginuid', 'w').write('1001')\nfor i in range(3):\n    os.close(os.open(sys.argv[1] + '/s%d' % i, os.O_CREAT | os.O_WRONLY, 0o600))", stick,
+        ])
+        try #require(onStick.status == 0, "writes on the mount: \(onStick.stderr)")
+        #expect(waitUntil(30) { fileWatch()?["events_by_key"]?[key + "-write"]?.intValue == 5_003 }, "\(String(describing: fileWatch()?["events_by_key"])) \(Self.text(directory.file("holdfastd.log")).suffix(1_500))")
         print("bulk copy: 5,000 files in \(String(format: "%.2f", seconds)) s; auditd logged \(logged[key + "-write"] ?? 0), Holdfast saw \(seen?["events_by_key"]?[key + "-write"]?.intValue ?? 0)")
     }
 

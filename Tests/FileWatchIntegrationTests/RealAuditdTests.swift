@@ -125,9 +125,13 @@ import Testing
         #expect(remove.paths.map(\.nametype) == ["PARENT", "DELETE"])
 
         // auditctl's own rule change: CONFIG_CHANGE, SYSCALL and PROCTITLE under one serial, the
-        // title's argv decoded from hex.
+        // title's argv decoded from hex. (SOCKADDR, CWD and PATH records for its netlink sendto come
+        // between them when the kernel's audit context for that syscall is not a dummy one — seen
+        // on this machine after tree watches were made equivalent to new mounts, with no rule
+        // listed; the cause inside the kernel is not pinned down — so only the order of these three
+        // is stated.)
         let ruleChange = try #require(allEvents(bytes).first { $0.types.first == "CONFIG_CHANGE" && $0.exe == Self.auditctl })
-        #expect(ruleChange.types.prefix(3) == ["CONFIG_CHANGE", "SYSCALL", "PROCTITLE"])
+        #expect(ruleChange.types.filter { ["CONFIG_CHANGE", "SYSCALL", "PROCTITLE"].contains($0) } == ["CONFIG_CHANGE", "SYSCALL", "PROCTITLE"])
         #expect(ruleChange.proctitle == [Self.auditctl, "-w", watched, "-p", "wa", "-k", key])
         #expect(ruleChange.auid == nil)
         // Writing the login uid: LOGIN, then that write's SYSCALL and PROCTITLE, one event.

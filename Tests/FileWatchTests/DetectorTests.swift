@@ -318,3 +318,27 @@ func summaries(_ outputs: [DetectorOutput]) -> [BurstSummary] {
         #expect(throws: FileWatchPolicyError.self) { try FileWatchPolicy(section: .object(["thresholds": .array([])])) }
     }
 }
+
+@Suite struct BlockHoldTests {
+    @Test func aBlockStillBeingCrossedAsksEveryTenSecondsWhetherItHolds() {
+        var policy = FileWatchPolicy()
+        policy.thresholds = [FileThreshold(id: "stop", metric: .filesWritten, absolute: 10, action: .block)]
+        var detector = FileWatchDetector(policy: policy)
+        var outputs: [DetectorOutput] = []
+        for index in 0..<40 { outputs += detector.observe(write(1001, "/home/a/f\(index)", at: monday + Int64(index) * 1_000)) }
+        #expect(decisions(outputs).count == 1)
+        // The decision at the 10th file (9 s); the next crossing asks at once, then every 10 s.
+        let held = outputs.compactMap { if case .blockHeld(let decision) = $0 { decision.time } else { nil } }
+        #expect(held == [monday + 10_000, monday + 20_000, monday + 30_000])
+    }
+
+    @Test func aFirstWeekBurstIsNotTheBaselineOfItsHour() {
+        var history = MetricBaseline()
+        // Tuesday 10:00: 3,000 in the first week, 50 in the second.
+        let tuesdayTen: Int64 = 24 * 4 + 34
+        history.fold(3_000, hour: tuesdayTen, memoryWeeks: 6)
+        history.fold(50, hour: tuesdayTen + 168, memoryWeeks: 6)
+        // Two week samples do not speak yet, and the day slot's lower median is the 50.
+        #expect(history.expected(hour: tuesdayTen + 336).level == 50)
+    }
+}
