@@ -114,7 +114,7 @@ os.close(os.open(sys.argv[2] + '/customer-list.csv', os.O_CREAT | os.O_WRONLY, 0
 " "$fw/desk" "$fw/stick"
 echo "   5,001 files in $(( ($(date +%s%N) - start_ns) / 1000000 )) ms"
 for _ in $(seq 1 300); do hf filewatch status 2> /dev/null | grep -q "blocks: 1" && hf filewatch status | grep -q "alerts: 2" && break; sleep 0.1; done
-"$holdfast" journal tail --lines 10 --state-dir "$fw/state" | grep -E $'\t(filewatch|lockdown)\.' | sed 's/^/   /'
+"$holdfast" journal tail --lines 20 --state-dir "$fw/state" | grep -E $'\t(filewatch|lockdown)\.' | sed 's/^/   /'
 echo "   lockdown in force (recorded; this demo's holdfastd runs no USB or print enforcement, so it says"
 echo "   it is not enforced here — steps 12-23 show those enforcers, and the lockdown path they share):"
 hf lockdown status | sed 's/^/   /'

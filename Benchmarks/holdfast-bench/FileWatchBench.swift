@@ -73,38 +73,8 @@ enum FileWatchBench {
         try "{}".write(toFile: directory.file("policy.json"), atomically: true, encoding: .utf8)
         chmod(directory.file("agent.conf"), 0o644)
         chmod(directory.file("policy.json"), 0o644)
-        try """
-            active = yes
-            direction = out
-            path = \(bin)/holdfast-audit-plugin
-            type = always
-            args = --socket \(directory.file("run/audit.sock"))
-            format = string
-
-            """.write(toFile: directory.file("plugins.d/holdfast.conf"), atomically: true, encoding: .utf8)
-        chmod(directory.file("plugins.d/holdfast.conf"), 0o640)
-        try """
-            log_file = \(directory.file("log/audit.log"))
-            log_format = ENRICHED
-            log_group = root
-            write_logs = yes
-            flush = INCREMENTAL_ASYNC
-            freq = 50
-            max_log_file = 512
-            num_logs = 2
-            max_log_file_action = ROTATE
-            space_left = 75
-            space_left_action = IGNORE
-            admin_space_left = 50
-            admin_space_left_action = IGNORE
-            disk_full_action = IGNORE
-            disk_error_action = IGNORE
-            name_format = NONE
-            plugin_dir = \(directory.file("plugins.d"))
-            q_depth = 2000
-            overflow_action = SYSLOG
-            """.write(toFile: directory.file("auditd.conf"), atomically: true, encoding: .utf8)
-        chmod(directory.file("auditd.conf"), 0o640)
+        try PrivateAuditd.writePluginConf(to: directory.file("plugins.d/holdfast.conf"), plugin: bin + "/holdfast-audit-plugin", socket: directory.file("run/audit.sock"))
+        try PrivateAuditd.writeConfiguration(directory: directory.path, logFile: directory.file("log/audit.log"), pluginDirectory: directory.file("plugins.d"), maxLogFileMiB: 512)
 
         let status = try runProcess(auditctl, ["-s"]).stdout
         let wasEnabled = status.split(separator: "\n").first { $0.hasPrefix("enabled ") }.map { String($0.dropFirst(8)) } ?? "0"

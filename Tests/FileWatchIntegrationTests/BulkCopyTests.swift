@@ -58,38 +58,8 @@ extension RealAuditdTests {
         try SecureFile.write(history, to: baselineFile)
 
         // auditd with the Holdfast plugin conf, as the package installs it (path and socket are the test's).
-        try """
-            active = yes
-            direction = out
-            path = \(Products.path("holdfast-audit-plugin"))
-            type = always
-            args = --socket \(intake)
-            format = string
-
-            """.write(toFile: directory.file("plugins.d/holdfast.conf"), atomically: true, encoding: .utf8)
-        chmod(directory.file("plugins.d/holdfast.conf"), 0o640)
-        try """
-            log_file = \(log)
-            log_format = ENRICHED
-            log_group = root
-            write_logs = yes
-            flush = INCREMENTAL_ASYNC
-            freq = 50
-            max_log_file = 256
-            num_logs = 2
-            max_log_file_action = ROTATE
-            space_left = 75
-            space_left_action = IGNORE
-            admin_space_left = 50
-            admin_space_left_action = IGNORE
-            disk_full_action = IGNORE
-            disk_error_action = IGNORE
-            name_format = NONE
-            plugin_dir = \(directory.file("plugins.d"))
-            q_depth = 2000
-            overflow_action = SYSLOG
-            """.write(toFile: directory.file("auditd.conf"), atomically: true, encoding: .utf8)
-        chmod(directory.file("auditd.conf"), 0o640)
+        try PrivateAuditd.writePluginConf(to: directory.file("plugins.d/holdfast.conf"), plugin: Products.path("holdfast-audit-plugin"), socket: intake)
+        try PrivateAuditd.writeConfiguration(directory: directory.path, logFile: log, pluginDirectory: directory.file("plugins.d"))
 
         let status = try runProcess(Self.auditctl, ["-s"]).stdout
         let wasEnabled = status.split(separator: "\n").first { $0.hasPrefix("enabled ") }.map { $0.dropFirst(8).trimmingCharacters(in: .whitespaces) } ?? "0"

@@ -32,28 +32,7 @@ import Testing
         let log = directory.file("log/audit.log")
         try FileManager.default.createDirectory(atPath: directory.file("log"), withIntermediateDirectories: false)
         try FileManager.default.createDirectory(atPath: directory.file("plugins.d"), withIntermediateDirectories: false)
-        try """
-            log_file = \(log)
-            log_format = ENRICHED
-            log_group = root
-            write_logs = yes
-            flush = INCREMENTAL_ASYNC
-            freq = 20
-            max_log_file = 64
-            num_logs = 2
-            max_log_file_action = ROTATE
-            space_left = 75
-            space_left_action = IGNORE
-            admin_space_left = 50
-            admin_space_left_action = IGNORE
-            disk_full_action = IGNORE
-            disk_error_action = IGNORE
-            name_format = NONE
-            plugin_dir = \(directory.file("plugins.d"))
-            q_depth = 2000
-            overflow_action = SYSLOG
-            """.write(toFile: directory.file("auditd.conf"), atomically: true, encoding: .utf8)
-        chmod(directory.file("auditd.conf"), 0o640)
+        try PrivateAuditd.writeConfiguration(directory: directory.path, logFile: log, pluginDirectory: directory.file("plugins.d"), maxLogFileMiB: 64)
 
         // What this test changes, to restore: the enabled flag, one watch rule, the audit daemon.
         let status = try runProcess(Self.auditctl, ["-s"]).stdout

@@ -1,0 +1,50 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A private auditd (`auditd -n -c DIR`) for the kernel-audit tests and the bench: its
+/// configuration (its own log, plugin directory and queue; every disk action IGNORE so a small
+/// test disk never stops it), and the Holdfast plugin conf as the package installs it, pointed at
+/// a test's plugin binary and socket. The machine's own auditd and /etc/audit are never touched.
+public enum PrivateAuditd {
+    /// Writes `DIRECTORY/auditd.conf` (0640, as auditd wants it).
+    public static func writeConfiguration(directory: String, logFile: String, pluginDirectory: String, maxLogFileMiB: Int = 256) throws {
+        try """
+            log_file = \(logFile)
+            log_format = ENRICHED
+            log_group = root
+            write_logs = yes
+            flush = INCREMENTAL_ASYNC
+            freq = 50
+            max_log_file = \(maxLogFileMiB)
+            num_logs = 2
+            max_log_file_action = ROTATE
+            space_left = 75
+            space_left_action = IGNORE
+            admin_space_left = 50
+            admin_space_left_action = IGNORE
+            disk_full_action = IGNORE
+            disk_error_action = IGNORE
+            name_format = NONE
+            plugin_dir = \(pluginDirectory)
+            q_depth = 2000
+            overflow_action = SYSLOG
+            """.write(toFile: directory + "/auditd.conf", atomically: true, encoding: .utf8)
+        chmod(directory + "/auditd.conf", 0o640)
+    }
+
+    /// Writes the Holdfast plugin conf (`Packaging/audit/holdfast.conf`'s settings) at `path`.
+    public static func writePluginConf(to path: String, plugin: String, socket: String) throws {
+        try """
+            active = yes
+            direction = out
+            path = \(plugin)
+            type = always
+            args = --socket \(socket)
+            format = string
+
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o640)
+    }
+}
