@@ -344,14 +344,17 @@ extension FileWatchDetector.UserState {
 
 /// Counts over the last hour, (now − 1 h, now]: distinct keys (files, directories) or every
 /// occurrence. Keys are kept as 64-bit hashes (SipHash, seeded per process, so names cannot be
-/// chosen to collide): a window costs the same whatever the length of the names.
+/// chosen to collide): a window costs the same whatever the length of the names. Memory is bounded
+/// whatever the rate: a key seen again within a minute adds no entry (it may leave the window up
+/// to a minute early), and occurrences in the same second share one entry.
 struct SlidingWindow: Sendable {
     let distinct: Bool
     private var lastSeen: [Int: Int64] = [:]
     private var times: [Int64] = []
-    /// The key hash of each occurrence; nil when it was not remembered (a plain count, or a
-    /// distinct window that was full).
+    /// The key hash of each entry; nil for counted occurrences (a plain count, or a distinct
+    /// window that was full), which `counts` holds per entry.
     private var keys: [Int?] = []
+    private var counts: [Int] = []
     private var head = 0
     private(set) var count = 0
 
@@ -359,43 +362,62 @@ struct SlidingWindow: Sendable {
 
     /// Adds an occurrence; returns when the key was last seen within the window (nil: new).
     mutating func add(_ key: String, at time: Int64) -> Int64? {
-        times.append(time)
         guard distinct else {
-            keys.append(nil)
-            count += 1
+            addCounted(at: time)
             return nil
         }
         let hash = key.hashValue
         let previous = lastSeen[hash]
-        if previous == nil {
+        if let previous {
+            // Seen within the last minute: its entry stands (no growth under a rewrite loop).
+            if time >= previous, time - previous < 60_000 { return previous }
+        } else {
             count += 1
             if lastSeen.count >= FileWatchDetector.maximumDistinct {
                 // Full: counted, not remembered (a second sighting counts again).
-                keys.append(nil)
+                count -= 1
+                addCounted(at: time)
                 return nil
             }
         }
         lastSeen[hash] = max(time, previous ?? .min)
+        times.append(time)
         keys.append(hash)
+        counts.append(1)
         return previous
     }
+
+    private mutating func addCounted(at time: Int64) {
+        count += 1
+        if head < times.count, keys[keys.count - 1] == nil, times[times.count - 1] / 1_000 == time / 1_000 {
+            counts[counts.count - 1] += 1
+            return
+        }
+        times.append(time)
+        keys.append(nil)
+        counts.append(1)
+    }
+
+    /// Entries held (tests: memory is bounded by time, not by events).
+    var entries: Int { times.count - head }
 
     mutating func expire(through cutoff: Int64) {
         while head < times.count, times[head] <= cutoff {
             if let key = keys[head] {
-                // Only the key's latest sighting leaves the count.
+                // Only the key's latest entry leaves the count.
                 if let seen = lastSeen[key], seen <= times[head] {
                     lastSeen[key] = nil
                     count -= 1
                 }
             } else {
-                count -= 1
+                count -= counts[head]
             }
             head += 1
         }
         if head > 4_096, head * 2 > times.count {
             times.removeFirst(head)
             keys.removeFirst(head)
+            counts.removeFirst(head)
             head = 0
         }
     }

@@ -126,7 +126,7 @@ struct LockdownStatus: Subcommand {
 /// `holdfast lockdown on|release --scope usb,print --reason "…"` (root).
 struct LockdownChange: Subcommand {
     static let path = ["lockdown"]
-    static let summary = "lock down scopes (on) or lift them (release); root only, every change journaled"
+    static let summary = "lock down scopes (on) or lift them (release); root only, every change journaled (see also: holdfast lockdown status)"
     static let positionals = "on|release"
     static let options = [
         Daemon.socketOption, OptionSpec("scope", value: "SCOPES", help: "usb, print or usb,print"),

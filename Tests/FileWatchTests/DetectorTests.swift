@@ -1,4 +1,4 @@
-import FileWatch
+@testable import FileWatch
 import HoldfastCore
 import Foundation
 import Testing
@@ -340,5 +340,22 @@ func summaries(_ outputs: [DetectorOutput]) -> [BurstSummary] {
         history.fold(50, hour: tuesdayTen + 168, memoryWeeks: 6)
         // Two week samples do not speak yet, and the day slot's lower median is the 50.
         #expect(history.expected(hour: tuesdayTen + 336).level == 50)
+    }
+}
+
+@Suite struct WindowMemoryTests {
+    /// A rewrite loop on one file, and a delete flood, cost entries per minute and per second,
+    /// not per event; the counts stay exact.
+    @Test func floodsCostBoundedMemoryAndCountRight() {
+        var distinct = SlidingWindow(distinct: true)
+        for index in 0..<100_000 { _ = distinct.add("fd:01:42", at: monday + Int64(index) * 10) }  // 1,000 s
+        #expect(distinct.count == 1)
+        #expect(distinct.entries <= 17)
+        var plain = SlidingWindow(distinct: false)
+        for index in 0..<100_000 { _ = plain.add("", at: monday + Int64(index) * 10) }
+        #expect(plain.count == 100_000)
+        #expect(plain.entries == 1_000)
+        plain.expire(through: monday + 500_000 - 1)
+        #expect(plain.count == 50_000)
     }
 }
