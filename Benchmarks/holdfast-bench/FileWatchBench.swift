@@ -55,24 +55,7 @@ enum FileWatchBench {
         }
         let key = "holdfast-bench-\(getpid())"
         let socket = directory.file("run/control.sock")
-        try """
-            [agent]
-            state_dir = \(directory.file("state"))
-            control_socket = \(socket)
-            policy = \(directory.file("policy.json"))
-            [usb]
-            enabled = no
-            [print]
-            enabled = no
-            [filewatch]
-            roots = \(root)
-            rules = manage
-            rule_key = \(key)
-
-            """.write(toFile: directory.file("agent.conf"), atomically: true, encoding: .utf8)
-        try "{}".write(toFile: directory.file("policy.json"), atomically: true, encoding: .utf8)
-        chmod(directory.file("agent.conf"), 0o644)
-        chmod(directory.file("policy.json"), 0o644)
+        try PrivateAuditd.writeAgent(directory: directory.path, policy: "{}", roots: root, ruleKey: key)
         try PrivateAuditd.writePluginConf(to: directory.file("plugins.d/holdfast.conf"), plugin: bin + "/holdfast-audit-plugin", socket: directory.file("run/audit.sock"))
         try PrivateAuditd.writeConfiguration(directory: directory.path, logFile: directory.file("log/audit.log"), pluginDirectory: directory.file("plugins.d"), maxLogFileMiB: 512)
 

@@ -19,22 +19,7 @@ import Testing
         init() throws {
             chmod(directory.path, 0o755)
             try FileManager.default.createDirectory(atPath: directory.file("run"), withIntermediateDirectories: false)
-            try """
-                [agent]
-                state_dir = \(directory.file("state"))
-                control_socket = \(directory.file("run/control.sock"))
-                policy = \(directory.file("policy.json"))
-                [usb]
-                enabled = no
-                [print]
-                enabled = no
-                [filewatch]
-                rules = off
-
-                """.write(toFile: directory.file("agent.conf"), atomically: true, encoding: .utf8)
-            try "{}".write(toFile: directory.file("policy.json"), atomically: true, encoding: .utf8)
-            chmod(directory.file("agent.conf"), 0o644)
-            chmod(directory.file("policy.json"), 0o644)
+            try PrivateAuditd.writeAgent(directory: directory.path, policy: "{}", rules: "off")
             process = try Self.spawn(directory)
         }
 

@@ -28,28 +28,11 @@ extension RealAuditdTests {
         let log = directory.file("log/audit.log")
 
         // holdfastd: FileWatch only, the watched root is the test's directory, rules managed by it.
-        try """
-            [agent]
-            state_dir = \(directory.file("state"))
-            control_socket = \(socket)
-            policy = \(directory.file("policy.json"))
-            [usb]
-            enabled = no
-            [print]
-            enabled = no
-            [filewatch]
-            roots = \(configuredRoot)
-            rules = manage
-            rule_key = \(key)
-
-            """.write(toFile: directory.file("agent.conf"), atomically: true, encoding: .utf8)
-        try """
+        try PrivateAuditd.writeAgent(directory: directory.path, policy: """
             {"filewatch": {"timezone": "UTC", "block_scopes": ["usb", "print"], "thresholds": [
               {"id": "bulk", "metric": "files_written", "relative": 10, "minimum": 200, "action": "alert"},
               {"id": "bulk-block", "metric": "files_written", "absolute": 5000, "action": "block"}]}}
-            """.write(toFile: directory.file("policy.json"), atomically: true, encoding: .utf8)
-        chmod(directory.file("agent.conf"), 0o644)
-        chmod(directory.file("policy.json"), 0o644)
+            """, roots: configuredRoot, ruleKey: key)
 
         // The generated history: four weeks of 50 files in every hour for login uid 1001, up to
         // this hour, learned by the same detector holdfastd runs, then imported.

@@ -47,4 +47,27 @@ public enum PrivateAuditd {
             """.write(toFile: path, atomically: true, encoding: .utf8)
         chmod(path, 0o640)
     }
+
+    /// Writes a holdfastd configuration for FileWatch alone (USB and print off) into `directory`:
+    /// `agent.conf` and `policy.json` (0644), state in `state/`, sockets in `run/`. `rules` is
+    /// the `[filewatch] rules` mode; `roots` and `ruleKey` only apply when it is not `off`.
+    public static func writeAgent(directory: String, policy: String, rules: String = "manage", roots: String? = nil, ruleKey: String? = nil) throws {
+        var fileWatch = "[filewatch]\nrules = \(rules)\n"
+        if let roots { fileWatch += "roots = \(roots)\n" }
+        if let ruleKey { fileWatch += "rule_key = \(ruleKey)\n" }
+        try """
+            [agent]
+            state_dir = \(directory)/state
+            control_socket = \(directory)/run/control.sock
+            policy = \(directory)/policy.json
+            [usb]
+            enabled = no
+            [print]
+            enabled = no
+
+            """.appending(fileWatch).write(toFile: directory + "/agent.conf", atomically: true, encoding: .utf8)
+        try policy.write(toFile: directory + "/policy.json", atomically: true, encoding: .utf8)
+        chmod(directory + "/agent.conf", 0o644)
+        chmod(directory + "/policy.json", 0o644)
+    }
 }
