@@ -1,4 +1,5 @@
 import FileWatch
+import Foundation
 import HoldfastCommandLine
 import HoldfastCore
 #if canImport(Glibc)
@@ -154,6 +155,138 @@ struct AuditRules: Subcommand {
 
     func run(_ context: CommandContext) throws -> ExitCode {
         context.out(rules.file)
+        return .success
+    }
+}
+
+/// `holdfast audit replay`: FileWatch over historical audit logs — what would have been flagged.
+struct AuditReplay: Subcommand {
+    static let path = ["audit", "replay"]
+    static let summary = "replay audit logs through FileWatch's classifier and baselines: every decision it would have made, then a per-user summary"
+    static let positionals = "FILE…|-"
+    static let options = [
+        OptionSpec("policy", value: "FILE", help: "a policy document whose filewatch section is used (default: FileWatch's defaults)"),
+        OptionSpec("tz", value: "ZONE", help: "the time zone hours of the week are counted in (default: the policy's)"),
+        OptionSpec("json", help: "one JSON object per decision, then a summary object (fields in docs/filewatch.md)"),
+        OptionSpec("since", value: "TIME", help: "only events at or after TIME (epoch seconds, or 2026-11-02T00:00:00Z)"),
+        OptionSpec("until", value: "TIME", help: "only events before TIME"),
+        OptionSpec("load-baseline", value: "FILE", help: "start from a baseline export"),
+        OptionSpec("save-baseline", value: "FILE", help: "write what was learned as a baseline export (0600)"),
+    ]
+
+    let arguments: ParsedArguments
+    let files: [String]
+    let since: Int64?
+    let until: Int64?
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        guard !arguments.positionals.isEmpty else { throw UsageError("name the log files (or - for stdin)") }
+        files = arguments.positionals
+        since = try Self.time(arguments.value("since"), "--since")
+        until = try Self.time(arguments.value("until"), "--until")
+        self.arguments = arguments
+    }
+
+    static func time(_ text: String?, _ name: String) throws(UsageError) -> Int64? {
+        guard let text else { return nil }
+        if let seconds = Int64(text), seconds >= 0, seconds < 253_402_300_800 { return seconds * 1_000 }
+        if let date = try? Date(text, strategy: .iso8601) { return Int64(date.timeIntervalSince1970 * 1_000) }
+        throw UsageError("\(name) must be epoch seconds or an ISO 8601 time such as 2026-11-02T00:00:00Z")
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        var policy = FileWatchPolicy()
+        if let file = arguments.value("policy") {
+            let bytes = try InputFile.read(file, context: context, limit: 4 << 20)
+            do {
+                let document = try Policy.parse(bytes)
+                policy = try FileWatchPolicy(section: document.sections["filewatch"])
+            } catch let error as PolicyError {
+                throw CommandFailure("\(file): \(error.message)", exitCode: .dataError)
+            } catch let error as FileWatchPolicyError {
+                throw CommandFailure("\(file): \(error.message)", exitCode: .dataError)
+            }
+        }
+        if let zone = arguments.value("tz") {
+            guard TimeZone(identifier: zone) != nil else { throw CommandFailure("--tz: unknown time zone '\(zone)'", exitCode: .usage) }
+            policy.timeZone = zone
+        }
+        var baseline: BaselineSnapshot?
+        if let file = arguments.value("load-baseline") {
+            do {
+                baseline = try BaselineSnapshot.decode(try InputFile.read(file, context: context, limit: 64 << 20))
+            } catch let error as FileWatchPolicyError {
+                throw CommandFailure("\(file): \(error.message)", exitCode: .dataError)
+            }
+            if let loaded = baseline, loaded.timeZone != policy.timeZone {
+                throw CommandFailure("\(file): learned in \(loaded.timeZone); this replay counts hours in \(policy.timeZone)", exitCode: .dataError)
+            }
+        }
+        var replay = Replay(policy: policy, baseline: baseline, since: since, until: until)
+        let json = arguments.flag("json")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var output: [UInt8] = []
+        var closed = false
+        func emit(_ lines: [JSONValue]) {
+            for line in lines {
+                if json {
+                    output.append(contentsOf: (try? encoder.encode(line)) ?? Data())
+                } else {
+                    output.append(contentsOf: Replay.text(line).utf8)
+                }
+                output.append(0x0A)
+            }
+            if output.count >= 1 << 16, !closed {
+                if !context.out(bytes: output) { closed = true }
+                output.removeAll(keepingCapacity: true)
+            }
+        }
+        var stream = AuditStream()
+        func assembled(_ result: AuditAssembler.Output) {
+            if case .event(let event) = result { emit(replay.feed(event)) }
+        }
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        for file in files {
+            let descriptor = file == "-" ? 0 : open(file, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { throw CommandFailure("\(file): \(String(cString: strerror(errno)))", exitCode: .dataError) }
+            defer { if descriptor != 0 { close(descriptor) } }
+            while !closed {
+                let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+                if count < 0, errno == EINTR { continue }
+                guard count >= 0 else { throw CommandFailure("\(file): \(String(cString: strerror(errno)))", exitCode: .dataError) }
+                if count == 0 { break }
+                chunk.withUnsafeBytes { stream.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count]), emit: assembled) }
+            }
+            stream.endOfFile(emit: assembled)
+        }
+        stream.finish(emit: assembled)
+        emit(replay.finish())
+        let summary = replay.summaryLine
+        if json {
+            emit([summary])
+        } else {
+            if case .object(let users)? = summary["users"] {
+                for (auid, user) in users.sorted(by: { (UInt32($0.key) ?? 0) < (UInt32($1.key) ?? 0) }) {
+                    let name = user["user"]?.stringValue.map { " (\(Printable.escape($0)))" } ?? ""
+                    output.append(contentsOf: "user \(auid)\(name): events \(user["events"]?.intValue ?? 0), files written \(user["files_written"]?.intValue ?? 0), alerts \(user["alerts"]?.intValue ?? 0), blocks \(user["blocks"]?.intValue ?? 0)\n".utf8)
+                }
+            }
+            emit([summary])
+        }
+        if !closed, !output.isEmpty, !context.out(bytes: output) { closed = true }
+        let statistics = stream.statistics
+        if statistics.malformedTotal > 0 || statistics.late > 0 {
+            context.error("holdfast audit replay: skipped \(statistics.malformedTotal) malformed line(s) and \(statistics.late) late record(s) of \(statistics.records)")
+        }
+        if let file = arguments.value("save-baseline") {
+            do {
+                try SecureFile.write(replay.detector.snapshot.encoded() + [0x0A], to: file)
+            } catch {
+                throw CommandFailure("cannot write \(file): \(error)")
+            }
+        }
+        if closed { throw CommandFailure("cannot write to standard output: \(String(cString: strerror(errno)))") }
         return .success
     }
 }

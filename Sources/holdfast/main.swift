@@ -16,6 +16,7 @@ CommandTable(
         Verify.self,
         AuditParse.self,
         AuditRules.self,
+        AuditReplay.self,
         FileWatchStatus.self,
         FileWatchBaseline.self,
         LockdownStatus.self,
