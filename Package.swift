@@ -26,7 +26,9 @@ let libraries: [Target] = [
     .target(name: "HoldfastStore", dependencies: ["HoldfastCore", "CSQLite"]),
     // One module per domain; each owns the C library of its OS touchpoint.
     .target(name: "DeviceGuard", dependencies: ["HoldfastCore", "HoldfastCrypto", "CUdev"]),
-    .target(name: "PrintGuard", dependencies: ["HoldfastCore", "CCups", "CZlib"]),
+    // zlib: inflating PDF object streams (PrintGuard) and gzip-compressed audit logs (replay).
+    .target(name: "HoldfastCompression", dependencies: ["CZlib"]),
+    .target(name: "PrintGuard", dependencies: ["HoldfastCore", "CCups", "HoldfastCompression"]),
     .target(name: "FileWatch", dependencies: ["HoldfastCore", "CAudit"]),
     // The lockdown scopes in force (usb, print), persisted in the journal; one path for
     // FileWatch's automatic block and an admin's command.
@@ -42,7 +44,7 @@ let libraries: [Target] = [
 let executables: [Target] = [
     .executableTarget(name: "holdfastd", dependencies: ["HoldfastCore", "HoldfastCommandLine", "HoldfastAgent", "HoldfastStore"]),
     .executableTarget(name: "holdfast", dependencies: [
-        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch",
+        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch", "HoldfastCompression",
     ]),
     .executableTarget(name: "holdfast-broker", dependencies: [
         "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto",

@@ -1,3 +1,4 @@
+import HoldfastCompression
 import HoldfastCore
 
 /// Counts the pages of the document the gate receives, from its bytes (`docs/print-enforcement.md`).

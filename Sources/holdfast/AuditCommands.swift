@@ -1,5 +1,6 @@
 import FileWatch
 import Foundation
+import HoldfastCompression
 import HoldfastCommandLine
 import HoldfastCore
 #if canImport(Glibc)
@@ -251,14 +252,31 @@ struct AuditReplay: Subcommand {
             let descriptor = file == "-" ? 0 : open(file, O_RDONLY | O_CLOEXEC)
             guard descriptor >= 0 else { throw CommandFailure("\(file): \(String(cString: strerror(errno)))", exitCode: .dataError) }
             defer { if descriptor != 0 { close(descriptor) } }
+            // logrotate's compressed rotations (audit.log.2.gz) are read as they are: told by
+            // their first bytes, inflated as a stream.
+            var gzip: GzipReader?
+            var first = true
             while !closed {
                 let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
                 if count < 0, errno == EINTR { continue }
                 guard count >= 0 else { throw CommandFailure("\(file): \(String(cString: strerror(errno)))", exitCode: .dataError) }
                 if count == 0 { break }
-                chunk.withUnsafeBytes { stream.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count]), emit: assembled) }
+                if first {
+                    first = false
+                    if GzipReader.isGzip(chunk[0..<count]) { gzip = GzipReader() }
+                }
+                chunk.withUnsafeBytes { bytes in
+                    let read = UnsafeRawBufferPointer(rebasing: bytes[0..<count])
+                    if let gzip {
+                        gzip.feed(read) { inflated in stream.feed(inflated, emit: assembled) }
+                    } else {
+                        stream.feed(read, emit: assembled)
+                    }
+                }
+                if let failure = gzip?.failure { throw CommandFailure("\(file): not valid gzip data: \(failure)", exitCode: .dataError) }
             }
             stream.endOfFile(emit: assembled)
+            if let problem = gzip?.finish() { context.error("holdfast audit replay: \(file): \(problem); what was read is replayed") }
         }
         stream.finish(emit: assembled)
         emit(replay.finish())

@@ -98,6 +98,36 @@ import Testing
         #expect(second.stdout == first.stdout)
     }
 
+    /// logrotate's compressed rotations are read as they are, and give what the plain file gives;
+    /// a rotation split over two members (`cat a.gz b.gz`) too.
+    @Test func aGzipRotationReplaysLikeThePlainLog() throws {
+        let directory = TemporaryDirectory()
+        let log = Self.log(burst: true)
+        try log.write(toFile: directory.file("audit.log"), atomically: true, encoding: .utf8)
+        try Self.policy.write(toFile: directory.file("policy.json"), atomically: true, encoding: .utf8)
+        let plain = try runProcess(holdfast, ["audit", "replay", "--json", "--policy", directory.file("policy.json"), directory.file("audit.log")])
+        #expect(try runProcess("/usr/bin/gzip", ["-k", directory.file("audit.log")]).status == 0)
+        let zipped = try runProcess(holdfast, ["audit", "replay", "--json", "--policy", directory.file("policy.json"), directory.file("audit.log.gz")])
+        #expect(zipped.status == 0, "\(zipped.stderr)")
+        #expect(zipped.stdout == plain.stdout)
+        // Two members: the first half of the lines and the rest, compressed apart and joined.
+        let lines = log.split(separator: "\n", omittingEmptySubsequences: false)
+        let half = lines.count / 2
+        try (lines[..<half].joined(separator: "\n") + "\n").write(toFile: directory.file("a"), atomically: true, encoding: .utf8)
+        try lines[half...].joined(separator: "\n").write(toFile: directory.file("b"), atomically: true, encoding: .utf8)
+        #expect(try runProcess("/usr/bin/gzip", [directory.file("a"), directory.file("b")]).status == 0)
+        let joined = FileManager.default.contents(atPath: directory.file("a.gz")).map { Array($0) } ?? []
+        let rest = FileManager.default.contents(atPath: directory.file("b.gz")).map { Array($0) } ?? []
+        try Data(joined + rest).write(to: URL(fileURLWithPath: directory.file("joined.gz")))
+        let members = try runProcess(holdfast, ["audit", "replay", "--json", "--policy", directory.file("policy.json"), directory.file("joined.gz")])
+        #expect(members.stdout == plain.stdout)
+        // A truncated file: what was read is replayed, and it is said.
+        try Data(joined.prefix(joined.count / 2)).write(to: URL(fileURLWithPath: directory.file("cut.gz")))
+        let cut = try runProcess(holdfast, ["audit", "replay", "--json", "--policy", directory.file("policy.json"), directory.file("cut.gz")])
+        #expect(cut.status == 0)
+        #expect(cut.stderr.contains("truncated"), "\(cut.stderr)")
+    }
+
     @Test func garbageAndATruncatedLastLineAreSkippedAndCounted() throws {
         let log = "this is not an audit record\n" + Self.log(burst: false) + "type=SYSCALL msg=audit(17935"
         let result = try replay(log)

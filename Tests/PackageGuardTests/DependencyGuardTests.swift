@@ -10,7 +10,7 @@ import Testing
         "CSQLite": "HoldfastStore",
         "CUdev": "DeviceGuard",
         "CCups": "PrintGuard",
-        "CZlib": "PrintGuard",
+        "CZlib": "HoldfastCompression",
         "CAudit": "FileWatch",
         "CCurl": "BrokerClient",
         "CMicroHTTPD": "HoldfastBroker",
