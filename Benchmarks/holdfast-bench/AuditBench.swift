@@ -106,6 +106,7 @@ enum AuditBench {
         var ours: [Run] = []
         var theirs: [Run] = []
         var json: [Run] = []
+        var replay: [Run] = []
         // Alternate the three, five rounds each. The best run of each is compared (the least
         // disturbed by other load on a shared machine); the medians are printed beside.
         for _ in 0..<5 {
@@ -113,6 +114,7 @@ enum AuditBench {
             theirs.append(try measure([anchor, log], stdout: directory.file("theirs.out")))
             if FileManager.default.isExecutableFile(atPath: holdfast) {
                 json.append(try measure([holdfast, "audit", "parse", "--json", log], stdout: "/dev/null"))
+                replay.append(try measure([holdfast, "audit", "replay", "--json", log], stdout: directory.file("replay.out")))
             }
         }
         // The same child on an empty log: the process's own footprint (Swift runtime, libraries).
@@ -145,6 +147,20 @@ enum AuditBench {
                 anchorName: "the libauparse row above (parse only, no decoding or output)",
                 anchor: "\(rate(Double(written.records) / anchorRun.seconds)) records",
                 ratio: String(format: "%.2f× the anchor's time (%.2f× its throughput)", full.seconds / anchorRun.seconds, anchorRun.seconds / full.seconds)
+            ))
+        }
+        if !json.isEmpty, !replay.isEmpty {
+            let full = best(json)
+            let backtest = best(replay)
+            let summary = (try? String(contentsOfFile: directory.file("replay.out"), encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? ""
+            let decisions = ((try? String(contentsOfFile: directory.file("replay.out"), encoding: .utf8)) ?? "").split(separator: "\n").count - 1
+            if !summary.contains("\"summary\"") { print("note: the replay did not end with its summary") }
+            result.append(Row(
+                name: "holdfast audit replay --json on the same log (classify, baselines, decisions; \(decisions) lines before the summary)",
+                holdfast: "\(rate(Double(written.records) / backtest.seconds)) records (\(seconds(replay))), peak RSS \(mib(replay.map(\.maxRSSKiB).max() ?? 0))",
+                anchorName: "holdfast audit parse --json, same runs (the issue: at least as fast)",
+                anchor: "\(rate(Double(written.records) / full.seconds)) records",
+                ratio: String(format: "%.2f× the anchor's time", backtest.seconds / full.seconds)
             ))
         }
         return result
