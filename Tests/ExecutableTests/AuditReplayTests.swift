@@ -128,6 +128,54 @@ import Testing
         #expect(cut.stderr.contains("truncated"), "\(cut.stderr)")
     }
 
+    /// A nightly job of 1,500 files at 02:00 from the first day, over two weeks of a 20-files-an-hour
+    /// working day: learned, never blocked (its own hour of the day holds it); a 5,000-file copy at
+    /// 10:00 on the last day is. Replayed as an unprivileged user, twice: the same bytes.
+    @Test func aNightlyJobIsLearnedAndABurstIsNotAndNobodyCanReplayIt() throws {
+        var text = ""
+        var serial = 10
+        for day in 0..<14 {
+            let midnight = (Self.monday + Int64(day) * 86_400) * 1_000
+            for file in 0..<1_500 {
+                serial += 1
+                text += Self.create("/home/agent/backup/n\(day)/f\(file)", at: midnight + 2 * 3_600_000 + Int64(file) * 1_000, serial: serial, inode: serial)
+            }
+            for hour in 9..<17 where day % 7 < 5 {
+                for file in 0..<20 {
+                    serial += 1
+                    text += Self.create("/home/agent/d\(day)/h\(hour)/f\(file)", at: midnight + Int64(hour) * 3_600_000 + Int64(file) * 60_000, serial: serial, inode: serial)
+                }
+            }
+        }
+        let burst = (Self.monday + 13 * 86_400 + 10 * 3_600) * 1_000
+        for file in 0..<5_000 {
+            serial += 1
+            text += Self.create("/home/agent/export/c\(file).csv", at: burst + Int64(file) * 100, serial: serial, inode: serial)
+        }
+        let directory = TemporaryDirectory()
+        chmod(directory.path, 0o755)
+        try text.write(toFile: directory.file("audit.log"), atomically: true, encoding: .utf8)
+        try """
+            {"filewatch": {"timezone": "UTC", "thresholds": [
+              {"id": "bulk-block", "metric": "files_written", "relative": 10, "minimum": 2000, "action": "block"}]}}
+            """.write(toFile: directory.file("policy.json"), atomically: true, encoding: .utf8)
+        chmod(directory.file("audit.log"), 0o644)
+        chmod(directory.file("policy.json"), 0o644)
+        let argv = [holdfast, "audit", "replay", "--json", "--policy", directory.file("policy.json"), directory.file("audit.log")]
+        let asNobody = getuid() == 0 ? ["/usr/sbin/runuser", "-u", "nobody", "--"] : []
+        let first = try runProcess(asNobody.first ?? holdfast, Array((asNobody + argv).dropFirst()))
+        #expect(first.status == 0, "\(first.stderr)")
+        let blocks = lines(first).filter { $0["type"]?.stringValue == "decision" && $0["action"]?.stringValue == "block" }
+        // One block, on the last day's copy: never on the nightly job.
+        #expect(blocks.count == 1, "\(blocks.map { ($0["time"]?.stringValue ?? "", $0["observed"]?.intValue ?? 0, $0["limit"]?.intValue ?? 0) })")
+        #expect(blocks.first?["time"]?.stringValue?.hasPrefix("2026-11-15T10:") == true)
+        #expect(blocks.first?["observed"]?.intValue == 2_000)
+        #expect(blocks.first?["baseline"]?.intValue == 20)
+        if case .array(let samples)? = blocks.first?["sample_paths"] { #expect(samples.last == .string("/home/agent/export/c1999.csv")) }
+        let second = try runProcess(asNobody.first ?? holdfast, Array((asNobody + argv).dropFirst()))
+        #expect(second.stdout == first.stdout)
+    }
+
     @Test func garbageAndATruncatedLastLineAreSkippedAndCounted() throws {
         let log = "this is not an audit record\n" + Self.log(burst: false) + "type=SYSCALL msg=audit(17935"
         let result = try replay(log)
