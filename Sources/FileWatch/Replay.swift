@@ -32,14 +32,21 @@ public struct Replay {
     }
 
     /// One assembled event in; the lines it decides, in order.
+    ///
+    /// Events before `since` are learned from but not reported (a replay of last week that starts
+    /// with last month's history); events from `until` on are left out.
     public mutating func feed(_ event: AuditEvent) -> [JSONValue] {
         let time = event.time
-        if let since, time < since { return [] }
         if let until, time >= until { return [] }
-        events += 1
+        let reported = since.map { time >= $0 } ?? true
+        if reported { events += 1 }
         let summary = AuditEventSummary(event)
         guard let activity = classifier.classify(summary), activity.operation != .mount else { return [] }
         latest = max(latest, time)
+        guard reported else {
+            _ = detector.observe(activity)
+            return []
+        }
         var user = users[activity.auid] ?? UserSummary()
         user.events += 1
         if activity.operation == .create || activity.operation == .writeOpen || activity.operation == .truncate { user.filesWritten += 1 }

@@ -185,6 +185,7 @@ struct AuditReplay: Subcommand {
         files = arguments.positionals
         since = try Self.time(arguments.value("since"), "--since")
         until = try Self.time(arguments.value("until"), "--until")
+        if let since, let until, since >= until { throw UsageError("--since must be before --until") }
         self.arguments = arguments
     }
 
@@ -192,7 +193,7 @@ struct AuditReplay: Subcommand {
         guard let text else { return nil }
         if let seconds = Int64(text), seconds >= 0, seconds < 253_402_300_800 { return seconds * 1_000 }
         if let date = try? Date(text, strategy: .iso8601) { return Int64(date.timeIntervalSince1970 * 1_000) }
-        throw UsageError("\(name) must be epoch seconds or an ISO 8601 time such as 2026-11-02T00:00:00Z")
+        throw UsageError("\(name) must be whole epoch seconds or a full ISO 8601 time with its zone, such as 2026-11-02T00:00:00Z or 2026-11-02T08:00:00+08:00")
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
@@ -217,10 +218,19 @@ struct AuditReplay: Subcommand {
             do {
                 baseline = try BaselineSnapshot.decode(try InputFile.read(file, context: context, limit: 64 << 20))
             } catch let error as FileWatchPolicyError {
-                throw CommandFailure("\(file): \(error.message)", exitCode: .dataError)
+                // The decoder's own words are for developers; the first line of them is enough.
+                let first = error.message.split(separator: ":").prefix(2).joined(separator: ":")
+                throw CommandFailure("\(file): \(first)", exitCode: .dataError)
             }
             if let loaded = baseline, loaded.timeZone != policy.timeZone {
                 throw CommandFailure("\(file): learned in \(loaded.timeZone); this replay counts hours in \(policy.timeZone)", exitCode: .dataError)
+            }
+        }
+        // Where the baseline goes must be writable before hours of replay, not after.
+        if let file = arguments.value("save-baseline") {
+            let directory = file.contains("/") ? String(file[..<(file.lastIndex(of: "/") ?? file.endIndex)]) : "."
+            guard access(directory.isEmpty ? "/" : directory, W_OK) == 0 else {
+                throw CommandFailure("--save-baseline \(file): \(directory.isEmpty ? "/" : directory) is not writable (\(String(cString: strerror(errno))))", exitCode: .failure)
             }
         }
         var replay = Replay(policy: policy, baseline: baseline, since: since, until: until)
@@ -295,7 +305,7 @@ struct AuditReplay: Subcommand {
         if !closed, !output.isEmpty, !context.out(bytes: output) { closed = true }
         let statistics = stream.statistics
         if statistics.malformedTotal > 0 || statistics.late > 0 {
-            context.error("holdfast audit replay: skipped \(statistics.malformedTotal) malformed line(s) and \(statistics.late) late record(s) of \(statistics.records)")
+            context.error("holdfast audit replay: skipped \(statistics.malformedTotal) malformed line(s) and \(statistics.late) late record(s); \(statistics.records) record(s) read in all")
         }
         if let file = arguments.value("save-baseline") {
             do {

@@ -197,3 +197,21 @@ import Testing
         #expect(elsewhere.stderr.contains("learned in UTC"))
     }
 }
+
+extension AuditReplayTests {
+    /// `--since` narrows what is reported, not what is learned: the relative alert of the burst
+    /// still has its week of baseline.
+    @Test func sinceReportsLessButLearnsFromEverything() throws {
+        let burstDay = Self.monday + 8 * 86_400
+        let narrowed = try replay(Self.log(burst: true), ["--since", String(burstDay)])
+        #expect(narrowed.status == 0, "\(narrowed.stderr)")
+        let decisions = lines(narrowed).filter { $0["type"]?.stringValue == "decision" }
+        #expect(decisions.first { $0["threshold"]?.stringValue == "bulk" }?["baseline"]?.intValue == 20)
+        #expect(lines(narrowed).last?["users"]?["1001"]?["events"]?.intValue == 5_000)
+        let backwards = try runProcess(holdfast, ["audit", "replay", "--since", "200", "--until", "100", "-"])
+        #expect(backwards.status == 64)
+        let unwritable = try replay(Self.log(burst: false), ["--save-baseline", "/nonexistent-\(getpid())/b.json"])
+        #expect(unwritable.status == 1)
+        #expect(unwritable.stdout.isEmpty)
+    }
+}

@@ -39,7 +39,7 @@ struct ServiceFailure: Error, CustomStringConvertible {
 struct StubbornService: Service {
     let name = "stubborn"
     func run() async throws {
-        let end = ContinuousClock.now + .seconds(20)
+        let end = ContinuousClock.now + .seconds(90)
         while ContinuousClock.now < end { try? await Task.sleep(for: .milliseconds(50)) }
     }
 }
@@ -91,8 +91,9 @@ func eventually(_ timeout: Duration = .seconds(30), _ condition: () async -> Boo
         let started = ContinuousClock.now
         let late = await supervisor.shutdown(deadline: .milliseconds(200))
         #expect(late == ["stubborn"])
-        // The deadline holds: shutdown returns at it, not when the service finally ends (20 s;
-        // the bound is loose so a loaded 2-core CI box cannot fail it).
-        #expect(ContinuousClock.now - started < .seconds(15))
+        // The deadline holds: shutdown returns at it, not when the service finally ends (90 s).
+        // The bound is loose: on a 2-core box, synchronous tests in other suites can hold both
+        // cooperative threads for many seconds, and the deadline's timer needs one.
+        #expect(ContinuousClock.now - started < .seconds(80))
     }
 }
