@@ -152,6 +152,13 @@ func sender() {
     var descriptor: Int32 = -1
     var lastStats = Date(timeIntervalSince1970: 0)
     var failingSince: Date?
+    /// Sends, or on failure closes the connection so the loop reconnects.
+    func deliver(_ bytes: [UInt8]) -> Bool {
+        if send(descriptor, bytes) { return true }
+        close(descriptor)
+        descriptor = -1
+        return false
+    }
     while true {
         if descriptor < 0 {
             descriptor = connect(to: options.socket)
@@ -167,11 +174,7 @@ func sender() {
             if failingSince != nil { log("connected to holdfastd") }
             failingSince = nil
             let hello = "#holdfast-forwarder hello pid=\(getpid()) version=\(HoldfastVersion.current) started=\(Int64(started.timeIntervalSince1970))\n"
-            if !send(descriptor, Array(hello.utf8)) {
-                close(descriptor)
-                descriptor = -1
-                continue
-            }
+            guard deliver(Array(hello.utf8)) else { continue }
         }
         // The next thing to send: a drop report first, then the oldest block.
         let (report, reported, block, stats, finished) = queue.withLock { queue -> ([UInt8]?, (records: UInt64, bytes: UInt64), [UInt8]?, [UInt8]?, Bool) in
@@ -199,11 +202,7 @@ func sender() {
             return (report, reported, block, stats, queue.endOfInput && block == nil && queue.unreportedDrops == 0)
         }
         if let report {
-            guard send(descriptor, report) else {
-                close(descriptor)
-                descriptor = -1
-                continue
-            }
+            guard deliver(report) else { continue }
             queue.withLock { queue in
                 // Only what was reported is cleared; drops meanwhile stay for the next report.
                 queue.unreportedDrops -= reported.records
@@ -211,19 +210,11 @@ func sender() {
             }
         }
         if let stats {
-            guard send(descriptor, stats) else {
-                close(descriptor)
-                descriptor = -1
-                continue
-            }
+            guard deliver(stats) else { continue }
             lastStats = Date()
         }
         if let block {
-            guard send(descriptor, block) else {
-                close(descriptor)
-                descriptor = -1
-                continue
-            }
+            guard deliver(block) else { continue }
             queue.withLock { queue in
                 var sent = 0
                 while sent < block.count, queue.head < queue.blocks.count {
