@@ -15,6 +15,10 @@ let systemLibraries: [Target] = [
     .systemLibrary(name: "CAudit", pkgConfig: "audit", providers: [.apt(["libaudit-dev", "libauparse-dev"])]),
     .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
     .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
+    .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+    // libc's <sys/timex.h> (adjtimex), which the Glibc module leaves out; nothing to link.
+    .systemLibrary(name: "CTimex"),
+    .systemLibrary(name: "CNftables", pkgConfig: "libnftables", providers: [.apt(["libnftables-dev"])]),
 ]
 
 let libraries: [Target] = [
@@ -26,17 +30,24 @@ let libraries: [Target] = [
     .target(name: "HoldfastStore", dependencies: ["HoldfastCore", "CSQLite"]),
     // One module per domain; each owns the C library of its OS touchpoint.
     .target(name: "DeviceGuard", dependencies: ["HoldfastCore", "HoldfastCrypto", "CUdev"]),
-    // zlib: inflating PDF object streams (PrintGuard) and gzip-compressed audit logs (replay).
-    .target(name: "HoldfastCompression", dependencies: ["CZlib"]),
+    // zlib: inflating PDF object streams (PrintGuard) and gzip-compressed audit logs (replay);
+    // lz4: apt's compressed package lists (Posture).
+    .target(name: "HoldfastCompression", dependencies: ["CZlib", "CLZ4"]),
+    // libnftables: listing the ruleset (Posture), later the network lockdown's table.
+    .target(name: "HoldfastNetfilter", dependencies: ["CNftables"]),
     .target(name: "PrintGuard", dependencies: ["HoldfastCore", "CCups", "HoldfastCompression"]),
     .target(name: "FileWatch", dependencies: ["HoldfastCore", "CAudit"]),
     // The lockdown scopes in force (usb, print), persisted in the journal; one path for
     // FileWatch's automatic block and an admin's command.
     .target(name: "Lockdown", dependencies: ["HoldfastCore", "HoldfastStore"]),
+    // Device health checks over a filesystem root and a few syscalls; the signed posture report.
+    .target(name: "Posture", dependencies: [
+        "HoldfastCore", "HoldfastCrypto", "HoldfastCompression", "HoldfastNetfilter", "FileWatch", "PrintGuard", "CTimex",
+    ]),
     .target(name: "BrokerClient", dependencies: ["HoldfastCore", "HoldfastCrypto", "CCurl"]),
     .target(name: "HoldfastBroker", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "CMicroHTTPD"]),
     // The daemon's wiring: supervisor, control socket, systemd notify, signals, reload.
-    .target(name: "HoldfastAgent", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch", "Lockdown"]),
+    .target(name: "HoldfastAgent", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch", "Lockdown", "Posture"]),
     // Subcommand table, argument parsing and exit codes shared by the three executables.
     .target(name: "HoldfastCommandLine", dependencies: ["HoldfastCore"]),
 ]
@@ -45,6 +56,7 @@ let executables: [Target] = [
     .executableTarget(name: "holdfastd", dependencies: ["HoldfastCore", "HoldfastCommandLine", "HoldfastAgent", "HoldfastStore"]),
     .executableTarget(name: "holdfast", dependencies: [
         "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch", "HoldfastCompression",
+        "Posture",
     ]),
     .executableTarget(name: "holdfast-broker", dependencies: [
         "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto",
@@ -56,7 +68,7 @@ let executables: [Target] = [
     .executableTarget(name: "holdfast-cups-backend", dependencies: ["HoldfastCore", "PrintGuard"]),
     // Benchmarks for `make bench`; not shipped.
     .executableTarget(name: "holdfast-bench", dependencies: [
-        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport", "PrintGuard", "FileWatch",
+        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport", "PrintGuard", "FileWatch", "Posture",
     ], path: "Benchmarks/holdfast-bench"),
     // Child processes the tests start and kill (crash tests), and the demo's print steps; not shipped.
     .executableTarget(name: "holdfast-testkit", dependencies: [
@@ -74,6 +86,7 @@ let tests: [Target] = [
         "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard", "Lockdown",
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
+    .testTarget(name: "PostureTests", dependencies: ["Posture", "HoldfastCore", "HoldfastCrypto", "HoldfastCompression", "FileWatch", "PrintGuard", "HoldfastTestSupport"]),
     .testTarget(name: "FileWatchTests", dependencies: ["FileWatch", "HoldfastCore", "HoldfastTestSupport"]),
     // FileWatch over a real kernel audit trail written by a private auditd (root, auditd).
     .testTarget(name: "FileWatchIntegrationTests", dependencies: ["FileWatch", "HoldfastCore", "HoldfastTestSupport"]),

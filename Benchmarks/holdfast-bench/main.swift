@@ -60,7 +60,7 @@ func rate(_ value: Double) -> String {
 func micros(_ seconds: Double) -> String { String(format: "%.1f µs", seconds * 1e6) }
 
 var rows: [Row] = []
-/// `BENCH_ONLY=usb`, `print`, `audit` or `filewatch` runs only that group's slow rows (the quick rows always run).
+/// `BENCH_ONLY=usb`, `print`, `audit`, `filewatch` or `posture` runs only that group's slow rows (the quick rows always run).
 let only = ProcessInfo.processInfo.environment["BENCH_ONLY"]
 func wanted(_ group: String) -> Bool { only == nil || only == group }
 
@@ -271,7 +271,7 @@ func usbDescription() -> String {
     return UmockdevWriter.description(entries)
 }
 
-func timeCommand(_ executable: String, _ arguments: [String], runs: Int) throws -> Measurement {
+func timeCommand(_ executable: String, _ arguments: [String], runs: Int, allowFailure: Bool = false) throws -> Measurement {
     try measure(runs) { _ in
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -280,7 +280,7 @@ func timeCommand(_ executable: String, _ arguments: [String], runs: Int) throws 
         process.standardError = FileHandle.nullDevice
         try process.run()
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw CocoaError(.executableLoad) }
+        guard process.terminationStatus == 0 || allowFailure else { throw CocoaError(.executableLoad) }
     }
 }
 
@@ -467,6 +467,16 @@ if wanted("filewatch") {
     let seconds = environment["FILEWATCH_SECONDS"].flatMap { Int($0) } ?? 60
     let perSecond = environment["FILEWATCH_RATE"].flatMap { Int($0) } ?? 1_000
     rows += try FileWatchBench.rows(seconds: seconds, rate: perSecond)
+}
+
+// MARK: Posture
+
+if wanted("posture") {
+    if FileManager.default.fileExists(atPath: holdfastBinary) {
+        rows += try PostureBench.rows(holdfast: holdfastBinary)
+    } else {
+        print("note: skipping the posture rows (needs a release holdfast beside holdfast-bench)")
+    }
 }
 
 // MARK: Report

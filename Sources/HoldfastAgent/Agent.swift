@@ -5,6 +5,7 @@ public import HoldfastCore
 public import HoldfastStore
 public import Lockdown
 public import PrintGuard
+public import Posture
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,6 +37,8 @@ public actor Agent: ControlHandler {
     private(set) var fileWatch: FileWatchService?
     /// The lockdown scopes in force.
     private(set) var lockdown: LockdownController?
+    /// Device health: the signed posture report.
+    private(set) var posture: PostureService?
 
     /// Builds the agent: loads the policy (file, else last good, else built-in) and journals the start.
     public init(
@@ -89,6 +92,9 @@ public actor Agent: ControlHandler {
         "filewatch.export": .admin,
         "filewatch.import": .admin,
         "lockdown.status": .read,
+        // Root only: it signs with the device key over a caller's nonce, and the evidence names
+        // accounts and files an unprivileged user should not learn.
+        "posture.report": .admin,
         "lockdown.engage": .admin,
         "lockdown.release": .admin,
     ]
@@ -104,6 +110,23 @@ public actor Agent: ControlHandler {
 
     /// Attaches the lockdown controller.
     public func attach(lockdown controller: LockdownController) { lockdown = controller }
+
+    /// Attaches Posture.
+    public func attach(posture service: PostureService) { posture = service }
+
+    /// What the posture checks compare the machine with: the agent's intent.
+    public func postureFacts() async -> AgentFacts {
+        var lockdownFacts: [String: LockdownFact] = [:]
+        if let lockdown {
+            for (scope, state) in await lockdown.enforcement() {
+                lockdownFacts[scope.rawValue] = LockdownFact(recorded: state.locked, enforced: state.inEffect, detail: state.failure ?? "")
+            }
+        }
+        let rules = configuration.fileWatchEnabled ? try? AuditRuleSet(roots: configuration.fileWatchRoots, keyPrefix: configuration.fileWatchRuleKey) : nil
+        return AgentFacts(
+            auditRules: rules, lostAtLastReport: nil, printPolicy: print == nil ? nil : printPolicy,
+            printQueues: await print?.queueURIs(), usbEnforced: configuration.usbEnabled, lockdown: lockdownFacts)
+    }
 
     /// The `filewatch` section of the policy in force (the defaults when it no longer parses).
     public var fileWatchPolicy: FileWatchPolicy { (try? FileWatchPolicy(section: policy.policy.sections["filewatch"])) ?? FileWatchPolicy() }
@@ -139,6 +162,16 @@ public actor Agent: ControlHandler {
         case "lockdown.status", "lockdown.engage", "lockdown.release":
             guard let lockdown else { return .failure(.failed, "no lockdown controller on this agent") }
             return await handleLockdown(request, lockdown, peer)
+        case "posture.report":
+            guard let posture else { return .failure(.failed, "posture is off on this agent ([posture] enabled = no)") }
+            var only: Set<String>?
+            if case .array(let ids)? = request.arguments["only"] { only = Set(ids.compactMap(\.stringValue)) }
+            let nonce = request.arguments["nonce"]?.stringValue
+            if let nonce, nonce.utf8.count > 256 { return .failure(.badRequest, "nonce is at most 256 bytes") }
+            let answer = await posture.report(nonce: nonce, only: only)
+            var result: [String: JSONValue] = ["posture": answer.report]
+            if let signed = answer.signed { result["report"] = .string(signed) }
+            return .success(.object(result))
         default:
             return .failure(.unknownVerb, "unknown verb '\(request.verb)'")
         }

@@ -4,6 +4,7 @@ public import HoldfastCore
 import FileWatch
 import HoldfastStore
 import Lockdown
+import Posture
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -128,6 +129,28 @@ public enum Daemon {
             )
             await agent.attach(fileWatch: fileWatch)
             await supervisor.start(fileWatch)
+        }
+        if configuration.postureEnabled {
+            do {
+                let key = try DeviceKey.loadOrCreate(stateDirectory: configuration.stateDirectory)
+                let settings = PostureSettings(configurationFile: configurationPath, stateDirectory: configuration.stateDirectory, cupsRoot: configuration.printCupsServerRoot)
+                let posture = PostureService(
+                    key: key, interval: .seconds(configuration.postureIntervalSeconds), settings: settings, recorder: recorder, logger: logger,
+                    facts: { await agent.postureFacts() })
+                recorder.observe { event in
+                    if PostureService.isRelevant(event.kind) { Task { await posture.trigger(event.kind) } }
+                }
+                await agent.attach(posture: posture)
+                await supervisor.start(posture)
+            } catch {
+                // Enforcement runs regardless; a device that cannot sign cannot prove its posture.
+                logger.error("posture is off: the device key cannot be loaded or created", ("error", "\(error)"))
+                await agent.record(Event(
+                    kind: "posture.key_unavailable", eventClass: .complianceFinding, activityID: 99, activityName: "Other",
+                    time: Date(), severity: .high, status: .failure,
+                    message: "posture reports cannot be signed: the device key in \(configuration.stateDirectory) cannot be loaded or created (\(error))"
+                ))
+            }
         }
         await agent.record(lifecycle("agent.start", activity: 3, "Start", "holdfastd \(HoldfastVersion.current) started (pid \(getpid()))"))
         if !configuration.usbEnabled {

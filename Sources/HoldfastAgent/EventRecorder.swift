@@ -14,14 +14,22 @@ public final class EventRecorder: Sendable {
     private let logger: Logger
     private let queue = DispatchQueue(label: "holdfast.events")
     private let pending = Mutex<[Event]>([])
+    private let observers = Mutex<[@Sendable (Event) -> Void]>([])
 
     public init(journal: Journal, logger: Logger) {
         self.journal = journal
         self.logger = logger
     }
 
+    /// Calls `observer` with every event recorded from now on (posture re-runs on relevant ones).
+    /// It runs on the recording thread: it must only hand the event on.
+    public func observe(_ observer: @escaping @Sendable (Event) -> Void) {
+        observers.withLock { $0.append(observer) }
+    }
+
     /// Queues an event; returns at once.
     public func record(_ event: Event) {
+        for observer in observers.withLock({ $0 }) { observer(event) }
         let first = pending.withLock { pending in
             pending.append(event)
             return pending.count == 1

@@ -70,6 +70,12 @@ public actor PrintService: Service {
     private(set) var lastLockdownCancelled: [Int32] = []
     /// The last reconciliation's view.
     private var queues: [(queue: PrintQueue, approval: Approval)] = []
+
+    /// The queues of the last reconcile (name → device URI), for posture; nil before the first.
+    public func queueURIs() -> [String: String]? {
+        guard lastReconcile != nil else { return nil }
+        return Dictionary(queues.filter { !$0.queue.isClass }.map { ($0.queue.name, $0.queue.deviceURI) }, uniquingKeysWith: { first, _ in first })
+    }
     private var hardening = HardeningState()
     /// Queues cupsd refused to change at the last reconciliation, with the error.
     private var queueFailures: [String: String] = [:]

@@ -45,6 +45,12 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// machine's own Holdfast rules are never touched).
     public var fileWatchRuleKey = "holdfast"
 
+    /// Posture: the signed device-health report holdfastd keeps (docs/posture-checks.md).
+    public var postureEnabled = true
+    /// How often the checks run on their own; relevant events (a rule lost, a queue added, a
+    /// lockdown) run them sooner, coalesced.
+    public var postureIntervalSeconds: Int64 = 300
+
     /// The intake socket in force.
     public var fileWatchIntakePath: String {
         if !fileWatchIntakeSocket.isEmpty { return fileWatchIntakeSocket }
@@ -177,6 +183,18 @@ public enum AgentConfigurationParser {
                 return "rule_key must be up to 24 letters, digits, '-' or '_'"
             }
             config.fileWatchRuleKey = value
+            return nil
+        },
+        Key(section: "posture", name: "enabled") { config, value in
+            guard let flag = boolean(value) else { return "enabled must be yes or no (true/false, on/off and 1/0 work too)" }
+            config.postureEnabled = flag
+            return nil
+        },
+        Key(section: "posture", name: "interval") { config, value in
+            guard let seconds = DurationText.seconds(value), seconds >= 10, seconds <= 86_400 else {
+                return "interval must be a duration from 10s to 24h (e.g. 5m)"
+            }
+            config.postureIntervalSeconds = seconds
             return nil
         },
         Key(section: "journal", name: "max_size") { config, value in

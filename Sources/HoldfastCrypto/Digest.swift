@@ -20,6 +20,22 @@ public enum SHA256 {
     public static func hex(_ bytes: some Collection<UInt8>) -> String { Hex.encode(hash(bytes)) }
 }
 
+/// MD5, only to compare files with the checksums dpkg records (`/var/lib/dpkg/info/*.md5sums`):
+/// a record format we read, never a security decision of ours (the package's own signature is).
+public enum DpkgMD5 {
+    /// The digest as lower-case hex.
+    public static func hex(_ bytes: some Collection<UInt8>) -> String {
+        let input = Array(bytes)
+        var digest = [UInt8](repeating: 0, count: 16)
+        var length: UInt32 = 0
+        let ok = input.withUnsafeBytes { buffer in
+            EVP_Digest(buffer.baseAddress, buffer.count, &digest, &length, EVP_md5(), nil)
+        }
+        precondition(ok == 1 && length == 16, "EVP_Digest(MD5) failed: \(OpenSSLErrors.drain() ?? "unknown")")
+        return Hex.encode(digest)
+    }
+}
+
 /// Cryptographically secure random bytes from OpenSSL's DRBG (seeded by getrandom(2)).
 public enum SecureRandom {
     /// `count` random bytes.

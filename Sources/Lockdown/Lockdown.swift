@@ -52,6 +52,13 @@ public struct LockdownEntry: Sendable, Codable, Equatable {
     }
 }
 
+/// One scope as recorded and as enforced.
+public struct LockdownEnforcementState: Sendable, Equatable {
+    public let locked: Bool
+    public let inEffect: Bool
+    public let failure: String?
+}
+
 /// A part of the agent that enforces one scope (DeviceGuard for `usb`, PrintGuard for `print`).
 public protocol LockdownEnforcer: Sendable {
     /// Puts the scope's lockdown in force (an entry) or lifts it (nil). Returns what failed, if
@@ -184,6 +191,21 @@ public actor LockdownController {
         } else {
             failures[scope] = nil
         }
+    }
+
+    /// Per scope: whether it is recorded locked, and whether the enforcer's last pass put it in
+    /// effect (posture's `lockdown-consistent` compares the two).
+    public func enforcement() -> [LockdownScope: LockdownEnforcementState] {
+        var result: [LockdownScope: LockdownEnforcementState] = [:]
+        for scope in LockdownScope.allCases {
+            let locked = entries[scope] != nil
+            let failure = enforcers[scope] == nil && locked ? "no \(scope.rawValue) enforcement runs on this agent" : failures[scope]
+            // A failed pass leaves the scope in the state it had: a failed lock is not in effect,
+            // a failed release still is.
+            let inEffect = failure == nil ? locked : !locked
+            result[scope] = LockdownEnforcementState(locked: locked, inEffect: inEffect, failure: failure)
+        }
+        return result
     }
 
     /// What `holdfast lockdown status` shows.

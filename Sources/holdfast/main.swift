@@ -21,6 +21,7 @@ CommandTable(
         FileWatchBaseline.self,
         LockdownStatus.self,
         LockdownChange.self,
+        PostureCommand.self,
         JournalTail.self,
         JournalStatsCommand.self,
         JournalCheck.self,

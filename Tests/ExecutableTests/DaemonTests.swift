@@ -299,3 +299,34 @@ import Testing
         #expect(result.stderr.contains("holdfastd is not reachable"))
     }
 }
+
+extension DaemonTests {
+    /// holdfastd signs the posture report with its device key (created 0600 on first start) over
+    /// the caller's nonce; the report's `kid` is the key's thumbprint and the key file verifies it.
+    @Test func theDaemonSignsAPostureReportWithTheDeviceKey() throws {
+        let installation = try Installation()
+        let running = try RunningDaemon(installation, binary: daemon)
+        #expect(running.notify.waitFor("READY=1").found)
+        let result = try runProcess(holdfast, ["--socket", installation.socket, "posture", "--json"])
+        #expect(result.status == 0 || result.status == 1, "\(result.stderr)")
+        let report = try #require(json(result.stdout))
+        let jws = try #require(report["jws"] as? String)
+        #expect(fileMode(installation.state + "/device.key") == 0o600)
+        let checks = try #require(report["checks"] as? [[String: Any]])
+        #expect(checks.count >= 15)
+        // The lockdown check has the agent's facts here (nothing is locked).
+        #expect(checks.first { $0["id"] as? String == "lockdown-consistent" }?["status"] as? String == "pass")
+        // FileWatch is off in this installation, and the report says so.
+        #expect(checks.first { $0["id"] as? String == "audit-rules" }?["evidence"] as? String == "FileWatch is off ([filewatch] enabled = no): no file rules are expected or checked")
+        let publicKey = installation.directory.file("device.pub")
+        let derived = try runProcess("/usr/bin/openssl", ["pkey", "-in", installation.state + "/device.key", "-pubout", "-out", publicKey])
+        #expect(derived.status == 0, "\(derived.stderr)")
+        let verified = try runProcess(holdfast, ["verify", "--public-key", publicKey, "--typ", "holdfast-posture+jws", jws])
+        #expect(verified.status == 0, "\(verified.stdout) \(verified.stderr)")
+        // Unprivileged users get a local, unsigned run, never the device key's signature.
+        let asNobody = try runProcess("/usr/sbin/runuser", ["-u", "nobody", "--", holdfast, "--socket", installation.socket, "posture", "--json"])
+        #expect(json(asNobody.stdout)?["jws"] == nil)
+        #expect((json(asNobody.stdout)?["source"] as? String)?.hasPrefix("local") == true)
+        _ = running.stop()
+    }
+}

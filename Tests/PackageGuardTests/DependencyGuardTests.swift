@@ -14,6 +14,9 @@ import Testing
         "CAudit": "FileWatch",
         "CCurl": "BrokerClient",
         "CMicroHTTPD": "HoldfastBroker",
+        "CLZ4": "HoldfastCompression",
+        "CNftables": "HoldfastNetfilter",
+        "CTimex": "Posture",
     ]
 
     /// Every `import` in Sources/, as (module that imports, module imported, file).

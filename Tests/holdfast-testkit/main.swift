@@ -12,6 +12,10 @@
 //     Writes a FileWatch baseline export to stdout: the user wrote P distinct files in every hour
 //     of the last W weeks (defaults 4 and 50, UTC), as `holdfast filewatch baseline import` reads it.
 //
+//   holdfast-testkit posture-tree luks|plain DIR
+//     Writes a directory tree laid out like a Debian 12 root filesystem for `holdfast posture
+//     --root DIR`: `luks` with / on LVM on LUKS2 (vda2_crypt), `plain` with / on a partition.
+//
 //   holdfast-testkit print-demo BIN-DIR
 //     `make demo`'s print steps: a private cupsd and IPP printer, holdfastd gating them, a demo
 //     user printing; stops everything it started.
@@ -32,6 +36,10 @@ func fail(_ message: String) -> Never {
 let arguments = CommandLine.arguments
 if arguments.count == 3, arguments[1] == "print-demo" {
     exit(PrintDemo.run(binaries: arguments[2]))
+}
+if arguments.count == 4, arguments[1] == "posture-tree", ["luks", "plain"].contains(arguments[2]) {
+    _ = arguments[2] == "luks" ? FixtureTree.luksRoot(at: arguments[3]) : FixtureTree.debian(at: arguments[3])
+    exit(0)
 }
 if arguments.count >= 2, arguments[1] == "baseline" {
     var options: [String: String] = [:]

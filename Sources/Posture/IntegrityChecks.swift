@@ -1,0 +1,72 @@
+import HoldfastCrypto
+
+/// Holdfast's own files: the binaries as the package recorded them, config and keys with safe
+/// owners and modes.
+enum IntegrityChecks {
+    static func packageFiles(_ context: PostureContext) -> CheckResult {
+        let id = "holdfast-integrity"
+        let fix = "apt-get install --reinstall \(context.settings.packageName) (and find out who changed the files)"
+        let tree = context.tree
+        let name = context.settings.packageName
+        let candidates = ["/var/lib/dpkg/info/\(name).md5sums"] + (tree.list("/var/lib/dpkg/info") ?? []).filter { $0.hasPrefix(name + ":") && $0.hasSuffix(".md5sums") }.map { "/var/lib/dpkg/info/" + $0 }
+        guard let list = candidates.lazy.compactMap({ tree.text($0) }).first else {
+            return PostureCheck.result(id, .unknown, .selfReported, "\(name) is not installed from a package (no dpkg md5sums): nothing to compare the binaries with", fix: "install Holdfast from its .deb")
+        }
+        var checked = 0
+        var changed: [String] = []
+        for line in list.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            let path = "/" + parts[1].trimmed(" ")
+            checked += 1
+            guard let bytes = tree.read(path, limit: 1 << 28) else {
+                changed.append("\(path) missing")
+                continue
+            }
+            if DpkgMD5.hex(bytes) != parts[0].lowercased() { changed.append("\(path) modified") }
+        }
+        guard changed.isEmpty else {
+            return PostureCheck.result(id, .fail, .selfReported, "\(changed.count) of \(checked) packaged file(s) differ: " + changed.prefix(4).joined(separator: ", "), fix: fix)
+        }
+        return PostureCheck.result(id, .pass, .selfReported, "\(checked) packaged file(s) match dpkg's checksums")
+    }
+
+    static func permissions(_ context: PostureContext) -> CheckResult {
+        let id = "holdfast-permissions"
+        let fix = "chown root:root the config and state; chmod 0644 (or stricter) agent.conf, 0700 the state directory, 0600 keys and state files"
+        let tree = context.tree
+        var problems: [String] = []
+        var seen: [String] = []
+        let configuration = context.settings.configurationFile
+        if let info = tree.info(configuration) {
+            if info.uid != 0 { problems.append("\(configuration) owned by uid \(info.uid)") }
+            if info.mode & 0o022 != 0 { problems.append("\(configuration) mode \(info.octalMode) is group/world-writable") }
+            seen.append("agent.conf \(info.octalMode)")
+        }
+        let state = context.settings.stateDirectory
+        if let info = tree.info(state) {
+            if info.uid != 0 { problems.append("\(state) owned by uid \(info.uid)") }
+            if info.mode & 0o077 != 0 { problems.append("\(state) mode \(info.octalMode) (want 0700)") }
+            seen.append("state \(info.octalMode)")
+            var keys = 0
+            for name in tree.list(state) ?? [] {
+                let path = state + "/" + name
+                guard let file = tree.info(path, followLink: false) else { continue }
+                if file.kind == .link { problems.append("\(path) is a symlink") }
+                guard file.kind == .file else { continue }
+                if file.uid != 0 { problems.append("\(path) owned by uid \(file.uid)") }
+                if name.hasSuffix(".key") {
+                    keys += 1
+                    if file.mode & 0o077 != 0 { problems.append("\(path) mode \(file.octalMode) (a key must be 0600)") }
+                } else if file.mode & 0o022 != 0 {
+                    problems.append("\(path) mode \(file.octalMode) is group/world-writable")
+                }
+            }
+            seen.append("\(keys) key(s)")
+        }
+        guard problems.isEmpty else {
+            return PostureCheck.result(id, .fail, .selfReported, problems.prefix(4).joined(separator: "; "), fix: fix)
+        }
+        return PostureCheck.result(id, .pass, .selfReported, seen.isEmpty ? "no agent.conf and no state directory yet" : seen.joined(separator: ", ") + ", owned by root")
+    }
+}

@@ -1,0 +1,205 @@
+import FoundationEssentials
+import HoldfastCompression
+import HoldfastCore
+import Synchronization
+
+/// A package with a newer version in a security list than the one installed.
+public struct PendingUpdate: Sendable, Equatable, Codable {
+    public var package: String
+    public var installed: String
+    public var candidate: String
+}
+
+/// The pending-security-update answer, kept between runs while neither dpkg's status nor the
+/// security lists changed (size and modification time of each); a run then costs a few `stat`s.
+/// With a `file`, the answer also survives the process (0600, refused unless private to this
+/// user), so `holdfast posture` run from a shell is as fast as the daemon's second run.
+public final class PatchCache: Sendable {
+    struct Entry: Sendable, Codable {
+        var key: [String]
+        var pending: [PendingUpdate]
+        var lists: [String]
+    }
+
+    private let entry = Mutex<Entry?>(nil)
+    private let file: String?
+
+    public init(file: String? = nil) {
+        self.file = file
+        if let file, let bytes = try? SecureFile.readPrivate(file, maximumSize: 1 << 22),
+           let stored = try? JSONDecoder().decode(Entry.self, from: Data(bytes)) {
+            entry.withLock { $0 = stored }
+        }
+    }
+
+    func lookup(_ key: [String]) -> (pending: [PendingUpdate], lists: [String])? {
+        entry.withLock { current in
+            guard let current, current.key == key else { return nil }
+            return (current.pending, current.lists)
+        }
+    }
+
+    func store(_ key: [String], _ pending: [PendingUpdate], _ lists: [String]) {
+        let stored = Entry(key: key, pending: pending, lists: lists)
+        entry.withLock { $0 = stored }
+        // A cache that cannot be written only costs the next run its speed.
+        if let file, let bytes = try? JSONEncoder().encode(stored) { try? SecureFile.write(Array(bytes), to: file) }
+    }
+
+    /// Whether the last run was answered from the cache (for the status and the benchmark).
+    public var isWarm: Bool { entry.withLock { $0 != nil } }
+}
+
+/// The apt and dpkg checks: pending security updates, the age of the last update, unattended upgrades.
+enum PatchChecks {
+    static let listsDirectory = "/var/lib/apt/lists"
+    static let statusFile = "/var/lib/dpkg/status"
+
+    /// The security suites' Packages lists: those whose Release/InRelease says `Suite: *-security`
+    /// or `Label: *Security*` (Debian-Security, Ubuntu's jammy-security), found by the lists'
+    /// shared file-name prefix. Names alone are not trusted; the Release file says what a list is.
+    static func securityLists(_ tree: RootTree) -> [String]? {
+        guard let names = tree.list(listsDirectory) else { return nil }
+        var prefixes: [String] = []
+        for name in names where name.hasSuffix("_InRelease") || name.hasSuffix("_Release") {
+            guard let head = tree.read(listsDirectory + "/" + name, limit: 1 << 22) else { continue }
+            let text = String(decoding: head.prefix(8_192), as: UTF8.self)
+            var suite = "", label = ""
+            for line in text.split(separator: "\n").prefix(60) {
+                if line.hasPrefix("Suite:") { suite = line.dropFirst(6).trimmed(" \t\r") }
+                if line.hasPrefix("Label:") { label = line.dropFirst(6).trimmed(" \t\r") }
+            }
+            if suite.hasSuffix("-security") || label.lowercased().contains("security") {
+                prefixes.append(String(name[..<(name.hasSuffix("_InRelease") ? name.index(name.endIndex, offsetBy: -"_InRelease".count) : name.index(name.endIndex, offsetBy: -"_Release".count))]))
+            }
+        }
+        return names.filter { name in
+            prefixes.contains { name.hasPrefix($0 + "_") } && (name.hasSuffix("_Packages") || name.hasSuffix("_Packages.lz4"))
+        }
+    }
+
+    /// Installed packages from dpkg's status: (name, architecture) → version.
+    static func installed(_ bytes: [UInt8]) -> [String: String] {
+        var result: [String: String] = [:]
+        DebianControl.stanzas(bytes, fields: ["Package", "Status", "Version", "Architecture"]) { stanza in
+            guard let name = stanza["Package"], let version = stanza["Version"], stanza["Status"]?.hasSuffix(" installed") == true else { return }
+            result[name + ":" + (stanza["Architecture"] ?? "")] = version
+        }
+        return result
+    }
+
+    static func pendingSecurityUpdates(_ context: PostureContext) -> CheckResult {
+        let id = "security-updates"
+        let fix = "apt-get update && apt-get upgrade (or let unattended-upgrades install the security suite)"
+        let tree = context.tree
+        guard let lists = securityLists(tree) else {
+            return PostureCheck.result(id, .unknown, .selfReported, "cannot read \(listsDirectory)", fix: fix)
+        }
+        guard !lists.isEmpty else {
+            return PostureCheck.result(id, .fail, .selfReported, "no security suite in apt's lists (no *-security source configured, or apt-get update never ran)", fix: "add the distribution's security suite to apt's sources and run apt-get update")
+        }
+        guard let statusInfo = tree.info(statusFile) else {
+            return PostureCheck.result(id, .unknown, .selfReported, "cannot read \(statusFile)", fix: fix)
+        }
+        var key = ["status \(statusInfo.size) \(statusInfo.modified)"]
+        for list in lists {
+            guard let info = tree.info(listsDirectory + "/" + list) else { continue }
+            key.append("\(list) \(info.size) \(info.modified)")
+        }
+        let pending: [PendingUpdate]
+        if context.tree.isHost, let cached = context.cache.lookup(key) {
+            pending = cached.pending
+        } else {
+            guard let status = tree.read(statusFile, limit: 1 << 28) else {
+                return PostureCheck.result(id, .unknown, .selfReported, "cannot read \(statusFile)", fix: fix)
+            }
+            let installed = installed(status)
+            var found: [String: PendingUpdate] = [:]
+            for list in lists {
+                guard let raw = tree.read(listsDirectory + "/" + list, limit: 1 << 28) else {
+                    return PostureCheck.result(id, .unknown, .selfReported, "cannot read \(list)", fix: fix)
+                }
+                var bytes = raw
+                if LZ4Frame.isLZ4(raw) {
+                    switch LZ4Frame.decompress(raw, limit: 1 << 30) {
+                    case .success(let plain): bytes = plain
+                    case .failure(let error): return PostureCheck.result(id, .unknown, .selfReported, "\(list): \(error)", fix: "apt-get update (the list is damaged)")
+                    }
+                }
+                DebianControl.stanzas(bytes, fields: ["Package", "Version", "Architecture"]) { stanza in
+                    guard let name = stanza["Package"], let candidate = stanza["Version"] else { return }
+                    let architecture = stanza["Architecture"] ?? ""
+                    let version = installed[name + ":" + architecture] ?? (architecture == "all" ? nil : installed[name + ":all"])
+                    guard let version, DebianVersion.compare(candidate, version) > 0 else { return }
+                    let keyName = name + ":" + architecture
+                    if let existing = found[keyName], DebianVersion.compare(existing.candidate, candidate) >= 0 { return }
+                    found[keyName] = PendingUpdate(package: name, installed: version, candidate: candidate)
+                }
+            }
+            pending = found.values.sorted { $0.package < $1.package }
+            if context.tree.isHost { context.cache.store(key, pending, lists) }
+        }
+        let suites = lists.count == 1 ? "1 security list" : "\(lists.count) security lists"
+        guard !pending.isEmpty else {
+            return PostureCheck.result(id, .pass, .selfReported, "no pending security updates (\(suites))")
+        }
+        let named = pending.prefix(5).map { "\($0.package) \($0.installed) → \($0.candidate)" }.joined(separator: ", ")
+        return PostureCheck.result(id, .fail, .selfReported, "\(pending.count) pending security update(s): \(named)\(pending.count > 5 ? ", …" : "") (\(suites))", fix: fix)
+    }
+
+    static func updateAge(_ context: PostureContext) -> CheckResult {
+        let id = "apt-updated"
+        let fix = "apt-get update (and enable apt-daily.timer so it runs on its own)"
+        let limit = context.settings.maximumUpdateAge
+        // Debian's apt writes this stamp after every successful update (APT::Update::Post-Invoke-Success
+        // in /etc/apt/apt.conf.d/15update-stamp, and apt.systemd.daily).
+        let stamp = "/var/lib/apt/periodic/update-success-stamp"
+        var source = stamp
+        var when = context.tree.info(stamp)?.modified
+        if when == nil {
+            // No stamp: the newest Release file apt fetched is the next best sign of an update.
+            let releases = (context.tree.list(listsDirectory) ?? []).filter { $0.hasSuffix("_InRelease") || $0.hasSuffix("_Release") }
+            when = releases.compactMap { context.tree.info(listsDirectory + "/" + $0)?.modified }.max()
+            source = "the newest Release file in \(listsDirectory) (no update-success-stamp)"
+        }
+        guard let when else {
+            return PostureCheck.result(id, .fail, .selfReported, "apt-get update has never succeeded (no stamp, no lists)", fix: fix)
+        }
+        let age = context.now - when
+        let text = "last update \(DurationWords.text(age)) ago, from \(source)"
+        return age <= limit
+            ? PostureCheck.result(id, .pass, .selfReported, text)
+            : PostureCheck.result(id, .fail, .selfReported, text + "; limit \(DurationWords.text(limit))", fix: fix)
+    }
+
+    static func unattendedUpgrades(_ context: PostureContext) -> CheckResult {
+        let id = "unattended-upgrades"
+        let fix = "apt-get install unattended-upgrades; dpkg-reconfigure -plow unattended-upgrades (writes APT::Periodic::Unattended-Upgrade \"1\")"
+        guard let status = context.tree.read(statusFile, limit: 1 << 28) else {
+            return PostureCheck.result(id, .unknown, .selfReported, "cannot read \(statusFile)", fix: fix)
+        }
+        let stanza = DebianControl.stanza(of: "unattended-upgrades", in: status, fields: ["Package", "Status"])
+        guard stanza?["Status"]?.hasSuffix(" installed") == true else {
+            return PostureCheck.result(id, .fail, .selfReported, "the unattended-upgrades package is not installed", fix: fix)
+        }
+        let apt = AptConfiguration.load(from: context.tree)
+        let upgrade = apt["APT::Periodic::Unattended-Upgrade"] ?? "0"
+        let lists = apt["APT::Periodic::Update-Package-Lists"] ?? "0"
+        let text = "installed; APT::Periodic::Unattended-Upgrade \"\(upgrade)\", Update-Package-Lists \"\(lists)\""
+        guard (Int(upgrade) ?? 0) > 0, (Int(lists) ?? 0) > 0 else {
+            return PostureCheck.result(id, .fail, .selfReported, text, fix: fix)
+        }
+        return PostureCheck.result(id, .pass, .selfReported, text)
+    }
+}
+
+/// "3 d 4 h" style text for ages in evidence.
+enum DurationWords {
+    static func text(_ seconds: Double) -> String {
+        let total = Int(max(0, seconds))
+        if total < 120 { return "\(total) s" }
+        if total < 7_200 { return "\(total / 60) min" }
+        if total < 172_800 { return "\(total / 3_600) h" }
+        return "\(total / 86_400) d"
+    }
+}

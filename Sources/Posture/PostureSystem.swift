@@ -1,0 +1,96 @@
+public import FileWatch
+import CTimex
+import HoldfastNetfilter
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The kernel state the checks need that no file shows: the clock discipline, the audit
+/// subsystem, the netfilter ruleset. A real implementation for the machine, a detached one for
+/// `--root` trees (whose kernel is not the one running), and test ones.
+public protocol PostureSystem: Sendable {
+    /// `adjtimex(2)` with no modes: the clock's synchronization state.
+    func clock() -> Result<ClockState, ProbeError>
+    /// The audit subsystem's status (AUDIT_GET over netlink).
+    func auditStatus() -> Result<KernelAuditStatus, ProbeError>
+    /// Which of `set`'s rules the kernel has loaded.
+    func auditRules(_ set: AuditRuleSet) -> Result<RuleCheck, ProbeError>
+    /// The nftables ruleset as libnftables JSON.
+    func firewallRuleset() -> Result<[UInt8], ProbeError>
+}
+
+/// Why a kernel probe has no answer; the check then says `unknown` with this text.
+public struct ProbeError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// `adjtimex(2)`'s answer.
+public struct ClockState: Sendable, Equatable {
+    /// The return value: TIME_OK (0) … TIME_ERROR (5).
+    public var state: Int32
+    /// `status` bits; STA_UNSYNC (0x40) set means no NTP client disciplines the clock.
+    public var status: Int32
+    /// Maximum error, microseconds.
+    public var maximumError: Int
+    /// Estimated error, microseconds.
+    public var estimatedError: Int
+
+    public init(state: Int32, status: Int32, maximumError: Int, estimatedError: Int) {
+        self.state = state
+        self.status = status
+        self.maximumError = maximumError
+        self.estimatedError = estimatedError
+    }
+
+    /// STA_UNSYNC from <linux/timex.h>.
+    public static let unsynchronizedBit: Int32 = 0x0040
+    /// TIME_ERROR from <sys/timex.h>: the clock is not synchronized.
+    public static let timeError: Int32 = 5
+}
+
+/// The running machine's kernel.
+public struct LiveSystem: PostureSystem {
+    private let audit: any KernelAuditControl
+
+    public init(audit: any KernelAuditControl = NetlinkAudit()) { self.audit = audit }
+
+    public func clock() -> Result<ClockState, ProbeError> {
+        var status: Int32 = 0
+        var maximumError = 0, estimatedError = 0
+        let state = holdfast_adjtimex_query(&status, &maximumError, &estimatedError)
+        guard state >= 0 else { return .failure(ProbeError("adjtimex: \(String(cString: strerror(errno)))")) }
+        return .success(ClockState(state: state, status: status, maximumError: maximumError, estimatedError: estimatedError))
+    }
+
+    public func auditStatus() -> Result<KernelAuditStatus, ProbeError> {
+        do {
+            return .success(try audit.status())
+        } catch {
+            return .failure(ProbeError("audit status: \(error)"))
+        }
+    }
+
+    public func auditRules(_ set: AuditRuleSet) -> Result<RuleCheck, ProbeError> {
+        do {
+            return .success(try RuleCheck.run(set, against: audit))
+        } catch {
+            return .failure(ProbeError("audit rules: \(error)"))
+        }
+    }
+
+    public func firewallRuleset() -> Result<[UInt8], ProbeError> {
+        NetfilterRuleset.listJSON().mapError { ProbeError($0.message) }
+    }
+}
+
+/// For a `--root` tree: its kernel is not running, so every probe answers "not read".
+public struct DetachedSystem: PostureSystem {
+    public init() {}
+    static let reason = ProbeError("kernel state is not read for a --root tree (it belongs to the running machine)")
+    public func clock() -> Result<ClockState, ProbeError> { .failure(Self.reason) }
+    public func auditStatus() -> Result<KernelAuditStatus, ProbeError> { .failure(Self.reason) }
+    public func auditRules(_ set: AuditRuleSet) -> Result<RuleCheck, ProbeError> { .failure(Self.reason) }
+    public func firewallRuleset() -> Result<[UInt8], ProbeError> { .failure(Self.reason) }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import HoldfastTestSupport
+import Testing
+
+/// `holdfast posture` as an admin runs it: on this machine, on a fixture tree, and against a real
+/// nftables ruleset inside a network namespace the test creates.
+@Suite struct PostureCLITests {
+    let holdfast = Products.path("holdfast")
+
+    func json(_ text: String) -> [String: Any]? {
+        try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+    }
+
+    /// The acceptance run on a plain machine: at least 15 checks, each with a status and evidence.
+    @Test func everyCheckAnswersOnThisMachine() throws {
+        let result = try runProcess(holdfast, ["posture", "--local", "--json"])
+        #expect(result.status == 0 || result.status == 1, "\(result.stderr)")
+        let report = try #require(json(result.stdout))
+        let checks = try #require(report["checks"] as? [[String: Any]])
+        #expect(checks.count >= 15)
+        for check in checks {
+            let id = check["id"] as? String ?? "?"
+            #expect(["pass", "fail", "unknown"].contains(check["status"] as? String ?? ""), "\(id)")
+            #expect(["attested", "self-reported"].contains(check["strength"] as? String ?? ""), "\(id)")
+            #expect(!((check["evidence"] as? String) ?? "").isEmpty, "\(id)")
+            if check["status"] as? String != "pass" { #expect(!((check["remediation"] as? String) ?? "").isEmpty, "\(id)") }
+        }
+        // This machine's facts, as the kernel gives them: the checks read the running system.
+        let release = try String(contentsOfFile: "/proc/sys/kernel/osrelease", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect((checks.first { $0["id"] as? String == "kernel" }?["evidence"] as? String)?.hasPrefix("running \(release)") == true)
+        let table = try runProcess(holdfast, ["posture", "--local"])
+        #expect(table.stdout.hasPrefix("CHECK"))
+        #expect(table.stdout.contains("\nstatus "))
+    }
+
+    @Test func aLUKSRootTreePassesDiskEncryptionWithTheMappingName() throws {
+        let tree = FixtureTree.luksRoot()
+        let result = try runProcess(holdfast, ["posture", "--root", tree.root, "--json", "--only", "disk-encryption,os-version,firewall"])
+        let report = try #require(json(result.stdout), "\(result.stderr)")
+        let checks = try #require(report["checks"] as? [[String: Any]])
+        let disk = try #require(checks.first { $0["id"] as? String == "disk-encryption" })
+        #expect(disk["status"] as? String == "pass")
+        #expect(disk["strength"] as? String == "attested")
+        #expect(disk["evidence"] as? String == "/ on dm-1 → dm-crypt vda2_crypt (CRYPT-LUKS2)")
+        #expect(checks.first { $0["id"] as? String == "firewall" }?["status"] as? String == "unknown")
+        #expect(report["status"] as? String == "unknown")
+        #expect(result.status == 0)
+        let plain = FixtureTree.debian()
+        let failing = try runProcess(holdfast, ["posture", "--root", plain.root, "--only", "disk-encryption"])
+        #expect(failing.status == 1)
+        #expect(failing.stdout.contains("/ on vda1 (ext4), not encrypted"))
+    }
+
+    @Test func unknownChecksAndBadRootsAreUsageErrors() throws {
+        #expect(try runProcess(holdfast, ["posture", "--only", "no-such-check"]).status == 64)
+        #expect(try runProcess(holdfast, ["posture", "--root", "/nonexistent-root-tree"]).status == 64)
+    }
+
+    /// The firewall check reads the kernel's ruleset through libnftables: in a fresh network
+    /// namespace there is none (fail), after loading an inet table with policy drop it passes.
+    @Test func theFirewallCheckReadsTheLiveRulesetOfItsNetworkNamespace() throws {
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/nft"), FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") else {
+            Issue.record("needs root, nft and ip (make test installs nftables and iproute2)")
+            return
+        }
+        let namespace = "hf-posture-\(getpid())"
+        #expect(try runProcess("/usr/sbin/ip", ["netns", "add", namespace]).status == 0)
+        defer { _ = try? runProcess("/usr/sbin/ip", ["netns", "delete", namespace]) }
+        func firewall() throws -> [String: Any]? {
+            let result = try runProcess("/usr/sbin/ip", ["netns", "exec", namespace, holdfast, "posture", "--local", "--json", "--only", "firewall"])
+            return (json(result.stdout)?["checks"] as? [[String: Any]])?.first
+        }
+        let empty = try firewall()
+        #expect(empty?["status"] as? String == "fail")
+        #expect((empty?["evidence"] as? String)?.hasPrefix("no input-hook chain in the nftables ruleset") == true)
+        let directory = TemporaryDirectory()
+        let rules = directory.file("rules.nft")
+        try "table inet filter {\n  chain input {\n    type filter hook input priority 0; policy drop;\n    iif lo accept\n    ct state established,related accept\n  }\n}\n".write(toFile: rules, atomically: false, encoding: .utf8)
+        let loaded = try runProcess("/usr/sbin/ip", ["netns", "exec", namespace, "/usr/sbin/nft", "-f", rules])
+        #expect(loaded.status == 0, "\(loaded.stderr)")
+        let dropping = try firewall()
+        #expect(dropping?["status"] as? String == "pass")
+        #expect((dropping?["evidence"] as? String)?.hasPrefix("inet filter/input policy drop") == true)
+    }
+}

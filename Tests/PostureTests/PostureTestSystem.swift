@@ -1,0 +1,29 @@
+import FileWatch
+@testable import Posture
+
+/// Kernel probes with fixed answers: the unit tests' stand-in for adjtimex, audit netlink and
+/// libnftables (each has an integration test against the real one).
+struct TestSystem: PostureSystem {
+    var clockState: Result<ClockState, ProbeError> = .success(ClockState(state: 0, status: 0x2001, maximumError: 12_000, estimatedError: 500))
+    var audit: Result<KernelAuditStatus, ProbeError> = .success(KernelAuditStatus(enabled: 1, pid: 4242, lost: 0, backlog: 0, backlogLimit: 8192))
+    var missingRules = 0
+    var ruleset: Result<[UInt8], ProbeError> = .failure(ProbeError("no ruleset in this test"))
+
+    func clock() -> Result<ClockState, ProbeError> { clockState }
+    func auditStatus() -> Result<KernelAuditStatus, ProbeError> { audit }
+    func auditRules(_ set: AuditRuleSet) -> Result<RuleCheck, ProbeError> {
+        .success(RuleCheck(missing: Array(set.rules.prefix(missingRules)), present: set.rules.count - missingRules))
+    }
+    func firewallRuleset() -> Result<[UInt8], ProbeError> { ruleset }
+}
+
+extension PostureContext {
+    static func fixture(_ tree: String, system: TestSystem = TestSystem(), agent: AgentFacts? = nil, now: Double = 1_800_000_000, cache: PatchCache = PatchCache(), settings: PostureSettings = PostureSettings()) -> PostureContext {
+        PostureContext(tree: RootTree(tree), system: system, settings: settings, agent: agent, now: now, cache: cache)
+    }
+}
+
+/// One check's result in a fixture tree.
+func run(_ id: String, _ context: PostureContext) -> CheckResult? {
+    PostureCatalog.run(context, only: [id]).first
+}
