@@ -383,6 +383,7 @@ public actor Agent: ControlHandler {
         result["print"] = await print?.statusSummary() ?? .object(["enabled": false])
         result["filewatch"] = await fileWatch?.statusReport() ?? .object(["enabled": false])
         if let lockdown { result["lockdown"] = await lockdown.status() }
+        result["posture"] = await posture?.statusSummary() ?? .object(["enabled": false])
         if !pendingRestart.isEmpty {
             result["pending_restart"] = .object(pendingRestart.mapValues(JSONValue.string))
         }

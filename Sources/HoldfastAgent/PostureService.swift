@@ -64,7 +64,7 @@ public actor PostureService: Service {
     }
 
     /// Whether an event should re-run the checks.
-    static func isRelevant(_ kind: String) -> Bool {
+    public static func isRelevant(_ kind: String) -> Bool {
         !kind.hasPrefix("posture.") && relevantPrefixes.contains { kind.hasPrefix($0) }
     }
 
@@ -86,8 +86,21 @@ public actor PostureService: Service {
         await produce(nonce: nonce, only: only, reason: "request")
     }
 
-    /// The last scheduled report (for `holdfast status`).
-    public func lastReport() -> JSONValue? { latest?.report }
+    /// For `holdfast status` (anyone may read it): the overall status and which checks fail or
+    /// are unknown, without their evidence.
+    public func statusSummary() -> JSONValue {
+        var object: [String: JSONValue] = ["enabled": true, "device": .string(deviceID), "runs": .int(Int64(runs))]
+        if let report = latest?.report {
+            object["status"] = report["status"]
+            object["at"] = report["time"]
+            if case .array(let checks)? = report["checks"] {
+                for status in [CheckStatus.fail, .unknown] {
+                    object[status.rawValue] = .array(checks.filter { $0["status"]?.stringValue == status.rawValue }.compactMap { $0["id"] })
+                }
+            }
+        }
+        return .object(object)
+    }
 
     private func produce(nonce: String?, only: Set<String>?, reason: String) async -> (report: JSONValue, signed: String?) {
         var agent = await facts()

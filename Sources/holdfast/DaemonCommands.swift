@@ -113,6 +113,17 @@ struct Status: Subcommand {
                 context.line("filewatch   forwarders \(text(fileWatch["forwarders"])), events \(text(fileWatch["events"])), activities \(text(fileWatch["activities"])), alerts \(text(fileWatch["alerts"])), blocks \(text(fileWatch["blocks"])), \(coverage)\(blind > 0 ? ", \(blind) blind spot(s)" : "")")
             }
         }
+        if let posture = status["posture"] {
+            if posture["enabled"]?.boolValue == false {
+                context.line("posture     OFF ([posture] enabled = no)")
+            } else if let overall = posture["status"]?.stringValue {
+                let ids = { (key: String) -> [String] in if case .array(let items)? = posture[key] { items.compactMap(\.stringValue) } else { [] } }
+                let failing = ids("fail"), unknown = ids("unknown")
+                context.line("posture     \(overall) at \(text(posture["at"])): \(failing.count) failing\(failing.isEmpty ? "" : " (\(failing.joined(separator: ", ")))"), \(unknown.count) unknown (holdfast posture)")
+            } else {
+                context.line("posture     first run pending")
+            }
+        }
         if case .array(let locked)? = status["lockdown"]?["locked"], !locked.isEmpty {
             context.line("lockdown    LOCKED: \(locked.compactMap(\.stringValue).joined(separator: ", ")) (holdfast lockdown status)")
         }

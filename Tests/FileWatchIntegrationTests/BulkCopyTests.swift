@@ -146,7 +146,7 @@ extension RealAuditdTests {
             return logged[key + "-write"].map(Int64.init) == fileWatch()?["events_by_key"]?[key + "-write"]?.intValue && (logged[key + "-write"] ?? 0) >= 5_000
         }
         let seen = fileWatch()
-        #expect(counted, "auditd logged \(logged), Holdfast saw \(String(describing: seen?["events_by_key"]))")
+        #expect(counted, "auditd logged \(logged), Holdfast saw \(String(describing: seen?["events_by_key"])); FileWatch status: \(String(describing: seen))")
         // Holdfast saw exactly what auditd logged (the equality above); the kernel logged the burst.
         #expect((logged[key + "-write"] ?? 0) >= 5_000)
         #expect((logged[key + "-write"] ?? 0) <= 5_100)
