@@ -16,8 +16,8 @@ let systemLibraries: [Target] = [
     .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
     .systemLibrary(name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
     .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
-    // libc's <sys/timex.h> (adjtimex), which the Glibc module leaves out; nothing to link.
-    .systemLibrary(name: "CTimex"),
+    // Kernel interfaces the Glibc module leaves out (adjtimex, the device-mapper ioctl); nothing to link.
+    .systemLibrary(name: "CKernel"),
     .systemLibrary(name: "CNftables", pkgConfig: "libnftables", providers: [.apt(["libnftables-dev"])]),
 ]
 
@@ -42,7 +42,7 @@ let libraries: [Target] = [
     .target(name: "Lockdown", dependencies: ["HoldfastCore", "HoldfastStore"]),
     // Device health checks over a filesystem root and a few syscalls; the signed posture report.
     .target(name: "Posture", dependencies: [
-        "HoldfastCore", "HoldfastCrypto", "HoldfastCompression", "HoldfastNetfilter", "FileWatch", "PrintGuard", "CTimex",
+        "HoldfastCore", "HoldfastCrypto", "HoldfastCompression", "HoldfastNetfilter", "FileWatch", "PrintGuard", "CKernel",
     ]),
     .target(name: "BrokerClient", dependencies: ["HoldfastCore", "HoldfastCrypto", "CCurl"]),
     .target(name: "HoldfastBroker", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "CMicroHTTPD"]),

@@ -165,7 +165,16 @@ public actor Agent: ControlHandler {
         case "posture.report":
             guard let posture else { return .failure(.failed, "posture is off on this agent ([posture] enabled = no)") }
             var only: Set<String>?
-            if case .array(let ids)? = request.arguments["only"] { only = Set(ids.compactMap(\.stringValue)) }
+            if let list = request.arguments["only"] {
+                guard case .array(let ids) = list, !ids.isEmpty else { return .failure(.badRequest, "only is a non-empty list of check ids") }
+                let names = ids.compactMap(\.stringValue)
+                let known = Set(PostureCatalog.checks.map(\.id))
+                let unknown = Set(names).subtracting(known)
+                guard names.count == ids.count, unknown.isEmpty else {
+                    return .failure(.badRequest, names.count != ids.count ? "only lists check ids (strings)" : "no check named \(unknown.sorted().joined(separator: ", "))")
+                }
+                only = Set(names)
+            }
             let nonce = request.arguments["nonce"]?.stringValue
             if let nonce, nonce.utf8.count > 256 { return .failure(.badRequest, "nonce is at most 256 bytes") }
             let answer = await posture.report(nonce: nonce, only: only)

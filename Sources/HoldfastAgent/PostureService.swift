@@ -105,7 +105,8 @@ public actor PostureService: Service {
     private func produce(nonce: String?, only: Set<String>?, reason: String) async -> (report: JSONValue, signed: String?) {
         var agent = await facts()
         agent.lostAtLastReport = lostAtLastReport
-        let context = PostureContext(tree: RootTree("/"), system: system, settings: settings, agent: agent, now: Date().timeIntervalSince1970, cache: cache)
+        let snapshot = RunSnapshot(system)
+        let context = PostureContext(tree: RootTree("/"), system: snapshot, settings: settings, agent: agent, now: Date().timeIntervalSince1970, cache: cache)
         let started = ContinuousClock.now
         let observed = PostureCatalog.run(context, only: only)
         let elapsed = ContinuousClock.now - started
@@ -115,10 +116,11 @@ public actor PostureService: Service {
             let applied = history.apply(observed)
             results = applied.reported
             for change in applied.changes { journal(change, first: runs == 0) }
-            if case .success(let status) = system.auditStatus() { lostAtLastReport = status.lost }
+            if case .success(let status) = snapshot.auditStatus() { lostAtLastReport = status.lost }
             runs += 1
         }
-        let report = PostureReport(device: deviceID, time: Date(), nonce: nonce, checks: results, durationMilliseconds: milliseconds)
+        var report = PostureReport(device: deviceID, time: Date(), nonce: nonce, checks: results, durationMilliseconds: milliseconds)
+        report.partial = only != nil
         let signed: String?
         do {
             signed = try report.signed(with: key)

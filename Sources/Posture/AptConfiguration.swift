@@ -1,18 +1,24 @@
 /// apt's configuration syntax (apt.conf(5)) read far enough for posture: `A::B "v";` and the
-/// nested `A { B "v"; };` form, `//`, `#` and `/* */` comments. Keys are case-insensitive; a
-/// later assignment wins, as apt reads `/etc/apt/apt.conf.d/*` in lexical order then
-/// `/etc/apt/apt.conf`.
+/// nested `A { B "v"; };` form, `//`, `#` and `/* */` comments, and the `#clear` and `#include`
+/// directives. Keys are case-insensitive; a later assignment wins, as apt reads
+/// `/etc/apt/apt.conf.d/*` in lexical order then `/etc/apt/apt.conf`.
 public struct AptConfiguration: Sendable, Equatable {
     /// Lower-cased `A::B::C` → value.
     public private(set) var values: [String: String] = [:]
+    /// Files apt would read that could not be read here (the answer is then not known).
+    public private(set) var unreadable: [String] = []
 
     public init() {}
 
     /// The value of `key` (any case), or nil.
     public subscript(key: String) -> String? { values[key.lowercased()] }
 
-    /// Reads one file's assignments over the ones already read.
-    public mutating func read(_ text: String) {
+    /// The largest part read; apt has no limit, so a larger one makes the answer unknown.
+    static let maximumPart = 16 << 20
+
+    /// Reads one file's assignments over the ones already read. `tree` and `directory` resolve
+    /// `#include` (relative paths are relative to the including file's directory).
+    public mutating func read(_ text: String, tree: RootTree? = nil, directory: String = "/etc/apt", depth: Int = 0) {
         var scope: [String] = []
         var tokens = Self.tokens(text)[...]
         var pendingName: String?
@@ -26,14 +32,32 @@ public struct AptConfiguration: Sendable, Equatable {
                 pendingName = nil
             case .semicolon:
                 pendingName = nil
+            case .directive(let name):
+                var argument: String?
+                while let next = tokens.first, next != .semicolon {
+                    tokens.removeFirst()
+                    if argument == nil, case .word(let word) = next { argument = word }
+                    if argument == nil, case .string(let string) = next { argument = string }
+                }
+                guard let argument else { continue }
+                if name == "clear" {
+                    let prefix = argument.lowercased()
+                    values = values.filter { $0.key != prefix && !$0.key.hasPrefix(prefix + "::") }
+                } else if name == "include", let tree, depth < 8 {
+                    let path = argument.hasPrefix("/") ? argument : directory + "/" + argument
+                    if let info = tree.info(path), info.kind == .directory {
+                        readParts(tree, directory: path, depth: depth + 1)
+                    } else if let included = tree.text(path, limit: Self.maximumPart) {
+                        read(included, tree: tree, directory: RootTree.parent(path), depth: depth + 1)
+                    } else {
+                        unreadable.append(path)
+                    }
+                }
             case .word(let word):
                 if let name = pendingName {
                     // `Name value;` where the value is an unquoted word.
                     assign(scope + [name], word)
                     pendingName = nil
-                } else if word.hasPrefix("#") {
-                    // `#clear` / `#include` directives: skip to the end of the statement.
-                    while let next = tokens.first, next != .semicolon { tokens.removeFirst() }
                 } else {
                     pendingName = word
                 }
@@ -54,18 +78,18 @@ public struct AptConfiguration: Sendable, Equatable {
     }
 
     enum Token: Equatable {
-        case word(String), string(String), open, close, semicolon
+        case word(String), string(String), open, close, semicolon, directive(String)
     }
 
     static func tokens(_ text: String) -> [Token] {
         var result: [Token] = []
         let bytes = Array(text.utf8)
         var i = 0
-        var lineStart = true
+        // A directive may only begin a statement; anywhere else `#` starts a comment.
+        var statementStart = true
         while i < bytes.count {
             let byte = bytes[i]
-            if byte == 0x0A { lineStart = true; i += 1; continue }
-            if byte == 0x20 || byte == 0x09 || byte == 0x0D { i += 1; continue }
+            if byte == 0x0A || byte == 0x20 || byte == 0x09 || byte == 0x0D { i += 1; continue }
             if byte == UInt8(ascii: "/"), i + 1 < bytes.count, bytes[i + 1] == UInt8(ascii: "/") {
                 while i < bytes.count && bytes[i] != 0x0A { i += 1 }
                 continue
@@ -76,19 +100,23 @@ public struct AptConfiguration: Sendable, Equatable {
                 i += 2
                 continue
             }
-            if byte == UInt8(ascii: "#"), lineStart {
-                // A comment, unless it is a `#clear`/`#include` directive.
-                let rest = String(decoding: bytes[i..<min(bytes.count, i + 8)], as: UTF8.self)
-                if !rest.hasPrefix("#clear") && !rest.hasPrefix("#include") {
+            if byte == UInt8(ascii: "#") {
+                let rest = String(decoding: bytes[(i + 1)..<min(bytes.count, i + 9)], as: UTF8.self)
+                let name = rest.hasPrefix("clear") ? "clear" : rest.hasPrefix("include") ? "include" : nil
+                if statementStart, let name {
+                    result.append(.directive(name))
+                    i += 1 + name.count
+                    statementStart = false
+                } else {
                     while i < bytes.count && bytes[i] != 0x0A { i += 1 }
-                    continue
                 }
+                continue
             }
-            lineStart = false
+            statementStart = false
             switch byte {
-            case UInt8(ascii: "{"): result.append(.open); i += 1
-            case UInt8(ascii: "}"): result.append(.close); i += 1
-            case UInt8(ascii: ";"): result.append(.semicolon); i += 1
+            case UInt8(ascii: "{"): result.append(.open); i += 1; statementStart = true
+            case UInt8(ascii: "}"): result.append(.close); i += 1; statementStart = true
+            case UInt8(ascii: ";"): result.append(.semicolon); i += 1; statementStart = true
             case UInt8(ascii: "\""):
                 var end = i + 1
                 while end < bytes.count && bytes[end] != UInt8(ascii: "\"") { end += 1 }
@@ -96,29 +124,54 @@ public struct AptConfiguration: Sendable, Equatable {
                 i = end + 1
             default:
                 var end = i
-                while end < bytes.count, ![0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: "{"), UInt8(ascii: "}"), UInt8(ascii: ";"), UInt8(ascii: "\"")].contains(bytes[end]) { end += 1 }
+                while end < bytes.count, ![0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: "{"), UInt8(ascii: "}"), UInt8(ascii: ";"), UInt8(ascii: "\""), UInt8(ascii: "#")].contains(bytes[end]) {
+                    if bytes[end] == UInt8(ascii: "/"), end + 1 < bytes.count, bytes[end + 1] == UInt8(ascii: "/") || bytes[end + 1] == UInt8(ascii: "*") { break }
+                    end += 1
+                }
                 result.append(.word(String(decoding: bytes[i..<end], as: UTF8.self)))
-                i = end
+                i = max(end, i + 1)
             }
         }
         return result
     }
 
-    /// apt's configuration as the tree has it: `apt.conf.d/*` (names apt accepts: letters,
-    /// digits, `_-.`, no extension or `.conf`) in order, then `apt.conf`.
+    /// The parts of a configuration directory apt reads, in order.
+    mutating func readParts(_ tree: RootTree, directory: String, depth: Int) {
+        for name in tree.list(directory) ?? [] where Self.isAptPart(name) {
+            let path = directory + "/" + name
+            guard tree.info(path)?.kind == .file else { continue }
+            if let text = tree.text(path, limit: Self.maximumPart) {
+                read(text, tree: tree, directory: directory, depth: depth)
+            } else {
+                unreadable.append(path)
+            }
+        }
+    }
+
+    /// apt's configuration as the tree has it: `apt.conf.d/*`, then `apt.conf`.
     public static func load(from tree: RootTree) -> AptConfiguration {
         var configuration = AptConfiguration()
-        for name in tree.list("/etc/apt/apt.conf.d") ?? [] where isAptPart(name) {
-            if let text = tree.text("/etc/apt/apt.conf.d/" + name, limit: 1 << 20) { configuration.read(text) }
+        configuration.readParts(tree, directory: "/etc/apt/apt.conf.d", depth: 0)
+        if tree.exists("/etc/apt/apt.conf") {
+            if let text = tree.text("/etc/apt/apt.conf", limit: maximumPart) {
+                configuration.read(text, tree: tree, directory: "/etc/apt", depth: 0)
+            } else {
+                configuration.unreadable.append("/etc/apt/apt.conf")
+            }
         }
-        if let text = tree.text("/etc/apt/apt.conf", limit: 1 << 20) { configuration.read(text) }
         return configuration
     }
 
-    /// apt ignores parts with other extensions (`.dpkg-old`, `.ucf-dist`, editor backups).
+    /// apt's run-parts rule (fileutl.cc): ASCII letters, digits, `_`, `-`, `:`; then no
+    /// extension or `.conf`. Anything else (`.dpkg-old`, editor backups, `é`) is ignored by apt.
     static func isAptPart(_ name: String) -> Bool {
-        guard !name.hasPrefix("."), name.allSatisfy({ $0.isLetter || $0.isNumber || "_-.".contains($0) }) else { return false }
-        guard let dot = name.lastIndex(of: ".") else { return true }
-        return name[name.index(after: dot)...] == "conf"
+        let base: Substring
+        if let dot = name.firstIndex(of: ".") {
+            guard name[name.index(after: dot)...] == "conf" else { return false }
+            base = name[..<dot]
+        } else {
+            base = Substring(name)
+        }
+        return !base.isEmpty && base.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-:".unicodeScalars.contains($0)) }
     }
 }

@@ -2,8 +2,22 @@ import PrintGuard
 
 /// Holdfast's own enforcement: USB default-deny in the kernel, CUPS restricted, lockdown as recorded.
 enum EnforcementChecks {
-    /// The shipped udev rule, as the package installs it (or an admin's copy in /etc).
-    static let udevRules = ["/usr/lib/udev/rules.d/70-holdfast-usb.rules", "/lib/udev/rules.d/70-holdfast-usb.rules", "/etc/udev/rules.d/70-holdfast-usb.rules"]
+    /// Where udev looks for a rule file, in its precedence order (udev(7)): a file of the same
+    /// name in /etc overrides /run, which overrides /usr/lib and /lib; a link to /dev/null masks it.
+    static let udevRules = ["/etc/udev/rules.d/70-holdfast-usb.rules", "/run/udev/rules.d/70-holdfast-usb.rules", "/usr/lib/udev/rules.d/70-holdfast-usb.rules", "/lib/udev/rules.d/70-holdfast-usb.rules"]
+
+    /// The rule file udev uses, and whether it is Holdfast's rule: (path, problem or nil); nil
+    /// when there is none.
+    static func udevRule(_ tree: RootTree) -> (path: String, problem: String?)? {
+        for path in udevRules where tree.info(path, followLink: false) != nil {
+            if tree.linkTarget(path) == "/dev/null" { return (path, "masked (a link to /dev/null)") }
+            guard let text = tree.text(path) else { return (path, "unreadable") }
+            // The line that makes new interfaces start unauthorized is what the rule is for.
+            guard text.contains("interface_authorized_default") else { return (path, "not Holdfast's rule (it never sets interface_authorized_default)") }
+            return (path, nil)
+        }
+        return nil
+    }
 
     static func usbDefaultDeny(_ context: PostureContext) -> CheckResult {
         let id = "usb-default-deny"
@@ -12,12 +26,14 @@ enum EnforcementChecks {
         if let agent = context.agent, !agent.usbEnforced {
             return PostureCheck.result(id, .fail, .selfReported, "USB enforcement is off in agent.conf ([usb] enabled = no)", fix: "set [usb] enabled = yes")
         }
+        let rule = udevRule(tree)
+        let ruleText = rule.map { "udev rule \($0.path)" + ($0.problem.map { " \($0)" } ?? "") } ?? "udev rule 70-holdfast-usb.rules missing"
+        let ruleOK = rule != nil && rule?.problem == nil
         guard let devices = tree.list("/sys/bus/usb/devices") else {
             if !tree.exists("/sys/bus") { return PostureCheck.result(id, .unknown, .attested, "cannot read /sys/bus", fix: fix) }
-            let rule = udevRules.first { tree.exists($0) }
-            return rule == nil
-                ? PostureCheck.result(id, .fail, .selfReported, "no USB bus; the udev rule is not installed", fix: fix)
-                : PostureCheck.result(id, .pass, .attested, "no USB bus on this machine; udev rule \(rule ?? "") present")
+            return ruleOK
+                ? PostureCheck.result(id, .pass, .attested, "no USB bus on this machine; \(ruleText)")
+                : PostureCheck.result(id, .fail, .selfReported, "no USB bus; \(ruleText)", fix: fix)
         }
         let hubs = devices.filter { $0.hasPrefix("usb") && Int($0.dropFirst(3)) != nil }
         var open: [String] = []
@@ -25,10 +41,13 @@ enum EnforcementChecks {
             let value = tree.attribute("/sys/bus/usb/devices/\(hub)/interface_authorized_default")
             if value != "0" { open.append("\(hub) interface_authorized_default=\(value ?? "unreadable")") }
         }
-        let rule = udevRules.first { tree.exists($0) }
+        let unreadable = open.filter { $0.hasSuffix("=unreadable") }
         var evidence = hubs.isEmpty ? "no USB root hubs" : "\(hubs.count - open.count) of \(hubs.count) root hub(s) default-deny"
-        evidence += rule.map { "; udev rule \($0)" } ?? "; udev rule 70-holdfast-usb.rules missing"
-        guard open.isEmpty, rule != nil else {
+        evidence += "; " + ruleText
+        if !unreadable.isEmpty, unreadable.count == open.count, ruleOK {
+            return PostureCheck.result(id, .unknown, .attested, evidence + " (" + unreadable.prefix(4).joined(separator: ", ") + ")", fix: fix)
+        }
+        guard open.isEmpty, ruleOK else {
             return PostureCheck.result(id, .fail, .attested, evidence + (open.isEmpty ? "" : " (" + open.prefix(4).joined(separator: ", ") + ")"), fix: fix)
         }
         return PostureCheck.result(id, .pass, .attested, evidence)
@@ -38,7 +57,7 @@ enum EnforcementChecks {
     static func printersConf(_ text: String) -> [String: String] {
         var queues: [String: String] = [:]
         var current: String?
-        for line in text.split(separator: "\n") {
+        for line in TextLines.of(text) {
             let trimmed = line.trimmed(" \t\r")
             if trimmed.hasPrefix("<Printer ") || trimmed.hasPrefix("<DefaultPrinter ") {
                 current = String(trimmed.drop { $0 != " " }.dropFirst().dropLast())
@@ -83,11 +102,19 @@ enum EnforcementChecks {
                 if !approval.approved { problems.append("queue \(name) unapproved: \(approval.reason)") }
             }
         }
-        if let conf = tree.text(root + "/cupsd.conf") {
-            problems += CupsdHardening.findings(cupsdConf: conf).prefix(2)
+        var unreadable: [String] = []
+        if tree.exists(root + "/cupsd.conf") {
+            if let conf = tree.text(root + "/cupsd.conf") { problems += CupsdHardening.findings(cupsdConf: conf).prefix(2) } else { unreadable.append("cupsd.conf") }
         }
-        if let files = tree.text(root + "/cups-files.conf"), CupsdHardening.fileDevice(cupsFilesConf: files) == true {
-            problems.append("cups-files.conf sets FileDevice Yes (print-to-file)")
+        if tree.exists(root + "/cups-files.conf") {
+            if let files = tree.text(root + "/cups-files.conf") {
+                if CupsdHardening.fileDevice(cupsFilesConf: files) == true { problems.append("cups-files.conf sets FileDevice Yes (print-to-file)") }
+            } else {
+                unreadable.append("cups-files.conf")
+            }
+        }
+        if problems.isEmpty, !unreadable.isEmpty {
+            return PostureCheck.result(id, .unknown, .selfReported, "\(queues.count) queue(s); cannot read \(unreadable.joined(separator: ", ")) in \(root) (root only)", fix: fix)
         }
         let evidence = "\(queues.count) queue(s)" + (problems.isEmpty ? ", all gated" + (context.agent?.printPolicy != nil ? " and approved" : "") + "; cupsd.conf hardened" : ": " + problems.prefix(4).joined(separator: "; "))
         return problems.isEmpty ? PostureCheck.result(id, .pass, .selfReported, evidence) : PostureCheck.result(id, .fail, .selfReported, evidence, fix: fix)
@@ -97,7 +124,7 @@ enum EnforcementChecks {
         let id = "lockdown-consistent"
         let fix = "restart holdfastd (it re-applies the recorded lockdown at start) and check its journal for lockdown.enforce_failed"
         guard let agent = context.agent else {
-            return PostureCheck.result(id, .unknown, .selfReported, "needs holdfastd: the lockdown state is the agent's", fix: "start holdfastd")
+            return PostureCheck.result(id, .unknown, .attested, "needs holdfastd: the lockdown state is the agent's", fix: "start holdfastd (as root, holdfast posture asks it)")
         }
         var parts: [String] = []
         var broken: [String] = []

@@ -3,7 +3,7 @@ enum OSChecks {
     /// `KEY=value` pairs of os-release, quotes and backslash escapes removed.
     static func osRelease(_ text: String) -> [String: String] {
         var result: [String: String] = [:]
-        for line in text.split(separator: "\n") {
+        for line in TextLines.of(text) {
             let trimmed = line.trimmed(" \t\r")
             guard !trimmed.hasPrefix("#"), let equals = trimmed.firstIndex(of: "=") else { continue }
             let key = String(trimmed[..<equals])
@@ -69,7 +69,7 @@ enum OSChecks {
         }
         var evidence = "running \(release)"
         if context.tree.exists("/run/reboot-required") {
-            let packages = (context.tree.text("/run/reboot-required.pkgs") ?? "").split(separator: "\n").prefix(3).joined(separator: ", ")
+            let packages = (context.tree.text("/run/reboot-required.pkgs") ?? "").split(separator: "\n").prefix(3).map { $0.trimmed("\r") }.joined(separator: ", ")
             return PostureCheck.result(id, .fail, .attested, evidence + "; /run/reboot-required is set" + (packages.isEmpty ? "" : " by \(packages)"), fix: fix)
         }
         let installed = (context.tree.list("/boot") ?? []).filter { $0.hasPrefix("vmlinuz-") }.map { String($0.dropFirst("vmlinuz-".count)) }

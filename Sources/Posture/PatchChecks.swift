@@ -58,14 +58,19 @@ enum PatchChecks {
     /// The security suites' Packages lists: those whose Release/InRelease says `Suite: *-security`
     /// or `Label: *Security*` (Debian-Security, Ubuntu's jammy-security), found by the lists'
     /// shared file-name prefix. Names alone are not trusted; the Release file says what a list is.
-    static func securityLists(_ tree: RootTree) -> [String]? {
+    static func securityLists(_ tree: RootTree) -> (lists: [String], unreadable: [String])? {
         guard let names = tree.list(listsDirectory) else { return nil }
         var prefixes: [String] = []
+        var unreadable: [String] = []
         for name in names where name.hasSuffix("_InRelease") || name.hasSuffix("_Release") {
-            guard let head = tree.read(listsDirectory + "/" + name, limit: 1 << 22) else { continue }
+            guard tree.info(listsDirectory + "/" + name)?.kind == .file else { continue }
+            guard let head = tree.read(listsDirectory + "/" + name, limit: 1 << 24) else {
+                unreadable.append(name)
+                continue
+            }
             let text = String(decoding: head.prefix(8_192), as: UTF8.self)
             var suite = "", label = ""
-            for line in text.split(separator: "\n").prefix(60) {
+            for line in TextLines.of(text).prefix(60) {
                 if line.hasPrefix("Suite:") { suite = line.dropFirst(6).trimmed(" \t\r") }
                 if line.hasPrefix("Label:") { label = line.dropFirst(6).trimmed(" \t\r") }
             }
@@ -73,16 +78,50 @@ enum PatchChecks {
                 prefixes.append(String(name[..<(name.hasSuffix("_InRelease") ? name.index(name.endIndex, offsetBy: -"_InRelease".count) : name.index(name.endIndex, offsetBy: -"_Release".count))]))
             }
         }
-        return names.filter { name in
-            prefixes.contains { name.hasPrefix($0 + "_") } && (name.hasSuffix("_Packages") || name.hasSuffix("_Packages.lz4"))
+        let lists = names.filter { name in
+            prefixes.contains { name.hasPrefix($0 + "_") } && listSuffixes.contains { name.hasSuffix($0) }
         }
+        return (lists, unreadable)
+    }
+
+    /// How apt may store a Packages list (Acquire::CompressionTypes / GzipIndexes).
+    static let listSuffixes = ["_Packages", "_Packages.lz4", "_Packages.gz", "_Packages.xz", "_Packages.zst", "_Packages.bz2"]
+
+    /// The largest list decompressed: Debian's whole main suite is ~70 MB; a security list a few.
+    static let maximumList = 128 << 20
+
+    /// A list's stanzas as plain bytes, or why not.
+    static func plain(_ raw: [UInt8], name: String) -> Result<[UInt8], ProbeError> {
+        if name.hasSuffix("_Packages") { return .success(raw) }
+        if name.hasSuffix(".lz4") {
+            return LZ4Frame.decompress(raw, limit: maximumList).mapError { ProbeError("\(name): \($0)") }
+        }
+        if name.hasSuffix(".gz") {
+            let reader = GzipReader()
+            var output: [UInt8] = []
+            var tooLarge = false
+            raw.withUnsafeBytes { buffer in
+                reader.feed(buffer) { chunk in
+                    if output.count + chunk.count > maximumList { tooLarge = true } else { output += chunk }
+                }
+            }
+            if let failure = reader.finish() { return .failure(ProbeError("\(name): \(failure)")) }
+            return tooLarge ? .failure(ProbeError("\(name): inflates past \(maximumList) bytes")) : .success(output)
+        }
+        return .failure(ProbeError("\(name): this compression is not read here (lz4, gzip or plain lists are)"))
+    }
+
+    /// dpkg states whose files are on disk: everything but not-installed and config-files.
+    static func isUnpacked(_ status: String?) -> Bool {
+        guard let state = status?.split(separator: " ").last else { return false }
+        return !["not-installed", "config-files"].contains(state)
     }
 
     /// Installed packages from dpkg's status: (name, architecture) → version.
     static func installed(_ bytes: [UInt8]) -> [String: String] {
         var result: [String: String] = [:]
         DebianControl.stanzas(bytes, fields: ["Package", "Status", "Version", "Architecture"]) { stanza in
-            guard let name = stanza["Package"], let version = stanza["Version"], stanza["Status"]?.hasSuffix(" installed") == true else { return }
+            guard let name = stanza["Package"], let version = stanza["Version"], isUnpacked(stanza["Status"]) else { return }
             result[name + ":" + (stanza["Architecture"] ?? "")] = version
         }
         return result
@@ -92,9 +131,17 @@ enum PatchChecks {
         let id = "security-updates"
         let fix = "apt-get update && apt-get upgrade (or let unattended-upgrades install the security suite)"
         let tree = context.tree
-        guard let lists = securityLists(tree) else {
+        guard let found = securityLists(tree) else {
             return PostureCheck.result(id, .unknown, .selfReported, "cannot read \(listsDirectory)", fix: fix)
         }
+        let lists = found.lists
+        guard lists.isEmpty, !found.unreadable.isEmpty else { return pending(context, lists, fix: fix) }
+        return PostureCheck.result(id, .unknown, .selfReported, "cannot read \(found.unreadable.joined(separator: ", "))", fix: fix)
+    }
+
+    static func pending(_ context: PostureContext, _ lists: [String], fix: String) -> CheckResult {
+        let id = "security-updates"
+        let tree = context.tree
         guard !lists.isEmpty else {
             return PostureCheck.result(id, .fail, .selfReported, "no security suite in apt's lists (no *-security source configured, or apt-get update never ran)", fix: "add the distribution's security suite to apt's sources and run apt-get update")
         }
@@ -119,21 +166,25 @@ enum PatchChecks {
                 guard let raw = tree.read(listsDirectory + "/" + list, limit: 1 << 28) else {
                     return PostureCheck.result(id, .unknown, .selfReported, "cannot read \(list)", fix: fix)
                 }
-                var bytes = raw
-                if LZ4Frame.isLZ4(raw) {
-                    switch LZ4Frame.decompress(raw, limit: 1 << 30) {
-                    case .success(let plain): bytes = plain
-                    case .failure(let error): return PostureCheck.result(id, .unknown, .selfReported, "\(list): \(error)", fix: "apt-get update (the list is damaged)")
-                    }
+                let bytes: [UInt8]
+                switch plain(raw, name: list) {
+                case .success(let plain): bytes = plain
+                case .failure(let error): return PostureCheck.result(id, .unknown, .selfReported, error.message, fix: "apt-get update (the list is damaged or stored in a form not read here)")
                 }
+                var stanzas = 0
                 DebianControl.stanzas(bytes, fields: ["Package", "Version", "Architecture"]) { stanza in
                     guard let name = stanza["Package"], let candidate = stanza["Version"] else { return }
+                    stanzas += 1
                     let architecture = stanza["Architecture"] ?? ""
                     let version = installed[name + ":" + architecture] ?? (architecture == "all" ? nil : installed[name + ":all"])
                     guard let version, DebianVersion.compare(candidate, version) > 0 else { return }
                     let keyName = name + ":" + architecture
                     if let existing = found[keyName], DebianVersion.compare(existing.candidate, candidate) >= 0 { return }
                     found[keyName] = PendingUpdate(package: name, installed: version, candidate: candidate)
+                }
+                // A security list with no package in it is not "nothing pending": it is unreadable.
+                guard stanzas > 0 else {
+                    return PostureCheck.result(id, .unknown, .selfReported, "\(list) holds no package stanza", fix: "apt-get update (the list is damaged)")
                 }
             }
             pending = found.values.sorted { $0.package < $1.package }
@@ -155,17 +206,21 @@ enum PatchChecks {
         // in /etc/apt/apt.conf.d/15update-stamp, and apt.systemd.daily).
         let stamp = "/var/lib/apt/periodic/update-success-stamp"
         var source = stamp
-        var when = context.tree.info(stamp)?.modified
+        var when = context.tree.info(stamp).flatMap { $0.kind == .file ? $0.modified : nil }
         if when == nil {
             // No stamp: the newest Release file apt fetched is the next best sign of an update.
             let releases = (context.tree.list(listsDirectory) ?? []).filter { $0.hasSuffix("_InRelease") || $0.hasSuffix("_Release") }
-            when = releases.compactMap { context.tree.info(listsDirectory + "/" + $0)?.modified }.max()
+            when = releases.compactMap { context.tree.info(listsDirectory + "/" + $0).flatMap { $0.kind == .file ? $0.modified : nil } }.max()
             source = "the newest Release file in \(listsDirectory) (no update-success-stamp)"
         }
         guard let when else {
             return PostureCheck.result(id, .fail, .selfReported, "apt-get update has never succeeded (no stamp, no lists)", fix: fix)
         }
         let age = context.now - when
+        // A stamp from the future (a clock stepped back, or a touched file) proves nothing.
+        guard age > -300 else {
+            return PostureCheck.result(id, .unknown, .selfReported, "the update stamp (\(source)) is \(DurationWords.text(-age)) in the future", fix: fix)
+        }
         let text = "last update \(DurationWords.text(age)) ago, from \(source)"
         return age <= limit
             ? PostureCheck.result(id, .pass, .selfReported, text)
@@ -179,15 +234,25 @@ enum PatchChecks {
             return PostureCheck.result(id, .unknown, .selfReported, "cannot read \(statusFile)", fix: fix)
         }
         let stanza = DebianControl.stanza(of: "unattended-upgrades", in: status, fields: ["Package", "Status"])
-        guard stanza?["Status"]?.hasSuffix(" installed") == true else {
+        guard isUnpacked(stanza?["Status"]) else {
             return PostureCheck.result(id, .fail, .selfReported, "the unattended-upgrades package is not installed", fix: fix)
         }
         let apt = AptConfiguration.load(from: context.tree)
         let upgrade = apt["APT::Periodic::Unattended-Upgrade"] ?? "0"
         let lists = apt["APT::Periodic::Update-Package-Lists"] ?? "0"
-        let text = "installed; APT::Periodic::Unattended-Upgrade \"\(upgrade)\", Update-Package-Lists \"\(lists)\""
-        guard (Int(upgrade) ?? 0) > 0, (Int(lists) ?? 0) > 0 else {
-            return PostureCheck.result(id, .fail, .selfReported, text, fix: fix)
+        var text = "installed; APT::Periodic::Unattended-Upgrade \"\(upgrade)\", Update-Package-Lists \"\(lists)\""
+        // apt.systemd.daily does nothing with APT::Periodic::Enable "0".
+        if let enable = apt["APT::Periodic::Enable"] { text += ", Enable \"\(enable)\"" }
+        // The timers that run it: masked (a link to /dev/null) or disabled means never.
+        let masked = ["apt-daily.timer", "apt-daily-upgrade.timer"].filter { timer in
+            ["/etc/systemd/system/", "/run/systemd/system/"].contains { context.tree.linkTarget($0 + timer) == "/dev/null" }
+        }
+        if !masked.isEmpty { text += "; masked: " + masked.joined(separator: ", ") }
+        guard (Int(upgrade) ?? 0) > 0, (Int(lists) ?? 0) > 0, (Int(apt["APT::Periodic::Enable"] ?? "1") ?? 0) > 0, masked.isEmpty else {
+            return PostureCheck.result(id, .fail, .selfReported, text, fix: fix + "; systemctl unmask apt-daily.timer apt-daily-upgrade.timer")
+        }
+        if !apt.unreadable.isEmpty {
+            return PostureCheck.result(id, .unknown, .selfReported, text + "; unreadable: " + apt.unreadable.joined(separator: ", "), fix: fix)
         }
         return PostureCheck.result(id, .pass, .selfReported, text)
     }

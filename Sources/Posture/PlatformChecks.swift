@@ -15,17 +15,28 @@ enum PlatformChecks {
             return PostureCheck.result(id, .unknown, .attested, "efivarfs is not mounted at \(directory)", fix: "mount -t efivarfs efivarfs \(directory)")
         }
         // An efivarfs file is 4 bytes of attributes, then the value; SecureBoot is one byte.
-        guard let secureBoot = tree.read("\(directory)/SecureBoot-\(globalGUID)", limit: 64), secureBoot.count >= 5 else {
+        let path = "\(directory)/SecureBoot-\(globalGUID)"
+        guard tree.exists(path) else {
             return PostureCheck.result(id, .fail, .attested, "the firmware has no SecureBoot variable", fix: fix)
         }
-        let setupMode = tree.read("\(directory)/SetupMode-\(globalGUID)", limit: 64).flatMap { $0.count >= 5 ? $0[4] : nil }
+        guard let secureBoot = tree.read(path, limit: 64), secureBoot.count == 5 else {
+            return PostureCheck.result(id, .unknown, .attested, "the SecureBoot variable is unreadable or not 1 byte", fix: fix)
+        }
         guard secureBoot[4] == 1 else {
             return PostureCheck.result(id, .fail, .attested, "SecureBoot=\(secureBoot[4]) (off)", fix: fix)
         }
-        guard setupMode != 1 else {
-            return PostureCheck.result(id, .fail, .attested, "SecureBoot=1 but SetupMode=1: no platform key enrolled, nothing is enforced", fix: "enroll the platform keys (leave setup mode) in the firmware setup")
+        guard let setup = tree.read("\(directory)/SetupMode-\(globalGUID)", limit: 64), setup.count == 5 else {
+            return PostureCheck.result(id, .unknown, .attested, "SecureBoot=1 but SetupMode is missing or unreadable: cannot tell whether keys are enforced", fix: fix)
         }
-        return PostureCheck.result(id, .pass, .attested, "SecureBoot=1, SetupMode=\(setupMode.map(String.init) ?? "?")")
+        guard setup[4] == 0 else {
+            return PostureCheck.result(id, .fail, .attested, "SecureBoot=1 but SetupMode=\(setup[4]): no platform key enrolled, nothing is enforced", fix: "enroll the platform keys (leave setup mode) in the firmware setup")
+        }
+        // shim's own switch: `mokutil --disable-validation` keeps SecureBoot=1 but shim then
+        // boots anything (MokSBStateRT, shim's GUID 605dab50-e046-4300-abb6-3dd810dd8b23).
+        if let mok = tree.read("\(directory)/MokSBStateRT-605dab50-e046-4300-abb6-3dd810dd8b23", limit: 64), mok.count == 5, mok[4] == 1 {
+            return PostureCheck.result(id, .fail, .attested, "SecureBoot=1, but shim validation is disabled (MokSBStateRT=1): unsigned kernels boot", fix: "mokutil --enable-validation, then reboot and confirm in MokManager")
+        }
+        return PostureCheck.result(id, .pass, .attested, "SecureBoot=1, SetupMode=0")
     }
 
     static func mandatoryAccessControl(_ context: PostureContext) -> CheckResult {
@@ -33,6 +44,12 @@ enum PlatformChecks {
         let fix = "boot with AppArmor (Debian's default: apt-get install apparmor apparmor-profiles; security=apparmor) and load profiles in enforce mode"
         let tree = context.tree
         let active = tree.attribute("/sys/kernel/security/lsm")
+        if tree.exists("/sys/fs/selinux/enforce"), tree.attribute("/sys/fs/selinux/enforce") == nil {
+            return PostureCheck.result(id, .unknown, .attested, "SELinux is mounted but /sys/fs/selinux/enforce is unreadable", fix: fix)
+        }
+        if tree.exists("/sys/module/apparmor/parameters/enabled"), tree.attribute("/sys/module/apparmor/parameters/enabled") == nil {
+            return PostureCheck.result(id, .unknown, .attested, "AppArmor's enabled parameter is unreadable", fix: fix)
+        }
         if let enforce = tree.attribute("/sys/fs/selinux/enforce") {
             return enforce == "1"
                 ? PostureCheck.result(id, .pass, .attested, "SELinux enforcing")
@@ -42,7 +59,7 @@ enum PlatformChecks {
             guard let profiles = tree.text("/sys/kernel/security/apparmor/profiles") else {
                 return PostureCheck.result(id, .unknown, .attested, "AppArmor enabled, but its profile list is not readable (securityfs not mounted, or not root)", fix: fix)
             }
-            let lines = profiles.split(separator: "\n")
+            let lines = TextLines.of(profiles)
             let enforcing = lines.filter { $0.hasSuffix("(enforce)") }.count
             let complaining = lines.filter { $0.hasSuffix("(complain)") }.count
             let text = "AppArmor enabled: \(enforcing) profile(s) enforcing, \(complaining) complaining"
@@ -78,7 +95,7 @@ enum PlatformChecks {
         let id = "io-uring"
         let fix = "sysctl kernel.io_uring_disabled=2 (and set it in /etc/sysctl.d/); kernels before 6.6 need io_uring compiled out"
         guard let value = context.tree.attribute("/proc/sys/kernel/io_uring_disabled") else {
-            return PostureCheck.result(id, .unknown, .attested, "no kernel.io_uring_disabled (a kernel before 6.6): cannot tell whether io_uring is available", fix: fix)
+            return PostureCheck.result(id, .unknown, .attested, "no kernel.io_uring_disabled (a kernel before 6.6, or io_uring compiled out): cannot tell whether io_uring is available", fix: fix)
         }
         switch value {
         case "2": return PostureCheck.result(id, .pass, .attested, "io_uring_disabled=2: io_uring is off for every process")

@@ -24,7 +24,9 @@ public struct PostureContext: Sendable {
     }
 }
 
-/// The thresholds and paths the checks use (`[posture]` in agent.conf; docs/posture-checks.md).
+/// The thresholds and paths the checks use (docs/posture-checks.md). The paths come from
+/// agent.conf (holdfastd and `holdfast posture` read it); the thresholds are the defaults below
+/// until the broker's compliance policy sets them.
 public struct PostureSettings: Sendable, Equatable {
     /// The lowest supported release per os-release `ID`; an ID not listed fails `os-version`.
     public var minimumVersions: [String: String]
@@ -42,6 +44,9 @@ public struct PostureSettings: Sendable, Equatable {
     public var cupsRoot: String
     /// The dpkg package whose recorded checksums `holdfast-integrity` verifies.
     public var packageName: String
+    /// The audit rules expected without holdfastd's facts (from agent.conf's `[filewatch]`);
+    /// nil: the packaged set.
+    public var expectedAuditRules: AuditRuleSet?
 
     public init(
         minimumVersions: [String: String] = ["debian": "12", "ubuntu": "22.04"],

@@ -16,6 +16,8 @@ public struct PostureReport: Sendable, Equatable {
     public var checks: [CheckResult]
     /// How long the run took, milliseconds.
     public var durationMilliseconds: Double
+    /// Only some checks ran (`--only`): the status speaks for those, not for the device.
+    public var partial = false
 
     public init(device: String, agentVersion: String = HoldfastVersion.current, time: Date, nonce: String?, checks: [CheckResult], durationMilliseconds: Double) {
         self.device = device
@@ -37,6 +39,7 @@ public struct PostureReport: Sendable, Equatable {
             "summary": .object(Dictionary(uniqueKeysWithValues: CheckStatus.allCases.map { status in (status.rawValue, JSONValue.int(Int64(checks.filter { $0.status == status }.count))) })),
         ]
         if let nonce { object["nonce"] = .string(nonce) }
+        if partial { object["partial"] = true }
         return .object(object)
     }
 
@@ -94,7 +97,7 @@ public struct PostureHistory: Sendable, Equatable {
                 outcome.status = previous.reported
                 outcome.held = true
                 outcome.evidence = "unknown this run (\(result.evidence)); holding \(previous.reported.rawValue) until it repeats"
-                outcome.remediation = ""
+                outcome.remediation = outcome.status == .pass ? "" : result.remediation
             }
             if previous?.reported != outcome.status {
                 changes.append(Change(id: result.id, from: previous?.reported, to: outcome.status, evidence: outcome.evidence))

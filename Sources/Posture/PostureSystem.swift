@@ -1,6 +1,7 @@
 public import FileWatch
-import CTimex
+import CKernel
 import HoldfastNetfilter
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,6 +18,21 @@ public protocol PostureSystem: Sendable {
     func auditRules(_ set: AuditRuleSet) -> Result<RuleCheck, ProbeError>
     /// The nftables ruleset as libnftables JSON.
     func firewallRuleset() -> Result<[UInt8], ProbeError>
+    /// The targets of a device-mapper mapping (DM_TABLE_STATUS): what it really is, which sysfs
+    /// does not say (its uuid is whatever `dmsetup create --uuid` was given).
+    func deviceMapperTargets(_ name: String) -> Result<[DeviceMapperTarget], ProbeError>
+}
+
+/// One target of a device-mapper table: its type (`crypt`, `linear`, `integrity`, …) and the
+/// first word of its table line (for `crypt`, the cipher; never the key).
+public struct DeviceMapperTarget: Sendable, Equatable {
+    public var type: String
+    public var firstWord: String
+
+    public init(type: String, firstWord: String) {
+        self.type = type
+        self.firstWord = firstWord
+    }
 }
 
 /// Why a kernel probe has no answer; the check then says `unknown` with this text.
@@ -83,6 +99,19 @@ public struct LiveSystem: PostureSystem {
     public func firewallRuleset() -> Result<[UInt8], ProbeError> {
         NetfilterRuleset.listJSON().mapError { ProbeError($0.message) }
     }
+
+    public func deviceMapperTargets(_ name: String) -> Result<[DeviceMapperTarget], ProbeError> {
+        var output = [CChar](repeating: 0, count: 4_096)
+        let count = output.withUnsafeMutableBufferPointer { buffer in holdfast_dm_targets(name, buffer.baseAddress, buffer.count) }
+        guard count >= 0 else { return .failure(ProbeError("device-mapper table of \(name): \(String(cString: strerror(-count)))")) }
+        let text = output.withUnsafeBufferPointer { buffer in buffer.baseAddress.map { String(cString: $0) } ?? "" }
+        let targets = text.split(separator: "\n").map { line -> DeviceMapperTarget in
+            let words = line.split(separator: " ", maxSplits: 1)
+            return DeviceMapperTarget(type: String(words.first ?? ""), firstWord: words.count > 1 ? String(words[1]) : "")
+        }
+        guard targets.count == Int(count) else { return .failure(ProbeError("device-mapper table of \(name): \(count) targets, \(targets.count) read")) }
+        return .success(targets)
+    }
 }
 
 /// For a `--root` tree: its kernel is not running, so every probe answers "not read".
@@ -93,4 +122,28 @@ public struct DetachedSystem: PostureSystem {
     public func auditStatus() -> Result<KernelAuditStatus, ProbeError> { .failure(Self.reason) }
     public func auditRules(_ set: AuditRuleSet) -> Result<RuleCheck, ProbeError> { .failure(Self.reason) }
     public func firewallRuleset() -> Result<[UInt8], ProbeError> { .failure(Self.reason) }
+    public func deviceMapperTargets(_ name: String) -> Result<[DeviceMapperTarget], ProbeError> { .failure(Self.reason) }
+}
+
+/// One run's view of the kernel: the audit status is read once and every check (and the
+/// daemon's "lost at the last report" mark) sees that same reading, so no record lost between
+/// two reads can fall between reports.
+public final class RunSnapshot: PostureSystem {
+    private let base: any PostureSystem
+    private let status = Mutex<Result<KernelAuditStatus, ProbeError>?>(nil)
+
+    public init(_ base: any PostureSystem) { self.base = base }
+
+    public func clock() -> Result<ClockState, ProbeError> { base.clock() }
+    public func auditStatus() -> Result<KernelAuditStatus, ProbeError> {
+        status.withLock { status in
+            if let status { return status }
+            let fresh = base.auditStatus()
+            status = fresh
+            return fresh
+        }
+    }
+    public func auditRules(_ set: AuditRuleSet) -> Result<RuleCheck, ProbeError> { base.auditRules(set) }
+    public func firewallRuleset() -> Result<[UInt8], ProbeError> { base.firewallRuleset() }
+    public func deviceMapperTargets(_ name: String) -> Result<[DeviceMapperTarget], ProbeError> { base.deviceMapperTargets(name) }
 }

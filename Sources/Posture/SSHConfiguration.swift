@@ -1,18 +1,19 @@
-/// sshd_config as sshd reads it (sshd_config(5)): keywords case-insensitive, `Keyword value` or
-/// `Keyword=value`, the first value obtained wins, `Include` expands globs in place (relative
-/// paths under /etc/ssh), and `Match` makes what follows conditional until the next `Match` or
-/// the end of the file it appears in.
-struct SSHConfiguration: Equatable {
-    /// Lower-cased keyword → the first global value.
+/// sshd_config as sshd reads it (sshd_config(5), OpenSSH 9): keywords case-insensitive,
+/// `Keyword value` or `Keyword=value`, arguments quoted with `"` or `'`, a `#` word ends the line
+/// (OpenSSH ≥ 8.7), the first value obtained wins, `Include` expands globs in place (relative
+/// paths under /etc/ssh; no match is not an error), and `Match` (even `Match all`) makes what
+/// follows conditional until the next `Match` or the end of the file it appears in — settings
+/// there override the global ones for the connections they match.
+struct SSHConfiguration {
+    /// Canonical lower-cased keyword → the first global value.
     var global: [String: String] = [:]
-    /// Settings inside Match blocks: (the Match criteria, lower-cased keyword, value).
+    /// Settings inside Match blocks: (the Match criteria, canonical keyword, value).
     var conditional: [(match: String, keyword: String, value: String)] = []
-    /// Include patterns that matched nothing, and files that could not be read.
+    /// Included files that exist but could not be read.
     var unreadable: [String] = []
 
-    static func == (lhs: SSHConfiguration, rhs: SSHConfiguration) -> Bool {
-        lhs.global == rhs.global && lhs.unreadable == rhs.unreadable && lhs.conditional.map { "\($0)" } == rhs.conditional.map { "\($0)" }
-    }
+    /// sshd's alternative spellings of one option (servconf.c's keyword table).
+    static let aliases = ["challengeresponseauthentication": "kbdinteractiveauthentication"]
 
     static func load(_ tree: RootTree, path: String = "/etc/ssh/sshd_config") -> SSHConfiguration? {
         guard let text = tree.text(path) else { return nil }
@@ -23,23 +24,21 @@ struct SSHConfiguration: Equatable {
 
     mutating func read(_ text: String, tree: RootTree, match inherited: String?, depth: Int) {
         var match = inherited
-        for raw in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+        for raw in TextLines.of(text) {
             let line = raw.trimmed(" \t")
             guard !line.isEmpty, !line.hasPrefix("#") else { continue }
-            let (keyword, value) = Self.split(line)
+            let (keyword, arguments) = Self.split(line)
             switch keyword {
             case "match":
-                match = value.lowercased() == "all" ? nil : value
+                match = arguments.isEmpty ? "(empty)" : arguments.joined(separator: " ")
             case "include":
                 guard depth < 16 else {
                     unreadable.append("Include nested more than 16 deep")
                     continue
                 }
-                for pattern in value.split(separator: " ").map(String.init) {
+                for pattern in arguments {
                     let absolute = pattern.hasPrefix("/") ? pattern : "/etc/ssh/" + pattern
-                    let files = Self.glob(tree, absolute)
-                    if files.isEmpty, !absolute.contains("*") && !absolute.contains("?") { unreadable.append(absolute) }
-                    for file in files {
+                    for file in Wildcard.glob(tree, absolute) {
                         guard let included = tree.text(file) else {
                             unreadable.append(file)
                             continue
@@ -48,47 +47,54 @@ struct SSHConfiguration: Equatable {
                     }
                 }
             default:
+                guard let value = arguments.first else { continue }
+                let canonical = Self.aliases[keyword] ?? keyword
                 if let match {
-                    conditional.append((match, keyword, value))
-                } else if global[keyword] == nil {
-                    global[keyword] = value
+                    conditional.append((match, canonical, value))
+                } else if global[canonical] == nil {
+                    global[canonical] = value
                 }
             }
         }
     }
 
-    /// `Keyword value`, `Keyword=value`, `Keyword = value`; quotes around the value removed.
-    static func split(_ line: String) -> (String, String) {
-        guard let end = line.firstIndex(where: { $0 == " " || $0 == "\t" || $0 == "=" }) else { return (line.lowercased(), "") }
-        var rest = line[end...].drop { $0 == " " || $0 == "\t" }
-        if rest.first == "=" { rest = rest.dropFirst().drop { $0 == " " || $0 == "\t" } }
-        var value = String(rest).trimmed(" \t")
-        if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
-        return (line[..<end].lowercased(), value)
-    }
-
-    /// Files matching a pattern whose wildcards are in the last component (the form sshd
-    /// configurations use: `/etc/ssh/sshd_config.d/*.conf`), sorted as glob(3) sorts them.
-    static func glob(_ tree: RootTree, _ pattern: String) -> [String] {
-        let directory = RootTree.parent(pattern)
-        let name = RootTree.lastComponent(pattern)
-        guard name.contains("*") || name.contains("?") else { return tree.exists(pattern) ? [pattern] : [] }
-        return (tree.list(directory) ?? []).filter { !$0.hasPrefix(".") && Self.matches(Array(name), Array($0)) }.map { (directory == "/" ? "" : directory) + "/" + $0 }
-    }
-
-    static func matches(_ pattern: [Character], _ name: [Character]) -> Bool {
-        if pattern.isEmpty { return name.isEmpty }
-        switch pattern[0] {
-        case "*": return (0...name.count).contains { matches(Array(pattern.dropFirst()), Array(name.dropFirst($0))) }
-        case "?": return !name.isEmpty && matches(Array(pattern.dropFirst()), Array(name.dropFirst()))
-        default: return !name.isEmpty && name[0] == pattern[0] && matches(Array(pattern.dropFirst()), Array(name.dropFirst()))
+    /// The keyword (lower-cased) and its arguments: split at spaces, tabs and the first `=`,
+    /// quotes removed, stopping at a word that begins with `#`.
+    static func split(_ line: String) -> (String, [String]) {
+        let characters = Array(line)
+        var index = 0
+        while index < characters.count, !" \t=".contains(characters[index]) { index += 1 }
+        let keyword = String(characters[0..<index]).lowercased()
+        while index < characters.count, " \t".contains(characters[index]) { index += 1 }
+        if index < characters.count, characters[index] == "=" { index += 1 }
+        var arguments: [String] = []
+        while index < characters.count {
+            while index < characters.count, " \t".contains(characters[index]) { index += 1 }
+            guard index < characters.count else { break }
+            if characters[index] == "#" { break }
+            var word = ""
+            if characters[index] == "\"" || characters[index] == "'" {
+                let quote = characters[index]
+                index += 1
+                while index < characters.count, characters[index] != quote {
+                    word.append(characters[index])
+                    index += 1
+                }
+                index += 1
+            } else {
+                while index < characters.count, !" \t".contains(characters[index]) {
+                    word.append(characters[index])
+                    index += 1
+                }
+            }
+            arguments.append(word)
         }
+        return (keyword, arguments)
     }
 
-    /// The global value of a keyword (or its alias), else sshd's compiled-in default.
-    func value(_ keyword: String, aliases: [String] = [], default fallback: String) -> String {
-        for name in [keyword] + aliases { if let value = global[name] { return value.lowercased() } }
-        return fallback
+    /// The global value of a keyword (lower-cased), else sshd's compiled-in default.
+    func value(_ keyword: String, default fallback: String) -> String {
+        global[keyword]?.lowercased() ?? fallback
     }
 }
 
@@ -104,16 +110,16 @@ enum SSHChecks {
             return PostureCheck.result(id, .unknown, .selfReported, "sshd is installed but /etc/ssh/sshd_config is not readable", fix: fix)
         }
         let password = configuration.value("passwordauthentication", default: "yes")
-        let keyboard = configuration.value("kbdinteractiveauthentication", aliases: ["challengeresponseauthentication"], default: "yes")
+        let keyboard = configuration.value("kbdinteractiveauthentication", default: "yes")
         let pam = configuration.value("usepam", default: "no")
         var evidence = "PasswordAuthentication \(password), KbdInteractiveAuthentication \(keyboard), UsePAM \(pam)"
-        let reopened = configuration.conditional.filter { ["passwordauthentication", "kbdinteractiveauthentication", "challengeresponseauthentication"].contains($0.keyword) && $0.value.lowercased() == "yes" }
         if !configuration.unreadable.isEmpty { evidence += "; unreadable: " + configuration.unreadable.joined(separator: ", ") }
         // Keyboard-interactive through PAM asks for the password: it is a password login too.
         if password == "yes" || (keyboard == "yes" && pam == "yes") {
             return PostureCheck.result(id, .fail, .selfReported, evidence + "; passwords are accepted", fix: fix)
         }
-        if let first = reopened.first {
+        let pamInMatch = pam == "yes" || configuration.conditional.contains { $0.keyword == "usepam" && $0.value.lowercased() == "yes" }
+        if let first = configuration.conditional.first(where: { $0.value.lowercased() == "yes" && ($0.keyword == "passwordauthentication" || ($0.keyword == "kbdinteractiveauthentication" && pamInMatch)) }) {
             return PostureCheck.result(id, .fail, .selfReported, evidence + "; but Match \(first.match) sets \(first.keyword) yes", fix: fix)
         }
         if !configuration.unreadable.isEmpty { return PostureCheck.result(id, .unknown, .selfReported, evidence, fix: fix) }

@@ -7,8 +7,8 @@ enum ScreenLock {
     /// dconf keyfile groups: `[org/gnome/desktop/session]` → key → value.
     static func keyfile(_ text: String, into values: inout [String: String]) {
         var group = ""
-        for line in text.split(separator: "\n") {
-            let trimmed = line.trimmed(" \t\r")
+        for line in TextLines.of(text) {
+            let trimmed = line.trimmed(" \t")
             if trimmed.hasPrefix("#") || trimmed.isEmpty { continue }
             if trimmed.hasPrefix("["), trimmed.hasSuffix("]") {
                 group = String(trimmed.dropFirst().dropLast()).trimmed("/")
@@ -29,39 +29,63 @@ enum ScreenLock {
             return PostureCheck.result(id, .unknown, .selfReported, "no desktop session installed (no /usr/share/xsessions or wayland-sessions entries)", fix: "nothing to lock without a desktop; if one is installed later: " + fix)
         }
         let names = Set(sessions.map { String($0.dropLast(".desktop".count)) })
-        let gnome = names.contains { $0.hasPrefix("gnome") || $0 == "ubuntu" || $0.hasPrefix("ubuntu-") }
-        guard gnome else {
+        let isGnome = { (name: String) in name.hasPrefix("gnome") || name == "ubuntu" || name.hasPrefix("ubuntu-") }
+        let others = names.filter { !isGnome($0) }.sorted()
+        guard names.contains(where: isGnome) else {
             return PostureCheck.result(id, .unknown, .selfReported, "desktop sessions \(names.sorted().joined(separator: ", ")): only GNOME's dconf lock settings are read", fix: fix)
+        }
+        // The system databases a user session reads are the ones its dconf profile names
+        // (`system-db:local`); gdm.d is the login screen's, and without a profile none is read.
+        let profile = tree.text("/etc/dconf/profile/user").map(TextLines.of) ?? []
+        let databases = profile.compactMap { line -> String? in
+            let trimmed = line.trimmed(" \t")
+            return trimmed.hasPrefix("system-db:") ? String(trimmed.dropFirst("system-db:".count)) : nil
+        }
+        guard !databases.isEmpty else {
+            return PostureCheck.result(id, .fail, .selfReported, "GNOME: no /etc/dconf/profile/user naming a system database, so no system setting reaches users' sessions", fix: "printf 'user-db:user\\nsystem-db:local\\n' > /etc/dconf/profile/user; " + fix)
         }
         var values: [String: String] = [:]
         var locks: Set<String> = []
-        for database in (tree.list("/etc/dconf/db") ?? []).filter({ $0.hasSuffix(".d") }) {
-            let base = "/etc/dconf/db/" + database
-            for file in tree.list(base) ?? [] where file != "locks" {
+        // Earlier databases in the profile win; read them last.
+        for database in databases.reversed() {
+            let base = "/etc/dconf/db/" + database + ".d"
+            // dconf update skips hidden files (and an editor's backups start with a dot too).
+            for file in tree.list(base) ?? [] where file != "locks" && !file.hasPrefix(".") && !file.hasSuffix("~") {
                 if let text = tree.text(base + "/" + file, limit: 1 << 20) { keyfile(text, into: &values) }
             }
-            for file in tree.list(base + "/locks") ?? [] {
-                for line in (tree.text(base + "/locks/" + file, limit: 1 << 20) ?? "").split(separator: "\n") {
-                    let trimmed = line.trimmed(" \t\r")
+            for file in tree.list(base + "/locks") ?? [] where !file.hasPrefix(".") {
+                for line in TextLines.of(tree.text(base + "/locks/" + file, limit: 1 << 20) ?? "") {
+                    let trimmed = line.trimmed(" \t")
                     if trimmed.hasPrefix("/") { locks.insert(trimmed) }
                 }
             }
         }
         let idleKey = "/org/gnome/desktop/session/idle-delay", lockKey = "/org/gnome/desktop/screensaver/lock-enabled"
-        let idle = values[idleKey].flatMap { Int($0.split(separator: " ").last ?? "") }
+        let delayKey = "/org/gnome/desktop/screensaver/lock-delay", activationKey = "/org/gnome/desktop/screensaver/idle-activation-enabled"
+        let number = { (key: String) in values[key].flatMap { Int($0.split(separator: " ").last ?? "") } }
+        let idle = number(idleKey)
+        let delay = number(delayKey) ?? 0
         let enabled = values[lockKey]
         var problems: [String] = []
         if let idle {
-            if idle == 0 || idle > context.settings.maximumIdleLock { problems.append("idle-delay \(idle) s (limit \(context.settings.maximumIdleLock) s, 0 = never)") }
+            if idle == 0 || idle + delay > context.settings.maximumIdleLock { problems.append("idle-delay \(idle) s + lock-delay \(delay) s (limit \(context.settings.maximumIdleLock) s, 0 = never)") }
         } else {
             problems.append("no system idle-delay")
         }
         if enabled != "true" { problems.append("lock-enabled \(enabled ?? "unset")") }
-        let unlocked = [idleKey, lockKey].filter { !locks.contains($0) }
+        if values[activationKey] == "false" { problems.append("idle-activation-enabled false") }
+        let required = [idleKey, lockKey] + (values[delayKey] != nil ? [delayKey] : [])
+        let unlocked = required.filter { !locks.contains($0) }
         if !unlocked.isEmpty { problems.append("not locked: " + unlocked.map { RootTree.lastComponent($0) }.joined(separator: ", ")) }
-        let evidence = "GNOME: idle-delay \(idle.map { "\($0) s" } ?? "unset"), lock-enabled \(enabled ?? "unset"), \(2 - unlocked.count) of 2 locked"
-        return problems.isEmpty
-            ? PostureCheck.result(id, .pass, .selfReported, evidence)
-            : PostureCheck.result(id, .fail, .selfReported, evidence + " (" + problems.joined(separator: "; ") + ")", fix: fix)
+        var evidence = "GNOME (dconf \(databases.joined(separator: ","))): idle-delay \(idle.map { "\($0) s" } ?? "unset"), lock-enabled \(enabled ?? "unset"), \(required.count - unlocked.count) of \(required.count) locked"
+        if !problems.isEmpty {
+            return PostureCheck.result(id, .fail, .selfReported, evidence + " (" + problems.joined(separator: "; ") + ")", fix: fix)
+        }
+        // Users may pick another installed session at the login screen, which ignores GNOME's settings.
+        if !others.isEmpty {
+            evidence += "; other sessions installed (\(others.joined(separator: ", "))) are not checked"
+            return PostureCheck.result(id, .unknown, .selfReported, evidence, fix: "remove the other desktop sessions, or lock them down too")
+        }
+        return PostureCheck.result(id, .pass, .selfReported, evidence)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import HoldfastCommandLine
 import HoldfastCore
+import FileWatch
 import Posture
 
 /// `holdfast posture [--root DIR] [--json] [--local] [--only IDS]`: every device-health check with
@@ -23,7 +24,8 @@ struct PostureCommand: Subcommand {
     init(_ arguments: ParsedArguments) throws(UsageError) {
         self.arguments = arguments
         if let list = arguments.value("only") {
-            let ids = Set(list.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
+            let ids = Set(list.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+            guard !ids.isEmpty else { throw UsageError("--only needs at least one check id") }
             let known = Set(PostureCatalog.checks.map(\.id))
             if let unknown = ids.subtracting(known).sorted().first { throw UsageError("no check named \(unknown) (known: \(known.sorted().joined(separator: ", ")))") }
             only = ids
@@ -36,7 +38,16 @@ struct PostureCommand: Subcommand {
     func run(_ context: CommandContext) throws -> ExitCode {
         var report: JSONValue
         var signed: String?
-        if arguments.value("root") == nil, !arguments.flag("local"), let answer = try? Daemon.call(Daemon.client(arguments, context), "posture.report", only.map { ["only": .array($0.sorted().map(JSONValue.string))] } ?? [:]) {
+        var why = "holdfastd not asked"
+        var answer: JSONValue?
+        if arguments.value("root") == nil, !arguments.flag("local") {
+            do {
+                answer = try Daemon.call(Daemon.client(arguments, context), "posture.report", only.map { ["only": .array($0.sorted().map(JSONValue.string))] } ?? [:])
+            } catch let failure as CommandFailure {
+                why = failure.exitCode == .noPermission ? "holdfastd signs for root only" : "holdfastd not reachable"
+            }
+        }
+        if let answer {
             report = answer["posture"] ?? .null
             signed = answer["report"]?.stringValue
         } else {
@@ -50,13 +61,15 @@ struct PostureCommand: Subcommand {
             let started = ContinuousClock.now
             // As root on the machine itself, the pending-update answer is cached between runs.
             let cache = tree.isHost && geteuid() == 0 ? PatchCache(file: Self.cacheFile()) : PatchCache()
-            let posture = PostureContext(tree: tree, system: system, now: Date().timeIntervalSince1970, cache: cache)
+            let posture = PostureContext(tree: tree, system: system, settings: Self.settings(tree, context), now: Date().timeIntervalSince1970, cache: cache)
             let results = PostureCatalog.run(posture, only: only)
             let elapsed = ContinuousClock.now - started
             let milliseconds = Double(elapsed.components.seconds) * 1_000 + Double(elapsed.components.attoseconds) / 1e15
-            report = PostureReport(device: "local", time: Date(), nonce: nil, checks: results, durationMilliseconds: milliseconds).json
+            var local = PostureReport(device: "local", time: Date(), nonce: nil, checks: results, durationMilliseconds: milliseconds)
+            local.partial = only != nil
+            report = local.json
             if case .object(var object) = report {
-                object["source"] = .string(tree.isHost ? "local (unsigned; holdfastd not asked)" : "root \(root) (unsigned)")
+                object["source"] = .string(tree.isHost ? "local (unsigned; \(why))" : "root \(root) (unsigned)")
                 report = .object(object)
             }
         }
@@ -70,6 +83,20 @@ struct PostureCommand: Subcommand {
             Self.printTable(report, context)
         }
         return report["status"]?.stringValue == CheckStatus.fail.rawValue ? .failure : .success
+    }
+
+    /// The paths and rule set the checks compare with, from the tree's agent.conf when it has a
+    /// readable one (`HOLDFAST_CONFIG` overrides the path on the machine itself).
+    static func settings(_ tree: RootTree, _ context: CommandContext) -> PostureSettings {
+        let path = (tree.isHost ? context.environment["HOLDFAST_CONFIG"] : nil) ?? AgentConfiguration.defaultPath
+        var settings = PostureSettings(configurationFile: path)
+        guard let configuration = try? AgentConfigurationParser.load(tree.hostPath(path), requireRootOwned: false) else { return settings }
+        settings.stateDirectory = configuration.stateDirectory
+        settings.cupsRoot = configuration.printCupsServerRoot
+        if configuration.fileWatchEnabled {
+            settings.expectedAuditRules = try? AuditRuleSet(roots: configuration.fileWatchRoots, keyPrefix: configuration.fileWatchRuleKey)
+        }
+        return settings
     }
 
     static func milliseconds(_ value: JSONValue?) -> String {
@@ -100,6 +127,7 @@ struct PostureCommand: Subcommand {
         let summary = report["summary"]
         let source = report["source"]?.stringValue ?? "holdfastd (signed report, device \(report["device"]?.stringValue ?? "?"))"
         context.line("")
+        if report["partial"]?.boolValue == true { context.line("partial run: only the checks named by --only; the status speaks for them, not for the device") }
         context.line("status \(report["status"]?.stringValue ?? "?"): \(summary?["pass"]?.intValue ?? 0) pass, \(summary?["fail"]?.intValue ?? 0) fail, \(summary?["unknown"]?.intValue ?? 0) unknown in \(Self.milliseconds(report["duration_ms"])) ms; from \(source)")
         if checks.contains(where: { $0["held"]?.boolValue == true }) { context.line("* held: unknown once, the previous status stands until it repeats") }
     }

@@ -15,6 +15,7 @@ struct FixedSystem: PostureSystem {
     func auditStatus() -> Result<KernelAuditStatus, ProbeError> { .success(KernelAuditStatus(enabled: 1, pid: 0, lost: 0, backlog: 0, backlogLimit: 64)) }
     func auditRules(_ set: AuditRuleSet) -> Result<RuleCheck, ProbeError> { .success(RuleCheck(missing: [], present: set.rules.count)) }
     func firewallRuleset() -> Result<[UInt8], ProbeError> { .failure(ProbeError("not in this test")) }
+    func deviceMapperTargets(_ name: String) -> Result<[DeviceMapperTarget], ProbeError> { .failure(ProbeError("not in this test")) }
 }
 
 @Suite struct PostureServiceTests {

@@ -16,7 +16,7 @@ import Testing
         "CMicroHTTPD": "HoldfastBroker",
         "CLZ4": "HoldfastCompression",
         "CNftables": "HoldfastNetfilter",
-        "CTimex": "Posture",
+        "CKernel": "Posture",
     ]
 
     /// Every `import` in Sources/, as (module that imports, module imported, file).

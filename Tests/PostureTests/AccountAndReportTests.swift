@@ -70,14 +70,15 @@ import Testing
         let tree = FixtureTree.debian()
         #expect(run("screen-lock", .fixture(tree.root))?.status == .unknown)
         tree.write("/usr/share/xsessions/gnome.desktop", "[Desktop Entry]\n")
+        tree.write("/etc/dconf/profile/user", "user-db:user\nsystem-db:local\n")
         tree.write("/etc/dconf/db/local.d/00-holdfast", "[org/gnome/desktop/session]\nidle-delay=uint32 300\n\n[org/gnome/desktop/screensaver]\nlock-enabled=true\nlock-delay=uint32 0\n")
         let unlocked = run("screen-lock", .fixture(tree.root))
         #expect(unlocked?.status == .fail)
-        #expect(unlocked?.evidence == "GNOME: idle-delay 300 s, lock-enabled true, 0 of 2 locked (not locked: idle-delay, lock-enabled)")
-        tree.write("/etc/dconf/db/local.d/locks/holdfast", "/org/gnome/desktop/session/idle-delay\n/org/gnome/desktop/screensaver/lock-enabled\n")
+        #expect(unlocked?.evidence == "GNOME (dconf local): idle-delay 300 s, lock-enabled true, 0 of 3 locked (not locked: idle-delay, lock-enabled, lock-delay)")
+        tree.write("/etc/dconf/db/local.d/locks/holdfast", "/org/gnome/desktop/session/idle-delay\n/org/gnome/desktop/screensaver/lock-enabled\n/org/gnome/desktop/screensaver/lock-delay\n")
         let locked = run("screen-lock", .fixture(tree.root))
         #expect(locked?.status == .pass)
-        #expect(locked?.evidence == "GNOME: idle-delay 300 s, lock-enabled true, 2 of 2 locked")
+        #expect(locked?.evidence == "GNOME (dconf local): idle-delay 300 s, lock-enabled true, 3 of 3 locked")
         tree.write("/etc/dconf/db/local.d/00-holdfast", "[org/gnome/desktop/session]\nidle-delay=uint32 0\n[org/gnome/desktop/screensaver]\nlock-enabled=true\n")
         #expect(run("screen-lock", .fixture(tree.root))?.status == .fail)
     }
@@ -159,7 +160,7 @@ import Testing
         #expect(payload["iat"]?.intValue == 1_800_000_000)
         guard case .array(let checks)? = payload["checks"] else { Issue.record("no checks"); return }
         #expect(checks.map { $0["id"]?.stringValue } == ["os-version", "disk-encryption"])
-        #expect(checks[1]["evidence"]?.stringValue == "/ on dm-1 → dm-crypt vda2_crypt (CRYPT-LUKS2)")
+        #expect(checks[1]["evidence"]?.stringValue == "/ on dm-1 → dm-crypt vda2_crypt (LUKS2, aes-xts-plain64)")
         #expect(throws: CryptoError.self) { try JWS.verify(compact, key: try SigningKey.generate().publicKey) }
     }
 

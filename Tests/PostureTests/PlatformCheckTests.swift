@@ -119,7 +119,7 @@ import Testing
         #expect(open?.status == .fail)
         #expect(open?.evidence == "1 of 2 root hub(s) default-deny; udev rule 70-holdfast-usb.rules missing (usb2 interface_authorized_default=1)")
         tree.write("/sys/bus/usb/devices/usb2/interface_authorized_default", "0\n")
-        tree.write("/usr/lib/udev/rules.d/70-holdfast-usb.rules", "# rule\n")
+        tree.write("/usr/lib/udev/rules.d/70-holdfast-usb.rules", "ACTION==\"add\", KERNEL==\"usb[0-9]*\", ATTR{interface_authorized_default}=\"0\"\n")
         let closed = run("usb-default-deny", .fixture(tree.root))
         #expect(closed?.status == .pass)
         #expect(closed?.evidence == "2 of 2 root hub(s) default-deny; udev rule /usr/lib/udev/rules.d/70-holdfast-usb.rules")

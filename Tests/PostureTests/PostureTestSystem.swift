@@ -8,6 +8,8 @@ struct TestSystem: PostureSystem {
     var audit: Result<KernelAuditStatus, ProbeError> = .success(KernelAuditStatus(enabled: 1, pid: 4242, lost: 0, backlog: 0, backlogLimit: 8192))
     var missingRules = 0
     var ruleset: Result<[UInt8], ProbeError> = .failure(ProbeError("no ruleset in this test"))
+    /// Mapping name → its targets; a mapping not listed is dm-crypt with aes-xts-plain64.
+    var tables: [String: [DeviceMapperTarget]] = [:]
 
     func clock() -> Result<ClockState, ProbeError> { clockState }
     func auditStatus() -> Result<KernelAuditStatus, ProbeError> { audit }
@@ -15,6 +17,9 @@ struct TestSystem: PostureSystem {
         .success(RuleCheck(missing: Array(set.rules.prefix(missingRules)), present: set.rules.count - missingRules))
     }
     func firewallRuleset() -> Result<[UInt8], ProbeError> { ruleset }
+    func deviceMapperTargets(_ name: String) -> Result<[DeviceMapperTarget], ProbeError> {
+        .success(tables[name] ?? [DeviceMapperTarget(type: "crypt", firstWord: "aes-xts-plain64")])
+    }
 }
 
 extension PostureContext {
