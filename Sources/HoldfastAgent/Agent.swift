@@ -123,9 +123,15 @@ public actor Agent: ControlHandler {
             }
         }
         let rules = configuration.fileWatchEnabled ? try? AuditRuleSet(roots: configuration.fileWatchRoots, keyPrefix: configuration.fileWatchRuleKey) : nil
-        return AgentFacts(
+        var facts = AgentFacts(
             auditRules: rules, lostAtLastReport: nil, printPolicy: print == nil ? nil : printPolicy,
             printQueues: await print?.queueURIs(), usbEnforced: configuration.usbEnabled, lockdown: lockdownFacts)
+        if let coverage = await fileWatch?.statusReport()["coverage"] {
+            var reasons: [String: Int64] = [:]
+            if case .object(let members)? = coverage["reasons"] { for (reason, count) in members { reasons[reason] = count.intValue ?? 0 } }
+            facts.fileWatchCoverage = CoverageFact(complete: coverage["complete"]?.boolValue ?? false, reasons: reasons, since: coverage["incomplete_since"]?.stringValue)
+        }
+        return facts
     }
 
     /// The `filewatch` section of the policy in force (the defaults when it no longer parses).

@@ -284,6 +284,9 @@ public actor FileWatchService: Service {
             if !Self.isDaemonEvent(event) {
                 let found = gaps.saw(node: event.node, serial: event.serial)
                 if found > 0 { incomplete("serial_gap", by: Int64(found), "\(found) audit serial numbers never arrived (the kernel or the path to holdfastd lost them)") }
+                if Self.lostItsSyscall(event) {
+                    incomplete("partial_event", by: 1, "audit event \(event.serial) arrived without its SYSCALL record (auditd's dispatcher queue drops single records when it overflows: raise q_depth in auditd.conf); who did it is lost")
+                }
             }
             let summary = AuditEventSummary(event)
             if let key = summary.key {
@@ -313,6 +316,21 @@ public actor FileWatchService: Service {
     static func isReport(_ line: ArraySlice<UInt8>) -> Bool { line.starts(with: reportPrefix) }
 
     /// auditd's own records (DAEMON_*, 1200–1299) carry auditd's serials, not the kernel's.
+    /// A syscall event's records (CWD, PATH, EXECVE) without the SYSCALL record that names the
+    /// user: a record was lost on the way although its serial arrived, so no serial gap shows it.
+    /// (io_uring's events carry URINGOP instead of SYSCALL.)
+    static func lostItsSyscall(_ event: AuditEvent) -> Bool {
+        var auxiliary = false
+        for record in event.records {
+            switch record.kind {
+            case .syscall: return false
+            case .path, .cwd, .execve: auxiliary = true
+            default: if record.type == "URINGOP" { return false }
+            }
+        }
+        return auxiliary
+    }
+
     static func isDaemonEvent(_ event: AuditEvent) -> Bool {
         guard let first = event.records.first else { return true }
         return first.type.hasPrefix("DAEMON_")

@@ -66,6 +66,23 @@ enum AuditChecks {
         }
     }
 
+    /// FileWatch's own accounting: every record the kernel audited under its rules reached it.
+    static func coverage(_ context: PostureContext) -> CheckResult {
+        let id = "filewatch-coverage"
+        let fix = "see holdfast filewatch status: raise auditd's q_depth and the kernel backlog, check the plugin runs; coverage resets when holdfastd restarts"
+        guard let agent = context.agent else {
+            return PostureCheck.result(id, .unknown, .attested, "needs holdfastd: coverage is what its FileWatch counted", fix: "start holdfastd (as root, holdfast posture asks it)")
+        }
+        guard let coverage = agent.fileWatchCoverage else {
+            return PostureCheck.result(id, .fail, .selfReported, "FileWatch is off ([filewatch] enabled = no): file activity is not watched", fix: "set [filewatch] enabled = yes in agent.conf")
+        }
+        guard coverage.complete else {
+            let reasons = coverage.reasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            return PostureCheck.result(id, .fail, .attested, "coverage incomplete since \(coverage.since ?? "?"): \(reasons)", fix: fix)
+        }
+        return PostureCheck.result(id, .pass, .attested, "every audited record reached FileWatch since holdfastd started")
+    }
+
     static func lost(_ context: PostureContext) -> CheckResult {
         let id = "audit-lost"
         let fix = "raise the kernel backlog (auditctl -b 8192 in /etc/audit/rules.d) and check auditd keeps up (disk, plugins)"

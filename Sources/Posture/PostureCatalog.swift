@@ -14,6 +14,7 @@ public enum PostureCatalog {
         PostureCheck("auditd-running", "auditd is the process the kernel sends audit records to", run: AuditChecks.daemon),
         PostureCheck("audit-rules", "Holdfast's file and mount audit rules loaded in the kernel", run: AuditChecks.rules),
         PostureCheck("audit-lost", "no audit records lost since the last report", run: AuditChecks.lost),
+        PostureCheck("filewatch-coverage", "FileWatch saw every record the kernel audited (no gaps, drops or partial events)", run: AuditChecks.coverage),
         PostureCheck("io-uring", "io_uring disabled (its file writes bypass the audit rules)", run: PlatformChecks.ioUring),
         PostureCheck("usb-default-deny", "every USB root hub default-deny and the udev rule installed", run: EnforcementChecks.usbDefaultDeny),
         PostureCheck("print-restricted", "every CUPS queue gated and approved, cupsd hardened, no print-to-file", run: EnforcementChecks.printRestricted),

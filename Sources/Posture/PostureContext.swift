@@ -84,6 +84,8 @@ public struct AgentFacts: Sendable {
     public var usbEnforced: Bool
     /// The lockdown scopes recorded in the journal, and whether each is enforced now.
     public var lockdown: [String: LockdownFact]
+    /// FileWatch's coverage since it started: nil when FileWatch is off.
+    public var fileWatchCoverage: CoverageFact?
 
     public init(auditRules: AuditRuleSet?, lostAtLastReport: UInt32?, printPolicy: PrintPolicy?, printQueues: [String: String]?, usbEnforced: Bool, lockdown: [String: LockdownFact]) {
         self.auditRules = auditRules
@@ -92,6 +94,20 @@ public struct AgentFacts: Sendable {
         self.printQueues = printQueues
         self.usbEnforced = usbEnforced
         self.lockdown = lockdown
+    }
+}
+
+/// Whether FileWatch saw everything the kernel audited (docs/filewatch.md "Coverage").
+public struct CoverageFact: Sendable, Equatable {
+    public var complete: Bool
+    /// Reason → count (`kernel_lost`, `serial_gap`, `partial_event`, `forwarder_dropped`, …).
+    public var reasons: [String: Int64]
+    public var since: String?
+
+    public init(complete: Bool, reasons: [String: Int64], since: String?) {
+        self.complete = complete
+        self.reasons = reasons
+        self.since = since
     }
 }
 

@@ -117,6 +117,28 @@ import Testing
 
     /// A report line with a count past Int64 (or any line that only starts with '#') does not
     /// take holdfastd down; the intake socket is root's alone.
+    /// auditd's dispatcher drops single records when its queue overflows: an event whose serial
+    /// arrives without its SYSCALL record shows no serial gap, so it is counted as a partial event.
+    @Test(.enabled(if: isRoot, "needs root (the intake answers root only)"))
+    func anEventWithoutItsSyscallRecordMakesCoverageIncomplete() throws {
+        let agent = try Agent()
+        #expect(waitUntil(30) { agent.status() != nil })
+        let lines = """
+            type=SYSCALL msg=audit(1764800000.100:501): arch=c000003e syscall=257 success=yes exit=3 a0=ffffff9c a1=1 a2=41 a3=1b6 items=2 ppid=1 pid=42 auid=1001 uid=1001 gid=1001 euid=1001 suid=1001 fsuid=1001 egid=1001 sgid=1001 fsgid=1001 tty=pts0 ses=3 comm="cp" exe="/usr/bin/cp" key="holdfast-write"
+            type=CWD msg=audit(1764800000.100:501): cwd="/home/user"
+            type=PATH msg=audit(1764800000.100:501): item=0 name="/home/user/out/a.csv" inode=1 dev=fe:01 mode=0100600 ouid=1001 ogid=1001 rdev=00:00 nametype=CREATE cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0
+            type=EOE msg=audit(1764800000.100:501):
+            type=CWD msg=audit(1764800000.101:502): cwd="/home/user"
+            type=PATH msg=audit(1764800000.101:502): item=0 name="/home/user/out/b.csv" inode=2 dev=fe:01 mode=0100600 ouid=1001 ogid=1001 rdev=00:00 nametype=CREATE cap_fp=0 cap_fi=0 cap_fe=0 cap_fver=0 cap_frootid=0
+            type=EOE msg=audit(1764800000.101:502):
+
+            """
+        _ = try runProcessBytes(plugin, ["--socket", agent.intake], stdin: Array(lines.utf8))
+        #expect(waitUntil(30) { agent.status()?["coverage"]?["reasons"]?["partial_event"]?.intValue == 1 }, "\(String(describing: agent.status()?["coverage"]))")
+        #expect(agent.status()?["coverage"]?["reasons"]?["serial_gap"] == nil)
+        #expect(agent.status()?["coverage"]?["complete"]?.boolValue == false)
+    }
+
     @Test(.enabled(if: isRoot, "needs root (the intake answers root only)"))
     func aHostileIntakeLineIsCountedNotFatal() throws {
         let agent = try Agent()

@@ -28,7 +28,7 @@ public enum PrivateAuditd {
             disk_error_action = IGNORE
             name_format = NONE
             plugin_dir = \(pluginDirectory)
-            q_depth = 2000
+            q_depth = 20000
             overflow_action = SYSLOG
             """.write(toFile: directory + "/auditd.conf", atomically: true, encoding: .utf8)
         chmod(directory + "/auditd.conf", 0o640)
