@@ -52,7 +52,11 @@ public protocol KernelAuditControl: Sendable {
 public final class NetlinkAudit: KernelAuditControl {
     private static let lock = Mutex(())
 
-    public init() {}
+    /// libaudit prints its own complaints to stderr ("… (you must be root)"); every failure here
+    /// is returned as an error with the reason instead, so libaudit is told to keep quiet.
+    public init() {
+        Self.lock.withLock { _ in set_aumessage_mode(MSG_QUIET, DBG_NO) }
+    }
 
     private func withSocket<Result>(_ body: (Int32) throws(KernelAuditError) -> Result) throws(KernelAuditError) -> Result {
         let descriptor = audit_open()

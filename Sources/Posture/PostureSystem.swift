@@ -84,7 +84,7 @@ public struct LiveSystem: PostureSystem {
         do {
             return .success(try audit.status())
         } catch {
-            return .failure(ProbeError("audit status: \(error)"))
+            return .failure(ProbeError("\(error)"))
         }
     }
 
@@ -92,7 +92,7 @@ public struct LiveSystem: PostureSystem {
         do {
             return .success(try RuleCheck.run(set, against: audit))
         } catch {
-            return .failure(ProbeError("audit rules: \(error)"))
+            return .failure(ProbeError("\(error)"))
         }
     }
 

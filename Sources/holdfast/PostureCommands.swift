@@ -62,7 +62,9 @@ struct PostureCommand: Subcommand {
             // As root on the machine itself, the pending-update answer is cached between runs.
             let cache = tree.isHost && geteuid() == 0 ? PatchCache(file: Self.cacheFile()) : PatchCache()
             let posture = PostureContext(tree: tree, system: system, settings: Self.settings(tree, context), now: Date().timeIntervalSince1970, cache: cache)
-            let results = PostureCatalog.run(posture, only: only)
+            var results = PostureCatalog.run(posture, only: only)
+            // A tree's files are not what the running kernel reports: nothing in it is attested.
+            if !tree.isHost { for index in results.indices { results[index].strength = .selfReported } }
             let elapsed = ContinuousClock.now - started
             let milliseconds = Double(elapsed.components.seconds) * 1_000 + Double(elapsed.components.attoseconds) / 1e15
             var local = PostureReport(device: "local", time: Date(), nonce: nil, checks: results, durationMilliseconds: milliseconds)

@@ -38,6 +38,7 @@ if arguments.count == 3, arguments[1] == "print-demo" {
     exit(PrintDemo.run(binaries: arguments[2]))
 }
 if arguments.count == 4, arguments[1] == "posture-tree", ["luks", "plain"].contains(arguments[2]) {
+    guard mkdir(arguments[3], 0o755) == 0 || errno == EEXIST else { fail("cannot create \(arguments[3]): \(String(cString: strerror(errno)))") }
     _ = arguments[2] == "luks" ? FixtureTree.luksRoot(at: arguments[3]) : FixtureTree.debian(at: arguments[3])
     exit(0)
 }
