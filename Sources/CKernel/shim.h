@@ -28,8 +28,9 @@ static inline int holdfast_adjtimex_query(int *status, long *maxerror, long *est
 
 /// The targets of the device-mapper mapping `name`, as `dmsetup table` would list them but only
 /// the target type and the first table word (for `crypt`: the cipher), one "TYPE WORD\n" per
-/// target, into `out`. Returns the number of targets, or -errno (ENOENT: no such mapping;
-/// EACCES/EPERM: not root; ENOBUFS: a table too large). DM_TABLE_STATUS with
+/// target, into `out`. Returns the number of targets; -errno when /dev/mapper/control cannot be
+/// opened (no device-mapper here, or not root); -(1000 + errno) when the ioctl fails (ENXIO: no
+/// such mapping; ENOBUFS: a table too large to read). DM_TABLE_STATUS with
 /// DM_STATUS_TABLE_FLAG returns the table, which for crypt includes the key: only the first word
 /// is copied, and the buffer is wiped before returning.
 static inline int holdfast_dm_targets(const char *name, char *out, size_t out_len) {
@@ -51,11 +52,11 @@ static inline int holdfast_dm_targets(const char *name, char *out, size_t out_le
     close(fd);
     if (result < 0) {
         explicit_bzero(buffer, SIZE);
-        return -saved;
+        return -(1000 + saved);
     }
     if (io->flags & DM_BUFFER_FULL_FLAG) {
         explicit_bzero(buffer, SIZE);
-        return -ENOBUFS;
+        return -(1000 + ENOBUFS);
     }
     size_t used = 0;
     uint32_t count = io->target_count;
@@ -72,7 +73,10 @@ static inline int holdfast_dm_targets(const char *name, char *out, size_t out_le
         memcpy(type, spec->target_type, DM_MAX_TYPE_NAME);
         type[DM_MAX_TYPE_NAME] = 0;
         int written = snprintf(out + used, out_len - used, "%s %.*s\n", type, (int)word, parameters);
-        if (written < 0 || (size_t)written >= out_len - used) break;
+        if (written < 0 || (size_t)written >= out_len - used) {
+            explicit_bzero(buffer, SIZE);
+            return -(1000 + ENOBUFS);
+        }
         used += (size_t)written;
         if (spec->next <= offset) break;
         offset = spec->next;

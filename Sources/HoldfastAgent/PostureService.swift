@@ -30,6 +30,9 @@ public actor PostureService: Service {
     static let relevantPrefixes = ["filewatch.rules_", "filewatch.coverage_incomplete", "print.queue_", "print.hardening_", "print.cups_", "lockdown.", "usb.hub_", "usb.mode_changed", "usb.enforcement_", "usb.tamper", "usb.disabled", "policy."]
     /// How long after a relevant event the run waits for more (a reconcile emits several).
     static let coalesce: Duration = .seconds(2)
+    /// The least time between two event-triggered runs: events a user can provoke (coverage
+    /// gaps from an audit flood) must not keep the checks running.
+    private let minimumGap: Duration
 
     private let key: SigningKey
     private let interval: Duration
@@ -43,10 +46,15 @@ public actor PostureService: Service {
     private var lostAtLastReport: UInt32?
     private var latest: (report: JSONValue, signed: String)?
     private var triggered: String?
+    private var lastRun = ContinuousClock.now
     private var runs = 0
 
-    public init(key: SigningKey, interval: Duration, settings: PostureSettings, recorder: EventRecorder, logger: Logger, system: any PostureSystem = LiveSystem(), facts: @escaping @Sendable () async -> AgentFacts) {
+    public init(
+        key: SigningKey, interval: Duration, settings: PostureSettings, recorder: EventRecorder, logger: Logger, system: any PostureSystem = LiveSystem(),
+        minimumGap: Duration = .seconds(30), facts: @escaping @Sendable () async -> AgentFacts
+    ) {
         self.key = key
+        self.minimumGap = minimumGap
         self.interval = interval
         self.settings = settings
         self.recorder = recorder
@@ -70,13 +78,18 @@ public actor PostureService: Service {
 
     public func run() async throws {
         while !Task.isCancelled {
+            lastRun = ContinuousClock.now
             _ = await produce(nonce: nil, only: nil, reason: runs == 0 ? "start" : triggered ?? "schedule")
             triggered = nil
             let deadline = ContinuousClock.now + interval
             while ContinuousClock.now < deadline, triggered == nil, !Task.isCancelled {
                 try await Task.sleep(for: .milliseconds(500))
             }
-            if triggered != nil { try await Task.sleep(for: Self.coalesce) }
+            if triggered != nil {
+                try await Task.sleep(for: Self.coalesce)
+                let earliest = lastRun + minimumGap
+                if ContinuousClock.now < earliest { try await Task.sleep(until: earliest) }
+            }
         }
     }
 

@@ -4,11 +4,27 @@
 enum AccountChecks {
     static func uid(_ field: String) -> UInt64? {
         var digits = Substring(field)
-        while let first = digits.first, first == " " || first == "\t" { digits.removeFirst() }
-        if digits.first == "+" { digits.removeFirst() }
+        // strtoul(3): leading isspace() characters, then an optional sign.
+        while let first = digits.first, " \t\n\u{0B}\u{0C}\r".contains(first) { digits.removeFirst() }
+        if digits.first == "+" || digits.first == "-" {
+            let negative = digits.first == "-"
+            digits.removeFirst()
+            if negative { return digits.allSatisfy({ $0 == "0" }) && !digits.isEmpty ? 0 : nil }
+        }
         guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
         let trimmed = digits.drop { $0 == "0" }
         return trimmed.isEmpty ? 0 : (trimmed.count > 19 ? UInt64.max : UInt64(trimmed))
+    }
+
+    /// `+`/`-` lines are NIS compat entries only when nsswitch.conf says `compat` for the
+    /// database; with `files` (Debian's default) `+toor` is an ordinary account named `+toor`.
+    static func compatLines(_ tree: RootTree, _ database: String) -> Bool {
+        for line in TextLines.of(tree.text("/etc/nsswitch.conf") ?? "") {
+            let trimmed = line.trimmed(" \t")
+            guard trimmed.hasPrefix(database + ":") else { continue }
+            return trimmed.dropFirst(database.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).contains("compat")
+        }
+        return false
     }
 
     static func isCompat(_ line: String) -> Bool { line.hasPrefix("+") || line.hasPrefix("-") }
@@ -19,7 +35,8 @@ enum AccountChecks {
             return PostureCheck.result(id, .unknown, .selfReported, "cannot read /etc/passwd", fix: "restore /etc/passwd")
         }
         var extra: [String] = []
-        for line in TextLines.of(passwd) where !isCompat(line) && !line.hasPrefix("#") {
+        let compat = compatLines(context.tree, "passwd")
+        for line in TextLines.of(passwd) where !(compat && isCompat(line)) && !line.hasPrefix("#") {
             let fields = line.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
             guard fields.count >= 4 else { continue }
             if uid(fields[2]) == 0, fields[0] != "root" { extra.append(fields[0].isEmpty ? "(empty name)" : fields[0]) }
@@ -34,8 +51,10 @@ enum AccountChecks {
         let id = "accounts-empty-password"
         let fix = "passwd -l USER (lock) or set a password; never leave the hash field empty"
         var empty: [String] = []
+        let compat = compatLines(context.tree, "passwd")
+        let shadowCompat = compatLines(context.tree, "shadow")
         if let passwd = context.tree.text("/etc/passwd") {
-            for line in TextLines.of(passwd) where !isCompat(line) && !line.isEmpty {
+            for line in TextLines.of(passwd) where !(compat && isCompat(line)) && !line.isEmpty {
                 let fields = line.split(separator: ":", omittingEmptySubsequences: false)
                 if fields.count >= 2, fields[1].isEmpty { empty.append(String(fields[0]) + " (in passwd)") }
             }
@@ -45,7 +64,7 @@ enum AccountChecks {
             let why = context.tree.exists("/etc/shadow") ? "cannot read /etc/shadow (root only)" : "no /etc/shadow"
             return PostureCheck.result(id, .unknown, .selfReported, why, fix: fix)
         }
-        for line in TextLines.of(shadow) where !isCompat(line) && !line.isEmpty {
+        for line in TextLines.of(shadow) where !(shadowCompat && isCompat(line)) && !line.isEmpty {
             let fields = line.split(separator: ":", omittingEmptySubsequences: false)
             if fields.count >= 2, fields[1].isEmpty { empty.append(String(fields[0])) }
         }

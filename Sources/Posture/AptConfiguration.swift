@@ -7,6 +7,9 @@ public struct AptConfiguration: Sendable, Equatable {
     public private(set) var values: [String: String] = [:]
     /// Files apt would read that could not be read here (the answer is then not known).
     public private(set) var unreadable: [String] = []
+    private var filesRead = 0
+    /// More files than this (an `#include` of its own directory) is a fan-out, not a configuration.
+    static let maximumFiles = 256
 
     public init() {}
 
@@ -19,6 +22,9 @@ public struct AptConfiguration: Sendable, Equatable {
     /// Reads one file's assignments over the ones already read. `tree` and `directory` resolve
     /// `#include` (relative paths are relative to the including file's directory).
     public mutating func read(_ text: String, tree: RootTree? = nil, directory: String = "/etc/apt", depth: Int = 0) {
+        filesRead += 1
+        if filesRead == Self.maximumFiles { unreadable.append("more than \(Self.maximumFiles) configuration files (an #include loop?)") }
+        guard filesRead < Self.maximumFiles else { return }
         var scope: [String] = []
         var tokens = Self.tokens(text)[...]
         var pendingName: String?
@@ -43,7 +49,7 @@ public struct AptConfiguration: Sendable, Equatable {
                 if name == "clear" {
                     let prefix = argument.lowercased()
                     values = values.filter { $0.key != prefix && !$0.key.hasPrefix(prefix + "::") }
-                } else if name == "include", let tree, depth < 8 {
+                } else if name == "include", let tree, depth < 8, filesRead < Self.maximumFiles {
                     let path = argument.hasPrefix("/") ? argument : directory + "/" + argument
                     if let info = tree.info(path), info.kind == .directory {
                         readParts(tree, directory: path, depth: depth + 1)
@@ -62,9 +68,17 @@ public struct AptConfiguration: Sendable, Equatable {
                     pendingName = word
                 }
             case .string(let value):
+                if let next = tokens.first, next == .open {
+                    // `Name "x" { … };`: the string is the block's value; the block is still Name's.
+                    if pendingName == nil { pendingName = value }
+                    continue
+                }
                 if let name = pendingName {
                     assign(scope + [name], value)
                     pendingName = nil
+                } else if let next = tokens.first, case .string = next {
+                    // A quoted tag: `"APT::Periodic::X" "0";` names the option like a bare one.
+                    pendingName = value
                 } else if !scope.isEmpty {
                     // A list element inside `Name { "a"; "b"; };`: keep the last.
                     values[scope.joined(separator: "::").lowercased()] = value
@@ -74,7 +88,24 @@ public struct AptConfiguration: Sendable, Equatable {
     }
 
     private mutating func assign(_ path: [String], _ value: String) {
-        values[path.filter { !$0.isEmpty }.joined(separator: "::").lowercased()] = value
+        values[Self.decode(path.filter { !$0.isEmpty }.joined(separator: "::")).lowercased()] = value
+    }
+
+    /// apt's tags may spell characters as `%2d`; and quotes inside a tag (`APT::"X"`) are dropped.
+    static func decode(_ tag: String) -> String {
+        var bytes: [UInt8] = []
+        let raw = Array(tag.utf8)
+        var index = 0
+        while index < raw.count {
+            if raw[index] == UInt8(ascii: "%"), index + 2 < raw.count, let value = UInt8(String(decoding: raw[(index + 1)...(index + 2)], as: UTF8.self), radix: 16) {
+                bytes.append(value)
+                index += 3
+            } else {
+                if raw[index] != UInt8(ascii: "\"") { bytes.append(raw[index]) }
+                index += 1
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     enum Token: Equatable {
@@ -124,8 +155,15 @@ public struct AptConfiguration: Sendable, Equatable {
                 i = end + 1
             default:
                 var end = i
-                while end < bytes.count, ![0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: "{"), UInt8(ascii: "}"), UInt8(ascii: ";"), UInt8(ascii: "\""), UInt8(ascii: "#")].contains(bytes[end]) {
+                while end < bytes.count, ![0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: "{"), UInt8(ascii: "}"), UInt8(ascii: ";"), UInt8(ascii: "#")].contains(bytes[end]) {
                     if bytes[end] == UInt8(ascii: "/"), end + 1 < bytes.count, bytes[end + 1] == UInt8(ascii: "/") || bytes[end + 1] == UInt8(ascii: "*") { break }
+                    // A quote inside a tag (`APT::"X"`) is part of the tag; one after `::` or at
+                    // the start of a value begins a string.
+                    if bytes[end] == UInt8(ascii: "\"") {
+                        guard end > i, bytes[end - 1] == UInt8(ascii: ":") else { break }
+                        end += 1
+                        while end < bytes.count, bytes[end] != UInt8(ascii: "\"") { end += 1 }
+                    }
                     end += 1
                 }
                 result.append(.word(String(decoding: bytes[i..<end], as: UTF8.self)))
@@ -166,12 +204,12 @@ public struct AptConfiguration: Sendable, Equatable {
     /// extension or `.conf`. Anything else (`.dpkg-old`, editor backups, `é`) is ignored by apt.
     static func isAptPart(_ name: String) -> Bool {
         let base: Substring
-        if let dot = name.firstIndex(of: ".") {
+        if let dot = name.lastIndex(of: ".") {
             guard name[name.index(after: dot)...] == "conf" else { return false }
             base = name[..<dot]
         } else {
             base = Substring(name)
         }
-        return !base.isEmpty && base.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-:".unicodeScalars.contains($0)) }
+        return !base.isEmpty && base.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-:.".unicodeScalars.contains($0)) }
     }
 }

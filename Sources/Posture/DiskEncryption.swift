@@ -9,6 +9,9 @@ enum DiskEncryption {
         var options: [String]
         var fileSystem: String
         var source: String
+        /// The filesystem's own options (the superblock's): `ro` there means nothing can be written,
+        /// whereas a per-mount `ro` may be only this process's view (systemd's ProtectSystem).
+        var superOptions: [String] = []
     }
 
     static func parse(mountinfo text: String) -> [Mount] {
@@ -18,7 +21,8 @@ enum DiskEncryption {
             guard fields.count >= 10, let separator = fields.firstIndex(of: "-"), separator + 2 < fields.count, separator >= 6 else { continue }
             mounts.append(Mount(
                 device: String(fields[2]), mountPoint: unescape(fields[4]), options: fields[5].split(separator: ",").map(String.init),
-                fileSystem: String(fields[separator + 1]), source: unescape(fields[separator + 2])))
+                fileSystem: String(fields[separator + 1]), source: unescape(fields[separator + 2]),
+                superOptions: separator + 3 < fields.count ? fields[separator + 3].split(separator: ",").map(String.init) : []))
         }
         return mounts
     }
@@ -67,7 +71,8 @@ enum DiskEncryption {
         let id = "disk-encryption"
         let fix = "reinstall with an encrypted root (Debian installer: \"Guided - use entire disk and set up encrypted LVM\"), or move the data filesystems onto LUKS"
         let tree = context.tree
-        guard let text = tree.text("/proc/self/mountinfo") else {
+        // Users can add mounts (FUSE): the table may be large, and a cut one would hide mounts.
+        guard let text = tree.text("/proc/self/mountinfo", limit: 64 << 20) else {
             return PostureCheck.result(id, .unknown, .attested, "cannot read /proc/self/mountinfo", fix: fix)
         }
         let mounts = parse(mountinfo: text)
@@ -80,12 +85,12 @@ enum DiskEncryption {
         for mount in mounts {
             let named = dataMounts.contains(mount.mountPoint)
             let point = mount.mountPoint
-            if point == "/boot" || point.hasPrefix("/boot/") { continue }
+            if point == "/boot" || point.hasPrefix("/boot/") || point == "/efi" { continue }
             if pseudo.contains(mount.fileSystem) {
                 if named { parts.append("\(point) \(mount.fileSystem) (in memory, skipped)") }
                 continue
             }
-            let readOnly = mount.options.contains("ro") || readOnlyKinds.contains(mount.fileSystem)
+            let readOnly = mount.superOptions.contains("ro") || readOnlyKinds.contains(mount.fileSystem)
             if remote.contains(mount.fileSystem) || mount.fileSystem.hasPrefix("fuse") {
                 if named && !readOnly {
                     parts.append("\(point) is \(mount.fileSystem): its backing store is not a local block device")
@@ -93,22 +98,28 @@ enum DiskEncryption {
                 }
                 continue
             }
-            if readOnly || mount.device.hasPrefix("7:") {
-                // The root filesystem read-only or on a loop file: where user data lives is not here.
+            if readOnly {
+                // The root filesystem read-only: where user data is written is not here.
                 if point == "/" {
-                    parts.append("/ is \(readOnly ? "read-only" : "on a loop device"): where user data is written cannot be told")
+                    parts.append("/ is read-only: where user data is written cannot be told")
                     unknown = true
                 } else if named {
-                    parts.append("\(point) \(readOnly ? "read-only" : "on a loop device") (skipped)")
+                    parts.append("\(point) read-only (skipped)")
+                }
+                continue
+            }
+            if mount.device.hasPrefix("7:") {
+                // A loop device's data is in its backing file, on some other filesystem: not followed.
+                if named {
+                    parts.append("\(point) on a loop device: its backing file is not followed")
+                    unknown = true
                 }
                 continue
             }
             let nodes = blockDevices(tree, mount)
             guard !nodes.isEmpty else {
-                if named || mount.device.hasPrefix("0:") == false {
-                    parts.append("\(point) \(mount.fileSystem) on \(mount.device): no block device in /sys")
-                    unknown = true
-                }
+                parts.append("\(point) \(mount.fileSystem) on \(mount.device): no block device in /sys")
+                unknown = true
                 continue
             }
             // Removable media is DeviceGuard's to block, not a data filesystem of this machine.
@@ -232,14 +243,28 @@ enum DiskEncryption {
                     guard !targets.isEmpty, targets.allSatisfy({ $0.type == "crypt" }) else {
                         return [.plain("\(name) (\(mapping): uuid CRYPT-\(kind) but its table is \(targets.map(\.type).joined(separator: "+")))")]
                     }
-                    if let null = targets.first(where: { $0.firstWord.hasPrefix("cipher_null") }) {
+                    if let null = targets.first(where: { $0.firstWord.contains("cipher_null") }) {
                         return [.plain("\(name) (\(mapping): crypt with \(null.firstWord), no encryption)")]
                     }
                     return [.encrypted(name: mapping, kind: kind, cipher: targets.first?.firstWord)]
-                case .failure:
+                case .failure(let error) where error.unavailable:
                     return [.encrypted(name: mapping, kind: kind, cipher: nil)]
+                case .failure(let error):
+                    return [.unreadable(error.message)]
                 }
             }
+        } else if tree.exists(node + "/dm"), let mapping = tree.attribute(node + "/dm/name"),
+                  case .success(let targets) = system.deviceMapperTargets(mapping), !targets.isEmpty,
+                  targets.allSatisfy({ $0.type == "crypt" && !$0.firstWord.contains("cipher_null") }) {
+            // dm-crypt set up without cryptsetup's uuid: the table says what it is.
+            return [.encrypted(name: mapping, kind: "crypt", cipher: targets.first?.firstWord)]
+        }
+        // A partition's data is on its disk: a partition of an md array or a mapping is followed
+        // through the disk's own slaves.
+        if tree.exists(node + "/partition") {
+            let disk = RootTree.parent(node)
+            if !(tree.list(disk + "/slaves") ?? []).isEmpty { return walk(tree, system, disk, depth: depth + 1, budget: &budget, visited: &visited) }
+            return [.plain(name)]
         }
         let slaves = tree.list(node + "/slaves") ?? []
         if slaves.isEmpty {

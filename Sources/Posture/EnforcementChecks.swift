@@ -4,7 +4,7 @@ import PrintGuard
 enum EnforcementChecks {
     /// Where udev looks for a rule file, in its precedence order (udev(7)): a file of the same
     /// name in /etc overrides /run, which overrides /usr/lib and /lib; a link to /dev/null masks it.
-    static let udevRules = ["/etc/udev/rules.d/70-holdfast-usb.rules", "/run/udev/rules.d/70-holdfast-usb.rules", "/usr/lib/udev/rules.d/70-holdfast-usb.rules", "/lib/udev/rules.d/70-holdfast-usb.rules"]
+    static let udevRules = ["/etc/udev/rules.d/70-holdfast-usb.rules", "/run/udev/rules.d/70-holdfast-usb.rules", "/usr/local/lib/udev/rules.d/70-holdfast-usb.rules", "/usr/lib/udev/rules.d/70-holdfast-usb.rules", "/lib/udev/rules.d/70-holdfast-usb.rules"]
 
     /// The rule file udev uses, and whether it is Holdfast's rule: (path, problem or nil); nil
     /// when there is none.
@@ -13,7 +13,7 @@ enum EnforcementChecks {
             if tree.linkTarget(path) == "/dev/null" { return (path, "masked (a link to /dev/null)") }
             guard let text = tree.text(path) else { return (path, "unreadable") }
             // The line that makes new interfaces start unauthorized is what the rule is for.
-            guard text.contains("interface_authorized_default") else { return (path, "not Holdfast's rule (it never sets interface_authorized_default)") }
+            guard TextLines.of(text).contains(where: { !$0.trimmed(" \t").hasPrefix("#") && $0.contains("interface_authorized_default") }) else { return (path, "not Holdfast's rule (it never sets interface_authorized_default)") }
             return (path, nil)
         }
         return nil

@@ -54,7 +54,8 @@ enum FirewallCheck {
         for expression in expressions {
             guard case .object(let members) = expression, let kind = members.keys.first, members.count == 1 else { return nil }
             switch kind {
-            case "counter", "log": continue
+            // Statements that act on the packet without deciding whether the rule applies.
+            case "counter", "log", "mangle", "notrack", "flow", "ct helper", "synproxy": continue
             case "drop", "reject", "accept", "return", "queue": verdict = (kind, nil)
             case "jump", "goto": verdict = (kind, members[kind]?["target"]?.stringValue)
             default: return nil
@@ -69,7 +70,22 @@ enum FirewallCheck {
     /// decides; a jump's target is followed (and falls back here if it returns), a goto's
     /// target decides for this chain.
     static func evaluate(_ chain: Chain, in all: [Chain], depth: Int = 0) -> (Outcome, String) {
+        var memo: [String: (Outcome, String)] = [:]
+        return evaluate(chain, in: all, depth: depth, memo: &memo)
+    }
+
+    /// Each chain is evaluated once per check (its answer does not depend on the caller), so a
+    /// web of jumps costs its size, not its paths.
+    static func evaluate(_ chain: Chain, in all: [Chain], depth: Int, memo: inout [String: (Outcome, String)]) -> (Outcome, String) {
+        let key = chain.family + " " + chain.table + " " + chain.name
+        if let known = memo[key] { return known }
         guard depth < 16 else { return (.accepts, "jumps nested deeper than 16") }
+        let answer = evaluateRules(chain, in: all, depth: depth, memo: &memo)
+        memo[key] = answer
+        return answer
+    }
+
+    static func evaluateRules(_ chain: Chain, in all: [Chain], depth: Int, memo: inout [String: (Outcome, String)]) -> (Outcome, String) {
         for rule in chain.rules {
             guard let (verdict, target) = unconditionalVerdict(rule) else { continue }
             switch verdict {
@@ -79,7 +95,7 @@ enum FirewallCheck {
                 guard let target, let next = all.first(where: { $0.family == chain.family && $0.table == chain.table && $0.name == target }) else {
                     return (.accepts, "an unconditional \(verdict) to a chain not found")
                 }
-                let (outcome, why) = evaluate(next, in: all, depth: depth + 1)
+                let (outcome, why) = evaluate(next, in: all, depth: depth + 1, memo: &memo)
                 if verdict == "goto" || outcome != .falls { return (outcome, "\(verdict) \(target): \(why)") }
             default:
                 return (.accepts, "an unconditional \(verdict) before any drop")

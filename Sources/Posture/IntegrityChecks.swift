@@ -24,7 +24,11 @@ enum IntegrityChecks {
             let path = "/" + parts[1].trimmed(" ")
             checked += 1
             guard let bytes = tree.read(path, limit: 1 << 28) else {
-                if tree.info(path, followLink: false) == nil { changed.append("\(path) missing") } else { unreadable.append(path) }
+                if let info = tree.info(path, followLink: false) {
+                    if info.kind != .file && info.kind != .link { changed.append("\(path) is not a regular file") } else if info.size > 1 << 28 { changed.append("\(path) modified (\(info.size) bytes)") } else { unreadable.append(path) }
+                } else {
+                    changed.append("\(path) missing")
+                }
                 continue
             }
             if DpkgMD5.hex(bytes) != parts[0].lowercased() { changed.append("\(path) modified") }

@@ -244,11 +244,24 @@ enum PatchChecks {
         // apt.systemd.daily does nothing with APT::Periodic::Enable "0".
         if let enable = apt["APT::Periodic::Enable"] { text += ", Enable \"\(enable)\"" }
         // The timers that run it: masked (a link to /dev/null) or disabled means never.
-        let masked = ["apt-daily.timer", "apt-daily-upgrade.timer"].filter { timer in
-            ["/etc/systemd/system/", "/run/systemd/system/"].contains { context.tree.linkTarget($0 + timer) == "/dev/null" }
+        let masked = ["apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service", "apt-daily-upgrade.service"].filter { unit in
+            ["/etc/systemd/system/", "/run/systemd/system/"].contains { directory in
+                guard context.tree.info(directory + unit, followLink: false) != nil else { return false }
+                // A mask is a link to /dev/null (however spelled) or an empty unit file.
+                if let target = context.tree.linkTarget(directory + unit), target.hasSuffix("/dev/null") || target == "/dev/null" { return true }
+                return context.tree.info(directory + unit)?.size == 0
+            }
         }
+        // Shipped but not enabled: the timer never fires.
+        let disabled = ["apt-daily.timer", "apt-daily-upgrade.timer"].filter { timer in
+            ["/lib/systemd/system/", "/usr/lib/systemd/system/"].contains { context.tree.exists($0 + timer) }
+                && !["/etc/systemd/system/timers.target.wants/", "/usr/lib/systemd/system/timers.target.wants/", "/lib/systemd/system/timers.target.wants/"].contains { context.tree.info($0 + timer, followLink: false) != nil }
+        }
+        if !disabled.isEmpty { text += "; not enabled: " + disabled.joined(separator: ", ") }
         if !masked.isEmpty { text += "; masked: " + masked.joined(separator: ", ") }
-        guard (Int(upgrade) ?? 0) > 0, (Int(lists) ?? 0) > 0, (Int(apt["APT::Periodic::Enable"] ?? "1") ?? 0) > 0, masked.isEmpty else {
+        // apt.systemd.daily compares with "0" as text: anything else ("1", "always", "1d") runs.
+        let on = { (value: String?) in value.map { !$0.isEmpty && $0 != "0" } ?? false }
+        guard on(upgrade), on(lists), (apt["APT::Periodic::Enable"] ?? "1") != "0", masked.isEmpty, disabled.isEmpty else {
             return PostureCheck.result(id, .fail, .selfReported, text, fix: fix + "; systemctl unmask apt-daily.timer apt-daily-upgrade.timer")
         }
         if !apt.unreadable.isEmpty {

@@ -38,7 +38,13 @@ public struct DeviceMapperTarget: Sendable, Equatable {
 /// Why a kernel probe has no answer; the check then says `unknown` with this text.
 public struct ProbeError: Error, Equatable, Sendable, CustomStringConvertible {
     public let message: String
-    public init(_ message: String) { self.message = message }
+    /// The probe does not exist here at all (a --root tree, no device-mapper control node, not
+    /// root), as opposed to a probe that ran and failed.
+    public let unavailable: Bool
+    public init(_ message: String, unavailable: Bool = false) {
+        self.message = message
+        self.unavailable = unavailable
+    }
     public var description: String { message }
 }
 
@@ -103,7 +109,9 @@ public struct LiveSystem: PostureSystem {
     public func deviceMapperTargets(_ name: String) -> Result<[DeviceMapperTarget], ProbeError> {
         var output = [CChar](repeating: 0, count: 4_096)
         let count = output.withUnsafeMutableBufferPointer { buffer in holdfast_dm_targets(name, buffer.baseAddress, buffer.count) }
-        guard count >= 0 else { return .failure(ProbeError("device-mapper table of \(name): \(String(cString: strerror(-count)))")) }
+        // Open failures (no control node, not root) mean no probe; an ioctl failure is an answer.
+        if count <= -1_000 { return .failure(ProbeError("device-mapper table of \(name): \(String(cString: strerror(-count - 1_000)))")) }
+        guard count >= 0 else { return .failure(ProbeError("device-mapper table of \(name): \(String(cString: strerror(-count)))", unavailable: true)) }
         let text = output.withUnsafeBufferPointer { buffer in buffer.baseAddress.map { String(cString: $0) } ?? "" }
         let targets = text.split(separator: "\n").map { line -> DeviceMapperTarget in
             let words = line.split(separator: " ", maxSplits: 1)
@@ -117,7 +125,7 @@ public struct LiveSystem: PostureSystem {
 /// For a `--root` tree: its kernel is not running, so every probe answers "not read".
 public struct DetachedSystem: PostureSystem {
     public init() {}
-    static let reason = ProbeError("kernel state is not read for a --root tree (it belongs to the running machine)")
+    static let reason = ProbeError("kernel state is not read for a --root tree (it belongs to the running machine)", unavailable: true)
     public func clock() -> Result<ClockState, ProbeError> { .failure(Self.reason) }
     public func auditStatus() -> Result<KernelAuditStatus, ProbeError> { .failure(Self.reason) }
     public func auditRules(_ set: AuditRuleSet) -> Result<RuleCheck, ProbeError> { .failure(Self.reason) }

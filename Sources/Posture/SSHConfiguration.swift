@@ -12,28 +12,75 @@ struct SSHConfiguration {
     /// Included files that exist but could not be read.
     var unreadable: [String] = []
 
-    /// sshd's alternative spellings of one option (servconf.c's keyword table).
-    static let aliases = ["challengeresponseauthentication": "kbdinteractiveauthentication"]
+    /// sshd's alternative spellings of one option (servconf.c's keyword table, OpenSSH 9.2).
+    static let aliases = ["challengeresponseauthentication": "kbdinteractiveauthentication", "skeyauthentication": "kbdinteractiveauthentication"]
+    /// sshd refuses a configuration that includes deeper than this (servconf.c SSH_MAX_INCLUDE_DEPTH).
+    static let maximumDepth = 16
+    /// More files than this is not a configuration, it is a fan-out: the answer is unknown.
+    static let maximumFiles = 256
+
+    private var filesRead = 0
 
     static func load(_ tree: RootTree, path: String = "/etc/ssh/sshd_config") -> SSHConfiguration? {
         guard let text = tree.text(path) else { return nil }
         var configuration = SSHConfiguration()
+        // Debian's ssh.service passes $SSHD_OPTS from /etc/default/ssh: its `-o` options come
+        // before the file, so they win; another file (`-f`) means this one is not the one read.
+        if let defaults = tree.text("/etc/default/ssh") { configuration.readCommandLine(defaults) }
         configuration.read(text, tree: tree, match: nil, depth: 0)
         return configuration
     }
 
+    mutating func readCommandLine(_ defaults: String) {
+        for line in TextLines.of(defaults) {
+            let trimmed = line.trimmed(" \t")
+            guard trimmed.hasPrefix("SSHD_OPTS=") else { continue }
+            // The shell's quotes around the value first, then the words inside.
+            let words = Self.words(Self.words(String(trimmed.dropFirst("SSHD_OPTS=".count))).joined(separator: " "))
+            var index = 0
+            while index < words.count {
+                let word = words[index]
+                if word == "-f" || word.hasPrefix("-f") {
+                    unreadable.append("SSHD_OPTS in /etc/default/ssh names another config file (-f)")
+                } else if word == "-o", index + 1 < words.count {
+                    option(words[index + 1])
+                    index += 1
+                } else if word.hasPrefix("-o") {
+                    option(String(word.dropFirst(2)))
+                }
+                index += 1
+            }
+        }
+    }
+
+    private mutating func option(_ text: String) {
+        let (keyword, arguments) = Self.split(text)
+        guard let value = arguments.first else { return }
+        let canonical = Self.aliases[keyword] ?? keyword
+        if global[canonical] == nil { global[canonical] = value }
+    }
+
     mutating func read(_ text: String, tree: RootTree, match inherited: String?, depth: Int) {
         var match = inherited
-        for raw in TextLines.of(text) {
-            let line = raw.trimmed(" \t")
+        filesRead += 1
+        guard filesRead <= Self.maximumFiles else {
+            if filesRead == Self.maximumFiles + 1 { unreadable.append("more than \(Self.maximumFiles) included files") }
+            return
+        }
+        for whole in TextLines.of(text) {
+            // sshd stops a line at a NUL byte, and strips leading and trailing white space (CR
+            // and form feed included).
+            let raw = whole.split(separator: "\0", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let line = raw.trimmed(" \t\r\u{0C}\u{0B}")
             guard !line.isEmpty, !line.hasPrefix("#") else { continue }
             let (keyword, arguments) = Self.split(line)
             switch keyword {
             case "match":
                 match = arguments.isEmpty ? "(empty)" : arguments.joined(separator: " ")
             case "include":
-                guard depth < 16 else {
-                    unreadable.append("Include nested more than 16 deep")
+                guard depth < Self.maximumDepth else {
+                    // sshd itself refuses to start here; the configuration in force is unknown.
+                    if !unreadable.contains("Include nested more than \(Self.maximumDepth) deep") { unreadable.append("Include nested more than \(Self.maximumDepth) deep") }
                     continue
                 }
                 for pattern in arguments {
@@ -58,38 +105,53 @@ struct SSHConfiguration {
         }
     }
 
-    /// The keyword (lower-cased) and its arguments: split at spaces, tabs and the first `=`,
-    /// quotes removed, stopping at a word that begins with `#`.
+    /// The keyword (lower-cased) and its arguments, as sshd splits them (misc.c argv_split with
+    /// comments): white space (space, tab, CR, LF) separates; `=` may separate the keyword; `"`
+    /// and `'` quote parts of a word (`y"es"` is `yes`); a backslash escapes a quote, a backslash
+    /// or a space; a word beginning with `#` ends the line.
     static func split(_ line: String) -> (String, [String]) {
-        let characters = Array(line)
+        let scalars = Array(line.unicodeScalars)
         var index = 0
-        while index < characters.count, !" \t=".contains(characters[index]) { index += 1 }
-        let keyword = String(characters[0..<index]).lowercased()
-        while index < characters.count, " \t".contains(characters[index]) { index += 1 }
-        if index < characters.count, characters[index] == "=" { index += 1 }
-        var arguments: [String] = []
-        while index < characters.count {
-            while index < characters.count, " \t".contains(characters[index]) { index += 1 }
-            guard index < characters.count else { break }
-            if characters[index] == "#" { break }
-            var word = ""
-            if characters[index] == "\"" || characters[index] == "'" {
-                let quote = characters[index]
-                index += 1
-                while index < characters.count, characters[index] != quote {
-                    word.append(characters[index])
-                    index += 1
+        let separators: Set<Unicode.Scalar> = [" ", "\t", "\r", "\n"]
+        while index < scalars.count, !separators.contains(scalars[index]), scalars[index] != "=" { index += 1 }
+        let keyword = String(String.UnicodeScalarView(scalars[0..<index])).lowercased()
+        while index < scalars.count, separators.contains(scalars[index]) { index += 1 }
+        if index < scalars.count, scalars[index] == "=" { index += 1 }
+        let rest = String(String.UnicodeScalarView(scalars[index...]))
+        return (keyword, words(rest))
+    }
+
+    static func words(_ text: String) -> [String] {
+        let scalars = Array(text.unicodeScalars)
+        let separators: Set<Unicode.Scalar> = [" ", "\t", "\r", "\n"]
+        var words: [String] = []
+        var index = 0
+        while index < scalars.count {
+            while index < scalars.count, separators.contains(scalars[index]) { index += 1 }
+            guard index < scalars.count else { break }
+            if scalars[index] == "#" { break }
+            var word = String.UnicodeScalarView()
+            var quote: Unicode.Scalar?
+            while index < scalars.count {
+                let scalar = scalars[index]
+                if quote == nil, separators.contains(scalar) { break }
+                if scalar == "\\", index + 1 < scalars.count, ["\"", "'", "\\", " "].contains(scalars[index + 1]) {
+                    word.append(scalars[index + 1])
+                    index += 2
+                    continue
+                }
+                if let open = quote {
+                    if scalar == open { quote = nil } else { word.append(scalar) }
+                } else if scalar == "\"" || scalar == "'" {
+                    quote = scalar
+                } else {
+                    word.append(scalar)
                 }
                 index += 1
-            } else {
-                while index < characters.count, !" \t".contains(characters[index]) {
-                    word.append(characters[index])
-                    index += 1
-                }
             }
-            arguments.append(word)
+            words.append(String(word))
         }
-        return (keyword, arguments)
+        return words
     }
 
     /// The global value of a keyword (lower-cased), else sshd's compiled-in default.

@@ -22,7 +22,7 @@ enum ScreenLock {
 
     static func check(_ context: PostureContext) -> CheckResult {
         let id = "screen-lock"
-        let fix = "in /etc/dconf/db/local.d/00-holdfast: [org/gnome/desktop/session] idle-delay=uint32 300 and [org/gnome/desktop/screensaver] lock-enabled=true lock-delay=uint32 0; list both keys in /etc/dconf/db/local.d/locks/holdfast; run dconf update"
+        let fix = "in /etc/dconf/db/local.d/00-holdfast: [org/gnome/desktop/session] idle-delay=uint32 300, [org/gnome/desktop/screensaver] lock-enabled=true lock-delay=uint32 0, [org/gnome/desktop/lockdown] disable-lock-screen=false; list the four keys in /etc/dconf/db/local.d/locks/holdfast; system-db:local in /etc/dconf/profile/user; run dconf update"
         let tree = context.tree
         let sessions = sessionDirectories.flatMap { directory in (tree.list(directory) ?? []).filter { $0.hasSuffix(".desktop") } }
         guard !sessions.isEmpty else {
@@ -36,9 +36,14 @@ enum ScreenLock {
         }
         // The system databases a user session reads are the ones its dconf profile names
         // (`system-db:local`); gdm.d is the login screen's, and without a profile none is read.
-        let profile = tree.text("/etc/dconf/profile/user").map(TextLines.of) ?? []
+        let profilePath = ["/etc/dconf/profile/user", "/usr/share/dconf/profile/user"].first { tree.exists($0) }
+        if let profilePath, tree.text(profilePath) == nil {
+            return PostureCheck.result(id, .unknown, .selfReported, "cannot read \(profilePath)", fix: fix)
+        }
+        let profile = profilePath.flatMap { tree.text($0) }.map(TextLines.of) ?? []
         let databases = profile.compactMap { line -> String? in
-            let trimmed = line.trimmed(" \t")
+            // dconf drops `#` comments and surrounding blanks in a profile.
+            let trimmed = String(line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? "").trimmed(" \t")
             return trimmed.hasPrefix("system-db:") ? String(trimmed.dropFirst("system-db:".count)) : nil
         }
         guard !databases.isEmpty else {
@@ -46,15 +51,29 @@ enum ScreenLock {
         }
         var values: [String: String] = [:]
         var locks: Set<String> = []
+        var unreadable: [String] = []
+        var stale: [String] = []
         // Earlier databases in the profile win; read them last.
         for database in databases.reversed() {
             let base = "/etc/dconf/db/" + database + ".d"
+            // GNOME reads the compiled database, not the keyfiles: one older than a keyfile
+            // means `dconf update` has not run since the change.
+            let compiled = tree.info("/etc/dconf/db/" + database)?.modified
             // dconf update skips hidden files (and an editor's backups start with a dot too).
             for file in tree.list(base) ?? [] where file != "locks" && !file.hasPrefix(".") && !file.hasSuffix("~") {
-                if let text = tree.text(base + "/" + file, limit: 1 << 20) { keyfile(text, into: &values) }
+                guard let text = tree.text(base + "/" + file, limit: 16 << 20) else {
+                    unreadable.append(base + "/" + file)
+                    continue
+                }
+                keyfile(text, into: &values)
+                if let modified = tree.info(base + "/" + file)?.modified, modified > (compiled ?? 0) { stale.append(database) }
             }
             for file in tree.list(base + "/locks") ?? [] where !file.hasPrefix(".") {
-                for line in TextLines.of(tree.text(base + "/locks/" + file, limit: 1 << 20) ?? "") {
+                guard let text = tree.text(base + "/locks/" + file, limit: 16 << 20) else {
+                    unreadable.append(base + "/locks/" + file)
+                    continue
+                }
+                for line in TextLines.of(text) {
                     let trimmed = line.trimmed(" \t")
                     if trimmed.hasPrefix("/") { locks.insert(trimmed) }
                 }
@@ -74,11 +93,16 @@ enum ScreenLock {
         }
         if enabled != "true" { problems.append("lock-enabled \(enabled ?? "unset")") }
         if values[activationKey] == "false" { problems.append("idle-activation-enabled false") }
-        let required = [idleKey, lockKey] + (values[delayKey] != nil ? [delayKey] : [])
+        let disableKey = "/org/gnome/desktop/lockdown/disable-lock-screen"
+        if values[disableKey] == "true" { problems.append("disable-lock-screen true") }
+        // Unlocked, a user can raise lock-delay or switch the lock screen off with gsettings.
+        let required = [idleKey, lockKey, delayKey, disableKey]
+        if !Set(stale).isEmpty { problems.append("dconf update not run since the keyfiles changed (\(Set(stale).sorted().joined(separator: ", ")))") }
         let unlocked = required.filter { !locks.contains($0) }
         if !unlocked.isEmpty { problems.append("not locked: " + unlocked.map { RootTree.lastComponent($0) }.joined(separator: ", ")) }
         var evidence = "GNOME (dconf \(databases.joined(separator: ","))): idle-delay \(idle.map { "\($0) s" } ?? "unset"), lock-enabled \(enabled ?? "unset"), \(required.count - unlocked.count) of \(required.count) locked"
         if !problems.isEmpty {
+            if !unreadable.isEmpty { return PostureCheck.result(id, .unknown, .selfReported, evidence + "; cannot read " + unreadable.joined(separator: ", "), fix: fix) }
             return PostureCheck.result(id, .fail, .selfReported, evidence + " (" + problems.joined(separator: "; ") + ")", fix: fix)
         }
         // Users may pick another installed session at the login screen, which ignores GNOME's settings.

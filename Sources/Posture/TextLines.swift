@@ -40,6 +40,14 @@ enum Wildcard {
                 var ranges: [ClosedRange<Character>] = []
                 var first = true
                 while cursor < characters.count, characters[cursor] != "]" || first {
+                    // POSIX classes: [:digit:] and friends (what fnmatch(3) accepts in a set).
+                    if characters[cursor] == "[", cursor + 1 < characters.count, characters[cursor + 1] == ":",
+                       let close = (cursor + 2..<characters.count).first(where: { characters[$0] == ":" && $0 + 1 < characters.count && characters[$0 + 1] == "]" }) {
+                        ranges += Self.posixClass(String(characters[(cursor + 2)..<close]))
+                        cursor = close + 2
+                        first = false
+                        continue
+                    }
                     let low = characters[cursor]
                     if cursor + 2 < characters.count, characters[cursor + 1] == "-", characters[cursor + 2] != "]" {
                         let high = characters[cursor + 2]
@@ -66,6 +74,21 @@ enum Wildcard {
             index += 1
         }
         return tokens
+    }
+
+    static func posixClass(_ name: String) -> [ClosedRange<Character>] {
+        switch name {
+        case "digit": ["0"..."9"]
+        case "alpha": ["a"..."z", "A"..."Z"]
+        case "alnum": ["a"..."z", "A"..."Z", "0"..."9"]
+        case "upper": ["A"..."Z"]
+        case "lower": ["a"..."z"]
+        case "xdigit": ["0"..."9", "a"..."f", "A"..."F"]
+        case "space": [" "..." ", "\t"..."\r"]
+        case "blank": [" "..." ", "\t"..."\t"]
+        case "punct": ["!"..."/", ":"..."@", "["..."`", "{"..."~"]
+        default: []
+        }
     }
 
     static func hasWildcard(_ text: String) -> Bool { text.contains { $0 == "*" || $0 == "?" || $0 == "[" } }

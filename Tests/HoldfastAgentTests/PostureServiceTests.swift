@@ -40,7 +40,7 @@ struct FixedSystem: PostureSystem {
         func service(interval: Duration = .seconds(3_600)) -> PostureService {
             PostureService(
                 key: key, interval: interval, settings: PostureSettings(stateDirectory: directory.file("state")), recorder: recorder,
-                logger: Logger(handler: MemoryLogHandler()), system: FixedSystem(),
+                logger: Logger(handler: MemoryLogHandler()), system: FixedSystem(), minimumGap: .seconds(1),
                 facts: { [broken] in
                     let locked = broken.value.withLock { $0 }
                     return AgentFacts(auditRules: nil, lostAtLastReport: nil, printPolicy: nil, printQueues: nil, usbEnforced: true,

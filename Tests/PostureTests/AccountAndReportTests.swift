@@ -10,6 +10,8 @@ import Testing
         let tree = FixtureTree.debian()
         #expect(run("accounts-uid0", .fixture(tree.root))?.status == .pass)
         #expect(run("accounts-empty-password", .fixture(tree.root))?.status == .pass)
+        // `+` lines are NIS compat entries only with `compat` in nsswitch.conf.
+        tree.write("/etc/nsswitch.conf", "passwd: compat\nshadow: compat\n")
         tree.write("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\ntoor:x:0:0::/root:/bin/bash\n+::::::\n")
         tree.write("/etc/shadow", "root:$y$j9T$a$b:19000::::::\ntoor::19000::::::\nlocked:!:19000::::::\n", mode: 0o640)
         let extra = run("accounts-uid0", .fixture(tree.root))
@@ -72,14 +74,16 @@ import Testing
         tree.write("/usr/share/xsessions/gnome.desktop", "[Desktop Entry]\n")
         tree.write("/etc/dconf/profile/user", "user-db:user\nsystem-db:local\n")
         tree.write("/etc/dconf/db/local.d/00-holdfast", "[org/gnome/desktop/session]\nidle-delay=uint32 300\n\n[org/gnome/desktop/screensaver]\nlock-enabled=true\nlock-delay=uint32 0\n")
+        tree.write("/etc/dconf/db/local", "compiled by dconf update")
         let unlocked = run("screen-lock", .fixture(tree.root))
         #expect(unlocked?.status == .fail)
-        #expect(unlocked?.evidence == "GNOME (dconf local): idle-delay 300 s, lock-enabled true, 0 of 3 locked (not locked: idle-delay, lock-enabled, lock-delay)")
-        tree.write("/etc/dconf/db/local.d/locks/holdfast", "/org/gnome/desktop/session/idle-delay\n/org/gnome/desktop/screensaver/lock-enabled\n/org/gnome/desktop/screensaver/lock-delay\n")
+        #expect(unlocked?.evidence == "GNOME (dconf local): idle-delay 300 s, lock-enabled true, 0 of 4 locked (not locked: idle-delay, lock-enabled, lock-delay, disable-lock-screen)")
+        tree.write("/etc/dconf/db/local.d/locks/holdfast", "/org/gnome/desktop/session/idle-delay\n/org/gnome/desktop/screensaver/lock-enabled\n/org/gnome/desktop/screensaver/lock-delay\n/org/gnome/desktop/lockdown/disable-lock-screen\n")
         let locked = run("screen-lock", .fixture(tree.root))
         #expect(locked?.status == .pass)
-        #expect(locked?.evidence == "GNOME (dconf local): idle-delay 300 s, lock-enabled true, 3 of 3 locked")
+        #expect(locked?.evidence == "GNOME (dconf local): idle-delay 300 s, lock-enabled true, 4 of 4 locked")
         tree.write("/etc/dconf/db/local.d/00-holdfast", "[org/gnome/desktop/session]\nidle-delay=uint32 0\n[org/gnome/desktop/screensaver]\nlock-enabled=true\n")
+        tree.write("/etc/dconf/db/local", "compiled again")
         #expect(run("screen-lock", .fixture(tree.root))?.status == .fail)
     }
 

@@ -8,7 +8,8 @@ struct TestSystem: PostureSystem {
     var audit: Result<KernelAuditStatus, ProbeError> = .success(KernelAuditStatus(enabled: 1, pid: 4242, lost: 0, backlog: 0, backlogLimit: 8192))
     var missingRules = 0
     var ruleset: Result<[UInt8], ProbeError> = .failure(ProbeError("no ruleset in this test"))
-    /// Mapping name → its targets; a mapping not listed is dm-crypt with aes-xts-plain64.
+    /// Mapping name → its targets; a mapping not listed is dm-crypt with aes-xts-plain64 when its
+    /// name says crypt (as cryptsetup's `NAME_crypt`), else linear (LVM).
     var tables: [String: [DeviceMapperTarget]] = [:]
 
     func clock() -> Result<ClockState, ProbeError> { clockState }
@@ -18,7 +19,7 @@ struct TestSystem: PostureSystem {
     }
     func firewallRuleset() -> Result<[UInt8], ProbeError> { ruleset }
     func deviceMapperTargets(_ name: String) -> Result<[DeviceMapperTarget], ProbeError> {
-        .success(tables[name] ?? [DeviceMapperTarget(type: "crypt", firstWord: "aes-xts-plain64")])
+        .success(tables[name] ?? (name.contains("crypt") ? [DeviceMapperTarget(type: "crypt", firstWord: "aes-xts-plain64")] : [DeviceMapperTarget(type: "linear", firstWord: "254:2")]))
     }
 }
 

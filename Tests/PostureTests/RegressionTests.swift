@@ -55,6 +55,7 @@ import Testing
 
     @Test func crlfDoesNotHideAnAccount() {
         let tree = FixtureTree.debian()
+        tree.write("/etc/nsswitch.conf", "passwd: files\nshadow: compat\n")
         tree.write("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\r\nhid:x:0:0::/:/bin/sh\n")
         tree.write("/etc/shadow", "root:$y$a:19000::::::\r\neve::19000::::::\n+::::::::\n", mode: 0o640)
         #expect(run("accounts-uid0", .fixture(tree.root))?.evidence == "UID 0 besides root: hid")
@@ -250,13 +251,16 @@ import Testing
         let tree = FixtureTree.debian()
         tree.write("/usr/share/xsessions/gnome.desktop", "[Desktop Entry]\n")
         tree.write("/etc/dconf/db/gdm.d/00-lock", "[org/gnome/desktop/session]\nidle-delay=uint32 300\n[org/gnome/desktop/screensaver]\nlock-enabled=true\n")
-        tree.write("/etc/dconf/db/gdm.d/locks/lock", "/org/gnome/desktop/session/idle-delay\n/org/gnome/desktop/screensaver/lock-enabled\n")
+        tree.write("/etc/dconf/db/gdm.d/locks/lock", "/org/gnome/desktop/session/idle-delay\n/org/gnome/desktop/screensaver/lock-enabled\n/org/gnome/desktop/screensaver/lock-delay\n/org/gnome/desktop/lockdown/disable-lock-screen\n")
+        tree.write("/etc/dconf/db/gdm", "compiled")
         #expect(run("screen-lock", .fixture(tree.root))?.status == .fail)
         tree.write("/etc/dconf/profile/user", "user-db:user\nsystem-db:gdm\n")
         #expect(run("screen-lock", .fixture(tree.root))?.status == .pass)
         tree.write("/etc/dconf/db/gdm.d/01-delay", "[org/gnome/desktop/screensaver]\nlock-delay=uint32 86400\n")
+        tree.write("/etc/dconf/db/gdm", "compiled")
         #expect(run("screen-lock", .fixture(tree.root))?.status == .fail)
         tree.remove("/etc/dconf/db/gdm.d/01-delay")
+        tree.write("/etc/dconf/db/gdm", "compiled")
         tree.write("/usr/share/xsessions/xfce.desktop", "[Desktop Entry]\n")
         #expect(run("screen-lock", .fixture(tree.root))?.status == .unknown)
     }
@@ -280,5 +284,109 @@ import Testing
         let held = history.apply([CheckResult(id: "c", status: .unknown, strength: .attested, evidence: "?", remediation: "fix it")])
         #expect(held.reported.first?.status == .fail)
         #expect(held.reported.first?.remediation == "fix it")
+    }
+}
+
+@Suite struct SecondReviewRegressionTests {
+    @Test(arguments: ["PasswordAuthentication y\"es\"", "PasswordAuthentication ''yes", "PasswordAuthentication yes\u{0C}", "PasswordAuthentication\ryes", "\rPasswordAuthentication yes", "SkeyAuthentication yes\nUsePAM yes", "PasswordAuthentication yes\0junk"])
+    func sshdsTokenizer(_ line: String) {
+        let tree = SSHCheckTests.tree("Include /etc/ssh/sshd_config.d/*.conf\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n", dropIns: ["10-x.conf": line + "\n"])
+        #expect(run("ssh-password-login", .fixture(tree.root))?.status == .fail, "\(line.debugDescription)")
+    }
+
+    @Test func sshdOptionsFromDefaultsWinAndPosixClassesMatch() {
+        let tree = SSHCheckTests.tree("PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\nInclude /etc/ssh/sshd_config.d/[[:digit:]]*.conf\n")
+        tree.write("/etc/default/ssh", "SSHD_OPTS=\"-o PasswordAuthentication=yes\"\n")
+        #expect(run("ssh-password-login", .fixture(tree.root))?.status == .fail)
+        tree.write("/etc/ssh/sshd_config", "PermitRootLogin no\nInclude /etc/ssh/sshd_config.d/[[:digit:]]*.conf\n")
+        tree.write("/etc/ssh/sshd_config.d/00-first.conf", "PermitRootLogin yes\n")
+        tree.write("/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/[[:digit:]]*.conf\nPermitRootLogin no\n")
+        #expect(run("ssh-root-login", .fixture(tree.root))?.evidence == "PermitRootLogin yes")
+    }
+
+    @Test func anIncludeFanOutEndsAndIsUnknown() {
+        let tree = SSHCheckTests.tree("Include /etc/ssh/sshd_config.d/*.conf\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n")
+        for name in ["a", "b", "c"] { tree.write("/etc/ssh/sshd_config.d/\(name).conf", "Include /etc/ssh/sshd_config.d/*.conf\n") }
+        let result = run("ssh-password-login", .fixture(tree.root))
+        #expect(result?.status == .unknown)
+        #expect((result?.evidence.count ?? 0) < 1_000)
+    }
+
+    @Test(arguments: ["\"APT::Periodic::Unattended-Upgrade\" \"0\";", "APT::Periodic::\"Unattended-Upgrade\" \"0\";", "APT::Periodic::Unattended%2dUpgrade \"0\";", "APT::Periodic \"x\" { Unattended-Upgrade \"0\"; };"])
+    func aptTagSpellings(_ text: String) {
+        let tree = AccountAndAptRegressionTests.unattendedTree()
+        tree.write("/etc/apt/apt.conf.d/99off", text + "\n")
+        #expect(run("unattended-upgrades", .fixture(tree.root))?.status == .fail, "\(text)")
+    }
+
+    @Test func aptPartNamesUseTheLastDotAndAnIncludeLoopEnds() {
+        #expect(!AptConfiguration.isAptPart("99off.local.conf") == false)
+        #expect(AptConfiguration.isAptPart("99off.local.conf"))
+        #expect(!AptConfiguration.isAptPart("99off.conf.bak"))
+        let tree = AccountAndAptRegressionTests.unattendedTree()
+        for index in 0..<6 { tree.write("/etc/apt/apt.conf.d/5\(index)loop", "#include \"/etc/apt/apt.conf.d/\";\n") }
+        #expect(run("unattended-upgrades", .fixture(tree.root))?.status == .unknown)
+    }
+
+    @Test(arguments: ["always", "1d", "00"])
+    func aptEnableValuesAreText(_ value: String) {
+        let tree = AccountAndAptRegressionTests.unattendedTree()
+        tree.write("/etc/apt/apt.conf.d/20auto-upgrades", "APT::Periodic::Update-Package-Lists \"1\";\nAPT::Periodic::Unattended-Upgrade \"\(value)\";\n")
+        #expect(run("unattended-upgrades", .fixture(tree.root))?.status == .pass, "\(value)")
+    }
+
+    @Test func timersMaskedRelativelyOrNotEnabled() {
+        let tree = AccountAndAptRegressionTests.unattendedTree()
+        tree.write("/lib/systemd/system/apt-daily-upgrade.timer", "[Timer]\n")
+        #expect(run("unattended-upgrades", .fixture(tree.root))?.evidence.hasSuffix("not enabled: apt-daily-upgrade.timer") == true)
+        tree.link("/etc/systemd/system/timers.target.wants/apt-daily-upgrade.timer", to: "/lib/systemd/system/apt-daily-upgrade.timer")
+        #expect(run("unattended-upgrades", .fixture(tree.root))?.status == .pass)
+        tree.link("/etc/systemd/system/apt-daily-upgrade.service", to: "../../../dev/null")
+        #expect(run("unattended-upgrades", .fixture(tree.root))?.status == .fail)
+    }
+
+    @Test(arguments: ["toor:x:-0:0::/:/bin/sh", "toor:x:\u{0B}0:0::/:/bin/sh", "+toor:x:0:0::/:/bin/sh"])
+    func moreUIDZeroSpellings(_ line: String) {
+        let tree = FixtureTree.debian()
+        tree.write("/etc/nsswitch.conf", "passwd: files systemd\n")
+        tree.write("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n" + line + "\n")
+        #expect(run("accounts-uid0", .fixture(tree.root))?.status == .fail, "\(line.debugDescription)")
+    }
+
+    @Test func statementsBeforeAnAcceptDoNotMakeItConditional() {
+        let tree = FixtureTree.debian()
+        tree.write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "0\n")
+        let rule = #", {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 2, "expr": [{"mangle": {"key": {"meta": {"key": "mark"}}, "value": 1}}, {"accept": null}]}}"#
+        let result = run("firewall", .fixture(tree.root, system: TestSystem(ruleset: .success(FirewallTests.ruleset(FirewallTests.inetDrop + rule)))))
+        #expect(result?.status == .fail)
+    }
+
+    /// Eight unconditional jumps per chain, eight chains deep: each chain is evaluated once.
+    @Test func aWebOfJumpsIsEvaluatedOncePerChain() {
+        var items = [#"{"table": {"family": "inet", "name": "t", "handle": 1}}"#, #"{"chain": {"family": "inet", "table": "t", "name": "c0", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}}"#]
+        for level in 1...8 { items.append(#"{"chain": {"family": "inet", "table": "t", "name": "c\#(level)", "handle": \#(level + 1)}}"#) }
+        for level in 0..<8 {
+            for _ in 0..<8 { items.append(#"{"rule": {"family": "inet", "table": "t", "chain": "c\#(level)", "expr": [{"jump": {"target": "c\#(level + 1)"}}]}}"#) }
+        }
+        let tree = FixtureTree.debian()
+        tree.write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1\n")
+        let result = run("firewall", .fixture(tree.root, system: TestSystem(ruleset: .success(FirewallTests.ruleset(items.joined(separator: ", "))))))
+        #expect(result?.status == .pass)
+    }
+
+    @Test func superblockOptionsDecideReadOnlyAndRaidPartitionsAreFollowed() {
+        // systemd's ProtectSystem makes every mount read-only in holdfastd's view; the superblock stays rw.
+        let tree = FixtureTree.debian()
+        tree.write("/proc/self/mountinfo", "22 1 254:1 / / ro,relatime - ext4 /dev/vda1 rw,errors=remount-ro\n")
+        #expect(run("disk-encryption", .fixture(tree.root))?.evidence == "/ on vda1 (ext4), not encrypted")
+        let raid = FixtureTree.debian()
+        raid.blockDevice("vda", partition: "vda2", major: 254, minor: 2)
+        let partition = "/sys/devices/pci0000:00/0000:00:04.0/virtio1/block/vda/vda2"
+        raid.deviceMapper(0, name: "vda2_crypt", uuid: "CRYPT-LUKS2-abc-vda2_crypt", slaves: [partition])
+        raid.write("/sys/devices/virtual/block/md0/md0p1/partition", "1\n")
+        raid.link("/sys/devices/virtual/block/md0/slaves/dm-0", to: "../../dm-0")
+        raid.link("/sys/dev/block/259:1", to: "../../devices/virtual/block/md0/md0p1")
+        raid.mountRoot(on: "259:1", source: "/dev/md0p1")
+        #expect(run("disk-encryption", .fixture(raid.root))?.status == .pass)
     }
 }
