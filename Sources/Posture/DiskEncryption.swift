@@ -148,7 +148,7 @@ enum DiskEncryption {
                 parts.append("\(point) on \(device) → dm-crypt " + encrypted.joined(separator: ", "))
             }
         }
-        let swaps = swapLayers(context)
+        let swaps = swapLayers(context, mounts: mounts)
         parts += swaps.parts
         failed = failed || swaps.failed
         var evidence = parts.joined(separator: "; ")
@@ -162,13 +162,29 @@ enum DiskEncryption {
 
     /// Swap partitions hold memory pages at rest: they must be encrypted too. zram is memory;
     /// a swap file lives on a filesystem checked above.
-    static func swapLayers(_ context: PostureContext) -> (parts: [String], failed: Bool) {
+    static func swapLayers(_ context: PostureContext, mounts: [Mount]) -> (parts: [String], failed: Bool) {
         guard let text = context.tree.text("/proc/swaps") else { return ([], false) }
         var parts: [String] = []
         var failed = false
         for line in TextLines.of(text).dropFirst() {
             let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            guard fields.count >= 2, fields[1] == "partition" else { continue }
+            guard fields.count >= 2 else { continue }
+            if fields[1] == "file" {
+                // A swap file is on the filesystem holding it: only /boot's is not checked above.
+                let path = String(fields[0])
+                let holder = mounts.filter { path.hasPrefix($0.mountPoint == "/" ? "/" : $0.mountPoint + "/") }.max { $0.mountPoint.count < $1.mountPoint.count }
+                guard let holder, holder.mountPoint == "/boot" || holder.mountPoint.hasPrefix("/boot/") || holder.mountPoint == "/efi" else { continue }
+                var budget = 64
+                var visited: Set<String> = []
+                let layers = blockDevices(context.tree, holder).flatMap { walk(context.tree, context.system, $0, depth: 0, budget: &budget, visited: &visited) }
+                let plain = layers.compactMap { if case .plain(let name) = $0 { name } else { nil } }
+                if !plain.isEmpty {
+                    parts.append("swap file \(path) on \(holder.mountPoint) (\(plain.joined(separator: ", "))), not encrypted")
+                    failed = true
+                }
+                continue
+            }
+            guard fields[1] == "partition" else { continue }
             let name = RootTree.lastComponent(String(fields[0]))
             if name.hasPrefix("zram") { continue }
             guard let node = blockDevice(context.tree, source: String(fields[0])) else {

@@ -29,6 +29,9 @@ enum EnforcementChecks {
         let rule = udevRule(tree)
         let ruleText = rule.map { "udev rule \($0.path)" + ($0.problem.map { " \($0)" } ?? "") } ?? "udev rule 70-holdfast-usb.rules missing"
         let ruleOK = rule != nil && rule?.problem == nil
+        if rule?.problem == "unreadable" {
+            return PostureCheck.result(id, .unknown, .selfReported, ruleText, fix: fix)
+        }
         guard let devices = tree.list("/sys/bus/usb/devices") else {
             if !tree.exists("/sys/bus") { return PostureCheck.result(id, .unknown, .attested, "cannot read /sys/bus", fix: fix) }
             return ruleOK

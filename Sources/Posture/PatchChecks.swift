@@ -214,6 +214,9 @@ enum PatchChecks {
             source = "the newest Release file in \(listsDirectory) (no update-success-stamp)"
         }
         guard let when else {
+            if context.tree.exists(listsDirectory), context.tree.list(listsDirectory) == nil {
+                return PostureCheck.result(id, .unknown, .selfReported, "cannot read \(listsDirectory)", fix: fix)
+            }
             return PostureCheck.result(id, .fail, .selfReported, "apt-get update has never succeeded (no stamp, no lists)", fix: fix)
         }
         let age = context.now - when
@@ -238,6 +241,10 @@ enum PatchChecks {
             return PostureCheck.result(id, .fail, .selfReported, "the unattended-upgrades package is not installed", fix: fix)
         }
         let apt = AptConfiguration.load(from: context.tree)
+        // A part that could not be read may hold the setting that decides: say unknown, not fail.
+        if !apt.unreadable.isEmpty {
+            return PostureCheck.result(id, .unknown, .selfReported, "installed; cannot read " + apt.unreadable.prefix(3).joined(separator: ", "), fix: fix)
+        }
         let upgrade = apt["APT::Periodic::Unattended-Upgrade"] ?? "0"
         let lists = apt["APT::Periodic::Update-Package-Lists"] ?? "0"
         var text = "installed; APT::Periodic::Unattended-Upgrade \"\(upgrade)\", Update-Package-Lists \"\(lists)\""

@@ -390,3 +390,13 @@ import Testing
         #expect(run("disk-encryption", .fixture(raid.root))?.status == .pass)
     }
 }
+
+@Suite struct SwapFileTests {
+    @Test func aSwapFileOnAPlainBootIsNotEncrypted() {
+        let tree = FixtureTree.luksRoot()
+        tree.write("/proc/swaps", "Filename\tType\tSize\tUsed\tPriority\n/boot/swapfile file 1048572 0 -2\n/swapfile file 1048572 0 -3\n")
+        let result = run("disk-encryption", .fixture(tree.root))
+        #expect(result?.status == .fail)
+        #expect(result?.evidence.hasSuffix("swap file /boot/swapfile on /boot (vda1), not encrypted") == true, "\(result?.evidence ?? "")")
+    }
+}
