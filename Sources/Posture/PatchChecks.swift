@@ -45,9 +45,6 @@ public final class PatchCache: Sendable {
         // A cache that cannot be written only costs the next run its speed.
         if let file, let bytes = try? JSONEncoder().encode(stored) { try? SecureFile.write(Array(bytes), to: file) }
     }
-
-    /// Whether the last run was answered from the cache (for the status and the benchmark).
-    public var isWarm: Bool { entry.withLock { $0 != nil } }
 }
 
 /// The apt and dpkg checks: pending security updates, the age of the last update, unattended upgrades.
