@@ -59,7 +59,7 @@ let executables: [Target] = [
         "Posture",
     ]),
     .executableTarget(name: "holdfast-broker", dependencies: [
-        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto",
+        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastBroker",
     ]),
     // The auditd plugin: drains auditd's records into a bounded queue and hands them to holdfastd
     // (installed under /usr/libexec/holdfast/, started by /etc/audit/plugins.d/holdfast.conf).
@@ -86,6 +86,7 @@ let tests: [Target] = [
         "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard", "Lockdown", "Posture", "FileWatch", "HoldfastCrypto",
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
+    .testTarget(name: "HoldfastBrokerTests", dependencies: ["HoldfastBroker", "HoldfastCore", "HoldfastTestSupport"]),
     .testTarget(name: "PostureTests", dependencies: ["Posture", "HoldfastCore", "HoldfastCrypto", "HoldfastCompression", "FileWatch", "PrintGuard", "HoldfastTestSupport"]),
     .testTarget(name: "FileWatchTests", dependencies: ["FileWatch", "HoldfastCore", "HoldfastTestSupport"]),
     // FileWatch over a real kernel audit trail written by a private auditd (root, auditd).

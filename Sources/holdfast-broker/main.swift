@@ -9,5 +9,6 @@ CommandTable(
         KeyPublic.self,
         Sign.self,
         Fingerprint.self,
+        PolicyCheck.self,
     ]
 ).main()

@@ -1,4 +1,5 @@
 import Foundation
+import HoldfastCore
 import HoldfastTestSupport
 import Testing
 
@@ -83,5 +84,38 @@ import Testing
         let dropping = try firewall()
         #expect(dropping?["status"] as? String == "pass")
         #expect((dropping?["evidence"] as? String)?.hasPrefix("inet filter/input policy drop") == true)
+    }
+}
+
+/// Staging a compliance policy against a real report: `holdfast posture --json` piped into
+/// `holdfast-broker policy check`.
+@Suite struct PolicyCheckCLITests {
+    @Test func aPolicyDecidesAboutARealReport() throws {
+        let tree = FixtureTree.luksRoot()
+        let directory = TemporaryDirectory()
+        let report = try runProcess(Products.path("holdfast"), ["posture", "--root", tree.root, "--json"])
+        try report.stdout.write(toFile: directory.file("report.json"), atomically: false, encoding: .utf8)
+        try #"{"version": 1, "checks": {"disk-encryption": "block", "os-version": "block"}}"#.write(toFile: directory.file("ok.json"), atomically: false, encoding: .utf8)
+        let ok = try runProcess(Products.path("holdfast-broker"), ["policy", "check", directory.file("ok.json"), directory.file("report.json")])
+        #expect(ok.status == 0, "\(ok.stdout) \(ok.stderr)")
+        #expect(ok.stdout.hasPrefix("compliant under policy version 1"))
+        // A --root tree has no kernel to ask: audit-enabled is unknown, which a block rule refuses.
+        try #"{"checks": {"disk-encryption": "block", "audit-enabled": "block", "firewall": "warn"}}"#.write(toFile: directory.file("strict.json"), atomically: false, encoding: .utf8)
+        let strict = try runProcess(Products.path("holdfast-broker"), ["policy", "check", "--json", directory.file("strict.json"), directory.file("report.json")])
+        #expect(strict.status == 1)
+        let verdict = try JSONDecoder().decode(JSONValue.self, from: Data(strict.stdout.utf8))
+        #expect(verdict["decision"]?.stringValue == "noncompliant")
+        #expect(verdict["blocking"]?.arrayIDs == ["audit-enabled"])
+        #expect(verdict["warnings"]?.arrayIDs == ["firewall"])
+        #expect(verdict["denial"]?.stringValue?.hasPrefix("access denied until these checks pass: audit-enabled (unknown)") == true)
+        try #"{"checks": {"disk": "nope"}}"#.write(toFile: directory.file("bad.json"), atomically: false, encoding: .utf8)
+        #expect(try runProcess(Products.path("holdfast-broker"), ["policy", "check", directory.file("bad.json"), directory.file("report.json")]).status == 65)
+    }
+}
+
+extension JSONValue {
+    var arrayIDs: [String] {
+        guard case .array(let items) = self else { return [] }
+        return items.compactMap { $0["id"]?.stringValue }
     }
 }
