@@ -155,7 +155,7 @@ func sqliteShell(rows: Int, perTransaction: Int) throws -> Double {
         if row % perTransaction == perTransaction - 1 { sql += "COMMIT;\n" }
     }
     let script = directory + "/script.sql"
-    try sql.write(toFile: script, atomically: true, encoding: .utf8)
+    try sql.writeReplacing(toFile: script)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
     process.arguments = [directory + "/anchor.sqlite"]
@@ -285,7 +285,7 @@ func timeCommand(_ executable: String, _ arguments: [String], runs: Int, allowFa
 }
 
 let usbFile = scratch + "/usb-bench.umockdev"
-try usbDescription().write(toFile: usbFile, atomically: true, encoding: .utf8)
+try usbDescription().writeReplacing(toFile: usbFile)
 let holdfastBinary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("holdfast").path
 if wanted("usb"), FileManager.default.fileExists(atPath: "/usr/bin/umockdev-run"), FileManager.default.fileExists(atPath: "/usr/bin/usbguard"),
     FileManager.default.fileExists(atPath: holdfastBinary)
@@ -359,9 +359,9 @@ if wanted("print"), getuid() == 0, FileManager.default.fileExists(atPath: "/usr/
     let cups = try CupsTestbed(controlSocket: controlSocket, backend: printBackend)
     let uriPattern = cups.printerURI.replacingOccurrences(of: "/ipp/print", with: "/*")
     try #"{"print": {"approved": [{"id": "bench", "name": "bench", "uri": "\#(uriPattern)"}], "quota": {"pages_per_day": 1000000, "jobs_per_day": 1000000}}}"#
-        .write(toFile: work.file("policy.json"), atomically: true, encoding: .utf8)
+        .writeReplacing(toFile: work.file("policy.json"))
     try "[agent]\nstate_dir = \(work.file("state"))\ncontrol_socket = \(controlSocket)\npolicy = \(work.file("policy.json"))\nlog_level = notice\n[usb]\nenabled = no\n[print]\ncups_server = \(cups.socket)\ncups_server_root = \(cups.serverRoot)\n[filewatch]\nenabled = no\n"
-        .write(toFile: work.file("agent.conf"), atomically: true, encoding: .utf8)
+        .writeReplacing(toFile: work.file("agent.conf"))
     chmod(work.file("policy.json"), 0o644)
     chmod(work.file("agent.conf"), 0o644)
     _ = try cups.addQueue("bench", uri: cups.printerURI)
@@ -385,7 +385,7 @@ if wanted("print"), getuid() == 0, FileManager.default.fileExists(atPath: "/usr/
     let floor = try measure(jobs) { _ in _ = try admin.printerState("bench") }
 
     // Real jobs: lp as root, the backend times its own question (DEBUG line in cupsd's log).
-    try simplePDF(pages: 1).write(toFile: work.file("job.pdf"), atomically: true, encoding: .utf8)
+    try simplePDF(pages: 1).writeReplacing(toFile: work.file("job.pdf"))
     chmod(work.file("job.pdf"), 0o644)
     var submitted = 0
     var lpFailure = ""

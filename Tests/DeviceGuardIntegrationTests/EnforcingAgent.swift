@@ -35,7 +35,7 @@ final class EnforcingAgent {
     func setPolicy(_ text: String) throws { try write(text, to: policy) }
 
     private func write(_ text: String, to path: String) throws {
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        try text.writeReplacing(toFile: path)
         chmod(path, 0o644)
     }
 

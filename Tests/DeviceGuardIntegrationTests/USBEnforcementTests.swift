@@ -399,7 +399,7 @@ struct USBEnforcementTests {
         let rules = TemporaryDirectory()
         let shipped = try String(contentsOfFile: Products.packageRoot() + "/Packaging/udev/70-holdfast-usb.rules", encoding: .utf8)
         try shipped.replacing("/run/holdfast/usb-", with: agent.directory.file("run/usb-"))
-            .write(toFile: rules.file("70-holdfast-usb.rules"), atomically: true, encoding: .utf8)
+            .writeReplacing(toFile: rules.file("70-holdfast-usb.rules"))
         #expect(FileManager.default.fileExists(atPath: agent.directory.file("run/usb-allowed/1-2:1.0")))
         // `udevadm trigger --action=add`: udev runs the rule on every device again.
         try bus.udev(interface, rules: rules.path)

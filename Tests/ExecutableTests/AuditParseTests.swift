@@ -52,7 +52,7 @@ import Testing
     @Test func countsAndTheTextViewWorkOnFilesAndGarbage() throws {
         let directory = TemporaryDirectory()
         let file = directory.file("audit.log")
-        try (Self.copy + "garbage line\ntype=PATH msg=audit(x:y): nope\n").write(toFile: file, atomically: true, encoding: .utf8)
+        try (Self.copy + "garbage line\ntype=PATH msg=audit(x:y): nope\n").writeReplacing(toFile: file)
         let counted = try runProcess(holdfast, ["audit", "parse", "--count", file])
         #expect(counted.status == 0)
         #expect(counted.stdout == "records 6, events 1, malformed 2 (badHeader 1, noType 1), late 0, unknown types 0, blank 0\n")

@@ -55,8 +55,8 @@ import Testing
 
     func replay(_ log: String, _ extra: [String] = []) throws -> ProcessResult {
         let directory = TemporaryDirectory()
-        try log.write(toFile: directory.file("audit.log"), atomically: true, encoding: .utf8)
-        try Self.policy.write(toFile: directory.file("policy.json"), atomically: true, encoding: .utf8)
+        try log.writeReplacing(toFile: directory.file("audit.log"))
+        try Self.policy.writeReplacing(toFile: directory.file("policy.json"))
         return try runProcess(holdfast, ["audit", "replay", "--json", "--policy", directory.file("policy.json")] + extra + [directory.file("audit.log")])
     }
 
@@ -103,8 +103,8 @@ import Testing
     @Test func aGzipRotationReplaysLikeThePlainLog() throws {
         let directory = TemporaryDirectory()
         let log = Self.log(burst: true)
-        try log.write(toFile: directory.file("audit.log"), atomically: true, encoding: .utf8)
-        try Self.policy.write(toFile: directory.file("policy.json"), atomically: true, encoding: .utf8)
+        try log.writeReplacing(toFile: directory.file("audit.log"))
+        try Self.policy.writeReplacing(toFile: directory.file("policy.json"))
         let plain = try runProcess(holdfast, ["audit", "replay", "--json", "--policy", directory.file("policy.json"), directory.file("audit.log")])
         #expect(try runProcess("/usr/bin/gzip", ["-k", directory.file("audit.log")]).status == 0)
         let zipped = try runProcess(holdfast, ["audit", "replay", "--json", "--policy", directory.file("policy.json"), directory.file("audit.log.gz")])
@@ -113,8 +113,8 @@ import Testing
         // Two members: the first half of the lines and the rest, compressed apart and joined.
         let lines = log.split(separator: "\n", omittingEmptySubsequences: false)
         let half = lines.count / 2
-        try (lines[..<half].joined(separator: "\n") + "\n").write(toFile: directory.file("a"), atomically: true, encoding: .utf8)
-        try lines[half...].joined(separator: "\n").write(toFile: directory.file("b"), atomically: true, encoding: .utf8)
+        try (lines[..<half].joined(separator: "\n") + "\n").writeReplacing(toFile: directory.file("a"))
+        try lines[half...].joined(separator: "\n").writeReplacing(toFile: directory.file("b"))
         #expect(try runProcess("/usr/bin/gzip", [directory.file("a"), directory.file("b")]).status == 0)
         let joined = FileManager.default.contents(atPath: directory.file("a.gz")).map { Array($0) } ?? []
         let rest = FileManager.default.contents(atPath: directory.file("b.gz")).map { Array($0) } ?? []
@@ -154,11 +154,11 @@ import Testing
         }
         let directory = TemporaryDirectory()
         chmod(directory.path, 0o755)
-        try text.write(toFile: directory.file("audit.log"), atomically: true, encoding: .utf8)
+        try text.writeReplacing(toFile: directory.file("audit.log"))
         try """
             {"filewatch": {"timezone": "UTC", "thresholds": [
               {"id": "bulk-block", "metric": "files_written", "relative": 10, "minimum": 2000, "action": "block"}]}}
-            """.write(toFile: directory.file("policy.json"), atomically: true, encoding: .utf8)
+            """.writeReplacing(toFile: directory.file("policy.json"))
         chmod(directory.file("audit.log"), 0o644)
         chmod(directory.file("policy.json"), 0o644)
         let argv = [holdfast, "audit", "replay", "--json", "--policy", directory.file("policy.json"), directory.file("audit.log")]

@@ -31,7 +31,7 @@ import Testing
         }
 
         func write(_ text: String, to path: String) throws {
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            try text.writeReplacing(toFile: path)
             chmod(path, 0o644)
         }
     }

@@ -42,7 +42,7 @@ import Testing
         #expect(try runProcess(broker, ["key", "generate", "--out", key]).status == 0)
         #expect(fileMode(key) == 0o600)
         let jwks = try runProcess(broker, ["key", "public", "--key", key])
-        try jwks.stdout.write(toFile: directory.file("jwks.json"), atomically: true, encoding: .utf8)
+        try jwks.stdout.writeReplacing(toFile: directory.file("jwks.json"))
 
         let signed = try runProcess(broker, ["sign", "--key", key, "--typ", "holdfast-policy+jws"], stdin: #"{"usb":{"default":"block"}}"#)
         #expect(signed.status == 0)
@@ -65,10 +65,10 @@ import Testing
         let key = directory.file("broker.key")
         #expect(try runProcess(broker, ["key", "generate", "--out", key]).status == 0)
         let pem = try runProcess(broker, ["key", "public", "--key", key, "--format", "pem"])
-        try pem.stdout.write(toFile: directory.file("broker.pub"), atomically: true, encoding: .utf8)
+        try pem.stdout.writeReplacing(toFile: directory.file("broker.pub"))
         let signed = try runProcess(broker, ["sign", "--jwt", "--key", key, "--aud", "gateway", "--iss", "broker", "--expires", "5m"], stdin: #"{"user":"alice"}"#)
         #expect(signed.status == 0)
-        try signed.stdout.write(toFile: directory.file("grant.jwt"), atomically: true, encoding: .utf8)
+        try signed.stdout.writeReplacing(toFile: directory.file("grant.jwt"))
 
         let good = try runProcess(holdfast, ["verify", "--jwt", "--aud", "gateway", "--iss", "broker", "--json", "--public-key", directory.file("broker.pub"), directory.file("grant.jwt")])
         #expect(good.status == 0)

@@ -14,10 +14,10 @@ import Testing
     func explain(_ description: String, policy: String? = nil, extra: [String] = []) throws -> (status: Int32, devices: [String: [String: Any]], stderr: String) {
         let directory = TemporaryDirectory()
         let file = directory.file("devices.umockdev")
-        try description.write(toFile: file, atomically: true, encoding: .utf8)
+        try description.writeReplacing(toFile: file)
         var arguments = ["-d", file, "--", holdfast, "usb", "explain", "--json"]
         if let policy {
-            try policy.write(toFile: directory.file("policy.json"), atomically: true, encoding: .utf8)
+            try policy.writeReplacing(toFile: directory.file("policy.json"))
             arguments += ["--policy", directory.file("policy.json")]
         }
         let result = try runProcess(Self.umockdevRun, arguments + extra)

@@ -28,7 +28,7 @@ import Testing
         let watched = directory.file("watched")
         try FileManager.default.createDirectory(atPath: watched, withIntermediateDirectories: false)
         let source = directory.file("customer list.csv")
-        try "id,name\n1,Ada\n".write(toFile: source, atomically: true, encoding: .utf8)
+        try "id,name\n1,Ada\n".writeReplacing(toFile: source)
         let log = directory.file("log/audit.log")
         try FileManager.default.createDirectory(atPath: directory.file("log"), withIntermediateDirectories: false)
         try FileManager.default.createDirectory(atPath: directory.file("plugins.d"), withIntermediateDirectories: false)
@@ -143,7 +143,7 @@ import Testing
         let directory = TemporaryDirectory()
         let set = try AuditRuleSet(keyPrefix: "holdfast-test-\(getpid())")
         let file = directory.file("rules")
-        try set.file.write(toFile: file, atomically: true, encoding: .utf8)
+        try set.file.writeReplacing(toFile: file)
         defer {
             _ = try? runProcess(Self.auditctl, ["-D", "-k", set.writeKey])
             _ = try? runProcess(Self.auditctl, ["-D", "-k", set.mountKey])
@@ -167,7 +167,7 @@ import Testing
         let directory = TemporaryDirectory()
         let set = try AuditRuleSet(roots: ["/tmp", "/home"], keyPrefix: "holdfast-test-\(getpid())")
         let file = directory.file("rules")
-        try set.file.write(toFile: file, atomically: true, encoding: .utf8)
+        try set.file.writeReplacing(toFile: file)
         defer {
             _ = try? runProcess(Self.auditctl, ["-D", "-k", set.writeKey])
             _ = try? runProcess(Self.auditctl, ["-D", "-k", set.mountKey])

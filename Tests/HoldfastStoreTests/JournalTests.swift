@@ -48,7 +48,7 @@ func makeEvent(_ number: Int, message: String? = nil, time: Date = Date(timeInte
 
     @Test func theLocalIdentityIsTheMachineIDAndHostName() throws {
         let file = directory.file("machine-id")
-        try "3d1219c7c4c5404aaa1f6d2a48adfda4\n".write(toFile: file, atomically: true, encoding: .utf8)
+        try "3d1219c7c4c5404aaa1f6d2a48adfda4\n".writeReplacing(toFile: file)
         let local = DeviceIdentity.local(machineIDPath: file)
         #expect(local.uid == "3d1219c7c4c5404aaa1f6d2a48adfda4")
         #expect(local.hostname?.isEmpty == false)

@@ -30,7 +30,7 @@ public enum PrivateAuditd {
             plugin_dir = \(pluginDirectory)
             q_depth = 20000
             overflow_action = SYSLOG
-            """.write(toFile: directory + "/auditd.conf", atomically: true, encoding: .utf8)
+            """.writeReplacing(toFile: directory + "/auditd.conf")
         chmod(directory + "/auditd.conf", 0o640)
     }
 
@@ -44,7 +44,7 @@ public enum PrivateAuditd {
             args = --socket \(socket)
             format = string
 
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+            """.writeReplacing(toFile: path)
         chmod(path, 0o640)
     }
 
@@ -65,8 +65,8 @@ public enum PrivateAuditd {
             [print]
             enabled = no
 
-            """.appending(fileWatch).write(toFile: directory + "/agent.conf", atomically: true, encoding: .utf8)
-        try policy.write(toFile: directory + "/policy.json", atomically: true, encoding: .utf8)
+            """.appending(fileWatch).writeReplacing(toFile: directory + "/agent.conf")
+        try policy.writeReplacing(toFile: directory + "/policy.json")
         chmod(directory + "/agent.conf", 0o644)
         chmod(directory + "/policy.json", 0o644)
     }

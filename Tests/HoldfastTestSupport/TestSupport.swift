@@ -132,3 +132,18 @@ public func simplePDF(pages: Int) -> String {
     }
     return text + "trailer << /Root 1 0 R >>\n%%EOF\n"
 }
+
+extension String {
+    /// Writes the text to `path` through a temporary file in the same directory and a rename:
+    /// atomic like `write(toFile:atomically: true)`, without the item-replacement directory that
+    /// swift-corelibs-foundation leaves behind in /tmp for every such write (docs/platform.md).
+    public func writeReplacing(toFile path: String) throws {
+        let temporary = path + ".tmp-\(getpid())"
+        try write(toFile: temporary, atomically: false, encoding: .utf8)
+        guard rename(temporary, path) == 0 else {
+            let error = String(cString: strerror(errno))
+            unlink(temporary)
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "rename to \(path): \(error)"])
+        }
+    }
+}

@@ -150,6 +150,6 @@ public enum UmockdevWriter {
 
     /// Writes the description to `path`.
     public static func write(_ entries: [Entry], to path: String) throws {
-        try description(entries).write(toFile: path, atomically: true, encoding: .utf8)
+        try description(entries).writeReplacing(toFile: path)
     }
 }

@@ -122,7 +122,7 @@ import Glibc
               ATTR uri device-uri \(cups.printerURI)
               STATUS successful-ok
             }
-            """.write(toFile: request, atomically: true, encoding: .utf8)
+            """.writeReplacing(toFile: request)
         chmod(request, 0o644)
         let socketURI = "ipp://" + cups.socket.replacingOccurrences(of: "/", with: "%2F") + "/"
         let result = try cups.run("/usr/bin/ipptool", ["-tv", socketURI, request], as: Self.ann)

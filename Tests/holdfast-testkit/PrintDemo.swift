@@ -43,7 +43,7 @@ enum PrintDemo {
         try """
             {"print": {"approved": [{"id": "office", "name": "office", "uri": "\(pattern)"}],
                        "quota": {"pages_per_day": 3}, "unapproved": "remove", "hardening": "repair"}}
-            """.write(toFile: work.file("policy.json"), atomically: true, encoding: .utf8)
+            """.writeReplacing(toFile: work.file("policy.json"))
         try """
             [agent]
             state_dir = \(work.file("state"))
@@ -57,7 +57,7 @@ enum PrintDemo {
             [filewatch]
             enabled = no
 
-            """.write(toFile: work.file("agent.conf"), atomically: true, encoding: .utf8)
+            """.writeReplacing(toFile: work.file("agent.conf"))
         chmod(work.file("policy.json"), 0o644)
         chmod(work.file("agent.conf"), 0o644)
         say("policy: approve 'office' at \(pattern); 3 pages per user per day; remove the rest; harden cupsd")
@@ -76,7 +76,7 @@ enum PrintDemo {
 
         step("19. \(user) prints a 2-page report to office: the gate counts the pages, allows it, the printer has it")
         let document = work.file("report.pdf")
-        try simplePDF(pages: 2).write(toFile: document, atomically: true, encoding: .utf8)
+        try simplePDF(pages: 2).writeReplacing(toFile: document)
         chmod(document, 0o644)
         let first = try cups.print(document, queue: "office", as: user, title: "Q3 report")
         let done = try finished(admin, first)
@@ -99,7 +99,7 @@ enum PrintDemo {
               GROUP operation-attributes-tag ATTR charset attributes-charset utf-8 ATTR naturalLanguage attributes-natural-language en
               ATTR uri printer-uri $uri ATTR name requesting-user-name $user
               GROUP printer-attributes-tag ATTR name printer-name my_own_queue ATTR uri device-uri \(cups.printerURI) STATUS successful-ok }
-            """.write(toFile: request, atomically: true, encoding: .utf8)
+            """.writeReplacing(toFile: request)
         chmod(request, 0o644)
         let own = try cups.run("/usr/bin/ipptool", ["-t", "ipp://" + cups.socket.replacingOccurrences(of: "/", with: "%2F") + "/", request], as: user)
         say("\(user) tries to make a queue of their own (CUPS-Create-Local-Printer): \(own.stdout.contains("forbidden") ? "refused (client-error-forbidden)" : "exit \(own.status)")")
@@ -114,7 +114,7 @@ enum PrintDemo {
         say("a new job during the lockdown: \(during.state == 7 ? "cancelled" : "state \(during.state)") — \(during.message)")
         _ = try runProcess(holdfast, ["print", "lockdown", "off", "--socket", socket])
         let page = work.file("note.pdf")
-        try simplePDF(pages: 1).write(toFile: page, atomically: true, encoding: .utf8)
+        try simplePDF(pages: 1).writeReplacing(toFile: page)
         chmod(page, 0o644)
         let after = try finished(admin, try cups.print(page, queue: "office", as: user, title: "after lockdown"))
         say("print lockdown off; a 1-page note (3 of 3 pages today): \(after.state == 9 ? "completed" : "state \(after.state): \(after.message)")")
