@@ -167,7 +167,7 @@ public final class Journal: Sendable {
         self.connection = Mutex(connection)
     }
 
-    private static func createOrCheckFiles(_ path: String) throws(StoreError) {
+    static func createOrCheckFiles(_ path: String) throws(StoreError) {
         // Create the database file ourselves so it is 0600 from the first byte; SQLite gives the
         // -wal and -shm files the database file's mode.
         let descriptor = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
@@ -193,7 +193,7 @@ public final class Journal: Sendable {
         }
     }
 
-    private static func configure(_ connection: Connection) throws(StoreError) {
+    static func configure(_ connection: Connection) throws(StoreError) {
         // auto_vacuum only takes effect before the first table exists.
         if try connection.int64("PRAGMA user_version") == 0 {
             try connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
