@@ -184,3 +184,64 @@ struct Fingerprint: Subcommand {
         return .success
     }
 }
+
+/// `holdfast-broker init --hostname NAME [--dir DIR] [--days N] [--force]`: the quick start — a
+/// broker CA, a server certificate for NAME signed by it, and the broker's Ed25519 signing key.
+struct Init: Subcommand {
+    static let path = ["init"]
+    static let summary = "create a broker CA, a server certificate for --hostname and the signing key (quick start)"
+    static let options = [
+        OptionSpec("hostname", value: "NAME", help: "the name (or IP address) agents and gateways use to reach the broker (required)"),
+        OptionSpec("dir", value: "DIR", help: "where to write them (default /etc/holdfast-broker; created 0700)"),
+        OptionSpec("days", value: "N", help: "validity of the server certificate (default 397; the CA gets ten times that)"),
+        OptionSpec("force", help: "replace existing files"),
+    ]
+
+    let hostname: String
+    let directory: String
+    let days: Int
+    let force: Bool
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        hostname = try arguments.required("hostname")
+        directory = arguments.value("dir") ?? "/etc/holdfast-broker"
+        guard let days = Int(arguments.value("days") ?? "397"), (1...3_650).contains(days) else { throw UsageError("--days takes 1 to 3650") }
+        self.days = days
+        force = arguments.flag("force")
+        try arguments.noPositionals()
+    }
+
+    static let files = ["ca.pem", "ca.key", "server.pem", "server.key", "signing.key"]
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        if mkdir(directory, 0o700) != 0, errno != EEXIST {
+            throw CommandFailure("cannot create \(directory): \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        if !force, let existing = Self.files.first(where: { lstat(directory + "/" + $0, &info) == 0 }) {
+            throw CommandFailure("\(directory)/\(existing) exists; refusing to replace it (--force replaces)")
+        }
+        do {
+            let authority = try TLSIdentity.authority(commonName: "Holdfast broker CA (\(hostname))", validDays: days * 10)
+            let server = try authority.issueServer(hostname: hostname, validDays: days)
+            let signing = try SigningKey.generate()
+            // Keys 0600 first, certificates 0644 (agents and gateways are given the CA).
+            try SecureFile.write(try authority.keyPEM(), to: directory + "/ca.key", mode: 0o600)
+            try SecureFile.write(try server.keyPEM(), to: directory + "/server.key", mode: 0o600)
+            try signing.save(to: directory + "/signing.key")
+            let caPEM = try authority.certificatePEM()
+            try SecureFile.write(caPEM, to: directory + "/ca.pem", mode: 0o644)
+            try SecureFile.write(try server.certificatePEM(), to: directory + "/server.pem", mode: 0o644)
+            // The same form as `holdfast-broker fingerprint`, which agents pin.
+            let fingerprint = "sha256:" + Hex.encode(try CertificateFingerprint.sha256(of: caPEM))
+            context.line("wrote \(directory)/ca.pem, ca.key, server.pem (for \(hostname)), server.key and signing.key")
+            context.line("CA fingerprint      \(fingerprint)")
+            context.line("signing key         \(signing.publicKey.thumbprint)")
+        } catch let error as CommandFailure {
+            throw error
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+        return .success
+    }
+}

@@ -10,5 +10,6 @@ CommandTable(
         Sign.self,
         Fingerprint.self,
         PolicyCheck.self,
+        Init.self,
     ]
 ).main()
