@@ -59,7 +59,7 @@ let executables: [Target] = [
         "Posture",
     ]),
     .executableTarget(name: "holdfast-broker", dependencies: [
-        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastBroker",
+        "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastBroker", "HoldfastStore",
     ]),
     // The auditd plugin: drains auditd's records into a bounded queue and hands them to holdfastd
     // (installed under /usr/libexec/holdfast/, started by /etc/audit/plugins.d/holdfast.conf).

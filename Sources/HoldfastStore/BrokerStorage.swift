@@ -10,6 +10,8 @@ public protocol BrokerStorage: Sendable {
     func addAdmin(name: String, tokenHash: [UInt8], at time: Int64) throws(StoreError) -> Bool
     /// The admin whose token hashes to this, if any.
     func admin(tokenHash: [UInt8]) throws(StoreError) -> String?
+    /// How many admins exist (the first one is added without a token: the bootstrap).
+    func adminCount() throws(StoreError) -> Int
     /// Records what an admin did (every admin verb).
     func recordAdminAction(admin: String, verb: String, detail: String, at time: Int64) throws(StoreError)
     /// Stores a new enrollment token (only its hash).
@@ -114,6 +116,10 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                 return try statement.step() ? statement.text(0) : nil
             }
         }
+    }
+
+    public func adminCount() throws(StoreError) -> Int {
+        try connection.withLock { connection throws(StoreError) in Int(try connection.int64("SELECT count(*) FROM admins")) }
     }
 
     public func recordAdminAction(admin: String, verb: String, detail: String, at time: Int64) throws(StoreError) {

@@ -11,5 +11,7 @@ CommandTable(
         Fingerprint.self,
         PolicyCheck.self,
         Init.self,
+        AdminAdd.self,
+        TokenCreate.self,
     ]
 ).main()

@@ -37,3 +37,48 @@ import Testing
         #expect(try runProcess("/usr/bin/openssl", ["x509", "-in", directory.file("ip/server.pem"), "-noout", "-ext", "subjectAltName"]).stdout.contains("IP Address:127.0.0.1"))
     }
 }
+
+/// Named admins and one-time enrollment tokens through the CLI, over a real SQLite state.
+@Suite struct BrokerAdminTests {
+    let broker = Products.path("holdfast-broker")
+
+    @Test func adminsBootstrapOnceAndTokensCarryWhatAgentsPin() throws {
+        let directory = TemporaryDirectory()
+        let config = directory.file("etc"), state = directory.file("state")
+        #expect(try runProcess(broker, ["init", "--hostname", "broker.test", "--dir", config]).status == 0)
+        let alice = try runProcess(broker, ["admin", "add", "alice", "--state-dir", state])
+        #expect(alice.status == 0, "\(alice.stderr)")
+        let token = alice.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(token.hasPrefix("hfa_"))
+        // After the bootstrap, only an admin adds admins.
+        #expect(try runProcess(broker, ["admin", "add", "bob", "--state-dir", state]).status == 77)
+        #expect(try runProcess(broker, ["admin", "add", "bob", "--state-dir", state], environment: ["HOLDFAST_ADMIN_TOKEN": "hfa_wrong"]).status == 77)
+        #expect(try runProcess(broker, ["admin", "add", "bob", "--state-dir", state], environment: ["HOLDFAST_ADMIN_TOKEN": token]).status == 0)
+        #expect(try runProcess(broker, ["admin", "add", "alice", "--state-dir", state], environment: ["HOLDFAST_ADMIN_TOKEN": token]).status == 1)
+
+        #expect(try runProcess(broker, ["token", "create", "--url", "https://broker.test:8443", "--dir", config, "--state-dir", state]).status == 77)
+        let created = try runProcess(broker, ["token", "create", "--url", "https://broker.test:8443", "--label", "desk-4", "--expires", "2h", "--dir", config, "--state-dir", state], environment: ["HOLDFAST_ADMIN_TOKEN": token])
+        #expect(created.status == 0, "\(created.stderr)")
+        let enrollment = created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(enrollment.hasPrefix("hft1."))
+        let body = try JSONSerialization.jsonObject(with: try #require(Data(base64URL: String(enrollment.dropFirst(5))))) as? [String: String]
+        let fingerprint = try runProcess(broker, ["fingerprint", config + "/ca.pem"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(body?["url"] == "https://broker.test:8443")
+        #expect(body?["ca"] == fingerprint)
+        #expect(body?["key"]?.count == 43)
+        let secret = try #require(body?["secret"])
+        // Stored hashed: neither the admin token nor the enrollment secret is in the database.
+        let database = try Data(contentsOf: URL(fileURLWithPath: state + "/broker.sqlite")) + ((try? Data(contentsOf: URL(fileURLWithPath: state + "/broker.sqlite-wal"))) ?? Data())
+        #expect(database.range(of: Data(secret.utf8)) == nil)
+        #expect(database.range(of: Data(token.utf8)) == nil)
+        #expect(try runProcess(broker, ["token", "create", "--url", "http://broker.test", "--dir", config, "--state-dir", state], environment: ["HOLDFAST_ADMIN_TOKEN": token]).status == 64)
+    }
+}
+
+extension Data {
+    init?(base64URL text: String) {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        self.init(base64Encoded: base64)
+    }
+}

@@ -1,0 +1,127 @@
+import FoundationEssentials
+import HoldfastCommandLine
+import HoldfastCore
+import HoldfastCrypto
+import HoldfastStore
+
+/// The broker's state directory and the admin a command acts as.
+enum BrokerState {
+    static let stateOption = OptionSpec("state-dir", value: "DIR", help: "the broker's state (default /var/lib/holdfast-broker; created 0700)")
+    static let tokenHelp = "admin verbs read the caller's admin token from $HOLDFAST_ADMIN_TOKEN"
+
+    static func open(_ arguments: ParsedArguments) throws -> SQLiteBrokerStorage {
+        let directory = arguments.value("state-dir") ?? "/var/lib/holdfast-broker"
+        do {
+            return try SQLiteBrokerStorage(directory: directory)
+        } catch {
+            throw CommandFailure("cannot open the broker state in \(directory): \(error)", exitCode: .unavailable)
+        }
+    }
+
+    /// The admin named by $HOLDFAST_ADMIN_TOKEN, or a refusal (exit 77).
+    static func admin(_ storage: any BrokerStorage, _ context: CommandContext) throws -> String {
+        guard let token = context.environment["HOLDFAST_ADMIN_TOKEN"], !token.isEmpty else {
+            throw CommandFailure("this verb needs an admin: set HOLDFAST_ADMIN_TOKEN to the token `admin add` printed", exitCode: .noPermission)
+        }
+        guard let name = try storage.admin(tokenHash: SHA256.hash(Array(token.utf8))) else {
+            throw CommandFailure("HOLDFAST_ADMIN_TOKEN is not an admin's token", exitCode: .noPermission)
+        }
+        return name
+    }
+
+    static var now: Int64 { Int64(Date().timeIntervalSince1970) }
+}
+
+/// `holdfast-broker admin add NAME`: a named admin and its token (printed once, stored hashed).
+/// The first admin is the bootstrap (whoever can open the state directory: root); every later one
+/// is added by an existing admin.
+struct AdminAdd: Subcommand {
+    static let path = ["admin", "add"]
+    static let summary = "add a named admin and print its token once (the first needs none; later ones: \(BrokerState.tokenHelp))"
+    static let positionals = "NAME"
+    static let options = [BrokerState.stateOption]
+
+    let name: String
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        guard arguments.positionals.count == 1 else { throw UsageError("say the admin's NAME") }
+        name = arguments.positionals[0]
+        guard !name.isEmpty, name.utf8.count <= 64, name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.@".unicodeScalars.contains($0)) }) else {
+            throw UsageError("an admin name is up to 64 letters, digits, '-', '_', '.' or '@'")
+        }
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let storage = try BrokerState.open(arguments)
+        let by = try storage.adminCount() == 0 ? "(bootstrap)" : try BrokerState.admin(storage, context)
+        let token = "hfa_" + (try SecureRandom.token(bytes: 32))
+        guard try storage.addAdmin(name: name, tokenHash: SHA256.hash(Array(token.utf8)), at: BrokerState.now) else {
+            throw CommandFailure("an admin named \(name) exists", exitCode: .failure)
+        }
+        try storage.recordAdminAction(admin: by, verb: "admin add", detail: "name=\(name)", at: BrokerState.now)
+        context.error("admin \(name) added by \(by); the token below is shown once (stored hashed): keep it where only \(name) reads it")
+        context.line(token)
+        return .success
+    }
+}
+
+/// `holdfast-broker token create --url URL [--expires 24h] [--label TEXT] [--dir DIR]` (admin):
+/// a one-time enrollment token carrying the broker URL, the CA fingerprint and the signing key's
+/// thumbprint, so the agent can pin both before it trusts anything the broker says.
+struct TokenCreate: Subcommand {
+    static let path = ["token", "create"]
+    static let summary = "print a one-time enrollment token (admin; \(BrokerState.tokenHelp))"
+    static let options = [
+        BrokerState.stateOption,
+        OptionSpec("url", value: "URL", help: "the broker's URL agents enroll with, https://NAME:PORT (required)"),
+        OptionSpec("expires", value: "DURATION", help: "how long the token may be used (default 24h, at most 30d)"),
+        OptionSpec("label", value: "TEXT", help: "what it is for (recorded)"),
+        OptionSpec("dir", value: "DIR", help: "where init wrote ca.pem and signing.key (default /etc/holdfast-broker)"),
+    ]
+
+    let url: String
+    let expires: Int64
+    let label: String
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        url = try arguments.required("url")
+        guard url.hasPrefix("https://") || url.hasPrefix("http://127.0.0.1") || url.hasPrefix("http://[::1]") || url.hasPrefix("http://localhost"),
+              !url.contains(" ") else {
+            throw UsageError("--url must be https:// (plain http only on loopback)")
+        }
+        let seconds = try arguments.duration("expires") ?? 86_400
+        guard seconds <= 30 * 86_400 else { throw UsageError("--expires is at most 30d") }
+        expires = seconds
+        label = arguments.value("label") ?? ""
+        try arguments.noPositionals()
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let storage = try BrokerState.open(arguments)
+        let admin = try BrokerState.admin(storage, context)
+        let directory = arguments.value("dir") ?? "/etc/holdfast-broker"
+        let caPEM = try InputFile.read(directory + "/ca.pem", context: context, limit: 1 << 20)
+        let signing: SigningKey
+        do {
+            signing = try SigningKey.load(from: directory + "/signing.key")
+        } catch {
+            throw CommandFailure("\(directory)/signing.key: \(error)", exitCode: .dataError)
+        }
+        let fingerprint = "sha256:" + Hex.encode(try CertificateFingerprint.sha256(of: caPEM))
+        let secret = try SecureRandom.token(bytes: 32)
+        let id = try SecureRandom.token(bytes: 9)
+        let now = BrokerState.now
+        try storage.addEnrollmentToken(id: id, tokenHash: SHA256.hash(Array(secret.utf8)), label: label, expires: now + expires, createdBy: admin, at: now)
+        try storage.recordAdminAction(admin: admin, verb: "token create", detail: "id=\(id) label=\(label) expires=\(now + expires)", at: now)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body: JSONValue = .object(["url": .string(url), "ca": .string(fingerprint), "key": .string(signing.publicKey.thumbprint), "secret": .string(secret)])
+        context.line("hft1." + Base64URL.encode(Array(try encoder.encode(body))))
+        context.error("token \(id) for \(label.isEmpty ? "(no label)" : label), single use, expires \(Date(timeIntervalSince1970: Double(now + expires)).formatted(.iso8601)); created by \(admin)")
+        return .success
+    }
+}
