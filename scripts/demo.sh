@@ -109,7 +109,7 @@ kill -HUP "$daemon_pid"; sleep 0.5
 step "11. SIGTERM stops it cleanly; its journal tells the story"
 start_ns=$(date +%s%N); kill -TERM "$daemon_pid"; wait "$daemon_pid" || true
 echo "   stopped in $(( ($(date +%s%N) - start_ns) / 1000000 )) ms"
-"$holdfast" journal tail --state-dir "$agent/state"
+"$holdfast" journal tail --state-dir "$agent/state" --lines 50
 echo "   holdfastd's log (stderr, with journald priority prefixes):"
 sed 's/^/   /' "$agent/holdfastd.log"
 

@@ -9,7 +9,10 @@ public final class TemporaryDirectory {
     public let path: String
 
     public init() {
-        var template = Array((NSTemporaryDirectory() + "/holdfast-test-XXXXXX").utf8CString)
+        // NSTemporaryDirectory() ends in "/" ("/tmp/"): no doubled slash in the paths tests print.
+        var base = NSTemporaryDirectory()
+        while base.count > 1, base.hasSuffix("/") { base.removeLast() }
+        var template = Array((base + "/holdfast-test-XXXXXX").utf8CString)
         let created = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }
         guard let created else { preconditionFailure("mkdtemp failed: \(String(cString: strerror(errno)))") }
         path = String(cString: created)
