@@ -143,7 +143,10 @@ public struct PostureEvidence: Sendable, Equatable {
     /// it speaks for some checks only.
     public static func parse(_ report: JSONValue) throws(ComplianceError) -> PostureEvidence {
         guard report["type"]?.stringValue == "holdfast.posture" else { throw ComplianceError("not a posture report (type holdfast.posture)") }
-        guard report["partial"]?.boolValue != true else { throw ComplianceError("a partial report (--only) is not evidence of the device's posture") }
+        if let partial = report["partial"] {
+            guard let flag = partial.boolValue else { throw ComplianceError("partial must be true or false") }
+            guard !flag else { throw ComplianceError("a partial report (--only) is not evidence of the device's posture") }
+        }
         guard let issuedAt = report["iat"]?.intValue else { throw ComplianceError("the report has no iat") }
         guard case .array(let items)? = report["checks"] else { throw ComplianceError("the report has no checks") }
         var checks: [String: Check] = [:]
@@ -197,17 +200,22 @@ extension CompliancePolicy {
     /// returned for this device (grace periods run from the first failure, not from each report).
     public func evaluate(_ evidence: PostureEvidence, now: Int64, firstFailures: [String: Int64] = [:]) -> ComplianceVerdict {
         var verdict = ComplianceVerdict(decision: .compliant, blocking: [], warnings: [], graced: [], reported: [], firstFailures: [:])
-        let age = now - evidence.issuedAt
+        // Saturating: a hostile `iat` must not trap the broker.
+        let (difference, overflow) = now.subtractingReportingOverflow(evidence.issuedAt)
+        let age = overflow ? (evidence.issuedAt < 0 ? Int64.max : Int64.min) : difference
         if age > maximumReportAge || age < -300 {
             verdict.blocking.append(.init(id: "report-age", status: age < 0 ? "from the future" : "stale", remediation: "the posture report is \(age < 0 ? "dated in the future" : "\(age) s old"); the agent must attest again", until: nil))
         }
         for rule in rules {
             let check = evidence.checks[rule.id]
             let status = check?.status ?? "missing"
-            let failing = status == "fail" || (status != "pass" && !rule.allowUnknown)
+            // `allow` covers a check that could not tell; one the report does not carry at all
+            // (a misspelt id, an older agent) always fails, so a typo cannot pass silently.
+            let failing = status == "fail" || status == "missing" || (status == "unknown" && !rule.allowUnknown)
             guard failing else { continue }
             let finding = ComplianceVerdict.Finding(id: rule.id, status: status, remediation: check?.remediation ?? "update the agent: it does not report this check", until: nil)
-            let since = firstFailures[rule.id] ?? now
+            // A stored first failure from the future (a clock step, a corrupt record) counts from now.
+            let since = min(firstFailures[rule.id] ?? now, now)
             verdict.firstFailures[rule.id] = since
             switch rule.mode {
             case .report:
@@ -215,9 +223,9 @@ extension CompliancePolicy {
             case .warn:
                 verdict.warnings.append(finding)
             case .block:
-                if let grace = rule.grace, now < since + grace {
+                if let grace = rule.grace, case let (end, overflow) = since.addingReportingOverflow(grace), !overflow, now < end {
                     var graced = finding
-                    graced.until = since + grace
+                    graced.until = end
                     verdict.graced.append(graced)
                 } else {
                     verdict.blocking.append(finding)

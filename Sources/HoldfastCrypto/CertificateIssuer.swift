@@ -18,12 +18,20 @@ public final class TLSIdentity: @unchecked Sendable {
         EVP_PKEY_free(key)
     }
 
-    /// A self-signed CA: `basicConstraints critical,CA:TRUE,pathlen:0`, `keyUsage keyCertSign,cRLSign`.
-    public static func authority(commonName: String, validDays: Int) throws(CryptoError) -> TLSIdentity {
+    /// A self-signed CA: `basicConstraints critical,CA:TRUE,pathlen:0`, `keyUsage keyCertSign,cRLSign`,
+    /// and, with `constrainedTo`, `nameConstraints` permitting only that name (or address): agents
+    /// and gateways trust this CA, so a leaked CA key must not mint certificates for other hosts.
+    public static func authority(commonName: String, validDays: Int, constrainedTo name: String? = nil) throws(CryptoError) -> TLSIdentity {
+        var extensions = [(NID_basic_constraints, "critical,CA:TRUE,pathlen:0"), (NID_key_usage, "critical,keyCertSign,cRLSign"), (NID_subject_key_identifier, "hash")]
+        if let name {
+            guard isHostname(name) || isAddress(name) else { throw CryptoError(.invalidKey, "\(name) is not a host name (letters, digits, '-' and '.') or an IP address") }
+            let permitted = isAddress(name) ? (name.contains(":") ? "IP:\(name)/ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" : "IP:\(name)/255.255.255.255") : "DNS:\(name)"
+            extensions.append((NID_name_constraints, "critical,permitted;\(permitted)"))
+        }
         let key = try generateKey()
         let certificate = try makeCertificate(subject: commonName, key: key, validDays: validDays)
         let identity = TLSIdentity(certificate: certificate, key: key)
-        for (nid, value) in [(NID_basic_constraints, "critical,CA:TRUE,pathlen:0"), (NID_key_usage, "critical,keyCertSign,cRLSign"), (NID_subject_key_identifier, "hash")] {
+        for (nid, value) in extensions {
             guard holdfast_x509_add_extension(certificate, certificate, nid, value) == 1 else { throw .openssl("X509V3_EXT_conf_nid", code: .invalidKey) }
         }
         X509_set_issuer_name(certificate, X509_get_subject_name(certificate))
@@ -39,13 +47,17 @@ public final class TLSIdentity: @unchecked Sendable {
             throw CryptoError(.invalidKey, "\(hostname) is not a host name (letters, digits, '-' and '.') or an IP address")
         }
         let serverKey = try Self.generateKey()
-        let certificate = try Self.makeCertificate(subject: hostname, key: serverKey, validDays: validDays)
+        // The name is in subjectAltName (what clients check); the CN holds it only when it fits
+        // X.509's 64-character limit.
+        let certificate = try Self.makeCertificate(subject: hostname.utf8.count <= 64 ? hostname : nil, key: serverKey, validDays: validDays)
         let identity = TLSIdentity(certificate: certificate, key: serverKey)
         X509_set_issuer_name(certificate, X509_get_subject_name(self.certificate))
         let alternative = (Self.isAddress(hostname) ? "IP:" : "DNS:") + hostname
+        // RFC 5280 §4.2.1.6: with an empty subject, subjectAltName must be critical.
+        let alternativeValue = (hostname.utf8.count <= 64 ? "" : "critical,") + alternative
         for (nid, value) in [
             (NID_basic_constraints, "critical,CA:FALSE"), (NID_key_usage, "critical,digitalSignature"), (NID_ext_key_usage, "serverAuth"),
-            (NID_subject_alt_name, alternative), (NID_subject_key_identifier, "hash"), (NID_authority_key_identifier, "keyid:always"),
+            (NID_subject_alt_name, alternativeValue), (NID_subject_key_identifier, "hash"), (NID_authority_key_identifier, "keyid:always"),
         ] {
             guard holdfast_x509_add_extension(certificate, self.certificate, nid, value) == 1 else { throw .openssl("X509V3_EXT_conf_nid(\(value))", code: .invalidKey) }
         }
@@ -63,15 +75,27 @@ public final class TLSIdentity: @unchecked Sendable {
         try Self.pem { bio in PEM_write_bio_PrivateKey(bio, key, nil, nil, 0, nil, nil) }
     }
 
+    /// RFC 1123 host names: labels of 1–63 ASCII letters, digits and inner hyphens; the last
+    /// label not all digits (so `127.1` or `256.1.1.1` is not taken for a name).
     static func isHostname(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 253 && !name.hasPrefix("-") && !name.hasPrefix(".") && !name.hasSuffix(".")
-            && name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == ".") }
+        guard !name.isEmpty, name.utf8.count <= 253 else { return false }
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        for label in labels {
+            guard (1...63).contains(label.utf8.count), !label.hasPrefix("-"), !label.hasSuffix("-"),
+                  label.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) else { return false }
+        }
+        return !(labels.last?.unicodeScalars.allSatisfy { ("0"..."9").contains($0) } ?? true)
     }
 
+    /// A dotted-quad IPv4 address (four 1–3 digit ASCII numbers ≤ 255), or an IPv6 address in
+    /// ASCII hex and colons.
     static func isAddress(_ name: String) -> Bool {
         let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        if parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }) { return true }
-        return name.contains(":") && name.count <= 45 && name.allSatisfy { $0.isHexDigit || $0 == ":" || $0 == "." }
+        if parts.count == 4, parts.allSatisfy({ part in (1...3).contains(part.count) && part.unicodeScalars.allSatisfy { ("0"..."9").contains($0) } && (Int(part) ?? 256) <= 255 }) {
+            return true
+        }
+        let hexDigits = name.unicodeScalars.allSatisfy { ("0"..."9").contains($0) || ("a"..."f").contains($0) || ("A"..."F").contains($0) || $0 == ":" }
+        return name.contains(":") && name.count <= 39 && hexDigits && name.split(separator: ":", omittingEmptySubsequences: false).count <= 8
     }
 
     static func generateKey() throws(CryptoError) -> OpaquePointer {
@@ -79,7 +103,7 @@ public final class TLSIdentity: @unchecked Sendable {
         return key
     }
 
-    static func makeCertificate(subject: String, key: OpaquePointer, validDays: Int) throws(CryptoError) -> OpaquePointer {
+    static func makeCertificate(subject: String?, key: OpaquePointer, validDays: Int) throws(CryptoError) -> OpaquePointer {
         guard let certificate = X509_new() else { throw .openssl("X509_new", code: .invalidKey) }
         // A random 128-bit serial (RFC 5280 §4.1.2.2: positive, at most 20 octets).
         var serial = (try? SecureRandom.bytes(16)) ?? []
@@ -95,7 +119,7 @@ public final class TLSIdentity: @unchecked Sendable {
               X509_gmtime_adj(X509_getm_notAfter(certificate), Int(validDays) * 86_400) != nil,
               X509_set_pubkey(certificate, key) == 1,
               let name = X509_get_subject_name(certificate),
-              X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, subject, -1, -1, 0) == 1
+              subject.map({ X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, $0, -1, -1, 0) == 1 }) ?? true
         else {
             X509_free(certificate)
             throw .openssl("building the certificate", code: .invalidKey)

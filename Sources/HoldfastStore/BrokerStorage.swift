@@ -12,6 +12,9 @@ public protocol BrokerStorage: Sendable {
     func admin(tokenHash: [UInt8]) throws(StoreError) -> String?
     /// How many admins exist (the first one is added without a token: the bootstrap).
     func adminCount() throws(StoreError) -> Int
+    /// Adds the first admin, only while there is none, in one statement: of two racing
+    /// bootstraps exactly one succeeds.
+    func bootstrapAdmin(name: String, tokenHash: [UInt8], at time: Int64) throws(StoreError) -> Bool
     /// Records what an admin did (every admin verb).
     func recordAdminAction(admin: String, verb: String, detail: String, at time: Int64) throws(StoreError)
     /// Stores a new enrollment token (only its hash).
@@ -122,6 +125,28 @@ public final class SQLiteBrokerStorage: BrokerStorage {
         try connection.withLock { connection throws(StoreError) in Int(try connection.int64("SELECT count(*) FROM admins")) }
     }
 
+    public func bootstrapAdmin(name: String, tokenHash: [UInt8], at time: Int64) throws(StoreError) -> Bool {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.transaction { () throws(StoreError) -> Bool in
+                let added = try connection.withStatement("INSERT INTO admins (name, token_hash, created) SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM admins)") { statement throws(StoreError) in
+                    statement.bind(1, name)
+                    statement.bind(2, tokenHash)
+                    statement.bind(3, time)
+                    try statement.run()
+                    return statement.changes == 1
+                }
+                if added {
+                    try connection.withStatement("INSERT INTO admin_actions (time, admin, verb, detail) VALUES (?, '(bootstrap)', 'admin add', ?)") { statement throws(StoreError) in
+                        statement.bind(1, time)
+                        statement.bind(2, "name=" + name)
+                        try statement.run()
+                    }
+                }
+                return added
+            }
+        }
+    }
+
     public func recordAdminAction(admin: String, verb: String, detail: String, at time: Int64) throws(StoreError) {
         try connection.withLock { connection throws(StoreError) in
             try connection.withStatement("INSERT INTO admin_actions (time, admin, verb, detail) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
@@ -188,10 +213,9 @@ public final class SQLiteBrokerStorage: BrokerStorage {
             try connection.withStatement("SELECT id, public_key, facts, enrolled_at, removed_at FROM devices WHERE id = ?") { statement throws(StoreError) -> EnrolledDevice? in
                 statement.bind(1, id)
                 guard try statement.step() else { return nil }
-                let removed = statement.int64(4)
                 return EnrolledDevice(
                     id: statement.text(0) ?? "", publicKey: statement.blob(1), facts: statement.text(2) ?? "{}", enrolledAt: statement.int64(3),
-                    removedAt: removed == 0 ? nil : removed)
+                    removedAt: statement.isNull(4) ? nil : statement.int64(4))
             }
         }
     }
@@ -211,7 +235,8 @@ public final class SQLiteBrokerStorage: BrokerStorage {
         try connection.withLock { connection throws(StoreError) in
             // Spent and expired challenges older than a day are of no further use.
             try connection.withStatement("DELETE FROM nonces WHERE expires < ?") { statement throws(StoreError) in
-                statement.bind(1, expires - 86_400)
+                let (cutoff, overflow) = expires.subtractingReportingOverflow(86_400)
+                statement.bind(1, overflow ? Int64.min : cutoff)
                 try statement.run()
             }
             try connection.withStatement("INSERT INTO nonces (nonce, device, expires) VALUES (?, ?, ?)") { statement throws(StoreError) in

@@ -3,6 +3,9 @@ import HoldfastCommandLine
 import HoldfastCore
 import HoldfastCrypto
 import HoldfastStore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The broker's state directory and the admin a command acts as.
 enum BrokerState {
@@ -55,12 +58,19 @@ struct AdminAdd: Subcommand {
 
     func run(_ context: CommandContext) throws -> ExitCode {
         let storage = try BrokerState.open(arguments)
-        let by = try storage.adminCount() == 0 ? "(bootstrap)" : try BrokerState.admin(storage, context)
         let token = "hfa_" + (try SecureRandom.token(bytes: 32))
-        guard try storage.addAdmin(name: name, tokenHash: SHA256.hash(Array(token.utf8)), at: BrokerState.now) else {
-            throw CommandFailure("an admin named \(name) exists", exitCode: .failure)
+        let hash = SHA256.hash(Array(token.utf8))
+        let by: String
+        // The bootstrap is one conditional insert: of racing first admins, one wins.
+        if try storage.adminCount() == 0, try storage.bootstrapAdmin(name: name, tokenHash: hash, at: BrokerState.now) {
+            by = "(bootstrap)"
+        } else {
+            by = try BrokerState.admin(storage, context)
+            guard try storage.addAdmin(name: name, tokenHash: hash, at: BrokerState.now) else {
+                throw CommandFailure("an admin named \(name) exists", exitCode: .failure)
+            }
+            try storage.recordAdminAction(admin: by, verb: "admin add", detail: "name=\(name)", at: BrokerState.now)
         }
-        try storage.recordAdminAction(admin: by, verb: "admin add", detail: "name=\(name)", at: BrokerState.now)
         context.error("admin \(name) added by \(by); the token below is shown once (stored hashed): keep it where only \(name) reads it")
         context.line(token)
         return .success
@@ -88,22 +98,45 @@ struct TokenCreate: Subcommand {
 
     init(_ arguments: ParsedArguments) throws(UsageError) {
         url = try arguments.required("url")
-        guard url.hasPrefix("https://") || url.hasPrefix("http://127.0.0.1") || url.hasPrefix("http://[::1]") || url.hasPrefix("http://localhost"),
-              !url.contains(" ") else {
-            throw UsageError("--url must be https:// (plain http only on loopback)")
-        }
+        try Self.checkURL(url)
         let seconds = try arguments.duration("expires") ?? 86_400
         guard seconds <= 30 * 86_400 else { throw UsageError("--expires is at most 30d") }
         expires = seconds
         label = arguments.value("label") ?? ""
+        guard label.utf8.count <= 128, label.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }), !label.contains("=") else {
+            throw UsageError("--label is up to 128 printable characters, without '='")
+        }
         try arguments.noPositionals()
         self.arguments = arguments
+    }
+
+    /// https with a host, no user part, no white space; plain http only to a loopback host.
+    static func checkURL(_ url: String) throws(UsageError) {
+        guard !url.contains(where: { $0.isWhitespace || $0.isNewline }), let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(),
+              let host = parsed.host(percentEncoded: false), !host.isEmpty, parsed.user == nil, parsed.password == nil else {
+            throw UsageError("--url must be a URL with a host, https://NAME[:PORT] (no user part)")
+        }
+        let loopback = ["localhost", "127.0.0.1", "::1", "[::1]"].contains(host.lowercased())
+        guard scheme == "https" || (scheme == "http" && loopback) else {
+            throw UsageError("--url must be https:// (plain http only on loopback)")
+        }
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
         let storage = try BrokerState.open(arguments)
         let admin = try BrokerState.admin(storage, context)
         let directory = arguments.value("dir") ?? "/etc/holdfast-broker"
+        // What agents will pin must not be replaceable by anyone else: the directory private,
+        // the certificate ours and not writable by others.
+        do {
+            try SecureFile.checkPrivateDirectory(directory)
+        } catch {
+            throw CommandFailure("\(directory): \(error)", exitCode: .noPermission)
+        }
+        var info = stat()
+        guard lstat(directory + "/ca.pem", &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid(), info.st_mode & 0o022 == 0 else {
+            throw CommandFailure("\(directory)/ca.pem must be a regular file owned by uid \(geteuid()) and writable by nobody else", exitCode: .noPermission)
+        }
         let caPEM = try InputFile.read(directory + "/ca.pem", context: context, limit: 1 << 20)
         let signing: SigningKey
         do {

@@ -214,15 +214,19 @@ struct Init: Subcommand {
     static let files = ["ca.pem", "ca.key", "server.pem", "server.key", "signing.key"]
 
     func run(_ context: CommandContext) throws -> ExitCode {
-        if mkdir(directory, 0o700) != 0, errno != EEXIST {
-            throw CommandFailure("cannot create \(directory): \(String(cString: strerror(errno)))")
+        // Created 0700, or an existing one that is ours, private and not a symlink: the CA that
+        // tokens pin must not be replaceable by anyone else.
+        do {
+            try SecureFile.ensurePrivateDirectory(directory)
+        } catch {
+            throw CommandFailure("\(directory): \(error)", exitCode: .noPermission)
         }
         var info = stat()
         if !force, let existing = Self.files.first(where: { lstat(directory + "/" + $0, &info) == 0 }) {
             throw CommandFailure("\(directory)/\(existing) exists; refusing to replace it (--force replaces)")
         }
         do {
-            let authority = try TLSIdentity.authority(commonName: "Holdfast broker CA (\(hostname))", validDays: days * 10)
+            let authority = try TLSIdentity.authority(commonName: "Holdfast broker CA", validDays: days * 10, constrainedTo: hostname)
             let server = try authority.issueServer(hostname: hostname, validDays: days)
             let signing = try SigningKey.generate()
             // Keys 0600 first, certificates 0644 (agents and gateways are given the CA).

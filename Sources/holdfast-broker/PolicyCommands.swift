@@ -35,6 +35,8 @@ struct PolicyCheck: Subcommand {
             throw CommandFailure("\(policyPath): \(error.message)", exitCode: .dataError)
         }
         let bytes = try InputFile.read(reportPath, context: context, limit: 4 << 20)
+        // Parsers disagree on a repeated key (first wins here, last in jq): refused, not guessed.
+        if let key = JSONDuplicateKeys.first(in: bytes) { throw CommandFailure("\(reportPath): the key \"\(key)\" appears twice", exitCode: .dataError) }
         guard let document = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)) else {
             throw CommandFailure("\(reportPath): not JSON", exitCode: .dataError)
         }

@@ -82,3 +82,64 @@ extension Data {
         self.init(base64Encoded: base64)
     }
 }
+
+/// Cases a review found in the broker's CLI.
+@Suite struct BrokerCLIRegressionTests {
+    let broker = Products.path("holdfast-broker")
+
+    @Test func initRefusesADirectoryOthersControlAndConstrainsItsCA() throws {
+        let directory = TemporaryDirectory()
+        let open = directory.file("open")
+        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: false)
+        chmod(open, 0o777)
+        #expect(try runProcess(broker, ["init", "--hostname", "b.example", "--dir", open]).status == 77)
+        let real = directory.file("real")
+        try FileManager.default.createDirectory(atPath: real, withIntermediateDirectories: false)
+        chmod(real, 0o700)
+        try FileManager.default.createSymbolicLink(atPath: directory.file("link"), withDestinationPath: real)
+        #expect(try runProcess(broker, ["init", "--hostname", "b.example", "--dir", directory.file("link")]).status == 77)
+        for bad in ["a..b", "foo-.bar", "256.1.1.1", "127.1", "+1.+2.+3.+4", String(repeating: "a", count: 64) + ".example"] {
+            #expect(try runProcess(broker, ["init", "--hostname", bad, "--dir", directory.file("bad")]).status == 1, "\(bad)")
+        }
+        // A long (valid) name fits: it is in subjectAltName, the CN is left out.
+        let long = String(repeating: "a", count: 50) + ".example.com"
+        #expect(try runProcess(broker, ["init", "--hostname", long, "--dir", directory.file("long")]).status == 0)
+        let constraints = try runProcess("/usr/bin/openssl", ["x509", "-in", directory.file("long/ca.pem"), "-noout", "-ext", "nameConstraints"])
+        #expect(constraints.stdout.contains("DNS:" + long))
+        #expect(try runProcess("/usr/bin/openssl", ["verify", "-CAfile", directory.file("long/ca.pem"), directory.file("long/server.pem")]).status == 0)
+    }
+
+    @Test func tokensRefuseCleartextToRemoteHostsForeignCAsAndForgedLabels() throws {
+        let directory = TemporaryDirectory()
+        let config = directory.file("etc"), state = directory.file("state")
+        #expect(try runProcess(broker, ["init", "--hostname", "broker.test", "--dir", config]).status == 0)
+        let token = try runProcess(broker, ["admin", "add", "alice", "--state-dir", state]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let environment = ["HOLDFAST_ADMIN_TOKEN": token]
+        for url in ["http://localhost.evil.com/", "http://127.0.0.1.evil.com", "http://127.0.0.1@evil.com", "http://localhost:80@evil.com", "https://", "https://user@broker.test"] {
+            #expect(try runProcess(broker, ["token", "create", "--url", url, "--dir", config, "--state-dir", state], environment: environment).status == 64, "\(url)")
+        }
+        #expect(try runProcess(broker, ["token", "create", "--url", "http://127.0.0.1:8080", "--dir", config, "--state-dir", state], environment: environment).status == 0)
+        #expect(try runProcess(broker, ["token", "create", "--url", "https://broker.test", "--label", "x\u{1B}[31m", "--dir", config, "--state-dir", state], environment: environment).status == 64)
+        // A ca.pem someone else owns is not pinned into tokens.
+        chown(config + "/ca.pem", 65_534, 65_534)
+        #expect(try runProcess(broker, ["token", "create", "--url", "https://broker.test", "--dir", config, "--state-dir", state], environment: environment).status == 77)
+    }
+
+    @Test func racingBootstrapsMakeOneAdmin() throws {
+        let directory = TemporaryDirectory()
+        let state = directory.file("state")
+        #expect(try runProcess(broker, ["admin", "list-nothing"]).status == 64)
+        let processes = (0..<4).map { index -> Process in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: broker)
+            process.arguments = ["admin", "add", "a\(index)", "--state-dir", state]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            return process
+        }
+        for process in processes { try process.run() }
+        for process in processes { process.waitUntilExit() }
+        #expect(processes.filter { $0.terminationStatus == 0 }.count == 1)
+        #expect(processes.filter { $0.terminationStatus == 77 }.count == 3)
+    }
+}

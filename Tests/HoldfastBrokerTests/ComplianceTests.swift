@@ -66,15 +66,43 @@ import Testing
         let policy = try CompliancePolicy.parse(Array(Self.policy.utf8))
         let missing = policy.evaluate(Self.evidence(["disk-encryption": "pass", "screen-lock": "pass"]), now: 1_800_000_000)
         #expect(missing.blocking.map(\.status) == ["missing"])
-        let unknown = policy.evaluate(Self.evidence(["disk-encryption": "pass", "audit-enabled": "unknown"]), now: 1_800_000_000)
+        let unknown = policy.evaluate(Self.evidence(["disk-encryption": "pass", "audit-enabled": "unknown", "screen-lock": "unknown"]), now: 1_800_000_000)
         #expect(unknown.blocking.map(\.id) == ["audit-enabled"])
         #expect(unknown.blocking.first?.status == "unknown")
-        let stale = policy.evaluate(Self.evidence(["disk-encryption": "pass", "audit-enabled": "pass"], at: 1_800_000_000), now: 1_800_000_601)
+        let stale = policy.evaluate(Self.evidence(["disk-encryption": "pass", "audit-enabled": "pass", "screen-lock": "pass"], at: 1_800_000_000), now: 1_800_000_601)
         #expect(stale.blocking.map(\.id) == ["report-age"])
     }
 
     @Test func aPartialReportIsNotEvidence() {
         let report = JSONValue.object(["type": "holdfast.posture", "iat": 1, "partial": true, "checks": .array([])])
         #expect(throws: ComplianceError("a partial report (--only) is not evidence of the device's posture")) { try PostureEvidence.parse(report) }
+    }
+}
+
+/// Cases a review found: each would have trapped the broker or passed what should not pass.
+@Suite struct ComplianceRegressionTests {
+    @Test func hostileTimesDoNotTrap() throws {
+        let policy = try CompliancePolicy.parse(Array(#"{"checks": {"disk-encryption": {"mode": "block", "grace": "90d"}}}"#.utf8))
+        let ancient = PostureEvidence(issuedAt: Int64.min, checks: ["disk-encryption": .init(status: "pass", remediation: "")])
+        #expect(policy.evaluate(ancient, now: 1_800_000_000).blocking.map(\.id) == ["report-age"])
+        let failing = PostureEvidence(issuedAt: Int64.max - 10, checks: ["disk-encryption": .init(status: "fail", remediation: "")])
+        let late = policy.evaluate(failing, now: Int64.max - 10)
+        #expect(late.decision == .noncompliant)
+        // A first failure stored in the future counts from now, not from then.
+        let now: Int64 = 1_800_000_000
+        let future = policy.evaluate(PostureEvidence(issuedAt: now, checks: failing.checks), now: now, firstFailures: ["disk-encryption": now + 1_000_000])
+        #expect(future.graced.first?.until == now + 90 * 86_400)
+    }
+
+    @Test func aMisspeltIdCannotPassEvenWithUnknownAllowed() throws {
+        let policy = try CompliancePolicy.parse(Array(#"{"checks": {"disk-encyption": {"mode": "block", "unknown": "allow"}}}"#.utf8))
+        let verdict = policy.evaluate(PostureEvidence(issuedAt: 1_800_000_000, checks: ["disk-encryption": .init(status: "fail", remediation: "")]), now: 1_800_000_000)
+        #expect(verdict.decision == .noncompliant)
+        #expect(verdict.blocking.first?.status == "missing")
+    }
+
+    @Test func partialMustBeABoolean() {
+        let report = JSONValue.object(["type": "holdfast.posture", "iat": 1, "partial": "true", "checks": .array([])])
+        #expect(throws: ComplianceError("partial must be true or false")) { try PostureEvidence.parse(report) }
     }
 }
