@@ -133,7 +133,10 @@ public enum Daemon {
         if configuration.postureEnabled {
             do {
                 let key = try DeviceKey.loadOrCreate(stateDirectory: configuration.stateDirectory)
-                let settings = PostureSettings(configurationFile: configurationPath, stateDirectory: configuration.stateDirectory, cupsRoot: configuration.printCupsServerRoot)
+                let settings = PostureSettings(
+                    minimumVersions: configuration.postureSupported, maximumUpdateAge: Double(configuration.postureMaximumUpdateAge),
+                    maximumIdleLock: Int(configuration.postureMaximumIdleLock), configurationFile: configurationPath,
+                    stateDirectory: configuration.stateDirectory, cupsRoot: configuration.printCupsServerRoot)
                 let posture = PostureService(
                     key: key, interval: .seconds(configuration.postureIntervalSeconds), settings: settings, recorder: recorder, logger: logger,
                     facts: { await agent.postureFacts() })

@@ -50,6 +50,12 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// How often the checks run on their own; relevant events (a rule lost, a queue added, a
     /// lockdown) run them sooner, coalesced.
     public var postureIntervalSeconds: Int64 = 300
+    /// The supported releases: os-release `ID` → the lowest `VERSION_ID` accepted.
+    public var postureSupported: [String: String] = ["debian": "12", "ubuntu": "22.04"]
+    /// How old the last successful `apt-get update` may be.
+    public var postureMaximumUpdateAge: Int64 = 7 * 86_400
+    /// The longest idle delay (plus lock delay) a desktop's screen lock may have.
+    public var postureMaximumIdleLock: Int64 = 900
 
     /// The intake socket in force.
     public var fileWatchIntakePath: String {
@@ -195,6 +201,34 @@ public enum AgentConfigurationParser {
                 return "interval must be a duration from 10s to 24h (e.g. 5m)"
             }
             config.postureIntervalSeconds = seconds
+            return nil
+        },
+        Key(section: "posture", name: "supported") { config, value in
+            var supported: [String: String] = [:]
+            for item in value.split(separator: ",") {
+                let words = item.split(separator: " ", omittingEmptySubsequences: true)
+                guard words.count == 2, words[0].allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }),
+                      words[1].split(separator: ".", omittingEmptySubsequences: false).allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) else {
+                    return "supported lists ID VERSION pairs, comma-separated (e.g. debian 12, ubuntu 22.04)"
+                }
+                supported[String(words[0])] = String(words[1])
+            }
+            guard !supported.isEmpty else { return "supported must name at least one release" }
+            config.postureSupported = supported
+            return nil
+        },
+        Key(section: "posture", name: "max_update_age") { config, value in
+            guard let seconds = DurationText.seconds(value), seconds >= 3_600, seconds <= 90 * 86_400 else {
+                return "max_update_age must be a duration from 1h to 90d (e.g. 7d)"
+            }
+            config.postureMaximumUpdateAge = seconds
+            return nil
+        },
+        Key(section: "posture", name: "max_idle_lock") { config, value in
+            guard let seconds = DurationText.seconds(value), seconds >= 60, seconds <= 86_400 else {
+                return "max_idle_lock must be a duration from 1m to 24h (e.g. 15m)"
+            }
+            config.postureMaximumIdleLock = seconds
             return nil
         },
         Key(section: "journal", name: "max_size") { config, value in

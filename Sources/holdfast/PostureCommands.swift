@@ -95,6 +95,9 @@ struct PostureCommand: Subcommand {
         guard let configuration = try? AgentConfigurationParser.load(tree.hostPath(path), requireRootOwned: false) else { return settings }
         settings.stateDirectory = configuration.stateDirectory
         settings.cupsRoot = configuration.printCupsServerRoot
+        settings.minimumVersions = configuration.postureSupported
+        settings.maximumUpdateAge = Double(configuration.postureMaximumUpdateAge)
+        settings.maximumIdleLock = Int(configuration.postureMaximumIdleLock)
         if configuration.fileWatchEnabled {
             settings.expectedAuditRules = try? AuditRuleSet(roots: configuration.fileWatchRoots, keyPrefix: configuration.fileWatchRuleKey)
         }

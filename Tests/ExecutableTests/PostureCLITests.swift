@@ -53,6 +53,16 @@ import Testing
         #expect(failing.stdout.contains("/ on vda1 (ext4), not encrypted"))
     }
 
+    /// The supported-release policy comes from agent.conf: requiring a newer Debian fails this machine.
+    @Test func theSupportedReleasesComeFromAgentConf() throws {
+        let directory = TemporaryDirectory()
+        try "[posture]\nsupported = debian 99\n".writeReplacing(toFile: directory.file("agent.conf"))
+        let result = try runProcess(holdfast, ["posture", "--local", "--json", "--only", "os-version"], environment: ["HOLDFAST_CONFIG": directory.file("agent.conf"), "PATH": "/usr/bin:/bin"])
+        let check = (json(result.stdout)?["checks"] as? [[String: Any]])?.first
+        #expect(check?["status"] as? String == "fail")
+        #expect((check?["evidence"] as? String)?.hasSuffix("is older than the minimum 99") == true)
+    }
+
     @Test func unknownChecksAndBadRootsAreUsageErrors() throws {
         #expect(try runProcess(holdfast, ["posture", "--only", "no-such-check"]).status == 64)
         #expect(try runProcess(holdfast, ["posture", "--only", ","]).status == 64)

@@ -59,6 +59,17 @@ import Testing
         #expect(AgentConfiguration().fileWatchIntakePath == "/run/holdfast/audit.sock")
     }
 
+    @Test func parsesThePostureSection() throws {
+        let configuration = try parse("[posture]\nenabled = yes\ninterval = 2m\nsupported = debian 11, ubuntu 24.04\nmax_update_age = 3d\nmax_idle_lock = 10m\n")
+        #expect(configuration.postureIntervalSeconds == 120)
+        #expect(configuration.postureSupported == ["debian": "11", "ubuntu": "24.04"])
+        #expect(configuration.postureMaximumUpdateAge == 3 * 86_400)
+        #expect(configuration.postureMaximumIdleLock == 600)
+        #expect(refusal("[posture]\nsupported = debian\n")?.message == "supported lists ID VERSION pairs, comma-separated (e.g. debian 12, ubuntu 22.04)")
+        #expect(refusal("[posture]\nmax_update_age = 5m\n")?.message == "max_update_age must be a duration from 1h to 90d (e.g. 7d)")
+        #expect(AgentConfiguration().postureSupported == ["debian": "12", "ubuntu": "22.04"])
+    }
+
     @Test func anEmptyFileMeansTheDefaults() throws {
         #expect(try parse("") == AgentConfiguration())
         #expect(try parse("# only comments\n\n") == AgentConfiguration())
