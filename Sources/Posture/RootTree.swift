@@ -1,3 +1,4 @@
+import HoldfastCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -69,8 +70,7 @@ public struct RootTree: Sendable {
         guard lstat(prefix + target, &buffer) == 0 else { return nil }
         return FileInfo(
             uid: buffer.st_uid, gid: buffer.st_gid, mode: buffer.st_mode & 0o7777, kind: FileInfo.Kind(buffer.st_mode),
-            size: Int64(buffer.st_size), modified: Double(buffer.st_mtim.tv_sec) + Double(buffer.st_mtim.tv_nsec) / 1e9,
-            device: UInt64(buffer.st_dev), inode: UInt64(buffer.st_ino))
+            size: Int64(buffer.st_size), modified: Double(buffer.st_mtim.tv_sec) + Double(buffer.st_mtim.tv_nsec) / 1e9)
     }
 
     /// Whether anything exists at the path (following symlinks).
@@ -129,24 +129,10 @@ public struct RootTree: Sendable {
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Plain open/read, `O_NONBLOCK` so a FIFO put where a file should be never hangs a check.
+    /// SmallFile's plain open/read (`O_NONBLOCK`: a FIFO put where a file should be never hangs a
+    /// check; a directory reads as nil).
     static func readFile(_ hostPath: String, limit: Int) -> [UInt8]? {
-        let descriptor = open(hostPath, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard descriptor >= 0 else { return nil }
-        defer { close(descriptor) }
-        var buffer = stat()
-        guard fstat(descriptor, &buffer) == 0, buffer.st_mode & S_IFMT != S_IFDIR else { return nil }
-        var result: [UInt8] = []
-        if buffer.st_mode & S_IFMT == S_IFREG, buffer.st_size > 0 { result.reserveCapacity(min(Int(buffer.st_size), limit) + 1) }
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while result.count <= limit {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0, errno == EINTR { continue }
-            if count < 0 { return nil }
-            if count == 0 { break }
-            result += chunk[0..<count]
-        }
-        return result.count > limit ? nil : result
+        SmallFile.read(hostPath, limit: limit)
     }
 }
 
@@ -173,8 +159,6 @@ public struct FileInfo: Sendable, Equatable {
     public let size: Int64
     /// Modification time, seconds since 1970.
     public let modified: Double
-    public let device: UInt64
-    public let inode: UInt64
 
     /// `0640`-style text.
     public var octalMode: String { "0" + String(mode, radix: 8) }
