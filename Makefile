@@ -16,6 +16,7 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) test --skip-build $(SWIFT_FLAGS)
+	Tests/acceptance/broker.sh $(BIN)
 
 demo: build
 	@scripts/demo.sh $(BIN)

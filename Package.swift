@@ -47,7 +47,9 @@ let libraries: [Target] = [
     .target(name: "BrokerClient", dependencies: ["HoldfastCore", "HoldfastCrypto", "CCurl"]),
     .target(name: "HoldfastBroker", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "CMicroHTTPD"]),
     // The daemon's wiring: supervisor, control socket, systemd notify, signals, reload.
-    .target(name: "HoldfastAgent", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch", "Lockdown", "Posture"]),
+    .target(name: "HoldfastAgent", dependencies: [
+        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch", "Lockdown", "Posture", "BrokerClient",
+    ]),
     // Subcommand table, argument parsing and exit codes shared by the three executables.
     .target(name: "HoldfastCommandLine", dependencies: ["HoldfastCore"]),
 ]
@@ -86,7 +88,7 @@ let tests: [Target] = [
         "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard", "Lockdown", "Posture", "FileWatch", "HoldfastCrypto",
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
-    .testTarget(name: "HoldfastBrokerTests", dependencies: ["HoldfastBroker", "HoldfastCore", "HoldfastTestSupport"]),
+    .testTarget(name: "HoldfastBrokerTests", dependencies: ["HoldfastBroker", "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastTestSupport"]),
     .testTarget(name: "PostureTests", dependencies: ["Posture", "HoldfastCore", "HoldfastCrypto", "HoldfastCompression", "FileWatch", "PrintGuard", "HoldfastTestSupport"]),
     .testTarget(name: "FileWatchTests", dependencies: ["FileWatch", "HoldfastCore", "HoldfastTestSupport"]),
     // FileWatch over a real kernel audit trail written by a private auditd (root, auditd).

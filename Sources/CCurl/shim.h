@@ -18,6 +18,19 @@ static inline CURLcode holdfast_curl_getinfo_long(CURL *handle, CURLINFO info, l
     return curl_easy_getinfo(handle, info, value);
 }
 
+// A struct curl_blob option (CURLOPT_CAINFO_BLOB): copied by libcurl, so the caller's bytes may go.
+static inline CURLcode holdfast_curl_setopt_blob(CURL *handle, CURLoption option, const void *data, size_t length) {
+    struct curl_blob blob = { (void *)data, length, CURL_BLOB_COPY };
+    return curl_easy_setopt(handle, option, &blob);
+}
+// CURLOPT_WRITEFUNCTION takes a function pointer through the variadic setopt.
+typedef size_t (*holdfast_curl_write_callback)(char *data, size_t size, size_t count, void *context);
+static inline CURLcode holdfast_curl_setopt_write(CURL *handle, holdfast_curl_write_callback callback, void *context) {
+    CURLcode result = curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, callback);
+    if (result != CURLE_OK) return result;
+    return curl_easy_setopt(handle, CURLOPT_WRITEDATA, context);
+}
+
 // CURLVERSION_NOW is a macro naming an enum constant; Swift does not import it.
 static inline curl_version_info_data *holdfast_curl_version_info(void) { return curl_version_info(CURLVERSION_NOW); }
 

@@ -1,6 +1,8 @@
+public import BrokerClient
 public import DeviceGuard
 public import FileWatch
 import FoundationEssentials
+import HoldfastCrypto
 public import HoldfastCore
 public import HoldfastStore
 public import Lockdown
@@ -39,6 +41,8 @@ public actor Agent: ControlHandler {
     private(set) var lockdown: LockdownController?
     /// Device health: the signed posture report.
     private(set) var posture: PostureService?
+    /// The broker: enrollment, attestation, grants, the signed agent policy.
+    private(set) var broker: BrokerLink?
 
     /// Builds the agent: loads the policy (file, else last good, else built-in) and journals the start.
     public init(
@@ -97,6 +101,10 @@ public actor Agent: ControlHandler {
         "posture.report": .admin,
         "lockdown.engage": .admin,
         "lockdown.release": .admin,
+        // Enrolling binds this device to a broker; the grant is a bearer credential.
+        "enroll": .admin,
+        "grant": .admin,
+        "broker.attest": .admin,
     ]
 
     /// Attaches DeviceGuard: its verbs answer, and reloads hand it the new policy.
@@ -113,6 +121,54 @@ public actor Agent: ControlHandler {
 
     /// Attaches Posture.
     public func attach(posture service: PostureService) { posture = service }
+
+    /// Attaches the broker link.
+    public func attach(broker link: BrokerLink) { broker = link }
+
+    /// The broker's policy version in force, if a broker policy is.
+    public var brokerPolicyVersion: Int64? { policy.source == .broker ? policy.brokerVersion : nil }
+
+    /// Puts a verified agent policy from the broker in force (it wins over the local file);
+    /// nil when applied, else why it was refused — the policy in force then stays.
+    public func adoptBrokerPolicy(_ signed: SignedAgentPolicy, atStart: Bool = false) async -> String? {
+        let now = clock.now()
+        let parsed: Policy
+        do {
+            parsed = try Policy.parse(signed.document)
+        } catch {
+            let reason = "broker policy version \(signed.version): \(error.message)"
+            Self.record(journal, logger, Self.policyRefusedEvent(reason: reason, fallback: policy, at: now))
+            return reason
+        }
+        if let problem = PolicyLoader.domainProblem(parsed) {
+            let reason = "broker policy version \(signed.version): \(problem)"
+            Self.record(journal, logger, Self.policyRefusedEvent(reason: reason, fallback: policy, at: now))
+            return reason
+        }
+        if !atStart {
+            do {
+                try BrokerLink.savePolicy(signed, stateDirectory: configuration.stateDirectory)
+            } catch {
+                logger.error("could not keep the broker policy as the last good one", ("error", "\(error)"))
+            }
+        }
+        try? journal.setState(PolicyLoader.lastGoodKey, signed.document)
+        var active = ActivePolicy(policy: parsed, source: .broker, path: "broker", digest: SHA256.hex(signed.document), loadedAt: now)
+        active.brokerVersion = signed.version
+        let changed = active.digest != policy.digest || policy.source != .broker
+        policy = active
+        if let usb { await usb.update(policy: usbPolicy) }
+        if let print { await print.update(policy: printPolicy, section: policy.policy.sections["print"]) }
+        if let fileWatch { await fileWatch.update(policy: fileWatchPolicy) }
+        if changed || !atStart {
+            record(Event(
+                kind: "policy.applied", eventClass: .deviceConfigStateChange, activityID: 2, activityName: "Update", time: now, severity: .informational, status: .success,
+                message: "broker policy version \(signed.version) in force (sha256 \(active.digest.prefix(16)))",
+                details: ["version": .int(signed.version), "sha256": .string(active.digest), "source": "broker"]))
+        }
+        logger.notice("broker policy in force", ("policy.version", "\(signed.version)"), ("policy.sha256", String(active.digest.prefix(16))))
+        return nil
+    }
 
     /// What the posture checks compare the machine with: the agent's intent.
     public func postureFacts() async -> AgentFacts {
@@ -187,8 +243,41 @@ public actor Agent: ControlHandler {
             var result: [String: JSONValue] = ["posture": answer.report]
             if let signed = answer.signed { result["report"] = .string(signed) }
             return .success(.object(result))
+        case "enroll", "grant", "broker.attest":
+            guard let broker else { return .failure(.failed, "the broker link is not running on this agent") }
+            return await handleBroker(request, broker, peer)
         default:
             return .failure(.unknownVerb, "unknown verb '\(request.verb)'")
+        }
+    }
+
+    private func handleBroker(_ request: ControlRequest, _ broker: BrokerLink, _ peer: PeerCredentials) async -> ControlResponse {
+        switch request.verb {
+        case "enroll":
+            guard let token = request.arguments["token"]?.stringValue, token.utf8.count <= 8_192 else { return .failure(.badRequest, "say the enrollment token") }
+            switch await broker.enroll(token: token) {
+            case .success(let record):
+                return .success(.object(["device_id": .string(record.deviceID), "url": .string(record.url), "enrolled_by": .string(Self.who(peer))]))
+            case .failure(let error):
+                return .failure(.failed, error.message)
+            }
+        case "broker.attest":
+            var user: String?
+            if let given = request.arguments["user"] {
+                guard let name = given.stringValue, !name.isEmpty, name.utf8.count <= 64 else { return .failure(.badRequest, "user is a login name") }
+                user = name
+            }
+            switch await broker.attestNow(user: user) {
+            case .success: return .success(await broker.currentGrant())
+            case .failure(let error): return .failure(.failed, error.message)
+            }
+        default:
+            let grant = await broker.currentGrant()
+            guard grant["grant"] != nil else {
+                let why = grant["denial"]?.stringValue ?? (grant["enrolled"]?.boolValue == true ? "no valid grant yet (the device has not attested successfully)" : "not enrolled")
+                return .failure(.failed, "no access grant: \(why)")
+            }
+            return .success(grant)
         }
     }
 
@@ -382,6 +471,7 @@ public actor Agent: ControlHandler {
             "loaded_at": .string(policy.loadedAt.formatted(.iso8601)),
         ]
         if let version = policy.policy.version { policyStatus["version"] = .int(version) }
+        if let version = policy.brokerVersion { policyStatus["broker_version"] = .int(version) }
         var result: [String: JSONValue] = [
             "version": .string(HoldfastVersion.current),
             "pid": .int(Int64(getpid())),
@@ -389,7 +479,7 @@ public actor Agent: ControlHandler {
             "uptime_seconds": .int(Int64(now.timeIntervalSince(startedAt))),
             "config": .object(["path": .string(configurationPath), "log_level": .string(logger.level.name)]),
             "policy": .object(policyStatus),
-            "enrollment": .object(["state": "unenrolled"]),
+            "enrollment": await broker?.status() ?? .object(["state": "unenrolled"]),
             "services": .array(services),
             "journal": journalStatus,
             "control": .object(["denials_not_journaled": .int(Int64(suppressedDenials))]),
@@ -465,8 +555,9 @@ public actor Agent: ControlHandler {
         defer {
             if let failure = loader.saveFailure { logger.error("could not save the policy as the last good one", ("error", failure)) }
         }
-        switch loader.load(configuration.policyFile, now: now) {
+        switch policy.source == .broker ? .loaded(policy) : loader.load(configuration.policyFile, now: now) {
         case .loaded(let active):
+            if policy.source == .broker { messages.append("the broker's policy version \(policy.brokerVersion ?? 0) stays in force; \(configuration.policyFile) is not read while enrolled") }
             if active.digest != policy.digest { messages.append("policy changed to sha256 \(active.digest.prefix(16))") }
             policy = active
         case .refused(let reason, _):

@@ -1,3 +1,4 @@
+import BrokerClient
 import Dispatch
 import FoundationEssentials
 public import HoldfastCore
@@ -70,6 +71,10 @@ public enum Daemon {
             return 1
         }
         await supervisor.start(ControlService(listener: listener, handler: agent, logger: logger))
+        // Enrolled: the broker's last good policy wins over the local file, before any enforcer starts.
+        if let stored = BrokerLink.storedPolicy(stateDirectory: configuration.stateDirectory) {
+            _ = await agent.adoptBrokerPolicy(stored, atStart: true)
+        }
         let recorder = EventRecorder(journal: journal, logger: logger)
         // The lockdown state first: every enforcer starts under it.
         let lockdown = LockdownController(journal: journal, record: { recorder.record($0) })
@@ -145,6 +150,15 @@ public enum Daemon {
                 }
                 await agent.attach(posture: posture)
                 await supervisor.start(posture)
+                let broker = BrokerLink(
+                    stateDirectory: configuration.stateDirectory, key: key, attestInterval: .seconds(configuration.brokerAttestIntervalSeconds),
+                    policyWait: Int(configuration.brokerPolicyWaitSeconds), logger: logger, posture: posture, record: { recorder.record($0) },
+                    applyPolicy: { await agent.adoptBrokerPolicy($0) }, policyVersion: { await agent.brokerPolicyVersion })
+                recorder.observe { event in
+                    if event.kind == "posture.changed" { Task { await broker.trigger(event.kind) } }
+                }
+                await agent.attach(broker: broker)
+                await supervisor.start(broker)
             } catch {
                 // Enforcement runs regardless; a device that cannot sign cannot prove its posture.
                 logger.error("posture is off: the device key cannot be loaded or created", ("error", "\(error)"))

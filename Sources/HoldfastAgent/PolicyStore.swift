@@ -18,6 +18,8 @@ public struct ActivePolicy: Sendable, Equatable {
         case lastGood = "last-good"
         /// Nothing was ever accepted: every domain at its strict defaults.
         case builtIn = "built-in"
+        /// Signed and versioned by the broker (enrolled agents); wins over the local file.
+        case broker
     }
 
     public let policy: Policy
@@ -28,6 +30,8 @@ public struct ActivePolicy: Sendable, Equatable {
     /// SHA-256 of the policy's exact bytes, hex.
     public let digest: String
     public let loadedAt: Date
+    /// The broker's version, when the source is `broker`.
+    public var brokerVersion: Int64?
 }
 
 /// Loads the standalone policy file, falling back to the last good policy, then to the built-in

@@ -54,6 +54,7 @@ public actor PostureService: Service {
         minimumGap: Duration = .seconds(30), facts: @escaping @Sendable () async -> AgentFacts
     ) {
         self.key = key
+        deviceID = key.publicKey.thumbprint
         self.minimumGap = minimumGap
         self.interval = interval
         self.settings = settings
@@ -63,8 +64,12 @@ public actor PostureService: Service {
         self.facts = facts
     }
 
-    /// The device id reports carry (the device key's thumbprint until enrollment).
-    public nonisolated var deviceID: String { key.publicKey.thumbprint }
+    /// The device id reports carry: the device key's thumbprint until enrollment, then the
+    /// broker's id.
+    public private(set) var deviceID: String
+
+    /// Enrollment assigned an id: later reports carry it.
+    public func enrolled(as id: String) { deviceID = id }
 
     /// Asks for a run soon (coalesced with others in the next couple of seconds).
     public func trigger(_ reason: String) {

@@ -57,6 +57,12 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// The longest idle delay (plus lock delay) a desktop's screen lock may have.
     public var postureMaximumIdleLock: Int64 = 900
 
+    /// Broker: once enrolled (`holdfast enroll`), how often the device attests on its own (and
+    /// after every posture change).
+    public var brokerAttestIntervalSeconds: Int64 = 300
+    /// How long one long poll for the agents' policy is held by the broker.
+    public var brokerPolicyWaitSeconds: Int64 = 50
+
     /// The intake socket in force.
     public var fileWatchIntakePath: String {
         if !fileWatchIntakeSocket.isEmpty { return fileWatchIntakeSocket }
@@ -229,6 +235,20 @@ public enum AgentConfigurationParser {
                 return "max_idle_lock must be a duration from 1m to 24h (e.g. 15m)"
             }
             config.postureMaximumIdleLock = seconds
+            return nil
+        },
+        Key(section: "broker", name: "attest_interval") { config, value in
+            guard let seconds = DurationText.seconds(value), seconds >= 1, seconds <= 86_400 else {
+                return "attest_interval must be a duration from 1s to 24h (e.g. 5m)"
+            }
+            config.brokerAttestIntervalSeconds = seconds
+            return nil
+        },
+        Key(section: "broker", name: "policy_wait") { config, value in
+            guard let seconds = DurationText.seconds(value), seconds >= 1, seconds <= 55 else {
+                return "policy_wait must be a duration from 1s to 55s"
+            }
+            config.brokerPolicyWaitSeconds = seconds
             return nil
         },
         Key(section: "journal", name: "max_size") { config, value in

@@ -1,4 +1,5 @@
 import COpenSSL
+import FoundationEssentials
 import HoldfastCore
 
 /// X.509 certificate fingerprints, for pinning the broker's CA (SHA-256 over the DER encoding).
@@ -15,6 +16,20 @@ public enum CertificateFingerprint {
             let hex = String(byte, radix: 16, uppercase: true)
             return hex.count == 1 ? "0" + hex : hex
         }.joined(separator: ":")
+    }
+
+    /// One certificate as PEM, re-encoded from its parsed DER: what an agent pins is exactly the
+    /// certificate whose fingerprint it checked, never extra blocks that came along with it.
+    public static func canonicalPEM(of certificate: [UInt8]) throws(CryptoError) -> String {
+        let encoded = Data(try der(of: certificate)).base64EncodedString()
+        var lines: [String] = ["-----BEGIN CERTIFICATE-----"]
+        var rest = Substring(encoded)
+        while !rest.isEmpty {
+            lines.append(String(rest.prefix(64)))
+            rest = rest.dropFirst(64)
+        }
+        lines.append("-----END CERTIFICATE-----")
+        return lines.joined(separator: "\n") + "\n"
     }
 
     /// The DER encoding of a PEM or DER certificate, re-encoded by OpenSSL after parsing.

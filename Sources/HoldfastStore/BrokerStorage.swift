@@ -30,6 +30,96 @@ public protocol BrokerStorage: Sendable {
     func addNonce(_ nonce: String, device: String, expires: Int64) throws(StoreError)
     /// Spends a challenge: exactly one report per nonce, from its device, before it expires.
     func consumeNonce(_ nonce: String, device: String, at time: Int64) throws(StoreError) -> NonceOutcome
+
+    /// Every device ever enrolled (removed ones too), oldest first.
+    func devices() throws(StoreError) -> [EnrolledDevice]
+    /// Records an accepted attestation: the report's payload as received, and the decision then.
+    func recordAttestation(_ attestation: Attestation) throws(StoreError)
+    /// The device's latest accepted attestation.
+    func latestAttestation(device: String) throws(StoreError) -> Attestation?
+    /// Notes that the device called in (any authenticated request).
+    func markSeen(device: String, at time: Int64) throws(StoreError)
+
+    /// Stores a new version of a versioned document (the compliance policy, the agents' signed
+    /// policy); false when `version` exists already (another admin won the race: re-read, retry).
+    func addDocument(_ document: VersionedDocument) throws(StoreError) -> Bool
+    /// The latest version of a kind of document.
+    func latestDocument(kind: DocumentKind) throws(StoreError) -> VersionedDocument?
+    /// What a device said about the agent policy version it was sent.
+    func acknowledgePolicy(device: String, version: Int64, status: String, detail: String, at time: Int64) throws(StoreError)
+
+    /// The broker's own audit trail of what devices did and what was refused.
+    func log(_ entry: BrokerLogEntry) throws(StoreError)
+    /// The newest entries, newest first, optionally for one device.
+    func logEntries(device: String?, limit: Int) throws(StoreError) -> [BrokerLogEntry]
+}
+
+/// An accepted attestation as stored.
+public struct Attestation: Sendable, Equatable {
+    public var device: String
+    public var at: Int64
+    /// The report payload (JSON text) exactly as signed by the device.
+    public var report: String
+    /// `allow`, `warn` or `block` when it was evaluated.
+    public var decision: String
+    /// The compliance policy version it was evaluated under (nil: none set).
+    public var policyVersion: Int64?
+    public var user: String?
+    /// When each failing check was first seen failing (JSON object id → seconds), for grace periods.
+    public var firstFailures: String
+
+    public init(device: String, at: Int64, report: String, decision: String, policyVersion: Int64?, user: String?, firstFailures: String = "{}") {
+        self.firstFailures = firstFailures
+        self.device = device
+        self.at = at
+        self.report = report
+        self.decision = decision
+        self.policyVersion = policyVersion
+        self.user = user
+    }
+}
+
+/// Kinds of versioned documents.
+public enum DocumentKind: String, Sendable, Equatable {
+    /// The compliance policy the broker evaluates reports against.
+    case compliancePolicy = "compliance-policy"
+    /// The agents' policy, as the signed JWS they receive.
+    case agentPolicy = "agent-policy"
+}
+
+/// One version of a document, who set it and when.
+public struct VersionedDocument: Sendable, Equatable {
+    public var kind: DocumentKind
+    public var version: Int64
+    public var document: String
+    public var setBy: String
+    public var setAt: Int64
+
+    public init(kind: DocumentKind, version: Int64, document: String, setBy: String, setAt: Int64) {
+        self.kind = kind
+        self.version = version
+        self.document = document
+        self.setBy = setBy
+        self.setAt = setAt
+    }
+}
+
+/// One line of the broker's trail: an enrollment, an attestation, a refusal and why.
+public struct BrokerLogEntry: Sendable, Equatable {
+    public var id: Int64
+    public var time: Int64
+    public var device: String
+    /// e.g. `enroll`, `enroll.refused`, `attest`, `attest.refused`, `policy.ack`.
+    public var kind: String
+    public var detail: String
+
+    public init(id: Int64 = 0, time: Int64, device: String, kind: String, detail: String) {
+        self.id = id
+        self.time = time
+        self.device = device
+        self.kind = kind
+        self.detail = detail
+    }
 }
 
 /// Why a token was or was not accepted.
@@ -51,6 +141,11 @@ public struct EnrolledDevice: Sendable, Equatable {
     public var facts: String
     public var enrolledAt: Int64
     public var removedAt: Int64?
+    /// The last authenticated request from it.
+    public var lastSeen: Int64?
+    /// The agent policy version it last acknowledged, and how (`applied` or `refused: …`).
+    public var policyVersion: Int64?
+    public var policyStatus: String?
 
     public init(id: String, publicKey: [UInt8], facts: String, enrolledAt: Int64, removedAt: Int64? = nil) {
         self.id = id
@@ -66,7 +161,7 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     private let connection: Mutex<Connection>
     public let path: String
 
-    static let schemaVersion: Int64 = 1
+    static let schemaVersion: Int64 = 2
 
     public init(directory: String) throws(StoreError) {
         do {
@@ -94,6 +189,22 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                     CREATE TABLE nonces (nonce TEXT PRIMARY KEY, device TEXT NOT NULL, expires INTEGER NOT NULL, used_at INTEGER);
                     CREATE INDEX nonces_expires ON nonces (expires);
                     PRAGMA user_version = 1;
+                    """)
+            }
+            if version <= 1 {
+                try connection.execute("""
+                    ALTER TABLE devices ADD COLUMN last_seen INTEGER;
+                    ALTER TABLE devices ADD COLUMN policy_version INTEGER;
+                    ALTER TABLE devices ADD COLUMN policy_status TEXT;
+                    ALTER TABLE devices ADD COLUMN policy_at INTEGER;
+                    CREATE TABLE attestations (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, at INTEGER NOT NULL, report TEXT NOT NULL,
+                        decision TEXT NOT NULL, policy_version INTEGER, user TEXT, first_failures TEXT NOT NULL DEFAULT '{}');
+                    CREATE INDEX attestations_device ON attestations (device, id);
+                    CREATE TABLE documents (kind TEXT NOT NULL, version INTEGER NOT NULL, document TEXT NOT NULL, set_by TEXT NOT NULL, set_at INTEGER NOT NULL,
+                        PRIMARY KEY (kind, version));
+                    CREATE TABLE broker_log (id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+                    CREATE INDEX broker_log_device ON broker_log (device, id);
+                    PRAGMA user_version = 2;
                     """)
             }
         }
@@ -210,12 +321,10 @@ public final class SQLiteBrokerStorage: BrokerStorage {
 
     public func device(id: String) throws(StoreError) -> EnrolledDevice? {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("SELECT id, public_key, facts, enrolled_at, removed_at FROM devices WHERE id = ?") { statement throws(StoreError) -> EnrolledDevice? in
+            try connection.withStatement("SELECT \(Self.deviceColumns) FROM devices WHERE id = ?") { statement throws(StoreError) -> EnrolledDevice? in
                 statement.bind(1, id)
                 guard try statement.step() else { return nil }
-                return EnrolledDevice(
-                    id: statement.text(0) ?? "", publicKey: statement.blob(1), facts: statement.text(2) ?? "{}", enrolledAt: statement.int64(3),
-                    removedAt: statement.isNull(4) ? nil : statement.int64(4))
+                return Self.device(statement)
             }
         }
     }
@@ -266,6 +375,143 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                     if statement.text(0) != device { return .otherDevice }
                     return statement.int64(1) == 1 ? .used : .expired
                 }
+            }
+        }
+    }
+
+    static let deviceColumns = "id, public_key, facts, enrolled_at, removed_at, last_seen, policy_version, policy_status"
+
+    static func device(_ statement: Statement) -> EnrolledDevice {
+        var device = EnrolledDevice(
+            id: statement.text(0) ?? "", publicKey: statement.blob(1), facts: statement.text(2) ?? "{}", enrolledAt: statement.int64(3),
+            removedAt: statement.isNull(4) ? nil : statement.int64(4))
+        device.lastSeen = statement.isNull(5) ? nil : statement.int64(5)
+        device.policyVersion = statement.isNull(6) ? nil : statement.int64(6)
+        device.policyStatus = statement.text(7)
+        return device
+    }
+
+    public func devices() throws(StoreError) -> [EnrolledDevice] {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("SELECT \(Self.deviceColumns) FROM devices ORDER BY enrolled_at, id") { statement throws(StoreError) in
+                var all: [EnrolledDevice] = []
+                while try statement.step() { all.append(Self.device(statement)) }
+                return all
+            }
+        }
+    }
+
+    public func recordAttestation(_ attestation: Attestation) throws(StoreError) {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.transaction { () throws(StoreError) in
+                try connection.withStatement("INSERT INTO attestations (device, at, report, decision, policy_version, user, first_failures) VALUES (?, ?, ?, ?, ?, ?, ?)") { statement throws(StoreError) in
+                    statement.bind(7, attestation.firstFailures)
+                    statement.bind(1, attestation.device)
+                    statement.bind(2, attestation.at)
+                    statement.bind(3, attestation.report)
+                    statement.bind(4, attestation.decision)
+                    statement.bind(5, attestation.policyVersion)
+                    statement.bind(6, attestation.user)
+                    try statement.run()
+                }
+                // Only the latest few per device are needed to decide; the broker log keeps the trail.
+                try connection.withStatement("DELETE FROM attestations WHERE device = ? AND id NOT IN (SELECT id FROM attestations WHERE device = ? ORDER BY id DESC LIMIT 8)") { statement throws(StoreError) in
+                    statement.bind(1, attestation.device)
+                    statement.bind(2, attestation.device)
+                    try statement.run()
+                }
+            }
+        }
+    }
+
+    public func latestAttestation(device: String) throws(StoreError) -> Attestation? {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("SELECT device, at, report, decision, policy_version, user, first_failures FROM attestations WHERE device = ? ORDER BY id DESC LIMIT 1") { statement throws(StoreError) -> Attestation? in
+                statement.bind(1, device)
+                guard try statement.step() else { return nil }
+                return Attestation(
+                    device: statement.text(0) ?? "", at: statement.int64(1), report: statement.text(2) ?? "{}", decision: statement.text(3) ?? "block",
+                    policyVersion: statement.isNull(4) ? nil : statement.int64(4), user: statement.text(5), firstFailures: statement.text(6) ?? "{}")
+            }
+        }
+    }
+
+    public func markSeen(device: String, at time: Int64) throws(StoreError) {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("UPDATE devices SET last_seen = ? WHERE id = ? AND (last_seen IS NULL OR last_seen < ?)") { statement throws(StoreError) in
+                statement.bind(1, time)
+                statement.bind(2, device)
+                statement.bind(3, time)
+                try statement.run()
+            }
+        }
+    }
+
+    public func addDocument(_ document: VersionedDocument) throws(StoreError) -> Bool {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("INSERT OR IGNORE INTO documents (kind, version, document, set_by, set_at) VALUES (?, ?, ?, ?, ?)") { statement throws(StoreError) in
+                statement.bind(1, document.kind.rawValue)
+                statement.bind(2, document.version)
+                statement.bind(3, document.document)
+                statement.bind(4, document.setBy)
+                statement.bind(5, document.setAt)
+                try statement.run()
+                return statement.changes == 1
+            }
+        }
+    }
+
+    public func latestDocument(kind: DocumentKind) throws(StoreError) -> VersionedDocument? {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("SELECT version, document, set_by, set_at FROM documents WHERE kind = ? ORDER BY version DESC LIMIT 1") { statement throws(StoreError) -> VersionedDocument? in
+                statement.bind(1, kind.rawValue)
+                guard try statement.step() else { return nil }
+                return VersionedDocument(kind: kind, version: statement.int64(0), document: statement.text(1) ?? "", setBy: statement.text(2) ?? "", setAt: statement.int64(3))
+            }
+        }
+    }
+
+    public func acknowledgePolicy(device: String, version: Int64, status: String, detail: String, at time: Int64) throws(StoreError) {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("UPDATE devices SET policy_version = ?, policy_status = ?, policy_at = ? WHERE id = ?") { statement throws(StoreError) in
+                statement.bind(1, version)
+                statement.bind(2, detail.isEmpty ? status : status + ": " + detail)
+                statement.bind(3, time)
+                statement.bind(4, device)
+                try statement.run()
+            }
+        }
+    }
+
+    public func log(_ entry: BrokerLogEntry) throws(StoreError) {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("INSERT INTO broker_log (time, device, kind, detail) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
+                statement.bind(1, entry.time)
+                statement.bind(2, entry.device)
+                statement.bind(3, entry.kind)
+                statement.bind(4, entry.detail)
+                try statement.run()
+            }
+        }
+    }
+
+    public func logEntries(device: String?, limit: Int) throws(StoreError) -> [BrokerLogEntry] {
+        try connection.withLock { connection throws(StoreError) in
+            let sql = device == nil
+                ? "SELECT id, time, device, kind, detail FROM broker_log ORDER BY id DESC LIMIT ?"
+                : "SELECT id, time, device, kind, detail FROM broker_log WHERE device = ? ORDER BY id DESC LIMIT ?"
+            return try connection.withStatement(sql) { statement throws(StoreError) in
+                if let device {
+                    statement.bind(1, device)
+                    statement.bind(2, Int64(limit))
+                } else {
+                    statement.bind(1, Int64(limit))
+                }
+                var entries: [BrokerLogEntry] = []
+                while try statement.step() {
+                    entries.append(BrokerLogEntry(id: statement.int64(0), time: statement.int64(1), device: statement.text(2) ?? "", kind: statement.text(3) ?? "", detail: statement.text(4) ?? ""))
+                }
+                return entries
             }
         }
     }

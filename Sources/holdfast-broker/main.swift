@@ -13,5 +13,12 @@ CommandTable(
         Init.self,
         AdminAdd.self,
         TokenCreate.self,
+        Serve.self,
+        PolicySet.self,
+        PolicyShow.self,
+        AgentPolicySet.self,
+        DeviceRemove.self,
+        Devices.self,
+        LogCommand.self,
     ]
 ).main()

@@ -8,9 +8,9 @@ enum Daemon {
         "socket", value: "PATH", help: "control socket (default $HOLDFAST_SOCKET, else /run/holdfast/control.sock)"
     )
 
-    static func client(_ arguments: ParsedArguments, _ context: CommandContext) -> ControlClient {
+    static func client(_ arguments: ParsedArguments, _ context: CommandContext, timeout: Int = 10) -> ControlClient {
         let path = arguments.value("socket") ?? context.environment["HOLDFAST_SOCKET"] ?? AgentConfiguration().controlSocket
-        return ControlClient(socketPath: path)
+        return ControlClient(socketPath: path, timeout: timeout)
     }
 
     /// Calls a verb; a refusal or an unreachable daemon becomes a one-line failure with its exit code.
@@ -68,6 +68,7 @@ struct Status: Subcommand {
         let policy = status["policy"]
         var policyLine = "policy      \(text(policy?["source"])) \(text(policy?["path"])), sha256 \(text(policy?["sha256"]).prefix(16))…"
         if let version = policy?["version"] { policyLine += ", version \(text(version))" }
+        if let version = policy?["broker_version"] { policyLine += ", broker version \(text(version))" }
         context.line(policyLine)
         if let reload = status["last_reload"] {
             context.line("last reload \(text(reload["at"])): \(reload["ok"]?.boolValue == true ? "ok" : "REFUSED")")
@@ -80,7 +81,16 @@ struct Status: Subcommand {
                 context.line("pending     \(key) = \(text(value)) (takes effect at the next start)")
             }
         }
-        context.line("enrollment  \(text(status["enrollment"]?["state"]))")
+        let enrollment = status["enrollment"]
+        if enrollment?["state"]?.stringValue == "enrolled" {
+            var line = "enrollment  \(text(enrollment?["device_id"])) at \(text(enrollment?["url"]))"
+            if let decision = enrollment?["decision"] { line += ", \(text(decision)) at \(text(enrollment?["verdict_at"]))" }
+            if case .array(let failing)? = enrollment?["failing"], !failing.isEmpty { line += " (failing \(failing.compactMap(\.stringValue).joined(separator: ", ")))" }
+            if let error = enrollment?["last_error"] { line += "; last attempt failed: \(text(error))" }
+            context.line(line)
+        } else {
+            context.line("enrollment  \(text(enrollment?["state"]))")
+        }
         if case .array(let services)? = status["services"] {
             for service in services {
                 var line = "service     \(text(service["name"])): \(text(service["state"])), \(text(service["restarts"])) restarts"

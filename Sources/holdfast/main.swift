@@ -22,6 +22,8 @@ CommandTable(
         LockdownStatus.self,
         LockdownChange.self,
         PostureCommand.self,
+        Enroll.self,
+        Grant.self,
         JournalTail.self,
         JournalStatsCommand.self,
         JournalCheck.self,

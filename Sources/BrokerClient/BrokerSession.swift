@@ -1,0 +1,295 @@
+import FoundationEssentials
+public import HoldfastCore
+public import HoldfastCrypto
+
+/// What `holdfast-broker token create` prints: `hft1.` + base64url of
+/// `{url, ca: "sha256:HEX", key: THUMBPRINT, secret}`.
+public struct EnrollmentToken: Sendable, Equatable {
+    public let url: String
+    /// SHA-256 of the broker CA certificate (DER), hex.
+    public let caFingerprint: String
+    /// The RFC 7638 thumbprint of the broker's signing key.
+    public let keyThumbprint: String
+    public let secret: String
+
+    public init(_ text: String) throws(BrokerClientError) {
+        let trimmed = String(text.filter { !$0.isWhitespace })
+        guard trimmed.hasPrefix("hft1."), let bytes = Base64URL.decode(String(trimmed.dropFirst(5))),
+              let value = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)),
+              let url = value["url"]?.stringValue, let ca = value["ca"]?.stringValue, let key = value["key"]?.stringValue, let secret = value["secret"]?.stringValue
+        else {
+            throw BrokerClientError(.setup, "not an enrollment token (holdfast-broker token create prints one: hft1.…)")
+        }
+        guard ca.hasPrefix("sha256:"), ca.utf8.count == 71 else { throw BrokerClientError(.setup, "the token's CA fingerprint is not sha256:HEX") }
+        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), ["https", "http"].contains(scheme), parsed.host != nil else {
+            throw BrokerClientError(.setup, "the token's broker URL is not an https URL")
+        }
+        self.url = url.hasSuffix("/") ? String(url.dropLast()) : url
+        caFingerprint = String(ca.dropFirst(7)).lowercased()
+        keyThumbprint = key
+        self.secret = secret
+    }
+}
+
+/// What enrollment leaves on the device (saved 0600 in the state directory): whom to call, how
+/// to recognise them, and who this device is to them.
+public struct EnrollmentRecord: Sendable, Equatable, Codable {
+    public var url: String
+    public var deviceID: String
+    public var issuer: String
+    public var audience: String
+    /// The pinned CA (PEM) the broker's TLS certificate must chain to.
+    public var caPEM: String
+    /// The pinned signing keys: what the broker signs must verify with one of them.
+    public var keys: [JWK]
+    public var enrolledAt: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case url, deviceID = "device_id", issuer, audience, caPEM = "ca_pem", keys, enrolledAt = "enrolled_at"
+    }
+
+    public var verifyingKeys: VerifyingKeySet {
+        VerifyingKeySet(keys.compactMap { try? VerifyingKey(jwk: $0) })
+    }
+}
+
+/// Registration facts the broker keeps for the device.
+public struct DeviceFacts: Sendable {
+    public var machineID: String?
+    public var dmiSerial: String?
+    public var hostname: String?
+    public var os: String?
+
+    public init(machineID: String?, dmiSerial: String?, hostname: String?, os: String?) {
+        self.machineID = machineID
+        self.dmiSerial = dmiSerial
+        self.hostname = hostname
+        self.os = os
+    }
+
+    var json: JSONValue {
+        var object: [String: JSONValue] = ["agent_version": .string(HoldfastVersion.current)]
+        if let machineID { object["machine_id"] = .string(machineID) }
+        if let dmiSerial { object["dmi_serial"] = .string(dmiSerial) }
+        if let hostname { object["hostname"] = .string(hostname) }
+        if let os { object["os"] = .string(os) }
+        return .object(object)
+    }
+}
+
+/// The broker's answer to an attestation, verified.
+public struct AttestationOutcome: Sendable {
+    /// `compliant` or `noncompliant`.
+    public let decision: String
+    /// The verdict JWS, verified with a pinned key.
+    public let verdict: String
+    public let verdictClaims: JSONValue
+    /// The access grant (JWT), when compliant.
+    public let grant: String?
+    public let grantExpiresAt: Int64?
+    /// What the user is told when denied: failing check ids and remediation.
+    public let denial: String?
+}
+
+/// An agent policy received from the broker, verified.
+public struct SignedAgentPolicy: Sendable, Equatable {
+    public let version: Int64
+    /// The exact policy.json bytes the admin published.
+    public let document: [UInt8]
+    /// The JWS as received (kept as the last good one).
+    public let compact: String
+}
+
+/// Calls to the broker as an enrolled device: every request is signed with the device key
+/// (`Authorization: Holdfast-Device <JWS>` over method, path, body hash and time), every answer
+/// that matters is a document signed by a pinned broker key.
+public struct BrokerSession: Sendable {
+    public let record: EnrollmentRecord
+    let key: SigningKey
+    let client: HTTPClient
+    let pollClient: HTTPClient
+
+    public init(record: EnrollmentRecord, key: SigningKey) {
+        self.record = record
+        self.key = key
+        client = HTTPClient(trust: .pinned(record.caPEM), label: "holdfast.broker-client")
+        // Long polls on their own queue: a held poll must not delay an attestation.
+        pollClient = HTTPClient(trust: .pinned(record.caPEM), label: "holdfast.broker-poll")
+    }
+
+    // MARK: Enrollment
+
+    /// Enrolls with a token: fetch the CA and accept it only if its SHA-256 is the token's; from
+    /// then on only that CA; check the broker's signing key is the token's; register the device
+    /// key with a document signed by it.
+    public static func enroll(token: EnrollmentToken, key: SigningKey, facts: DeviceFacts, timeout: Duration = .seconds(15)) async throws(BrokerClientError) -> EnrollmentRecord {
+        let bootstrap = HTTPClient(trust: .unverifiedForPinning, label: "holdfast.broker-enroll")
+        let caAnswer = try await bootstrap.send("GET", token.url + "/v1/ca.pem", timeout: timeout)
+        guard caAnswer.status == 200 else { throw BrokerClientError(.status, "the broker answered \(caAnswer.status) for its CA certificate", status: caAnswer.status) }
+        let fingerprint: String
+        do {
+            fingerprint = Hex.encode(try CertificateFingerprint.sha256(of: caAnswer.body))
+        } catch {
+            throw BrokerClientError(.invalid, "the broker's CA certificate does not parse: \(error)")
+        }
+        guard fingerprint == token.caFingerprint else {
+            throw BrokerClientError(.invalid, "the broker's CA certificate is sha256:\(fingerprint), the token pins sha256:\(token.caFingerprint): refusing (a different broker, or someone in between)")
+        }
+        let caPEM: String
+        do {
+            caPEM = try CertificateFingerprint.canonicalPEM(of: caAnswer.body)
+        } catch {
+            throw BrokerClientError(.invalid, "the broker's CA certificate does not parse: \(error)")
+        }
+        let pinned = HTTPClient(trust: .pinned(caPEM), label: "holdfast.broker-enroll")
+        let keysAnswer = try await pinned.send("GET", token.url + "/.well-known/jwks.json", timeout: timeout)
+        guard keysAnswer.status == 200, let set = try? JSONDecoder().decode(JWKSet.self, from: Data(keysAnswer.body)) else {
+            throw BrokerClientError(.invalid, "the broker's JWKS cannot be read (status \(keysAnswer.status))", status: keysAnswer.status)
+        }
+        guard let signing = set.keys.first(where: { (try? VerifyingKey(jwk: $0))?.thumbprint == token.keyThumbprint }) else {
+            throw BrokerClientError(.invalid, "the broker does not publish the signing key the token pins (\(token.keyThumbprint))")
+        }
+        let payload: JSONValue = .object([
+            "secret": .string(token.secret), "key": jsonValue(key.publicKey.jwk), "facts": facts.json, "iat": .int(Int64(Date().timeIntervalSince1970)),
+        ])
+        let document: String
+        do {
+            document = try JWS.sign(Array(jsonText(payload).utf8), with: key, header: JWSHeader(keyID: key.publicKey.thumbprint, type: "holdfast-enroll+jws"))
+        } catch {
+            throw BrokerClientError(.setup, "cannot sign the enrollment: \(error)")
+        }
+        let answer = try await pinned.send("POST", token.url + "/v1/enroll", body: Array(document.utf8), timeout: timeout)
+        let object = try parse(answer, "enrollment")
+        guard let id = object["device_id"]?.stringValue, let issuer = object["issuer"]?.stringValue else {
+            throw BrokerClientError(.invalid, "the enrollment answer names no device id")
+        }
+        return EnrollmentRecord(
+            url: token.url, deviceID: id, issuer: issuer, audience: object["audience"]?.stringValue ?? "holdfast", caPEM: caPEM, keys: [signing],
+            enrolledAt: Int64(Date().timeIntervalSince1970))
+    }
+
+    // MARK: Attestation
+
+    /// A fresh challenge nonce.
+    public func challenge(timeout: Duration = .seconds(10)) async throws(BrokerClientError) -> String {
+        let object = try BrokerSession.parse(try await signedRequest("POST", "/v1/challenge", body: Array("{}".utf8), timeout: timeout), "challenge")
+        guard let nonce = object["nonce"]?.stringValue else { throw BrokerClientError(.invalid, "the challenge carries no nonce") }
+        return nonce
+    }
+
+    /// Sends a signed posture report answering `nonce`; verifies the verdict (pinned key, this
+    /// device, this nonce) and the grant.
+    public func attest(report: String, nonce: String, user: String?, timeout: Duration = .seconds(10)) async throws(BrokerClientError) -> AttestationOutcome {
+        var body: [String: JSONValue] = ["report": .string(report)]
+        if let user { body["user"] = .string(user) }
+        let object = try BrokerSession.parse(try await signedRequest("POST", "/v1/attest", body: Array(jsonText(.object(body)).utf8), timeout: timeout), "attestation")
+        guard let verdict = object["verdict"]?.stringValue else { throw BrokerClientError(.invalid, "the attestation answer carries no verdict") }
+        let claims: JSONValue
+        do {
+            let verified = try JWS.verify(verdict, keys: record.verifyingKeys)
+            guard verified.header.type == "holdfast-verdict+jws" else { throw BrokerClientError(.invalid, "the verdict is not a holdfast-verdict+jws document") }
+            claims = try JSONDecoder().decode(JSONValue.self, from: Data(verified.payload))
+        } catch let error as BrokerClientError {
+            throw error
+        } catch {
+            throw BrokerClientError(.invalid, "the verdict does not verify with the pinned broker key: \(error)")
+        }
+        guard claims["device"]?.stringValue == record.deviceID, claims["nonce"]?.stringValue == nonce, let decision = claims["decision"]?.stringValue else {
+            throw BrokerClientError(.invalid, "the verdict is for another device or another challenge")
+        }
+        var grant: String?
+        var expires: Int64?
+        if let token = object["grant"]?.stringValue {
+            do {
+                let verified = try JWT.verify(token, keys: record.verifyingKeys, validation: JWTValidation(audience: record.audience, issuer: record.issuer, type: "JWT"))
+                guard verified.claims.subject == record.deviceID else { throw BrokerClientError(.invalid, "the grant is for another device") }
+                grant = token
+                expires = verified.claims.expiresAt.map { Int64($0.timeIntervalSince1970) }
+            } catch let error as BrokerClientError {
+                throw error
+            } catch {
+                throw BrokerClientError(.invalid, "the grant does not verify with the pinned broker key: \(error)")
+            }
+        }
+        return AttestationOutcome(decision: decision, verdict: verdict, verdictClaims: claims, grant: grant, grantExpiresAt: expires, denial: object["denial"]?.stringValue)
+    }
+
+    // MARK: Agent policy
+
+    /// Waits up to `wait` for an agent policy newer than `after`; nil when none came.
+    public func pollPolicy(after: Int64, wait: Int) async throws(BrokerClientError) -> SignedAgentPolicy? {
+        let answer = try await signedRequest("GET", "/v1/agent-policy", query: "after=\(after)&wait=\(wait)", body: nil, timeout: .seconds(wait + 15), client: pollClient)
+        if answer.status == 204 { return nil }
+        let object = try BrokerSession.parse(answer, "agent policy")
+        guard let compact = object["policy"]?.stringValue else { throw BrokerClientError(.invalid, "the agent policy answer carries no policy") }
+        return try verifyPolicy(compact)
+    }
+
+    /// Verifies a signed agent policy: a pinned key, the type, the digest of the exact bytes.
+    public func verifyPolicy(_ compact: String) throws(BrokerClientError) -> SignedAgentPolicy {
+        try BrokerSession.verifyPolicy(compact, keys: record.verifyingKeys)
+    }
+
+    public static func verifyPolicy(_ compact: String, keys: VerifyingKeySet) throws(BrokerClientError) -> SignedAgentPolicy {
+        let payload: JSONValue
+        do {
+            let verified = try JWS.verify(compact, keys: keys)
+            guard verified.header.type == "holdfast-policy+jws" else { throw BrokerClientError(.invalid, "not a holdfast-policy+jws document") }
+            payload = try JSONDecoder().decode(JSONValue.self, from: Data(verified.payload))
+        } catch let error as BrokerClientError {
+            throw error
+        } catch {
+            throw BrokerClientError(.invalid, "the agent policy does not verify with the pinned broker key: \(error)")
+        }
+        guard payload["type"]?.stringValue == "holdfast.agent_policy", let version = payload["version"]?.intValue, version > 0,
+              let encoded = payload["document"]?.stringValue, let document = Base64URL.decode(encoded), payload["sha256"]?.stringValue == SHA256.hex(document)
+        else {
+            throw BrokerClientError(.invalid, "the agent policy document is malformed (version, document, sha256)")
+        }
+        return SignedAgentPolicy(version: version, document: document, compact: compact)
+    }
+
+    /// Tells the broker what became of a policy version.
+    public func acknowledge(version: Int64, applied: Bool, detail: String) async throws(BrokerClientError) {
+        let body: JSONValue = .object(["version": .int(version), "status": .string(applied ? "applied" : "refused"), "detail": .string(detail)])
+        _ = try BrokerSession.parse(try await signedRequest("POST", "/v1/agent-policy/ack", body: Array(jsonText(body).utf8), timeout: .seconds(10)), "acknowledgement")
+    }
+
+    // MARK: Plumbing
+
+    func signedRequest(_ method: String, _ path: String, query: String? = nil, body: [UInt8]?, timeout: Duration, client: HTTPClient? = nil) async throws(BrokerClientError) -> HTTPAnswer {
+        let claims: JSONValue = .object([
+            "sub": .string(record.deviceID), "htm": .string(method), "htu": .string(path), "iat": .int(Int64(Date().timeIntervalSince1970)),
+            "bh": .string(Base64URL.encode(SHA256.hash(body ?? []))), "jti": .string((try? SecureRandom.token(bytes: 12)) ?? ""),
+        ])
+        let token: String
+        do {
+            token = try JWS.sign(Array(jsonText(claims).utf8), with: key, header: JWSHeader(keyID: key.publicKey.thumbprint, type: "holdfast-request+jws"))
+        } catch {
+            throw BrokerClientError(.setup, "cannot sign the request: \(error)")
+        }
+        let url = record.url + path + (query.map { "?" + $0 } ?? "")
+        return try await (client ?? self.client).send(method, url, headers: ["Authorization: Holdfast-Device " + token], body: body, timeout: timeout)
+    }
+
+    static func parse(_ answer: HTTPAnswer, _ what: String) throws(BrokerClientError) -> JSONValue {
+        let value = try? JSONDecoder().decode(JSONValue.self, from: Data(answer.body))
+        guard answer.status == 200 else {
+            let message = value?["message"]?.stringValue ?? "status \(answer.status)"
+            throw BrokerClientError(.status, "the broker refused the \(what): \(message)", status: answer.status)
+        }
+        guard let value, case .object = value else { throw BrokerClientError(.invalid, "the broker's \(what) answer is not a JSON object") }
+        return value
+    }
+}
+
+func jsonText(_ value: JSONValue) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+}
+
+func jsonValue(_ value: some Encodable) -> JSONValue {
+    guard let data = try? JSONEncoder().encode(value), let decoded = try? JSONDecoder().decode(JSONValue.self, from: data) else { return .null }
+    return decoded
+}

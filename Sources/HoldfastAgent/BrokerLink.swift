@@ -1,0 +1,279 @@
+public import BrokerClient
+import FoundationEssentials
+public import HoldfastCore
+public import HoldfastCrypto
+import Posture
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// holdfastd's side of the broker (docs/broker-protocol.md): enrollment, attestation on start,
+/// on a schedule and after every posture change, the grant that results, and the agents' signed
+/// policy by long poll. The agent dials out; nothing listens.
+public actor BrokerLink: Service {
+    public nonisolated let name = "broker"
+    static let enrollmentFile = "enrollment.json"
+    static let policyFile = "broker-policy.jws"
+
+    private let stateDirectory: String
+    private let key: SigningKey
+    private let attestInterval: Duration
+    private let policyWait: Int
+    private let logger: Logger
+    private let record: @Sendable (Event) -> Void
+    private let posture: PostureService?
+    /// Applies a verified agent policy; nil when applied, else why it was refused.
+    private let applyPolicy: @Sendable (SignedAgentPolicy) async -> String?
+    private let policyVersion: @Sendable () async -> Int64?
+
+    private var session: BrokerSession?
+    private var grant: (token: String, expiresAt: Int64?, user: String?)?
+    private var verdict: (decision: String, at: Date, denial: String?, failing: [String])?
+    private var lastError: (at: Date, message: String)?
+    private var lastAttempt: Date?
+    private var triggered: String?
+
+    public init(
+        stateDirectory: String, key: SigningKey, attestInterval: Duration, policyWait: Int, logger: Logger, posture: PostureService?,
+        record: @escaping @Sendable (Event) -> Void, applyPolicy: @escaping @Sendable (SignedAgentPolicy) async -> String?,
+        policyVersion: @escaping @Sendable () async -> Int64?
+    ) {
+        self.stateDirectory = stateDirectory
+        self.key = key
+        self.attestInterval = attestInterval
+        self.policyWait = policyWait
+        self.logger = logger
+        self.posture = posture
+        self.record = record
+        self.applyPolicy = applyPolicy
+        self.policyVersion = policyVersion
+        if let stored = Self.loadRecord(stateDirectory: stateDirectory) { session = BrokerSession(record: stored, key: key) }
+    }
+
+    // MARK: Stored state
+
+    /// The enrollment saved by an earlier `holdfast enroll`, if any (a file that does not parse is
+    /// an error the status shows, never a silent unenrollment).
+    public static func loadRecord(stateDirectory: String) -> EnrollmentRecord? {
+        guard let bytes = try? SecureFile.readPrivate(stateDirectory + "/" + enrollmentFile, owner: 0, maximumSize: 1 << 20) else { return nil }
+        return try? JSONDecoder().decode(EnrollmentRecord.self, from: Data(bytes))
+    }
+
+    /// The last agent policy accepted from the broker, verified again with the pinned keys.
+    public static func storedPolicy(stateDirectory: String) -> SignedAgentPolicy? {
+        guard let record = loadRecord(stateDirectory: stateDirectory),
+              let bytes = try? SecureFile.readPrivate(stateDirectory + "/" + policyFile, owner: 0, maximumSize: 8 << 20) else { return nil }
+        return try? BrokerSession.verifyPolicy(String(decoding: bytes, as: UTF8.self).filter { !$0.isWhitespace }, keys: record.verifyingKeys)
+    }
+
+    /// Keeps an applied policy as the last good one (0600).
+    public static func savePolicy(_ policy: SignedAgentPolicy, stateDirectory: String) throws {
+        try SecureFile.write(Array(policy.compact.utf8), to: stateDirectory + "/" + policyFile, mode: 0o600)
+    }
+
+    public var enrolled: Bool { session != nil }
+
+    // MARK: Verbs
+
+    /// `holdfast enroll --token T`.
+    public func enroll(token text: String) async -> Result<EnrollmentRecord, BrokerClientError> {
+        if let session {
+            return .failure(BrokerClientError(.setup, "already enrolled as \(session.record.deviceID) with \(session.record.url); unenroll on the broker and remove \(stateDirectory)/\(Self.enrollmentFile) first"))
+        }
+        let token: EnrollmentToken
+        do {
+            token = try EnrollmentToken(text)
+        } catch {
+            return .failure(error)
+        }
+        do {
+            let enrollment = try await BrokerSession.enroll(token: token, key: key, facts: Self.facts())
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            try SecureFile.write(Array(try encoder.encode(enrollment)), to: stateDirectory + "/" + Self.enrollmentFile, mode: 0o600)
+            session = BrokerSession(record: enrollment, key: key)
+            await posture?.enrolled(as: enrollment.deviceID)
+            record(Event(
+                kind: "broker.enrolled", eventClass: .deviceConfigStateChange, activityID: 1, activityName: "Enroll", time: Date(), severity: .informational, status: .success,
+                message: "enrolled with \(enrollment.url) as device \(enrollment.deviceID); CA and signing key pinned",
+                details: ["device_id": .string(enrollment.deviceID), "url": .string(enrollment.url), "ca_sha256": .string(token.caFingerprint), "signing_key": .string(token.keyThumbprint)]))
+            triggered = "enrolled"
+            return .success(enrollment)
+        } catch let error as BrokerClientError {
+            record(Event(
+                kind: "broker.enroll_failed", eventClass: .deviceConfigStateChange, activityID: 1, activityName: "Enroll", time: Date(), severity: .medium, status: .failure,
+                message: "enrollment with \(token.url) failed: \(error.message)"))
+            return .failure(error)
+        } catch {
+            return .failure(BrokerClientError(.setup, "cannot save the enrollment in \(stateDirectory): \(error)"))
+        }
+    }
+
+    /// Attests now (a login check, or a caller who wants a fresh grant).
+    public func attestNow(user: String? = nil) async -> Result<AttestationOutcome, BrokerClientError> {
+        guard let session else { return .failure(BrokerClientError(.setup, "not enrolled (holdfast enroll --token …)")) }
+        guard let posture else { return .failure(BrokerClientError(.setup, "posture is off on this agent ([posture] enabled = no): nothing to attest")) }
+        lastAttempt = Date()
+        do {
+            let nonce = try await session.challenge()
+            let report = await posture.report(nonce: nonce, only: nil)
+            guard let signed = report.signed else { throw BrokerClientError(.setup, "the posture report could not be signed") }
+            let outcome = try await session.attest(report: signed, nonce: nonce, user: user)
+            let failing = outcome.verdictClaims["blocking"].flatMap { value -> [String]? in
+                guard case .array(let items) = value else { return nil }
+                return items.compactMap { $0["id"]?.stringValue }
+            } ?? []
+            let previous = verdict?.decision
+            verdict = (outcome.decision, Date(), outcome.denial, failing)
+            if let token = outcome.grant { grant = (token, outcome.grantExpiresAt, user) } else { grant = nil }
+            if previous != outcome.decision || lastError != nil {
+                record(Event(
+                    kind: "broker.verdict", eventClass: .complianceFinding, activityID: 2, activityName: "Update", time: Date(),
+                    severity: outcome.decision == "compliant" ? .informational : .high, status: outcome.decision == "compliant" ? .success : .failure,
+                    message: outcome.decision == "compliant" ? "the broker finds this device compliant; access granted" : "the broker denies access: \(outcome.denial ?? "non-compliant")",
+                    details: ["decision": .string(outcome.decision), "failing": .array(failing.map(JSONValue.string))]))
+            }
+            lastError = nil
+            return .success(outcome)
+        } catch {
+            let message = (error as? BrokerClientError)?.message ?? "\(error)"
+            if lastError == nil {
+                record(Event(
+                    kind: "broker.attest_failed", eventClass: .complianceFinding, activityID: 2, activityName: "Update", time: Date(), severity: .medium, status: .failure,
+                    message: "attestation failed: \(message); the broker marks the device stale if this lasts"))
+            }
+            lastError = (Date(), message)
+            logger.warning("attestation failed", ("error", message))
+            return .failure((error as? BrokerClientError) ?? BrokerClientError(.transport, message))
+        }
+    }
+
+    /// Asks for an attestation soon (posture changed).
+    public func trigger(_ reason: String) { if triggered == nil { triggered = reason } }
+
+    /// The current grant for `holdfast grant`: the token and when it expires; nil without one.
+    public func currentGrant() -> JSONValue {
+        var object: [String: JSONValue] = ["enrolled": .bool(session != nil)]
+        if let session { object["device_id"] = .string(session.record.deviceID) }
+        if let verdict {
+            object["decision"] = .string(verdict.decision)
+            object["verdict_at"] = .string(verdict.at.formatted(.iso8601))
+            if let denial = verdict.denial { object["denial"] = .string(denial) }
+        }
+        if let grant, (grant.expiresAt ?? 0) > Int64(Date().timeIntervalSince1970) {
+            object["grant"] = .string(grant.token)
+            if let expires = grant.expiresAt { object["expires_at"] = .int(expires) }
+            if let user = grant.user { object["user"] = .string(user) }
+        }
+        return .object(object)
+    }
+
+    /// For `holdfast status`.
+    public func status() async -> JSONValue {
+        guard let session else { return .object(["state": "unenrolled"]) }
+        var object: [String: JSONValue] = ["state": "enrolled", "device_id": .string(session.record.deviceID), "url": .string(session.record.url)]
+        if let verdict {
+            object["decision"] = .string(verdict.decision)
+            object["verdict_at"] = .string(verdict.at.formatted(.iso8601))
+            if !verdict.failing.isEmpty { object["failing"] = .array(verdict.failing.map(JSONValue.string)) }
+        }
+        if let grant, let expires = grant.expiresAt { object["grant_expires_at"] = .int(expires) }
+        if let lastError {
+            object["last_error"] = .string(lastError.message)
+            object["last_error_at"] = .string(lastError.at.formatted(.iso8601))
+        }
+        if let version = await policyVersion() { object["policy_version"] = .int(version) }
+        return .object(object)
+    }
+
+    // MARK: Loops
+
+    public func run() async throws {
+        while session == nil {
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        if let session { await posture?.enrolled(as: session.record.deviceID) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.attestLoop() }
+            group.addTask { try await self.policyLoop() }
+            try await group.waitForAll()
+        }
+    }
+
+    private func attestLoop() async throws {
+        var failures = 0
+        while !Task.isCancelled {
+            triggered = nil
+            let ok: Bool
+            switch await attestNow() {
+            case .success: ok = true
+            case .failure: ok = false
+            }
+            failures = ok ? 0 : failures + 1
+            // After a failure: 2, 4, 8 … s with jitter, never longer than the interval.
+            let wait: Duration = ok ? attestInterval : min(attestInterval, .seconds(Self.backoff(failures)))
+            let deadline = ContinuousClock.now + wait
+            while ContinuousClock.now < deadline, triggered == nil, !Task.isCancelled {
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            if triggered != nil { try await Task.sleep(for: .seconds(1)) }
+        }
+    }
+
+    /// Exponential backoff with jitter, seconds: 2^n capped at 60, ±25 %.
+    static func backoff(_ failures: Int) -> Double {
+        let base = min(60.0, Double(1 << min(failures, 6)))
+        return base * Double.random(in: 0.75...1.25)
+    }
+
+    private func policyLoop() async throws {
+        var failures = 0
+        while !Task.isCancelled {
+            guard let session else { return }
+            let after = await policyVersion() ?? 0
+            do {
+                if let policy = try await session.pollPolicy(after: after, wait: policyWait) {
+                    if policy.version <= after {
+                        // Never roll back: an older version than the one in force is refused.
+                        try? await session.acknowledge(version: policy.version, applied: false, detail: "older than version \(after) in force")
+                    } else if let refusal = await applyPolicy(policy) {
+                        try? await session.acknowledge(version: policy.version, applied: false, detail: refusal)
+                        // Not asked for again until a newer version comes.
+                        try await Task.sleep(for: .seconds(Self.backoff(3)))
+                    } else {
+                        try? await session.acknowledge(version: policy.version, applied: true, detail: "")
+                    }
+                }
+                failures = 0
+            } catch let error as BrokerClientError {
+                failures += 1
+                if error.code == .invalid {
+                    record(Event(
+                        kind: "policy.refused", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Refuse", time: Date(), severity: .high, status: .failure,
+                        message: "an agent policy from the broker was refused (\(error.message)); the policy in force stays"))
+                }
+                logger.warning("agent policy poll failed", ("error", error.message))
+                try await Task.sleep(for: .seconds(Self.backoff(failures)))
+            }
+        }
+    }
+
+    // MARK: Facts
+
+    static func facts() -> DeviceFacts {
+        func line(_ path: String) -> String? {
+            guard let bytes = SmallFile.read(path, limit: 4_096) else { return nil }
+            let text = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init)
+            return text?.isEmpty == false ? text : nil
+        }
+        var host = [CChar](repeating: 0, count: 256)
+        let hostname = gethostname(&host, host.count) == 0 ? String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
+        var os: String?
+        if let bytes = SmallFile.read("/etc/os-release", limit: 16_384) {
+            for entry in String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline) where entry.hasPrefix("PRETTY_NAME=") {
+                os = String(entry.dropFirst(12)).filter { $0 != "\"" }
+            }
+        }
+        return DeviceFacts(machineID: line("/etc/machine-id"), dmiSerial: line("/sys/class/dmi/id/product_serial"), hostname: hostname, os: os)
+    }
+}

@@ -1,0 +1,614 @@
+import FoundationEssentials
+public import HoldfastCore
+public import HoldfastCrypto
+public import HoldfastStore
+import Synchronization
+
+/// How the broker behaves: who it says it is, how long what it signs stays valid.
+public struct BrokerSettings: Sendable {
+    /// `iss` of grants and verdicts: the broker's URL as agents and gateways know it.
+    public var issuer: String
+    /// `aud` of grants.
+    public var audience: String
+    /// Grant lifetime in seconds (default 10 minutes).
+    public var grantLifetime: Int64
+    /// Challenge lifetime in seconds.
+    public var nonceLifetime: Int64
+    /// A device that has not attested for this long is stale: its grants stop being honoured.
+    public var staleAfter: Int64
+    /// Clock skew tolerated on device-signed requests, seconds.
+    public var skew: Int64
+    /// Longest a long poll is held, seconds.
+    public var maximumWait: Int64
+
+    public init(issuer: String, audience: String = "holdfast", grantLifetime: Int64 = 600, nonceLifetime: Int64 = 60, staleAfter: Int64 = 900, skew: Int64 = 120,
+                maximumWait: Int64 = 55) {
+        self.issuer = issuer
+        self.audience = audience
+        self.grantLifetime = grantLifetime
+        self.nonceLifetime = nonceLifetime
+        self.staleAfter = staleAfter
+        self.skew = skew
+        self.maximumWait = maximumWait
+    }
+}
+
+/// The broker's signing keys: the current one signs; during a rotation the previous one is still
+/// published (JWKS) and accepted, and the announcement of the new key, signed by the old one, is
+/// served so pinned agents can move over.
+public struct BrokerKeys: Sendable {
+    public var current: SigningKey
+    public var previous: [VerifyingKey]
+    /// Compact JWS documents (`holdfast-key-rotation+jws`), each signed by an older key.
+    public var announcements: [String]
+
+    public init(current: SigningKey, previous: [VerifyingKey] = [], announcements: [String] = []) {
+        self.current = current
+        self.previous = previous
+        self.announcements = announcements
+    }
+
+    public var verifying: VerifyingKeySet { VerifyingKeySet([current.publicKey] + previous) }
+    public var jwks: JWKSet { JWKSet(keys: ([current.publicKey] + previous).map(\.jwk)) }
+}
+
+/// The reference broker's HTTP API (docs/broker-protocol.md): enrollment, challenge →
+/// signed report → verdict and grant, `/v1/authz` for gateways, the JWKS, and the agents'
+/// signed policy by long poll. Thread-safe: libmicrohttpd calls `handle` from its threads.
+public final class Broker: Sendable {
+    public static let grantType = "JWT"
+    public static let verdictType = "holdfast-verdict+jws"
+    public static let requestType = "holdfast-request+jws"
+    public static let enrollType = "holdfast-enroll+jws"
+    public static let agentPolicyType = "holdfast-policy+jws"
+    public static let rotationType = "holdfast-key-rotation+jws"
+    /// The `Authorization` scheme of device-signed requests.
+    public static let deviceScheme = "Holdfast-Device"
+
+    let storage: any BrokerStorage
+    let keys: BrokerKeys
+    let settings: BrokerSettings
+    let caPEM: String
+    let clock: any TimeSource
+    let logger: Logger
+    /// The latest agent policy, re-read at most every half second: thousands of held long polls
+    /// ask, and the admin CLI writes from another process.
+    private let agentPolicyCache = Mutex<(checked: ContinuousClock.Instant?, document: VersionedDocument?)>((nil, nil))
+
+    public init(storage: any BrokerStorage, keys: BrokerKeys, settings: BrokerSettings, caPEM: String, clock: any TimeSource = SystemTimeSource(), logger: Logger) {
+        self.storage = storage
+        self.keys = keys
+        self.settings = settings
+        self.caPEM = caPEM
+        self.clock = clock
+        self.logger = logger
+    }
+
+    var now: Int64 { Int64(clock.now().timeIntervalSince1970.rounded(.down)) }
+
+    // MARK: Routing
+
+    public func handle(_ request: HTTPRequest) -> HTTPHandling {
+        let path = request.path
+        switch (request.method, path) {
+        case ("GET", "/.well-known/jwks.json"):
+            return .respond(jwks())
+        case ("GET", "/v1/ca.pem"):
+            return .respond(HTTPResponse(status: 200, headers: ["Content-Type": "application/x-pem-file"], body: Array(caPEM.utf8)))
+        case ("GET", "/v1/keys"):
+            return .respond(keyDocument())
+        case ("GET", "/v1/authz"):
+            return .respond(authorize(request))
+        case ("GET", "/v1/health"):
+            return .respond(.json(200, .object(["status": "ok"])))
+        case ("POST", "/v1/enroll"):
+            return .respond(enroll(request))
+        case ("POST", "/v1/challenge"):
+            return .respond(challenge(request))
+        case ("POST", "/v1/attest"):
+            return .respond(attest(request))
+        case ("GET", "/v1/agent-policy"):
+            return agentPolicy(request)
+        case ("POST", "/v1/agent-policy/ack"):
+            return .respond(acknowledgePolicy(request))
+        default:
+            let known = ["/.well-known/jwks.json", "/v1/ca.pem", "/v1/keys", "/v1/authz", "/v1/health", "/v1/enroll", "/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack"]
+            if known.contains(path) { return .respond(.error(405, "method-not-allowed", "\(request.method) is not allowed on \(path)")) }
+            return .respond(.error(404, "not-found", "no such endpoint"))
+        }
+    }
+
+    // MARK: Keys
+
+    func jwks() -> HTTPResponse {
+        var response = HTTPResponse.json(200, jsonValue(keys.jwks))
+        response.headers["Cache-Control"] = "max-age=300"
+        return response
+    }
+
+    func keyDocument() -> HTTPResponse {
+        .json(200, .object(["keys": jsonValue(keys.jwks)["keys"] ?? .array([]), "announcements": .array(keys.announcements.map(JSONValue.string))]))
+    }
+
+    func jsonValue(_ value: some Encodable) -> JSONValue {
+        guard let data = try? JSONEncoder().encode(value), let decoded = try? JSONDecoder().decode(JSONValue.self, from: data) else { return .null }
+        return decoded
+    }
+
+    // MARK: Enrollment
+
+    /// `POST /v1/enroll`: a JWS signed by the new device key over `{secret, key (JWK), facts, iat}`
+    /// — the signature proves the agent holds the key it registers.
+    func enroll(_ request: HTTPRequest) -> HTTPResponse {
+        let body = trimmed(String(decoding: request.body, as: UTF8.self))
+        let payload: JSONValue
+        let key: VerifyingKey
+        do {
+            let unverified = try JWS.inspectUnverified(body)
+            guard unverified.header.type == Self.enrollType else { return refuse("", "enroll.refused", 400, "bad-request", "the body must be a \(Self.enrollType) document") }
+            payload = try Self.parseObject(unverified.payload)
+            guard let jwkValue = payload["key"], let jwk = try? JSONDecoder().decode(JWK.self, from: JSONEncoder().encode(jwkValue)) else {
+                return refuse("", "enroll.refused", 400, "bad-request", "the enrollment carries no device key (key: JWK)")
+            }
+            key = try VerifyingKey(jwk: jwk)
+            _ = try JWS.verify(body, key: key)
+        } catch {
+            return refuse("", "enroll.refused", 400, "bad-request", "the enrollment request is not a document signed by the key it carries: \(error)")
+        }
+        guard let iat = payload["iat"]?.intValue, abs(iat.subtractingReportingOverflow(now).partialValue) <= settings.skew else {
+            return refuse("", "enroll.refused", 400, "clock", "the enrollment is not dated within \(settings.skew) s of the broker's clock")
+        }
+        guard let secret = payload["secret"]?.stringValue, !secret.isEmpty, secret.utf8.count <= 128 else {
+            return refuse("", "enroll.refused", 400, "bad-request", "the enrollment carries no token secret")
+        }
+        var facts: [String: JSONValue] = [:]
+        if case .object(let given)? = payload["facts"] {
+            for name in ["machine_id", "dmi_serial", "hostname", "os", "agent_version"] {
+                if let value = given[name]?.stringValue, value.utf8.count <= 256 { facts[name] = .string(value) }
+            }
+        }
+        let id: String
+        do {
+            id = "hf-" + Hex.encode(try SecureRandom.bytes(8))
+        } catch {
+            return .error(500, "internal", "no randomness")
+        }
+        do {
+            switch try storage.consumeEnrollmentToken(tokenHash: SHA256.hash(Array(secret.utf8)), device: id, at: now) {
+            case .accepted: break
+            case .unknown: return refuse("", "enroll.refused", 403, "token-unknown", "not a valid enrollment token")
+            case .used: return refuse("", "enroll.refused", 403, "token-used", "this enrollment token was used already; tokens are single use")
+            case .expired: return refuse("", "enroll.refused", 403, "token-expired", "this enrollment token has expired")
+            }
+            let factsText = jsonText(.object(facts))
+            guard try storage.addDevice(EnrolledDevice(id: id, publicKey: key.rawRepresentation, facts: factsText, enrolledAt: now)) else {
+                return refuse(id, "enroll.refused", 409, "key-enrolled", "this device key is enrolled already; unenroll it (holdfast-broker device remove) before enrolling again")
+            }
+            try storage.log(BrokerLogEntry(time: now, device: id, kind: "enroll", detail: "key \(key.thumbprint) facts \(factsText)"))
+        } catch {
+            logger.error("enrollment failed in storage", ("error", "\(error)"))
+            return .error(503, "storage", "the broker cannot record the enrollment now; retry")
+        }
+        logger.notice("device enrolled", ("device.id", id), ("device.key", key.thumbprint))
+        return .json(200, .object([
+            "device_id": .string(id), "issuer": .string(settings.issuer), "audience": .string(settings.audience),
+            "keys": jsonValue(keys.jwks)["keys"] ?? .array([]),
+        ]))
+    }
+
+    // MARK: Device-signed requests
+
+    /// The device behind a `Holdfast-Device <JWS>` request: the JWS, signed by an enrolled
+    /// device's key, names the method, the path, the body's SHA-256 and a time within the skew.
+    func authenticate(_ request: HTTPRequest) -> Authenticated {
+        guard let header = request.header("authorization"), header.hasPrefix(Self.deviceScheme + " ") else {
+            return .failure(.error(401, "unauthenticated", "this endpoint needs a device-signed request (Authorization: \(Self.deviceScheme) …)"))
+        }
+        let token = String(header.dropFirst(Self.deviceScheme.count + 1))
+        let id: String
+        do {
+            let unverified = try JWS.inspectUnverified(token)
+            guard unverified.header.type == Self.requestType else { return .failure(.error(401, "unauthenticated", "not a \(Self.requestType) document")) }
+            let unverifiedClaims = try Self.parseObject(unverified.payload)
+            guard let named = unverifiedClaims["sub"]?.stringValue, Self.isDeviceID(named) else { return .failure(.error(401, "unauthenticated", "the request names no device")) }
+            id = named
+        } catch {
+            return .failure(.error(401, "unauthenticated", "the request is not a signed document: \(error)"))
+        }
+        let device: EnrolledDevice
+        do {
+            guard let found = try storage.device(id: id) else { return .failure(refuse(id, "request.refused", 401, "unknown-device", "no such device")) }
+            device = found
+        } catch {
+            logger.error("device lookup failed", ("error", "\(error)"))
+            return .failure(.error(503, "storage", "the broker cannot read its state now; retry"))
+        }
+        guard device.removedAt == nil else { return .failure(refuse(id, "request.refused", 401, "removed", "this device was unenrolled")) }
+        let claims: JSONValue
+        do {
+            let verified = try JWS.verify(token, key: try VerifyingKey(rawRepresentation: device.publicKey))
+            claims = try Self.parseObject(verified.payload)
+        } catch {
+            return .failure(refuse(id, "request.refused", 401, "bad-signature", "the request signature does not verify: \(error)"))
+        }
+        let path = request.path
+        guard claims["htm"]?.stringValue == request.method, claims["htu"]?.stringValue == path else {
+            return .failure(refuse(device.id, "request.refused", 401, "wrong-request", "the signature is for another request"))
+        }
+        guard let iat = claims["iat"]?.intValue, abs(iat.subtractingReportingOverflow(now).partialValue) <= settings.skew else {
+            return .failure(refuse(device.id, "request.refused", 401, "clock", "the request is not dated within \(settings.skew) s of the broker's clock"))
+        }
+        guard claims["bh"]?.stringValue == Base64URL.encode(SHA256.hash(request.body)) else {
+            return .failure(refuse(device.id, "request.refused", 401, "wrong-body", "the signature does not cover this body"))
+        }
+        try? storage.markSeen(device: device.id, at: now)
+        return .success(device)
+    }
+
+    enum Authenticated {
+        case success(EnrolledDevice)
+        case failure(HTTPResponse)
+    }
+
+    static func isDeviceID(_ id: String) -> Bool {
+        id.utf8.count == 19 && id.hasPrefix("hf-") && id.utf8.dropFirst(3).allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
+    // MARK: Attestation
+
+    /// `POST /v1/challenge`: a nonce for the device's next report, valid `nonceLifetime` seconds.
+    func challenge(_ request: HTTPRequest) -> HTTPResponse {
+        let device: EnrolledDevice
+        switch authenticate(request) {
+        case .success(let found): device = found
+        case .failure(let response): return response
+        }
+        do {
+            let nonce = try SecureRandom.token(bytes: 32)
+            let expires = now + settings.nonceLifetime
+            try storage.addNonce(nonce, device: device.id, expires: expires)
+            return .json(200, .object(["nonce": .string(nonce), "expires_at": .int(expires)]))
+        } catch {
+            logger.error("cannot store a challenge", ("error", "\(error)"))
+            return .error(503, "storage", "the broker cannot issue a challenge now; retry")
+        }
+    }
+
+    /// `POST /v1/attest` with `{"report": JWS, "user": NAME?}`: the report must be signed by the
+    /// device's key, name the device, answer an unused unexpired challenge of that device, and be
+    /// a whole report. Then the compliance policy decides; a compliant device gets a grant.
+    func attest(_ request: HTTPRequest) -> HTTPResponse {
+        let device: EnrolledDevice
+        switch authenticate(request) {
+        case .success(let found): device = found
+        case .failure(let response): return response
+        }
+        let body: JSONValue
+        do {
+            body = try Self.parseObject(request.body)
+        } catch {
+            return refuse(device.id, "attest.refused", 400, "bad-request", "the body is not a JSON object: \(error)")
+        }
+        guard let compact = body["report"]?.stringValue else { return refuse(device.id, "attest.refused", 400, "bad-request", "the body carries no report") }
+        var user: String?
+        if let given = body["user"] {
+            guard let name = given.stringValue, Self.isUserName(name) else { return refuse(device.id, "attest.refused", 400, "bad-request", "user must be a login name") }
+            user = name
+        }
+        let payload: [UInt8]
+        let report: JSONValue
+        do {
+            let verified = try JWS.verify(compact, key: try VerifyingKey(rawRepresentation: device.publicKey))
+            guard verified.header.type == "holdfast-posture+jws" else { return refuse(device.id, "attest.refused", 400, "wrong-type", "the report is not a holdfast-posture+jws document") }
+            payload = verified.payload
+            report = try Self.parseObject(payload)
+        } catch {
+            return refuse(device.id, "attest.refused", 403, "bad-signature", "the report is not signed by this device's key: \(error)")
+        }
+        let thumbprint = (try? VerifyingKey(rawRepresentation: device.publicKey))?.thumbprint
+        guard let named = report["device"]?.stringValue, named == device.id || named == thumbprint else {
+            return refuse(device.id, "attest.refused", 403, "wrong-device", "the report names another device")
+        }
+        guard let nonce = report["nonce"]?.stringValue else { return refuse(device.id, "attest.refused", 403, "no-nonce", "the report answers no challenge") }
+        do {
+            switch try storage.consumeNonce(nonce, device: device.id, at: now) {
+            case .accepted: break
+            case .unknown: return refuse(device.id, "attest.refused", 403, "nonce-unknown", "the report answers no challenge this broker issued")
+            case .used: return refuse(device.id, "attest.refused", 403, "nonce-replayed", "the challenge was answered already (replay)")
+            case .expired: return refuse(device.id, "attest.refused", 403, "nonce-expired", "the challenge expired; ask for a new one")
+            case .otherDevice: return refuse(device.id, "attest.refused", 403, "nonce-other-device", "the challenge was issued to another device")
+            }
+        } catch {
+            logger.error("cannot spend a challenge", ("error", "\(error)"))
+            return .error(503, "storage", "the broker cannot check the challenge now; retry")
+        }
+        let evidence: PostureEvidence
+        do {
+            evidence = try PostureEvidence.parse(report)
+        } catch {
+            return refuse(device.id, "attest.refused", 400, "bad-report", error.message)
+        }
+        let previous = try? storage.latestAttestation(device: device.id)
+        let policy = compliancePolicy()
+        let verdict = evaluate(evidence, policy: policy, firstFailures: previous.map { Self.firstFailures($0.firstFailures) } ?? [:])
+        do {
+            try storage.recordAttestation(Attestation(
+                device: device.id, at: now, report: String(decoding: payload, as: UTF8.self), decision: verdict.decision.rawValue, policyVersion: policy.version,
+                user: user, firstFailures: jsonText(.object(verdict.firstFailures.mapValues { .int($0) }))))
+            try storage.log(BrokerLogEntry(time: now, device: device.id, kind: "attest", detail: "\(verdict.decision.rawValue)" + (verdict.blocking.isEmpty ? "" : " failing \(verdict.blocking.map(\.id).joined(separator: ","))")))
+        } catch {
+            logger.error("cannot record an attestation", ("error", "\(error)"))
+            return .error(503, "storage", "the broker cannot record the attestation now; retry")
+        }
+        do {
+            var answer: [String: JSONValue] = ["verdict": .string(try signVerdict(verdict, device: device.id, nonce: nonce, user: user, policyVersion: policy.version))]
+            if verdict.decision == .compliant {
+                answer["grant"] = .string(try issueGrant(device: device.id, user: user, verdict: verdict))
+            } else if let denial = verdict.denial {
+                answer["denial"] = .string(denial)
+            }
+            return .json(200, .object(answer))
+        } catch {
+            logger.error("cannot sign a verdict", ("error", "\(error)"))
+            return .error(500, "internal", "the broker cannot sign now")
+        }
+    }
+
+    static func isUserName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || "-_.@$".utf8.contains($0) }
+            && name.utf8.first != UInt8(ascii: "-")
+    }
+
+    static func firstFailures(_ text: String) -> [String: Int64] {
+        guard let value = try? parseObject(Array(text.utf8)), case .object(let members) = value else { return [:] }
+        return members.compactMapValues(\.intValue)
+    }
+
+    /// The compliance policy in force: none ever set (then every attested device is compliant;
+    /// `serve` says so at start), or one that can no longer be read — then nothing is compliant.
+    enum PolicyInForce {
+        case none
+        case policy(CompliancePolicy)
+        case unreadable(String)
+
+        var version: Int64? { if case .policy(let policy) = self { policy.version } else { nil } }
+    }
+
+    func compliancePolicy() -> PolicyInForce {
+        let stored: VersionedDocument?
+        do {
+            stored = try storage.latestDocument(kind: .compliancePolicy)
+        } catch {
+            return .unreadable("the compliance policy cannot be read: \(error)")
+        }
+        guard let stored else { return .none }
+        do {
+            var policy = try CompliancePolicy.parse(Array(stored.document.utf8))
+            policy.version = stored.version
+            return .policy(policy)
+        } catch {
+            logger.error("the stored compliance policy does not parse; every device is denied", ("version", "\(stored.version)"), ("error", error.message))
+            return .unreadable("compliance policy version \(stored.version) does not parse")
+        }
+    }
+
+    func evaluate(_ evidence: PostureEvidence, policy: PolicyInForce, firstFailures: [String: Int64]) -> ComplianceVerdict {
+        switch policy {
+        case .none:
+            return CompliancePolicy(rules: []).evaluate(evidence, now: now, firstFailures: firstFailures)
+        case .policy(let policy):
+            return policy.evaluate(evidence, now: now, firstFailures: firstFailures)
+        case .unreadable:
+            // Fail closed, and say so without detail: the broker's own policy is broken.
+            var verdict = CompliancePolicy(rules: []).evaluate(evidence, now: now, firstFailures: firstFailures)
+            verdict.decision = .noncompliant
+            verdict.blocking.append(.init(id: "broker-policy", status: "unreadable", remediation: "the broker cannot read its compliance policy; ask an administrator", until: nil))
+            return verdict
+        }
+    }
+
+    func findings(_ list: [ComplianceVerdict.Finding]) -> JSONValue {
+        .array(list.map { finding in
+            var object: [String: JSONValue] = ["id": .string(finding.id), "status": .string(finding.status), "remediation": .string(finding.remediation)]
+            if let until = finding.until { object["until"] = .int(until) }
+            return .object(object)
+        })
+    }
+
+    func signVerdict(_ verdict: ComplianceVerdict, device: String, nonce: String, user: String?, policyVersion: Int64?) throws -> String {
+        var object: [String: JSONValue] = [
+            "type": "holdfast.verdict", "iss": .string(settings.issuer), "device": .string(device), "nonce": .string(nonce), "iat": .int(now),
+            "exp": .int(now + settings.grantLifetime), "decision": .string(verdict.decision.rawValue), "blocking": findings(verdict.blocking),
+            "warnings": findings(verdict.warnings), "graced": findings(verdict.graced),
+        ]
+        if let user { object["user"] = .string(user) }
+        if let policyVersion { object["policy_version"] = .int(policyVersion) }
+        return try JWS.sign(Array(jsonText(.object(object)).utf8), with: keys.current, header: JSONHeaderFactory.header(keys.current, Self.verdictType))
+    }
+
+    func issueGrant(device: String, user: String?, verdict: ComplianceVerdict) throws -> String {
+        var other: [String: JSONValue] = ["posture": .string(verdict.warnings.isEmpty && verdict.graced.isEmpty ? "compliant" : "compliant-with-warnings")]
+        if let user { other["user"] = .string(user) }
+        let claims = JWTClaims(
+            issuer: settings.issuer, subject: device, audience: [settings.audience], issuedAt: Date(timeIntervalSince1970: Double(now)),
+            expiresAt: Date(timeIntervalSince1970: Double(now + settings.grantLifetime)), id: try SecureRandom.token(bytes: 16), other: other)
+        return try JWT.sign(claims, with: keys.current, type: Self.grantType)
+    }
+
+    // MARK: Gateways
+
+    /// `GET /v1/authz` (nginx `auth_request`): 200 when the grant verifies and its device is,
+    /// right now, enrolled, fresh and compliant under the policy in force; 401 for a missing or
+    /// invalid grant; 403 for a device denied now. The answer names the reason and the failing
+    /// check ids, never the policy's modes or grace periods.
+    func authorize(_ request: HTTPRequest) -> HTTPResponse {
+        guard let token = Self.grant(from: request) else {
+            return .error(401, "no-grant", "no access grant (Authorization: Bearer, or the holdfast_grant cookie)", headers: ["WWW-Authenticate": "Bearer"])
+        }
+        let verified: VerifiedJWT
+        do {
+            verified = try JWT.verify(
+                token, keys: keys.verifying,
+                validation: JWTValidation(clock: clock, leeway: 30, audience: settings.audience, issuer: settings.issuer, type: Self.grantType, maximumLifetime: Double(settings.grantLifetime) + 60))
+        } catch {
+            return .error(401, "invalid-grant", "the grant is not valid: \(error)", headers: ["WWW-Authenticate": "Bearer error=\"invalid_token\""])
+        }
+        guard let id = verified.claims.subject else { return .error(401, "invalid-grant", "the grant names no device") }
+        switch deviceDecision(id) {
+        case .allowed:
+            var headers = ["X-Holdfast-Device": id]
+            if let user = verified.claims.other["user"]?.stringValue { headers["X-Holdfast-User"] = user }
+            return .json(200, .object(["device": .string(id), "status": "allowed"]), headers: headers)
+        case .denied(let reason, let message, let failing):
+            return .json(403, .object(["error": .string(reason), "message": .string(message), "failing": .array(failing.map(JSONValue.string))]))
+        case .unavailable:
+            // Fail closed: no answer from storage is no access.
+            return .error(503, "storage", "the broker cannot read its state now")
+        }
+    }
+
+    enum DeviceDecision: Equatable {
+        case allowed
+        case denied(reason: String, message: String, failing: [String])
+        case unavailable
+    }
+
+    /// Whether a device may have access now: enrolled, attested within the stale window, and its
+    /// latest report compliant under the policy in force now (so a stricter policy applies at once).
+    func deviceDecision(_ id: String) -> DeviceDecision {
+        do {
+            guard let device = try storage.device(id: id) else { return .denied(reason: "unknown-device", message: "the device is not enrolled", failing: []) }
+            guard device.removedAt == nil else { return .denied(reason: "removed", message: "the device was unenrolled", failing: []) }
+            guard let latest = try storage.latestAttestation(device: id) else { return .denied(reason: "not-attested", message: "the device has not attested", failing: []) }
+            let age = now.subtractingReportingOverflow(latest.at).partialValue
+            if age > settings.staleAfter {
+                return .denied(reason: "stale", message: "the device has not attested for \(age) s (limit \(settings.staleAfter) s)", failing: [])
+            }
+            guard let report = try? Self.parseObject(Array(latest.report.utf8)), let evidence = try? PostureEvidence.parse(report) else {
+                return .denied(reason: "noncompliant", message: "the device's last report cannot be read", failing: [])
+            }
+            let verdict = evaluate(evidence, policy: compliancePolicy(), firstFailures: Self.firstFailures(latest.firstFailures))
+            if verdict.decision == .noncompliant {
+                return .denied(reason: "noncompliant", message: verdict.denial ?? "the device is not compliant", failing: verdict.blocking.map(\.id))
+            }
+            return .allowed
+        } catch {
+            logger.error("authz storage failure", ("error", "\(error)"))
+            return .unavailable
+        }
+    }
+
+    /// The grant from `Authorization: Bearer …` or the `holdfast_grant` cookie.
+    static func grant(from request: HTTPRequest) -> String? {
+        if let header = request.header("authorization") {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" { return trimmed(String(parts[1])) }
+        }
+        if let cookies = request.header("cookie") {
+            for pair in cookies.split(separator: ";") {
+                let cookie = trimmed(String(pair))
+                if cookie.hasPrefix("holdfast_grant=") { return String(cookie.dropFirst("holdfast_grant=".count)) }
+            }
+        }
+        return nil
+    }
+
+    // MARK: Agent policy
+
+    func latestAgentPolicy() -> VersionedDocument? {
+        let clockNow = ContinuousClock.now
+        if let cached = agentPolicyCache.withLock({ cache -> VersionedDocument?? in
+            guard let checked = cache.checked, clockNow - checked < .milliseconds(500) else { return nil }
+            return .some(cache.document)
+        }) {
+            return cached
+        }
+        let document = try? storage.latestDocument(kind: .agentPolicy)
+        agentPolicyCache.withLock { $0 = (clockNow, document) }
+        return document
+    }
+
+    /// `GET /v1/agent-policy?after=V[&wait=S]`: the signed policy when its version is newer than
+    /// V, else held until one is set or `wait` (at most `maximumWait`) passes → 204.
+    func agentPolicy(_ request: HTTPRequest) -> HTTPHandling {
+        let device: EnrolledDevice
+        switch authenticate(request) {
+        case .success(let found): device = found
+        case .failure(let response): return .respond(response)
+        }
+        let after = request.query["after"].flatMap { Int64($0) } ?? 0
+        let wait = min(max(request.query["wait"].flatMap { Int64($0) } ?? 0, 0), settings.maximumWait)
+        _ = device
+        let ready: @Sendable () -> HTTPResponse? = { [self] in
+            guard let latest = latestAgentPolicy(), latest.version > after else { return nil }
+            return .json(200, .object(["version": .int(latest.version), "policy": .string(latest.document)]))
+        }
+        if wait == 0 { return .respond(ready() ?? HTTPResponse(status: 204)) }
+        return .wait(until: ContinuousClock.now + .seconds(wait), ready: ready, timeout: HTTPResponse(status: 204))
+    }
+
+    /// `POST /v1/agent-policy/ack` with `{version, status: applied|refused, detail}`.
+    func acknowledgePolicy(_ request: HTTPRequest) -> HTTPResponse {
+        let device: EnrolledDevice
+        switch authenticate(request) {
+        case .success(let found): device = found
+        case .failure(let response): return response
+        }
+        guard let body = try? Self.parseObject(request.body), let version = body["version"]?.intValue,
+              let status = body["status"]?.stringValue, ["applied", "refused"].contains(status) else {
+            return .error(400, "bad-request", "say {version, status: applied|refused, detail}")
+        }
+        let detail = String((body["detail"]?.stringValue ?? "").prefix(512))
+        do {
+            try storage.acknowledgePolicy(device: device.id, version: version, status: status, detail: detail, at: now)
+            try storage.log(BrokerLogEntry(time: now, device: device.id, kind: "policy.\(status)", detail: "version \(version)" + (detail.isEmpty ? "" : ": \(detail)")))
+        } catch {
+            return .error(503, "storage", "the broker cannot record the acknowledgement now; retry")
+        }
+        return .json(200, .object(["recorded": true]))
+    }
+
+    /// Signs an agent policy document (the exact bytes of a `policy.json`) as version `version`.
+    public static func signAgentPolicy(_ bytes: [UInt8], version: Int64, at time: Int64, key: SigningKey) throws -> String {
+        let object: JSONValue = .object([
+            "type": "holdfast.agent_policy", "version": .int(version), "iat": .int(time), "sha256": .string(SHA256.hex(bytes)),
+            "document": .string(Base64URL.encode(bytes)),
+        ])
+        return try JWS.sign(Array(jsonText(object).utf8), with: key, header: JSONHeaderFactory.header(key, agentPolicyType))
+    }
+
+    // MARK: Helpers
+
+    /// Records a refusal (the broker's trail and its log) and builds the answer.
+    func refuse(_ device: String, _ kind: String, _ status: Int, _ code: String, _ message: String) -> HTTPResponse {
+        try? storage.log(BrokerLogEntry(time: now, device: device, kind: kind, detail: "\(code): \(message)"))
+        logger.warning("refused", ("kind", kind), ("device.id", device), ("reason", code))
+        return .error(status, code, message)
+    }
+
+    /// A JSON object from bytes; repeated keys are refused (parsers disagree on which wins).
+    static func parseObject(_ bytes: [UInt8]) throws -> JSONValue {
+        if let key = JSONDuplicateKeys.first(in: bytes) { throw ComplianceError("the key \"\(key)\" appears twice") }
+        let value = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        guard case .object = value else { throw ComplianceError("not a JSON object") }
+        return value
+    }
+}
+
+/// Without leading and trailing white space.
+func trimmed(_ text: String) -> String {
+    let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
+    guard let first = text.firstIndex(where: { !isSpace($0) }), let last = text.lastIndex(where: { !isSpace($0) }) else { return "" }
+    return String(text[first...last])
+}
+
+/// Sorted-key compact JSON text.
+func jsonText(_ value: JSONValue) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+}
+
+enum JSONHeaderFactory {
+    static func header(_ key: SigningKey, _ type: String) -> JWSHeader { JWSHeader(keyID: key.publicKey.thumbprint, type: type) }
+}

@@ -1,0 +1,300 @@
+import Foundation
+import Glibc
+import HoldfastCore
+import HoldfastTestSupport
+import Testing
+
+/// holdfast-broker serve and holdfastd talking over real HTTPS on loopback, with a real nginx
+/// asking `/v1/authz` (auth_request) in front of a dummy upstream.
+@Suite(.serialized) struct BrokerServeTests {
+    static let broker = Products.path("holdfast-broker")
+    static let holdfast = Products.path("holdfast")
+    static let daemon = Products.path("holdfastd")
+
+    /// A free loopback TCP port (bound, read, closed).
+    static func freePort() throws -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+        }
+        try #require(bound)
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// A child process stopped (SIGTERM, then SIGKILL) when the test lets go of it.
+    final class Child {
+        let process = Process()
+        let log: String
+
+        init(_ executable: String, _ arguments: [String], log: String, environment: [String: String] = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]) throws {
+            self.log = log
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            process.environment = environment
+            process.standardError = FileHandle(forWritingAtPath: log)
+            process.standardOutput = FileHandle(forWritingAtPath: log)
+            try process.run()
+        }
+
+        func stop() {
+            guard process.isRunning else { return }
+            kill(process.processIdentifier, SIGTERM)
+            let deadline = Date().addingTimeInterval(5)
+            while process.isRunning, Date() < deadline { usleep(20_000) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+        }
+
+        var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+        deinit { stop() }
+    }
+
+    /// Broker (init, an admin, serve) and one enrolled-to-be agent, all under one directory.
+    final class Rig {
+        let directory = TemporaryDirectory()
+        let port: Int
+        let url: String
+        var adminToken = ""
+        var brokerProcess: Child?
+        var agentProcess: Child?
+        var etc: String { directory.file("broker-etc") }
+        var state: String { directory.file("broker-state") }
+        var socket: String { directory.file("run/control.sock") }
+
+        init(staleAfter: String = "15m", attestInterval: String = "5m") throws {
+            chmod(directory.path, 0o755)
+            port = try BrokerServeTests.freePort()
+            url = "https://localhost:\(port)"
+            let initialized = try runProcess(BrokerServeTests.broker, ["init", "--hostname", "localhost", "--dir", etc])
+            try #require(initialized.status == 0, "\(initialized.stderr)")
+            let admin = try runProcess(BrokerServeTests.broker, ["admin", "add", "alice", "--state-dir", state])
+            try #require(admin.status == 0, "\(admin.stderr)")
+            adminToken = admin.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            brokerProcess = try Child(BrokerServeTests.broker, [
+                "serve", "--url", url, "--listen", "127.0.0.1:\(port)", "--dir", etc, "--state-dir", state, "--stale-after", staleAfter, "--threads", "2",
+            ], log: directory.file("broker.log"))
+            try #require(BrokerServeTests.poll { self.curl(["\(self.url)/v1/health"]).code == 200 }, "the broker did not start: \(brokerProcess?.output ?? "")")
+            try FileManager.default.createDirectory(atPath: directory.file("run"), withIntermediateDirectories: true)
+            try """
+                # broker test agent
+                [usb]
+                enabled = no
+                [print]
+                enabled = no
+                [filewatch]
+                enabled = no
+                [agent]
+                state_dir = \(directory.file("state"))
+                control_socket = \(socket)
+                policy = \(directory.file("policy.json"))
+                [broker]
+                attest_interval = \(attestInterval)
+                policy_wait = 2s
+
+                """.writeReplacing(toFile: directory.file("agent.conf"))
+            try #"{"version": 1, "usb": {}}"#.writeReplacing(toFile: directory.file("policy.json"))
+            chmod(directory.file("agent.conf"), 0o644)
+            chmod(directory.file("policy.json"), 0o644)
+        }
+
+        func startAgent() throws {
+            agentProcess = try Child(BrokerServeTests.daemon, ["--config", directory.file("agent.conf")], log: directory.file("agent.log"))
+            try #require(BrokerServeTests.poll { (try? self.holdfast(["status"]).status) == 0 }, "holdfastd did not start: \(agentProcess?.output ?? "")")
+        }
+
+        func brokerCLI(_ arguments: [String]) throws -> ProcessResult {
+            try runProcess(BrokerServeTests.broker, arguments + ["--state-dir", state], environment: ["HOLDFAST_ADMIN_TOKEN": adminToken, "PATH": "/usr/bin:/bin"])
+        }
+
+        func holdfast(_ arguments: [String]) throws -> ProcessResult {
+            try runProcess(BrokerServeTests.holdfast, ["--socket", socket] + arguments)
+        }
+
+        func token() throws -> String {
+            let created = try brokerCLI(["token", "create", "--url", url, "--expires", "1h", "--dir", etc])
+            try #require(created.status == 0, "\(created.stderr)")
+            return created.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        /// Enrolls the running agent and waits for its first grant.
+        func enroll() throws -> (device: String, grant: String) {
+            let enrolled = try holdfast(["enroll", "--token", try token(), "--json"])
+            try #require(enrolled.status == 0, "\(enrolled.stderr)")
+            let device = try #require((try? JSONSerialization.jsonObject(with: Data(enrolled.stdout.utf8)) as? [String: Any])?["device_id"] as? String)
+            var grant = ""
+            try #require(BrokerServeTests.poll {
+                guard let result = try? self.holdfast(["grant"]), result.status == 0 else { return false }
+                grant = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                return !grant.isEmpty
+            }, "no grant: \((try? holdfast(["grant"]).stderr) ?? "")")
+            return (device, grant)
+        }
+
+        func curl(_ arguments: [String]) -> (code: Int, body: String) {
+            let output = directory.file("curl.out")
+            guard let result = try? runProcess("/usr/bin/curl", ["-s", "-o", output, "-w", "%{http_code}", "--max-time", "10", "--cacert", etc + "/ca.pem"] + arguments) else { return (0, "") }
+            return (Int(result.stdout) ?? 0, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+        }
+
+        func authz(_ grant: String?) -> (code: Int, body: String) {
+            curl((grant.map { ["-H", "Authorization: Bearer \($0)"] } ?? []) + ["\(url)/v1/authz"])
+        }
+
+        func status() throws -> [String: Any] {
+            let result = try holdfast(["status", "--json"])
+            return (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+        }
+    }
+
+    /// Polls until true, at most `seconds`.
+    static func poll(seconds: Double = 30, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(100_000)
+        }
+        return condition()
+    }
+}
+
+
+extension BrokerServeTests {
+    @Test func enrollAttestAndAGatewayInFrontAsksAuthz() throws {
+        let rig = try Rig()
+        try rig.startAgent()
+        let (device, grant) = try rig.enroll()
+        #expect(fileMode(rig.directory.file("state/enrollment.json")) == 0o600)
+        #expect(fileMode(rig.directory.file("state/device.key")) == 0o600)
+        let enrollment = try #require(try rig.status()["enrollment"] as? [String: Any])
+        #expect(enrollment["device_id"] as? String == device)
+        #expect(enrollment["decision"] as? String == "compliant")
+
+        // The grant verifies with the published JWKS alone (as a gateway without the broker would).
+        let jwks = rig.curl(["\(rig.url)/.well-known/jwks.json"])
+        #expect(jwks.code == 200)
+        try jwks.body.writeReplacing(toFile: rig.directory.file("jwks.json"))
+        let verified = try runProcess(BrokerServeTests.holdfast, ["verify", "--jwks", rig.directory.file("jwks.json"), "--jwt", "--aud", "holdfast", "--iss", rig.url, "--typ", "JWT", "--json", grant])
+        #expect(verified.status == 0, "\(verified.stderr)")
+        #expect(verified.stdout.contains("\"sub\":\"\(device)\""))
+
+        // nginx: auth_request to the broker over HTTPS (CA pinned), a dummy upstream behind it.
+        let upstream = try BrokerServeTests.freePort()
+        let gateway = try BrokerServeTests.freePort()
+        let nginxDirectory = rig.directory.file("nginx")
+        try FileManager.default.createDirectory(atPath: nginxDirectory + "/tmp", withIntermediateDirectories: true)
+        try """
+            worker_processes 1;
+            pid \(nginxDirectory)/nginx.pid;
+            events { worker_connections 64; }
+            http {
+                access_log off;
+                client_body_temp_path \(nginxDirectory)/tmp; proxy_temp_path \(nginxDirectory)/tmp; fastcgi_temp_path \(nginxDirectory)/tmp;
+                uwsgi_temp_path \(nginxDirectory)/tmp; scgi_temp_path \(nginxDirectory)/tmp;
+                server { listen 127.0.0.1:\(upstream); location / { return 200 "upstream reached\\n"; } }
+                server {
+                    listen 127.0.0.1:\(gateway);
+                    location = /_authz {
+                        internal;
+                        proxy_pass https://127.0.0.1:\(rig.port)/v1/authz;
+                        proxy_pass_request_body off;
+                        proxy_set_header Content-Length "";
+                        proxy_ssl_trusted_certificate \(rig.etc)/ca.pem;
+                        proxy_ssl_verify on;
+                        proxy_ssl_name localhost;
+                        proxy_ssl_server_name on;
+                    }
+                    location / { auth_request /_authz; proxy_pass http://127.0.0.1:\(upstream); }
+                }
+            }
+
+            """.writeReplacing(toFile: nginxDirectory + "/nginx.conf")
+        let nginx = try Child("/usr/sbin/nginx", ["-p", nginxDirectory, "-e", nginxDirectory + "/error.log", "-c", nginxDirectory + "/nginx.conf", "-g", "daemon off;"], log: nginxDirectory + "/stdout.log")
+        defer { nginx.stop() }
+        let through = { (grant: String?) in rig.curl((grant.map { ["-H", "Authorization: Bearer \($0)"] } ?? []) + ["http://127.0.0.1:\(gateway)/"]) }
+        #expect(BrokerServeTests.poll { through(grant).code == 200 }, "nginx: \((try? String(contentsOfFile: nginxDirectory + "/error.log", encoding: .utf8)) ?? "")")
+        #expect(through(grant).body == "upstream reached\n")
+        #expect(through(nil).code == 401)
+        #expect(through("not.a.grant").code == 401)
+        // The cookie works as well as the header.
+        #expect(rig.curl(["-b", "holdfast_grant=\(grant)", "http://127.0.0.1:\(gateway)/"]).code == 200)
+
+        // A policy that requires a check this machine fails: 403 through nginx at once.
+        try #"{"checks": {"no-such-check": "block"}}"#.writeReplacing(toFile: rig.directory.file("compliance.json"))
+        let set = try rig.brokerCLI(["policy", "set", rig.directory.file("compliance.json")])
+        #expect(set.status == 0, "\(set.stderr)")
+        #expect(through(grant).code == 403)
+        let denied = rig.authz(grant)
+        #expect(denied.code == 403)
+        #expect(denied.body.contains("no-such-check"))
+        // The agent learns it at its next attestation: no grant, the denial names the check.
+        let fresh = try rig.holdfast(["grant", "--fresh"])
+        #expect(fresh.status == 1)
+        #expect(fresh.stderr.contains("no-such-check"))
+        // Every step is in the broker's trail, with the admin's name on the policy change.
+        let log = try rig.brokerCLI(["log", "--device", device])
+        #expect(log.stdout.contains("enroll"))
+        #expect(log.stdout.contains("attest  noncompliant failing no-such-check"))
+    }
+
+    @Test func anAgentThatStopsGoesStaleAndItsGrantStopsWorking() throws {
+        let rig = try Rig(staleAfter: "4s", attestInterval: "1s")
+        try rig.startAgent()
+        let (_, grant) = try rig.enroll()
+        // Attesting every second keeps it fresh well past the stale window.
+        #expect(BrokerServeTests.poll { rig.authz(grant).code == 200 })
+        sleep(5)
+        #expect(rig.authz(grant).code == 200, "\(rig.authz(grant).body)")
+        rig.agentProcess?.stop()
+        #expect(BrokerServeTests.poll { rig.authz(grant).code == 403 })
+        #expect(rig.authz(grant).body.contains("stale"))
+    }
+
+    @Test func theAgentsPolicyArrivesSignedSurvivesARestartAndAForgeryIsRefused() throws {
+        let rig = try Rig()
+        try rig.startAgent()
+        let (device, _) = try rig.enroll()
+        try #"{"version": 42, "usb": {"rules": []}}"#.writeReplacing(toFile: rig.directory.file("fleet.json"))
+        let published = try rig.brokerCLI(["agent-policy", "set", rig.directory.file("fleet.json"), "--dir", rig.etc])
+        #expect(published.status == 0, "\(published.stderr)")
+        let brokerVersion = { (try? rig.status()["policy"] as? [String: Any])??["broker_version"] as? Int }
+        #expect(BrokerServeTests.poll { brokerVersion() == 1 }, "\(rig.agentProcess?.output ?? "")")
+        #expect((try rig.status()["policy"] as? [String: Any])?["source"] as? String == "broker")
+        #expect((try rig.status()["policy"] as? [String: Any])?["version"] as? Int == 42)
+        #expect(fileMode(rig.directory.file("state/broker-policy.jws")) == 0o600)
+        // The broker sees the acknowledgement.
+        #expect(BrokerServeTests.poll { (try? rig.brokerCLI(["devices", "--json"]).stdout.contains("\"policy_status\":\"applied\"")) == true })
+
+        // A version signed by another key, slipped into the broker's store: refused, v1 stays.
+        let forgedKey = rig.directory.file("forged.key")
+        #expect(try runProcess(BrokerServeTests.broker, ["key", "generate", "--out", forgedKey]).status == 0)
+        let document = Data(#"{"version": 43, "usb": {"default": "allow"}}"#.utf8)
+        let payload = #"{"document":"\#(document.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: ""))","iat":1,"sha256":"\#(sha256Hex(document))","type":"holdfast.agent_policy","version":2}"#
+        try payload.writeReplacing(toFile: rig.directory.file("forged.json"))
+        let forged = try runProcess(BrokerServeTests.broker, ["sign", "--key", forgedKey, "--typ", "holdfast-policy+jws", rig.directory.file("forged.json")])
+        #expect(forged.status == 0, "\(forged.stderr)")
+        let inserted = try runProcess("/usr/bin/sqlite3", [rig.state + "/broker.sqlite", "INSERT INTO documents VALUES ('agent-policy', 2, '\(forged.stdout.trimmingCharacters(in: .whitespacesAndNewlines))', 'mallory', 1)"])
+        #expect(inserted.status == 0, "\(inserted.stderr)")
+        let journal = { (try? runProcess(BrokerServeTests.holdfast, ["journal", "tail", "--state-dir", rig.directory.file("state"), "--lines", "200"]).stdout) ?? "" }
+        #expect(BrokerServeTests.poll { journal().contains("policy.refused") }, "\(journal())")
+        #expect(brokerVersion() == 1)
+
+        // Restart: the broker's v1 is in force before anything else starts.
+        rig.agentProcess?.stop()
+        try rig.startAgent()
+        #expect((try rig.status()["policy"] as? [String: Any])?["source"] as? String == "broker")
+        #expect(brokerVersion() == 1)
+        #expect((try rig.status()["enrollment"] as? [String: Any])?["device_id"] as? String == device)
+    }
+}
+
+private func sha256Hex(_ data: Data) -> String {
+    guard let result = try? runProcessBytes("/usr/bin/sha256sum", [], stdin: Array(data)) else { return "" }
+    return String(String(decoding: result, as: UTF8.self).prefix(64))
+}

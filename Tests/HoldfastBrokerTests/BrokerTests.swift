@@ -1,0 +1,397 @@
+import Foundation
+import HoldfastBroker
+import HoldfastCore
+import HoldfastCrypto
+import HoldfastStore
+import HoldfastTestSupport
+import Testing
+
+/// The broker's API in process, over real SQLite: every request is built as an agent builds it
+/// (device-signed), and every refusal is checked for its status, its reason and its trail.
+@Suite struct BrokerTests {
+    /// A broker with one admin-made token, a manual clock and its storage in a temporary directory.
+    final class Rig {
+        let directory = TemporaryDirectory()
+        let storage: SQLiteBrokerStorage
+        let clock = ManualTimeSource(Date(timeIntervalSince1970: 1_900_000_000))
+        let signing: SigningKey
+        let broker: Broker
+        let settings = BrokerSettings(issuer: "https://broker.test:8443", grantLifetime: 600, staleAfter: 900)
+
+        init() throws {
+            storage = try SQLiteBrokerStorage(directory: directory.file("state"))
+            signing = try SigningKey.generate()
+            broker = Broker(storage: storage, keys: BrokerKeys(current: signing), settings: settings, caPEM: "CA", clock: clock, logger: Logger(level: .error))
+        }
+
+        var now: Int64 { Int64(clock.now().timeIntervalSince1970) }
+
+        /// A token secret stored as `token create` stores it.
+        func token(expiresIn seconds: Int64 = 3_600) throws -> String {
+            let secret = try SecureRandom.token(bytes: 32)
+            try storage.addEnrollmentToken(id: try SecureRandom.token(bytes: 9), tokenHash: SHA256.hash(Array(secret.utf8)), label: "test", expires: now + seconds, createdBy: "alice", at: now)
+            return secret
+        }
+
+        func call(_ request: HTTPRequest) -> HTTPResponse {
+            guard case .respond(let response) = broker.handle(request) else {
+                Issue.record("expected an immediate answer for \(request.path)")
+                return HTTPResponse(status: 0)
+            }
+            return response
+        }
+
+        func enroll(_ key: SigningKey, secret: String, iat: Int64? = nil, signWith: SigningKey? = nil) throws -> HTTPResponse {
+            let jwk = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(key.publicKey.jwk))
+            let payload: JSONValue = .object(["secret": .string(secret), "key": jwk, "facts": .object(["hostname": "desk-7"]), "iat": .int(iat ?? now)])
+            let document = try JWS.sign(Array(try JSONEncoder().encode(payload)), with: signWith ?? key, header: JWSHeader(keyID: key.publicKey.thumbprint, type: Broker.enrollType))
+            return call(HTTPRequest(method: "POST", path: "/v1/enroll", body: Array(document.utf8)))
+        }
+
+        func enrolledDevice(_ key: SigningKey) throws -> String {
+            let response = try enroll(key, secret: try token())
+            #expect(response.status == 200, "\(String(decoding: response.body, as: UTF8.self))")
+            return try #require(json(response)["device_id"]?.stringValue)
+        }
+
+        /// A device-signed request, as BrokerClient signs it.
+        func signed(_ method: String, _ path: String, device: String, key: SigningKey, body: [UInt8], iat: Int64? = nil, signedPath: String? = nil, signedBody: [UInt8]? = nil) throws -> HTTPRequest {
+            let claims: JSONValue = .object([
+                "sub": .string(device), "htm": .string(method), "htu": .string(signedPath ?? path), "iat": .int(iat ?? now),
+                "bh": .string(Base64URL.encode(SHA256.hash(signedBody ?? body))), "jti": "j",
+            ])
+            let token = try JWS.sign(Array(try JSONEncoder().encode(claims)), with: key, header: JWSHeader(keyID: key.publicKey.thumbprint, type: Broker.requestType))
+            return HTTPRequest(method: method, path: path, headers: ["authorization": "\(Broker.deviceScheme) \(token)"], body: body)
+        }
+
+        func challenge(device: String, key: SigningKey) throws -> String {
+            let response = call(try signed("POST", "/v1/challenge", device: device, key: key, body: Array("{}".utf8)))
+            #expect(response.status == 200)
+            return try #require(json(response)["nonce"]?.stringValue)
+        }
+
+        /// A posture report payload, signed.
+        func report(device: String, nonce: String?, key: SigningKey, failing: [String] = [], type: String = "holdfast-posture+jws", partial: Bool = false) throws -> String {
+            var checks: [JSONValue] = ["disk-encryption", "firewall", "screen-lock"].map { id in
+                .object(["id": .string(id), "status": .string(failing.contains(id) ? "fail" : "pass"), "remediation": .string("fix \(id)")])
+            }
+            checks.append(.object(["id": "clock-sync", "status": "unknown", "remediation": ""]))
+            var object: [String: JSONValue] = ["type": "holdfast.posture", "device": .string(device), "iat": .int(now), "status": .string(failing.isEmpty ? "pass" : "fail"), "checks": .array(checks)]
+            if let nonce { object["nonce"] = .string(nonce) }
+            if partial { object["partial"] = true }
+            return try JWS.sign(Array(try JSONEncoder().encode(JSONValue.object(object))), with: key, header: JWSHeader(keyID: key.publicKey.thumbprint, type: type))
+        }
+
+        func attest(device: String, key: SigningKey, report: String, user: String? = nil) throws -> HTTPResponse {
+            var body: [String: JSONValue] = ["report": .string(report)]
+            if let user { body["user"] = .string(user) }
+            return call(try signed("POST", "/v1/attest", device: device, key: key, body: Array(try JSONEncoder().encode(JSONValue.object(body)))))
+        }
+
+        func authz(_ grant: String?, cookie: Bool = false) -> HTTPResponse {
+            var headers: [String: String] = [:]
+            if let grant { headers[cookie ? "cookie" : "authorization"] = cookie ? "theme=dark; holdfast_grant=\(grant)" : "Bearer \(grant)" }
+            return call(HTTPRequest(method: "GET", path: "/v1/authz", headers: headers))
+        }
+
+        func setPolicy(_ text: String, version: Int64) throws {
+            #expect(try storage.addDocument(VersionedDocument(kind: .compliancePolicy, version: version, document: text, setBy: "alice", setAt: now)))
+        }
+
+        /// The newest trail entry's kind and detail.
+        func lastLog() throws -> BrokerLogEntry? { try storage.logEntries(device: nil, limit: 1).first }
+    }
+
+    static func json(_ response: HTTPResponse) -> JSONValue {
+        (try? JSONDecoder().decode(JSONValue.self, from: Data(response.body))) ?? .null
+    }
+    func json(_ response: HTTPResponse) -> JSONValue { Self.json(response) }
+
+    // MARK: Enrollment
+
+    @Test func enrollmentBindsTheKeyAndTheTokenIsSingleUse() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let secret = try rig.token()
+        let first = try rig.enroll(key, secret: secret)
+        #expect(first.status == 200)
+        let id = try #require(json(first)["device_id"]?.stringValue)
+        #expect(id.hasPrefix("hf-") && id.count == 19)
+        guard case .array(let published)? = json(first)["keys"] else { Issue.record("no keys"); return }
+        #expect(published.first?["kid"]?.stringValue == rig.signing.publicKey.thumbprint)
+        let stored = try #require(try rig.storage.device(id: id))
+        #expect(stored.publicKey == key.publicKey.rawRepresentation)
+        #expect(stored.facts.contains("desk-7"))
+        // The same token again, even for another key: refused, and recorded.
+        let again = try rig.enroll(try SigningKey.generate(), secret: secret)
+        #expect(again.status == 403)
+        #expect(json(again)["error"]?.stringValue == "token-used")
+        #expect(try rig.lastLog()?.kind == "enroll.refused")
+    }
+
+    @Test(arguments: [
+        ("expired", "token-expired"), ("unknown", "token-unknown"), ("not signed by its key", "bad-request"), ("dated an hour ago", "clock"),
+    ])
+    func enrollmentRefusals(_ scenario: String, _ expected: String) throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let response: HTTPResponse
+        switch scenario {
+        case "expired":
+            let secret = try rig.token(expiresIn: 60)
+            rig.clock.advance(by: 61)
+            response = try rig.enroll(key, secret: secret)
+        case "unknown":
+            response = try rig.enroll(key, secret: "made-up")
+        case "not signed by its key":
+            response = try rig.enroll(key, secret: try rig.token(), signWith: try SigningKey.generate())
+        default:
+            response = try rig.enroll(key, secret: try rig.token(), iat: rig.now - 3_600)
+        }
+        #expect(response.status == 400 || response.status == 403)
+        #expect(json(response)["error"]?.stringValue == expected)
+        #expect(try rig.storage.devices().isEmpty)
+        #expect(try rig.lastLog()?.kind == "enroll.refused")
+    }
+
+    @Test func theSameKeyCannotEnrollTwice() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        _ = try rig.enrolledDevice(key)
+        let again = try rig.enroll(key, secret: try rig.token())
+        #expect(again.status == 409)
+        #expect(json(again)["error"]?.stringValue == "key-enrolled")
+    }
+
+    // MARK: Attestation
+
+    @Test func attestationGivesAVerdictAndAGrantTheJWKSVerifies() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let nonce = try rig.challenge(device: device, key: key)
+        let response = try rig.attest(device: device, key: key, report: try rig.report(device: device, nonce: nonce, key: key), user: "maria")
+        #expect(response.status == 200, "\(String(decoding: response.body, as: UTF8.self))")
+        let grant = try #require(json(response)["grant"]?.stringValue)
+        // A gateway with only the JWKS verifies the grant.
+        let jwks = try JSONDecoder().decode(JWKSet.self, from: Data(rig.call(HTTPRequest(method: "GET", path: "/.well-known/jwks.json")).body))
+        let keys = VerifyingKeySet(try jwks.keys.map { try VerifyingKey(jwk: $0) })
+        let verified = try JWT.verify(grant, keys: keys, validation: JWTValidation(clock: rig.clock, audience: "holdfast", issuer: rig.settings.issuer, type: "JWT"))
+        #expect(verified.claims.subject == device)
+        #expect(verified.claims.other["user"]?.stringValue == "maria")
+        #expect(verified.claims.other["posture"]?.stringValue == "compliant")
+        let lifetime = try #require(verified.claims.expiresAt).timeIntervalSince(try #require(verified.claims.issuedAt))
+        #expect(lifetime == 600)
+        // The verdict is signed too, for this device and this nonce.
+        let verdict = try JWS.verify(try #require(json(response)["verdict"]?.stringValue), keys: keys)
+        #expect(verdict.header.type == Broker.verdictType)
+        let claims = try JSONDecoder().decode(JSONValue.self, from: Data(verdict.payload))
+        #expect(claims["device"]?.stringValue == device)
+        #expect(claims["nonce"]?.stringValue == nonce)
+        #expect(claims["decision"]?.stringValue == "compliant")
+        #expect(rig.authz(grant).status == 200)
+        #expect(rig.authz(grant).headers["X-Holdfast-User"] == "maria")
+        #expect(rig.authz(grant, cookie: true).status == 200)
+    }
+
+    /// Each way a report can be wrong is refused with its own reason, and recorded.
+    @Test(arguments: ["forged", "other device's key", "names another device", "replayed nonce", "expired nonce", "another device's nonce", "unknown nonce", "no nonce", "partial", "wrong type"])
+    func reportRefusals(_ scenario: String) throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let otherKey = try SigningKey.generate()
+        let other = try rig.enrolledDevice(otherKey)
+        let nonce = try rig.challenge(device: device, key: key)
+        let expected: String
+        let report: String
+        switch scenario {
+        case "forged":
+            report = try rig.report(device: device, nonce: nonce, key: try SigningKey.generate())
+            expected = "bad-signature"
+        case "other device's key":
+            report = try rig.report(device: device, nonce: nonce, key: otherKey)
+            expected = "bad-signature"
+        case "names another device":
+            report = try rig.report(device: other, nonce: nonce, key: key)
+            expected = "wrong-device"
+        case "replayed nonce":
+            report = try rig.report(device: device, nonce: nonce, key: key)
+            #expect(try rig.attest(device: device, key: key, report: report).status == 200)
+            expected = "nonce-replayed"
+        case "expired nonce":
+            rig.clock.advance(by: 61)
+            report = try rig.report(device: device, nonce: nonce, key: key)
+            expected = "nonce-expired"
+        case "another device's nonce":
+            report = try rig.report(device: device, nonce: try rig.challenge(device: other, key: otherKey), key: key)
+            expected = "nonce-other-device"
+        case "unknown nonce":
+            report = try rig.report(device: device, nonce: "made-up", key: key)
+            expected = "nonce-unknown"
+        case "no nonce":
+            report = try rig.report(device: device, nonce: nil, key: key)
+            expected = "no-nonce"
+        case "partial":
+            report = try rig.report(device: device, nonce: nonce, key: key, partial: true)
+            expected = "bad-report"
+        default:
+            report = try rig.report(device: device, nonce: nonce, key: key, type: "JWT")
+            expected = "wrong-type"
+        }
+        let response = try rig.attest(device: device, key: key, report: report)
+        #expect(response.status == 403 || response.status == 400)
+        #expect(json(response)["error"]?.stringValue == expected, "\(String(decoding: response.body, as: UTF8.self))")
+        #expect(json(response)["grant"] == nil)
+        #expect(try rig.lastLog()?.kind == "attest.refused")
+        #expect(try rig.lastLog()?.detail.hasPrefix(expected) == true)
+    }
+
+    /// Device-signed requests: the signature covers method, path, body and time.
+    @Test(arguments: ["wrong body", "wrong path", "an hour old", "unknown device", "removed device", "no signature"])
+    func requestAuthenticationRefusals(_ scenario: String) throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let body = Array("{}".utf8)
+        let request: HTTPRequest
+        switch scenario {
+        case "wrong body": request = try rig.signed("POST", "/v1/challenge", device: device, key: key, body: body, signedBody: Array("{\"x\":1}".utf8))
+        case "wrong path": request = try rig.signed("POST", "/v1/challenge", device: device, key: key, body: body, signedPath: "/v1/agent-policy/ack")
+        case "an hour old": request = try rig.signed("POST", "/v1/challenge", device: device, key: key, body: body, iat: rig.now - 3_600)
+        case "unknown device": request = try rig.signed("POST", "/v1/challenge", device: "hf-0000000000000000", key: key, body: body)
+        case "removed device":
+            #expect(try rig.storage.removeDevice(id: device, at: rig.now))
+            request = try rig.signed("POST", "/v1/challenge", device: device, key: key, body: body)
+        default: request = HTTPRequest(method: "POST", path: "/v1/challenge", body: body)
+        }
+        let response = rig.call(request)
+        #expect(response.status == 401)
+        #expect(json(response)["nonce"] == nil)
+    }
+
+    // MARK: Gateways
+
+    @Test func authzRefusesMissingForgedAndExpiredGrants() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let nonce = try rig.challenge(device: device, key: key)
+        let grant = try #require(json(try rig.attest(device: device, key: key, report: try rig.report(device: device, nonce: nonce, key: key)))["grant"]?.stringValue)
+        #expect(rig.authz(nil).status == 401)
+        #expect(rig.authz("garbage").status == 401)
+        // Same claims, signed by someone else.
+        let verified = try JWT.verify(grant, keys: VerifyingKeySet([rig.signing.publicKey]), validation: JWTValidation(clock: rig.clock))
+        let forged = try JWT.sign(verified.claims, with: try SigningKey.generate())
+        #expect(rig.authz(forged).status == 401)
+        #expect(rig.authz(grant).status == 200)
+        rig.clock.advance(by: 601 + 30)
+        #expect(rig.authz(grant).status == 401)
+    }
+
+    @Test func aStricterPolicyDeniesAtOnceAndNamesTheChecksNotThePolicy() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let nonce = try rig.challenge(device: device, key: key)
+        let grant = try #require(json(try rig.attest(device: device, key: key, report: try rig.report(device: device, nonce: nonce, key: key, failing: ["firewall"])))["grant"]?.stringValue)
+        #expect(rig.authz(grant).status == 200)
+        try rig.setPolicy(#"{"checks": {"firewall": {"mode": "block"}, "disk-encryption": "block", "clock-sync": {"mode": "warn"}}}"#, version: 1)
+        let denied = rig.authz(grant)
+        #expect(denied.status == 403)
+        #expect(json(denied)["error"]?.stringValue == "noncompliant")
+        #expect(json(denied)["failing"] == .array(["firewall"]))
+        let text = String(decoding: denied.body, as: UTF8.self)
+        #expect(text.contains("fix firewall"))
+        #expect(!text.contains("block") && !text.contains("grace"), "the denial must not show the policy's modes: \(text)")
+        // The next attestation is denied too: a verdict and a denial, no grant.
+        let next = try rig.attest(device: device, key: key, report: try rig.report(device: device, nonce: try rig.challenge(device: device, key: key), key: key, failing: ["firewall"]))
+        #expect(next.status == 200)
+        #expect(json(next)["grant"] == nil)
+        #expect(json(next)["denial"]?.stringValue?.contains("firewall") == true)
+    }
+
+    @Test func aDeviceThatStopsAttestingGoesStaleAndIsDenied() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let nonce = try rig.challenge(device: device, key: key)
+        let grant = try #require(json(try rig.attest(device: device, key: key, report: try rig.report(device: device, nonce: nonce, key: key)))["grant"]?.stringValue)
+        rig.clock.advance(by: 500)
+        #expect(rig.authz(grant).status == 200)
+        // A long-lived grant is not the point: the device's own freshness is checked too. With a
+        // stale window shorter than the grant, the grant stops early.
+        let short = Broker(storage: rig.storage, keys: BrokerKeys(current: rig.signing), settings: BrokerSettings(issuer: rig.settings.issuer, staleAfter: 300), caPEM: "", clock: rig.clock, logger: Logger(level: .error))
+        guard case .respond(let stale) = short.handle(HTTPRequest(method: "GET", path: "/v1/authz", headers: ["authorization": "Bearer \(grant)"])) else {
+            Issue.record("no answer")
+            return
+        }
+        #expect(stale.status == 403)
+        #expect(Self.json(stale)["error"]?.stringValue == "stale")
+    }
+
+    @Test func anUnenrolledDevicesGrantIsRefused() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let nonce = try rig.challenge(device: device, key: key)
+        let grant = try #require(json(try rig.attest(device: device, key: key, report: try rig.report(device: device, nonce: nonce, key: key)))["grant"]?.stringValue)
+        #expect(try rig.storage.removeDevice(id: device, at: rig.now))
+        let response = rig.authz(grant)
+        #expect(response.status == 403)
+        #expect(json(response)["error"]?.stringValue == "removed")
+    }
+
+    // MARK: Agent policy
+
+    @Test func agentPolicyIsServedNewerThanAskedAndHeldOtherwise() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        func poll(after: Int64, wait: Int) throws -> HTTPHandling {
+            var request = try rig.signed("GET", "/v1/agent-policy", device: device, key: key, body: [])
+            request.query = ["after": "\(after)", "wait": "\(wait)"]
+            return rig.broker.handle(request)
+        }
+        guard case .respond(let none) = try poll(after: 0, wait: 0) else { Issue.record("expected an answer"); return }
+        #expect(none.status == 204)
+        guard case .wait(_, let ready, let timeout) = try poll(after: 0, wait: 30) else { Issue.record("expected a held poll"); return }
+        #expect(ready() == nil)
+        #expect(timeout.status == 204)
+        let document = Array(#"{"version": 3, "usb": {}}"#.utf8)
+        let signed = try Broker.signAgentPolicy(document, version: 1, at: rig.now, key: rig.signing)
+        #expect(try rig.storage.addDocument(VersionedDocument(kind: .agentPolicy, version: 1, document: signed, setBy: "alice", setAt: rig.now)))
+        // The cache refreshes within half a second.
+        var answer: HTTPResponse?
+        for _ in 0..<20 where answer == nil {
+            answer = ready()
+            if answer == nil { usleep(100_000) }
+        }
+        let got = try #require(answer)
+        #expect(got.status == 200)
+        #expect(json(got)["version"]?.intValue == 1)
+        #expect(json(got)["policy"]?.stringValue == signed)
+        guard case .respond(let current) = try poll(after: 1, wait: 0) else { Issue.record("expected an answer"); return }
+        #expect(current.status == 204)
+        // The acknowledgement is recorded on the device.
+        let ack = rig.call(try rig.signed("POST", "/v1/agent-policy/ack", device: device, key: key, body: Array(#"{"version":1,"status":"applied","detail":""}"#.utf8)))
+        #expect(ack.status == 200)
+        #expect(try rig.storage.device(id: device)?.policyVersion == 1)
+        #expect(try rig.storage.device(id: device)?.policyStatus == "applied")
+    }
+}
+
+extension BrokerTests {
+    /// A stored compliance policy that no longer parses denies everyone: never "no policy".
+    @Test func anUnreadableStoredPolicyDeniesEveryone() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let nonce = try rig.challenge(device: device, key: key)
+        let grant = try #require(json(try rig.attest(device: device, key: key, report: try rig.report(device: device, nonce: nonce, key: key)))["grant"]?.stringValue)
+        try rig.setPolicy(#"{"checks": {"firewall": "maybe"}}"#, version: 1)
+        let response = rig.authz(grant)
+        #expect(response.status == 403)
+        #expect(json(response)["failing"] == .array(["broker-policy"]))
+    }
+}
