@@ -26,6 +26,7 @@ bench: deps
 	$(SWIFT) build -c release --product holdfastd $(SWIFT_FLAGS)
 	$(SWIFT) build -c release --product holdfast-cups-backend $(SWIFT_FLAGS)
 	$(SWIFT) build -c release --product holdfast-audit-plugin $(SWIFT_FLAGS)
+	$(SWIFT) build -c release --product holdfast-broker $(SWIFT_FLAGS)
 	$(SWIFT) build -c release --product holdfast-bench $(SWIFT_FLAGS)
 	cc -O2 -Wall -o .build/release/auparse-feed Benchmarks/auparse/auparse-feed.c -lauparse -laudit
 	@.build/release/holdfast-bench

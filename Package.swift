@@ -70,7 +70,7 @@ let executables: [Target] = [
     .executableTarget(name: "holdfast-cups-backend", dependencies: ["HoldfastCore", "PrintGuard"]),
     // Benchmarks for `make bench`; not shipped.
     .executableTarget(name: "holdfast-bench", dependencies: [
-        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport", "PrintGuard", "FileWatch", "Posture",
+        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport", "PrintGuard", "FileWatch", "Posture", "BrokerClient",
     ], path: "Benchmarks/holdfast-bench"),
     // Child processes the tests start and kill (crash tests), and the demo's print steps; not shipped.
     .executableTarget(name: "holdfast-testkit", dependencies: [
@@ -88,7 +88,7 @@ let tests: [Target] = [
         "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard", "Lockdown", "Posture", "FileWatch", "HoldfastCrypto",
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
-    .testTarget(name: "HoldfastBrokerTests", dependencies: ["HoldfastBroker", "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastTestSupport"]),
+    .testTarget(name: "HoldfastBrokerTests", dependencies: ["HoldfastBroker", "BrokerClient", "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastTestSupport"]),
     .testTarget(name: "PostureTests", dependencies: ["Posture", "HoldfastCore", "HoldfastCrypto", "HoldfastCompression", "FileWatch", "PrintGuard", "HoldfastTestSupport"]),
     .testTarget(name: "FileWatchTests", dependencies: ["FileWatch", "HoldfastCore", "HoldfastTestSupport"]),
     // FileWatch over a real kernel audit trail written by a private auditd (root, auditd).

@@ -19,7 +19,7 @@ expect_refusal() {  # runs a command that must fail with exit 1 and shows why
     echo "   refused as expected -> $output"
 }
 
-step "Holdfast $("$holdfast" --version | cut -d' ' -f2): signed documents, the journal, the daemon, USB and print enforcement, the audit trail, FileWatch, posture"
+step "Holdfast $("$holdfast" --version | cut -d' ' -f2): signed documents, the journal, the daemon, USB and print enforcement, the audit trail, FileWatch, posture, the broker"
 
 step "1. The broker makes its Ed25519 signing key (PKCS#8 PEM, mode 0600)"
 "$broker" key generate --out "$work/broker.key"
@@ -136,4 +136,7 @@ echo "   in $(( ($(date +%s%N) - start_ns) / 1000000 )) ms (a debug build; make 
 # Steps 29-31: posture on this machine, on fixture trees, and holdfastd's signed report.
 "$(dirname "${BASH_SOURCE[0]}")/posture-demo.sh" "$bin" "$work"
 
-step "Done: signed, verified, forged and refused, journaled and read back; the daemon served, refused, reloaded and stopped; USB enforced with and without it; printing gated, counted, locked down; the audit trail parsed; a bulk copy against a learned baseline alerted and blocked; posture attested, signed and verified."
+# Steps 32-36: the broker on loopback over HTTPS, an enrolled holdfastd, grants and /v1/authz.
+"$(dirname "${BASH_SOURCE[0]}")/broker-demo.sh" "$bin" "$work"
+
+step "Done: signed, verified, forged and refused, journaled and read back; the daemon served, refused, reloaded and stopped; USB enforced with and without it; printing gated, counted, locked down; the audit trail parsed; a bulk copy against a learned baseline alerted and blocked; posture attested, signed and verified; a device enrolled, attested to the broker, granted access and refused it when the policy tightened."

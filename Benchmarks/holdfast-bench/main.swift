@@ -479,6 +479,17 @@ if wanted("posture") {
     }
 }
 
+// MARK: Broker
+
+if wanted("broker") {
+    let broker = URL(fileURLWithPath: holdfastBinary).deletingLastPathComponent().appendingPathComponent("holdfast-broker").path
+    if FileManager.default.fileExists(atPath: broker) {
+        rows += try BrokerBench.rows(broker: broker)
+    } else {
+        print("note: skipping the broker rows (needs a release holdfast-broker beside holdfast-bench)")
+    }
+}
+
 // MARK: Report
 
 print("Holdfast \(HoldfastVersion.current) benchmarks — \(ProcessInfo.processInfo.activeProcessorCount) cores, release build")

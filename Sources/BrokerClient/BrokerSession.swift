@@ -255,6 +255,44 @@ public struct BrokerSession: Sendable {
         _ = try BrokerSession.parse(try await signedRequest("POST", "/v1/agent-policy/ack", body: Array(jsonText(body).utf8), timeout: .seconds(10)), "acknowledgement")
     }
 
+    // MARK: Key rotation
+
+    /// Fetches the broker's key announcements and returns the record with every new key that an
+    /// already pinned key announced (chains follow: old → middle → new); nil when nothing changed.
+    public func refreshKeys(timeout: Duration = .seconds(10)) async throws(BrokerClientError) -> EnrollmentRecord? {
+        let answer = try await client.send("GET", record.url + "/v1/keys", timeout: timeout)
+        let object = try BrokerSession.parse(answer, "key announcements")
+        guard case .array(let items)? = object["announcements"] else { return nil }
+        let accepted = BrokerSession.acceptAnnouncements(items.compactMap(\.stringValue), pinned: record.keys)
+        guard accepted.count > record.keys.count else { return nil }
+        var updated = record
+        updated.keys = accepted
+        return updated
+    }
+
+    /// The pinned keys plus every key announced (`holdfast-key-rotation+jws`, `{type, old, new,
+    /// iat}`) by a key already pinned. An announcement signed by anything else is ignored.
+    public static func acceptAnnouncements(_ announcements: [String], pinned: [JWK]) -> [JWK] {
+        var keys = pinned
+        var changed = true
+        while changed {
+            changed = false
+            let trusted = VerifyingKeySet(keys.compactMap { try? VerifyingKey(jwk: $0) })
+            let known = Set(keys.compactMap { try? VerifyingKey(jwk: $0).thumbprint })
+            for compact in announcements {
+                guard let verified = try? JWS.verify(compact, keys: trusted), verified.header.type == "holdfast-key-rotation+jws",
+                      let payload = try? JSONDecoder().decode(JSONValue.self, from: Data(verified.payload)), payload["type"]?.stringValue == "holdfast.key_rotation",
+                      let newValue = payload["new"], let data = try? JSONEncoder().encode(newValue), let jwk = try? JSONDecoder().decode(JWK.self, from: data),
+                      let key = try? VerifyingKey(jwk: jwk), !known.contains(key.thumbprint)
+                else { continue }
+                keys.append(key.jwk)
+                changed = true
+                break
+            }
+        }
+        return keys
+    }
+
     // MARK: Plumbing
 
     func signedRequest(_ method: String, _ path: String, query: String? = nil, body: [UInt8]?, timeout: Duration, client: HTTPClient? = nil) async throws(BrokerClientError) -> HTTPAnswer {

@@ -110,9 +110,11 @@ public final class HTTPClient: Sendable {
         ]
         switch trust {
         case .pinned(let pem):
-            setup.append(pem.withCString { holdfast_curl_setopt_blob(handle, CURLOPT_CAINFO_BLOB, $0, strlen($0)) })
-            // The system store must not also be trusted: only the pinned CA.
+            // The system store must not also be trusted: only the pinned CA (the blob overrides
+            // CURLOPT_CAINFO; both file options are cleared anyway).
+            setup.append(holdfast_curl_setopt_string(handle, CURLOPT_CAINFO, nil))
             setup.append(holdfast_curl_setopt_string(handle, CURLOPT_CAPATH, nil))
+            setup.append(pem.withCString { holdfast_curl_setopt_blob(handle, CURLOPT_CAINFO_BLOB, $0, strlen($0)) })
             setup.append(holdfast_curl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 1))
             setup.append(holdfast_curl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 2))
         case .unverifiedForPinning:

@@ -128,6 +128,15 @@ public actor Agent: ControlHandler {
     /// The broker's policy version in force, if a broker policy is.
     public var brokerPolicyVersion: Int64? { policy.source == .broker ? policy.brokerVersion : nil }
 
+    /// The stored broker policy cannot be trusted: the last good policy (else the built-in one)
+    /// is in force instead of the local file, and the refusal is journaled.
+    public func keepLastGood(reason: String) {
+        let fallback = PolicyLoader(journal: journal).fallback(configuration.policyFile, now: clock.now())
+        policy = fallback
+        logger.error("broker policy refused at start; using the \(fallback.source.rawValue) policy", ("reason", reason))
+        record(Self.policyRefusedEvent(reason: reason, fallback: fallback, at: clock.now()))
+    }
+
     /// Puts a verified agent policy from the broker in force (it wins over the local file);
     /// nil when applied, else why it was refused — the policy in force then stays.
     public func adoptBrokerPolicy(_ signed: SignedAgentPolicy, atStart: Bool = false) async -> String? {
@@ -153,7 +162,7 @@ public actor Agent: ControlHandler {
             }
         }
         try? journal.setState(PolicyLoader.lastGoodKey, signed.document)
-        var active = ActivePolicy(policy: parsed, source: .broker, path: "broker", digest: SHA256.hex(signed.document), loadedAt: now)
+        var active = ActivePolicy(policy: parsed, source: .broker, path: "(agent-policy v\(signed.version))", digest: SHA256.hex(signed.document), loadedAt: now)
         active.brokerVersion = signed.version
         let changed = active.digest != policy.digest || policy.source != .broker
         policy = active

@@ -109,8 +109,38 @@ public actor BrokerLink: Service {
         }
     }
 
-    /// Attests now (a login check, or a caller who wants a fresh grant).
+    /// Follows a signing-key rotation: keys announced by a pinned key are pinned too (saved).
+    /// True when a new key was pinned.
+    func refreshKeys() async -> Bool {
+        guard let session, let updated = try? await session.refreshKeys() else { return false }
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            try SecureFile.write(Array(try encoder.encode(updated)), to: stateDirectory + "/" + Self.enrollmentFile, mode: 0o600)
+        } catch {
+            logger.error("cannot save the newly pinned broker key", ("error", "\(error)"))
+            return false
+        }
+        let added = updated.keys.dropFirst(session.record.keys.count).compactMap(\.kid)
+        self.session = BrokerSession(record: updated, key: key)
+        record(Event(
+            kind: "broker.key_pinned", eventClass: .deviceConfigStateChange, activityID: 2, activityName: "Update", time: Date(), severity: .informational, status: .success,
+            message: "the broker rotated its signing key: pinned \(added.joined(separator: ", ")), announced by a key pinned before",
+            details: ["keys": .array(added.map(JSONValue.string))]))
+        return true
+    }
+
+    /// Attests now; when the broker's answer does not verify with the pinned keys, follows a key
+    /// rotation (if one was announced by a pinned key) and tries once more.
     public func attestNow(user: String? = nil) async -> Result<AttestationOutcome, BrokerClientError> {
+        let first = await attestOnce(user: user)
+        if case .failure(let error) = first, error.code == .invalid, await refreshKeys() {
+            return await attestOnce(user: user)
+        }
+        return first
+    }
+
+    private func attestOnce(user: String?) async -> Result<AttestationOutcome, BrokerClientError> {
         guard let session else { return .failure(BrokerClientError(.setup, "not enrolled (holdfast enroll --token …)")) }
         guard let posture else { return .failure(BrokerClientError(.setup, "posture is off on this agent ([posture] enabled = no): nothing to attest")) }
         lastAttempt = Date()
@@ -247,6 +277,7 @@ public actor BrokerLink: Service {
                 failures = 0
             } catch let error as BrokerClientError {
                 failures += 1
+                if error.code == .invalid, await refreshKeys() { continue }
                 if error.code == .invalid {
                     record(Event(
                         kind: "policy.refused", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Refuse", time: Date(), severity: .high, status: .failure,

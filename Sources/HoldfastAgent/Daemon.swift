@@ -74,6 +74,11 @@ public enum Daemon {
         // Enrolled: the broker's last good policy wins over the local file, before any enforcer starts.
         if let stored = BrokerLink.storedPolicy(stateDirectory: configuration.stateDirectory) {
             _ = await agent.adoptBrokerPolicy(stored, atStart: true)
+        } else if BrokerLink.loadRecord(stateDirectory: configuration.stateDirectory) != nil,
+                  SmallFile.exists(configuration.stateDirectory + "/" + BrokerLink.policyFile) {
+            // Enrolled, and the broker's policy is there but does not verify: never fall back to
+            // the (possibly looser) local file; the last policy accepted stays.
+            await agent.keepLastGood(reason: "\(configuration.stateDirectory)/\(BrokerLink.policyFile) does not verify with the pinned broker keys")
         }
         let recorder = EventRecorder(journal: journal, logger: logger)
         // The lockdown state first: every enforcer starts under it.

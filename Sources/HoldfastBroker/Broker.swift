@@ -74,6 +74,14 @@ public final class Broker: Sendable {
     /// The latest agent policy, re-read at most every half second: thousands of held long polls
     /// ask, and the admin CLI writes from another process.
     private let agentPolicyCache = Mutex<(checked: ContinuousClock.Instant?, document: VersionedDocument?)>((nil, nil))
+    /// The parsed compliance policy by its version: every authz asks for the latest version
+    /// number (one indexed read), and parses only when it changed — so `policy set` from the
+    /// admin CLI applies to the very next request.
+    private let complianceCache = Mutex<(version: Int64, policy: PolicyInForce)?>(nil)
+    /// Parsed evidence of each device's latest report, by its row (bounded).
+    private let evidenceCache = Mutex<[String: (sequence: Int64, evidence: PostureEvidence?)]>([:])
+    /// When each device was last marked seen: the write happens at most once a minute.
+    private let seenCache = Mutex<[String: Int64]>([:])
 
     public init(storage: any BrokerStorage, keys: BrokerKeys, settings: BrokerSettings, caPEM: String, clock: any TimeSource = SystemTimeSource(), logger: Logger) {
         self.storage = storage
@@ -241,7 +249,14 @@ public final class Broker: Sendable {
         guard claims["bh"]?.stringValue == Base64URL.encode(SHA256.hash(request.body)) else {
             return .failure(refuse(device.id, "request.refused", 401, "wrong-body", "the signature does not cover this body"))
         }
-        try? storage.markSeen(device: device.id, at: now)
+        let current = now
+        let due = seenCache.withLock { seen -> Bool in
+            if let last = seen[device.id], current - last < 60 { return false }
+            if seen.count > 100_000 { seen.removeAll() }
+            seen[device.id] = current
+            return true
+        }
+        if due { try? storage.markSeen(device: device.id, at: current) }
         return .success(device)
     }
 
@@ -375,21 +390,30 @@ public final class Broker: Sendable {
     }
 
     func compliancePolicy() -> PolicyInForce {
-        let stored: VersionedDocument?
+        let latest: Int64?
         do {
-            stored = try storage.latestDocument(kind: .compliancePolicy)
+            latest = try storage.latestVersion(kind: .compliancePolicy)
         } catch {
             return .unreadable("the compliance policy cannot be read: \(error)")
         }
-        guard let stored else { return .none }
+        guard let latest else { return .none }
+        if let cached = complianceCache.withLock({ $0 }), cached.version == latest { return cached.policy }
+        let parsed: PolicyInForce
         do {
-            var policy = try CompliancePolicy.parse(Array(stored.document.utf8))
-            policy.version = stored.version
-            return .policy(policy)
+            guard let stored = try storage.latestDocument(kind: .compliancePolicy) else { return .none }
+            do {
+                var policy = try CompliancePolicy.parse(Array(stored.document.utf8))
+                policy.version = stored.version
+                parsed = .policy(policy)
+            } catch {
+                logger.error("the stored compliance policy does not parse; every device is denied", ("version", "\(stored.version)"), ("error", error.message))
+                parsed = .unreadable("compliance policy version \(stored.version) does not parse")
+            }
+            complianceCache.withLock { $0 = (stored.version, parsed) }
         } catch {
-            logger.error("the stored compliance policy does not parse; every device is denied", ("version", "\(stored.version)"), ("error", error.message))
-            return .unreadable("compliance policy version \(stored.version) does not parse")
+            return .unreadable("the compliance policy cannot be read: \(error)")
         }
+        return parsed
     }
 
     func evaluate(_ evidence: PostureEvidence, policy: PolicyInForce, firstFailures: [String: Int64]) -> ComplianceVerdict {
@@ -484,7 +508,18 @@ public final class Broker: Sendable {
             if age > settings.staleAfter {
                 return .denied(reason: "stale", message: "the device has not attested for \(age) s (limit \(settings.staleAfter) s)", failing: [])
             }
-            guard let report = try? Self.parseObject(Array(latest.report.utf8)), let evidence = try? PostureEvidence.parse(report) else {
+            let cached = evidenceCache.withLock { $0[id] }
+            let parsedEvidence: PostureEvidence?
+            if let cached, cached.sequence == latest.sequence {
+                parsedEvidence = cached.evidence
+            } else {
+                parsedEvidence = (try? Self.parseObject(Array(latest.report.utf8))).flatMap { try? PostureEvidence.parse($0) }
+                evidenceCache.withLock { cache in
+                    if cache.count > 100_000 { cache.removeAll() }
+                    cache[id] = (latest.sequence, parsedEvidence)
+                }
+            }
+            guard let evidence = parsedEvidence else {
                 return .denied(reason: "noncompliant", message: "the device's last report cannot be read", failing: [])
             }
             let verdict = evaluate(evidence, policy: compliancePolicy(), firstFailures: Self.firstFailures(latest.firstFailures))
@@ -575,6 +610,14 @@ public final class Broker: Sendable {
             "document": .string(Base64URL.encode(bytes)),
         ])
         return try JWS.sign(Array(jsonText(object).utf8), with: key, header: JSONHeaderFactory.header(key, agentPolicyType))
+    }
+
+    /// An announcement of a new signing key, signed by the old one (`holdfast-key-rotation+jws`).
+    public static func announceKey(_ new: VerifyingKey, signedBy old: SigningKey, at time: Int64) throws -> String {
+        let encoder = JSONEncoder()
+        guard let jwk = try? JSONDecoder().decode(JSONValue.self, from: encoder.encode(new.jwk)) else { throw ComplianceError("cannot encode the key") }
+        let object: JSONValue = .object(["type": "holdfast.key_rotation", "old": .string(old.publicKey.thumbprint), "new": jwk, "iat": .int(time)])
+        return try JWS.sign(Array(jsonText(object).utf8), with: old, header: JSONHeaderFactory.header(old, rotationType))
     }
 
     // MARK: Helpers

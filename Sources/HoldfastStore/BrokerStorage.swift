@@ -45,6 +45,8 @@ public protocol BrokerStorage: Sendable {
     func addDocument(_ document: VersionedDocument) throws(StoreError) -> Bool
     /// The latest version of a kind of document.
     func latestDocument(kind: DocumentKind) throws(StoreError) -> VersionedDocument?
+    /// Only the latest version number (cheap: callers cache the parsed document by it).
+    func latestVersion(kind: DocumentKind) throws(StoreError) -> Int64?
     /// What a device said about the agent policy version it was sent.
     func acknowledgePolicy(device: String, version: Int64, status: String, detail: String, at time: Int64) throws(StoreError)
 
@@ -67,6 +69,8 @@ public struct Attestation: Sendable, Equatable {
     public var user: String?
     /// When each failing check was first seen failing (JSON object id → seconds), for grace periods.
     public var firstFailures: String
+    /// The storage's row id (0 before it is stored): tells two attestations in one second apart.
+    public var sequence: Int64 = 0
 
     public init(device: String, at: Int64, report: String, decision: String, policyVersion: Int64?, user: String?, firstFailures: String = "{}") {
         self.firstFailures = firstFailures
@@ -426,12 +430,14 @@ public final class SQLiteBrokerStorage: BrokerStorage {
 
     public func latestAttestation(device: String) throws(StoreError) -> Attestation? {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("SELECT device, at, report, decision, policy_version, user, first_failures FROM attestations WHERE device = ? ORDER BY id DESC LIMIT 1") { statement throws(StoreError) -> Attestation? in
+            try connection.withStatement("SELECT device, at, report, decision, policy_version, user, first_failures, id FROM attestations WHERE device = ? ORDER BY id DESC LIMIT 1") { statement throws(StoreError) -> Attestation? in
                 statement.bind(1, device)
                 guard try statement.step() else { return nil }
-                return Attestation(
+                var attestation = Attestation(
                     device: statement.text(0) ?? "", at: statement.int64(1), report: statement.text(2) ?? "{}", decision: statement.text(3) ?? "block",
                     policyVersion: statement.isNull(4) ? nil : statement.int64(4), user: statement.text(5), firstFailures: statement.text(6) ?? "{}")
+                attestation.sequence = statement.int64(7)
+                return attestation
             }
         }
     }
@@ -467,6 +473,16 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                 statement.bind(1, kind.rawValue)
                 guard try statement.step() else { return nil }
                 return VersionedDocument(kind: kind, version: statement.int64(0), document: statement.text(1) ?? "", setBy: statement.text(2) ?? "", setAt: statement.int64(3))
+            }
+        }
+    }
+
+    public func latestVersion(kind: DocumentKind) throws(StoreError) -> Int64? {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("SELECT max(version) FROM documents WHERE kind = ?") { statement throws(StoreError) -> Int64? in
+                statement.bind(1, kind.rawValue)
+                guard try statement.step(), !statement.isNull(0) else { return nil }
+                return statement.int64(0)
             }
         }
     }

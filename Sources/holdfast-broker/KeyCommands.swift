@@ -1,7 +1,9 @@
 import FoundationEssentials
 import HoldfastCommandLine
 import HoldfastCore
+import HoldfastBroker
 import HoldfastCrypto
+import HoldfastStore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -246,6 +248,85 @@ struct Init: Subcommand {
         } catch {
             throw CommandFailure("\(error)")
         }
+        return .success
+    }
+}
+
+/// `holdfast-broker key rotate [--dir DIR]` (admin): a new signing key. The old one becomes
+/// `signing.previous.key` (still published and accepted during the overlap) and signs an
+/// announcement of the new one (`rotation.jws`), the only way a pinned agent accepts it.
+/// `serve` reads the keys at start: restart it after rotating.
+struct KeyRotate: Subcommand {
+    static let path = ["key", "rotate"]
+    static let summary = "rotate the broker's signing key; the old key announces the new one to pinned agents (admin)"
+    static let options = [
+        BrokerState.stateOption,
+        OptionSpec("dir", value: "DIR", help: "where signing.key is (default /etc/holdfast-broker)"),
+    ]
+
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        try arguments.noPositionals()
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let directory = arguments.value("dir") ?? "/etc/holdfast-broker"
+        let storage = try BrokerState.open(arguments)
+        let admin = try BrokerState.admin(storage, context)
+        let old: SigningKey
+        do {
+            old = try SigningKey.load(from: directory + "/signing.key")
+        } catch {
+            throw CommandFailure("\(directory)/signing.key: \(error)", exitCode: .dataError)
+        }
+        if SmallFile.exists(directory + "/signing.previous.key") {
+            throw CommandFailure("a rotation is still in its overlap (\(directory)/signing.previous.key exists): `holdfast-broker key retire` once every agent has moved", exitCode: .failure)
+        }
+        let new = try SigningKey.generate()
+        let announcement = try Broker.announceKey(new.publicKey, signedBy: old, at: BrokerState.now)
+        // Order: the announcement and the previous key first, the new current key last, so a
+        // crash in between leaves the old key current and nothing announced that is not saved.
+        try old.save(to: directory + "/signing.previous.key")
+        try new.save(to: directory + "/signing.next.key")
+        try SecureFile.write(Array((announcement + "\n").utf8), to: directory + "/rotation.jws", mode: 0o644)
+        guard rename(directory + "/signing.next.key", directory + "/signing.key") == 0 else {
+            throw CommandFailure("cannot put the new key in place: \(String(cString: strerror(errno)))", exitCode: .failure)
+        }
+        try storage.recordAdminAction(admin: admin, verb: "key rotate", detail: "old=\(old.publicKey.thumbprint) new=\(new.publicKey.thumbprint)", at: BrokerState.now)
+        context.line("signing key rotated: \(old.publicKey.thumbprint) -> \(new.publicKey.thumbprint); restart holdfast-broker serve; agents move over at their next contact")
+        return .success
+    }
+}
+
+/// `holdfast-broker key retire [--dir DIR]` (admin): ends a rotation's overlap; the old key is
+/// no longer published or accepted.
+struct KeyRetire: Subcommand {
+    static let path = ["key", "retire"]
+    static let summary = "end a key rotation's overlap: the previous signing key is no longer published or accepted (admin)"
+    static let options = [
+        BrokerState.stateOption,
+        OptionSpec("dir", value: "DIR", help: "where signing.key is (default /etc/holdfast-broker)"),
+    ]
+
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        try arguments.noPositionals()
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let directory = arguments.value("dir") ?? "/etc/holdfast-broker"
+        let storage = try BrokerState.open(arguments)
+        let admin = try BrokerState.admin(storage, context)
+        guard SmallFile.exists(directory + "/signing.previous.key") else { throw CommandFailure("no rotation in its overlap", exitCode: .failure) }
+        let old = try? SigningKey.load(from: directory + "/signing.previous.key")
+        unlink(directory + "/rotation.jws")
+        unlink(directory + "/signing.previous.key")
+        try storage.recordAdminAction(admin: admin, verb: "key retire", detail: "old=\(old?.publicKey.thumbprint ?? "?")", at: BrokerState.now)
+        context.line("previous signing key retired; restart holdfast-broker serve")
         return .success
     }
 }

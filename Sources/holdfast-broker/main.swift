@@ -7,6 +7,8 @@ CommandTable(
     commands: [
         KeyGenerate.self,
         KeyPublic.self,
+        KeyRotate.self,
+        KeyRetire.self,
         Sign.self,
         Fingerprint.self,
         PolicyCheck.self,

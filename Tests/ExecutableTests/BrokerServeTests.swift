@@ -68,19 +68,27 @@ import Testing
         var state: String { directory.file("broker-state") }
         var socket: String { directory.file("run/control.sock") }
 
+        let staleAfter: String
+
+        func startBroker() throws {
+            brokerProcess?.stop()
+            brokerProcess = try Child(BrokerServeTests.broker, [
+                "serve", "--url", url, "--listen", "127.0.0.1:\(port)", "--dir", etc, "--state-dir", state, "--stale-after", staleAfter, "--threads", "2",
+            ], log: directory.file("broker.log"))
+            try #require(BrokerServeTests.poll { self.curl(["\(self.url)/v1/health"]).code == 200 }, "the broker did not start: \(brokerProcess?.output ?? "")")
+        }
+
         init(staleAfter: String = "15m", attestInterval: String = "5m") throws {
             chmod(directory.path, 0o755)
             port = try BrokerServeTests.freePort()
             url = "https://localhost:\(port)"
+            self.staleAfter = staleAfter
             let initialized = try runProcess(BrokerServeTests.broker, ["init", "--hostname", "localhost", "--dir", etc])
             try #require(initialized.status == 0, "\(initialized.stderr)")
             let admin = try runProcess(BrokerServeTests.broker, ["admin", "add", "alice", "--state-dir", state])
             try #require(admin.status == 0, "\(admin.stderr)")
             adminToken = admin.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-            brokerProcess = try Child(BrokerServeTests.broker, [
-                "serve", "--url", url, "--listen", "127.0.0.1:\(port)", "--dir", etc, "--state-dir", state, "--stale-after", staleAfter, "--threads", "2",
-            ], log: directory.file("broker.log"))
-            try #require(BrokerServeTests.poll { self.curl(["\(self.url)/v1/health"]).code == 200 }, "the broker did not start: \(brokerProcess?.output ?? "")")
+            try startBroker()
             try FileManager.default.createDirectory(atPath: directory.file("run"), withIntermediateDirectories: true)
             try """
                 # broker test agent
@@ -291,6 +299,63 @@ extension BrokerServeTests {
         #expect((try rig.status()["policy"] as? [String: Any])?["source"] as? String == "broker")
         #expect(brokerVersion() == 1)
         #expect((try rig.status()["enrollment"] as? [String: Any])?["device_id"] as? String == device)
+    }
+}
+
+extension BrokerServeTests {
+    /// `key rotate`: the broker signs with a new key, announced by the old one; the agent pins the
+    /// new key through the announcement and its next grant (signed by the new key) is accepted.
+    @Test func aKeyRotationIsFollowedThroughTheOldKeysAnnouncement() throws {
+        let rig = try Rig()
+        try rig.startAgent()
+        let (_, first) = try rig.enroll()
+        let rotated = try rig.brokerCLI(["key", "rotate", "--dir", rig.etc])
+        #expect(rotated.status == 0, "\(rotated.stderr)")
+        #expect(try rig.brokerCLI(["key", "rotate", "--dir", rig.etc]).status == 1, "a second rotation inside the overlap is refused")
+        try rig.startBroker()
+        // Both keys are published during the overlap; the old grant still verifies.
+        let jwks = rig.curl(["\(rig.url)/.well-known/jwks.json"])
+        #expect(jwks.body.components(separatedBy: "\"kid\"").count == 3)
+        #expect(rig.authz(first).code == 200)
+        let fresh = try rig.holdfast(["grant", "--fresh", "--json"])
+        #expect(fresh.status == 0, "\(fresh.stderr) \(rig.agentProcess?.output ?? "")")
+        let grant = try #require((try? JSONSerialization.jsonObject(with: Data(fresh.stdout.utf8)) as? [String: Any])?["grant"] as? String)
+        #expect(grant != first)
+        #expect(rig.authz(grant).code == 200)
+        let enrollment = try String(contentsOfFile: rig.directory.file("state/enrollment.json"), encoding: .utf8)
+        #expect(enrollment.components(separatedBy: "\"kid\"").count == 3)
+        let journal = try runProcess(BrokerServeTests.holdfast, ["journal", "tail", "--state-dir", rig.directory.file("state"), "--lines", "100"]).stdout
+        #expect(journal.contains("broker.key_pinned"))
+        // After the overlap, the old key is gone: the first grant no longer verifies.
+        #expect(try rig.brokerCLI(["key", "retire", "--dir", rig.etc]).status == 0)
+        try rig.startBroker()
+        #expect(rig.authz(first).code == 401)
+        #expect(rig.authz(grant).code == 200)
+    }
+}
+
+extension BrokerServeTests {
+    /// A token that pins another CA or another signing key is refused before anything is sent.
+    @Test(arguments: ["ca", "key"])
+    func aTokenPinningSomethingElseIsRefused(_ field: String) throws {
+        let rig = try Rig()
+        try rig.startAgent()
+        let token = try rig.token()
+        let encoded = String(token.dropFirst(5))
+        var base64 = encoded.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        let decoded = try #require(Data(base64Encoded: base64))
+        var object = try #require(try JSONSerialization.jsonObject(with: decoded) as? [String: String])
+        object[field] = field == "ca" ? "sha256:" + String(repeating: "ab", count: 32) : "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        let forged = "hft1." + (try JSONSerialization.data(withJSONObject: object)).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        let result = try rig.holdfast(["enroll", "--token", forged])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains(field == "ca" ? "the token pins sha256:abab" : "does not publish the signing key the token pins"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: rig.directory.file("state/enrollment.json")))
+        // Nothing reached the enrollment endpoint: the token is still unused and works.
+        let enrolled = try rig.holdfast(["enroll", "--token", token])
+        #expect(enrolled.status == 0, "\(enrolled.stderr)")
     }
 }
 
