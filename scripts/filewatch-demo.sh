@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ] || ! command -v auditd > /dev/null || ! auditctl -s > /d
     step "25-28. FileWatch skipped: needs root, auditd and kernel audit"
     exit 0
 fi
-if ! auditctl -s | grep -qx 'pid 0'; then
+if ! auditctl -s | grep -cx 'pid 0' > /dev/null; then
     step "25-28. FileWatch skipped: an audit daemon is already running (the kernel feeds one; the machine's own is never stopped)"
     exit 0
 fi
@@ -58,7 +58,7 @@ auditctl -e 1 > /dev/null
 "$bin/holdfastd" --config "$fw/agent.conf" 2> "$fw/holdfastd.log" &
 agent_pid=$!
 hf() { "$holdfast" "$@" --socket "$fw/run/control.sock"; }
-for _ in $(seq 1 300); do hf filewatch status 2> /dev/null | grep -q " 0 missing" && break; sleep 0.1; done
+for _ in $(seq 1 300); do hf filewatch status 2> /dev/null | grep -c " 0 missing" > /dev/null && break; sleep 0.1; done
 hf filewatch status | grep "kernel rules" | sed 's/^/   /'
 auditctl -l | grep -- "$key" | sed 's/^/   /'
 
@@ -100,7 +100,7 @@ AUDITD
 chmod 640 "$fw/plugins.d/holdfast.conf" "$fw/auditd.conf"
 auditd -n -c "$fw" > "$fw/auditd.out" 2>&1 &
 auditd_pid=$!
-for _ in $(seq 1 300); do hf filewatch status 2> /dev/null | grep -q "1 forwarder" && break; sleep 0.1; done
+for _ in $(seq 1 300); do hf filewatch status 2> /dev/null | grep -c "1 forwarder" > /dev/null && break; sleep 0.1; done
 hf filewatch status | grep "^intake" | sed 's/^/   /'
 
 step "28. uid 1001 (a login uid, as after a real login) copies 5,000 files in a burst, then one onto the 'stick'"
@@ -113,7 +113,7 @@ for i in range(5000):
 os.close(os.open(sys.argv[2] + '/customer-list.csv', os.O_CREAT | os.O_WRONLY, 0o600))
 " "$fw/desk" "$fw/stick"
 echo "   5,001 files in $(( ($(date +%s%N) - start_ns) / 1000000 )) ms"
-for _ in $(seq 1 300); do hf filewatch status 2> /dev/null | grep -q "blocks: 1" && hf filewatch status | grep -q "alerts: 2" && break; sleep 0.1; done
+for _ in $(seq 1 300); do hf filewatch status 2> /dev/null | grep -c "blocks: 1" > /dev/null && hf filewatch status | grep -c "alerts: 2" > /dev/null && break; sleep 0.1; done
 "$holdfast" journal tail --lines 20 --state-dir "$fw/state" | grep -E $'\t(filewatch|lockdown)\.' | sed 's/^/   /'
 echo "   lockdown in force (recorded; this demo's holdfastd runs no USB or print enforcement, so it says"
 echo "   it is not enforced here — steps 12-23 show those enforcers, and the lockdown path they share):"

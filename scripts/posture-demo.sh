@@ -20,7 +20,7 @@ mkdir -p "$work/luks-tree" "$work/plain-tree"
 "$bin/holdfast-testkit" posture-tree luks "$work/luks-tree"
 "$bin/holdfast-testkit" posture-tree plain "$work/plain-tree"
 "$holdfast" posture --root "$work/luks-tree" --only disk-encryption,os-version,accounts-uid0 | sed 's/^/   /'
-"$holdfast" posture --root "$work/luks-tree" --only disk-encryption | grep -q 'pass .*dm-crypt vda2_crypt (LUKS2)' || fail "the LUKS tree did not pass disk-encryption with its mapping name"
+"$holdfast" posture --root "$work/luks-tree" --only disk-encryption | grep -c 'pass .*dm-crypt vda2_crypt (LUKS2)' > /dev/null || fail "the LUKS tree did not pass disk-encryption with its mapping name"
 status=0; "$holdfast" posture --root "$work/plain-tree" --only disk-encryption > "$work/plain.txt" || status=$?
 sed 's/^/   /' "$work/plain.txt"
 [ "$status" -eq 1 ] && grep -q 'not encrypted' "$work/plain.txt" || fail "the plain tree should fail disk-encryption (exit 1)"

@@ -21,8 +21,13 @@ public struct EnrollmentToken: Sendable, Equatable {
             throw BrokerClientError(.setup, "not an enrollment token (holdfast-broker token create prints one: hft1.…)")
         }
         guard ca.hasPrefix("sha256:"), ca.utf8.count == 71 else { throw BrokerClientError(.setup, "the token's CA fingerprint is not sha256:HEX") }
-        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), ["https", "http"].contains(scheme), parsed.host != nil else {
+        guard let parsed = URL(string: url), let scheme = parsed.scheme?.lowercased(), ["https", "http"].contains(scheme), let host = parsed.host(percentEncoded: false),
+              !host.isEmpty, parsed.user == nil else {
             throw BrokerClientError(.setup, "the token's broker URL is not an https URL")
+        }
+        // Over plain HTTP the pinned CA protects nothing: only to this machine (as token create allows).
+        if scheme == "http", !["localhost", "127.0.0.1", "::1", "[::1]"].contains(host.lowercased()) {
+            throw BrokerClientError(.setup, "the token's broker URL is plain http to \(host); only https is accepted (http only to loopback)")
         }
         self.url = url.hasSuffix("/") ? String(url.dropLast()) : url
         caFingerprint = String(ca.dropFirst(7)).lowercased()
@@ -264,9 +269,21 @@ public struct BrokerSession: Sendable {
         let object = try BrokerSession.parse(answer, "key announcements")
         guard case .array(let items)? = object["announcements"] else { return nil }
         let accepted = BrokerSession.acceptAnnouncements(items.compactMap(\.stringValue), pinned: record.keys)
-        guard accepted.count > record.keys.count else { return nil }
+        // A key the broker no longer publishes was retired (key retire): unpinned, as long as a
+        // pinned key is still published — the answer came over the pinned TLS channel.
+        var published: Set<String> = []
+        if case .array(let keys)? = object["keys"] {
+            for key in keys {
+                if let data = try? JSONEncoder().encode(key), let jwk = try? JSONDecoder().decode(JWK.self, from: data), let verifying = try? VerifyingKey(jwk: jwk) {
+                    published.insert(verifying.thumbprint)
+                }
+            }
+        }
+        let kept = accepted.filter { (try? VerifyingKey(jwk: $0)).map { published.contains($0.thumbprint) } ?? false }
+        let final = kept.isEmpty ? accepted : kept
+        guard final != record.keys else { return nil }
         var updated = record
-        updated.keys = accepted
+        updated.keys = final
         return updated
     }
 

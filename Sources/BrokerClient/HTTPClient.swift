@@ -141,7 +141,11 @@ public final class HTTPClient: Sendable {
         let result = withExtendedLifetime(sink) { curl_easy_perform(handle) }
         if sink.overflow { return .failure(BrokerClientError(.invalid, "the broker's answer is larger than \(maximumBody) bytes")) }
         guard result == CURLE_OK else {
-            return .failure(BrokerClientError(.transport, "\(url): \(String(cString: curl_easy_strerror(result)))"))
+            var message = "\(url): \(String(cString: curl_easy_strerror(result)))"
+            if result == CURLE_PEER_FAILED_VERIFICATION {
+                message += " (the broker's certificate does not chain to the pinned CA, or is not for this host name)"
+            }
+            return .failure(BrokerClientError(.transport, message))
         }
         var status = 0
         _ = holdfast_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)

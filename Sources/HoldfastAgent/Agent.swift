@@ -128,6 +128,19 @@ public actor Agent: ControlHandler {
     /// The broker's policy version in force, if a broker policy is.
     public var brokerPolicyVersion: Int64? { policy.source == .broker ? policy.brokerVersion : nil }
 
+    static let brokerFloorKey = "broker.policy_version"
+
+    /// The newest broker policy version ever applied (kept in the journal's state): nothing older
+    /// is accepted again, even when the policy in force fell back to the last good one.
+    public var brokerPolicyFloor: Int64? {
+        let stored = (try? journal.state(Self.brokerFloorKey)).flatMap { Int64(String(decoding: $0, as: UTF8.self)) }
+        switch (stored, brokerPolicyVersion) {
+        case (let a?, let b?): return max(a, b)
+        case (let a?, nil): return a
+        case (nil, let b): return b
+        }
+    }
+
     /// The stored broker policy cannot be trusted: the last good policy (else the built-in one)
     /// is in force instead of the local file, and the refusal is journaled.
     public func keepLastGood(reason: String) {
@@ -141,6 +154,11 @@ public actor Agent: ControlHandler {
     /// nil when applied, else why it was refused — the policy in force then stays.
     public func adoptBrokerPolicy(_ signed: SignedAgentPolicy, atStart: Bool = false) async -> String? {
         let now = clock.now()
+        if !atStart, let floor = brokerPolicyFloor, signed.version <= floor {
+            let reason = "broker policy version \(signed.version) is not newer than version \(floor) applied before (no rollback)"
+            Self.record(journal, logger, Self.policyRefusedEvent(reason: reason, fallback: policy, at: now))
+            return reason
+        }
         let parsed: Policy
         do {
             parsed = try Policy.parse(signed.document)
@@ -162,6 +180,7 @@ public actor Agent: ControlHandler {
             }
         }
         try? journal.setState(PolicyLoader.lastGoodKey, signed.document)
+        if signed.version > (brokerPolicyFloor ?? 0) { try? journal.setState(Self.brokerFloorKey, Array("\(signed.version)".utf8)) }
         var active = ActivePolicy(policy: parsed, source: .broker, path: "(agent-policy v\(signed.version))", digest: SHA256.hex(signed.document), loadedAt: now)
         active.brokerVersion = signed.version
         let changed = active.digest != policy.digest || policy.source != .broker
@@ -283,7 +302,10 @@ public actor Agent: ControlHandler {
         default:
             let grant = await broker.currentGrant()
             guard grant["grant"] != nil else {
-                let why = grant["denial"]?.stringValue ?? (grant["enrolled"]?.boolValue == true ? "no valid grant yet (the device has not attested successfully)" : "not enrolled")
+                let why = grant["denial"]?.stringValue
+                    ?? (grant["enrolled"]?.boolValue == true
+                        ? "none yet: the first attestation may still be running, or the last one failed (holdfast status says which; holdfast grant --fresh attests now)"
+                        : "this device is not enrolled (holdfast enroll --token …)")
                 return .failure(.failed, "no access grant: \(why)")
             }
             return .success(grant)

@@ -32,6 +32,9 @@ public actor BrokerLink: Service {
     private var lastError: (at: Date, message: String)?
     private var lastAttempt: Date?
     private var triggered: String?
+    /// The newest agent policy version refused (it parsed, but a section did not): not asked for
+    /// again, so one bad version is one event, not one per poll.
+    private var refusedPolicyVersion: Int64 = 0
 
     public init(
         stateDirectory: String, key: SigningKey, attestInterval: Duration, policyWait: Int, logger: Logger, posture: PostureService?,
@@ -77,6 +80,12 @@ public actor BrokerLink: Service {
 
     /// `holdfast enroll --token T`.
     public func enroll(token text: String) async -> Result<EnrollmentRecord, BrokerClientError> {
+        // An admin who removed the enrollment file means to enroll again (e.g. after `device remove`).
+        if session != nil, !SmallFile.exists(stateDirectory + "/" + Self.enrollmentFile) {
+            session = nil
+            grant = nil
+            verdict = nil
+        }
         if let session {
             return .failure(BrokerClientError(.setup, "already enrolled as \(session.record.deviceID) with \(session.record.url); unenroll on the broker and remove \(stateDirectory)/\(Self.enrollmentFile) first"))
         }
@@ -121,13 +130,24 @@ public actor BrokerLink: Service {
             logger.error("cannot save the newly pinned broker key", ("error", "\(error)"))
             return false
         }
-        let added = updated.keys.dropFirst(session.record.keys.count).compactMap(\.kid)
+        let before = Set(session.record.keys.compactMap(\.kid))
+        let after = Set(updated.keys.compactMap(\.kid))
+        let added = after.subtracting(before).sorted()
+        let dropped = before.subtracting(after).sorted()
         self.session = BrokerSession(record: updated, key: key)
-        record(Event(
-            kind: "broker.key_pinned", eventClass: .deviceConfigStateChange, activityID: 2, activityName: "Update", time: Date(), severity: .informational, status: .success,
-            message: "the broker rotated its signing key: pinned \(added.joined(separator: ", ")), announced by a key pinned before",
-            details: ["keys": .array(added.map(JSONValue.string))]))
-        return true
+        if !added.isEmpty {
+            record(Event(
+                kind: "broker.key_pinned", eventClass: .deviceConfigStateChange, activityID: 2, activityName: "Update", time: Date(), severity: .informational, status: .success,
+                message: "the broker rotated its signing key: pinned \(added.joined(separator: ", ")), announced by a key pinned before",
+                details: ["keys": .array(added.map(JSONValue.string))]))
+        }
+        if !dropped.isEmpty {
+            record(Event(
+                kind: "broker.key_unpinned", eventClass: .deviceConfigStateChange, activityID: 2, activityName: "Update", time: Date(), severity: .informational, status: .success,
+                message: "the broker retired its signing key \(dropped.joined(separator: ", ")); it is no longer trusted",
+                details: ["keys": .array(dropped.map(JSONValue.string))]))
+        }
+        return !added.isEmpty
     }
 
     /// Attests now; when the broker's answer does not verify with the pinned keys, follows a key
@@ -232,12 +252,19 @@ public actor BrokerLink: Service {
 
     private func attestLoop() async throws {
         var failures = 0
+        var keysChecked: ContinuousClock.Instant?
         while !Task.isCancelled {
             triggered = nil
             let ok: Bool
             switch await attestNow() {
             case .success: ok = true
             case .failure: ok = false
+            }
+            // After the first attestation and then hourly, the key list: follows rotations and
+            // drops retired keys.
+            if ok, keysChecked.map({ ContinuousClock.now - $0 > .seconds(3_600) }) ?? true {
+                keysChecked = ContinuousClock.now
+                _ = await refreshKeys()
             }
             failures = ok ? 0 : failures + 1
             // After a failure: 2, 4, 8 … s with jitter, never longer than the interval.
@@ -260,16 +287,19 @@ public actor BrokerLink: Service {
         var failures = 0
         while !Task.isCancelled {
             guard let session else { return }
-            let after = await policyVersion() ?? 0
+            let inForce = await policyVersion() ?? 0
+            let after = max(inForce, refusedPolicyVersion)
             do {
                 if let policy = try await session.pollPolicy(after: after, wait: policyWait) {
                     if policy.version <= after {
                         // Never roll back: an older version than the one in force is refused.
-                        try? await session.acknowledge(version: policy.version, applied: false, detail: "older than version \(after) in force")
+                        try? await session.acknowledge(version: policy.version, applied: false, detail: "not newer than version \(after)")
+                        refusedPolicyVersion = max(refusedPolicyVersion, policy.version)
+                        try await Task.sleep(for: .seconds(Self.backoff(3)))
                     } else if let refusal = await applyPolicy(policy) {
                         try? await session.acknowledge(version: policy.version, applied: false, detail: refusal)
                         // Not asked for again until a newer version comes.
-                        try await Task.sleep(for: .seconds(Self.backoff(3)))
+                        refusedPolicyVersion = policy.version
                     } else {
                         try? await session.acknowledge(version: policy.version, applied: true, detail: "")
                     }

@@ -74,11 +74,10 @@ public enum Daemon {
         // Enrolled: the broker's last good policy wins over the local file, before any enforcer starts.
         if let stored = BrokerLink.storedPolicy(stateDirectory: configuration.stateDirectory) {
             _ = await agent.adoptBrokerPolicy(stored, atStart: true)
-        } else if BrokerLink.loadRecord(stateDirectory: configuration.stateDirectory) != nil,
-                  SmallFile.exists(configuration.stateDirectory + "/" + BrokerLink.policyFile) {
+        } else if SmallFile.exists(configuration.stateDirectory + "/" + BrokerLink.policyFile) {
             // Enrolled, and the broker's policy is there but does not verify: never fall back to
             // the (possibly looser) local file; the last policy accepted stays.
-            await agent.keepLastGood(reason: "\(configuration.stateDirectory)/\(BrokerLink.policyFile) does not verify with the pinned broker keys")
+            await agent.keepLastGood(reason: "\(configuration.stateDirectory)/\(BrokerLink.policyFile) does not verify with the pinned broker keys (or \(BrokerLink.enrollmentFile) cannot be read)")
         }
         let recorder = EventRecorder(journal: journal, logger: logger)
         // The lockdown state first: every enforcer starts under it.
@@ -158,7 +157,7 @@ public enum Daemon {
                 let broker = BrokerLink(
                     stateDirectory: configuration.stateDirectory, key: key, attestInterval: .seconds(configuration.brokerAttestIntervalSeconds),
                     policyWait: Int(configuration.brokerPolicyWaitSeconds), logger: logger, posture: posture, record: { recorder.record($0) },
-                    applyPolicy: { await agent.adoptBrokerPolicy($0) }, policyVersion: { await agent.brokerPolicyVersion })
+                    applyPolicy: { await agent.adoptBrokerPolicy($0) }, policyVersion: { await agent.brokerPolicyFloor })
                 recorder.observe { event in
                     if event.kind == "posture.changed" { Task { await broker.trigger(event.kind) } }
                 }

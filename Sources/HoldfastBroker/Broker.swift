@@ -82,6 +82,18 @@ public final class Broker: Sendable {
     private let evidenceCache = Mutex<[String: (sequence: Int64, evidence: PostureEvidence?)]>([:])
     /// When each device was last marked seen: the write happens at most once a minute.
     private let seenCache = Mutex<[String: Int64]>([:])
+    /// Request ids (`jti`) seen inside the skew window, per device: a captured request is not
+    /// accepted twice (one broker process; several behind a balancer each keep their own).
+    private let seenRequests = Mutex<[String: Int64]>([:])
+    /// Refusals of unauthenticated requests are counted and logged at a bounded rate, never
+    /// written to the trail: anyone can send them.
+    private let unauthenticatedLog = RateLimiter(burst: 20, perSecond: 1)
+    private let unauthenticatedRefusals = Atomic<Int>(0)
+    /// Challenges one device may hold unanswered.
+    static let maximumOutstandingNonces = 16
+    /// The body each route may carry (bodies are buffered; GETs carry none).
+    public static let bodyLimits = ["/v1/enroll": 16_384, "/v1/challenge": 1_024, "/v1/attest": 262_144, "/v1/agent-policy/ack": 4_096]
+    static let deviceRoutes: Set<String> = ["/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack"]
 
     public init(storage: any BrokerStorage, keys: BrokerKeys, settings: BrokerSettings, caPEM: String, clock: any TimeSource = SystemTimeSource(), logger: Logger) {
         self.storage = storage
@@ -95,6 +107,27 @@ public final class Broker: Sendable {
     var now: Int64 { Int64(clock.now().timeIntervalSince1970.rounded(.down)) }
 
     // MARK: Routing
+
+    /// Before any body is read: a device route without a device signature is refused at once.
+    public func early(method: String, path: String, headers: [String: String]) -> HTTPResponse? {
+        guard Self.deviceRoutes.contains(path) else { return nil }
+        guard let header = headers["authorization"], header.hasPrefix(Self.deviceScheme + " ") else {
+            noteUnauthenticated("no device signature on \(path)")
+            return .error(401, "unauthenticated", "this endpoint needs a device-signed request (Authorization: \(Self.deviceScheme) …)", headers: ["Connection": "close"])
+        }
+        return nil
+    }
+
+    /// How many unauthenticated requests were refused since start.
+    public var unauthenticatedRefusalCount: Int { unauthenticatedRefusals.load(ordering: .relaxed) }
+
+    func noteUnauthenticated(_ reason: String) {
+        unauthenticatedRefusals.add(1, ordering: .relaxed)
+        let admitted = unauthenticatedLog.admit("unauthenticated")
+        if admitted.allowed {
+            logger.warning("refused an unauthenticated request", ("reason", reason), ("suppressed", "\(admitted.suppressed)"))
+        }
+    }
 
     public func handle(_ request: HTTPRequest) -> HTTPHandling {
         let path = request.path
@@ -153,21 +186,21 @@ public final class Broker: Sendable {
         let key: VerifyingKey
         do {
             let unverified = try JWS.inspectUnverified(body)
-            guard unverified.header.type == Self.enrollType else { return refuse("", "enroll.refused", 400, "bad-request", "the body must be a \(Self.enrollType) document") }
+            guard unverified.header.type == Self.enrollType else { return unauthenticated(400, "bad-request", "the body must be a \(Self.enrollType) document") }
             payload = try Self.parseObject(unverified.payload)
             guard let jwkValue = payload["key"], let jwk = try? JSONDecoder().decode(JWK.self, from: JSONEncoder().encode(jwkValue)) else {
-                return refuse("", "enroll.refused", 400, "bad-request", "the enrollment carries no device key (key: JWK)")
+                return unauthenticated(400, "bad-request", "the enrollment carries no device key (key: JWK)")
             }
             key = try VerifyingKey(jwk: jwk)
             _ = try JWS.verify(body, key: key)
         } catch {
-            return refuse("", "enroll.refused", 400, "bad-request", "the enrollment request is not a document signed by the key it carries: \(error)")
+            return unauthenticated(400, "bad-request", "the enrollment request is not a document signed by the key it carries")
         }
-        guard let iat = payload["iat"]?.intValue, abs(iat.subtractingReportingOverflow(now).partialValue) <= settings.skew else {
-            return refuse("", "enroll.refused", 400, "clock", "the enrollment is not dated within \(settings.skew) s of the broker's clock")
+        guard let iat = payload["iat"]?.intValue, isWithinSkew(iat) else {
+            return unauthenticated(400, "clock", "the enrollment is not dated within \(settings.skew) s of the broker's clock")
         }
         guard let secret = payload["secret"]?.stringValue, !secret.isEmpty, secret.utf8.count <= 128 else {
-            return refuse("", "enroll.refused", 400, "bad-request", "the enrollment carries no token secret")
+            return unauthenticated(400, "bad-request", "the enrollment carries no token secret")
         }
         var facts: [String: JSONValue] = [:]
         if case .object(let given)? = payload["facts"] {
@@ -181,16 +214,16 @@ public final class Broker: Sendable {
         } catch {
             return .error(500, "internal", "no randomness")
         }
+        let factsText = jsonText(.object(facts))
         do {
-            switch try storage.consumeEnrollmentToken(tokenHash: SHA256.hash(Array(secret.utf8)), device: id, at: now) {
+            switch try storage.enroll(EnrolledDevice(id: id, publicKey: key.rawRepresentation, facts: factsText, enrolledAt: now), tokenHash: SHA256.hash(Array(secret.utf8))) {
             case .accepted: break
-            case .unknown: return refuse("", "enroll.refused", 403, "token-unknown", "not a valid enrollment token")
+            // Anyone can send a made-up secret: counted, not written to the trail.
+            case .unknown: return unauthenticated(403, "token-unknown", "not a valid enrollment token")
             case .used: return refuse("", "enroll.refused", 403, "token-used", "this enrollment token was used already; tokens are single use")
             case .expired: return refuse("", "enroll.refused", 403, "token-expired", "this enrollment token has expired")
-            }
-            let factsText = jsonText(.object(facts))
-            guard try storage.addDevice(EnrolledDevice(id: id, publicKey: key.rawRepresentation, facts: factsText, enrolledAt: now)) else {
-                return refuse(id, "enroll.refused", 409, "key-enrolled", "this device key is enrolled already; unenroll it (holdfast-broker device remove) before enrolling again")
+            case .keyEnrolled:
+                return refuse("", "enroll.refused", 409, "key-enrolled", "this device key is enrolled already (the token was not used); unenroll that device first (holdfast-broker device remove ID)")
             }
             try storage.log(BrokerLogEntry(time: now, device: id, kind: "enroll", detail: "key \(key.thumbprint) facts \(factsText)"))
         } catch {
@@ -210,46 +243,58 @@ public final class Broker: Sendable {
     /// device's key, names the method, the path, the body's SHA-256 and a time within the skew.
     func authenticate(_ request: HTTPRequest) -> Authenticated {
         guard let header = request.header("authorization"), header.hasPrefix(Self.deviceScheme + " ") else {
-            return .failure(.error(401, "unauthenticated", "this endpoint needs a device-signed request (Authorization: \(Self.deviceScheme) …)"))
+            return .failure(unauthenticated(401, "unauthenticated", "this endpoint needs a device-signed request (Authorization: \(Self.deviceScheme) …)"))
         }
         let token = String(header.dropFirst(Self.deviceScheme.count + 1))
         let id: String
         do {
             let unverified = try JWS.inspectUnverified(token)
-            guard unverified.header.type == Self.requestType else { return .failure(.error(401, "unauthenticated", "not a \(Self.requestType) document")) }
+            guard unverified.header.type == Self.requestType else { return .failure(unauthenticated(401, "unauthenticated", "not a \(Self.requestType) document")) }
             let unverifiedClaims = try Self.parseObject(unverified.payload)
-            guard let named = unverifiedClaims["sub"]?.stringValue, Self.isDeviceID(named) else { return .failure(.error(401, "unauthenticated", "the request names no device")) }
+            guard let named = unverifiedClaims["sub"]?.stringValue, Self.isDeviceID(named) else { return .failure(unauthenticated(401, "unauthenticated", "the request names no device")) }
             id = named
         } catch {
-            return .failure(.error(401, "unauthenticated", "the request is not a signed document: \(error)"))
+            return .failure(unauthenticated(401, "unauthenticated", "the request is not a signed document"))
         }
         let device: EnrolledDevice
         do {
-            guard let found = try storage.device(id: id) else { return .failure(refuse(id, "request.refused", 401, "unknown-device", "no such device")) }
+            guard let found = try storage.device(id: id) else { return .failure(unauthenticated(401, "unknown-device", "no such device")) }
             device = found
         } catch {
             logger.error("device lookup failed", ("error", "\(error)"))
             return .failure(.error(503, "storage", "the broker cannot read its state now; retry"))
         }
-        guard device.removedAt == nil else { return .failure(refuse(id, "request.refused", 401, "removed", "this device was unenrolled")) }
+        // The signature first, even for a removed device: only its own key can write to its trail.
         let claims: JSONValue
         do {
             let verified = try JWS.verify(token, key: try VerifyingKey(rawRepresentation: device.publicKey))
             claims = try Self.parseObject(verified.payload)
         } catch {
-            return .failure(refuse(id, "request.refused", 401, "bad-signature", "the request signature does not verify: \(error)"))
+            return .failure(unauthenticated(401, "bad-signature", "the request signature does not verify"))
         }
+        guard device.removedAt == nil else { return .failure(refuse(id, "request.refused", 401, "removed", "this device was unenrolled")) }
         let path = request.path
         guard claims["htm"]?.stringValue == request.method, claims["htu"]?.stringValue == path else {
             return .failure(refuse(device.id, "request.refused", 401, "wrong-request", "the signature is for another request"))
         }
-        guard let iat = claims["iat"]?.intValue, abs(iat.subtractingReportingOverflow(now).partialValue) <= settings.skew else {
+        guard let iat = claims["iat"]?.intValue, isWithinSkew(iat) else {
             return .failure(refuse(device.id, "request.refused", 401, "clock", "the request is not dated within \(settings.skew) s of the broker's clock"))
         }
         guard claims["bh"]?.stringValue == Base64URL.encode(SHA256.hash(request.body)) else {
             return .failure(refuse(device.id, "request.refused", 401, "wrong-body", "the signature does not cover this body"))
         }
+        guard let jti = claims["jti"]?.stringValue, !jti.isEmpty, jti.utf8.count <= 64 else {
+            return .failure(refuse(device.id, "request.refused", 401, "no-request-id", "the request carries no jti"))
+        }
         let current = now
+        let fresh = seenRequests.withLock { seen -> Bool in
+            if seen.count > 200_000 { seen = seen.filter { $0.value > current } }
+            let key = device.id + " " + jti
+            if let until = seen[key], until > current { return false }
+            seen[key] = current + 2 * settings.skew + 1
+            return true
+        }
+        guard fresh else { return .failure(refuse(device.id, "request.refused", 401, "replayed", "this request was seen already (replay)")) }
         let due = seenCache.withLock { seen -> Bool in
             if let last = seen[device.id], current - last < 60 { return false }
             if seen.count > 100_000 { seen.removeAll() }
@@ -258,6 +303,12 @@ public final class Broker: Sendable {
         }
         if due { try? storage.markSeen(device: device.id, at: current) }
         return .success(device)
+    }
+
+    /// Whether a device's time is within the skew of ours; overflow (a hostile `iat`) is not.
+    func isWithinSkew(_ time: Int64) -> Bool {
+        let (difference, overflow) = time.subtractingReportingOverflow(now)
+        return !overflow && difference >= -settings.skew && difference <= settings.skew
     }
 
     enum Authenticated {
@@ -279,6 +330,9 @@ public final class Broker: Sendable {
         case .failure(let response): return response
         }
         do {
+            if try storage.outstandingNonces(device: device.id, at: now) >= Self.maximumOutstandingNonces {
+                return refuse(device.id, "challenge.refused", 429, "too-many-challenges", "\(Self.maximumOutstandingNonces) challenges are unanswered; answer one or wait \(settings.nonceLifetime) s")
+            }
             let nonce = try SecureRandom.token(bytes: 32)
             let expires = now + settings.nonceLifetime
             try storage.addNonce(nonce, device: device.id, expires: expires)
@@ -343,9 +397,15 @@ public final class Broker: Sendable {
         } catch {
             return refuse(device.id, "attest.refused", 400, "bad-report", error.message)
         }
-        let previous = try? storage.latestAttestation(device: device.id)
+        let previous: Attestation?
+        do {
+            previous = try storage.latestAttestation(device: device.id)
+        } catch {
+            // Without the previous first failures, grace periods would restart: no verdict now.
+            return .error(503, "storage", "the broker cannot read the device's history now; retry")
+        }
         let policy = compliancePolicy()
-        let verdict = evaluate(evidence, policy: policy, firstFailures: previous.map { Self.firstFailures($0.firstFailures) } ?? [:])
+        let verdict = evaluate(evidence, policy: policy, firstFailures: previous.map { Self.firstFailures($0.firstFailures, policy: policy) } ?? [:])
         do {
             try storage.recordAttestation(Attestation(
                 device: device.id, at: now, report: String(decoding: payload, as: UTF8.self), decision: verdict.decision.rawValue, policyVersion: policy.version,
@@ -374,8 +434,13 @@ public final class Broker: Sendable {
             && name.utf8.first != UInt8(ascii: "-")
     }
 
-    static func firstFailures(_ text: String) -> [String: Int64] {
-        guard let value = try? parseObject(Array(text.utf8)), case .object(let members) = value else { return [:] }
+    /// The stored first failures; text that cannot be read counts every rule as failing since
+    /// 1970, so no grace period restarts because of a damaged record.
+    static func firstFailures(_ text: String, policy: PolicyInForce) -> [String: Int64] {
+        guard let value = try? parseObject(Array(text.utf8)), case .object(let members) = value else {
+            guard case .policy(let rules) = policy else { return [:] }
+            return Dictionary(uniqueKeysWithValues: rules.rules.map { ($0.id, Int64(0)) })
+        }
         return members.compactMapValues(\.intValue)
     }
 
@@ -475,13 +540,15 @@ public final class Broker: Sendable {
                 token, keys: keys.verifying,
                 validation: JWTValidation(clock: clock, leeway: 30, audience: settings.audience, issuer: settings.issuer, type: Self.grantType, maximumLifetime: Double(settings.grantLifetime) + 60))
         } catch {
-            return .error(401, "invalid-grant", "the grant is not valid: \(error)", headers: ["WWW-Authenticate": "Bearer error=\"invalid_token\""])
+            logger.debug("grant refused", ("error", "\(error)"))
+            return .error(401, "invalid-grant", "the grant is not valid (signature, issuer, audience, type or expiry)", headers: ["WWW-Authenticate": "Bearer error=\"invalid_token\""])
         }
         guard let id = verified.claims.subject else { return .error(401, "invalid-grant", "the grant names no device") }
         switch deviceDecision(id) {
         case .allowed:
             var headers = ["X-Holdfast-Device": id]
-            if let user = verified.claims.other["user"]?.stringValue { headers["X-Holdfast-User"] = user }
+            // Asserted by the device (the login its agent attested for), not by an identity provider.
+            if let user = verified.claims.other["user"]?.stringValue { headers["X-Holdfast-Device-User"] = user }
             return .json(200, .object(["device": .string(id), "status": "allowed"]), headers: headers)
         case .denied(let reason, let message, let failing):
             return .json(403, .object(["error": .string(reason), "message": .string(message), "failing": .array(failing.map(JSONValue.string))]))
@@ -522,7 +589,8 @@ public final class Broker: Sendable {
             guard let evidence = parsedEvidence else {
                 return .denied(reason: "noncompliant", message: "the device's last report cannot be read", failing: [])
             }
-            let verdict = evaluate(evidence, policy: compliancePolicy(), firstFailures: Self.firstFailures(latest.firstFailures))
+            let policy = compliancePolicy()
+            let verdict = evaluate(evidence, policy: policy, firstFailures: Self.firstFailures(latest.firstFailures, policy: policy))
             if verdict.decision == .noncompliant {
                 return .denied(reason: "noncompliant", message: verdict.denial ?? "the device is not compliant", failing: verdict.blocking.map(\.id))
             }
@@ -621,6 +689,13 @@ public final class Broker: Sendable {
     }
 
     // MARK: Helpers
+
+    /// A refusal of a request nobody has proved anything about: counted and logged at a bounded
+    /// rate, never written to the trail.
+    func unauthenticated(_ status: Int, _ code: String, _ message: String) -> HTTPResponse {
+        noteUnauthenticated(code)
+        return .error(status, code, message)
+    }
 
     /// Records a refusal (the broker's trail and its log) and builds the answer.
     func refuse(_ device: String, _ kind: String, _ status: Int, _ code: String, _ message: String) -> HTTPResponse {

@@ -203,7 +203,7 @@ extension CompliancePolicy {
         // Saturating: a hostile `iat` must not trap the broker.
         let (difference, overflow) = now.subtractingReportingOverflow(evidence.issuedAt)
         let age = overflow ? (evidence.issuedAt < 0 ? Int64.max : Int64.min) : difference
-        if age > maximumReportAge || age < -300 {
+        if age > maximumReportAge || age < -120 {
             verdict.blocking.append(.init(id: "report-age", status: age < 0 ? "from the future" : "stale", remediation: "the posture report is \(age < 0 ? "dated in the future" : "\(age) s old"); the agent must attest again", until: nil))
         }
         for rule in rules {

@@ -93,11 +93,14 @@ public final class HTTPServer: @unchecked Sendable {
         public var perPeerLimit: Int
         /// Idle connections are closed after this many seconds (MHD_OPTION_CONNECTION_TIMEOUT).
         public var idleTimeout: Int
-        /// Larger bodies get 413.
+        /// Larger bodies get 413 (before they are read, when Content-Length says so).
         public var maximumBody: Int
+        /// Per path, a smaller limit (bodies are buffered in memory: most routes need a few KiB).
+        public var bodyLimits: [String: Int]
 
         public init(listen: String, certificatePEM: String? = nil, keyPEM: String? = nil, threads: Int = 2, connectionLimit: Int = 10_000,
-                    perPeerLimit: Int = 0, idleTimeout: Int = 120, maximumBody: Int = 1 << 20) {
+                    perPeerLimit: Int = 0, idleTimeout: Int = 30, maximumBody: Int = 1 << 20, bodyLimits: [String: Int] = [:]) {
+            self.bodyLimits = bodyLimits
             self.listen = listen
             self.certificatePEM = certificatePEM
             self.keyPEM = keyPEM
@@ -113,6 +116,10 @@ public final class HTTPServer: @unchecked Sendable {
 
     let configuration: Configuration
     let handler: @Sendable (HTTPRequest) -> HTTPHandling
+    /// Asked once the headers are in, before any body is read: an answer here ends the request
+    /// (e.g. 401 for a device route without a device signature), so unauthenticated peers
+    /// cannot make the server buffer bodies.
+    let early: @Sendable (_ method: String, _ path: String, _ headers: [String: String]) -> HTTPResponse?
     private var daemon: OpaquePointer?
     private let waiters = Mutex<[ObjectIdentifier: Waiter]>([:])
     private let stopping = Atomic<Bool>(false)
@@ -121,8 +128,12 @@ public final class HTTPServer: @unchecked Sendable {
     /// The port bound (useful when asked for port 0).
     public private(set) var port: UInt16 = 0
 
-    public init(_ configuration: Configuration, handler: @escaping @Sendable (HTTPRequest) -> HTTPHandling) {
+    public init(
+        _ configuration: Configuration, early: @escaping @Sendable (String, String, [String: String]) -> HTTPResponse? = { _, _, _ in nil },
+        handler: @escaping @Sendable (HTTPRequest) -> HTTPHandling
+    ) {
         self.configuration = configuration
+        self.early = early
         self.handler = handler
     }
 
@@ -163,6 +174,7 @@ public final class HTTPServer: @unchecked Sendable {
     public func stop() {
         guard let daemon, !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         timerDone.wait()
+        // Under the lock `access` registers waiters with: none can be added after this.
         let held = waiters.withLock { all in
             defer { all.removeAll() }
             return Array(all.values)
@@ -184,6 +196,9 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Per-request state MHD carries in `con_cls` (retained until the completed callback).
     final class RequestState: @unchecked Sendable {
+        var headers: [String: String] = [:]
+        var limit = 0
+        var early: HTTPResponse?
         var body: [UInt8] = []
         var tooLarge = false
         var response: HTTPResponse?
@@ -219,13 +234,20 @@ public final class HTTPServer: @unchecked Sendable {
         context: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     ) -> MHD_Result {
         guard let existing = context.pointee else {
-            context.pointee = Unmanaged.passRetained(RequestState()).toOpaque()
+            // First call: the headers are in, no body has been read.
+            let state = RequestState()
+            context.pointee = Unmanaged.passRetained(state).toOpaque()
+            state.headers = Self.values(connection, .HEADER_KIND, lowercased: true)
+            state.limit = method == "GET" || method == "HEAD" ? 0 : configuration.bodyLimits[url] ?? configuration.maximumBody
+            state.early = Self.framingProblem(state.headers, limit: state.limit) ?? early(method, url, state.headers)
+            // Refused before any body is read: MHD sends it and discards (or closes on) the rest.
+            if let refused = state.early { return Self.queue(refused, on: connection) }
             return .YES
         }
         let state = Unmanaged<RequestState>.fromOpaque(existing).takeUnretainedValue()
         if uploadSize.pointee > 0 {
-            if let upload, !state.tooLarge {
-                if state.body.count + uploadSize.pointee > configuration.maximumBody {
+            if let upload, !state.tooLarge, state.early == nil {
+                if state.body.count + uploadSize.pointee > state.limit {
                     state.tooLarge = true
                     state.body = []
                 } else {
@@ -238,22 +260,43 @@ public final class HTTPServer: @unchecked Sendable {
             return .YES
         }
         if let ready = state.response { return Self.queue(ready, on: connection) }
-        if state.tooLarge { return Self.queue(.error(413, "too-large", "the body is larger than \(configuration.maximumBody) bytes"), on: connection) }
+        if let refused = state.early { return Self.queue(refused, on: connection) }
+        if state.tooLarge { return Self.queue(.error(413, "too-large", "the body is larger than \(state.limit) bytes", headers: ["Connection": "close"]), on: connection) }
         if state.suspended { return .YES }
         let request = HTTPRequest(
-            method: method, path: url, headers: Self.values(connection, .HEADER_KIND, lowercased: true),
+            method: method, path: url, headers: state.headers,
             query: Self.values(connection, .GET_ARGUMENT_KIND, lowercased: false), body: state.body, peer: Self.peer(connection))
         switch handler(request) {
         case .respond(let response):
             return Self.queue(response, on: connection)
         case .wait(let deadline, let ready, let timeout):
-            if stopping.load(ordering: .acquiring) { return Self.queue(.error(503, "shutting-down", "the broker is stopping; retry"), on: connection) }
             if let now = ready() { return Self.queue(now, on: connection) }
-            state.suspended = true
-            MHD_suspend_connection(connection)
-            waiters.withLock { $0[ObjectIdentifier(state)] = Waiter(state: state, connection: connection, deadline: deadline, ready: ready, timeout: timeout) }
+            // Registered and suspended under the lock `stop` empties: a poll is either seen by
+            // `stop` (and resumed with 503) or refused here.
+            let registered = waiters.withLock { all -> Bool in
+                guard !stopping.load(ordering: .acquiring) else { return false }
+                state.suspended = true
+                MHD_suspend_connection(connection)
+                all[ObjectIdentifier(state)] = Waiter(state: state, connection: connection, deadline: deadline, ready: ready, timeout: timeout)
+                return true
+            }
+            if !registered { return Self.queue(.error(503, "shutting-down", "the broker is stopping; retry"), on: connection) }
             return .YES
         }
+    }
+
+    /// Framing a proxy in front could read differently (RFC 9112 §6.3): both Content-Length and
+    /// Transfer-Encoding, a list in Content-Length; and a declared body over the route's limit.
+    static func framingProblem(_ headers: [String: String], limit: Int) -> HTTPResponse? {
+        let close = ["Connection": "close"]
+        if let length = headers["content-length"] {
+            if headers["transfer-encoding"] != nil || length.contains(",") {
+                return .error(400, "bad-framing", "Content-Length with Transfer-Encoding, or more than one Content-Length", headers: close)
+            }
+            guard let declared = Int(length.trimmingWhitespace), declared >= 0 else { return .error(400, "bad-framing", "Content-Length is not a number", headers: close) }
+            if declared > limit { return .error(413, "too-large", "the body is larger than \(limit) bytes", headers: close) }
+        }
+        return nil
     }
 
     fileprivate func completed(_ context: UnsafeMutablePointer<UnsafeMutableRawPointer?>) {
@@ -380,4 +423,8 @@ private let httpAccessHandler: MHD_AccessHandlerCallback = { context, connection
 private let httpCompletedHandler: MHD_RequestCompletedCallback = { context, _, requestContext, _ in
     guard let context, let requestContext else { return }
     Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().completed(requestContext)
+}
+
+extension String {
+    var trimmingWhitespace: String { String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()) }
 }

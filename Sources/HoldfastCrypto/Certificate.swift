@@ -32,6 +32,20 @@ public enum CertificateFingerprint {
         return lines.joined(separator: "\n") + "\n"
     }
 
+    /// Whether the certificate is valid for `host` (a DNS name or an IP address), as a TLS client
+    /// checks it (X509_check_host / X509_check_ip_asc).
+    public static func matches(_ certificate: [UInt8], host: String) -> Bool {
+        guard let der = try? der(of: certificate) else { return false }
+        return der.withUnsafeBufferPointer { buffer -> Bool in
+            var cursor = buffer.baseAddress
+            guard let parsed = d2i_X509(nil, &cursor, buffer.count) else { return false }
+            defer { X509_free(parsed) }
+            let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+            if X509_check_ip_asc(parsed, bare, 0) == 1 { return true }
+            return X509_check_host(parsed, bare, bare.utf8.count, 0, nil) == 1
+        }
+    }
+
     /// The DER encoding of a PEM or DER certificate, re-encoded by OpenSSL after parsing.
     static func der(of certificate: [UInt8]) throws(CryptoError) -> [UInt8] {
         let isPEM = certificate.starts(with: Array("-----BEGIN".utf8))

@@ -23,6 +23,12 @@ public protocol BrokerStorage: Sendable {
     func consumeEnrollmentToken(tokenHash: [UInt8], device: String, at time: Int64) throws(StoreError) -> TokenOutcome
     /// Enrolls a device; false when the id or the key is enrolled already.
     func addDevice(_ device: EnrolledDevice) throws(StoreError) -> Bool
+    /// Enrollment in one transaction: a key enrolled now is refused without spending the token;
+    /// otherwise the token is spent and the device added (a removed device's key may enroll again,
+    /// as a new device). Exactly one caller per token gets `.accepted`.
+    func enroll(_ device: EnrolledDevice, tokenHash: [UInt8]) throws(StoreError) -> EnrollOutcome
+    /// Challenges issued to a device that are neither spent nor expired.
+    func outstandingNonces(device: String, at time: Int64) throws(StoreError) -> Int
     func device(id: String) throws(StoreError) -> EnrolledDevice?
     /// Unenrolls: the device's key is no longer accepted. False when there was no such device.
     func removeDevice(id: String, at time: Int64) throws(StoreError) -> Bool
@@ -131,6 +137,11 @@ public enum TokenOutcome: String, Sendable, Equatable {
     case accepted, unknown, used, expired
 }
 
+/// Why an enrollment was or was not accepted.
+public enum EnrollOutcome: String, Sendable, Equatable {
+    case accepted, unknown, used, expired, keyEnrolled = "key-enrolled"
+}
+
 /// Why a nonce was or was not accepted.
 public enum NonceOutcome: String, Sendable, Equatable {
     case accepted, unknown, used, expired, otherDevice = "other-device"
@@ -166,6 +177,8 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     public let path: String
 
     static let schemaVersion: Int64 = 2
+    /// How long the broker's trail keeps entries: 90 days.
+    public static let logRetention: Int64 = 90 * 86_400
 
     public init(directory: String) throws(StoreError) {
         do {
@@ -319,6 +332,58 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                 statement.bind(4, device.enrolledAt)
                 try statement.run()
                 return statement.changes == 1
+            }
+        }
+    }
+
+    public func enroll(_ device: EnrolledDevice, tokenHash: [UInt8]) throws(StoreError) -> EnrollOutcome {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.transaction { () throws(StoreError) -> EnrollOutcome in
+                let active = try connection.withStatement("SELECT count(*) FROM devices WHERE public_key = ? AND removed_at IS NULL") { statement throws(StoreError) in
+                    statement.bind(1, device.publicKey)
+                    _ = try statement.step()
+                    return statement.int64(0)
+                }
+                if active > 0 { return .keyEnrolled }
+                let spent = try connection.withStatement("UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE token_hash = ? AND used_at IS NULL AND expires > ?") { statement throws(StoreError) in
+                    statement.bind(1, device.enrolledAt)
+                    statement.bind(2, device.id)
+                    statement.bind(3, tokenHash)
+                    statement.bind(4, device.enrolledAt)
+                    try statement.run()
+                    return statement.changes == 1
+                }
+                guard spent else {
+                    return try connection.withStatement("SELECT used_at IS NOT NULL FROM enrollment_tokens WHERE token_hash = ?") { statement throws(StoreError) -> EnrollOutcome in
+                        statement.bind(1, tokenHash)
+                        guard try statement.step() else { return .unknown }
+                        return statement.int64(0) == 1 ? .used : .expired
+                    }
+                }
+                // The key is UNIQUE: a removed device's row gives it up (the trail keeps the history).
+                try connection.withStatement("UPDATE devices SET public_key = X'00' || id WHERE public_key = ? AND removed_at IS NOT NULL") { statement throws(StoreError) in
+                    statement.bind(1, device.publicKey)
+                    try statement.run()
+                }
+                try connection.withStatement("INSERT INTO devices (id, public_key, facts, enrolled_at) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
+                    statement.bind(1, device.id)
+                    statement.bind(2, device.publicKey)
+                    statement.bind(3, device.facts)
+                    statement.bind(4, device.enrolledAt)
+                    try statement.run()
+                }
+                return .accepted
+            }
+        }
+    }
+
+    public func outstandingNonces(device: String, at time: Int64) throws(StoreError) -> Int {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("SELECT count(*) FROM nonces WHERE device = ? AND used_at IS NULL AND expires > ?") { statement throws(StoreError) in
+                statement.bind(1, device)
+                statement.bind(2, time)
+                _ = try statement.step()
+                return Int(statement.int64(0))
             }
         }
     }
@@ -501,12 +566,22 @@ public final class SQLiteBrokerStorage: BrokerStorage {
 
     public func log(_ entry: BrokerLogEntry) throws(StoreError) {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("INSERT INTO broker_log (time, device, kind, detail) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
+            let id = try connection.withStatement("INSERT INTO broker_log (time, device, kind, detail) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
                 statement.bind(1, entry.time)
                 statement.bind(2, entry.device)
                 statement.bind(3, entry.kind)
-                statement.bind(4, entry.detail)
+                statement.bind(4, String(entry.detail.prefix(2_048)))
                 try statement.run()
+                return statement.lastInsertID
+            }
+            // Every thousandth entry prunes what is older than the retention (the trail is
+            // for operators; the device's own journal is the record of what it did).
+            if id % 1_000 == 0 {
+                try connection.withStatement("DELETE FROM broker_log WHERE time < ?") { statement throws(StoreError) in
+                    let (cutoff, overflow) = entry.time.subtractingReportingOverflow(Self.logRetention)
+                    statement.bind(1, overflow ? Int64.min : cutoff)
+                    try statement.run()
+                }
             }
         }
     }

@@ -167,4 +167,6 @@ final class Statement {
     }
 
     var changes: Int { Int(sqlite3_changes(connection.handle)) }
+
+    var lastInsertID: Int64 { sqlite3_last_insert_rowid(connection.handle) }
 }

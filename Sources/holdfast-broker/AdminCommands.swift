@@ -12,8 +12,13 @@ enum BrokerState {
     static let stateOption = OptionSpec("state-dir", value: "DIR", help: "the broker's state (default /var/lib/holdfast-broker; created 0700)")
     static let tokenHelp = "admin verbs read the caller's admin token from $HOLDFAST_ADMIN_TOKEN"
 
-    static func open(_ arguments: ParsedArguments) throws -> SQLiteBrokerStorage {
+    /// Opens the broker's state. Only `admin add` (the bootstrap) and `serve` create it: any
+    /// other verb pointed at a directory without a broker says so instead of making an empty one.
+    static func open(_ arguments: ParsedArguments, create: Bool = false) throws -> SQLiteBrokerStorage {
         let directory = arguments.value("state-dir") ?? "/var/lib/holdfast-broker"
+        if !create, !SmallFile.exists(directory + "/broker.sqlite") {
+            throw CommandFailure("no broker state in \(directory) (say --state-dir DIR: where `admin add` and `serve` keep broker.sqlite)", exitCode: .unavailable)
+        }
         do {
             return try SQLiteBrokerStorage(directory: directory)
         } catch {
@@ -27,12 +32,25 @@ enum BrokerState {
             throw CommandFailure("this verb needs an admin: set HOLDFAST_ADMIN_TOKEN to the token `admin add` printed", exitCode: .noPermission)
         }
         guard let name = try storage.admin(tokenHash: SHA256.hash(Array(token.utf8))) else {
-            throw CommandFailure("HOLDFAST_ADMIN_TOKEN is not an admin's token", exitCode: .noPermission)
+            throw CommandFailure("HOLDFAST_ADMIN_TOKEN is not the token of an admin of this broker (its state is another --state-dir?)", exitCode: .noPermission)
         }
         return name
     }
 
     static var now: Int64 { Int64(Date().timeIntervalSince1970) }
+
+    /// The broker's signing key from `--dir`; a missing one names the option to pass.
+    static func signingKey(_ directory: String, file: String = "signing.key") throws -> SigningKey {
+        let path = directory + "/" + file
+        guard SmallFile.exists(path) else {
+            throw CommandFailure("no \(path) (say --dir DIR: where `holdfast-broker init` wrote signing.key)", exitCode: .dataError)
+        }
+        do {
+            return try SigningKey.load(from: path)
+        } catch {
+            throw CommandFailure("\(path): \(error)", exitCode: .dataError)
+        }
+    }
 }
 
 /// `holdfast-broker admin add NAME`: a named admin and its token (printed once, stored hashed).
@@ -57,7 +75,7 @@ struct AdminAdd: Subcommand {
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
-        let storage = try BrokerState.open(arguments)
+        let storage = try BrokerState.open(arguments, create: true)
         let token = "hfa_" + (try SecureRandom.token(bytes: 32))
         let hash = SHA256.hash(Array(token.utf8))
         let by: String
@@ -130,19 +148,21 @@ struct TokenCreate: Subcommand {
         // the certificate ours and not writable by others.
         do {
             try SecureFile.checkPrivateDirectory(directory)
+        } catch let error where error.code == .notFound {
+            throw CommandFailure("\(directory) does not exist (say --dir DIR: where `holdfast-broker init` wrote ca.pem and signing.key)", exitCode: .dataError)
         } catch {
-            throw CommandFailure("\(directory): \(error)", exitCode: .noPermission)
+            throw CommandFailure("\(error)", exitCode: .noPermission)
         }
         var info = stat()
         guard lstat(directory + "/ca.pem", &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_uid == geteuid(), info.st_mode & 0o022 == 0 else {
             throw CommandFailure("\(directory)/ca.pem must be a regular file owned by uid \(geteuid()) and writable by nobody else", exitCode: .noPermission)
         }
         let caPEM = try InputFile.read(directory + "/ca.pem", context: context, limit: 1 << 20)
-        let signing: SigningKey
-        do {
-            signing = try SigningKey.load(from: directory + "/signing.key")
-        } catch {
-            throw CommandFailure("\(directory)/signing.key: \(error)", exitCode: .dataError)
+        let signing = try BrokerState.signingKey(directory)
+        // Agents will check the server certificate against the URL's host: say now if it cannot match.
+        if URL(string: url)?.scheme?.lowercased() == "https", let host = URL(string: url)?.host(percentEncoded: false), let server = SmallFile.read(directory + "/server.pem", limit: 1 << 20),
+           !CertificateFingerprint.matches(server, host: host) {
+            throw CommandFailure("\(directory)/server.pem is not valid for \(host): agents would refuse the broker (use the --hostname given to init, or a certificate for \(host))", exitCode: .dataError)
         }
         let fingerprint = "sha256:" + Hex.encode(try CertificateFingerprint.sha256(of: caPEM))
         let secret = try SecureRandom.token(bytes: 32)

@@ -106,12 +106,7 @@ struct AgentPolicySet: Subcommand {
             throw CommandFailure("\(file): \(error.message); nothing was published", exitCode: .dataError)
         }
         let directory = arguments.value("dir") ?? "/etc/holdfast-broker"
-        let key: SigningKey
-        do {
-            key = try SigningKey.load(from: directory + "/signing.key")
-        } catch {
-            throw CommandFailure("\(directory)/signing.key: \(error)", exitCode: .dataError)
-        }
+        let key = try BrokerState.signingKey(directory)
         let storage = try BrokerState.open(arguments)
         let admin = try BrokerState.admin(storage, context)
         let version = try Versioned.add(storage, kind: .agentPolicy, admin: admin) { version in

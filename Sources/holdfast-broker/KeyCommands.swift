@@ -275,12 +275,7 @@ struct KeyRotate: Subcommand {
         let directory = arguments.value("dir") ?? "/etc/holdfast-broker"
         let storage = try BrokerState.open(arguments)
         let admin = try BrokerState.admin(storage, context)
-        let old: SigningKey
-        do {
-            old = try SigningKey.load(from: directory + "/signing.key")
-        } catch {
-            throw CommandFailure("\(directory)/signing.key: \(error)", exitCode: .dataError)
-        }
+        let old = try BrokerState.signingKey(directory)
         if SmallFile.exists(directory + "/signing.previous.key") {
             throw CommandFailure("a rotation is still in its overlap (\(directory)/signing.previous.key exists): `holdfast-broker key retire` once every agent has moved", exitCode: .failure)
         }
@@ -296,6 +291,18 @@ struct KeyRotate: Subcommand {
         }
         try storage.recordAdminAction(admin: admin, verb: "key rotate", detail: "old=\(old.publicKey.thumbprint) new=\(new.publicKey.thumbprint)", at: BrokerState.now)
         context.line("signing key rotated: \(old.publicKey.thumbprint) -> \(new.publicKey.thumbprint); restart holdfast-broker serve; agents move over at their next contact")
+        // The agents' policy in force is re-signed by the new key as the next version, so agents
+        // enrolled after the old key retires can still verify it.
+        if let latest = try storage.latestDocument(kind: .agentPolicy),
+           let verified = try? JWS.verify(latest.document, key: old.publicKey),
+           let payload = try? JSONDecoder().decode(JSONValue.self, from: Data(verified.payload)),
+           let encoded = payload["document"]?.stringValue, let bytes = Base64URL.decode(encoded) {
+            let version = try Versioned.add(storage, kind: .agentPolicy, admin: admin) { version in
+                try Broker.signAgentPolicy(bytes, version: version, at: BrokerState.now, key: new)
+            }
+            try storage.recordAdminAction(admin: admin, verb: "agent-policy set", detail: "version=\(version) sha256=\(SHA256.hex(bytes)) (re-signed by key rotate)", at: BrokerState.now)
+            context.line("agent policy version \(latest.version) re-signed with the new key as version \(version)")
+        }
         return .success
     }
 }

@@ -25,6 +25,7 @@ struct Serve: Subcommand {
         OptionSpec("stale-after", value: "DURATION", help: "a device that has not attested for this long is stale: access refused (default 15m)"),
         OptionSpec("threads", value: "N", help: "libmicrohttpd threads, each with its own epoll set (default: the CPU count)"),
         OptionSpec("max-connections", value: "N", help: "connections held at once (default 10000; the open-file limit is raised to fit)"),
+        OptionSpec("max-per-peer", value: "N", help: "connections one address may hold (default 512; agents behind one NAT share an address)"),
         OptionSpec("port-file", value: "FILE", help: "write the bound port here once listening (for scripts using port 0)"),
     ]
 
@@ -36,6 +37,7 @@ struct Serve: Subcommand {
     let staleAfter: Int64
     let threads: Int
     let maximumConnections: Int
+    let maximumPerPeer: Int
 
     init(_ arguments: ParsedArguments) throws(UsageError) {
         url = try arguments.required("url")
@@ -58,18 +60,17 @@ struct Serve: Subcommand {
             throw UsageError("--max-connections is 16…1000000")
         }
         maximumConnections = connections
+        guard let perPeer = arguments.value("max-per-peer").map({ Int($0) }) ?? 512, (1...connections).contains(perPeer) else {
+            throw UsageError("--max-per-peer is 1…--max-connections")
+        }
+        maximumPerPeer = perPeer
         try arguments.noPositionals()
         self.arguments = arguments
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
         let directory = arguments.value("dir") ?? "/etc/holdfast-broker"
-        let signing: SigningKey
-        do {
-            signing = try SigningKey.load(from: directory + "/signing.key")
-        } catch {
-            throw CommandFailure("\(directory)/signing.key: \(error) (holdfast-broker init creates it)", exitCode: .dataError)
-        }
+        let signing = try BrokerState.signingKey(directory)
         let caPath = arguments.value("ca") ?? directory + "/ca.pem"
         let caPEM = String(decoding: try InputFile.read(caPath, context: context, limit: 1 << 20), as: UTF8.self)
         var certificate: String?
@@ -84,7 +85,7 @@ struct Serve: Subcommand {
             key = String(decoding: try InputFile.read(keyPath, context: context, limit: 1 << 20), as: UTF8.self)
         }
         let keys = try Self.loadKeys(directory: directory, current: signing)
-        let storage = try BrokerState.open(arguments)
+        let storage = try BrokerState.open(arguments, create: true)
         Self.raiseOpenFileLimit(to: maximumConnections + 256, context)
         let logger = Logger(level: LogLevel(name: context.environment["HOLDFAST_LOG_LEVEL"] ?? "info") ?? .info)
         let broker = Broker(
@@ -99,7 +100,9 @@ struct Serve: Subcommand {
         sigaddset(&stopSignals, SIGINT)
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
         let server = HTTPServer(
-            .init(listen: listen, certificatePEM: certificate, keyPEM: key, threads: threads, connectionLimit: maximumConnections), handler: { broker.handle($0) })
+            .init(listen: listen, certificatePEM: certificate, keyPEM: key, threads: threads, connectionLimit: maximumConnections, perPeerLimit: maximumPerPeer,
+                  bodyLimits: Broker.bodyLimits),
+            early: { broker.early(method: $0, path: $1, headers: $2) }, handler: { broker.handle($0) })
         do {
             try server.start()
         } catch {

@@ -143,3 +143,90 @@ extension Data {
         #expect(processes.filter { $0.terminationStatus == 77 }.count == 3)
     }
 }
+
+/// `holdfast-broker serve` refusals before it listens, and bring-your-own certificates.
+@Suite struct BrokerServeCLITests {
+    let broker = Products.path("holdfast-broker")
+
+    @Test(arguments: [
+        (["--url", "https://b.test:8443", "--listen", "0.0.0.0:8443", "--insecure-http"], "plain HTTP only on a loopback address"),
+        (["--url", "https://b.test:8443", "--listen", "10.1.2.3:8443", "--insecure-http"], "plain HTTP only on a loopback address"),
+        (["--url", "http://b.test:8443"], "--url must be https://"),
+        (["--url", "https://b.test:8443", "--grant-lifetime", "2h"], "at most 1h"),
+        (["--url", "https://b.test:8443", "--threads", "0"], "--threads is 1…64"),
+        (["--listen", "127.0.0.1:1"], "--url"),
+    ])
+    func refusesBeforeListening(_ arguments: [String], _ message: String) throws {
+        let result = try runProcess(broker, ["serve"] + arguments)
+        #expect(result.status == 64)
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+    }
+
+    /// A certificate, key and CA from elsewhere (`--cert/--key/--ca`), served as given; a key file
+    /// others can read is refused.
+    @Test func bringYourOwnCertificates() throws {
+        let directory = TemporaryDirectory()
+        #expect(try runProcess(broker, ["init", "--hostname", "localhost", "--dir", directory.file("own")]).status == 0)
+        #expect(try runProcess(broker, ["init", "--hostname", "localhost", "--dir", directory.file("etc")]).status == 0)
+        let own = directory.file("own")
+        let etc = directory.file("etc")
+        chmod(own + "/server.key", 0o644)
+        let refused = try runProcess(broker, ["serve", "--url", "https://localhost:1", "--listen", "127.0.0.1:0", "--dir", etc, "--cert", own + "/server.pem", "--key", own + "/server.key", "--ca", own + "/ca.pem", "--state-dir", directory.file("state")])
+        #expect(refused.status == 77)
+        #expect(refused.stderr.contains("mode 0600"))
+        chmod(own + "/server.key", 0o600)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: broker)
+        process.arguments = ["serve", "--url", "https://localhost:1", "--listen", "127.0.0.1:0", "--port-file", directory.file("port"), "--dir", etc,
+                             "--cert", own + "/server.pem", "--key", own + "/server.key", "--ca", own + "/ca.pem", "--state-dir", directory.file("state")]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        var port = ""
+        for _ in 0..<300 where port.isEmpty {
+            port = ((try? String(contentsOfFile: directory.file("port"), encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            if port.isEmpty { usleep(100_000) }
+        }
+        // Trusted through the own CA, not through init's.
+        let trusted = try runProcess("/usr/bin/curl", ["-s", "--cacert", own + "/ca.pem", "https://localhost:\(port)/v1/ca.pem"])
+        #expect(trusted.status == 0)
+        #expect(trusted.stdout == (try String(contentsOfFile: own + "/ca.pem", encoding: .utf8)))
+        let untrusted = try runProcess("/usr/bin/curl", ["-s", "--cacert", etc + "/ca.pem", "https://localhost:\(port)/v1/health"])
+        #expect(untrusted.status != 0)
+    }
+}
+
+/// Operator mistakes get a message that names the fix.
+@Suite struct BrokerOperatorErrorTests {
+    let broker = Products.path("holdfast-broker")
+
+    @Test func aMissingStateOrKeyDirectoryNamesTheOptionAndCreatesNothing() throws {
+        let directory = TemporaryDirectory()
+        let noState = try runProcess(broker, ["devices", "--state-dir", directory.file("nowhere")])
+        #expect(noState.status == 69)
+        #expect(noState.stderr.contains("say --state-dir DIR"))
+        #expect(!FileManager.default.fileExists(atPath: directory.file("nowhere")))
+        #expect(try runProcess(broker, ["admin", "add", "alice", "--state-dir", directory.file("state")]).status == 0)
+        try #"{"version":1}"#.writeReplacing(toFile: directory.file("p.json"))
+        let noKeys = try runProcess(broker, ["agent-policy", "set", directory.file("p.json"), "--dir", directory.file("etc"), "--state-dir", directory.file("state")],
+                                    environment: ["HOLDFAST_ADMIN_TOKEN": "hfa_x"])
+        #expect(noKeys.status == 65)
+        #expect(noKeys.stderr.contains("say --dir DIR"), "\(noKeys.stderr)")
+    }
+
+    /// A token for a host the server certificate does not name would fail at every agent: refused.
+    @Test func aTokenForAHostTheCertificateDoesNotNameIsRefused() throws {
+        let directory = TemporaryDirectory()
+        #expect(try runProcess(broker, ["init", "--hostname", "localhost", "--dir", directory.file("etc")]).status == 0)
+        let admin = try runProcess(broker, ["admin", "add", "alice", "--state-dir", directory.file("state")])
+        let environment = ["HOLDFAST_ADMIN_TOKEN": admin.stdout.trimmingCharacters(in: .whitespacesAndNewlines)]
+        let wrong = try runProcess(broker, ["token", "create", "--url", "https://127.0.0.1:8443", "--dir", directory.file("etc"), "--state-dir", directory.file("state")], environment: environment)
+        #expect(wrong.status == 65)
+        #expect(wrong.stderr.contains("not valid for 127.0.0.1"))
+        let right = try runProcess(broker, ["token", "create", "--url", "https://localhost:8443", "--dir", directory.file("etc"), "--state-dir", directory.file("state")], environment: environment)
+        #expect(right.status == 0, "\(right.stderr)")
+    }
+}

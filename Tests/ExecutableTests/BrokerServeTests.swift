@@ -331,6 +331,29 @@ extension BrokerServeTests {
         try rig.startBroker()
         #expect(rig.authz(first).code == 401)
         #expect(rig.authz(grant).code == 200)
+        // The agent drops the retired key at its next key check (after its first attestation).
+        rig.agentProcess?.stop()
+        try rig.startAgent()
+        #expect(BrokerServeTests.poll {
+            ((try? String(contentsOfFile: rig.directory.file("state/enrollment.json"), encoding: .utf8)) ?? "").components(separatedBy: "\"kid\"").count == 2
+        })
+        let later = try runProcess(BrokerServeTests.holdfast, ["journal", "tail", "--state-dir", rig.directory.file("state"), "--lines", "100"]).stdout
+        #expect(later.contains("broker.key_unpinned"))
+    }
+
+    /// After `device remove`, removing the agent's enrollment file lets it enroll again with a
+    /// new token, as a new device, without a restart.
+    @Test func aRemovedDeviceEnrollsAgainAsANewDevice() throws {
+        let rig = try Rig()
+        try rig.startAgent()
+        let (first, grant) = try rig.enroll()
+        #expect(try rig.brokerCLI(["device", "remove", first]).status == 0)
+        #expect(rig.authz(grant).code == 403)
+        #expect(try rig.holdfast(["enroll", "--token", try rig.token()]).status == 1, "still enrolled while the file is there")
+        unlink(rig.directory.file("state/enrollment.json"))
+        let (second, fresh) = try rig.enroll()
+        #expect(second != first)
+        #expect(rig.authz(fresh).code == 200)
     }
 }
 
@@ -356,6 +379,27 @@ extension BrokerServeTests {
         // Nothing reached the enrollment endpoint: the token is still unused and works.
         let enrolled = try rig.holdfast(["enroll", "--token", token])
         #expect(enrolled.status == 0, "\(enrolled.stderr)")
+    }
+}
+
+extension BrokerServeTests {
+    /// A signed version whose USB section does not parse: refused once (one event, acknowledged as
+    /// refused with the reason), the policy in force stays, and it is not fetched again.
+    @Test func aSignedPolicyWithABadSectionIsRefusedOnce() throws {
+        let rig = try Rig()
+        try rig.startAgent()
+        let (device, _) = try rig.enroll()
+        try #"{"usb":{"rules":[{"id":"x","match":{"vendor":"zz"},"action":"allow"}]}}"#.writeReplacing(toFile: rig.directory.file("bad.json"))
+        #expect(try rig.brokerCLI(["agent-policy", "set", rig.directory.file("bad.json"), "--dir", rig.etc]).status == 0)
+        let devices = { (try? rig.brokerCLI(["devices", "--json"]).stdout) ?? "" }
+        #expect(BrokerServeTests.poll { devices().contains("refused: broker policy version 1") }, "\(devices())")
+        #expect(devices().contains("vendor must be 4 hex digits"))
+        sleep(5)
+        let journal = try runProcess(BrokerServeTests.holdfast, ["journal", "tail", "--state-dir", rig.directory.file("state"), "--lines", "500", "--json"]).stdout
+        #expect(journal.components(separatedBy: "\"policy.refused\"").count == 2, "one refusal event, not one per poll")
+        #expect((try rig.status()["policy"] as? [String: Any])?["source"] as? String == "file")
+        let log = try rig.brokerCLI(["log", "--device", device]).stdout
+        #expect(log.components(separatedBy: "policy.refused").count == 2)
     }
 }
 

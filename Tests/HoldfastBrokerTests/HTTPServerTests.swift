@@ -99,3 +99,38 @@ import Testing
         #expect(HTTPServer.isLoopback(listen) == loopback)
     }
 }
+
+extension HTTPServerTests {
+    /// Framing a proxy could read differently is refused, and so is a declared body over the
+    /// route's limit (before it is read), and whatever `early` refuses.
+    @Test func framingLimitsAndEarlyRefusals() throws {
+        let server = HTTPServer(.init(listen: "127.0.0.1:0", maximumBody: 1 << 20, bodyLimits: ["/small": 10]), early: { _, path, _ in
+            path == "/guarded" ? .error(401, "unauthenticated", "no") : nil
+        }) { _ in .respond(HTTPResponse(status: 200, body: Array("ok".utf8))) }
+        try server.start()
+        defer { server.stop() }
+        let base = "http://127.0.0.1:\(server.port)"
+        #expect(try curl(["--data-binary", String(repeating: "x", count: 11), "\(base)/small"]).code == 413)
+        #expect(try curl(["--data-binary", "12345", "\(base)/small"]).code == 200)
+        #expect(try curl(["--data-binary", String(repeating: "x", count: 100_000), "\(base)/guarded"]).code == 401)
+        // A body on a GET is refused (GETs carry none).
+        #expect(try curl(["-X", "GET", "--data-binary", "abc", "\(base)/any"]).code == 413)
+        // Content-Length and Transfer-Encoding together: 400, and the connection closes.
+        let raw = "POST /any HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+        let answer = try runProcess("/usr/bin/python3", ["-c", """
+            import socket,sys
+            s=socket.create_connection(("127.0.0.1", \(server.port))); s.sendall(sys.argv[1].encode()); s.settimeout(5)
+            data=b""
+            while True:
+                try:
+                    chunk=s.recv(65536)
+                except Exception:
+                    break
+                if not chunk: break
+                data+=chunk
+            print(data.decode(errors="replace"))
+            """, raw])
+        #expect(answer.stdout.hasPrefix("HTTP/1.1 400"), "\(answer.stdout)")
+        #expect(answer.stdout.components(separatedBy: "HTTP/1.1 ").count == 2, "only one answer on that connection: \(answer.stdout)")
+    }
+}

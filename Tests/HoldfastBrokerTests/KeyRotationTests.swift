@@ -45,3 +45,17 @@ enum Base64URLText {
         Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
     }
 }
+
+/// The agent's reading of an enrollment token.
+@Suite struct EnrollmentTokenTests {
+    static func token(_ url: String) -> String {
+        let json = #"{"url":"\#(url)","ca":"sha256:\#(String(repeating: "ab", count: 32))","key":"k","secret":"s"}"#
+        return "hft1." + Base64URLText.encode(Array(json.utf8))
+    }
+
+    @Test(arguments: [("https://broker.example.com:8443", true), ("http://127.0.0.1:8080", true), ("http://localhost:1", true),
+                      ("http://broker.example.com:80", false), ("https://user@broker.example.com", false), ("ftp://broker.example.com", false)])
+    func onlyHTTPSOrLoopbackHTTP(_ url: String, _ accepted: Bool) {
+        #expect(((try? EnrollmentToken(Self.token(url))) != nil) == accepted)
+    }
+}
