@@ -119,7 +119,7 @@ enum AuditBench {
         }
         // The same child on an empty log: the process's own footprint (Swift runtime, libraries).
         let empty = directory.file("empty.log")
-        guard FileManager.default.createFile(atPath: empty, contents: Data()) else { throw CocoaError(.fileWriteUnknown) }
+        try "".writeReplacing(toFile: empty)
         let idle = try measure([selfPath, "audit-child", empty], stdout: directory.file("idle.out"))
         func median(_ runs: [Run]) -> Run { runs.sorted { $0.seconds < $1.seconds }[runs.count / 2] }
         func best(_ runs: [Run]) -> Run { runs.min { $0.seconds < $1.seconds } ?? runs[0] }

@@ -1,6 +1,7 @@
 import BrokerClient
 import Foundation
 import HoldfastCrypto
+import HoldfastTestSupport
 import Posture
 
 /// The broker: an attestation round trip (challenge, a full signed posture report, verdict and
@@ -173,7 +174,7 @@ enum BrokerBench {
                 }
             }
 
-            """.write(toFile: nginxDirectory + "/nginx.conf", atomically: true, encoding: .utf8)
+            """.writeReplacing(toFile: nginxDirectory + "/nginx.conf")
         let nginx = try Child("/usr/sbin/nginx", ["-p", nginxDirectory, "-e", nginxDirectory + "/error.log", "-c", nginxDirectory + "/nginx.conf", "-g", "daemon off;"])
         defer { withExtendedLifetime(nginx) {} }
         usleep(300_000)

@@ -286,7 +286,11 @@ public actor BrokerLink: Service {
     private func policyLoop() async throws {
         var failures = 0
         while !Task.isCancelled {
-            guard let session else { return }
+            // Between an unenrollment and the next enrollment there is no one to ask.
+            guard let session else {
+                try await Task.sleep(for: .seconds(1))
+                continue
+            }
             let inForce = await policyVersion() ?? 0
             let after = max(inForce, refusedPolicyVersion)
             do {

@@ -33,7 +33,9 @@ import Testing
 
         init(_ executable: String, _ arguments: [String], log: String, environment: [String: String] = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]) throws {
             self.log = log
-            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            // Not createFile(atPath:contents:): swift-corelibs-foundation writes it atomically and
+            // leaves an item-replacement directory in /tmp each time (docs/platform.md).
+            try "".writeReplacing(toFile: log)
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments
             process.environment = environment

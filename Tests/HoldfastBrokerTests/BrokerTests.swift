@@ -127,7 +127,7 @@ import Testing
             var arguments = ["-s", "--cacert", caFile, "-X", request.method, "-o", outputFile, "-D", headerFile, "-w", "%{http_code}", "-H", "Expect:"]
             for (name, value) in request.headers { arguments += ["-H", "\(name): \(value)"] }
             if !request.body.isEmpty || request.method == "POST" {
-                _ = FileManager.default.createFile(atPath: bodyFile, contents: Data(request.body))
+                try? Data(request.body).write(to: URL(fileURLWithPath: bodyFile))
                 arguments += ["-H", "Content-Type: application/json", "--data-binary", "@" + bodyFile]
             }
             let query = request.query.isEmpty ? "" : "?" + request.query.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: "&")
