@@ -113,6 +113,7 @@ public struct BrokerSession: Sendable {
     let key: SigningKey
     let client: HTTPClient
     let pollClient: HTTPClient
+    let uploadClient: HTTPClient
 
     public init(record: EnrollmentRecord, key: SigningKey) {
         self.record = record
@@ -120,6 +121,8 @@ public struct BrokerSession: Sendable {
         client = HTTPClient(trust: .pinned(record.caPEM), label: "holdfast.broker-client")
         // Long polls on their own queue: a held poll must not delay an attestation.
         pollClient = HTTPClient(trust: .pinned(record.caPEM), label: "holdfast.broker-poll")
+        // Uploads on their own queue too: a large batch must not delay a login's attestation.
+        uploadClient = HTTPClient(trust: .pinned(record.caPEM), label: "holdfast.broker-upload", maximumBody: 1 << 16)
     }
 
     // MARK: Enrollment
@@ -258,6 +261,24 @@ public struct BrokerSession: Sendable {
     public func acknowledge(version: Int64, applied: Bool, detail: String) async throws(BrokerClientError) {
         let body: JSONValue = .object(["version": .int(version), "status": .string(applied ? "applied" : "refused"), "detail": .string(detail)])
         _ = try BrokerSession.parse(try await signedRequest("POST", "/v1/agent-policy/ack", body: Array(jsonText(body).utf8), timeout: .seconds(10)), "acknowledgement")
+    }
+
+    // MARK: Events
+
+    /// Uploads events (each the journal's exact JSON); returns how many the broker acknowledged —
+    /// all of them, or it throws: the broker commits a batch whole or not at all.
+    public func uploadEvents(_ bodies: [[UInt8]], timeout: Duration = .seconds(30)) async throws(BrokerClientError) -> Int {
+        var body = Array(#"{"events":["#.utf8)
+        for (index, event) in bodies.enumerated() {
+            if index > 0 { body.append(UInt8(ascii: ",")) }
+            body += event
+        }
+        body += Array("]}".utf8)
+        let object = try BrokerSession.parse(try await signedRequest("POST", "/v1/events", body: body, timeout: timeout, client: uploadClient), "event upload")
+        guard let acknowledged = object["acknowledged"]?.intValue, acknowledged == Int64(bodies.count) else {
+            throw BrokerClientError(.invalid, "the broker acknowledged \(object["acknowledged"]?.intValue ?? 0) of \(bodies.count) events")
+        }
+        return bodies.count
     }
 
     // MARK: Key rotation

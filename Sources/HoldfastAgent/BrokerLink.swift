@@ -2,6 +2,7 @@ public import BrokerClient
 import FoundationEssentials
 public import HoldfastCore
 public import HoldfastCrypto
+public import HoldfastStore
 import Posture
 #if canImport(Glibc)
 import Glibc
@@ -25,6 +26,15 @@ public actor BrokerLink: Service {
     /// Applies a verified agent policy; nil when applied, else why it was refused.
     private let applyPolicy: @Sendable (SignedAgentPolicy) async -> String?
     private let policyVersion: @Sendable () async -> Int64?
+    /// The journal whose events are uploaded (nil: no upload, as in tests of the other loops).
+    private let journal: Journal?
+    /// Events one upload carries at most (`[broker] upload_batch`), and their bytes.
+    private let uploadBatch: Int
+    static let uploadBytes = 1 << 20
+    private var uploadedTotal: Int64 = 0
+    private var uploadError: (at: Date, message: String)?
+    private var lastUpload: Date?
+    private var uploadWanted = false
 
     private var session: BrokerSession?
     private var grant: (token: String, expiresAt: Int64?, user: String?)?
@@ -37,7 +47,7 @@ public actor BrokerLink: Service {
     private var refusedPolicyVersion: Int64 = 0
 
     public init(
-        stateDirectory: String, key: SigningKey, attestInterval: Duration, policyWait: Int, logger: Logger, posture: PostureService?,
+        stateDirectory: String, key: SigningKey, attestInterval: Duration, policyWait: Int, logger: Logger, posture: PostureService?, journal: Journal? = nil, uploadBatch: Int = 500,
         record: @escaping @Sendable (Event) -> Void, applyPolicy: @escaping @Sendable (SignedAgentPolicy) async -> String?,
         policyVersion: @escaping @Sendable () async -> Int64?
     ) {
@@ -50,6 +60,8 @@ public actor BrokerLink: Service {
         self.record = record
         self.applyPolicy = applyPolicy
         self.policyVersion = policyVersion
+        self.journal = journal
+        self.uploadBatch = uploadBatch
         if let stored = Self.loadRecord(stateDirectory: stateDirectory) { session = BrokerSession(record: stored, key: key) }
     }
 
@@ -233,6 +245,13 @@ public actor BrokerLink: Service {
             object["last_error_at"] = .string(lastError.at.formatted(.iso8601))
         }
         if let version = await policyVersion() { object["policy_version"] = .int(version) }
+        var upload: [String: JSONValue] = ["uploaded": .int(uploadedTotal)]
+        if let lastUpload { upload["last_at"] = .string(lastUpload.formatted(.iso8601)) }
+        if let uploadError {
+            upload["last_error"] = .string(uploadError.message)
+            upload["last_error_at"] = .string(uploadError.at.formatted(.iso8601))
+        }
+        object["upload"] = .object(upload)
         return .object(object)
     }
 
@@ -246,6 +265,7 @@ public actor BrokerLink: Service {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.attestLoop() }
             group.addTask { try await self.policyLoop() }
+            group.addTask { try await self.uploadLoop() }
             try await group.waitForAll()
         }
     }
@@ -318,6 +338,58 @@ public actor BrokerLink: Service {
                         message: "an agent policy from the broker was refused (\(error.message)); the policy in force stays"))
                 }
                 logger.warning("agent policy poll failed", ("error", error.message))
+                try await Task.sleep(for: .seconds(Self.backoff(failures)))
+            }
+        }
+    }
+
+    /// New events were journaled: upload soon.
+    public func uploadSoon() { uploadWanted = true }
+
+    /// The journal to the broker, oldest first, in batches; an event is marked uploaded only after
+    /// the broker answered 200 for its batch (committed). A failure keeps the batch and backs off
+    /// (2, 4 … 60 s with jitter); an agent killed between the broker's commit and the mark sends
+    /// the batch again, and the broker counts it as duplicates: nothing lost, nothing twice.
+    private func uploadLoop() async throws {
+        guard let journal else { return }
+        var failures = 0
+        while !Task.isCancelled {
+            guard let session else {
+                try await Task.sleep(for: .seconds(1))
+                continue
+            }
+            uploadWanted = false
+            let pending: [JournalEntry]
+            do {
+                pending = try journal.pendingUpload(limit: uploadBatch)
+            } catch {
+                logger.error("cannot read the journal for upload", ("error", "\(error)"))
+                try await Task.sleep(for: .seconds(5))
+                continue
+            }
+            if pending.isEmpty {
+                // Idle: look again in a second (other processes append too), sooner when told.
+                for _ in 0..<8 where !uploadWanted && !Task.isCancelled { try await Task.sleep(for: .milliseconds(125)) }
+                continue
+            }
+            var batch: [JournalEntry] = []
+            var bytes = 0
+            for entry in pending where batch.isEmpty || bytes + entry.body.count <= Self.uploadBytes {
+                batch.append(entry)
+                bytes += entry.body.count
+            }
+            do {
+                _ = try await session.uploadEvents(batch.map(\.body))
+                try journal.markUploaded(batch.map(\.id))
+                uploadedTotal += Int64(batch.count)
+                lastUpload = Date()
+                uploadError = nil
+                failures = 0
+            } catch {
+                failures += 1
+                let message = (error as? BrokerClientError)?.message ?? "\(error)"
+                if uploadError == nil { logger.warning("event upload failed; the events stay in the journal", ("error", message)) }
+                uploadError = (Date(), message)
                 try await Task.sleep(for: .seconds(Self.backoff(failures)))
             }
         }

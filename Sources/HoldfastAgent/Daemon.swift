@@ -156,10 +156,11 @@ public enum Daemon {
                 await supervisor.start(posture)
                 let broker = BrokerLink(
                     stateDirectory: configuration.stateDirectory, key: key, attestInterval: .seconds(configuration.brokerAttestIntervalSeconds),
-                    policyWait: Int(configuration.brokerPolicyWaitSeconds), logger: logger, posture: posture, record: { recorder.record($0) },
+                    policyWait: Int(configuration.brokerPolicyWaitSeconds), logger: logger, posture: posture, journal: journal, uploadBatch: Int(configuration.brokerUploadBatch), record: { recorder.record($0) },
                     applyPolicy: { await agent.adoptBrokerPolicy($0) }, policyVersion: { await agent.brokerPolicyFloor })
                 recorder.observe { event in
                     if event.kind == "posture.changed" { Task { await broker.trigger(event.kind) } }
+                    Task { await broker.uploadSoon() }
                 }
                 await agent.attach(broker: broker)
                 await supervisor.start(broker)

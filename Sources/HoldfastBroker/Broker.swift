@@ -92,8 +92,10 @@ public final class Broker: Sendable {
     /// Challenges one device may hold unanswered.
     static let maximumOutstandingNonces = 16
     /// The body each route may carry (bodies are buffered; GETs carry none).
-    public static let bodyLimits = ["/v1/enroll": 16_384, "/v1/challenge": 1_024, "/v1/attest": 262_144, "/v1/agent-policy/ack": 4_096]
-    static let deviceRoutes: Set<String> = ["/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack"]
+    public static let bodyLimits = ["/v1/enroll": 16_384, "/v1/challenge": 1_024, "/v1/attest": 262_144, "/v1/agent-policy/ack": 4_096, "/v1/events": 2 << 20]
+    static let deviceRoutes: Set<String> = ["/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack", "/v1/events"]
+    /// Events one upload may carry.
+    public static let maximumEventsPerUpload = 1_000
 
     public init(storage: any BrokerStorage, keys: BrokerKeys, settings: BrokerSettings, caPEM: String, clock: any TimeSource = SystemTimeSource(), logger: Logger) {
         self.storage = storage
@@ -152,8 +154,10 @@ public final class Broker: Sendable {
             return agentPolicy(request)
         case ("POST", "/v1/agent-policy/ack"):
             return .respond(acknowledgePolicy(request))
+        case ("POST", "/v1/events"):
+            return .respond(receiveEvents(request))
         default:
-            let known = ["/.well-known/jwks.json", "/v1/ca.pem", "/v1/keys", "/v1/authz", "/v1/health", "/v1/enroll", "/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack"]
+            let known = ["/.well-known/jwks.json", "/v1/ca.pem", "/v1/keys", "/v1/authz", "/v1/health", "/v1/enroll", "/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack", "/v1/events"]
             if known.contains(path) { return .respond(.error(405, "method-not-allowed", "\(request.method) is not allowed on \(path)")) }
             return .respond(.error(404, "not-found", "no such endpoint"))
         }
@@ -669,6 +673,42 @@ public final class Broker: Sendable {
             return .error(503, "storage", "the broker cannot record the acknowledgement now; retry")
         }
         return .json(200, .object(["recorded": true]))
+    }
+
+    // MARK: Events
+
+    /// `POST /v1/events` with `{"events": [EVENT, …]}` (the journal's event JSON): stored in one
+    /// transaction, deduplicated by the event's `metadata.uid` per device; the answer is sent only
+    /// after the commit, so a 200 means every event of the batch is kept (new or seen before).
+    func receiveEvents(_ request: HTTPRequest) -> HTTPResponse {
+        let device: EnrolledDevice
+        switch authenticate(request) {
+        case .success(let found): device = found
+        case .failure(let response): return response
+        }
+        guard let body = try? JSONDecoder().decode(JSONValue.self, from: Data(request.body)), case .array(let items)? = body["events"] else {
+            return refuse(device.id, "events.refused", 400, "bad-request", "say {\"events\": [event, …]}")
+        }
+        guard items.count <= Self.maximumEventsPerUpload else {
+            return refuse(device.id, "events.refused", 413, "too-many", "at most \(Self.maximumEventsPerUpload) events per upload")
+        }
+        var events: [StoredEvent] = []
+        events.reserveCapacity(items.count)
+        for (index, item) in items.enumerated() {
+            guard let uid = item["metadata"]?["uid"]?.stringValue, UUID(uuidString: uid) != nil, let time = item["time"]?.intValue,
+                  let kind = item["holdfast"]?["kind"]?.stringValue, kind.utf8.count <= 128 else {
+                // One bad event refuses the batch: the agent keeps it and says so, nothing is half-stored.
+                return refuse(device.id, "events.refused", 400, "bad-event", "event \(index) has no metadata.uid (UUID), time or holdfast.kind")
+            }
+            events.append(StoredEvent(device: device.id, uuid: uid.lowercased(), timeMilliseconds: time, kind: kind, severity: item["severity_id"]?.intValue ?? 0, body: jsonText(item)))
+        }
+        do {
+            let outcome = try storage.storeEvents(events, device: device.id, at: now)
+            return .json(200, .object(["stored": .int(Int64(outcome.stored)), "duplicates": .int(Int64(outcome.duplicates)), "acknowledged": .int(Int64(events.count))]))
+        } catch {
+            logger.error("cannot store events", ("device.id", device.id), ("error", "\(error)"))
+            return .error(503, "storage", "the broker cannot store events now; keep them and retry")
+        }
     }
 
     /// Signs an agent policy document (the exact bytes of a `policy.json`) as version `version`.

@@ -62,6 +62,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var brokerAttestIntervalSeconds: Int64 = 300
     /// How long one long poll for the agents' policy is held by the broker.
     public var brokerPolicyWaitSeconds: Int64 = 50
+    /// Events one upload to the broker carries at most.
+    public var brokerUploadBatch: Int64 = 500
 
     /// The intake socket in force.
     public var fileWatchIntakePath: String {
@@ -249,6 +251,11 @@ public enum AgentConfigurationParser {
                 return "policy_wait must be a duration from 1s to 55s"
             }
             config.brokerPolicyWaitSeconds = seconds
+            return nil
+        },
+        Key(section: "broker", name: "upload_batch") { config, value in
+            guard let count = Int64(value), count >= 1, count <= 1_000 else { return "upload_batch must be a number of events from 1 to 1000" }
+            config.brokerUploadBatch = count
             return nil
         },
         Key(section: "journal", name: "max_size") { config, value in

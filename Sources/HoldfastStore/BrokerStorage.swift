@@ -56,10 +56,41 @@ public protocol BrokerStorage: Sendable {
     /// What a device said about the agent policy version it was sent.
     func acknowledgePolicy(device: String, version: Int64, status: String, detail: String, at time: Int64) throws(StoreError)
 
+    /// Stores a batch of a device's events in one transaction; an event whose uuid the device sent
+    /// before is counted as a duplicate and not stored again (uploads are retried).
+    func storeEvents(_ events: [StoredEvent], device: String, at time: Int64) throws(StoreError) -> (stored: Int, duplicates: Int)
+    /// Received events, newest first (optionally of one device, one kind).
+    func events(device: String?, kind: String?, limit: Int) throws(StoreError) -> [StoredEvent]
+    /// How many events a device uploaded (of a kind).
+    func eventCount(device: String, kind: String?) throws(StoreError) -> Int
+
     /// The broker's own audit trail of what devices did and what was refused.
     func log(_ entry: BrokerLogEntry) throws(StoreError)
     /// The newest entries, newest first, optionally for one device.
     func logEntries(device: String?, limit: Int) throws(StoreError) -> [BrokerLogEntry]
+}
+
+/// An event a device uploaded, as the broker keeps it.
+public struct StoredEvent: Sendable, Equatable {
+    public var device: String
+    public var uuid: String
+    /// The event's own time (milliseconds since 1970).
+    public var timeMilliseconds: Int64
+    public var kind: String
+    public var severity: Int64
+    /// The event's JSON.
+    public var body: String
+    public var receivedAt: Int64
+
+    public init(device: String, uuid: String, timeMilliseconds: Int64, kind: String, severity: Int64, body: String, receivedAt: Int64 = 0) {
+        self.device = device
+        self.uuid = uuid
+        self.timeMilliseconds = timeMilliseconds
+        self.kind = kind
+        self.severity = severity
+        self.body = body
+        self.receivedAt = receivedAt
+    }
 }
 
 /// An accepted attestation as stored.
@@ -176,7 +207,7 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     private let connection: Mutex<Connection>
     public let path: String
 
-    static let schemaVersion: Int64 = 2
+    static let schemaVersion: Int64 = 3
     /// How long the broker's trail keeps entries: 90 days.
     public static let logRetention: Int64 = 90 * 86_400
 
@@ -222,6 +253,15 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                     CREATE TABLE broker_log (id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
                     CREATE INDEX broker_log_device ON broker_log (device, id);
                     PRAGMA user_version = 2;
+                    """)
+            }
+            if version <= 2 {
+                try connection.execute("""
+                    CREATE TABLE device_events (device TEXT NOT NULL, uuid TEXT NOT NULL, time_ms INTEGER NOT NULL, kind TEXT NOT NULL, severity INTEGER NOT NULL,
+                        body TEXT NOT NULL, received INTEGER NOT NULL, PRIMARY KEY (device, uuid)) WITHOUT ROWID;
+                    CREATE INDEX device_events_received ON device_events (received);
+                    CREATE INDEX device_events_kind ON device_events (device, kind);
+                    PRAGMA user_version = 3;
                     """)
             }
         }
@@ -560,6 +600,64 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                 statement.bind(3, time)
                 statement.bind(4, device)
                 try statement.run()
+            }
+        }
+    }
+
+    public func storeEvents(_ events: [StoredEvent], device: String, at time: Int64) throws(StoreError) -> (stored: Int, duplicates: Int) {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.transaction { () throws(StoreError) -> (stored: Int, duplicates: Int) in
+                var stored = 0
+                for event in events {
+                    stored += try connection.withStatement(
+                        "INSERT OR IGNORE INTO device_events (device, uuid, time_ms, kind, severity, body, received) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    ) { statement throws(StoreError) -> Int in
+                        statement.bind(1, device)
+                        statement.bind(2, event.uuid)
+                        statement.bind(3, event.timeMilliseconds)
+                        statement.bind(4, event.kind)
+                        statement.bind(5, event.severity)
+                        statement.bind(6, event.body)
+                        statement.bind(7, time)
+                        try statement.run()
+                        return statement.changes
+                    }
+                }
+                return (stored, events.count - stored)
+            }
+        }
+    }
+
+    public func events(device: String?, kind: String?, limit: Int) throws(StoreError) -> [StoredEvent] {
+        try connection.withLock { connection throws(StoreError) in
+            var clauses: [String] = []
+            if device != nil { clauses.append("device = ?") }
+            if kind != nil { clauses.append("kind = ?") }
+            let sql = "SELECT device, uuid, time_ms, kind, severity, body, received FROM device_events"
+                + (clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")) + " ORDER BY received DESC, time_ms DESC LIMIT ?"
+            return try connection.withStatement(sql) { statement throws(StoreError) in
+                var index: Int32 = 1
+                if let device { statement.bind(index, device); index += 1 }
+                if let kind { statement.bind(index, kind); index += 1 }
+                statement.bind(index, Int64(limit))
+                var all: [StoredEvent] = []
+                while try statement.step() {
+                    all.append(StoredEvent(
+                        device: statement.text(0) ?? "", uuid: statement.text(1) ?? "", timeMilliseconds: statement.int64(2), kind: statement.text(3) ?? "",
+                        severity: statement.int64(4), body: statement.text(5) ?? "{}", receivedAt: statement.int64(6)))
+                }
+                return all
+            }
+        }
+    }
+
+    public func eventCount(device: String, kind: String?) throws(StoreError) -> Int {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("SELECT count(*) FROM device_events WHERE device = ?" + (kind == nil ? "" : " AND kind = ?")) { statement throws(StoreError) in
+                statement.bind(1, device)
+                if let kind { statement.bind(2, kind) }
+                _ = try statement.step()
+                return Int(statement.int64(0))
             }
         }
     }

@@ -147,35 +147,56 @@ struct DeviceRemove: Subcommand {
     }
 }
 
-/// `holdfast-broker devices [--json]`: every device, its last attestation and policy version.
+/// What the admin sees of a device: facts, status now, last contact, failing checks, policy.
+enum DeviceSummary {
+    static let staleOption = OptionSpec("stale-after", value: "DURATION", help: "when a device counts as stale (default 15m, as serve)")
+
+    static func row(_ device: EnrolledDevice, _ storage: any BrokerStorage, staleAfter: Int64, now: Int64) throws -> [String: JSONValue] {
+        var row: [String: JSONValue] = ["id": .string(device.id), "enrolled_at": .int(device.enrolledAt)]
+        if let facts = try? JSONDecoder().decode(JSONValue.self, from: Data(device.facts.utf8)) {
+            row["facts"] = facts
+            if let host = facts["hostname"] { row["hostname"] = host }
+        }
+        if let removed = device.removedAt { row["removed_at"] = .int(removed) }
+        if let seen = device.lastSeen { row["last_seen"] = .int(seen) }
+        if let version = device.policyVersion { row["policy_version"] = .int(version) }
+        if let status = device.policyStatus { row["policy_status"] = .string(status) }
+        var status = device.removedAt != nil ? "removed" : "not-attested"
+        if let attestation = try storage.latestAttestation(device: device.id) {
+            row["attested_at"] = .int(attestation.at)
+            row["decision"] = .string(attestation.decision)
+            if let user = attestation.user { row["user"] = .string(user) }
+            if let report = try? JSONDecoder().decode(JSONValue.self, from: Data(attestation.report.utf8)), case .array(let checks)? = report["checks"] {
+                row["failing"] = .array(checks.filter { $0["status"]?.stringValue == "fail" }.compactMap { $0["id"] })
+            }
+            if device.removedAt == nil {
+                status = now - attestation.at > staleAfter ? "stale" : attestation.decision
+            }
+        }
+        row["status"] = .string(status)
+        row["events"] = .int(Int64(try storage.eventCount(device: device.id, kind: nil)))
+        return row
+    }
+}
+
+/// `holdfast-broker devices [--json]`: every device, its status, last contact and policy version.
 struct Devices: Subcommand {
     static let path = ["devices"]
-    static let summary = "list enrolled devices: last attestation, decision, policy version"
-    static let options = [BrokerState.stateOption, OptionSpec("json", help: "one JSON array")]
+    static let summary = "list enrolled devices: hostname, status, last seen, failing checks, policy version"
+    static let options = [BrokerState.stateOption, DeviceSummary.staleOption, OptionSpec("json", help: "one JSON array")]
 
     let arguments: ParsedArguments
+    let staleAfter: Int64
 
     init(_ arguments: ParsedArguments) throws(UsageError) {
         try arguments.noPositionals()
+        staleAfter = try arguments.duration("stale-after") ?? 900
         self.arguments = arguments
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
         let storage = try BrokerState.open(arguments)
-        var rows: [JSONValue] = []
-        for device in try storage.devices() {
-            var row: [String: JSONValue] = ["id": .string(device.id), "enrolled_at": .int(device.enrolledAt)]
-            if let facts = try? JSONDecoder().decode(JSONValue.self, from: Data(device.facts.utf8)) { row["facts"] = facts }
-            if let removed = device.removedAt { row["removed_at"] = .int(removed) }
-            if let seen = device.lastSeen { row["last_seen"] = .int(seen) }
-            if let version = device.policyVersion { row["policy_version"] = .int(version) }
-            if let status = device.policyStatus { row["policy_status"] = .string(status) }
-            if let attestation = try storage.latestAttestation(device: device.id) {
-                row["attested_at"] = .int(attestation.at)
-                row["decision"] = .string(attestation.decision)
-            }
-            rows.append(.object(row))
-        }
+        let rows = try storage.devices().map { JSONValue.object(try DeviceSummary.row($0, storage, staleAfter: staleAfter, now: BrokerState.now)) }
         if arguments.flag("json") {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -185,9 +206,58 @@ struct Devices: Subcommand {
         if rows.isEmpty { context.line("no devices enrolled") }
         for row in rows {
             let when = { (key: String) in row[key]?.intValue.map { Date(timeIntervalSince1970: Double($0)).formatted(.iso8601) } ?? "never" }
-            let host = row["facts"]?["hostname"]?.stringValue ?? "?"
-            let state = row["removed_at"] != nil ? "removed" : (row["decision"]?.stringValue ?? "not attested")
-            context.line("\(row["id"]?.stringValue ?? "")  \(Printable.escape(host))  \(state)  attested \(when("attested_at"))  policy \(row["policy_version"]?.intValue.map { "v\($0)" } ?? "-")")
+            let host = row["hostname"]?.stringValue ?? "?"
+            var failing = ""
+            if case .array(let ids)? = row["failing"], !ids.isEmpty { failing = "  failing " + ids.compactMap(\.stringValue).joined(separator: ",") }
+            context.line("\(row["id"]?.stringValue ?? "")  \(Printable.escape(host))  \(row["status"]?.stringValue ?? "?")  seen \(when("last_seen"))  attested \(when("attested_at"))  policy \(row["policy_version"]?.intValue.map { "v\($0)" } ?? "-")\(failing)")
+        }
+        return .success
+    }
+}
+
+/// `holdfast-broker device ID [--json]`: one device in full.
+struct DeviceShow: Subcommand {
+    static let path = ["device"]
+    static let summary = "show one device: facts, status, last contact, failing checks, policy, recent trail"
+    static let positionals = "ID"
+    static let options = [BrokerState.stateOption, DeviceSummary.staleOption, OptionSpec("json", help: "print JSON")]
+
+    let id: String
+    let arguments: ParsedArguments
+    let staleAfter: Int64
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        guard arguments.positionals.count == 1 else { throw UsageError("say the device ID (holdfast-broker devices lists them)") }
+        id = arguments.positionals[0]
+        staleAfter = try arguments.duration("stale-after") ?? 900
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let storage = try BrokerState.open(arguments)
+        guard let device = try storage.device(id: id) else { throw CommandFailure("no device \(Printable.escape(id))", exitCode: .failure) }
+        var row = try DeviceSummary.row(device, storage, staleAfter: staleAfter, now: BrokerState.now)
+        let trail = try storage.logEntries(device: id, limit: 10).reversed().map { entry -> JSONValue in
+            .object(["time": .int(entry.time), "kind": .string(entry.kind), "detail": .string(entry.detail)])
+        }
+        row["trail"] = .array(Array(trail))
+        if arguments.flag("json") {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            context.line(String(decoding: try encoder.encode(JSONValue.object(row)), as: UTF8.self))
+            return .success
+        }
+        let when = { (key: String) in row[key]?.intValue.map { Date(timeIntervalSince1970: Double($0)).formatted(.iso8601) } ?? "never" }
+        context.line("device      \(id) (\(Printable.escape(row["hostname"]?.stringValue ?? "?")))")
+        context.line("status      \(row["status"]?.stringValue ?? "?")")
+        context.line("enrolled    \(when("enrolled_at"))\(row["removed_at"] != nil ? ", removed \(when("removed_at"))" : "")")
+        context.line("last seen   \(when("last_seen")), attested \(when("attested_at"))")
+        if case .array(let ids)? = row["failing"] { context.line("failing     \(ids.isEmpty ? "none" : ids.compactMap(\.stringValue).joined(separator: ", "))") }
+        context.line("policy      \(row["policy_version"]?.intValue.map { "v\($0)" } ?? "-") \(Printable.escape(row["policy_status"]?.stringValue ?? ""))")
+        context.line("events      \(row["events"]?.intValue ?? 0) uploaded")
+        for entry in trail {
+            let time = entry["time"]?.intValue.map { Date(timeIntervalSince1970: Double($0)).formatted(.iso8601) } ?? ""
+            context.line("  \(time)  \(entry["kind"]?.stringValue ?? "")  \(Printable.escape(entry["detail"]?.stringValue ?? ""))")
         }
         return .success
     }
@@ -222,6 +292,46 @@ struct LogCommand: Subcommand {
                 context.line(String(decoding: try encoder.encode(object), as: UTF8.self))
             } else {
                 context.line("\(Date(timeIntervalSince1970: Double(entry.time)).formatted(.iso8601))  \(entry.device.isEmpty ? "-" : entry.device)  \(entry.kind)  \(Printable.escape(entry.detail))")
+            }
+        }
+        return .success
+    }
+}
+
+/// `holdfast-broker events [--device ID] [--kind KIND] [--limit N] [--json]`: what devices uploaded.
+struct Events: Subcommand {
+    static let path = ["events"]
+    static let summary = "list the events devices uploaded, newest first (deduplicated by their uuid)"
+    static let options = [
+        BrokerState.stateOption, OptionSpec("device", value: "ID", help: "one device only"), OptionSpec("kind", value: "KIND", help: "one event kind only"),
+        OptionSpec("limit", value: "N", help: "newest N (default 50)"), OptionSpec("count", help: "print only how many (with --device)"),
+        OptionSpec("json", help: "one event JSON object per line, as the device sent it"),
+    ]
+
+    let arguments: ParsedArguments
+    let limit: Int
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        try arguments.noPositionals()
+        guard let limit = arguments.value("limit").map({ Int($0) }) ?? 50, (1...1_000_000).contains(limit) else { throw UsageError("--limit is 1…1000000") }
+        if arguments.flag("count"), arguments.value("device") == nil { throw UsageError("--count needs --device") }
+        self.limit = limit
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let storage = try BrokerState.open(arguments)
+        if arguments.flag("count"), let device = arguments.value("device") {
+            context.line("\(try storage.eventCount(device: device, kind: arguments.value("kind")))")
+            return .success
+        }
+        for event in try storage.events(device: arguments.value("device"), kind: arguments.value("kind"), limit: limit).reversed() {
+            if arguments.flag("json") {
+                context.line(event.body)
+            } else {
+                let when = Date(timeIntervalSince1970: Double(event.timeMilliseconds) / 1_000).formatted(.iso8601)
+                let message = (try? JSONDecoder().decode(JSONValue.self, from: Data(event.body.utf8)))?["message"]?.stringValue ?? ""
+                context.line("\(when)  \(event.device)  \(event.kind)  \(Printable.escape(message))")
             }
         }
         return .success

@@ -21,6 +21,8 @@ CommandTable(
         AgentPolicySet.self,
         DeviceRemove.self,
         Devices.self,
+        DeviceShow.self,
         LogCommand.self,
+        Events.self,
     ]
 ).main()

@@ -80,7 +80,7 @@ import Testing
             try #require(BrokerServeTests.poll { self.curl(["\(self.url)/v1/health"]).code == 200 }, "the broker did not start: \(brokerProcess?.output ?? "")")
         }
 
-        init(staleAfter: String = "15m", attestInterval: String = "5m") throws {
+        init(staleAfter: String = "15m", attestInterval: String = "5m", uploadBatch: Int = 500) throws {
             chmod(directory.path, 0o755)
             port = try BrokerServeTests.freePort()
             url = "https://localhost:\(port)"
@@ -107,6 +107,7 @@ import Testing
                 [broker]
                 attest_interval = \(attestInterval)
                 policy_wait = 2s
+                upload_batch = \(uploadBatch)
 
                 """.writeReplacing(toFile: directory.file("agent.conf"))
             try #"{"version": 1, "usb": {}}"#.writeReplacing(toFile: directory.file("policy.json"))
@@ -402,6 +403,65 @@ extension BrokerServeTests {
         #expect((try rig.status()["policy"] as? [String: Any])?["source"] as? String == "file")
         let log = try rig.brokerCLI(["log", "--device", device]).stdout
         #expect(log.components(separatedBy: "policy.refused").count == 2)
+    }
+}
+
+/// Issue 12's reporting acceptance: nothing lost, nothing twice, across a broker outage and an
+/// agent killed mid-upload.
+extension BrokerServeTests {
+    func fill(_ rig: Rig, _ count: Int, kind: String) throws {
+        let filled = try runProcess(Products.path("holdfast-testkit"), ["journal-fill", rig.directory.file("state"), "\(count)", kind])
+        try #require(filled.status == 0, "\(filled.stderr)")
+    }
+
+    func arrived(_ rig: Rig, _ device: String, kind: String) -> Int {
+        Int(((try? rig.brokerCLI(["events", "--device", device, "--kind", kind, "--count"]).stdout) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    func pendingUpload(_ rig: Rig) -> Int64? {
+        let stats = try? runProcess(BrokerServeTests.holdfast, ["journal", "stats", "--state-dir", rig.directory.file("state"), "--json"])
+        return ((try? JSONSerialization.jsonObject(with: Data((stats?.stdout ?? "").utf8))) as? [String: Any])?["pending_upload"] as? Int64
+    }
+
+    @Test func tenThousandEventsJournaledDuringABrokerOutageArriveExactlyOnce() throws {
+        let rig = try Rig()
+        try rig.startAgent()
+        let (device, _) = try rig.enroll()
+        rig.brokerProcess?.stop()
+        try fill(rig, 10_000, kind: "test.outage")
+        #expect(arrived(rig, device, kind: "test.outage") == 0)
+        try rig.startBroker()
+        #expect(BrokerServeTests.poll(seconds: 90) { arrived(rig, device, kind: "test.outage") == 10_000 }, "arrived \(arrived(rig, device, kind: "test.outage"))")
+        #expect(BrokerServeTests.poll { pendingUpload(rig) == 0 }, "pending \(String(describing: pendingUpload(rig)))")
+        // Nothing more arrives later (no second copy of anything).
+        sleep(2)
+        #expect(arrived(rig, device, kind: "test.outage") == 10_000)
+        let sample = try rig.brokerCLI(["events", "--device", device, "--kind", "test.outage", "--limit", "1", "--json"]).stdout
+        #expect(sample.contains("filled event"))
+        let shown = try rig.brokerCLI(["device", device, "--json"]).stdout
+        #expect(shown.contains("\"status\":\"compliant\""), "\(shown)")
+        let events = ((try? JSONSerialization.jsonObject(with: Data(shown.utf8))) as? [String: Any])?["events"] as? Int ?? 0
+        #expect(events >= 10_000)
+    }
+
+    @Test func anAgentKilledMidUploadLosesNothingAndDuplicatesNothing() throws {
+        let rig = try Rig(uploadBatch: 50)
+        try rig.startAgent()
+        let (device, _) = try rig.enroll()
+        rig.brokerProcess?.stop()
+        try fill(rig, 10_000, kind: "test.kill")
+        try rig.startBroker()
+        // Killed once some batches are in and others are not.
+        #expect(BrokerServeTests.poll(seconds: 60) { arrived(rig, device, kind: "test.kill") > 0 })
+        if let pid = rig.agentProcess?.process.processIdentifier { kill(pid, SIGKILL) }
+        rig.agentProcess?.process.waitUntilExit()
+        let atKill = arrived(rig, device, kind: "test.kill")
+        #expect(atKill > 0 && atKill < 10_000, "killed at \(atKill) of 10000")
+        try rig.startAgent()
+        #expect(BrokerServeTests.poll(seconds: 90) { arrived(rig, device, kind: "test.kill") == 10_000 }, "arrived \(arrived(rig, device, kind: "test.kill"))")
+        #expect(BrokerServeTests.poll { pendingUpload(rig) == 0 })
+        sleep(2)
+        #expect(arrived(rig, device, kind: "test.kill") == 10_000)
     }
 }
 

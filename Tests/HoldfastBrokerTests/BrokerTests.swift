@@ -521,3 +521,38 @@ extension BrokerTests {
         #expect(rig.broker.early(method: "POST", path: "/v1/enroll", headers: [:]) == nil)
     }
 }
+
+/// Event intake: whole batches, deduplicated by uuid per device.
+extension BrokerTests {
+    static func event(_ uuid: String, kind: String = "test.kind") -> String {
+        #"{"class_uid":0,"holdfast":{"kind":"\#(kind)"},"message":"m","metadata":{"uid":"\#(uuid)"},"severity_id":1,"time":1900000000000}"#
+    }
+
+    @Test func eventsAreStoredOnceAndABadOneRefusesTheBatch() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let first = UUID().uuidString.lowercased(), second = UUID().uuidString.lowercased()
+        func upload(_ events: [String]) throws -> HTTPResponse {
+            rig.call(try rig.signed("POST", "/v1/events", device: device, key: key, body: Array(#"{"events":[\#(events.joined(separator: ","))]}"#.utf8)))
+        }
+        let one = try upload([Self.event(first), Self.event(second)])
+        #expect(one.status == 200)
+        #expect(json(one)["stored"]?.intValue == 2)
+        // A retry of the same batch (the agent died before marking it): acknowledged, not stored again.
+        let again = try upload([Self.event(first), Self.event(second)])
+        #expect(json(again)["stored"]?.intValue == 0)
+        #expect(json(again)["duplicates"]?.intValue == 2)
+        #expect(json(again)["acknowledged"]?.intValue == 2)
+        // One event without a uuid: nothing of the batch is stored.
+        let bad = try upload([Self.event(UUID().uuidString), #"{"holdfast":{"kind":"x"},"time":1}"#])
+        #expect(bad.status == 400)
+        #expect(try rig.storage.eventCount(device: device, kind: nil) == 2)
+        // Another device may send the same uuid (its own event): kept apart.
+        let otherKey = try SigningKey.generate()
+        let other = try rig.enrolledDevice(otherKey)
+        let theirs = rig.call(try rig.signed("POST", "/v1/events", device: other, key: otherKey, body: Array(#"{"events":[\#(Self.event(first))]}"#.utf8)))
+        #expect(json(theirs)["stored"]?.intValue == 1)
+        #expect(try rig.storage.eventCount(device: device, kind: nil) == 2)
+    }
+}

@@ -63,8 +63,30 @@ if arguments.count >= 2, arguments[1] == "baseline" {
 if arguments.count >= 2, arguments[1] == "audit-log" {
     exit(AuditLogCommand.run(Array(arguments.dropFirst(2))))
 }
+// journal-fill DIR COUNT KIND: appends COUNT events of KIND (100 per transaction) to an existing
+// journal — beside a running holdfastd, as `holdfast journal note` does — and prints the count.
+if arguments.count == 5, arguments[1] == "journal-fill", let count = Int(arguments[3]), count > 0 {
+    do {
+        let journal = try Journal(configuration: JournalConfiguration(directory: arguments[2]), create: false)
+        var sequence = 0
+        while sequence < count {
+            var events: [Event] = []
+            while events.count < 100, sequence < count {
+                sequence += 1
+                events.append(Event(
+                    kind: arguments[4], eventClass: .base, activityID: 99, time: Date(), severity: .informational,
+                    message: "filled event \(sequence) of \(count)", details: ["sequence": .int(Int64(sequence))]))
+            }
+            _ = try journal.append(contentsOf: events)
+        }
+        print(sequence)
+        exit(0)
+    } catch {
+        fail("journal-fill: \(error)")
+    }
+}
 guard arguments.count == 4, arguments[1] == "journal-append-loop", let batch = Int(arguments[3]), batch > 0 else {
-    fail("usage: holdfast-testkit journal-append-loop DIR BATCH | audit-log --records N [--seed S] … | print-demo BIN-DIR")
+    fail("usage: holdfast-testkit journal-append-loop DIR BATCH | journal-fill DIR COUNT KIND | audit-log --records N [--seed S] … | print-demo BIN-DIR")
 }
 
 let journal: Journal
