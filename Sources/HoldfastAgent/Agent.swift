@@ -105,6 +105,8 @@ public actor Agent: ControlHandler {
         "enroll": .admin,
         "grant": .admin,
         "broker.attest": .admin,
+        // PAM's question (pam_exec runs as root at login); answered only for root (checked in handle).
+        "login.check": .request,
     ]
 
     /// Attaches DeviceGuard: its verbs answer, and reloads hand it the new policy.
@@ -271,12 +273,49 @@ public actor Agent: ControlHandler {
             var result: [String: JSONValue] = ["posture": answer.report]
             if let signed = answer.signed { result["report"] = .string(signed) }
             return .success(.object(result))
+        case "login.check":
+            return await loginCheck(request, peer)
         case "enroll", "grant", "broker.attest":
             guard let broker else { return .failure(.failed, "the broker link is not running on this agent") }
             return await handleBroker(request, broker, peer)
         default:
             return .failure(.unknownVerb, "unknown verb '\(request.verb)'")
         }
+    }
+
+    /// `login.check` from `holdfast login-check` (PAM account phase): allowed or not, why, and
+    /// which path decided; every decision is an event.
+    private func loginCheck(_ request: ControlRequest, _ peer: PeerCredentials) async -> ControlResponse {
+        guard peer.uid == 0 else {
+            let reason = "login.check answers only root (pam_exec at login); uid \(peer.uid) is not"
+            denied(request, from: peer, reason: reason)
+            return .failure(.permissionDenied, "permission denied: \(reason)")
+        }
+        guard let user = request.arguments["user"]?.stringValue, !user.isEmpty, user.utf8.count <= 64, !user.contains(where: { $0.isWhitespace || $0 == "/" }) else {
+            return .failure(.badRequest, "login.check needs the user (PAM_USER)")
+        }
+        let tty = request.arguments["tty"]?.stringValue
+        let remote = request.arguments["rhost"]?.stringValue
+        let service = request.arguments["service"]?.stringValue ?? ""
+        let allowed: Bool
+        let path: String
+        let reason: String
+        if configuration.loginIsExempt(user: user, tty: tty, remoteHost: remote) {
+            (allowed, path, reason) = (true, "exempt", "\(user) is exempt here ([login] exempt)")
+        } else if let broker {
+            let decision = await broker.loginCheck(
+                user: user, timeout: .milliseconds(configuration.loginTimeoutMilliseconds), grace: configuration.loginOfflineGraceSeconds)
+            (allowed, path, reason) = (decision.allowed, decision.path.rawValue, decision.reason)
+        } else {
+            (allowed, path, reason) = (false, "unenrolled", "posture and the broker link are off on this agent")
+        }
+        record(Event(
+            kind: allowed ? "login.allowed" : "login.denied", eventClass: .authentication, activityID: 1, activityName: "Logon", time: clock.now(),
+            severity: allowed ? .informational : .medium, status: allowed ? .success : .failure,
+            message: "login of \(user)\(service.isEmpty ? "" : " (\(service))") \(allowed ? "allowed" : "denied") [\(path)]: \(reason)",
+            actor: Actor(user: .init(uid: nil, name: user)),
+            details: ["user": .string(user), "path": .string(path), "service": .string(service), "tty": .string(tty ?? ""), "rhost": .string(remote ?? ""), "reason": .string(reason)]))
+        return .success(.object(["allowed": .bool(allowed), "path": .string(path), "reason": .string(reason)]))
     }
 
     private func handleBroker(_ request: ControlRequest, _ broker: BrokerLink, _ peer: PeerCredentials) async -> ControlResponse {

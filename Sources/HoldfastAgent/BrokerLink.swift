@@ -15,6 +15,7 @@ public actor BrokerLink: Service {
     public nonisolated let name = "broker"
     static let enrollmentFile = "enrollment.json"
     static let policyFile = "broker-policy.jws"
+    static let verdictFile = "verdict.jws"
 
     private let stateDirectory: String
     private let key: SigningKey
@@ -62,7 +63,18 @@ public actor BrokerLink: Service {
         self.policyVersion = policyVersion
         self.journal = journal
         self.uploadBatch = uploadBatch
-        if let stored = Self.loadRecord(stateDirectory: stateDirectory) { session = BrokerSession(record: stored, key: key) }
+        if let stored = Self.loadRecord(stateDirectory: stateDirectory) {
+            session = BrokerSession(record: stored, key: key)
+            // The last signed verdict survives a restart: a login while the broker is away is
+            // judged by it (inside the offline grace window).
+            if let bytes = try? SecureFile.readPrivate(stateDirectory + "/" + Self.verdictFile, owner: 0, maximumSize: 1 << 20),
+               let verified = try? JWS.verify(String(decoding: bytes, as: UTF8.self).filter { !$0.isWhitespace }, keys: stored.verifyingKeys),
+               verified.header.type == "holdfast-verdict+jws",
+               let claims = try? JSONDecoder().decode(JSONValue.self, from: Data(verified.payload)),
+               claims["device"]?.stringValue == stored.deviceID, let decision = claims["decision"]?.stringValue, let iat = claims["iat"]?.intValue {
+                verdict = (decision, Date(timeIntervalSince1970: Double(iat)), nil, [])
+            }
+        }
     }
 
     // MARK: Stored state
@@ -164,23 +176,27 @@ public actor BrokerLink: Service {
 
     /// Attests now; when the broker's answer does not verify with the pinned keys, follows a key
     /// rotation (if one was announced by a pinned key) and tries once more.
-    public func attestNow(user: String? = nil) async -> Result<AttestationOutcome, BrokerClientError> {
-        let first = await attestOnce(user: user)
+    public func attestNow(user: String? = nil, timeout: Duration = .seconds(10)) async -> Result<AttestationOutcome, BrokerClientError> {
+        let first = await attestOnce(user: user, timeout: timeout)
         if case .failure(let error) = first, error.code == .invalid, await refreshKeys() {
-            return await attestOnce(user: user)
+            return await attestOnce(user: user, timeout: timeout)
         }
         return first
     }
 
-    private func attestOnce(user: String?) async -> Result<AttestationOutcome, BrokerClientError> {
+    private func attestOnce(user: String?, timeout: Duration) async -> Result<AttestationOutcome, BrokerClientError> {
         guard let session else { return .failure(BrokerClientError(.setup, "not enrolled (holdfast enroll --token …)")) }
         guard let posture else { return .failure(BrokerClientError(.setup, "posture is off on this agent ([posture] enabled = no): nothing to attest")) }
         lastAttempt = Date()
         do {
-            let nonce = try await session.challenge()
+            let started = ContinuousClock.now
+            let nonce = try await session.challenge(timeout: timeout)
             let report = await posture.report(nonce: nonce, only: nil)
             guard let signed = report.signed else { throw BrokerClientError(.setup, "the posture report could not be signed") }
-            let outcome = try await session.attest(report: signed, nonce: nonce, user: user)
+            let left = timeout - (ContinuousClock.now - started)
+            guard left > .milliseconds(50) else { throw BrokerClientError(.transport, "no time left to send the report") }
+            let outcome = try await session.attest(report: signed, nonce: nonce, user: user, timeout: left)
+            try? SecureFile.write(Array(outcome.verdict.utf8), to: stateDirectory + "/" + Self.verdictFile, mode: 0o600)
             let failing = outcome.verdictClaims["blocking"].flatMap { value -> [String]? in
                 guard case .array(let items) = value else { return nil }
                 return items.compactMap { $0["id"]?.stringValue }
@@ -207,6 +223,45 @@ public actor BrokerLink: Service {
             lastError = (Date(), message)
             logger.warning("attestation failed", ("error", message))
             return .failure((error as? BrokerClientError) ?? BrokerClientError(.transport, message))
+        }
+    }
+
+    /// How a login check was decided.
+    public enum LoginPath: String, Sendable {
+        case exempt, fresh, cached, offlineDeny = "offline-deny", refused, unenrolled
+    }
+
+    /// The login check for PAM (docs/login-check.md): a fresh attestation for the user when the
+    /// broker answers within `timeout`; else the last signed verdict inside `grace`; else deny.
+    public func loginCheck(user: String, timeout: Duration, grace: Int64) async -> (allowed: Bool, path: LoginPath, reason: String) {
+        guard session != nil else { return (false, .unenrolled, "this workstation is not enrolled with a broker") }
+        // The attestation races the deadline: a broker that drops packets must not hold the login.
+        let outcome: Result<AttestationOutcome, BrokerClientError>? = await withTaskGroup(of: Result<AttestationOutcome, BrokerClientError>?.self) { group in
+            group.addTask { await self.attestNow(user: user, timeout: timeout) }
+            group.addTask {
+                try? await Task.sleep(for: timeout + .milliseconds(100))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        switch outcome {
+        case .success(let attested)?:
+            if attested.decision == "compliant" { return (true, .fresh, "the broker finds this device compliant") }
+            return (false, .fresh, attested.denial ?? "the broker finds this device non-compliant")
+        case .failure(let error)? where error.code == .status:
+            // The broker answered and refused (unenrolled, refused report): not an outage.
+            return (false, .refused, error.message)
+        default:
+            guard let verdict else { return (false, .offlineDeny, "the broker did not answer and there is no earlier verdict") }
+            let age = Int64(Date().timeIntervalSince(verdict.at))
+            if verdict.decision == "compliant", age <= grace {
+                return (true, .cached, "the broker did not answer; the verdict of \(verdict.at.formatted(.iso8601)) (\(age) s old) is inside the \(grace) s offline grace")
+            }
+            return (false, .offlineDeny, verdict.decision == "compliant"
+                ? "the broker did not answer and the last verdict is \(age) s old (grace \(grace) s)"
+                : "the broker did not answer and the last verdict was \(verdict.decision)")
         }
     }
 

@@ -65,6 +65,21 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// Events one upload to the broker carries at most.
     public var brokerUploadBatch: Int64 = 500
 
+    /// The login check (`holdfast login-check` from PAM): how long a login waits for the broker
+    /// before the last verdict decides, how old that verdict may be, and who is exempt.
+    public var loginTimeoutMilliseconds: Int64 = 2_000
+    public var loginOfflineGraceSeconds: Int64 = 4 * 3_600
+    /// `USER` (always exempt) or `USER@console` (only on a local text console, not remote).
+    public var loginExempt: [String] = ["root@console"]
+
+    /// Whether a login is exempt from the check: the user listed alone, or as `USER@console` on a
+    /// local virtual console (tty1…, no remote host).
+    public func loginIsExempt(user: String, tty: String?, remoteHost: String?) -> Bool {
+        let bareTTY = (tty ?? "").hasPrefix("/dev/") ? String((tty ?? "").dropFirst(5)) : (tty ?? "")
+        let console = bareTTY.hasPrefix("tty") && bareTTY.count > 3 && bareTTY.dropFirst(3).allSatisfy(\.isNumber) && (remoteHost ?? "").isEmpty
+        return loginExempt.contains(user) || (console && loginExempt.contains(user + "@console"))
+    }
+
     /// The intake socket in force.
     public var fileWatchIntakePath: String {
         if !fileWatchIntakeSocket.isEmpty { return fileWatchIntakeSocket }
@@ -256,6 +271,32 @@ public enum AgentConfigurationParser {
         Key(section: "broker", name: "upload_batch") { config, value in
             guard let count = Int64(value), count >= 1, count <= 1_000 else { return "upload_batch must be a number of events from 1 to 1000" }
             config.brokerUploadBatch = count
+            return nil
+        },
+        Key(section: "login", name: "timeout") { config, value in
+            let milliseconds = value.hasSuffix("ms") ? Int64(value.dropLast(2)) : DurationText.seconds(value).map { $0 * 1_000 }
+            guard let milliseconds, milliseconds >= 200, milliseconds <= 10_000 else {
+                return "timeout must be a duration from 200ms to 10s (e.g. 2s)"
+            }
+            config.loginTimeoutMilliseconds = milliseconds
+            return nil
+        },
+        Key(section: "login", name: "offline_grace") { config, value in
+            guard let seconds = value == "0" || value == "0s" ? 0 : DurationText.seconds(value), seconds <= 30 * 86_400 else {
+                return "offline_grace must be a duration up to 30d (0 denies every login the broker does not answer)"
+            }
+            config.loginOfflineGraceSeconds = seconds
+            return nil
+        },
+        Key(section: "login", name: "exempt") { config, value in
+            let entries = value.split(separator: ",").map { String($0.filter { $0 != " " && $0 != "\t" }) }.filter { !$0.isEmpty }
+            for entry in entries {
+                let user = entry.hasSuffix("@console") ? String(entry.dropLast(8)) : entry
+                guard !user.isEmpty, user.utf8.count <= 32, user.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+                    return "exempt lists USER or USER@console, comma-separated (e.g. root@console); '\(entry)' is neither"
+                }
+            }
+            config.loginExempt = entries
             return nil
         },
         Key(section: "journal", name: "max_size") { config, value in

@@ -24,6 +24,7 @@ CommandTable(
         PostureCommand.self,
         Enroll.self,
         Grant.self,
+        LoginCheck.self,
         JournalTail.self,
         JournalStatsCommand.self,
         JournalCheck.self,

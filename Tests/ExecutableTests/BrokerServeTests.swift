@@ -80,7 +80,7 @@ import Testing
             try #require(BrokerServeTests.poll { self.curl(["\(self.url)/v1/health"]).code == 200 }, "the broker did not start: \(brokerProcess?.output ?? "")")
         }
 
-        init(staleAfter: String = "15m", attestInterval: String = "5m", uploadBatch: Int = 500) throws {
+        init(staleAfter: String = "15m", attestInterval: String = "5m", uploadBatch: Int = 500, extraConfig: String = "") throws {
             chmod(directory.path, 0o755)
             port = try BrokerServeTests.freePort()
             url = "https://localhost:\(port)"
@@ -108,6 +108,7 @@ import Testing
                 attest_interval = \(attestInterval)
                 policy_wait = 2s
                 upload_batch = \(uploadBatch)
+                \(extraConfig)
 
                 """.writeReplacing(toFile: directory.file("agent.conf"))
             try #"{"version": 1, "usb": {}}"#.writeReplacing(toFile: directory.file("policy.json"))

@@ -83,7 +83,7 @@ import Testing
 
     @Test(arguments: [
         ("duplicate key", "[agent]\nlog_level = info\nlog_level = debug\n", 3, "duplicate key 'log_level' (first set on line 2)"),
-        ("unknown section", "[printer]\nmode = enforce\n", 1, "unknown section [printer] (known: agent, broker, filewatch, journal, posture, print, usb)"),
+        ("unknown section", "[printer]\nmode = enforce\n", 1, "unknown section [printer] (known: agent, broker, filewatch, journal, login, posture, print, usb)"),
         ("unknown print key", "[print]\nmode = enforce\n", 2, "unknown key 'mode' in [print]"),
         ("bad cups_server", "[print]\ncups_server = relative/cups.sock\n", 2, "cups_server must be a socket path or host:port"),
         ("bad filewatch rules", "[filewatch]\nrules = sometimes\n", 2, "rules must be manage, check or off"),
@@ -223,5 +223,27 @@ extension String {
         #expect(next.allowed)
         #expect(next.suppressed == 2)
         #expect(limiter.admit("u").allowed == false)
+    }
+}
+
+/// `[login] exempt`: who the login check lets on without asking the broker.
+@Suite struct LoginExemptionTests {
+    @Test(arguments: [
+        ("root", "tty1", nil, true), ("root", "/dev/tty3", nil, true), ("root", "tty1", "10.0.0.5", false), ("root", "pts/0", nil, false),
+        ("root", nil, nil, false), ("root", "ttyS0", nil, false), ("alice", "tty1", nil, false), ("backup", "pts/4", "10.0.0.9", true),
+    ] as [(String, String?, String?, Bool)])
+    func exemptions(_ user: String, _ tty: String?, _ remote: String?, _ exempt: Bool) throws {
+        var configuration = AgentConfiguration()
+        configuration.loginExempt = ["root@console", "backup"]
+        #expect(configuration.loginIsExempt(user: user, tty: tty, remoteHost: remote) == exempt)
+    }
+
+    @Test func theLoginSectionParsesAndRefusesNonsense() throws {
+        let good = try AgentConfigurationParser.parse(Array("[login]\ntimeout = 500ms\noffline_grace = 0\nexempt = root@console, ops\n".utf8), path: "agent.conf")
+        #expect(good.loginTimeoutMilliseconds == 500)
+        #expect(good.loginOfflineGraceSeconds == 0)
+        #expect(good.loginExempt == ["root@console", "ops"])
+        #expect(throws: (any Error).self) { try AgentConfigurationParser.parse(Array("[login]\ntimeout = 50ms\n".utf8), path: "agent.conf") }
+        #expect(throws: (any Error).self) { try AgentConfigurationParser.parse(Array("[login]\nexempt = root;rm\n".utf8), path: "agent.conf") }
     }
 }
