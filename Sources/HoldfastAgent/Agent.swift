@@ -76,6 +76,8 @@ public actor Agent: ControlHandler {
         logger.notice(
             "policy in force", ("policy.source", policy.source.rawValue), ("policy.sha256", String(policy.digest.prefix(16)))
         )
+        // A broker policy was applied here before: the broker governs, never the local file.
+        brokerManaged = (try? journal.state(Self.brokerFloorKey)) != nil
     }
 
     // MARK: Verbs
@@ -131,6 +133,29 @@ public actor Agent: ControlHandler {
     public var brokerPolicyVersion: Int64? { policy.source == .broker ? policy.brokerVersion : nil }
 
     static let brokerFloorKey = "broker.policy_version"
+    /// The last broker policy document applied (its exact bytes, verified when it was applied):
+    /// what an enrolled agent falls back to, never the local file.
+    static let brokerLastGoodKey = "broker.last_good"
+    /// Set once the broker's policy governs this agent (enrolled, or a broker policy was ever
+    /// applied): from then on the local policy file is not read, at reload either.
+    private(set) var brokerManaged = false
+
+    /// Enrollment with a (new) broker starts its policy history afresh.
+    public func resetBrokerPolicy() {
+        _ = try? journal.removeState(Self.brokerFloorKey)
+        _ = try? journal.removeState(Self.brokerLastGoodKey)
+        unlink(configuration.stateDirectory + "/" + BrokerLink.policyFile)
+        // Until this broker publishes a policy, the local file serves (as for any enrolled agent).
+        brokerManaged = false
+    }
+
+    /// What to ask the broker for: versions after this one. After a fallback the newest applied
+    /// version may come back (it is not in force), so the ask is one below it.
+    public var brokerPollAfter: Int64 {
+        if let version = brokerPolicyVersion { return version }
+        if let floor = brokerPolicyFloor { return max(0, floor - 1) }
+        return 0
+    }
 
     /// The newest broker policy version ever applied (kept in the journal's state): nothing older
     /// is accepted again, even when the policy in force fell back to the last good one.
@@ -146,7 +171,12 @@ public actor Agent: ControlHandler {
     /// The stored broker policy cannot be trusted: the last good policy (else the built-in one)
     /// is in force instead of the local file, and the refusal is journaled.
     public func keepLastGood(reason: String) {
-        let fallback = PolicyLoader(journal: journal).fallback(configuration.policyFile, now: clock.now())
+        brokerManaged = true
+        var fallback = ActivePolicy(
+            policy: Policy.builtInDefault, source: .builtIn, path: "(built-in)", digest: SHA256.hex(Policy.builtInDefault.bytes), loadedAt: clock.now())
+        if let bytes = try? journal.state(Self.brokerLastGoodKey), let parsed = try? Policy.parse(bytes) {
+            fallback = ActivePolicy(policy: parsed, source: .lastGood, path: "(last broker policy)", digest: SHA256.hex(bytes), loadedAt: clock.now())
+        }
         policy = fallback
         logger.error("broker policy refused at start; using the \(fallback.source.rawValue) policy", ("reason", reason))
         record(Self.policyRefusedEvent(reason: reason, fallback: fallback, at: clock.now()))
@@ -156,7 +186,9 @@ public actor Agent: ControlHandler {
     /// nil when applied, else why it was refused — the policy in force then stays.
     public func adoptBrokerPolicy(_ signed: SignedAgentPolicy, atStart: Bool = false) async -> String? {
         let now = clock.now()
-        if !atStart, let floor = brokerPolicyFloor, signed.version <= floor {
+        // No rollback: older than the newest applied is refused; the newest itself only when it
+        // is not what is in force (after a fallback it may come back).
+        if let floor = brokerPolicyFloor, signed.version < floor || (signed.version == floor && !atStart && brokerPolicyVersion == floor) {
             let reason = "broker policy version \(signed.version) is not newer than version \(floor) applied before (no rollback)"
             Self.record(journal, logger, Self.policyRefusedEvent(reason: reason, fallback: policy, at: now))
             return reason
@@ -182,6 +214,8 @@ public actor Agent: ControlHandler {
             }
         }
         try? journal.setState(PolicyLoader.lastGoodKey, signed.document)
+        try? journal.setState(Self.brokerLastGoodKey, signed.document)
+        brokerManaged = true
         if signed.version > (brokerPolicyFloor ?? 0) { try? journal.setState(Self.brokerFloorKey, Array("\(signed.version)".utf8)) }
         var active = ActivePolicy(policy: parsed, source: .broker, path: "(agent-policy v\(signed.version))", digest: SHA256.hex(signed.document), loadedAt: now)
         active.brokerVersion = signed.version
@@ -324,6 +358,7 @@ public actor Agent: ControlHandler {
             guard let token = request.arguments["token"]?.stringValue, token.utf8.count <= 8_192 else { return .failure(.badRequest, "say the enrollment token") }
             switch await broker.enroll(token: token) {
             case .success(let record):
+                resetBrokerPolicy()
                 return .success(.object(["device_id": .string(record.deviceID), "url": .string(record.url), "enrolled_by": .string(Self.who(peer))]))
             case .failure(let error):
                 return .failure(.failed, error.message)
@@ -625,9 +660,9 @@ public actor Agent: ControlHandler {
         defer {
             if let failure = loader.saveFailure { logger.error("could not save the policy as the last good one", ("error", failure)) }
         }
-        switch policy.source == .broker ? .loaded(policy) : loader.load(configuration.policyFile, now: now) {
+        switch brokerManaged || policy.source == .broker ? .loaded(policy) : loader.load(configuration.policyFile, now: now) {
         case .loaded(let active):
-            if policy.source == .broker { messages.append("the broker's policy version \(policy.brokerVersion ?? 0) stays in force; \(configuration.policyFile) is not read while enrolled") }
+            if brokerManaged || policy.source == .broker { messages.append("the broker's policy stays in force; \(configuration.policyFile) is not read while enrolled") }
             if active.digest != policy.digest { messages.append("policy changed to sha256 \(active.digest.prefix(16))") }
             policy = active
         case .refused(let reason, _):

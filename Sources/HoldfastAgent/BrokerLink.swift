@@ -38,6 +38,8 @@ public actor BrokerLink: Service {
     private var uploadWanted = false
 
     private var session: BrokerSession?
+    /// The enrollment file exists but cannot be used: shown, never taken for "unenrolled".
+    private var recordProblem: String?
     private var grant: (token: String, expiresAt: Int64?, user: String?)?
     private var verdict: (decision: String, at: Date, denial: String?, failing: [String])?
     private var lastError: (at: Date, message: String)?
@@ -63,6 +65,10 @@ public actor BrokerLink: Service {
         self.policyVersion = policyVersion
         self.journal = journal
         self.uploadBatch = uploadBatch
+        if SmallFile.exists(stateDirectory + "/" + Self.enrollmentFile), Self.loadRecord(stateDirectory: stateDirectory) == nil {
+            recordProblem = "\(stateDirectory)/\(Self.enrollmentFile) exists but cannot be read or parsed (owner root, mode 0600, JSON)"
+            logger.error("the enrollment cannot be read; this agent does not attest until it is fixed or removed", ("path", stateDirectory + "/" + Self.enrollmentFile))
+        }
         if let stored = Self.loadRecord(stateDirectory: stateDirectory) {
             session = BrokerSession(record: stored, key: key)
             // The last signed verdict survives a restart: a login while the broker is away is
@@ -110,6 +116,10 @@ public actor BrokerLink: Service {
             grant = nil
             verdict = nil
         }
+        if let recordProblem, SmallFile.exists(stateDirectory + "/" + Self.enrollmentFile) {
+            return .failure(BrokerClientError(.setup, "\(recordProblem); remove it to enroll again"))
+        }
+        recordProblem = nil
         if let session {
             return .failure(BrokerClientError(.setup, "already enrolled as \(session.record.deviceID) with \(session.record.url); unenroll on the broker and remove \(stateDirectory)/\(Self.enrollmentFile) first"))
         }
@@ -287,6 +297,7 @@ public actor BrokerLink: Service {
 
     /// For `holdfast status`.
     public func status() async -> JSONValue {
+        if let recordProblem { return .object(["state": "unreadable", "last_error": .string(recordProblem)]) }
         guard let session else { return .object(["state": "unenrolled"]) }
         var object: [String: JSONValue] = ["state": "enrolled", "device_id": .string(session.record.deviceID), "url": .string(session.record.url)]
         if let verdict {
@@ -299,7 +310,6 @@ public actor BrokerLink: Service {
             object["last_error"] = .string(lastError.message)
             object["last_error_at"] = .string(lastError.at.formatted(.iso8601))
         }
-        if let version = await policyVersion() { object["policy_version"] = .int(version) }
         var upload: [String: JSONValue] = ["uploaded": .int(uploadedTotal)]
         if let lastUpload { upload["last_at"] = .string(lastUpload.formatted(.iso8601)) }
         if let uploadError {

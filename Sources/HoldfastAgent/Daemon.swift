@@ -73,11 +73,16 @@ public enum Daemon {
         await supervisor.start(ControlService(listener: listener, handler: agent, logger: logger))
         // Enrolled: the broker's last good policy wins over the local file, before any enforcer starts.
         if let stored = BrokerLink.storedPolicy(stateDirectory: configuration.stateDirectory) {
-            _ = await agent.adoptBrokerPolicy(stored, atStart: true)
-        } else if SmallFile.exists(configuration.stateDirectory + "/" + BrokerLink.policyFile) {
-            // Enrolled, and the broker's policy is there but does not verify: never fall back to
-            // the (possibly looser) local file; the last policy accepted stays.
-            await agent.keepLastGood(reason: "\(configuration.stateDirectory)/\(BrokerLink.policyFile) does not verify with the pinned broker keys (or \(BrokerLink.enrollmentFile) cannot be read)")
+            if let floor = await agent.brokerPolicyFloor, stored.version < floor {
+                await agent.keepLastGood(reason: "the stored broker policy is version \(stored.version), older than version \(floor) applied before (no rollback)")
+            } else {
+                _ = await agent.adoptBrokerPolicy(stored, atStart: true)
+            }
+        } else if await agent.brokerManaged || SmallFile.exists(configuration.stateDirectory + "/" + BrokerLink.policyFile) {
+            // The broker's policy governed here and cannot be used now (does not verify, the
+            // enrollment cannot be read, or it is gone): never the (possibly looser) local file;
+            // the last broker policy applied stays, until the broker sends it again.
+            await agent.keepLastGood(reason: "\(configuration.stateDirectory)/\(BrokerLink.policyFile) is missing or does not verify with the pinned broker keys (or \(BrokerLink.enrollmentFile) cannot be read)")
         }
         let recorder = EventRecorder(journal: journal, logger: logger)
         // The lockdown state first: every enforcer starts under it.
@@ -157,7 +162,7 @@ public enum Daemon {
                 let broker = BrokerLink(
                     stateDirectory: configuration.stateDirectory, key: key, attestInterval: .seconds(configuration.brokerAttestIntervalSeconds),
                     policyWait: Int(configuration.brokerPolicyWaitSeconds), logger: logger, posture: posture, journal: journal, uploadBatch: Int(configuration.brokerUploadBatch), record: { recorder.record($0) },
-                    applyPolicy: { await agent.adoptBrokerPolicy($0) }, policyVersion: { await agent.brokerPolicyFloor })
+                    applyPolicy: { await agent.adoptBrokerPolicy($0) }, policyVersion: { await agent.brokerPollAfter })
                 recorder.observe { event in
                     if event.kind == "posture.changed" { Task { await broker.trigger(event.kind) } }
                     Task { await broker.uploadSoon() }

@@ -84,7 +84,9 @@ public final class Broker: Sendable {
     private let seenCache = Mutex<[String: Int64]>([:])
     /// Request ids (`jti`) seen inside the skew window, per device: a captured request is not
     /// accepted twice (one broker process; several behind a balancer each keep their own).
-    private let seenRequests = Mutex<[String: Int64]>([:])
+    private let seenRequests = Mutex<[String: [String: Int64]]>([:])
+    /// Requests one device may make inside the replay window (2 × skew).
+    static let maximumRequestsPerWindow = 1_024
     /// Refusals of unauthenticated requests are counted and logged at a bounded rate, never
     /// written to the trail: anyone can send them.
     private let unauthenticatedLog = RateLimiter(burst: 20, perSecond: 1)
@@ -110,16 +112,28 @@ public final class Broker: Sendable {
 
     // MARK: Routing
 
-    /// Before any body is read: a device route without a device signature is refused at once.
-    public func early(method: String, path: String, headers: [String: String]) -> HTTPResponse? {
-        guard Self.deviceRoutes.contains(path) else { return nil }
-        guard let header = headers["authorization"], header.hasPrefix(Self.deviceScheme + " ") else {
-            noteUnauthenticated("no device signature on \(path)")
-            return .error(401, "unauthenticated", "this endpoint needs a device-signed request (Authorization: \(Self.deviceScheme) …)", headers: ["Connection": "close"])
-        }
-        return nil
-    }
+    /// Every path the broker answers (anything else is 404 before a body is read).
+    static let knownPaths: Set<String> = [
+        "/.well-known/jwks.json", "/v1/ca.pem", "/v1/keys", "/v1/authz", "/v1/health", "/v1/enroll", "/v1/challenge", "/v1/attest", "/v1/agent-policy",
+        "/v1/agent-policy/ack", "/v1/events",
+    ]
 
+    /// Before any body is read: an unknown path is 404, and a device route needs a device
+    /// signature that verifies (everything but the body hash and the replay check, which need the
+    /// body) — so only enrolled devices can make the broker buffer a body.
+    public func early(method: String, path: String, headers: [String: String]) -> HTTPResponse? {
+        guard Self.knownPaths.contains(path) else {
+            noteUnauthenticated("unknown path")
+            return .error(404, "not-found", "no such endpoint", headers: ["Connection": "close"])
+        }
+        guard Self.deviceRoutes.contains(path) else { return nil }
+        switch verifyDeviceSignature(HTTPRequest(method: method, path: path, headers: headers)) {
+        case .success: return nil
+        case .failure(var response):
+            response.headers["Connection"] = "close"
+            return response
+        }
+    }
     /// How many unauthenticated requests were refused since start.
     public var unauthenticatedRefusalCount: Int { unauthenticatedRefusals.load(ordering: .relaxed) }
 
@@ -224,8 +238,9 @@ public final class Broker: Sendable {
             case .accepted: break
             // Anyone can send a made-up secret: counted, not written to the trail.
             case .unknown: return unauthenticated(403, "token-unknown", "not a valid enrollment token")
-            case .used: return refuse("", "enroll.refused", 403, "token-used", "this enrollment token was used already; tokens are single use")
-            case .expired: return refuse("", "enroll.refused", 403, "token-expired", "this enrollment token has expired")
+            // A spent or expired secret proves nothing about its holder either: counted only.
+            case .used: return unauthenticated(403, "token-used", "this enrollment token was used already; tokens are single use")
+            case .expired: return unauthenticated(403, "token-expired", "this enrollment token has expired")
             case .keyEnrolled:
                 return refuse("", "enroll.refused", 409, "key-enrolled", "this device key is enrolled already (the token was not used); unenroll that device first (holdfast-broker device remove ID)")
             }
@@ -246,6 +261,57 @@ public final class Broker: Sendable {
     /// The device behind a `Holdfast-Device <JWS>` request: the JWS, signed by an enrolled
     /// device's key, names the method, the path, the body's SHA-256 and a time within the skew.
     func authenticate(_ request: HTTPRequest) -> Authenticated {
+        let device: EnrolledDevice
+        let claims: JSONValue
+        switch verifyDeviceSignature(request) {
+        case .success(let verified):
+            (device, claims) = verified
+        case .failure(let response):
+            return .failure(response)
+        }
+        guard claims["bh"]?.stringValue == Base64URL.encode(SHA256.hash(request.body)) else {
+            return .failure(refuse(device.id, "request.refused", 401, "wrong-body", "the signature does not cover this body"))
+        }
+        guard let jti = claims["jti"]?.stringValue, !jti.isEmpty, jti.utf8.count <= 64 else {
+            return .failure(refuse(device.id, "request.refused", 401, "no-request-id", "the request carries no jti"))
+        }
+        let current = now
+        let window = 2 * settings.skew + 1
+        // Per device, at most `maximumRequestsPerWindow` ids inside the window: bounded memory and
+        // bounded work per request, whatever one device sends.
+        let fresh = seenRequests.withLock { all -> Bool? in
+            var seen = all[device.id] ?? [:]
+            if let until = seen[jti], until > current { return false }
+            if seen.count >= Self.maximumRequestsPerWindow { seen = seen.filter { $0.value > current } }
+            guard seen.count < Self.maximumRequestsPerWindow else { return nil }
+            seen[jti] = current + window
+            all[device.id] = seen
+            return true
+        }
+        switch fresh {
+        case true?: break
+        case false?: return .failure(refuse(device.id, "request.refused", 401, "replayed", "this request was seen already (replay)"))
+        case nil: return .failure(.error(429, "too-many-requests", "more than \(Self.maximumRequestsPerWindow) requests in \(window) s from this device"))
+        }
+        let due = seenCache.withLock { seen -> Bool in
+            if let last = seen[device.id], current - last < 60 { return false }
+            if seen.count > 100_000 { seen.removeAll() }
+            seen[device.id] = current
+            return true
+        }
+        if due { try? storage.markSeen(device: device.id, at: current) }
+        return .success(device)
+    }
+
+    enum Verified {
+        case success((EnrolledDevice, JSONValue))
+        case failure(HTTPResponse)
+    }
+
+    /// The device behind a `Holdfast-Device <JWS>` header: signed by an enrolled, not removed
+    /// device's key, for this method and path, dated within the skew. The body hash and the
+    /// replay check come after the body (`authenticate`).
+    func verifyDeviceSignature(_ request: HTTPRequest) -> Verified {
         guard let header = request.header("authorization"), header.hasPrefix(Self.deviceScheme + " ") else {
             return .failure(unauthenticated(401, "unauthenticated", "this endpoint needs a device-signed request (Authorization: \(Self.deviceScheme) …)"))
         }
@@ -277,36 +343,13 @@ public final class Broker: Sendable {
             return .failure(unauthenticated(401, "bad-signature", "the request signature does not verify"))
         }
         guard device.removedAt == nil else { return .failure(refuse(id, "request.refused", 401, "removed", "this device was unenrolled")) }
-        let path = request.path
-        guard claims["htm"]?.stringValue == request.method, claims["htu"]?.stringValue == path else {
+        guard claims["htm"]?.stringValue == request.method, claims["htu"]?.stringValue == request.path else {
             return .failure(refuse(device.id, "request.refused", 401, "wrong-request", "the signature is for another request"))
         }
         guard let iat = claims["iat"]?.intValue, isWithinSkew(iat) else {
             return .failure(refuse(device.id, "request.refused", 401, "clock", "the request is not dated within \(settings.skew) s of the broker's clock"))
         }
-        guard claims["bh"]?.stringValue == Base64URL.encode(SHA256.hash(request.body)) else {
-            return .failure(refuse(device.id, "request.refused", 401, "wrong-body", "the signature does not cover this body"))
-        }
-        guard let jti = claims["jti"]?.stringValue, !jti.isEmpty, jti.utf8.count <= 64 else {
-            return .failure(refuse(device.id, "request.refused", 401, "no-request-id", "the request carries no jti"))
-        }
-        let current = now
-        let fresh = seenRequests.withLock { seen -> Bool in
-            if seen.count > 200_000 { seen = seen.filter { $0.value > current } }
-            let key = device.id + " " + jti
-            if let until = seen[key], until > current { return false }
-            seen[key] = current + 2 * settings.skew + 1
-            return true
-        }
-        guard fresh else { return .failure(refuse(device.id, "request.refused", 401, "replayed", "this request was seen already (replay)")) }
-        let due = seenCache.withLock { seen -> Bool in
-            if let last = seen[device.id], current - last < 60 { return false }
-            if seen.count > 100_000 { seen.removeAll() }
-            seen[device.id] = current
-            return true
-        }
-        if due { try? storage.markSeen(device: device.id, at: current) }
-        return .success(device)
+        return .success((device, claims))
     }
 
     /// Whether a device's time is within the skew of ours; overflow (a hostile `iat`) is not.

@@ -100,8 +100,9 @@ struct Serve: Subcommand {
         sigaddset(&stopSignals, SIGINT)
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
         let server = HTTPServer(
+            // No body anywhere but the routes that take one (Broker.bodyLimits).
             .init(listen: listen, certificatePEM: certificate, keyPEM: key, threads: threads, connectionLimit: maximumConnections, perPeerLimit: maximumPerPeer,
-                  bodyLimits: Broker.bodyLimits),
+                  idleTimeout: 15, maximumBody: 0, bodyLimits: Broker.bodyLimits),
             early: { broker.early(method: $0, path: $1, headers: $2) }, handler: { broker.handle($0) })
         do {
             try server.start()

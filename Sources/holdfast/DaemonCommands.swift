@@ -89,7 +89,7 @@ struct Status: Subcommand {
             if let error = enrollment?["last_error"] { line += "; last attempt failed: \(text(error))" }
             context.line(line)
         } else {
-            context.line("enrollment  \(text(enrollment?["state"]))")
+            context.line("enrollment  \(text(enrollment?["state"]))" + (enrollment?["last_error"].map { ": \(text($0))" } ?? ""))
         }
         if case .array(let services)? = status["services"] {
             for service in services {

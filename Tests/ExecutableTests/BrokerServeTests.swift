@@ -466,6 +466,55 @@ extension BrokerServeTests {
     }
 }
 
+extension BrokerServeTests {
+    /// An enrolled agent whose stored broker policy no longer verifies runs the last broker policy
+    /// (never the local file), and takes the broker's current version again when it answers.
+    @Test func aTamperedStoredBrokerPolicyFallsBackToTheLastBrokerPolicyNotTheLocalFile() throws {
+        let rig = try Rig()
+        try rig.startAgent()
+        _ = try rig.enroll()
+        try #"{"version": 42, "usb": {}}"#.writeReplacing(toFile: rig.directory.file("fleet.json"))
+        #expect(try rig.brokerCLI(["agent-policy", "set", rig.directory.file("fleet.json"), "--dir", rig.etc]).status == 0)
+        let policy = { (try? rig.status()["policy"] as? [String: Any]) ?? [:] }
+        #expect(BrokerServeTests.poll { policy()["broker_version"] as? Int == 1 })
+        let brokerDigest = policy()["sha256"] as? String
+        rig.agentProcess?.stop()
+        rig.brokerProcess?.stop()
+        // One character of the signature changed.
+        let path = rig.directory.file("state/broker-policy.jws")
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        let last = text.removeLast()
+        text.append(last == "A" ? "B" : "A")
+        try text.writeReplacing(toFile: path)
+        chmod(path, 0o600)
+        try rig.startAgent()
+        #expect(policy()["source"] as? String == "last-good")
+        #expect(policy()["sha256"] as? String == brokerDigest, "the last broker policy, not the local file")
+        // A reload does not bring the local file back either.
+        _ = try rig.holdfast(["reload"])
+        #expect(policy()["sha256"] as? String == brokerDigest)
+        // The broker back: its version 1 is applied again.
+        try rig.startBroker()
+        #expect(BrokerServeTests.poll { policy()["source"] as? String == "broker" && policy()["broker_version"] as? Int == 1 }, "\(policy())")
+    }
+
+    /// A damaged enrollment file is an error the status shows, not a silent unenrollment.
+    @Test func aDamagedEnrollmentIsShownAndBlocksANewEnrollment() throws {
+        let rig = try Rig()
+        try rig.startAgent()
+        _ = try rig.enroll()
+        rig.agentProcess?.stop()
+        try "{ broken".writeReplacing(toFile: rig.directory.file("state/enrollment.json"))
+        chmod(rig.directory.file("state/enrollment.json"), 0o600)
+        try rig.startAgent()
+        let enrollment = try #require(try rig.status()["enrollment"] as? [String: Any])
+        #expect(enrollment["state"] as? String == "unreadable")
+        let again = try rig.holdfast(["enroll", "--token", try rig.token()])
+        #expect(again.status == 1)
+        #expect(again.stderr.contains("remove it to enroll again"), "\(again.stderr)")
+    }
+}
+
 private func sha256Hex(_ data: Data) -> String {
     guard let result = try? runProcessBytes("/usr/bin/sha256sum", [], stdin: Array(data)) else { return "" }
     return String(String(decoding: result, as: UTF8.self).prefix(64))
