@@ -746,12 +746,28 @@ public final class Broker: Sendable {
             events.append(StoredEvent(device: device.id, uuid: uid.lowercased(), timeMilliseconds: time, kind: kind, severity: item["severity_id"]?.intValue ?? 0, body: jsonText(item)))
         }
         do {
-            let outcome = try storage.storeEvents(events, device: device.id, at: now)
-            return .json(200, .object(["stored": .int(Int64(outcome.stored)), "duplicates": .int(Int64(outcome.duplicates)), "acknowledged": .int(Int64(events.count))]))
+            let new = try storage.storeNewEvents(events, device: device.id, at: now)
+            // Alerts come from events seen for the first time only: a retried batch adds no count.
+            if !new.isEmpty {
+                let posture = triagePosture(device.id)
+                for event in new {
+                    guard let body = try? JSONDecoder().decode(JSONValue.self, from: Data(event.body.utf8)),
+                          let candidate = AlertTriage.candidate(event, body: body, posture: posture) else { continue }
+                    _ = try storage.recordAlert(candidate, window: AlertTriage.window)
+                }
+            }
+            return .json(200, .object(["stored": .int(Int64(new.count)), "duplicates": .int(Int64(events.count - new.count)), "acknowledged": .int(Int64(events.count))]))
         } catch {
             logger.error("cannot store events", ("device.id", device.id), ("error", "\(error)"))
             return .error(503, "storage", "the broker cannot store events now; keep them and retry")
         }
+    }
+
+    /// The device's posture for scoring its alerts: its latest verdict, or stale.
+    func triagePosture(_ id: String) -> AlertTriage.Posture {
+        guard let latest = try? storage.latestAttestation(device: id) else { return .unknown }
+        if now - latest.at > settings.staleAfter { return .stale }
+        return latest.decision == "compliant" ? .compliant : .noncompliant
     }
 
     /// Signs an agent policy document (the exact bytes of a `policy.json`) as version `version`.

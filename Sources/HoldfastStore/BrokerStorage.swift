@@ -59,6 +59,16 @@ public protocol BrokerStorage: Sendable {
     /// Stores a batch of a device's events in one transaction; an event whose uuid the device sent
     /// before is counted as a duplicate and not stored again (uploads are retried).
     func storeEvents(_ events: [StoredEvent], device: String, at time: Int64) throws(StoreError) -> (stored: Int, duplicates: Int)
+    /// The same, returning the events that were new (the ones alerts are derived from).
+    func storeNewEvents(_ events: [StoredEvent], device: String, at time: Int64) throws(StoreError) -> [StoredEvent]
+    /// Folds an alert candidate into the open alert with the same device, user and kind seen
+    /// within `window` seconds (count + 1, highest score and severity kept), or opens a new one.
+    /// Returns the alert's id.
+    func recordAlert(_ candidate: AlertCandidate, window: Int64) throws(StoreError) -> Int64
+    /// Open alerts (or all), highest risk first.
+    func alerts(includeClosed: Bool, limit: Int) throws(StoreError) -> [Alert]
+    /// Closes an open alert with the admin's name and note; false when there is no such open alert.
+    func acknowledgeAlert(id: Int64, admin: String, note: String, at time: Int64) throws(StoreError) -> Bool
     /// Received events, newest first (optionally of one device, one kind).
     func events(device: String?, kind: String?, limit: Int) throws(StoreError) -> [StoredEvent]
     /// How many events a device uploaded (of a kind).
@@ -91,6 +101,50 @@ public struct StoredEvent: Sendable, Equatable {
         self.body = body
         self.receivedAt = receivedAt
     }
+}
+
+/// One event that deserves a person's attention, before deduplication.
+public struct AlertCandidate: Sendable, Equatable {
+    public var device: String
+    public var user: String
+    public var kind: String
+    /// Milliseconds since 1970 (the event's own time).
+    public var time: Int64
+    public var severity: Int64
+    public var score: Int64
+    public var summary: String
+    public var eventUUID: String
+
+    public init(device: String, user: String, kind: String, time: Int64, severity: Int64, score: Int64, summary: String, eventUUID: String) {
+        self.device = device
+        self.user = user
+        self.kind = kind
+        self.time = time
+        self.severity = severity
+        self.score = score
+        self.summary = summary
+        self.eventUUID = eventUUID
+    }
+}
+
+/// A deduplicated alert.
+public struct Alert: Sendable, Equatable {
+    public var id: Int64
+    public var device: String
+    public var user: String
+    public var kind: String
+    public var firstSeen: Int64
+    public var lastSeen: Int64
+    public var count: Int64
+    public var severity: Int64
+    public var score: Int64
+    public var summary: String
+    public var eventUUID: String
+    /// `open` or `acknowledged`.
+    public var status: String
+    public var acknowledgedBy: String?
+    public var acknowledgedAt: Int64?
+    public var note: String?
 }
 
 /// An accepted attestation as stored.
@@ -207,7 +261,7 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     private let connection: Mutex<Connection>
     public let path: String
 
-    static let schemaVersion: Int64 = 3
+    static let schemaVersion: Int64 = 4
     /// How long the broker's trail keeps entries: 90 days.
     public static let logRetention: Int64 = 90 * 86_400
 
@@ -262,6 +316,15 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                     CREATE INDEX device_events_received ON device_events (received);
                     CREATE INDEX device_events_kind ON device_events (device, kind);
                     PRAGMA user_version = 3;
+                    """)
+            }
+            if version <= 3 {
+                try connection.execute("""
+                    CREATE TABLE alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, user TEXT NOT NULL, kind TEXT NOT NULL,
+                        first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, count INTEGER NOT NULL, severity INTEGER NOT NULL, score INTEGER NOT NULL,
+                        summary TEXT NOT NULL, event_uuid TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open', acked_by TEXT, acked_at INTEGER, note TEXT);
+                    CREATE INDEX alerts_open ON alerts (status, device, user, kind, last_seen);
+                    PRAGMA user_version = 4;
                     """)
             }
         }
@@ -605,11 +668,16 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     }
 
     public func storeEvents(_ events: [StoredEvent], device: String, at time: Int64) throws(StoreError) -> (stored: Int, duplicates: Int) {
+        let new = try storeNewEvents(events, device: device, at: time)
+        return (new.count, events.count - new.count)
+    }
+
+    public func storeNewEvents(_ events: [StoredEvent], device: String, at time: Int64) throws(StoreError) -> [StoredEvent] {
         try connection.withLock { connection throws(StoreError) in
-            try connection.transaction { () throws(StoreError) -> (stored: Int, duplicates: Int) in
-                var stored = 0
+            try connection.transaction { () throws(StoreError) -> [StoredEvent] in
+                var new: [StoredEvent] = []
                 for event in events {
-                    stored += try connection.withStatement(
+                    let stored = try connection.withStatement(
                         "INSERT OR IGNORE INTO device_events (device, uuid, time_ms, kind, severity, body, received) VALUES (?, ?, ?, ?, ?, ?, ?)"
                     ) { statement throws(StoreError) -> Int in
                         statement.bind(1, device)
@@ -622,8 +690,87 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                         try statement.run()
                         return statement.changes
                     }
+                    if stored == 1 { new.append(event) }
                 }
-                return (stored, events.count - stored)
+                return new
+            }
+        }
+    }
+
+    public func recordAlert(_ candidate: AlertCandidate, window: Int64) throws(StoreError) -> Int64 {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.transaction { () throws(StoreError) -> Int64 in
+                let existing = try connection.withStatement(
+                    "SELECT id FROM alerts WHERE status = 'open' AND device = ? AND user = ? AND kind = ? AND last_seen >= ? ORDER BY last_seen DESC LIMIT 1"
+                ) { statement throws(StoreError) -> Int64? in
+                    statement.bind(1, candidate.device)
+                    statement.bind(2, candidate.user)
+                    statement.bind(3, candidate.kind)
+                    let (since, overflow) = candidate.time.subtractingReportingOverflow(window.multipliedReportingOverflow(by: 1_000).partialValue)
+                    statement.bind(4, overflow ? Int64.min : since)
+                    return try statement.step() ? statement.int64(0) : nil
+                }
+                if let existing {
+                    try connection.withStatement(
+                        "UPDATE alerts SET count = count + 1, last_seen = max(last_seen, ?), severity = max(severity, ?), score = max(score, ?), summary = CASE WHEN ? > score THEN ? ELSE summary END WHERE id = ?"
+                    ) { statement throws(StoreError) in
+                        statement.bind(1, candidate.time)
+                        statement.bind(2, candidate.severity)
+                        statement.bind(3, candidate.score)
+                        statement.bind(4, candidate.score)
+                        statement.bind(5, candidate.summary)
+                        statement.bind(6, existing)
+                        try statement.run()
+                    }
+                    return existing
+                }
+                return try connection.withStatement(
+                    "INSERT INTO alerts (device, user, kind, first_seen, last_seen, count, severity, score, summary, event_uuid) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)"
+                ) { statement throws(StoreError) -> Int64 in
+                    statement.bind(1, candidate.device)
+                    statement.bind(2, candidate.user)
+                    statement.bind(3, candidate.kind)
+                    statement.bind(4, candidate.time)
+                    statement.bind(5, candidate.time)
+                    statement.bind(6, candidate.severity)
+                    statement.bind(7, candidate.score)
+                    statement.bind(8, candidate.summary)
+                    statement.bind(9, candidate.eventUUID)
+                    try statement.run()
+                    return statement.lastInsertID
+                }
+            }
+        }
+    }
+
+    public func alerts(includeClosed: Bool, limit: Int) throws(StoreError) -> [Alert] {
+        try connection.withLock { connection throws(StoreError) in
+            let sql = "SELECT id, device, user, kind, first_seen, last_seen, count, severity, score, summary, event_uuid, status, acked_by, acked_at, note FROM alerts"
+                + (includeClosed ? "" : " WHERE status = 'open'") + " ORDER BY score DESC, last_seen DESC LIMIT ?"
+            return try connection.withStatement(sql) { statement throws(StoreError) in
+                statement.bind(1, Int64(limit))
+                var all: [Alert] = []
+                while try statement.step() {
+                    all.append(Alert(
+                        id: statement.int64(0), device: statement.text(1) ?? "", user: statement.text(2) ?? "", kind: statement.text(3) ?? "",
+                        firstSeen: statement.int64(4), lastSeen: statement.int64(5), count: statement.int64(6), severity: statement.int64(7), score: statement.int64(8),
+                        summary: statement.text(9) ?? "", eventUUID: statement.text(10) ?? "", status: statement.text(11) ?? "open", acknowledgedBy: statement.text(12),
+                        acknowledgedAt: statement.isNull(13) ? nil : statement.int64(13), note: statement.text(14)))
+                }
+                return all
+            }
+        }
+    }
+
+    public func acknowledgeAlert(id: Int64, admin: String, note: String, at time: Int64) throws(StoreError) -> Bool {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("UPDATE alerts SET status = 'acknowledged', acked_by = ?, acked_at = ?, note = ? WHERE id = ? AND status = 'open'") { statement throws(StoreError) in
+                statement.bind(1, admin)
+                statement.bind(2, time)
+                statement.bind(3, note)
+                statement.bind(4, id)
+                try statement.run()
+                return statement.changes == 1
             }
         }
     }

@@ -337,3 +337,85 @@ struct Events: Subcommand {
         return .success
     }
 }
+
+/// `holdfast-broker alerts [--all] [--limit N] [--json]`: open alerts, highest risk first.
+struct Alerts: Subcommand {
+    static let path = ["alerts"]
+    static let summary = "list open alerts from every device, deduplicated, highest risk first (docs/alerts.md)"
+    static let options = [
+        BrokerState.stateOption, OptionSpec("all", help: "acknowledged ones too"), OptionSpec("limit", value: "N", help: "at most N (default 50)"),
+        OptionSpec("json", help: "one JSON array"),
+    ]
+
+    let arguments: ParsedArguments
+    let limit: Int
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        try arguments.noPositionals()
+        guard let limit = arguments.value("limit").map({ Int($0) }) ?? 50, (1...100_000).contains(limit) else { throw UsageError("--limit is 1…100000") }
+        self.limit = limit
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let storage = try BrokerState.open(arguments)
+        let alerts = try storage.alerts(includeClosed: arguments.flag("all"), limit: limit)
+        if arguments.flag("json") {
+            let rows: [JSONValue] = alerts.map { alert in
+                var row: [String: JSONValue] = [
+                    "id": .int(alert.id), "device": .string(alert.device), "user": .string(alert.user), "kind": .string(alert.kind),
+                    "first_seen_ms": .int(alert.firstSeen), "last_seen_ms": .int(alert.lastSeen), "count": .int(alert.count), "severity_id": .int(alert.severity),
+                    "score": .int(alert.score), "summary": .string(alert.summary), "event_uuid": .string(alert.eventUUID), "status": .string(alert.status),
+                ]
+                if let by = alert.acknowledgedBy { row["acknowledged_by"] = .string(by) }
+                if let at = alert.acknowledgedAt { row["acknowledged_at"] = .int(at) }
+                if let note = alert.note { row["note"] = .string(note) }
+                return .object(row)
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            context.line(String(decoding: try encoder.encode(JSONValue.array(rows)), as: UTF8.self))
+            return .success
+        }
+        if alerts.isEmpty { context.line(arguments.flag("all") ? "no alerts" : "no open alerts") }
+        for alert in alerts {
+            let last = Date(timeIntervalSince1970: Double(alert.lastSeen) / 1_000).formatted(.iso8601)
+            let closed = alert.status == "open" ? "" : "  [acknowledged by \(alert.acknowledgedBy ?? "?")]"
+            context.line("#\(alert.id)  risk \(alert.score)  \(alert.device)  \(Printable.escape(alert.user))  \(alert.kind) ×\(alert.count)  last \(last)  \(Printable.escape(alert.summary))\(closed)")
+        }
+        return .success
+    }
+}
+
+/// `holdfast-broker ack ID --note TEXT` (admin): closes an alert with the admin's name.
+struct Ack: Subcommand {
+    static let path = ["ack"]
+    static let summary = "close an open alert with your name and a note (admin)"
+    static let positionals = "ID"
+    static let options = [BrokerState.stateOption, OptionSpec("note", value: "TEXT", help: "why it is closed (required)")]
+
+    let id: Int64
+    let note: String
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        guard arguments.positionals.count == 1, let id = Int64(arguments.positionals[0].hasPrefix("#") ? String(arguments.positionals[0].dropFirst()) : arguments.positionals[0]) else {
+            throw UsageError("say the alert ID (holdfast-broker alerts lists them)")
+        }
+        note = try arguments.required("note")
+        guard !note.isEmpty, note.utf8.count <= 1_000 else { throw UsageError("--note is 1 to 1000 characters") }
+        self.id = id
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let storage = try BrokerState.open(arguments)
+        let admin = try BrokerState.admin(storage, context)
+        guard try storage.acknowledgeAlert(id: id, admin: admin, note: note, at: BrokerState.now) else {
+            throw CommandFailure("no open alert #\(id)", exitCode: .failure)
+        }
+        try storage.recordAdminAction(admin: admin, verb: "ack", detail: "alert=\(id) note=\(note)", at: BrokerState.now)
+        context.line("alert #\(id) acknowledged by \(admin)")
+        return .success
+    }
+}

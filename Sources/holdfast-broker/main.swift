@@ -24,5 +24,7 @@ CommandTable(
         DeviceShow.self,
         LogCommand.self,
         Events.self,
+        Alerts.self,
+        Ack.self,
     ]
 ).main()

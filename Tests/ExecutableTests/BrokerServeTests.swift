@@ -515,6 +515,29 @@ extension BrokerServeTests {
     }
 }
 
+extension BrokerServeTests {
+    /// Five findings of one user on one device: one alert ×5 at the top; `ack` closes it by name.
+    @Test func alertsFromUploadedFindingsAreFoldedAndAcknowledgedByName() throws {
+        let rig = try Rig()
+        try rig.startAgent()
+        let (device, _) = try rig.enroll()
+        let filled = try runProcess(Products.path("holdfast-testkit"), ["journal-fill", rig.directory.file("state"), "5", "filewatch.alert", "finding"])
+        #expect(filled.status == 0, "\(filled.stderr)")
+        let open = { (try? rig.brokerCLI(["alerts", "--json"]).stdout) ?? "" }
+        #expect(BrokerServeTests.poll { open().contains("\"count\":5") }, "\(open())")
+        let alerts = try #require((try? JSONSerialization.jsonObject(with: Data(open().utf8))) as? [[String: Any]])
+        #expect(alerts.count == 1)
+        #expect(alerts.first?["device"] as? String == device)
+        #expect(alerts.first?["user"] as? String == "maria")
+        let id = try #require(alerts.first?["id"] as? Int)
+        let acked = try rig.brokerCLI(["ack", "\(id)", "--note", "spoke to maria"])
+        #expect(acked.status == 0, "\(acked.stderr)")
+        #expect(acked.stdout.contains("acknowledged by alice"))
+        #expect(try rig.brokerCLI(["alerts"]).stdout.contains("no open alerts"))
+        #expect(try rig.brokerCLI(["alerts", "--all"]).stdout.contains("acknowledged by alice"))
+    }
+}
+
 private func sha256Hex(_ data: Data) -> String {
     guard let result = try? runProcessBytes("/usr/bin/sha256sum", [], stdin: Array(data)) else { return "" }
     return String(String(decoding: result, as: UTF8.self).prefix(64))

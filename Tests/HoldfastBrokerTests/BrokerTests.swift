@@ -567,3 +567,47 @@ extension BrokerTests {
         #expect(try rig.storage.eventCount(device: device, kind: nil) == 2)
     }
 }
+
+/// Alert triage: detection findings folded per device, user and kind; ranked by the score.
+extension BrokerTests {
+    static func alertEvent(user: String, ratio: Double? = nil, metric: String = "files_written", action: String = "alert", classUID: Int = 2004, severity: Int = 3) -> String {
+        let ratioText = ratio.map { String($0) } ?? "null"
+        return #"{"actor":{"user":{"name":"\#(user)"}},"class_uid":\#(classUID),"holdfast":{"details":{"action":"\#(action)","metric":"\#(metric)","ratio":\#(ratioText)},"kind":"filewatch.alert"},"message":"\#(user) wrote many files","metadata":{"uid":"\#(UUID().uuidString.lowercased())"},"severity_id":\#(severity),"time":\#(Int64(Date().timeIntervalSince1970 * 1000))}"#
+    }
+
+    @Test func alertsFoldRepeatsAndRankByRisk() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        func upload(_ events: [String]) throws -> HTTPResponse {
+            rig.call(try rig.signed("POST", "/v1/events", device: device, key: key, body: Array(#"{"events":[\#(events.joined(separator: ","))]}"#.utf8)))
+        }
+        let alice = (0..<3).map { _ in Self.alertEvent(user: "alice", ratio: 2) }
+        let bob = Self.alertEvent(user: "bob", ratio: 64, metric: "removable_files_written", action: "block", severity: 4)
+        let quiet = Self.alertEvent(user: "carol", classUID: 1001, severity: 1)
+        #expect(try upload(alice + [bob, quiet]).status == 200)
+        // The same batch again (a retry): no count added.
+        #expect(try upload(alice).status == 200)
+        let open = try rig.storage.alerts(includeClosed: false, limit: 10)
+        #expect(open.map(\.user) == ["bob", "alice"], "highest risk first; carol's informational event is no alert")
+        #expect(open.first { $0.user == "alice" }?.count == 3)
+        // bob: High (48) + ratio 64 (5 × 6 = 30, capped 20) + removable 10 + block 10 = 88.
+        #expect(open.first?.score == 88)
+        #expect(try rig.storage.acknowledgeAlert(id: try #require(open.first?.id), admin: "alice-admin", note: "checked", at: rig.now))
+        #expect(try rig.storage.alerts(includeClosed: false, limit: 10).map(\.user) == ["alice"])
+        // After the ack, bob's next one is a new alert.
+        #expect(try upload([Self.alertEvent(user: "bob", severity: 4)]).status == 200)
+        #expect(try rig.storage.alerts(includeClosed: false, limit: 10).count == 2)
+        #expect(try rig.storage.alerts(includeClosed: true, limit: 10).first { $0.status == "acknowledged" }?.acknowledgedBy == "alice-admin")
+    }
+
+    @Test(arguments: [
+        (3, nil, "", "", AlertTriage.Posture.compliant, 36), (4, 8.0, "", "", .compliant, 63), (4, 1.0, "removable_files_written", "block", .noncompliant, 78),
+        (5, 1e9, "removable_files_written", "block", .noncompliant, 100), (3, nil, "", "", .stale, 41),
+    ] as [(Int64, Double?, String, String, AlertTriage.Posture, Int64)])
+    func theRiskScore(_ severity: Int64, _ ratio: Double?, _ metric: String, _ action: String, _ posture: AlertTriage.Posture, _ expected: Int64) {
+        var details: [String: JSONValue] = ["metric": .string(metric), "action": .string(action)]
+        if let ratio { details["ratio"] = .double(ratio) }
+        #expect(AlertTriage.score(severity: severity, details: .object(details), posture: posture) == expected)
+    }
+}

@@ -65,7 +65,9 @@ if arguments.count >= 2, arguments[1] == "audit-log" {
 }
 // journal-fill DIR COUNT KIND: appends COUNT events of KIND (100 per transaction) to an existing
 // journal — beside a running holdfastd, as `holdfast journal note` does — and prints the count.
-if arguments.count == 5, arguments[1] == "journal-fill", let count = Int(arguments[3]), count > 0 {
+// journal-fill DIR COUNT KIND finding: detection findings of High severity by user "maria" (alerts).
+if arguments.count >= 5, arguments[1] == "journal-fill", let count = Int(arguments[3]), count > 0 {
+    let finding = arguments.count == 6 && arguments[5] == "finding"
     do {
         let journal = try Journal(configuration: JournalConfiguration(directory: arguments[2]), create: false)
         var sequence = 0
@@ -74,8 +76,10 @@ if arguments.count == 5, arguments[1] == "journal-fill", let count = Int(argumen
             while events.count < 100, sequence < count {
                 sequence += 1
                 events.append(Event(
-                    kind: arguments[4], eventClass: .base, activityID: 99, time: Date(), severity: .informational,
-                    message: "filled event \(sequence) of \(count)", details: ["sequence": .int(Int64(sequence))]))
+                    kind: arguments[4], eventClass: finding ? .detectionFinding : .base, activityID: finding ? 1 : 99, time: Date(),
+                    severity: finding ? .high : .informational, message: "filled event \(sequence) of \(count)",
+                    actor: finding ? Actor(user: .init(uid: "1001", name: "maria")) : nil,
+                    details: ["sequence": .int(Int64(sequence))]))
             }
             _ = try journal.append(contentsOf: events)
         }
