@@ -127,7 +127,7 @@ enum BrokerBench {
         semaphore.wait()
         let (attest, bare, grant, checkCount) = try box.get()
         var rows = [Row(
-            name: "attestation round trip: challenge, full signed report (\(checkCount) checks, pre-computed), verdict + grant verified; new TLS connection per request (\(attest.operations)×)",
+            name: "attestation round trip: challenge, full signed report (\(checkCount) checks, pre-computed), verdict + grant verified; one client, its connection kept alive as holdfastd's is (\(attest.operations)×)",
             holdfast: String(format: "p50 %.2f ms, p99 %.2f ms", attest.percentile(0.5) * 1e3, attest.percentile(0.99) * 1e3),
             anchorName: "two bare HTTPS GETs to the same broker, same client (the transport floor)",
             anchor: String(format: "p50 %.2f ms, p99 %.2f ms", bare.percentile(0.5) * 1e3, bare.percentile(0.99) * 1e3),

@@ -485,6 +485,7 @@ if wanted("broker") {
     let broker = URL(fileURLWithPath: holdfastBinary).deletingLastPathComponent().appendingPathComponent("holdfast-broker").path
     if FileManager.default.fileExists(atPath: broker) {
         rows += try BrokerBench.rows(broker: broker)
+        rows += try BrokerLoadBench.rows(broker: broker)
     } else {
         print("note: skipping the broker rows (needs a release holdfast-broker beside holdfast-bench)")
     }

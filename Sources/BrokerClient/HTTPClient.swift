@@ -50,6 +50,9 @@ public enum TLSTrust: Sendable {
 /// thread-affine, and a long poll must never occupy a Swift concurrency thread.
 public final class HTTPClient: Sendable {
     private let queue: DispatchQueue
+    /// One easy handle, used only on `queue`: libcurl keeps its connections (and TLS sessions)
+    /// across `curl_easy_reset`, so consecutive calls to the broker reuse one connection.
+    private let handleBox = HandleBox()
     public let trust: TLSTrust
     /// Larger answers are refused.
     public let maximumBody: Int
@@ -71,6 +74,12 @@ public final class HTTPClient: Sendable {
         return try result.get()
     }
 
+    /// The easy handle, touched only on the client's serial queue.
+    final class HandleBox: @unchecked Sendable {
+        var handle: UnsafeMutableRawPointer?
+        deinit { if let handle { curl_easy_cleanup(handle) } }
+    }
+
     final class Sink {
         var bytes: [UInt8] = []
         var limit: Int
@@ -79,9 +88,11 @@ public final class HTTPClient: Sendable {
     }
 
     private func perform(_ method: String, _ url: String, headers: [String], body: [UInt8]?, timeout: Duration) -> Result<HTTPAnswer, BrokerClientError> {
-        guard let handle = curl_easy_init() else { return .failure(BrokerClientError(.setup, "libcurl cannot create a handle")) }
-        // curl_easy_cleanup frees the handle and what it copied; the header list is ours to free.
-        defer { curl_easy_cleanup(handle) }
+        if handleBox.handle == nil { handleBox.handle = curl_easy_init() }
+        guard let handle = handleBox.handle else { return .failure(BrokerClientError(.setup, "libcurl cannot create a handle")) }
+        // Every option back to its default; the connection cache stays (curl_easy_reset(3)). The
+        // header list is ours to free.
+        curl_easy_reset(handle)
         var list: UnsafeMutablePointer<curl_slist>?
         defer { curl_slist_free_all(list) }
         let sink = Sink(limit: maximumBody)

@@ -328,17 +328,33 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                     """)
             }
         }
+        // Durability by what is at stake (docs/broker-protocol.md, "Durability"): attestation
+        // state, challenges, last-seen times and the trail are synced at checkpoints only
+        // (synchronous=NORMAL: a crash of the process loses nothing, a power cut the last moments
+        // — devices attest again within minutes). What must survive a power cut because a device
+        // acts on the answer — uploaded events (the agent then forgets them), enrollments, tokens,
+        // admins, documents — is committed with synchronous=FULL (`durably`).
+        try connection.execute("PRAGMA synchronous = NORMAL")
         self.connection = Mutex(connection)
+    }
+
+    /// Runs `body` with every commit fsynced (synchronous=FULL), then back to NORMAL.
+    static func durably<Result>(_ connection: Connection, _ body: () throws(StoreError) -> Result) throws(StoreError) -> Result {
+        try connection.execute("PRAGMA synchronous = FULL")
+        defer { try? connection.execute("PRAGMA synchronous = NORMAL") }
+        return try body()
     }
 
     public func addAdmin(name: String, tokenHash: [UInt8], at time: Int64) throws(StoreError) -> Bool {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("INSERT OR IGNORE INTO admins (name, token_hash, created) VALUES (?, ?, ?)") { statement throws(StoreError) in
-                statement.bind(1, name)
-                statement.bind(2, tokenHash)
-                statement.bind(3, time)
-                try statement.run()
-                return statement.changes == 1
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.withStatement("INSERT OR IGNORE INTO admins (name, token_hash, created) VALUES (?, ?, ?)") { statement throws(StoreError) in
+                    statement.bind(1, name)
+                    statement.bind(2, tokenHash)
+                    statement.bind(3, time)
+                    try statement.run()
+                    return statement.changes == 1
+                }
             }
         }
     }
@@ -358,69 +374,77 @@ public final class SQLiteBrokerStorage: BrokerStorage {
 
     public func bootstrapAdmin(name: String, tokenHash: [UInt8], at time: Int64) throws(StoreError) -> Bool {
         try connection.withLock { connection throws(StoreError) in
-            try connection.transaction { () throws(StoreError) -> Bool in
-                let added = try connection.withStatement("INSERT INTO admins (name, token_hash, created) SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM admins)") { statement throws(StoreError) in
-                    statement.bind(1, name)
-                    statement.bind(2, tokenHash)
-                    statement.bind(3, time)
-                    try statement.run()
-                    return statement.changes == 1
-                }
-                if added {
-                    try connection.withStatement("INSERT INTO admin_actions (time, admin, verb, detail) VALUES (?, '(bootstrap)', 'admin add', ?)") { statement throws(StoreError) in
-                        statement.bind(1, time)
-                        statement.bind(2, "name=" + name)
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.transaction { () throws(StoreError) -> Bool in
+                    let added = try connection.withStatement("INSERT INTO admins (name, token_hash, created) SELECT ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM admins)") { statement throws(StoreError) in
+                        statement.bind(1, name)
+                        statement.bind(2, tokenHash)
+                        statement.bind(3, time)
                         try statement.run()
+                        return statement.changes == 1
                     }
+                    if added {
+                        try connection.withStatement("INSERT INTO admin_actions (time, admin, verb, detail) VALUES (?, '(bootstrap)', 'admin add', ?)") { statement throws(StoreError) in
+                            statement.bind(1, time)
+                            statement.bind(2, "name=" + name)
+                            try statement.run()
+                        }
+                    }
+                    return added
                 }
-                return added
             }
         }
     }
 
     public func recordAdminAction(admin: String, verb: String, detail: String, at time: Int64) throws(StoreError) {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("INSERT INTO admin_actions (time, admin, verb, detail) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
-                statement.bind(1, time)
-                statement.bind(2, admin)
-                statement.bind(3, verb)
-                statement.bind(4, detail)
-                try statement.run()
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.withStatement("INSERT INTO admin_actions (time, admin, verb, detail) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
+                    statement.bind(1, time)
+                    statement.bind(2, admin)
+                    statement.bind(3, verb)
+                    statement.bind(4, detail)
+                    try statement.run()
+                }
             }
         }
     }
 
     public func addEnrollmentToken(id: String, tokenHash: [UInt8], label: String, expires: Int64, createdBy: String, at time: Int64) throws(StoreError) {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("INSERT INTO enrollment_tokens (id, token_hash, label, created, created_by, expires) VALUES (?, ?, ?, ?, ?, ?)") { statement throws(StoreError) in
-                statement.bind(1, id)
-                statement.bind(2, tokenHash)
-                statement.bind(3, label)
-                statement.bind(4, time)
-                statement.bind(5, createdBy)
-                statement.bind(6, expires)
-                try statement.run()
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.withStatement("INSERT INTO enrollment_tokens (id, token_hash, label, created, created_by, expires) VALUES (?, ?, ?, ?, ?, ?)") { statement throws(StoreError) in
+                    statement.bind(1, id)
+                    statement.bind(2, tokenHash)
+                    statement.bind(3, label)
+                    statement.bind(4, time)
+                    statement.bind(5, createdBy)
+                    statement.bind(6, expires)
+                    try statement.run()
+                }
             }
         }
     }
 
     public func consumeEnrollmentToken(tokenHash: [UInt8], device: String, at time: Int64) throws(StoreError) -> TokenOutcome {
         try connection.withLock { connection throws(StoreError) in
-            try connection.transaction { () throws(StoreError) -> TokenOutcome in
-                // The spend is one conditional UPDATE: a second caller finds used_at set.
-                let spent = try connection.withStatement("UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE token_hash = ? AND used_at IS NULL AND expires > ?") { statement throws(StoreError) in
-                    statement.bind(1, time)
-                    statement.bind(2, device)
-                    statement.bind(3, tokenHash)
-                    statement.bind(4, time)
-                    try statement.run()
-                    return statement.changes == 1
-                }
-                if spent { return .accepted }
-                return try connection.withStatement("SELECT used_at IS NOT NULL, expires FROM enrollment_tokens WHERE token_hash = ?") { statement throws(StoreError) -> TokenOutcome in
-                    statement.bind(1, tokenHash)
-                    guard try statement.step() else { return .unknown }
-                    return statement.int64(0) == 1 ? .used : .expired
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.transaction { () throws(StoreError) -> TokenOutcome in
+                    // The spend is one conditional UPDATE: a second caller finds used_at set.
+                    let spent = try connection.withStatement("UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE token_hash = ? AND used_at IS NULL AND expires > ?") { statement throws(StoreError) in
+                        statement.bind(1, time)
+                        statement.bind(2, device)
+                        statement.bind(3, tokenHash)
+                        statement.bind(4, time)
+                        try statement.run()
+                        return statement.changes == 1
+                    }
+                    if spent { return .accepted }
+                    return try connection.withStatement("SELECT used_at IS NOT NULL, expires FROM enrollment_tokens WHERE token_hash = ?") { statement throws(StoreError) -> TokenOutcome in
+                        statement.bind(1, tokenHash)
+                        guard try statement.step() else { return .unknown }
+                        return statement.int64(0) == 1 ? .used : .expired
+                    }
                 }
             }
         }
@@ -441,41 +465,43 @@ public final class SQLiteBrokerStorage: BrokerStorage {
 
     public func enroll(_ device: EnrolledDevice, tokenHash: [UInt8]) throws(StoreError) -> EnrollOutcome {
         try connection.withLock { connection throws(StoreError) in
-            try connection.transaction { () throws(StoreError) -> EnrollOutcome in
-                let active = try connection.withStatement("SELECT count(*) FROM devices WHERE public_key = ? AND removed_at IS NULL") { statement throws(StoreError) in
-                    statement.bind(1, device.publicKey)
-                    _ = try statement.step()
-                    return statement.int64(0)
-                }
-                if active > 0 { return .keyEnrolled }
-                let spent = try connection.withStatement("UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE token_hash = ? AND used_at IS NULL AND expires > ?") { statement throws(StoreError) in
-                    statement.bind(1, device.enrolledAt)
-                    statement.bind(2, device.id)
-                    statement.bind(3, tokenHash)
-                    statement.bind(4, device.enrolledAt)
-                    try statement.run()
-                    return statement.changes == 1
-                }
-                guard spent else {
-                    return try connection.withStatement("SELECT used_at IS NOT NULL FROM enrollment_tokens WHERE token_hash = ?") { statement throws(StoreError) -> EnrollOutcome in
-                        statement.bind(1, tokenHash)
-                        guard try statement.step() else { return .unknown }
-                        return statement.int64(0) == 1 ? .used : .expired
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.transaction { () throws(StoreError) -> EnrollOutcome in
+                    let active = try connection.withStatement("SELECT count(*) FROM devices WHERE public_key = ? AND removed_at IS NULL") { statement throws(StoreError) in
+                        statement.bind(1, device.publicKey)
+                        _ = try statement.step()
+                        return statement.int64(0)
                     }
+                    if active > 0 { return .keyEnrolled }
+                    let spent = try connection.withStatement("UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE token_hash = ? AND used_at IS NULL AND expires > ?") { statement throws(StoreError) in
+                        statement.bind(1, device.enrolledAt)
+                        statement.bind(2, device.id)
+                        statement.bind(3, tokenHash)
+                        statement.bind(4, device.enrolledAt)
+                        try statement.run()
+                        return statement.changes == 1
+                    }
+                    guard spent else {
+                        return try connection.withStatement("SELECT used_at IS NOT NULL FROM enrollment_tokens WHERE token_hash = ?") { statement throws(StoreError) -> EnrollOutcome in
+                            statement.bind(1, tokenHash)
+                            guard try statement.step() else { return .unknown }
+                            return statement.int64(0) == 1 ? .used : .expired
+                        }
+                    }
+                    // The key is UNIQUE: a removed device's row gives it up (the trail keeps the history).
+                    try connection.withStatement("UPDATE devices SET public_key = X'00' || id WHERE public_key = ? AND removed_at IS NOT NULL") { statement throws(StoreError) in
+                        statement.bind(1, device.publicKey)
+                        try statement.run()
+                    }
+                    try connection.withStatement("INSERT INTO devices (id, public_key, facts, enrolled_at) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
+                        statement.bind(1, device.id)
+                        statement.bind(2, device.publicKey)
+                        statement.bind(3, device.facts)
+                        statement.bind(4, device.enrolledAt)
+                        try statement.run()
+                    }
+                    return .accepted
                 }
-                // The key is UNIQUE: a removed device's row gives it up (the trail keeps the history).
-                try connection.withStatement("UPDATE devices SET public_key = X'00' || id WHERE public_key = ? AND removed_at IS NOT NULL") { statement throws(StoreError) in
-                    statement.bind(1, device.publicKey)
-                    try statement.run()
-                }
-                try connection.withStatement("INSERT INTO devices (id, public_key, facts, enrolled_at) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
-                    statement.bind(1, device.id)
-                    statement.bind(2, device.publicKey)
-                    statement.bind(3, device.facts)
-                    statement.bind(4, device.enrolledAt)
-                    try statement.run()
-                }
-                return .accepted
             }
         }
     }
@@ -503,23 +529,26 @@ public final class SQLiteBrokerStorage: BrokerStorage {
 
     public func removeDevice(id: String, at time: Int64) throws(StoreError) -> Bool {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("UPDATE devices SET removed_at = ? WHERE id = ? AND removed_at IS NULL") { statement throws(StoreError) in
-                statement.bind(1, time)
-                statement.bind(2, id)
-                try statement.run()
-                return statement.changes == 1
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.withStatement("UPDATE devices SET removed_at = ? WHERE id = ? AND removed_at IS NULL") { statement throws(StoreError) in
+                    statement.bind(1, time)
+                    statement.bind(2, id)
+                    try statement.run()
+                    return statement.changes == 1
+                }
             }
         }
     }
 
     public func addNonce(_ nonce: String, device: String, expires: Int64) throws(StoreError) {
         try connection.withLock { connection throws(StoreError) in
-            // Spent and expired challenges older than a day are of no further use.
-            try connection.withStatement("DELETE FROM nonces WHERE expires < ?") { statement throws(StoreError) in
+            // Spent and expired challenges older than a day are of no further use (swept now and
+            // then, not on every challenge).
+            if UInt8.random(in: 0..<100) == 0 { try connection.withStatement("DELETE FROM nonces WHERE expires < ?") { statement throws(StoreError) in
                 let (cutoff, overflow) = expires.subtractingReportingOverflow(86_400)
                 statement.bind(1, overflow ? Int64.min : cutoff)
                 try statement.run()
-            }
+            } }
             try connection.withStatement("INSERT INTO nonces (nonce, device, expires) VALUES (?, ?, ?)") { statement throws(StoreError) in
                 statement.bind(1, nonce)
                 statement.bind(2, device)
@@ -623,14 +652,16 @@ public final class SQLiteBrokerStorage: BrokerStorage {
 
     public func addDocument(_ document: VersionedDocument) throws(StoreError) -> Bool {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("INSERT OR IGNORE INTO documents (kind, version, document, set_by, set_at) VALUES (?, ?, ?, ?, ?)") { statement throws(StoreError) in
-                statement.bind(1, document.kind.rawValue)
-                statement.bind(2, document.version)
-                statement.bind(3, document.document)
-                statement.bind(4, document.setBy)
-                statement.bind(5, document.setAt)
-                try statement.run()
-                return statement.changes == 1
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.withStatement("INSERT OR IGNORE INTO documents (kind, version, document, set_by, set_at) VALUES (?, ?, ?, ?, ?)") { statement throws(StoreError) in
+                    statement.bind(1, document.kind.rawValue)
+                    statement.bind(2, document.version)
+                    statement.bind(3, document.document)
+                    statement.bind(4, document.setBy)
+                    statement.bind(5, document.setAt)
+                    try statement.run()
+                    return statement.changes == 1
+                }
             }
         }
     }
@@ -674,25 +705,27 @@ public final class SQLiteBrokerStorage: BrokerStorage {
 
     public func storeNewEvents(_ events: [StoredEvent], device: String, at time: Int64) throws(StoreError) -> [StoredEvent] {
         try connection.withLock { connection throws(StoreError) in
-            try connection.transaction { () throws(StoreError) -> [StoredEvent] in
-                var new: [StoredEvent] = []
-                for event in events {
-                    let stored = try connection.withStatement(
-                        "INSERT OR IGNORE INTO device_events (device, uuid, time_ms, kind, severity, body, received) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    ) { statement throws(StoreError) -> Int in
-                        statement.bind(1, device)
-                        statement.bind(2, event.uuid)
-                        statement.bind(3, event.timeMilliseconds)
-                        statement.bind(4, event.kind)
-                        statement.bind(5, event.severity)
-                        statement.bind(6, event.body)
-                        statement.bind(7, time)
-                        try statement.run()
-                        return statement.changes
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.transaction { () throws(StoreError) -> [StoredEvent] in
+                    var new: [StoredEvent] = []
+                    for event in events {
+                        let stored = try connection.withStatement(
+                            "INSERT OR IGNORE INTO device_events (device, uuid, time_ms, kind, severity, body, received) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                        ) { statement throws(StoreError) -> Int in
+                            statement.bind(1, device)
+                            statement.bind(2, event.uuid)
+                            statement.bind(3, event.timeMilliseconds)
+                            statement.bind(4, event.kind)
+                            statement.bind(5, event.severity)
+                            statement.bind(6, event.body)
+                            statement.bind(7, time)
+                            try statement.run()
+                            return statement.changes
+                        }
+                        if stored == 1 { new.append(event) }
                     }
-                    if stored == 1 { new.append(event) }
+                    return new
                 }
-                return new
             }
         }
     }
@@ -764,13 +797,15 @@ public final class SQLiteBrokerStorage: BrokerStorage {
 
     public func acknowledgeAlert(id: Int64, admin: String, note: String, at time: Int64) throws(StoreError) -> Bool {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("UPDATE alerts SET status = 'acknowledged', acked_by = ?, acked_at = ?, note = ? WHERE id = ? AND status = 'open'") { statement throws(StoreError) in
-                statement.bind(1, admin)
-                statement.bind(2, time)
-                statement.bind(3, note)
-                statement.bind(4, id)
-                try statement.run()
-                return statement.changes == 1
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.withStatement("UPDATE alerts SET status = 'acknowledged', acked_by = ?, acked_at = ?, note = ? WHERE id = ? AND status = 'open'") { statement throws(StoreError) in
+                    statement.bind(1, admin)
+                    statement.bind(2, time)
+                    statement.bind(3, note)
+                    statement.bind(4, id)
+                    try statement.run()
+                    return statement.changes == 1
+                }
             }
         }
     }

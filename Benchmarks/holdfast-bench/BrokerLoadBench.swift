@@ -1,0 +1,157 @@
+import BrokerClient
+import Foundation
+import HoldfastCore
+import HoldfastCrypto
+import HoldfastStore
+import HoldfastTestSupport
+import Posture
+
+/// Issue 12's load row: 1,000 enrolled devices attesting concurrently against one broker on
+/// loopback, beside the floor — the same number of HTTPS requests to `/v1/health` from the same
+/// clients (keep-alive, as the agent's client keeps its connection).
+enum BrokerLoadBench {
+    static func rows(broker: String, devices: Int = 1_000, workers: Int = 64, rounds: Int = 3) throws -> [Row] {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("holdfast-broker-load-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        chmod(directory, 0o700)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let port = BrokerBench.freePort()
+        let url = "https://localhost:\(port)"
+        _ = try BrokerBench.run(broker, ["init", "--hostname", "localhost", "--dir", directory + "/etc"])
+        _ = try BrokerBench.run(broker, ["admin", "add", "bench", "--state-dir", directory + "/state"])
+        let server = try BrokerBench.Child(broker, [
+            "serve", "--url", url, "--listen", "127.0.0.1:\(port)", "--dir", directory + "/etc", "--state-dir", directory + "/state", "--max-per-peer", "10000",
+        ])
+        defer { withExtendedLifetime(server) {} }
+        let caPEM = try String(contentsOfFile: directory + "/etc/ca.pem", encoding: .utf8)
+        let signing = try SigningKey.load(from: directory + "/etc/signing.key")
+        let fingerprint = Hex.encode(try CertificateFingerprint.sha256(of: Array(caPEM.utf8)))
+        // Tokens straight into the broker's store (WAL: the serving process sees them).
+        let storage = try SQLiteBrokerStorage(directory: directory + "/state")
+        var tokens: [String] = []
+        for index in 0..<devices {
+            let secret = try SecureRandom.token(bytes: 32)
+            try storage.addEnrollmentToken(id: "load-\(index)", tokenHash: SHA256.hash(Array(secret.utf8)), label: "load", expires: Int64(Date().timeIntervalSince1970) + 3_600, createdBy: "bench", at: Int64(Date().timeIntervalSince1970))
+            let body = #"{"ca":"sha256:\#(fingerprint)","key":"\#(signing.publicKey.thumbprint)","secret":"\#(secret)","url":"\#(url)"}"#
+            tokens.append("hft1." + Base64URL.encode(Array(body.utf8)))
+        }
+        let enrollmentTokens = tokens
+        let checks = PostureCatalog.run(PostureContext(tree: RootTree("/"), system: LiveSystem(), now: Date().timeIntervalSince1970, cache: PatchCache()))
+        let semaphore = DispatchSemaphore(value: 0)
+        let box = LoadBox()
+        Task.detached {
+            do {
+                let probe = HTTPClient(trust: .pinned(caPEM))
+                for _ in 0..<100 {
+                    if (try? await probe.send("GET", url + "/v1/health", timeout: .seconds(2)))?.status == 200 { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                // Enroll every device, `workers` at a time.
+                var sessions: [BrokerSession] = []
+                var keys: [SigningKey] = []
+                for start in stride(from: 0, to: devices, by: workers) {
+                    let slice = Array(start..<min(devices, start + workers))
+                    let enrolled = try await withThrowingTaskGroup(of: (BrokerSession, SigningKey).self) { group in
+                        for index in slice {
+                            group.addTask {
+                                let key = try SigningKey.generate()
+                                let record = try await BrokerSession.enroll(token: try EnrollmentToken(enrollmentTokens[index]), key: key, facts: DeviceFacts(machineID: nil, dmiSerial: nil, hostname: "load-\(index)", os: nil))
+                                return (BrokerSession(record: record, key: key), key)
+                            }
+                        }
+                        var all: [(BrokerSession, SigningKey)] = []
+                        for try await item in group { all.append(item) }
+                        return all
+                    }
+                    sessions += enrolled.map(\.0)
+                    keys += enrolled.map(\.1)
+                }
+                // Attest: each worker takes the next device; every device attests `rounds` times.
+                let allSessions = sessions
+                let allKeys = keys
+                let total = devices * rounds
+                let counter = Counter()
+                let started = ContinuousClock.now
+                let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+                    for _ in 0..<workers {
+                        group.addTask {
+                            var mine: [Double] = []
+                            while let next = counter.next(limit: total) {
+                                let index = next % devices
+                                let session = allSessions[index]
+                                let before = ContinuousClock.now
+                                let nonce = try await session.challenge()
+                                let report = try PostureReport(device: session.record.deviceID, time: Date(), nonce: nonce, checks: checks, durationMilliseconds: 0).signed(with: allKeys[index])
+                                _ = try await session.attest(report: report, nonce: nonce, user: nil)
+                                mine.append((ContinuousClock.now - before).seconds)
+                            }
+                            return mine
+                        }
+                    }
+                    var all: [Double] = []
+                    for try await part in group { all += part }
+                    return all
+                }
+                let attest = Measurement(operations: latencies.count, seconds: (ContinuousClock.now - started).seconds, latencies: latencies)
+                // The floor: the same number of HTTPS requests (two per attestation), same concurrency.
+                let floorCounter = Counter()
+                let clients = (0..<workers).map { _ in HTTPClient(trust: .pinned(caPEM)) }
+                let floorStart = ContinuousClock.now
+                let floorLatencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+                    for worker in 0..<workers {
+                        group.addTask {
+                            var mine: [Double] = []
+                            while floorCounter.next(limit: total) != nil {
+                                let before = ContinuousClock.now
+                                _ = try await clients[worker].send("GET", url + "/v1/health", timeout: .seconds(10))
+                                _ = try await clients[worker].send("GET", url + "/v1/health", timeout: .seconds(10))
+                                mine.append((ContinuousClock.now - before).seconds)
+                            }
+                            return mine
+                        }
+                    }
+                    var all: [Double] = []
+                    for try await part in group { all += part }
+                    return all
+                }
+                let floor = Measurement(operations: floorLatencies.count, seconds: (ContinuousClock.now - floorStart).seconds, latencies: floorLatencies)
+                box.set(.success((attest, floor)))
+            } catch {
+                box.set(.failure(error))
+            }
+            semaphore.signal()
+        }
+        semaphore.wait()
+        let (attest, floor) = try box.get()
+        return [Row(
+            name: "load: \(devices) enrolled devices attesting concurrently (\(workers) in flight, \(rounds) each: challenge + full report + verdict/grant verified), one broker on loopback; load generator on the same 2 cores",
+            holdfast: String(format: "%.0f attestations/s, p50 %.1f ms, p99 %.1f ms", attest.perSecond, attest.percentile(0.5) * 1e3, attest.percentile(0.99) * 1e3),
+            anchorName: "the same number of HTTPS request pairs to /v1/health, same clients and concurrency (keep-alive)",
+            anchor: String(format: "%.0f pairs/s, p50 %.1f ms, p99 %.1f ms", floor.perSecond, floor.percentile(0.5) * 1e3, floor.percentile(0.99) * 1e3),
+            ratio: String(format: "%.2f× the floor's time per operation; goal ≥ 2,000 attestations/s", floor.perSecond / max(attest.perSecond, 1e-9)))]
+    }
+
+    final class Counter: @unchecked Sendable {
+        private var value = 0
+        private let lock = NSLock()
+        func next(limit: Int) -> Int? {
+            lock.lock()
+            defer { lock.unlock() }
+            guard value < limit else { return nil }
+            value += 1
+            return value - 1
+        }
+    }
+
+    final class LoadBox: @unchecked Sendable {
+        private var value: Result<(Measurement, Measurement), any Error>?
+        private let lock = NSLock()
+        func set(_ result: Result<(Measurement, Measurement), any Error>) { lock.lock(); value = result; lock.unlock() }
+        func get() throws -> (Measurement, Measurement) {
+            lock.lock()
+            defer { lock.unlock() }
+            guard let value else { throw CocoaError(.featureUnsupported) }
+            return try value.get()
+        }
+    }
+}
