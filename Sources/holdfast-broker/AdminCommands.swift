@@ -39,6 +39,13 @@ enum BrokerState {
 
     static var now: Int64 { Int64(Date().timeIntervalSince1970) }
 
+    /// One compact JSON line (sorted keys), as every `--json` of the broker prints.
+    static func printJSON(_ value: JSONValue, _ context: CommandContext) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        context.line(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+
     /// The broker's signing key from `--dir`; a missing one names the option to pass.
     static func signingKey(_ directory: String, file: String = "signing.key") throws -> SigningKey {
         let path = directory + "/" + file

@@ -198,9 +198,7 @@ struct Devices: Subcommand {
         let storage = try BrokerState.open(arguments)
         let rows = try storage.devices().map { JSONValue.object(try DeviceSummary.row($0, storage, staleAfter: staleAfter, now: BrokerState.now)) }
         if arguments.flag("json") {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            context.line(String(decoding: try encoder.encode(JSONValue.array(rows)), as: UTF8.self))
+            try BrokerState.printJSON(JSONValue.array(rows), context)
             return .success
         }
         if rows.isEmpty { context.line("no devices enrolled") }
@@ -242,9 +240,7 @@ struct DeviceShow: Subcommand {
         }
         row["trail"] = .array(Array(trail))
         if arguments.flag("json") {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            context.line(String(decoding: try encoder.encode(JSONValue.object(row)), as: UTF8.self))
+            try BrokerState.printJSON(JSONValue.object(row), context)
             return .success
         }
         let when = { (key: String) in row[key]?.intValue.map { Date(timeIntervalSince1970: Double($0)).formatted(.iso8601) } ?? "never" }
@@ -284,12 +280,10 @@ struct LogCommand: Subcommand {
 
     func run(_ context: CommandContext) throws -> ExitCode {
         let storage = try BrokerState.open(arguments)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         for entry in try storage.logEntries(device: arguments.value("device"), limit: limit).reversed() {
             if arguments.flag("json") {
                 let object: JSONValue = .object(["id": .int(entry.id), "time": .int(entry.time), "device": .string(entry.device), "kind": .string(entry.kind), "detail": .string(entry.detail)])
-                context.line(String(decoding: try encoder.encode(object), as: UTF8.self))
+                try BrokerState.printJSON(object, context)
             } else {
                 context.line("\(Date(timeIntervalSince1970: Double(entry.time)).formatted(.iso8601))  \(entry.device.isEmpty ? "-" : entry.device)  \(entry.kind)  \(Printable.escape(entry.detail))")
             }
@@ -372,9 +366,7 @@ struct Alerts: Subcommand {
                 if let note = alert.note { row["note"] = .string(note) }
                 return .object(row)
             }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            context.line(String(decoding: try encoder.encode(JSONValue.array(rows)), as: UTF8.self))
+            try BrokerState.printJSON(JSONValue.array(rows), context)
             return .success
         }
         if alerts.isEmpty { context.line(arguments.flag("all") ? "no alerts" : "no open alerts") }

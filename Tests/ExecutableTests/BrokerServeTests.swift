@@ -72,15 +72,15 @@ import Testing
 
         let staleAfter: String
 
-        func startBroker() throws {
+        func startBroker() async throws {
             brokerProcess?.stop()
             brokerProcess = try Child(BrokerServeTests.broker, [
                 "serve", "--url", url, "--listen", "127.0.0.1:\(port)", "--dir", etc, "--state-dir", state, "--stale-after", staleAfter, "--threads", "2",
             ], log: directory.file("broker.log"))
-            try #require(BrokerServeTests.poll { self.curl(["\(self.url)/v1/health"]).code == 200 }, "the broker did not start: \(brokerProcess?.output ?? "")")
+            try #require(await BrokerServeTests.poll { self.curl(["\(self.url)/v1/health"]).code == 200 }, "the broker did not start: \(brokerProcess?.output ?? "")")
         }
 
-        init(staleAfter: String = "15m", attestInterval: String = "5m", uploadBatch: Int = 500, extraConfig: String = "") throws {
+        init(staleAfter: String = "15m", attestInterval: String = "5m", uploadBatch: Int = 500, extraConfig: String = "") async throws {
             chmod(directory.path, 0o755)
             port = try BrokerServeTests.freePort()
             url = "https://localhost:\(port)"
@@ -90,7 +90,7 @@ import Testing
             let admin = try runProcess(BrokerServeTests.broker, ["admin", "add", "alice", "--state-dir", state])
             try #require(admin.status == 0, "\(admin.stderr)")
             adminToken = admin.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-            try startBroker()
+            try await startBroker()
             try FileManager.default.createDirectory(atPath: directory.file("run"), withIntermediateDirectories: true)
             try """
                 # broker test agent
@@ -116,9 +116,9 @@ import Testing
             chmod(directory.file("policy.json"), 0o644)
         }
 
-        func startAgent() throws {
+        func startAgent() async throws {
             agentProcess = try Child(BrokerServeTests.daemon, ["--config", directory.file("agent.conf")], log: directory.file("agent.log"))
-            try #require(BrokerServeTests.poll { (try? self.holdfast(["status"]).status) == 0 }, "holdfastd did not start: \(agentProcess?.output ?? "")")
+            try #require(await BrokerServeTests.poll { (try? self.holdfast(["status"]).status) == 0 }, "holdfastd did not start: \(agentProcess?.output ?? "")")
         }
 
         func brokerCLI(_ arguments: [String]) throws -> ProcessResult {
@@ -136,12 +136,12 @@ import Testing
         }
 
         /// Enrolls the running agent and waits for its first grant.
-        func enroll() throws -> (device: String, grant: String) {
+        func enroll() async throws -> (device: String, grant: String) {
             let enrolled = try holdfast(["enroll", "--token", try token(), "--json"])
             try #require(enrolled.status == 0, "\(enrolled.stderr)")
             let device = try #require((try? JSONSerialization.jsonObject(with: Data(enrolled.stdout.utf8)) as? [String: Any])?["device_id"] as? String)
             var grant = ""
-            try #require(BrokerServeTests.poll {
+            try #require(await BrokerServeTests.poll {
                 guard let result = try? self.holdfast(["grant"]), result.status == 0 else { return false }
                 grant = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
                 return !grant.isEmpty
@@ -166,11 +166,13 @@ import Testing
     }
 
     /// Polls until true, at most `seconds`.
-    static func poll(seconds: Double = 30, _ condition: () -> Bool) -> Bool {
+    /// Polls until true, at most `seconds`; waits without holding a thread (two cooperative
+    /// threads on 2 cores: a test that blocks them starves every async test running beside it).
+    static func poll(seconds: Double = 30, _ condition: () -> Bool) async -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if condition() { return true }
-            usleep(100_000)
+            try? await Task.sleep(for: .milliseconds(100))
         }
         return condition()
     }
@@ -178,10 +180,10 @@ import Testing
 
 
 extension BrokerServeTests {
-    @Test func enrollAttestAndAGatewayInFrontAsksAuthz() throws {
-        let rig = try Rig()
-        try rig.startAgent()
-        let (device, grant) = try rig.enroll()
+    @Test func enrollAttestAndAGatewayInFrontAsksAuthz() async throws {
+        let rig = try await Rig()
+        try await rig.startAgent()
+        let (device, grant) = try await rig.enroll()
         #expect(fileMode(rig.directory.file("state/enrollment.json")) == 0o600)
         #expect(fileMode(rig.directory.file("state/device.key")) == 0o600)
         let enrollment = try #require(try rig.status()["enrollment"] as? [String: Any])
@@ -230,7 +232,7 @@ extension BrokerServeTests {
         let nginx = try Child("/usr/sbin/nginx", ["-p", nginxDirectory, "-e", nginxDirectory + "/error.log", "-c", nginxDirectory + "/nginx.conf", "-g", "daemon off;"], log: nginxDirectory + "/stdout.log")
         defer { nginx.stop() }
         let through = { (grant: String?) in rig.curl((grant.map { ["-H", "Authorization: Bearer \($0)"] } ?? []) + ["http://127.0.0.1:\(gateway)/"]) }
-        #expect(BrokerServeTests.poll { through(grant).code == 200 }, "nginx: \((try? String(contentsOfFile: nginxDirectory + "/error.log", encoding: .utf8)) ?? "")")
+        #expect(await BrokerServeTests.poll { through(grant).code == 200 }, "nginx: \((try? String(contentsOfFile: nginxDirectory + "/error.log", encoding: .utf8)) ?? "")")
         #expect(through(grant).body == "upstream reached\n")
         #expect(through(nil).code == 401)
         #expect(through("not.a.grant").code == 401)
@@ -255,33 +257,33 @@ extension BrokerServeTests {
         #expect(log.stdout.contains("attest  noncompliant failing no-such-check"))
     }
 
-    @Test func anAgentThatStopsGoesStaleAndItsGrantStopsWorking() throws {
-        let rig = try Rig(staleAfter: "4s", attestInterval: "1s")
-        try rig.startAgent()
-        let (_, grant) = try rig.enroll()
+    @Test func anAgentThatStopsGoesStaleAndItsGrantStopsWorking() async throws {
+        let rig = try await Rig(staleAfter: "4s", attestInterval: "1s")
+        try await rig.startAgent()
+        let (_, grant) = try await rig.enroll()
         // Attesting every second keeps it fresh well past the stale window.
-        #expect(BrokerServeTests.poll { rig.authz(grant).code == 200 })
-        sleep(5)
+        #expect(await BrokerServeTests.poll { rig.authz(grant).code == 200 })
+        try await Task.sleep(for: .seconds(5))
         #expect(rig.authz(grant).code == 200, "\(rig.authz(grant).body)")
         rig.agentProcess?.stop()
-        #expect(BrokerServeTests.poll { rig.authz(grant).code == 403 })
+        #expect(await BrokerServeTests.poll { rig.authz(grant).code == 403 })
         #expect(rig.authz(grant).body.contains("stale"))
     }
 
-    @Test func theAgentsPolicyArrivesSignedSurvivesARestartAndAForgeryIsRefused() throws {
-        let rig = try Rig()
-        try rig.startAgent()
-        let (device, _) = try rig.enroll()
+    @Test func theAgentsPolicyArrivesSignedSurvivesARestartAndAForgeryIsRefused() async throws {
+        let rig = try await Rig()
+        try await rig.startAgent()
+        let (device, _) = try await rig.enroll()
         try #"{"version": 42, "usb": {"rules": []}}"#.writeReplacing(toFile: rig.directory.file("fleet.json"))
         let published = try rig.brokerCLI(["agent-policy", "set", rig.directory.file("fleet.json"), "--dir", rig.etc])
         #expect(published.status == 0, "\(published.stderr)")
         let brokerVersion = { (try? rig.status()["policy"] as? [String: Any])??["broker_version"] as? Int }
-        #expect(BrokerServeTests.poll { brokerVersion() == 1 }, "\(rig.agentProcess?.output ?? "")")
+        #expect(await BrokerServeTests.poll { brokerVersion() == 1 }, "\(rig.agentProcess?.output ?? "")")
         #expect((try rig.status()["policy"] as? [String: Any])?["source"] as? String == "broker")
         #expect((try rig.status()["policy"] as? [String: Any])?["version"] as? Int == 42)
         #expect(fileMode(rig.directory.file("state/broker-policy.jws")) == 0o600)
         // The broker sees the acknowledgement.
-        #expect(BrokerServeTests.poll { (try? rig.brokerCLI(["devices", "--json"]).stdout.contains("\"policy_status\":\"applied\"")) == true })
+        #expect(await BrokerServeTests.poll { (try? rig.brokerCLI(["devices", "--json"]).stdout.contains("\"policy_status\":\"applied\"")) == true })
 
         // A version signed by another key, slipped into the broker's store: refused, v1 stays.
         let forgedKey = rig.directory.file("forged.key")
@@ -294,12 +296,12 @@ extension BrokerServeTests {
         let inserted = try runProcess("/usr/bin/sqlite3", [rig.state + "/broker.sqlite", "INSERT INTO documents VALUES ('agent-policy', 2, '\(forged.stdout.trimmingCharacters(in: .whitespacesAndNewlines))', 'mallory', 1)"])
         #expect(inserted.status == 0, "\(inserted.stderr)")
         let journal = { (try? runProcess(BrokerServeTests.holdfast, ["journal", "tail", "--state-dir", rig.directory.file("state"), "--lines", "200"]).stdout) ?? "" }
-        #expect(BrokerServeTests.poll { journal().contains("policy.refused") }, "\(journal())")
+        #expect(await BrokerServeTests.poll { journal().contains("policy.refused") }, "\(journal())")
         #expect(brokerVersion() == 1)
 
         // Restart: the broker's v1 is in force before anything else starts.
         rig.agentProcess?.stop()
-        try rig.startAgent()
+        try await rig.startAgent()
         #expect((try rig.status()["policy"] as? [String: Any])?["source"] as? String == "broker")
         #expect(brokerVersion() == 1)
         #expect((try rig.status()["enrollment"] as? [String: Any])?["device_id"] as? String == device)
@@ -309,14 +311,14 @@ extension BrokerServeTests {
 extension BrokerServeTests {
     /// `key rotate`: the broker signs with a new key, announced by the old one; the agent pins the
     /// new key through the announcement and its next grant (signed by the new key) is accepted.
-    @Test func aKeyRotationIsFollowedThroughTheOldKeysAnnouncement() throws {
-        let rig = try Rig()
-        try rig.startAgent()
-        let (_, first) = try rig.enroll()
+    @Test func aKeyRotationIsFollowedThroughTheOldKeysAnnouncement() async throws {
+        let rig = try await Rig()
+        try await rig.startAgent()
+        let (_, first) = try await rig.enroll()
         let rotated = try rig.brokerCLI(["key", "rotate", "--dir", rig.etc])
         #expect(rotated.status == 0, "\(rotated.stderr)")
         #expect(try rig.brokerCLI(["key", "rotate", "--dir", rig.etc]).status == 1, "a second rotation inside the overlap is refused")
-        try rig.startBroker()
+        try await rig.startBroker()
         // Both keys are published during the overlap; the old grant still verifies.
         let jwks = rig.curl(["\(rig.url)/.well-known/jwks.json"])
         #expect(jwks.body.components(separatedBy: "\"kid\"").count == 3)
@@ -332,13 +334,13 @@ extension BrokerServeTests {
         #expect(journal.contains("broker.key_pinned"))
         // After the overlap, the old key is gone: the first grant no longer verifies.
         #expect(try rig.brokerCLI(["key", "retire", "--dir", rig.etc]).status == 0)
-        try rig.startBroker()
+        try await rig.startBroker()
         #expect(rig.authz(first).code == 401)
         #expect(rig.authz(grant).code == 200)
         // The agent drops the retired key at its next key check (after its first attestation).
         rig.agentProcess?.stop()
-        try rig.startAgent()
-        #expect(BrokerServeTests.poll {
+        try await rig.startAgent()
+        #expect(await BrokerServeTests.poll {
             ((try? String(contentsOfFile: rig.directory.file("state/enrollment.json"), encoding: .utf8)) ?? "").components(separatedBy: "\"kid\"").count == 2
         })
         let later = try runProcess(BrokerServeTests.holdfast, ["journal", "tail", "--state-dir", rig.directory.file("state"), "--lines", "100"]).stdout
@@ -347,15 +349,15 @@ extension BrokerServeTests {
 
     /// After `device remove`, removing the agent's enrollment file lets it enroll again with a
     /// new token, as a new device, without a restart.
-    @Test func aRemovedDeviceEnrollsAgainAsANewDevice() throws {
-        let rig = try Rig()
-        try rig.startAgent()
-        let (first, grant) = try rig.enroll()
+    @Test func aRemovedDeviceEnrollsAgainAsANewDevice() async throws {
+        let rig = try await Rig()
+        try await rig.startAgent()
+        let (first, grant) = try await rig.enroll()
         #expect(try rig.brokerCLI(["device", "remove", first]).status == 0)
         #expect(rig.authz(grant).code == 403)
         #expect(try rig.holdfast(["enroll", "--token", try rig.token()]).status == 1, "still enrolled while the file is there")
         unlink(rig.directory.file("state/enrollment.json"))
-        let (second, fresh) = try rig.enroll()
+        let (second, fresh) = try await rig.enroll()
         #expect(second != first)
         #expect(rig.authz(fresh).code == 200)
     }
@@ -364,9 +366,9 @@ extension BrokerServeTests {
 extension BrokerServeTests {
     /// A token that pins another CA or another signing key is refused before anything is sent.
     @Test(arguments: ["ca", "key"])
-    func aTokenPinningSomethingElseIsRefused(_ field: String) throws {
-        let rig = try Rig()
-        try rig.startAgent()
+    func aTokenPinningSomethingElseIsRefused(_ field: String) async throws {
+        let rig = try await Rig()
+        try await rig.startAgent()
         let token = try rig.token()
         let encoded = String(token.dropFirst(5))
         var base64 = encoded.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
@@ -389,16 +391,16 @@ extension BrokerServeTests {
 extension BrokerServeTests {
     /// A signed version whose USB section does not parse: refused once (one event, acknowledged as
     /// refused with the reason), the policy in force stays, and it is not fetched again.
-    @Test func aSignedPolicyWithABadSectionIsRefusedOnce() throws {
-        let rig = try Rig()
-        try rig.startAgent()
-        let (device, _) = try rig.enroll()
+    @Test func aSignedPolicyWithABadSectionIsRefusedOnce() async throws {
+        let rig = try await Rig()
+        try await rig.startAgent()
+        let (device, _) = try await rig.enroll()
         try #"{"usb":{"rules":[{"id":"x","match":{"vendor":"zz"},"action":"allow"}]}}"#.writeReplacing(toFile: rig.directory.file("bad.json"))
         #expect(try rig.brokerCLI(["agent-policy", "set", rig.directory.file("bad.json"), "--dir", rig.etc]).status == 0)
         let devices = { (try? rig.brokerCLI(["devices", "--json"]).stdout) ?? "" }
-        #expect(BrokerServeTests.poll { devices().contains("refused: broker policy version 1") }, "\(devices())")
+        #expect(await BrokerServeTests.poll { devices().contains("refused: broker policy version 1") }, "\(devices())")
         #expect(devices().contains("vendor must be 4 hex digits"))
-        sleep(5)
+        try await Task.sleep(for: .seconds(5))
         let journal = try runProcess(BrokerServeTests.holdfast, ["journal", "tail", "--state-dir", rig.directory.file("state"), "--lines", "500", "--json"]).stdout
         #expect(journal.components(separatedBy: "\"policy.refused\"").count == 2, "one refusal event, not one per poll")
         #expect((try rig.status()["policy"] as? [String: Any])?["source"] as? String == "file")
@@ -424,18 +426,18 @@ extension BrokerServeTests {
         return ((try? JSONSerialization.jsonObject(with: Data((stats?.stdout ?? "").utf8))) as? [String: Any])?["pending_upload"] as? Int64
     }
 
-    @Test func tenThousandEventsJournaledDuringABrokerOutageArriveExactlyOnce() throws {
-        let rig = try Rig()
-        try rig.startAgent()
-        let (device, _) = try rig.enroll()
+    @Test func tenThousandEventsJournaledDuringABrokerOutageArriveExactlyOnce() async throws {
+        let rig = try await Rig()
+        try await rig.startAgent()
+        let (device, _) = try await rig.enroll()
         rig.brokerProcess?.stop()
         try fill(rig, 10_000, kind: "test.outage")
         #expect(arrived(rig, device, kind: "test.outage") == 0)
-        try rig.startBroker()
-        #expect(BrokerServeTests.poll(seconds: 90) { arrived(rig, device, kind: "test.outage") == 10_000 }, "arrived \(arrived(rig, device, kind: "test.outage"))")
-        #expect(BrokerServeTests.poll { pendingUpload(rig) == 0 }, "pending \(String(describing: pendingUpload(rig)))")
+        try await rig.startBroker()
+        #expect(await BrokerServeTests.poll(seconds: 90) { arrived(rig, device, kind: "test.outage") == 10_000 }, "arrived \(arrived(rig, device, kind: "test.outage"))")
+        #expect(await BrokerServeTests.poll { pendingUpload(rig) == 0 }, "pending \(String(describing: pendingUpload(rig)))")
         // Nothing more arrives later (no second copy of anything).
-        sleep(2)
+        try await Task.sleep(for: .seconds(2))
         #expect(arrived(rig, device, kind: "test.outage") == 10_000)
         let sample = try rig.brokerCLI(["events", "--device", device, "--kind", "test.outage", "--limit", "1", "--json"]).stdout
         #expect(sample.contains("filled event"))
@@ -445,23 +447,23 @@ extension BrokerServeTests {
         #expect(events >= 10_000)
     }
 
-    @Test func anAgentKilledMidUploadLosesNothingAndDuplicatesNothing() throws {
-        let rig = try Rig(uploadBatch: 50)
-        try rig.startAgent()
-        let (device, _) = try rig.enroll()
+    @Test func anAgentKilledMidUploadLosesNothingAndDuplicatesNothing() async throws {
+        let rig = try await Rig(uploadBatch: 50)
+        try await rig.startAgent()
+        let (device, _) = try await rig.enroll()
         rig.brokerProcess?.stop()
         try fill(rig, 10_000, kind: "test.kill")
-        try rig.startBroker()
+        try await rig.startBroker()
         // Killed once some batches are in and others are not.
-        #expect(BrokerServeTests.poll(seconds: 60) { arrived(rig, device, kind: "test.kill") > 0 })
+        #expect(await BrokerServeTests.poll(seconds: 60) { arrived(rig, device, kind: "test.kill") > 0 })
         if let pid = rig.agentProcess?.process.processIdentifier { kill(pid, SIGKILL) }
         rig.agentProcess?.process.waitUntilExit()
         let atKill = arrived(rig, device, kind: "test.kill")
         #expect(atKill > 0 && atKill < 10_000, "killed at \(atKill) of 10000")
-        try rig.startAgent()
-        #expect(BrokerServeTests.poll(seconds: 90) { arrived(rig, device, kind: "test.kill") == 10_000 }, "arrived \(arrived(rig, device, kind: "test.kill"))")
-        #expect(BrokerServeTests.poll { pendingUpload(rig) == 0 })
-        sleep(2)
+        try await rig.startAgent()
+        #expect(await BrokerServeTests.poll(seconds: 90) { arrived(rig, device, kind: "test.kill") == 10_000 }, "arrived \(arrived(rig, device, kind: "test.kill"))")
+        #expect(await BrokerServeTests.poll { pendingUpload(rig) == 0 })
+        try await Task.sleep(for: .seconds(2))
         #expect(arrived(rig, device, kind: "test.kill") == 10_000)
     }
 }
@@ -469,14 +471,14 @@ extension BrokerServeTests {
 extension BrokerServeTests {
     /// An enrolled agent whose stored broker policy no longer verifies runs the last broker policy
     /// (never the local file), and takes the broker's current version again when it answers.
-    @Test func aTamperedStoredBrokerPolicyFallsBackToTheLastBrokerPolicyNotTheLocalFile() throws {
-        let rig = try Rig()
-        try rig.startAgent()
-        _ = try rig.enroll()
+    @Test func aTamperedStoredBrokerPolicyFallsBackToTheLastBrokerPolicyNotTheLocalFile() async throws {
+        let rig = try await Rig()
+        try await rig.startAgent()
+        _ = try await rig.enroll()
         try #"{"version": 42, "usb": {}}"#.writeReplacing(toFile: rig.directory.file("fleet.json"))
         #expect(try rig.brokerCLI(["agent-policy", "set", rig.directory.file("fleet.json"), "--dir", rig.etc]).status == 0)
         let policy = { (try? rig.status()["policy"] as? [String: Any]) ?? [:] }
-        #expect(BrokerServeTests.poll { policy()["broker_version"] as? Int == 1 })
+        #expect(await BrokerServeTests.poll { policy()["broker_version"] as? Int == 1 })
         let brokerDigest = policy()["sha256"] as? String
         rig.agentProcess?.stop()
         rig.brokerProcess?.stop()
@@ -487,26 +489,26 @@ extension BrokerServeTests {
         text.append(last == "A" ? "B" : "A")
         try text.writeReplacing(toFile: path)
         chmod(path, 0o600)
-        try rig.startAgent()
+        try await rig.startAgent()
         #expect(policy()["source"] as? String == "last-good")
         #expect(policy()["sha256"] as? String == brokerDigest, "the last broker policy, not the local file")
         // A reload does not bring the local file back either.
         _ = try rig.holdfast(["reload"])
         #expect(policy()["sha256"] as? String == brokerDigest)
         // The broker back: its version 1 is applied again.
-        try rig.startBroker()
-        #expect(BrokerServeTests.poll { policy()["source"] as? String == "broker" && policy()["broker_version"] as? Int == 1 }, "\(policy())")
+        try await rig.startBroker()
+        #expect(await BrokerServeTests.poll { policy()["source"] as? String == "broker" && policy()["broker_version"] as? Int == 1 }, "\(policy())")
     }
 
     /// A damaged enrollment file is an error the status shows, not a silent unenrollment.
-    @Test func aDamagedEnrollmentIsShownAndBlocksANewEnrollment() throws {
-        let rig = try Rig()
-        try rig.startAgent()
-        _ = try rig.enroll()
+    @Test func aDamagedEnrollmentIsShownAndBlocksANewEnrollment() async throws {
+        let rig = try await Rig()
+        try await rig.startAgent()
+        _ = try await rig.enroll()
         rig.agentProcess?.stop()
         try "{ broken".writeReplacing(toFile: rig.directory.file("state/enrollment.json"))
         chmod(rig.directory.file("state/enrollment.json"), 0o600)
-        try rig.startAgent()
+        try await rig.startAgent()
         let enrollment = try #require(try rig.status()["enrollment"] as? [String: Any])
         #expect(enrollment["state"] as? String == "unreadable")
         let again = try rig.holdfast(["enroll", "--token", try rig.token()])
@@ -517,14 +519,14 @@ extension BrokerServeTests {
 
 extension BrokerServeTests {
     /// Five findings of one user on one device: one alert ×5 at the top; `ack` closes it by name.
-    @Test func alertsFromUploadedFindingsAreFoldedAndAcknowledgedByName() throws {
-        let rig = try Rig()
-        try rig.startAgent()
-        let (device, _) = try rig.enroll()
+    @Test func alertsFromUploadedFindingsAreFoldedAndAcknowledgedByName() async throws {
+        let rig = try await Rig()
+        try await rig.startAgent()
+        let (device, _) = try await rig.enroll()
         let filled = try runProcess(Products.path("holdfast-testkit"), ["journal-fill", rig.directory.file("state"), "5", "filewatch.alert", "finding"])
         #expect(filled.status == 0, "\(filled.stderr)")
         let open = { (try? rig.brokerCLI(["alerts", "--json"]).stdout) ?? "" }
-        #expect(BrokerServeTests.poll { open().contains("\"count\":5") }, "\(open())")
+        #expect(await BrokerServeTests.poll { open().contains("\"count\":5") }, "\(open())")
         let alerts = try #require((try? JSONSerialization.jsonObject(with: Data(open().utf8))) as? [[String: Any]])
         #expect(alerts.count == 1)
         #expect(alerts.first?["device"] as? String == device)

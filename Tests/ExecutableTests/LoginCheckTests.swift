@@ -31,10 +31,10 @@ import Testing
         }
     }
 
-    @Test func compliantNonCompliantOfflineWithinAndBeyondGraceAndTheDaemonDown() throws {
-        let rig = try BrokerServeTests.Rig(extraConfig: "[login]\noffline_grace = 10s\ntimeout = 1s\n")
-        try rig.startAgent()
-        _ = try rig.enroll()
+    @Test func compliantNonCompliantOfflineWithinAndBeyondGraceAndTheDaemonDown() async throws {
+        let rig = try await BrokerServeTests.Rig(extraConfig: "[login]\noffline_grace = 10s\ntimeout = 1s\n")
+        try await rig.startAgent()
+        _ = try await rig.enroll()
         let pam = try PAMService(socket: rig.socket, config: rig.directory.file("agent.conf"))
 
         // Compliant (no compliance policy yet): allowed, from a fresh attestation.
@@ -60,7 +60,7 @@ import Testing
         #expect(journal().contains("allowed [cached]"))
 
         // Beyond the grace window: denied.
-        sleep(11)
+        try await Task.sleep(for: .seconds(11))
         let beyond = try pam.account("nobody")
         #expect(!beyond.allowed)
         #expect(beyond.output.contains("the broker did not answer and the last verdict is"), "\(beyond.output)")
@@ -77,10 +77,10 @@ import Testing
 
     /// A broker that accepts connections and never answers (packets into a void): the login is
     /// decided within the bound anyway, from the last verdict.
-    @Test func aBrokerThatNeverAnswersStillGetsTheUserAnAnswerInTime() throws {
-        let rig = try BrokerServeTests.Rig(extraConfig: "[login]\noffline_grace = 1h\ntimeout = 2s\n")
-        try rig.startAgent()
-        _ = try rig.enroll()
+    @Test func aBrokerThatNeverAnswersStillGetsTheUserAnAnswerInTime() async throws {
+        let rig = try await BrokerServeTests.Rig(extraConfig: "[login]\noffline_grace = 1h\ntimeout = 2s\n")
+        try await rig.startAgent()
+        _ = try await rig.enroll()
         let pam = try PAMService(socket: rig.socket, config: rig.directory.file("agent.conf"))
         #expect(try pam.account("nobody").allowed)
         // The broker's port now belongs to a listener that completes TCP handshakes (the kernel
