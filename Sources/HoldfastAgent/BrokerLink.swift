@@ -36,6 +36,7 @@ public actor BrokerLink: Service {
     private var uploadError: (at: Date, message: String)?
     private var lastUpload: Date?
     private var uploadWanted = false
+    private var isolating = false
 
     private var session: BrokerSession?
     /// The enrollment file exists but cannot be used: shown, never taken for "unenrolled".
@@ -186,9 +187,9 @@ public actor BrokerLink: Service {
 
     /// Attests now; when the broker's answer does not verify with the pinned keys, follows a key
     /// rotation (if one was announced by a pinned key) and tries once more.
-    public func attestNow(user: String? = nil, timeout: Duration = .seconds(10)) async -> Result<AttestationOutcome, BrokerClientError> {
+    public func attestNow(user: String? = nil, timeout: Duration = .seconds(10), followRotation: Bool = true) async -> Result<AttestationOutcome, BrokerClientError> {
         let first = await attestOnce(user: user, timeout: timeout)
-        if case .failure(let error) = first, error.code == .invalid, await refreshKeys() {
+        if followRotation, case .failure(let error) = first, error.code == .invalid, await refreshKeys() {
             return await attestOnce(user: user, timeout: timeout)
         }
         return first
@@ -247,7 +248,8 @@ public actor BrokerLink: Service {
         guard session != nil else { return (false, .unenrolled, "this workstation is not enrolled with a broker") }
         // The attestation races the deadline: a broker that drops packets must not hold the login.
         let outcome: Result<AttestationOutcome, BrokerClientError>? = await withTaskGroup(of: Result<AttestationOutcome, BrokerClientError>?.self) { group in
-            group.addTask { await self.attestNow(user: user, timeout: timeout) }
+            // No key-rotation retry on a login: it would outlive the deadline (the loop follows it).
+            group.addTask { await self.attestNow(user: user, timeout: timeout, followRotation: false) }
             group.addTask {
                 try? await Task.sleep(for: timeout + .milliseconds(100))
                 return nil
@@ -439,7 +441,9 @@ public actor BrokerLink: Service {
             }
             var batch: [JournalEntry] = []
             var bytes = 0
-            for entry in pending where batch.isEmpty || bytes + entry.body.count <= Self.uploadBytes {
+            // After the broker refused a batch, events go one at a time until the refused one is
+            // found: one bad event must not hold back every event after it.
+            for entry in pending where batch.isEmpty || (!isolating && bytes + entry.body.count <= Self.uploadBytes) {
                 batch.append(entry)
                 bytes += entry.body.count
             }
@@ -450,6 +454,22 @@ public actor BrokerLink: Service {
                 lastUpload = Date()
                 uploadError = nil
                 failures = 0
+                if batch.count == 1 { isolating = false }
+            } catch let error as BrokerClientError where error.code == .status && [400, 413].contains(error.status ?? 0) {
+                if batch.count > 1 {
+                    isolating = true
+                    continue
+                }
+                // This one event is refused by the broker as it is: set aside (marked, so the rest
+                // flows), and said loudly — the refusal is itself an event, which uploads.
+                if let refused = batch.first {
+                    _ = try? journal.markUploaded([refused.id])
+                    record(Event(
+                        kind: "broker.event_refused", eventClass: .eventLogActivity, activityID: 99, activityName: "Refuse", time: Date(), severity: .high, status: .failure,
+                        message: "the broker refused journal event \(refused.id) (\(refused.kind), \(refused.body.count) bytes): \(error.message); it stays in the local journal only",
+                        details: ["event_id": .int(refused.id), "event_uuid": .string(refused.uuid.uuidString.lowercased()), "kind": .string(refused.kind), "reason": .string(error.message)]))
+                }
+                isolating = false
             } catch {
                 failures += 1
                 let message = (error as? BrokerClientError)?.message ?? "\(error)"

@@ -21,13 +21,18 @@ public enum AlertTriage {
     public enum Posture: Sendable { case compliant, noncompliant, stale, unknown }
 
     /// The candidate an event makes, or nil when it is not an alert.
-    public static func candidate(_ event: StoredEvent, body: JSONValue, posture: Posture) -> AlertCandidate? {
+    public static func candidate(_ event: StoredEvent, body: JSONValue, posture: Posture, receivedMilliseconds: Int64 = Int64.max) -> AlertCandidate? {
         let classUID = body["class_uid"]?.intValue ?? 0
-        guard classUID == 2004 || event.severity >= 4 else { return nil }
-        let user = body["actor"]?["user"]?["name"]?.stringValue ?? body["actor"]?["user"]?["uid"]?.stringValue ?? "-"
+        // OCSF severities are 0…6; 99 is "Other", not worse than Fatal.
+        let severity = (0...6).contains(event.severity) ? event.severity : 0
+        guard classUID == 2004 || severity >= 4 else { return nil }
+        let user = String((body["actor"]?["user"]?["name"]?.stringValue ?? body["actor"]?["user"]?["uid"]?.stringValue ?? "-").prefix(64))
+        // Folding uses the broker's clock, not the device's: an event dated far ahead must not
+        // hold an alert open (and swallow later ones) forever.
+        let time = min(event.timeMilliseconds, receivedMilliseconds)
         return AlertCandidate(
-            device: event.device, user: user, kind: event.kind, time: event.timeMilliseconds, severity: event.severity,
-            score: score(severity: event.severity, details: body["holdfast"]?["details"], posture: posture),
+            device: event.device, user: user, kind: event.kind, time: time, severity: severity,
+            score: score(severity: severity, details: body["holdfast"]?["details"], posture: posture),
             summary: String((body["message"]?.stringValue ?? event.kind).prefix(300)), eventUUID: event.uuid)
     }
 

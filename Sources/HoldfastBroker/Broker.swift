@@ -729,7 +729,7 @@ public final class Broker: Sendable {
         case .success(let found): device = found
         case .failure(let response): return response
         }
-        guard let body = try? JSONDecoder().decode(JSONValue.self, from: Data(request.body)), case .array(let items)? = body["events"] else {
+        guard let body = try? Self.parseObject(request.body), case .array(let items)? = body["events"] else {
             return refuse(device.id, "events.refused", 400, "bad-request", "say {\"events\": [event, …]}")
         }
         guard items.count <= Self.maximumEventsPerUpload else {
@@ -746,15 +746,13 @@ public final class Broker: Sendable {
             events.append(StoredEvent(device: device.id, uuid: uid.lowercased(), timeMilliseconds: time, kind: kind, severity: item["severity_id"]?.intValue ?? 0, body: jsonText(item)))
         }
         do {
-            let new = try storage.storeNewEvents(events, device: device.id, at: now)
-            // Alerts come from events seen for the first time only: a retried batch adds no count.
-            if !new.isEmpty {
-                let posture = triagePosture(device.id)
-                for event in new {
-                    guard let body = try? JSONDecoder().decode(JSONValue.self, from: Data(event.body.utf8)),
-                          let candidate = AlertTriage.candidate(event, body: body, posture: posture) else { continue }
-                    _ = try storage.recordAlert(candidate, window: AlertTriage.window)
-                }
+            // Alerts come from events seen for the first time only (a retried batch adds no
+            // count), recorded in the same transaction as the events.
+            let posture = triagePosture(device.id)
+            let received = (now + settings.skew) * 1_000
+            let new = try storage.storeNewEvents(events, device: device.id, at: now, alertWindow: AlertTriage.window) { event in
+                guard let body = try? JSONDecoder().decode(JSONValue.self, from: Data(event.body.utf8)) else { return nil }
+                return AlertTriage.candidate(event, body: body, posture: posture, receivedMilliseconds: received)
             }
             return .json(200, .object(["stored": .int(Int64(new.count)), "duplicates": .int(Int64(events.count - new.count)), "acknowledged": .int(Int64(events.count))]))
         } catch {

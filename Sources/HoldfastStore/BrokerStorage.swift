@@ -59,8 +59,9 @@ public protocol BrokerStorage: Sendable {
     /// Stores a batch of a device's events in one transaction; an event whose uuid the device sent
     /// before is counted as a duplicate and not stored again (uploads are retried).
     func storeEvents(_ events: [StoredEvent], device: String, at time: Int64) throws(StoreError) -> (stored: Int, duplicates: Int)
-    /// The same, returning the events that were new (the ones alerts are derived from).
-    func storeNewEvents(_ events: [StoredEvent], device: String, at time: Int64) throws(StoreError) -> [StoredEvent]
+    /// The same, returning the events that were new; `alert` turns a new event into an alert
+    /// candidate, recorded in the same transaction (an alert is never lost between the two).
+    func storeNewEvents(_ events: [StoredEvent], device: String, at time: Int64, alertWindow: Int64, alert: @Sendable (StoredEvent) -> AlertCandidate?) throws(StoreError) -> [StoredEvent]
     /// Folds an alert candidate into the open alert with the same device, user and kind seen
     /// within `window` seconds (count + 1, highest score and severity kept), or opens a new one.
     /// Returns the alert's id.
@@ -699,11 +700,11 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     }
 
     public func storeEvents(_ events: [StoredEvent], device: String, at time: Int64) throws(StoreError) -> (stored: Int, duplicates: Int) {
-        let new = try storeNewEvents(events, device: device, at: time)
+        let new = try storeNewEvents(events, device: device, at: time, alertWindow: 0) { _ in nil }
         return (new.count, events.count - new.count)
     }
 
-    public func storeNewEvents(_ events: [StoredEvent], device: String, at time: Int64) throws(StoreError) -> [StoredEvent] {
+    public func storeNewEvents(_ events: [StoredEvent], device: String, at time: Int64, alertWindow: Int64, alert: @Sendable (StoredEvent) -> AlertCandidate?) throws(StoreError) -> [StoredEvent] {
         try connection.withLock { connection throws(StoreError) in
             try Self.durably(connection) { () throws(StoreError) in
                 try connection.transaction { () throws(StoreError) -> [StoredEvent] in
@@ -722,7 +723,10 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                             try statement.run()
                             return statement.changes
                         }
-                        if stored == 1 { new.append(event) }
+                        if stored == 1 {
+                            new.append(event)
+                            if let candidate = alert(event) { _ = try Self.recordAlert(candidate, window: alertWindow, in: connection) }
+                        }
                     }
                     return new
                 }
@@ -733,46 +737,51 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     public func recordAlert(_ candidate: AlertCandidate, window: Int64) throws(StoreError) -> Int64 {
         try connection.withLock { connection throws(StoreError) in
             try connection.transaction { () throws(StoreError) -> Int64 in
-                let existing = try connection.withStatement(
-                    "SELECT id FROM alerts WHERE status = 'open' AND device = ? AND user = ? AND kind = ? AND last_seen >= ? ORDER BY last_seen DESC LIMIT 1"
-                ) { statement throws(StoreError) -> Int64? in
-                    statement.bind(1, candidate.device)
-                    statement.bind(2, candidate.user)
-                    statement.bind(3, candidate.kind)
-                    let (since, overflow) = candidate.time.subtractingReportingOverflow(window.multipliedReportingOverflow(by: 1_000).partialValue)
-                    statement.bind(4, overflow ? Int64.min : since)
-                    return try statement.step() ? statement.int64(0) : nil
-                }
-                if let existing {
-                    try connection.withStatement(
-                        "UPDATE alerts SET count = count + 1, last_seen = max(last_seen, ?), severity = max(severity, ?), score = max(score, ?), summary = CASE WHEN ? > score THEN ? ELSE summary END WHERE id = ?"
-                    ) { statement throws(StoreError) in
-                        statement.bind(1, candidate.time)
-                        statement.bind(2, candidate.severity)
-                        statement.bind(3, candidate.score)
-                        statement.bind(4, candidate.score)
-                        statement.bind(5, candidate.summary)
-                        statement.bind(6, existing)
-                        try statement.run()
-                    }
-                    return existing
-                }
-                return try connection.withStatement(
-                    "INSERT INTO alerts (device, user, kind, first_seen, last_seen, count, severity, score, summary, event_uuid) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)"
-                ) { statement throws(StoreError) -> Int64 in
-                    statement.bind(1, candidate.device)
-                    statement.bind(2, candidate.user)
-                    statement.bind(3, candidate.kind)
-                    statement.bind(4, candidate.time)
-                    statement.bind(5, candidate.time)
-                    statement.bind(6, candidate.severity)
-                    statement.bind(7, candidate.score)
-                    statement.bind(8, candidate.summary)
-                    statement.bind(9, candidate.eventUUID)
-                    try statement.run()
-                    return statement.lastInsertID
-                }
+                try Self.recordAlert(candidate, window: window, in: connection)
             }
+        }
+    }
+
+    /// The fold-or-open of `recordAlert`, inside the caller's transaction.
+    static func recordAlert(_ candidate: AlertCandidate, window: Int64, in connection: Connection) throws(StoreError) -> Int64 {
+        let existing = try connection.withStatement(
+            "SELECT id FROM alerts WHERE status = 'open' AND device = ? AND user = ? AND kind = ? AND last_seen >= ? ORDER BY last_seen DESC LIMIT 1"
+        ) { statement throws(StoreError) -> Int64? in
+            statement.bind(1, candidate.device)
+            statement.bind(2, candidate.user)
+            statement.bind(3, candidate.kind)
+            let (since, overflow) = candidate.time.subtractingReportingOverflow(window.multipliedReportingOverflow(by: 1_000).partialValue)
+            statement.bind(4, overflow ? Int64.min : since)
+            return try statement.step() ? statement.int64(0) : nil
+        }
+        if let existing {
+            try connection.withStatement(
+                "UPDATE alerts SET count = count + 1, last_seen = max(last_seen, ?), severity = max(severity, ?), score = max(score, ?), summary = CASE WHEN ? > score THEN ? ELSE summary END WHERE id = ?"
+            ) { statement throws(StoreError) in
+                statement.bind(1, candidate.time)
+                statement.bind(2, candidate.severity)
+                statement.bind(3, candidate.score)
+                statement.bind(4, candidate.score)
+                statement.bind(5, candidate.summary)
+                statement.bind(6, existing)
+                try statement.run()
+            }
+            return existing
+        }
+        return try connection.withStatement(
+            "INSERT INTO alerts (device, user, kind, first_seen, last_seen, count, severity, score, summary, event_uuid) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)"
+        ) { statement throws(StoreError) -> Int64 in
+            statement.bind(1, candidate.device)
+            statement.bind(2, candidate.user)
+            statement.bind(3, candidate.kind)
+            statement.bind(4, candidate.time)
+            statement.bind(5, candidate.time)
+            statement.bind(6, candidate.severity)
+            statement.bind(7, candidate.score)
+            statement.bind(8, candidate.summary)
+            statement.bind(9, candidate.eventUUID)
+            try statement.run()
+            return statement.lastInsertID
         }
     }
 

@@ -87,7 +87,7 @@ struct LoginCheck: Subcommand {
     static let options = [
         Daemon.socketOption,
         OptionSpec("user", value: "NAME", help: "the user logging in (default $PAM_USER)"),
-        OptionSpec("config", value: "FILE", help: "agent.conf, for the exempt users when holdfastd does not answer (default $HOLDFAST_CONFIG, else /etc/holdfast/agent.conf)"),
+        OptionSpec("config", value: "FILE", help: "agent.conf, for the exempt users when holdfastd does not answer (default /etc/holdfast/agent.conf; the environment is ignored)"),
     ]
 
     let arguments: ParsedArguments
@@ -107,15 +107,16 @@ struct LoginCheck: Subcommand {
         }
         let tty = environment["PAM_TTY"]
         let remote = environment["PAM_RHOST"]
-        let configPath = arguments.value("config") ?? environment["HOLDFAST_CONFIG"] ?? AgentConfiguration.defaultPath
+        // Not from the environment: PAM's environment is the login's, not the administrator's.
+        let configPath = arguments.value("config") ?? AgentConfiguration.defaultPath
         // Missing or unreadable: the built-in defaults (root on a local console is exempt).
         let configuration = (try? AgentConfigurationParser.load(configPath, requireRootOwned: true)) ?? AgentConfiguration()
         var request: [String: JSONValue] = ["user": .string(user), "service": .string(environment["PAM_SERVICE"] ?? "")]
         if let tty { request["tty"] = .string(tty) }
         if let remote { request["rhost"] = .string(remote) }
-        // The daemon's own deadline plus a margin; the socket never holds a login longer.
-        let seconds = Int((configuration.loginTimeoutMilliseconds + 1_999) / 1_000) + 1
-        let client = Daemon.client(arguments, context, timeout: seconds)
+        // The daemon's own deadline plus a second; the socket never holds a login longer.
+        let seconds = Int((configuration.loginTimeoutMilliseconds + 999) / 1_000) + 1
+        let client = ControlClient(socketPath: arguments.value("socket") ?? AgentConfiguration().controlSocket, timeout: seconds)
         let response: ControlResponse
         do {
             response = try client.call("login.check", request)

@@ -447,6 +447,21 @@ extension BrokerServeTests {
         #expect(events >= 10_000)
     }
 
+    /// One event the broker refuses (a kind over its limit) is set aside, said loudly, and every
+    /// event after it still arrives.
+    @Test func aRefusedEventDoesNotHoldBackTheOnesAfterIt() async throws {
+        let rig = try await Rig(uploadBatch: 50)
+        try await rig.startAgent()
+        let (device, _) = try await rig.enroll()
+        rig.brokerProcess?.stop()
+        try fill(rig, 1, kind: String(repeating: "k", count: 200))
+        try fill(rig, 120, kind: "test.after")
+        try await rig.startBroker()
+        #expect(await BrokerServeTests.poll(seconds: 60) { arrived(rig, device, kind: "test.after") == 120 }, "arrived \(arrived(rig, device, kind: "test.after"))")
+        #expect(await BrokerServeTests.poll { arrived(rig, device, kind: "broker.event_refused") == 1 })
+        #expect(await BrokerServeTests.poll { pendingUpload(rig) == 0 })
+    }
+
     @Test func anAgentKilledMidUploadLosesNothingAndDuplicatesNothing() async throws {
         let rig = try await Rig(uploadBatch: 50)
         try await rig.startAgent()

@@ -601,6 +601,18 @@ extension BrokerTests {
         #expect(try rig.storage.alerts(includeClosed: true, limit: 10).first { $0.status == "acknowledged" }?.acknowledgedBy == "alice-admin")
     }
 
+    /// Hostile numbers from a device: "Other" severity is no alert, a far-future time folds at the
+    /// broker's clock, a huge user name is cut.
+    @Test func hostileAlertFieldsAreTamed() throws {
+        let body = try JSONDecoder().decode(JSONValue.self, from: Data(#"{"class_uid":1,"actor":{"user":{"name":"\#(String(repeating: "u", count: 500))"}},"message":"m"}"#.utf8))
+        let other = StoredEvent(device: "d", uuid: "u1", timeMilliseconds: 1, kind: "k", severity: 99, body: "{}")
+        #expect(AlertTriage.candidate(other, body: body, posture: .compliant) == nil)
+        let future = StoredEvent(device: "d", uuid: "u2", timeMilliseconds: Int64.max - 5, kind: "k", severity: 5, body: "{}")
+        let candidate = try #require(AlertTriage.candidate(future, body: body, posture: .compliant, receivedMilliseconds: 1_900_000_000_000))
+        #expect(candidate.time == 1_900_000_000_000)
+        #expect(candidate.user.count == 64)
+    }
+
     @Test(arguments: [
         (3, nil, "", "", AlertTriage.Posture.compliant, 36), (4, 8.0, "", "", .compliant, 63), (4, 1.0, "removable_files_written", "block", .noncompliant, 78),
         (5, 1e9, "removable_files_written", "block", .noncompliant, 100), (3, nil, "", "", .stale, 41),
