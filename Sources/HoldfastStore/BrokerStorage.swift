@@ -743,7 +743,24 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     }
 
     /// The fold-or-open of `recordAlert`, inside the caller's transaction.
-    static func recordAlert(_ candidate: AlertCandidate, window: Int64, in connection: Connection) throws(StoreError) -> Int64 {
+    /// Open alerts one device may hold; past it, its new ones fold into one flood alert, so one
+    /// device cannot push every other device's alerts off the list.
+    public static let maximumOpenAlertsPerDevice: Int64 = 100
+
+    static func recordAlert(_ given: AlertCandidate, window: Int64, in connection: Connection) throws(StoreError) -> Int64 {
+        var candidate = given
+        let open = try connection.withStatement("SELECT count(*) FROM alerts WHERE status = 'open' AND device = ? AND NOT (user = ? AND kind = ?)") { statement throws(StoreError) in
+            statement.bind(1, candidate.device)
+            statement.bind(2, candidate.user)
+            statement.bind(3, candidate.kind)
+            _ = try statement.step()
+            return statement.int64(0)
+        }
+        if open >= maximumOpenAlertsPerDevice {
+            candidate.user = "*"
+            candidate.kind = "alerts.flood"
+            candidate.summary = "more than \(maximumOpenAlertsPerDevice) open alerts from this device; the rest fold here (latest: \(given.kind) by \(given.user))"
+        }
         let existing = try connection.withStatement(
             "SELECT id FROM alerts WHERE status = 'open' AND device = ? AND user = ? AND kind = ? AND last_seen >= ? ORDER BY last_seen DESC LIMIT 1"
         ) { statement throws(StoreError) -> Int64? in

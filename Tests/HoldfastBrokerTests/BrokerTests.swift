@@ -601,6 +601,19 @@ extension BrokerTests {
         #expect(try rig.storage.alerts(includeClosed: true, limit: 10).first { $0.status == "acknowledged" }?.acknowledgedBy == "alice-admin")
     }
 
+    /// One device with many users' alerts: past 100 open ones, the rest fold into one flood alert.
+    @Test func oneDeviceCannotFloodTheAlertList() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let events = (0..<150).map { Self.alertEvent(user: "user\($0)", severity: 6) }
+        let upload = rig.call(try rig.signed("POST", "/v1/events", device: device, key: key, body: Array(#"{"events":[\#(events.joined(separator: ","))]}"#.utf8)))
+        #expect(upload.status == 200)
+        let open = try rig.storage.alerts(includeClosed: false, limit: 1_000)
+        #expect(open.count == 101)
+        #expect(open.first { $0.kind == "alerts.flood" }?.count == 50)
+    }
+
     /// Hostile numbers from a device: "Other" severity is no alert, a far-future time folds at the
     /// broker's clock, a huge user name is cut.
     @Test func hostileAlertFieldsAreTamed() throws {
