@@ -486,6 +486,9 @@ if wanted("broker") {
     if FileManager.default.fileExists(atPath: broker) {
         rows += try BrokerBench.rows(broker: broker)
         rows += try BrokerLoadBench.rows(broker: broker)
+        if getuid() == 0, FileManager.default.fileExists(atPath: holdfastd) {
+            rows += try LoginCheckBench.rows(broker: broker, holdfastd: holdfastd, holdfast: holdfastBinary)
+        }
     } else {
         print("note: skipping the broker rows (needs a release holdfast-broker beside holdfast-bench)")
     }
