@@ -171,8 +171,7 @@ public final class Broker: Sendable {
         case ("POST", "/v1/events"):
             return .respond(receiveEvents(request))
         default:
-            let known = ["/.well-known/jwks.json", "/v1/ca.pem", "/v1/keys", "/v1/authz", "/v1/health", "/v1/enroll", "/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack", "/v1/events"]
-            if known.contains(path) { return .respond(.error(405, "method-not-allowed", "\(request.method) is not allowed on \(path)")) }
+            if Self.knownPaths.contains(path) { return .respond(.error(405, "method-not-allowed", "\(request.method) is not allowed on \(path)")) }
             return .respond(.error(404, "not-found", "no such endpoint"))
         }
     }
@@ -559,7 +558,7 @@ public final class Broker: Sendable {
         ]
         if let user { object["user"] = .string(user) }
         if let policyVersion { object["policy_version"] = .int(policyVersion) }
-        return try JWS.sign(Array(jsonText(.object(object)).utf8), with: keys.current, header: JSONHeaderFactory.header(keys.current, Self.verdictType))
+        return try JWS.sign(Array(jsonText(.object(object)).utf8), with: keys.current, header: JWSHeader(keyID: keys.current.publicKey.thumbprint, type: Self.verdictType))
     }
 
     func issueGrant(device: String, user: String?, verdict: ComplianceVerdict) throws -> String {
@@ -681,14 +680,9 @@ public final class Broker: Sendable {
     /// `GET /v1/agent-policy?after=V[&wait=S]`: the signed policy when its version is newer than
     /// V, else held until one is set or `wait` (at most `maximumWait`) passes → 204.
     func agentPolicy(_ request: HTTPRequest) -> HTTPHandling {
-        let device: EnrolledDevice
-        switch authenticate(request) {
-        case .success(let found): device = found
-        case .failure(let response): return .respond(response)
-        }
+        if case .failure(let response) = authenticate(request) { return .respond(response) }
         let after = request.query["after"].flatMap { Int64($0) } ?? 0
         let wait = min(max(request.query["wait"].flatMap { Int64($0) } ?? 0, 0), settings.maximumWait)
-        _ = device
         let ready: @Sendable () -> HTTPResponse? = { [self] in
             guard let latest = latestAgentPolicy(), latest.version > after else { return nil }
             return .json(200, .object(["version": .int(latest.version), "policy": .string(latest.document)]))
@@ -774,7 +768,7 @@ public final class Broker: Sendable {
             "type": "holdfast.agent_policy", "version": .int(version), "iat": .int(time), "sha256": .string(SHA256.hex(bytes)),
             "document": .string(Base64URL.encode(bytes)),
         ])
-        return try JWS.sign(Array(jsonText(object).utf8), with: key, header: JSONHeaderFactory.header(key, agentPolicyType))
+        return try JWS.sign(Array(jsonText(object).utf8), with: key, header: JWSHeader(keyID: key.publicKey.thumbprint, type: agentPolicyType))
     }
 
     /// An announcement of a new signing key, signed by the old one (`holdfast-key-rotation+jws`).
@@ -782,7 +776,7 @@ public final class Broker: Sendable {
         let encoder = JSONEncoder()
         guard let jwk = try? JSONDecoder().decode(JSONValue.self, from: encoder.encode(new.jwk)) else { throw ComplianceError("cannot encode the key") }
         let object: JSONValue = .object(["type": "holdfast.key_rotation", "old": .string(old.publicKey.thumbprint), "new": jwk, "iat": .int(time)])
-        return try JWS.sign(Array(jsonText(object).utf8), with: old, header: JSONHeaderFactory.header(old, rotationType))
+        return try JWS.sign(Array(jsonText(object).utf8), with: old, header: JWSHeader(keyID: old.publicKey.thumbprint, type: rotationType))
     }
 
     // MARK: Helpers
@@ -822,8 +816,4 @@ func jsonText(_ value: JSONValue) -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-}
-
-enum JSONHeaderFactory {
-    static func header(_ key: SigningKey, _ type: String) -> JWSHeader { JWSHeader(keyID: key.publicKey.thumbprint, type: type) }
 }

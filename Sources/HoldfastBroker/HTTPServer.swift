@@ -293,7 +293,7 @@ public final class HTTPServer: @unchecked Sendable {
             if headers["transfer-encoding"] != nil || length.contains(",") {
                 return .error(400, "bad-framing", "Content-Length with Transfer-Encoding, or more than one Content-Length", headers: close)
             }
-            guard let declared = Int(length.trimmingWhitespace), declared >= 0 else { return .error(400, "bad-framing", "Content-Length is not a number", headers: close) }
+            guard let declared = Int(trimmed(length)), declared >= 0 else { return .error(400, "bad-framing", "Content-Length is not a number", headers: close) }
             if declared > limit { return .error(413, "too-large", "the body is larger than \(limit) bytes", headers: close) }
         }
         return nil
@@ -423,8 +423,4 @@ private let httpAccessHandler: MHD_AccessHandlerCallback = { context, connection
 private let httpCompletedHandler: MHD_RequestCompletedCallback = { context, _, requestContext, _ in
     guard let context, let requestContext else { return }
     Unmanaged<HTTPServer>.fromOpaque(context).takeUnretainedValue().completed(requestContext)
-}
-
-extension String {
-    var trimmingWhitespace: String { String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed()) }
 }
