@@ -70,7 +70,7 @@ let executables: [Target] = [
     .executableTarget(name: "holdfast-cups-backend", dependencies: ["HoldfastCore", "PrintGuard"]),
     // Benchmarks for `make bench`; not shipped.
     .executableTarget(name: "holdfast-bench", dependencies: [
-        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport", "PrintGuard", "FileWatch", "Posture", "BrokerClient",
+        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastAgent", "HoldfastTestSupport", "PrintGuard", "FileWatch", "Posture", "BrokerClient", "HoldfastBroker",
     ], path: "Benchmarks/holdfast-bench"),
     // Child processes the tests start and kill (crash tests), and the demo's print steps; not shipped.
     .executableTarget(name: "holdfast-testkit", dependencies: [

@@ -39,6 +39,7 @@ enum BrokerLoadBench {
         let checks = PostureCatalog.run(PostureContext(tree: RootTree("/"), system: LiveSystem(), now: Date().timeIntervalSince1970, cache: PatchCache()))
         let semaphore = DispatchSemaphore(value: 0)
         let box = LoadBox()
+        let brokerPID = server.process.processIdentifier
         Task.detached {
             do {
                 let probe = HTTPClient(trust: .pinned(caPEM))
@@ -71,6 +72,8 @@ enum BrokerLoadBench {
                 let allKeys = keys
                 let total = devices * rounds
                 let counter = Counter()
+                let brokerCPUBefore = cpuSeconds(pid: brokerPID)
+                let ownCPUBefore = ownCPUSeconds()
                 let started = ContinuousClock.now
                 let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
                     for _ in 0..<workers {
@@ -93,6 +96,8 @@ enum BrokerLoadBench {
                     return all
                 }
                 let attest = Measurement(operations: latencies.count, seconds: (ContinuousClock.now - started).seconds, latencies: latencies)
+                box.setCPU(broker: (cpuSeconds(pid: brokerPID) - brokerCPUBefore) / Double(latencies.count),
+                           generator: (ownCPUSeconds() - ownCPUBefore) / Double(latencies.count))
                 // The floor: the same number of HTTPS requests (two per attestation), same concurrency.
                 let floorCounter = Counter()
                 let clients = (0..<workers).map { _ in HTTPClient(trust: .pinned(caPEM)) }
@@ -123,9 +128,12 @@ enum BrokerLoadBench {
         }
         semaphore.wait()
         let (attest, floor) = try box.get()
+        let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
+        let (brokerCPU, generatorCPU) = box.cpu
         return [Row(
             name: "load: \(devices) enrolled devices attesting concurrently (\(workers) in flight, \(rounds) each: challenge + full report + verdict/grant verified), one broker on loopback; load generator on the same 2 cores",
-            holdfast: String(format: "%.0f attestations/s, p50 %.1f ms, p99 %.1f ms", attest.perSecond, attest.percentile(0.5) * 1e3, attest.percentile(0.99) * 1e3),
+            holdfast: String(format: "%.0f attestations/s, p50 %.1f ms, p99 %.1f ms; CPU per attestation: broker %.2f ms, load generator %.2f ms (the broker alone on these cores: ≈ %.0f/s)",
+                             attest.perSecond, attest.percentile(0.5) * 1e3, attest.percentile(0.99) * 1e3, brokerCPU * 1e3, generatorCPU * 1e3, cores / max(brokerCPU, 1e-9)),
             anchorName: "the same number of HTTPS request pairs to /v1/health, same clients and concurrency (keep-alive)",
             anchor: String(format: "%.0f pairs/s, p50 %.1f ms, p99 %.1f ms", floor.perSecond, floor.percentile(0.5) * 1e3, floor.percentile(0.99) * 1e3),
             ratio: String(format: "%.2f× the floor's time per operation; goal ≥ 2,000 attestations/s", floor.perSecond / max(attest.perSecond, 1e-9)))]
@@ -143,9 +151,27 @@ enum BrokerLoadBench {
         }
     }
 
+    /// User + system CPU seconds of a process (`/proc/PID/stat`, fields 14 and 15, in clock ticks).
+    static func cpuSeconds(pid: Int32) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = text.lastIndex(of: ")") else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    static func ownCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
+
     final class LoadBox: @unchecked Sendable {
         private var value: Result<(Measurement, Measurement), any Error>?
+        private var cpuPerAttestation = (broker: 0.0, generator: 0.0)
         private let lock = NSLock()
+        func setCPU(broker: Double, generator: Double) { lock.lock(); cpuPerAttestation = (broker, generator); lock.unlock() }
+        var cpu: (Double, Double) { lock.lock(); defer { lock.unlock() }; return cpuPerAttestation }
         func set(_ result: Result<(Measurement, Measurement), any Error>) { lock.lock(); value = result; lock.unlock() }
         func get() throws -> (Measurement, Measurement) {
             lock.lock()

@@ -12,6 +12,11 @@ import PrintGuard
 if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "audit-child" {
     exit(AuditBench.child(CommandLine.arguments[2]))
 }
+// `holdfast-bench broker-handler`: that one row alone, for profiling the broker's handler.
+if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "broker-handler" {
+    for row in try BrokerHandlerBench.rows() { print("\(row.name): \(row.holdfast); \(row.anchorName): \(row.anchor); \(row.ratio)") }
+    exit(0)
+}
 
 /// One measured series: total time and per-operation latencies.
 struct Measurement {
@@ -485,6 +490,7 @@ if wanted("broker") {
     let broker = URL(fileURLWithPath: holdfastBinary).deletingLastPathComponent().appendingPathComponent("holdfast-broker").path
     if FileManager.default.fileExists(atPath: broker) {
         rows += try BrokerBench.rows(broker: broker)
+        rows += try BrokerHandlerBench.rows()
         rows += try BrokerLoadBench.rows(broker: broker)
         if getuid() == 0, FileManager.default.fileExists(atPath: holdfastd) {
             rows += try LoginCheckBench.rows(broker: broker, holdfastd: holdfastd, holdfast: holdfastBinary)

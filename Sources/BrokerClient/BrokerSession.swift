@@ -15,7 +15,7 @@ public struct EnrollmentToken: Sendable, Equatable {
     public init(_ text: String) throws(BrokerClientError) {
         let trimmed = String(text.filter { !$0.isWhitespace })
         guard trimmed.hasPrefix("hft1."), let bytes = Base64URL.decode(String(trimmed.dropFirst(5))),
-              let value = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)),
+              let value = try? JSONValue.parse(bytes),
               let url = value["url"]?.stringValue, let ca = value["ca"]?.stringValue, let key = value["key"]?.stringValue, let secret = value["secret"]?.stringValue
         else {
             throw BrokerClientError(.setup, "not an enrollment token (holdfast-broker token create prints one: hft1.…)")
@@ -162,7 +162,7 @@ public struct BrokerSession: Sendable {
         ])
         let document: String
         do {
-            document = try JWS.sign(Array(jsonText(payload).utf8), with: key, header: JWSHeader(keyID: key.publicKey.thumbprint, type: "holdfast-enroll+jws"))
+            document = try JWS.sign(Array(payload.compactText.utf8), with: key, header: JWSHeader(keyID: key.publicKey.thumbprint, type: "holdfast-enroll+jws"))
         } catch {
             throw BrokerClientError(.setup, "cannot sign the enrollment: \(error)")
         }
@@ -190,13 +190,13 @@ public struct BrokerSession: Sendable {
     public func attest(report: String, nonce: String, user: String?, timeout: Duration = .seconds(10)) async throws(BrokerClientError) -> AttestationOutcome {
         var body: [String: JSONValue] = ["report": .string(report)]
         if let user { body["user"] = .string(user) }
-        let object = try BrokerSession.parse(try await signedRequest("POST", "/v1/attest", body: Array(jsonText(.object(body)).utf8), timeout: timeout), "attestation")
+        let object = try BrokerSession.parse(try await signedRequest("POST", "/v1/attest", body: Array(JSONValue.object(body).compactText.utf8), timeout: timeout), "attestation")
         guard let verdict = object["verdict"]?.stringValue else { throw BrokerClientError(.invalid, "the attestation answer carries no verdict") }
         let claims: JSONValue
         do {
             let verified = try JWS.verify(verdict, keys: record.verifyingKeys)
             guard verified.header.type == "holdfast-verdict+jws" else { throw BrokerClientError(.invalid, "the verdict is not a holdfast-verdict+jws document") }
-            claims = try JSONDecoder().decode(JSONValue.self, from: Data(verified.payload))
+            claims = try JSONValue.parse(verified.payload)
         } catch let error as BrokerClientError {
             throw error
         } catch {
@@ -243,7 +243,7 @@ public struct BrokerSession: Sendable {
         do {
             let verified = try JWS.verify(compact, keys: keys)
             guard verified.header.type == "holdfast-policy+jws" else { throw BrokerClientError(.invalid, "not a holdfast-policy+jws document") }
-            payload = try JSONDecoder().decode(JSONValue.self, from: Data(verified.payload))
+            payload = try JSONValue.parse(verified.payload)
         } catch let error as BrokerClientError {
             throw error
         } catch {
@@ -260,7 +260,7 @@ public struct BrokerSession: Sendable {
     /// Tells the broker what became of a policy version.
     public func acknowledge(version: Int64, applied: Bool, detail: String) async throws(BrokerClientError) {
         let body: JSONValue = .object(["version": .int(version), "status": .string(applied ? "applied" : "refused"), "detail": .string(detail)])
-        _ = try BrokerSession.parse(try await signedRequest("POST", "/v1/agent-policy/ack", body: Array(jsonText(body).utf8), timeout: .seconds(10)), "acknowledgement")
+        _ = try BrokerSession.parse(try await signedRequest("POST", "/v1/agent-policy/ack", body: Array(body.compactText.utf8), timeout: .seconds(10)), "acknowledgement")
     }
 
     // MARK: Events
@@ -319,7 +319,7 @@ public struct BrokerSession: Sendable {
             let known = Set(keys.compactMap { try? VerifyingKey(jwk: $0).thumbprint })
             for compact in announcements {
                 guard let verified = try? JWS.verify(compact, keys: trusted), verified.header.type == "holdfast-key-rotation+jws",
-                      let payload = try? JSONDecoder().decode(JSONValue.self, from: Data(verified.payload)), payload["type"]?.stringValue == "holdfast.key_rotation",
+                      let payload = try? JSONValue.parse(verified.payload), payload["type"]?.stringValue == "holdfast.key_rotation",
                       let newValue = payload["new"], let data = try? JSONEncoder().encode(newValue), let jwk = try? JSONDecoder().decode(JWK.self, from: data),
                       let key = try? VerifyingKey(jwk: jwk), !known.contains(key.thumbprint)
                 else { continue }
@@ -340,7 +340,7 @@ public struct BrokerSession: Sendable {
         ])
         let token: String
         do {
-            token = try JWS.sign(Array(jsonText(claims).utf8), with: key, header: JWSHeader(keyID: key.publicKey.thumbprint, type: "holdfast-request+jws"))
+            token = try JWS.sign(Array(claims.compactText.utf8), with: key, header: JWSHeader(keyID: key.publicKey.thumbprint, type: "holdfast-request+jws"))
         } catch {
             throw BrokerClientError(.setup, "cannot sign the request: \(error)")
         }
@@ -349,7 +349,7 @@ public struct BrokerSession: Sendable {
     }
 
     static func parse(_ answer: HTTPAnswer, _ what: String) throws(BrokerClientError) -> JSONValue {
-        let value = try? JSONDecoder().decode(JSONValue.self, from: Data(answer.body))
+        let value = try? JSONValue.parse(answer.body)
         guard answer.status == 200 else {
             let message = value?["message"]?.stringValue ?? "status \(answer.status)"
             throw BrokerClientError(.status, "the broker refused the \(what): \(message)", status: answer.status)
@@ -357,12 +357,6 @@ public struct BrokerSession: Sendable {
         guard let value, case .object = value else { throw BrokerClientError(.invalid, "the broker's \(what) answer is not a JSON object") }
         return value
     }
-}
-
-func jsonText(_ value: JSONValue) -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
 }
 
 func jsonValue(_ value: some Encodable) -> JSONValue {

@@ -77,7 +77,7 @@ public actor BrokerLink: Service {
             if let bytes = try? SecureFile.readPrivate(stateDirectory + "/" + Self.verdictFile, owner: 0, maximumSize: 1 << 20),
                let verified = try? JWS.verify(String(decoding: bytes, as: UTF8.self).filter { !$0.isWhitespace }, keys: stored.verifyingKeys),
                verified.header.type == "holdfast-verdict+jws",
-               let claims = try? JSONDecoder().decode(JSONValue.self, from: Data(verified.payload)),
+               let claims = try? JSONValue.parse(verified.payload),
                claims["device"]?.stringValue == stored.deviceID, let decision = claims["decision"]?.stringValue, let iat = claims["iat"]?.intValue {
                 verdict = (decision, Date(timeIntervalSince1970: Double(iat)), nil, [])
             }

@@ -121,18 +121,31 @@ public final class Broker: Sendable {
     /// Before any body is read: an unknown path is 404, and a device route needs a device
     /// signature that verifies (everything but the body hash and the replay check, which need the
     /// body) — so only enrolled devices can make the broker buffer a body.
-    public func early(method: String, path: String, headers: [String: String]) -> HTTPResponse? {
+    /// The verified signature travels to the handler (`HTTPRequest.screened`), which then only
+    /// checks the body hash and the replay cache.
+    public func early(method: String, path: String, headers: [String: String]) -> EarlyDecision {
         guard Self.knownPaths.contains(path) else {
             noteUnauthenticated("unknown path")
-            return .error(404, "not-found", "no such endpoint", headers: ["Connection": "close"])
+            return .refuse(.error(404, "not-found", "no such endpoint", headers: ["Connection": "close"]))
         }
-        guard Self.deviceRoutes.contains(path) else { return nil }
-        switch verifyDeviceSignature(HTTPRequest(method: method, path: path, headers: headers)) {
-        case .success: return nil
+        guard Self.deviceRoutes.contains(path) else { return .proceed(nil) }
+        let request = HTTPRequest(method: method, path: path, headers: headers)
+        switch verifyDeviceSignature(request) {
+        case .success(let verified):
+            return .proceed(ScreenedSignature(method: method, path: path, authorization: request.header("authorization") ?? "", device: verified.0, claims: verified.1))
         case .failure(var response):
             response.headers["Connection"] = "close"
-            return response
+            return .refuse(response)
         }
+    }
+
+    /// A device signature `early` verified, for exactly this method, path and Authorization.
+    struct ScreenedSignature: Sendable {
+        let method: String
+        let path: String
+        let authorization: String
+        let device: EnrolledDevice
+        let claims: JSONValue
     }
     /// How many unauthenticated requests were refused since start.
     public var unauthenticatedRefusalCount: Int { unauthenticatedRefusals.load(ordering: .relaxed) }
@@ -231,7 +244,7 @@ public final class Broker: Sendable {
         } catch {
             return .error(500, "internal", "no randomness")
         }
-        let factsText = jsonText(.object(facts))
+        let factsText = JSONValue.object(facts).compactText
         do {
             switch try storage.enroll(EnrolledDevice(id: id, publicKey: key.rawRepresentation, facts: factsText, enrolledAt: now), tokenHash: SHA256.hash(Array(secret.utf8))) {
             case .accepted: break
@@ -262,11 +275,17 @@ public final class Broker: Sendable {
     func authenticate(_ request: HTTPRequest) -> Authenticated {
         let device: EnrolledDevice
         let claims: JSONValue
-        switch verifyDeviceSignature(request) {
-        case .success(let verified):
-            (device, claims) = verified
-        case .failure(let response):
-            return .failure(response)
+        if let screened = request.screened as? ScreenedSignature, screened.method == request.method, screened.path == request.path,
+            screened.authorization == request.header("authorization")
+        {
+            (device, claims) = (screened.device, screened.claims)
+        } else {
+            switch verifyDeviceSignature(request) {
+            case .success(let verified):
+                (device, claims) = verified
+            case .failure(let response):
+                return .failure(response)
+            }
         }
         guard claims["bh"]?.stringValue == Base64URL.encode(SHA256.hash(request.body)) else {
             return .failure(refuse(device.id, "request.refused", 401, "wrong-body", "the signature does not cover this body"))
@@ -376,12 +395,12 @@ public final class Broker: Sendable {
         case .failure(let response): return response
         }
         do {
-            if try storage.outstandingNonces(device: device.id, at: now) >= Self.maximumOutstandingNonces {
+            let nonce = try SecureRandom.token(bytes: 32)
+            let current = now
+            let expires = current + settings.nonceLifetime
+            guard try storage.addNonce(nonce, device: device.id, expires: expires, openAt: current, limit: Self.maximumOutstandingNonces) else {
                 return refuse(device.id, "challenge.refused", 429, "too-many-challenges", "\(Self.maximumOutstandingNonces) challenges are unanswered; answer one or wait \(settings.nonceLifetime) s")
             }
-            let nonce = try SecureRandom.token(bytes: 32)
-            let expires = now + settings.nonceLifetime
-            try storage.addNonce(nonce, device: device.id, expires: expires)
             return .json(200, .object(["nonce": .string(nonce), "expires_at": .int(expires)]))
         } catch {
             logger.error("cannot store a challenge", ("error", "\(error)"))
@@ -425,18 +444,8 @@ public final class Broker: Sendable {
             return refuse(device.id, "attest.refused", 403, "wrong-device", "the report names another device")
         }
         guard let nonce = report["nonce"]?.stringValue else { return refuse(device.id, "attest.refused", 403, "no-nonce", "the report answers no challenge") }
-        do {
-            switch try storage.consumeNonce(nonce, device: device.id, at: now) {
-            case .accepted: break
-            case .unknown: return refuse(device.id, "attest.refused", 403, "nonce-unknown", "the report answers no challenge this broker issued")
-            case .used: return refuse(device.id, "attest.refused", 403, "nonce-replayed", "the challenge was answered already (replay)")
-            case .expired: return refuse(device.id, "attest.refused", 403, "nonce-expired", "the challenge expired; ask for a new one")
-            case .otherDevice: return refuse(device.id, "attest.refused", 403, "nonce-other-device", "the challenge was issued to another device")
-            }
-        } catch {
-            logger.error("cannot spend a challenge", ("error", "\(error)"))
-            return .error(503, "storage", "the broker cannot check the challenge now; retry")
-        }
+        // Judged first, then the challenge is spent and the attestation recorded in one
+        // transaction: a refused challenge records nothing.
         let evidence: PostureEvidence
         do {
             evidence = try PostureEvidence.parse(report)
@@ -452,11 +461,19 @@ public final class Broker: Sendable {
         }
         let policy = compliancePolicy()
         let verdict = evaluate(evidence, policy: policy, firstFailures: previous.map { Self.firstFailures($0.firstFailures, policy: policy) } ?? [:])
+        let current = now
         do {
-            try storage.recordAttestation(Attestation(
-                device: device.id, at: now, report: String(decoding: payload, as: UTF8.self), decision: verdict.decision.rawValue, policyVersion: policy.version,
-                user: user, firstFailures: jsonText(.object(verdict.firstFailures.mapValues { .int($0) }))))
-            try storage.log(BrokerLogEntry(time: now, device: device.id, kind: "attest", detail: "\(verdict.decision.rawValue)" + (verdict.blocking.isEmpty ? "" : " failing \(verdict.blocking.map(\.id).joined(separator: ","))")))
+            let attestation = Attestation(
+                device: device.id, at: current, report: String(decoding: payload, as: UTF8.self), decision: verdict.decision.rawValue, policyVersion: policy.version,
+                user: user, firstFailures: JSONValue.object(verdict.firstFailures.mapValues { .int($0) }).compactText)
+            let entry = BrokerLogEntry(time: current, device: device.id, kind: "attest", detail: "\(verdict.decision.rawValue)" + (verdict.blocking.isEmpty ? "" : " failing \(verdict.blocking.map(\.id).joined(separator: ","))"))
+            switch try storage.recordAttestation(attestation, spending: nonce, log: entry) {
+            case .accepted: break
+            case .unknown: return refuse(device.id, "attest.refused", 403, "nonce-unknown", "the report answers no challenge this broker issued")
+            case .used: return refuse(device.id, "attest.refused", 403, "nonce-replayed", "the challenge was answered already (replay)")
+            case .expired: return refuse(device.id, "attest.refused", 403, "nonce-expired", "the challenge expired; ask for a new one")
+            case .otherDevice: return refuse(device.id, "attest.refused", 403, "nonce-other-device", "the challenge was issued to another device")
+            }
         } catch {
             logger.error("cannot record an attestation", ("error", "\(error)"))
             return .error(503, "storage", "the broker cannot record the attestation now; retry")
@@ -558,7 +575,7 @@ public final class Broker: Sendable {
         ]
         if let user { object["user"] = .string(user) }
         if let policyVersion { object["policy_version"] = .int(policyVersion) }
-        return try JWS.sign(Array(jsonText(.object(object)).utf8), with: keys.current, header: JWSHeader(keyID: keys.current.publicKey.thumbprint, type: Self.verdictType))
+        return try JWS.sign(Array(JSONValue.object(object).compactText.utf8), with: keys.current, header: JWSHeader(keyID: keys.current.publicKey.thumbprint, type: Self.verdictType))
     }
 
     func issueGrant(device: String, user: String?, verdict: ComplianceVerdict) throws -> String {
@@ -737,7 +754,7 @@ public final class Broker: Sendable {
                 // One bad event refuses the batch: the agent keeps it and says so, nothing is half-stored.
                 return refuse(device.id, "events.refused", 400, "bad-event", "event \(index) has no metadata.uid (UUID), time or holdfast.kind")
             }
-            events.append(StoredEvent(device: device.id, uuid: uid.lowercased(), timeMilliseconds: time, kind: kind, severity: item["severity_id"]?.intValue ?? 0, body: jsonText(item)))
+            events.append(StoredEvent(device: device.id, uuid: uid.lowercased(), timeMilliseconds: time, kind: kind, severity: item["severity_id"]?.intValue ?? 0, body: item.compactText))
         }
         do {
             // Alerts come from events seen for the first time only (a retried batch adds no
@@ -745,7 +762,7 @@ public final class Broker: Sendable {
             let posture = triagePosture(device.id)
             let received = (now + settings.skew) * 1_000
             let new = try storage.storeNewEvents(events, device: device.id, at: now, alertWindow: AlertTriage.window) { event in
-                guard let body = try? JSONDecoder().decode(JSONValue.self, from: Data(event.body.utf8)) else { return nil }
+                guard let body = try? JSONValue.parse(event.body.utf8) else { return nil }
                 return AlertTriage.candidate(event, body: body, posture: posture, receivedMilliseconds: received)
             }
             return .json(200, .object(["stored": .int(Int64(new.count)), "duplicates": .int(Int64(events.count - new.count)), "acknowledged": .int(Int64(events.count))]))
@@ -768,7 +785,7 @@ public final class Broker: Sendable {
             "type": "holdfast.agent_policy", "version": .int(version), "iat": .int(time), "sha256": .string(SHA256.hex(bytes)),
             "document": .string(Base64URL.encode(bytes)),
         ])
-        return try JWS.sign(Array(jsonText(object).utf8), with: key, header: JWSHeader(keyID: key.publicKey.thumbprint, type: agentPolicyType))
+        return try JWS.sign(Array(object.compactText.utf8), with: key, header: JWSHeader(keyID: key.publicKey.thumbprint, type: agentPolicyType))
     }
 
     /// An announcement of a new signing key, signed by the old one (`holdfast-key-rotation+jws`).
@@ -776,7 +793,7 @@ public final class Broker: Sendable {
         let encoder = JSONEncoder()
         guard let jwk = try? JSONDecoder().decode(JSONValue.self, from: encoder.encode(new.jwk)) else { throw ComplianceError("cannot encode the key") }
         let object: JSONValue = .object(["type": "holdfast.key_rotation", "old": .string(old.publicKey.thumbprint), "new": jwk, "iat": .int(time)])
-        return try JWS.sign(Array(jsonText(object).utf8), with: old, header: JWSHeader(keyID: old.publicKey.thumbprint, type: rotationType))
+        return try JWS.sign(Array(object.compactText.utf8), with: old, header: JWSHeader(keyID: old.publicKey.thumbprint, type: rotationType))
     }
 
     // MARK: Helpers
@@ -797,8 +814,13 @@ public final class Broker: Sendable {
 
     /// A JSON object from bytes; repeated keys are refused (parsers disagree on which wins).
     static func parseObject(_ bytes: [UInt8]) throws -> JSONValue {
-        if let key = JSONDuplicateKeys.first(in: bytes) { throw ComplianceError("the key \"\(key)\" appears twice") }
-        let value = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(bytes)
+        } catch {
+            if let key = error.duplicateName { throw ComplianceError("the key \"\(key)\" appears twice") }
+            throw ComplianceError("\(error)")
+        }
         guard case .object = value else { throw ComplianceError("not a JSON object") }
         return value
     }
@@ -809,11 +831,4 @@ func trimmed(_ text: String) -> String {
     let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
     guard let first = text.firstIndex(where: { !isSpace($0) }), let last = text.lastIndex(where: { !isSpace($0) }) else { return "" }
     return String(text[first...last])
-}
-
-/// Sorted-key compact JSON text.
-func jsonText(_ value: JSONValue) -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
 }

@@ -49,10 +49,14 @@ public struct CompliancePolicy: Sendable, Equatable {
 
     /// Parses a policy document; anything unknown or malformed is refused with the reason.
     public static func parse(_ bytes: [UInt8]) throws(ComplianceError) -> CompliancePolicy {
-        if let key = JSONDuplicateKeys.first(in: bytes) { throw ComplianceError("the key \"\(key)\" appears twice") }
-        guard let document = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)), case .object(let top) = document else {
+        let document: JSONValue
+        do {
+            document = try JSONValue.parse(bytes)
+        } catch {
+            if let key = error.duplicateName { throw ComplianceError("the key \"\(key)\" appears twice") }
             throw ComplianceError("not a JSON object")
         }
+        guard case .object(let top) = document else { throw ComplianceError("not a JSON object") }
         for key in top.keys where !["version", "max_report_age", "checks"].contains(key) {
             throw ComplianceError("unknown key \"\(key)\" (known: version, max_report_age, checks)")
         }

@@ -17,14 +17,18 @@ public struct HTTPRequest: Sendable {
     public var body: [UInt8]
     /// The peer's address, for logs.
     public var peer: String
+    /// What the early check learned from these headers (the broker: the verified device
+    /// signature), so the handler need not learn it again.
+    public var screened: (any Sendable)?
 
-    public init(method: String, path: String, headers: [String: String] = [:], query: [String: String] = [:], body: [UInt8] = [], peer: String = "") {
+    public init(method: String, path: String, headers: [String: String] = [:], query: [String: String] = [:], body: [UInt8] = [], peer: String = "", screened: (any Sendable)? = nil) {
         self.method = method
         self.path = path
         self.headers = headers
         self.query = query
         self.body = body
         self.peer = peer
+        self.screened = screened
     }
 
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
@@ -47,15 +51,25 @@ public struct HTTPResponse: Sendable, Equatable {
         var all = headers
         all["Content-Type"] = "application/json"
         all["Cache-Control"] = "no-store"
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let body = (try? encoder.encode(value)).map { Array($0) } ?? Array(#"{"error":"encoding"}"#.utf8)
-        return HTTPResponse(status: status, headers: all, body: body + [0x0A])
+        return HTTPResponse(status: status, headers: all, body: Array(value.compactText.utf8) + [0x0A])
     }
 
     /// An error body: `{"error": code, "message": text}`.
     public static func error(_ status: Int, _ code: String, _ message: String, headers: [String: String] = [:]) -> HTTPResponse {
         json(status, .object(["error": .string(code), "message": .string(message)]), headers: headers)
+    }
+}
+
+/// The early check's decision, once the headers are in: refuse now (no body is read), or go on,
+/// carrying what the check learned to the handler.
+public enum EarlyDecision: Sendable {
+    case refuse(HTTPResponse)
+    case proceed((any Sendable)?)
+
+    /// The refusal, when this is one.
+    public var refusal: HTTPResponse? {
+        if case .refuse(let response) = self { return response }
+        return nil
     }
 }
 
@@ -119,7 +133,7 @@ public final class HTTPServer: @unchecked Sendable {
     /// Asked once the headers are in, before any body is read: an answer here ends the request
     /// (e.g. 401 for a device route without a device signature), so unauthenticated peers
     /// cannot make the server buffer bodies.
-    let early: @Sendable (_ method: String, _ path: String, _ headers: [String: String]) -> HTTPResponse?
+    let early: @Sendable (_ method: String, _ path: String, _ headers: [String: String]) -> EarlyDecision
     private var daemon: OpaquePointer?
     private let waiters = Mutex<[ObjectIdentifier: Waiter]>([:])
     private let stopping = Atomic<Bool>(false)
@@ -129,7 +143,7 @@ public final class HTTPServer: @unchecked Sendable {
     public private(set) var port: UInt16 = 0
 
     public init(
-        _ configuration: Configuration, early: @escaping @Sendable (String, String, [String: String]) -> HTTPResponse? = { _, _, _ in nil },
+        _ configuration: Configuration, early: @escaping @Sendable (String, String, [String: String]) -> EarlyDecision = { _, _, _ in .proceed(nil) },
         handler: @escaping @Sendable (HTTPRequest) -> HTTPHandling
     ) {
         self.configuration = configuration
@@ -199,6 +213,7 @@ public final class HTTPServer: @unchecked Sendable {
         var headers: [String: String] = [:]
         var limit = 0
         var early: HTTPResponse?
+        var screened: (any Sendable)?
         var body: [UInt8] = []
         var tooLarge = false
         var response: HTTPResponse?
@@ -239,7 +254,14 @@ public final class HTTPServer: @unchecked Sendable {
             context.pointee = Unmanaged.passRetained(state).toOpaque()
             state.headers = Self.values(connection, .HEADER_KIND, lowercased: true)
             state.limit = method == "GET" || method == "HEAD" ? 0 : configuration.bodyLimits[url] ?? configuration.maximumBody
-            state.early = Self.framingProblem(state.headers, limit: state.limit) ?? early(method, url, state.headers)
+            if let problem = Self.framingProblem(state.headers, limit: state.limit) {
+                state.early = problem
+            } else {
+                switch early(method, url, state.headers) {
+                case .refuse(let response): state.early = response
+                case .proceed(let screened): state.screened = screened
+                }
+            }
             // Refused before any body is read: MHD sends it and discards (or closes on) the rest.
             if let refused = state.early { return Self.queue(refused, on: connection) }
             return .YES
@@ -265,7 +287,7 @@ public final class HTTPServer: @unchecked Sendable {
         if state.suspended { return .YES }
         let request = HTTPRequest(
             method: method, path: url, headers: state.headers,
-            query: Self.values(connection, .GET_ARGUMENT_KIND, lowercased: false), body: state.body, peer: Self.peer(connection))
+            query: Self.values(connection, .GET_ARGUMENT_KIND, lowercased: false), body: state.body, peer: Self.peer(connection), screened: state.screened)
         switch handler(request) {
         case .respond(let response):
             return Self.queue(response, on: connection)

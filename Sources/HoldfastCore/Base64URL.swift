@@ -12,24 +12,49 @@ public enum Base64URL {
         return table
     }()
 
+    private static let alphabetText: StaticString = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
     /// Encodes bytes as unpadded base64url text.
     public static func encode<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> String {
-        var output: [UInt8] = []
-        output.reserveCapacity((bytes.count * 4 + 2) / 3)
-        var iterator = bytes.makeIterator()
-        while let first = iterator.next() {
-            let second = iterator.next()
-            let third = iterator.next()
-            output.append(alphabet[Int(first >> 2)])
-            output.append(alphabet[Int((first & 0x03) << 4 | (second ?? 0) >> 4)])
-            if let second {
-                output.append(alphabet[Int((second & 0x0F) << 2 | (third ?? 0) >> 6)])
+        if let text = bytes.withContiguousStorageIfAvailable({ encode(buffer: $0) }) { return text }
+        return Array(bytes).withUnsafeBufferPointer { encode(buffer: $0) }
+    }
+
+    /// Three bytes to four characters at a time, straight into the string's storage (the
+    /// signing path encodes every report and grant).
+    static func encode(buffer input: UnsafeBufferPointer<UInt8>) -> String {
+        let length = (input.count * 4 + 2) / 3
+        guard length > 0 else { return "" }
+        let table = alphabetText.utf8Start
+        return String(unsafeUninitializedCapacity: length) { output in
+            var from = 0
+            var to = 0
+            while input.count - from >= 3 {
+                let word = UInt32(input[from]) << 16 | UInt32(input[from + 1]) << 8 | UInt32(input[from + 2])
+                output[to] = table[Int(word >> 18)]
+                output[to + 1] = table[Int(word >> 12 & 0x3F)]
+                output[to + 2] = table[Int(word >> 6 & 0x3F)]
+                output[to + 3] = table[Int(word & 0x3F)]
+                from += 3
+                to += 4
             }
-            if let third {
-                output.append(alphabet[Int(third & 0x3F)])
+            switch input.count - from {
+            case 2:
+                let word = UInt32(input[from]) << 16 | UInt32(input[from + 1]) << 8
+                output[to] = table[Int(word >> 18)]
+                output[to + 1] = table[Int(word >> 12 & 0x3F)]
+                output[to + 2] = table[Int(word >> 6 & 0x3F)]
+                to += 3
+            case 1:
+                let word = UInt32(input[from]) << 16
+                output[to] = table[Int(word >> 18)]
+                output[to + 1] = table[Int(word >> 12 & 0x3F)]
+                to += 2
+            default:
+                break
             }
+            return to
         }
-        return String(decoding: output, as: UTF8.self)
     }
 
     /// Decodes unpadded base64url text; `nil` when the text is not canonical base64url.

@@ -2,6 +2,10 @@
 public enum JSONText {
     /// Returns `value` as a JSON string literal, quotes included (RFC 8259 §7).
     public static func quote(_ value: String) -> String {
+        // Most strings need no escape: copied whole (the broker quotes every answer's strings).
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            return "\"" + value + "\""
+        }
         var output = "\""
         for scalar in value.unicodeScalars {
             switch scalar {
@@ -66,5 +70,43 @@ public enum Hex {
             }
         }
         return output
+    }
+}
+
+extension JSONValue {
+    /// Compact JSON text with members in sorted order — byte for byte what `JSONEncoder` writes
+    /// with `.sortedKeys` and `.withoutEscapingSlashes` (a test holds them equal), without its
+    /// cost on the broker's answers.
+    public var compactText: String {
+        var output = ""
+        write(to: &output)
+        return output
+    }
+
+    func write(to output: inout String) {
+        switch self {
+        case .null: output += "null"
+        case .bool(let flag): output += flag ? "true" : "false"
+        case .int(let value): output += String(value)
+        case .double(let value): output += value.description
+        case .string(let text): output += JSONText.quote(text)
+        case .array(let elements):
+            output += "["
+            for (index, element) in elements.enumerated() {
+                if index > 0 { output += "," }
+                element.write(to: &output)
+            }
+            output += "]"
+        case .object(let members):
+            output += "{"
+            // By UTF-8 bytes, as JSONEncoder sorts (not Swift's `<`, which compares normalized).
+            for (index, name) in members.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
+                if index > 0 { output += "," }
+                output += JSONText.quote(name)
+                output += ":"
+                members[name]?.write(to: &output)
+            }
+            output += "}"
+        }
     }
 }

@@ -136,15 +136,14 @@ public enum JWS {
     }
 
     static func parseHeader(_ bytes: [UInt8]) throws(CryptoError) -> JWSHeader {
-        let members: [String: JSONValue]
+        let parsed: JSONValue
         do {
-            members = try JSONDecoder().decode([String: JSONValue].self, from: Data(bytes))
+            parsed = try JSONValue.parse(bytes)
         } catch {
+            if let duplicate = error.duplicateName { throw CryptoError(.malformed, "the header names \"\(duplicate)\" twice") }
             throw CryptoError(.malformed, "the header is not a JSON object")
         }
-        if let duplicate = JSONDuplicateKeys.first(in: bytes) {
-            throw CryptoError(.malformed, "the header names \"\(duplicate)\" twice")
-        }
+        guard case .object(let members) = parsed else { throw CryptoError(.malformed, "the header is not a JSON object") }
         guard case .string(let algorithm)? = members["alg"] else {
             throw CryptoError(.unsupportedAlgorithm, "the header names no algorithm")
         }

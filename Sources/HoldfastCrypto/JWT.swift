@@ -73,6 +73,51 @@ public struct JWTClaims: Sendable, Equatable, Codable {
         self.other = other
     }
 
+    /// The claims of a parsed object, read as the `Decodable` initializer reads them (a
+    /// registered claim that is `null` is absent; one of the wrong type is refused).
+    public init(members: [String: JSONValue]) throws(CryptoError) {
+        func text(_ name: String) throws(CryptoError) -> String? {
+            switch members[name] {
+            case nil, .null?: return nil
+            case .string(let value)?: return value
+            default: throw CryptoError(.malformed, "the payload is not a valid claims set: \(name) is not a string")
+            }
+        }
+        func date(_ name: String) throws(CryptoError) -> Date? {
+            let seconds: Double
+            switch members[name] {
+            case nil, .null?: return nil
+            case .int(let value)?: seconds = Double(value)
+            case .double(let value)?: seconds = value
+            default: throw CryptoError(.malformed, "the payload is not a valid claims set: \(name) is not a number")
+            }
+            // NumericDate (RFC 7519 §2) within 1970…9999, as in init(from:).
+            guard seconds.isFinite, seconds >= 0, seconds <= JWTClaims.latestDate else {
+                throw CryptoError(.malformed, "the payload is not a valid claims set: \(name) is not a date between 1970 and 9999")
+            }
+            return Date(timeIntervalSince1970: seconds)
+        }
+        issuer = try text("iss")
+        subject = try text("sub")
+        switch members["aud"] {
+        case nil, .null?: audience = nil
+        case .string(let single)?: audience = [single]
+        case .array(let items)?:
+            var names: [String] = []
+            for item in items {
+                guard case .string(let name) = item else { throw CryptoError(.malformed, "the payload is not a valid claims set: aud holds a non-string") }
+                names.append(name)
+            }
+            audience = names
+        default: throw CryptoError(.malformed, "the payload is not a valid claims set: aud is neither a string nor an array")
+        }
+        issuedAt = try date("iat")
+        notBefore = try date("nbf")
+        expiresAt = try date("exp")
+        id = try text("jti")
+        other = members.filter { !Self.registered.contains($0.key) }
+    }
+
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: Key.self)
         try container.encodeIfPresent(issuer, forKey: Key("iss"))
@@ -169,17 +214,15 @@ public enum JWT {
         if let expected = validation.type, verified.header.type != expected {
             throw CryptoError(.wrongType, "document type is \(verified.header.type ?? "unset"), expected \(expected)")
         }
-        let claims: JWTClaims
+        let parsed: JSONValue
         do {
-            claims = try JSONDecoder().decode(JWTClaims.self, from: Data(verified.payload))
-        } catch DecodingError.dataCorrupted(let context) {
-            throw CryptoError(.malformed, "the payload is not a valid claims set: \(context.debugDescription)")
+            parsed = try JSONValue.parse(verified.payload)
         } catch {
+            if let duplicate = error.duplicateName { throw CryptoError(.malformed, "the claims name \"\(duplicate)\" twice") }
             throw CryptoError(.malformed, "the payload is not a JWT claims set")
         }
-        if let duplicate = JSONDuplicateKeys.first(in: verified.payload) {
-            throw CryptoError(.malformed, "the claims name \"\(duplicate)\" twice")
-        }
+        guard case .object(let members) = parsed else { throw CryptoError(.malformed, "the payload is not a JWT claims set") }
+        let claims = try JWTClaims(members: members)
         if let maximum = validation.maximumLifetime, let expiresAt = claims.expiresAt {
             let from = claims.issuedAt ?? validation.clock.now()
             if expiresAt.timeIntervalSince(from) > maximum {

@@ -29,6 +29,10 @@ public protocol BrokerStorage: Sendable {
     func enroll(_ device: EnrolledDevice, tokenHash: [UInt8]) throws(StoreError) -> EnrollOutcome
     /// Challenges issued to a device that are neither spent nor expired.
     func outstandingNonces(device: String, at time: Int64) throws(StoreError) -> Int
+    /// Stores a challenge unless the device holds `limit` open ones at `time` already (false
+    /// then): the count and the insert in one transaction, so concurrent requests cannot pass
+    /// the limit together.
+    func addNonce(_ nonce: String, device: String, expires: Int64, openAt time: Int64, limit: Int) throws(StoreError) -> Bool
     func device(id: String) throws(StoreError) -> EnrolledDevice?
     /// Unenrolls: the device's key is no longer accepted. False when there was no such device.
     func removeDevice(id: String, at time: Int64) throws(StoreError) -> Bool
@@ -41,6 +45,9 @@ public protocol BrokerStorage: Sendable {
     func devices() throws(StoreError) -> [EnrolledDevice]
     /// Records an accepted attestation: the report's payload as received, and the decision then.
     func recordAttestation(_ attestation: Attestation) throws(StoreError)
+    /// Spends the report's challenge and, only when that is accepted, records the attestation
+    /// and its trail entry: one transaction (no spent challenge without its attestation).
+    func recordAttestation(_ attestation: Attestation, spending nonce: String, log entry: BrokerLogEntry) throws(StoreError) -> NonceOutcome
     /// The device's latest accepted attestation.
     func latestAttestation(device: String) throws(StoreError) -> Attestation?
     /// Notes that the device called in (any authenticated request).
@@ -262,7 +269,7 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     private let connection: Mutex<Connection>
     public let path: String
 
-    static let schemaVersion: Int64 = 4
+    static let schemaVersion: Int64 = 5
     /// How long the broker's trail keeps entries: 90 days.
     public static let logRetention: Int64 = 90 * 86_400
 
@@ -326,6 +333,14 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                         summary TEXT NOT NULL, event_uuid TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'open', acked_by TEXT, acked_at INTEGER, note TEXT);
                     CREATE INDEX alerts_open ON alerts (status, device, user, kind, last_seen);
                     PRAGMA user_version = 4;
+                    """)
+            }
+            if version <= 4 {
+                // A device's open challenges are counted on every challenge: by device, not by
+                // scanning every unexpired nonce of the fleet.
+                try connection.execute("""
+                    CREATE INDEX nonces_open ON nonces (device, expires) WHERE used_at IS NULL;
+                    PRAGMA user_version = 5;
                     """)
             }
         }
@@ -508,14 +523,7 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     }
 
     public func outstandingNonces(device: String, at time: Int64) throws(StoreError) -> Int {
-        try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("SELECT count(*) FROM nonces WHERE device = ? AND used_at IS NULL AND expires > ?") { statement throws(StoreError) in
-                statement.bind(1, device)
-                statement.bind(2, time)
-                _ = try statement.step()
-                return Int(statement.int64(0))
-            }
-        }
+        try connection.withLock { connection throws(StoreError) in try Self.openNonces(device: device, at: time, connection) }
     }
 
     public func device(id: String) throws(StoreError) -> EnrolledDevice? {
@@ -542,42 +550,67 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     }
 
     public func addNonce(_ nonce: String, device: String, expires: Int64) throws(StoreError) {
+        try connection.withLock { connection throws(StoreError) in try Self.insertNonce(nonce, device: device, expires: expires, connection) }
+    }
+
+    public func addNonce(_ nonce: String, device: String, expires: Int64, openAt time: Int64, limit: Int) throws(StoreError) -> Bool {
         try connection.withLock { connection throws(StoreError) in
-            // Spent and expired challenges older than a day are of no further use (swept now and
-            // then, not on every challenge).
-            if UInt8.random(in: 0..<100) == 0 { try connection.withStatement("DELETE FROM nonces WHERE expires < ?") { statement throws(StoreError) in
-                let (cutoff, overflow) = expires.subtractingReportingOverflow(86_400)
-                statement.bind(1, overflow ? Int64.min : cutoff)
-                try statement.run()
-            } }
-            try connection.withStatement("INSERT INTO nonces (nonce, device, expires) VALUES (?, ?, ?)") { statement throws(StoreError) in
-                statement.bind(1, nonce)
-                statement.bind(2, device)
-                statement.bind(3, expires)
-                try statement.run()
+            try connection.transaction { () throws(StoreError) -> Bool in
+                guard try Self.openNonces(device: device, at: time, connection) < limit else { return false }
+                try Self.insertNonce(nonce, device: device, expires: expires, connection)
+                return true
             }
+        }
+    }
+
+    static func openNonces(device: String, at time: Int64, _ connection: Connection) throws(StoreError) -> Int {
+        try connection.withStatement("SELECT count(*) FROM nonces WHERE device = ? AND used_at IS NULL AND expires > ?") { statement throws(StoreError) in
+            statement.bind(1, device)
+            statement.bind(2, time)
+            _ = try statement.step()
+            return Int(statement.int64(0))
+        }
+    }
+
+    static func insertNonce(_ nonce: String, device: String, expires: Int64, _ connection: Connection) throws(StoreError) {
+        // Spent and expired challenges older than a day are of no further use (swept now and
+        // then, not on every challenge).
+        if UInt8.random(in: 0..<100) == 0 { try connection.withStatement("DELETE FROM nonces WHERE expires < ?") { statement throws(StoreError) in
+            let (cutoff, overflow) = expires.subtractingReportingOverflow(86_400)
+            statement.bind(1, overflow ? Int64.min : cutoff)
+            try statement.run()
+        } }
+        try connection.withStatement("INSERT INTO nonces (nonce, device, expires) VALUES (?, ?, ?)") { statement throws(StoreError) in
+            statement.bind(1, nonce)
+            statement.bind(2, device)
+            statement.bind(3, expires)
+            try statement.run()
         }
     }
 
     public func consumeNonce(_ nonce: String, device: String, at time: Int64) throws(StoreError) -> NonceOutcome {
         try connection.withLock { connection throws(StoreError) in
-            try connection.transaction { () throws(StoreError) -> NonceOutcome in
-                let spent = try connection.withStatement("UPDATE nonces SET used_at = ? WHERE nonce = ? AND device = ? AND used_at IS NULL AND expires > ?") { statement throws(StoreError) in
-                    statement.bind(1, time)
-                    statement.bind(2, nonce)
-                    statement.bind(3, device)
-                    statement.bind(4, time)
-                    try statement.run()
-                    return statement.changes == 1
-                }
-                if spent { return .accepted }
-                return try connection.withStatement("SELECT device, used_at IS NOT NULL, expires FROM nonces WHERE nonce = ?") { statement throws(StoreError) -> NonceOutcome in
-                    statement.bind(1, nonce)
-                    guard try statement.step() else { return .unknown }
-                    if statement.text(0) != device { return .otherDevice }
-                    return statement.int64(1) == 1 ? .used : .expired
-                }
-            }
+            try connection.transaction { () throws(StoreError) -> NonceOutcome in try Self.spend(nonce, device: device, at: time, connection) }
+        }
+    }
+
+    /// Inside a transaction: marks the nonce used if it is this device's, unused and unexpired;
+    /// otherwise says why not.
+    static func spend(_ nonce: String, device: String, at time: Int64, _ connection: Connection) throws(StoreError) -> NonceOutcome {
+        let spent = try connection.withStatement("UPDATE nonces SET used_at = ? WHERE nonce = ? AND device = ? AND used_at IS NULL AND expires > ?") { statement throws(StoreError) in
+            statement.bind(1, time)
+            statement.bind(2, nonce)
+            statement.bind(3, device)
+            statement.bind(4, time)
+            try statement.run()
+            return statement.changes == 1
+        }
+        if spent { return .accepted }
+        return try connection.withStatement("SELECT device, used_at IS NOT NULL, expires FROM nonces WHERE nonce = ?") { statement throws(StoreError) -> NonceOutcome in
+            statement.bind(1, nonce)
+            guard try statement.step() else { return .unknown }
+            if statement.text(0) != device { return .otherDevice }
+            return statement.int64(1) == 1 ? .used : .expired
         }
     }
 
@@ -605,24 +638,38 @@ public final class SQLiteBrokerStorage: BrokerStorage {
 
     public func recordAttestation(_ attestation: Attestation) throws(StoreError) {
         try connection.withLock { connection throws(StoreError) in
-            try connection.transaction { () throws(StoreError) in
-                try connection.withStatement("INSERT INTO attestations (device, at, report, decision, policy_version, user, first_failures) VALUES (?, ?, ?, ?, ?, ?, ?)") { statement throws(StoreError) in
-                    statement.bind(7, attestation.firstFailures)
-                    statement.bind(1, attestation.device)
-                    statement.bind(2, attestation.at)
-                    statement.bind(3, attestation.report)
-                    statement.bind(4, attestation.decision)
-                    statement.bind(5, attestation.policyVersion)
-                    statement.bind(6, attestation.user)
-                    try statement.run()
-                }
-                // Only the latest few per device are needed to decide; the broker log keeps the trail.
-                try connection.withStatement("DELETE FROM attestations WHERE device = ? AND id NOT IN (SELECT id FROM attestations WHERE device = ? ORDER BY id DESC LIMIT 8)") { statement throws(StoreError) in
-                    statement.bind(1, attestation.device)
-                    statement.bind(2, attestation.device)
-                    try statement.run()
-                }
+            try connection.transaction { () throws(StoreError) in try Self.insertAttestation(attestation, connection) }
+        }
+    }
+
+    public func recordAttestation(_ attestation: Attestation, spending nonce: String, log entry: BrokerLogEntry) throws(StoreError) -> NonceOutcome {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.transaction { () throws(StoreError) -> NonceOutcome in
+                let outcome = try Self.spend(nonce, device: attestation.device, at: attestation.at, connection)
+                guard outcome == .accepted else { return outcome }
+                try Self.insertAttestation(attestation, connection)
+                try Self.insertLog(entry, connection)
+                return outcome
             }
+        }
+    }
+
+    static func insertAttestation(_ attestation: Attestation, _ connection: Connection) throws(StoreError) {
+        try connection.withStatement("INSERT INTO attestations (device, at, report, decision, policy_version, user, first_failures) VALUES (?, ?, ?, ?, ?, ?, ?)") { statement throws(StoreError) in
+            statement.bind(7, attestation.firstFailures)
+            statement.bind(1, attestation.device)
+            statement.bind(2, attestation.at)
+            statement.bind(3, attestation.report)
+            statement.bind(4, attestation.decision)
+            statement.bind(5, attestation.policyVersion)
+            statement.bind(6, attestation.user)
+            try statement.run()
+        }
+        // Only the latest few per device are needed to decide; the broker log keeps the trail.
+        try connection.withStatement("DELETE FROM attestations WHERE device = ? AND id NOT IN (SELECT id FROM attestations WHERE device = ? ORDER BY id DESC LIMIT 8)") { statement throws(StoreError) in
+            statement.bind(1, attestation.device)
+            statement.bind(2, attestation.device)
+            try statement.run()
         }
     }
 
@@ -871,23 +918,25 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     }
 
     public func log(_ entry: BrokerLogEntry) throws(StoreError) {
-        try connection.withLock { connection throws(StoreError) in
-            let id = try connection.withStatement("INSERT INTO broker_log (time, device, kind, detail) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
-                statement.bind(1, entry.time)
-                statement.bind(2, entry.device)
-                statement.bind(3, entry.kind)
-                statement.bind(4, String(entry.detail.prefix(2_048)))
+        try connection.withLock { connection throws(StoreError) in try Self.insertLog(entry, connection) }
+    }
+
+    static func insertLog(_ entry: BrokerLogEntry, _ connection: Connection) throws(StoreError) {
+        let id = try connection.withStatement("INSERT INTO broker_log (time, device, kind, detail) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
+            statement.bind(1, entry.time)
+            statement.bind(2, entry.device)
+            statement.bind(3, entry.kind)
+            statement.bind(4, String(entry.detail.prefix(2_048)))
+            try statement.run()
+            return statement.lastInsertID
+        }
+        // Every thousandth entry prunes what is older than the retention (the trail is
+        // for operators; the device's own journal is the record of what it did).
+        if id % 1_000 == 0 {
+            try connection.withStatement("DELETE FROM broker_log WHERE time < ?") { statement throws(StoreError) in
+                let (cutoff, overflow) = entry.time.subtractingReportingOverflow(Self.logRetention)
+                statement.bind(1, overflow ? Int64.min : cutoff)
                 try statement.run()
-                return statement.lastInsertID
-            }
-            // Every thousandth entry prunes what is older than the retention (the trail is
-            // for operators; the device's own journal is the record of what it did).
-            if id % 1_000 == 0 {
-                try connection.withStatement("DELETE FROM broker_log WHERE time < ?") { statement throws(StoreError) in
-                    let (cutoff, overflow) = entry.time.subtractingReportingOverflow(Self.logRetention)
-                    statement.bind(1, overflow ? Int64.min : cutoff)
-                    try statement.run()
-                }
             }
         }
     }

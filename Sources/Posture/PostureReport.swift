@@ -55,9 +55,7 @@ public struct PostureReport: Sendable, Equatable {
 
     /// The payload bytes: sorted keys, so the same report always serializes the same way.
     public func payload() throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(json))
+        Array(json.compactText.utf8)
     }
 
     /// The compact JWS of the report, signed with the device key.

@@ -516,20 +516,43 @@ extension BrokerTests {
     /// The device routes refuse a request without a device signature before reading its body.
     @Test func deviceRoutesNeedASignatureBeforeTheBody() throws {
         let rig = try Rig()
-        #expect(rig.broker.early(method: "POST", path: "/v1/attest", headers: [:])?.status == 401)
-        #expect(rig.broker.early(method: "POST", path: "/v1/attest", headers: ["authorization": "Bearer x"])?.status == 401)
+        #expect(rig.broker.early(method: "POST", path: "/v1/attest", headers: [:]).refusal?.status == 401)
+        #expect(rig.broker.early(method: "POST", path: "/v1/attest", headers: ["authorization": "Bearer x"]).refusal?.status == 401)
         // The header's prefix is not enough: the signature must verify before a body is read.
-        #expect(rig.broker.early(method: "POST", path: "/v1/attest", headers: ["authorization": "Holdfast-Device x"])?.status == 401)
+        #expect(rig.broker.early(method: "POST", path: "/v1/attest", headers: ["authorization": "Holdfast-Device x"]).refusal?.status == 401)
         let key = try SigningKey.generate()
         let device = try rig.enrolledDevice(key)
         let signed = try rig.signed("POST", "/v1/attest", device: device, key: key, body: Array("{}".utf8))
-        #expect(rig.broker.early(method: "POST", path: "/v1/attest", headers: signed.headers) == nil)
-        #expect(rig.broker.early(method: "POST", path: "/v1/challenge", headers: signed.headers)?.status == 401, "signed for another path")
-        #expect(rig.broker.early(method: "POST", path: "/v1/enroll", headers: [:]) == nil)
+        #expect(rig.broker.early(method: "POST", path: "/v1/attest", headers: signed.headers).refusal == nil)
+        #expect(rig.broker.early(method: "POST", path: "/v1/challenge", headers: signed.headers).refusal?.status == 401, "signed for another path")
+        #expect(rig.broker.early(method: "POST", path: "/v1/enroll", headers: [:]).refusal == nil)
         // Unknown paths (a trailing slash, another case) are refused before their body too.
         for path in ["/v1/attest/", "/V1/attest", "/nope", "//v1/attest"] {
-            #expect(rig.broker.early(method: "POST", path: path, headers: signed.headers)?.status == 404, "\(path)")
+            #expect(rig.broker.early(method: "POST", path: path, headers: signed.headers).refusal?.status == 404, "\(path)")
         }
+    }
+
+    /// What `early` verified is used only for the request it verified: a screened signature
+    /// attached to a request with another Authorization is checked again (and refused here).
+    @Test func aScreenedSignatureServesOnlyItsOwnRequest() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let nonce = try rig.challenge(device: device, key: key)
+        let body = Array(try JSONEncoder().encode(JSONValue.object(["report": .string(try rig.report(device: device, nonce: nonce, key: key))])))
+        var request = try rig.signed("POST", "/v1/attest", device: device, key: key, body: body)
+        guard case .proceed(let screened) = rig.broker.early(method: "POST", path: "/v1/attest", headers: request.headers) else {
+            Issue.record("early refused a good signature")
+            return
+        }
+        var forged = request
+        forged.headers["authorization"] = "\(Broker.deviceScheme) not.a.signature"
+        forged.screened = screened
+        guard case .respond(let refused) = rig.broker.handle(forged) else { return }
+        #expect(refused.status == 401)
+        request.screened = screened
+        guard case .respond(let accepted) = rig.broker.handle(request) else { return }
+        #expect(accepted.status == 200, "\(String(decoding: accepted.body, as: UTF8.self))")
     }
 }
 

@@ -105,7 +105,7 @@ extension HTTPServerTests {
     /// route's limit (before it is read), and whatever `early` refuses.
     @Test func framingLimitsAndEarlyRefusals() throws {
         let server = HTTPServer(.init(listen: "127.0.0.1:0", maximumBody: 1 << 20, bodyLimits: ["/small": 10]), early: { _, path, _ in
-            path == "/guarded" ? .error(401, "unauthenticated", "no") : nil
+            path == "/guarded" ? .refuse(.error(401, "unauthenticated", "no")) : .proceed(nil)
         }) { _ in .respond(HTTPResponse(status: 200, body: Array("ok".utf8))) }
         try server.start()
         defer { server.stop() }

@@ -1,3 +1,4 @@
+import Foundation
 import HoldfastCore
 import Testing
 
@@ -10,6 +11,18 @@ import Testing
     func encodesTheRFC4648Vectors(plain: String, encoded: String) {
         #expect(Base64URL.encode(Array(plain.utf8)) == encoded)
         #expect(Base64URL.decode(encoded) == Array(plain.utf8))
+    }
+
+    /// Every length and every byte value against Foundation's base64 with the URL-safe swap.
+    @Test func matchesFoundationOnEveryLength() {
+        var bytes: [UInt8] = []
+        for length in 0..<600 {
+            let expected = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            #expect(Base64URL.encode(bytes) == expected, "length \(length)")
+            #expect(Base64URL.encode(bytes[...]) == expected, "length \(length), a slice")
+            #expect(Base64URL.decode(expected) == bytes, "length \(length)")
+            bytes.append(UInt8(truncatingIfNeeded: length &* 167 &+ 13))
+        }
     }
 
     @Test func usesTheURLSafeAlphabet() {

@@ -57,6 +57,35 @@ import Testing
         #expect(try storage.consumeNonce("n3", device: "d1", at: 1) == .unknown)
     }
 
+    @Test func aDeviceHoldsAtMostTheLimitOfOpenChallenges() throws {
+        let directory = TemporaryDirectory()
+        let storage = try SQLiteBrokerStorage(directory: directory.path + "/b")
+        #expect(try storage.addNonce("n1", device: "d1", expires: 60, openAt: 0, limit: 2))
+        #expect(try storage.addNonce("n2", device: "d1", expires: 60, openAt: 0, limit: 2))
+        #expect(try !storage.addNonce("n3", device: "d1", expires: 60, openAt: 0, limit: 2))
+        #expect(try storage.addNonce("n4", device: "d2", expires: 60, openAt: 0, limit: 2), "another device's count is its own")
+        #expect(try storage.consumeNonce("n1", device: "d1", at: 1) == .accepted)
+        #expect(try storage.addNonce("n5", device: "d1", expires: 60, openAt: 1, limit: 2), "a spent challenge frees a place")
+        #expect(try storage.addNonce("n6", device: "d1", expires: 120, openAt: 60, limit: 2), "so does an expired one")
+        #expect(try storage.consumeNonce("n3", device: "d1", at: 1) == .unknown, "a refused challenge was never stored")
+    }
+
+    @Test func anAttestationIsRecordedOnlyWithItsChallengeSpent() throws {
+        let directory = TemporaryDirectory()
+        let storage = try SQLiteBrokerStorage(directory: directory.path + "/b")
+        try storage.addNonce("n1", device: "d1", expires: 60)
+        let attestation = Attestation(device: "d1", at: 5, report: "{}", decision: "compliant", policyVersion: nil, user: nil, firstFailures: "{}")
+        let entry = BrokerLogEntry(time: 5, device: "d1", kind: "attest", detail: "compliant")
+        #expect(try storage.recordAttestation(attestation, spending: "n0", log: entry) == .unknown)
+        #expect(try storage.latestAttestation(device: "d1") == nil)
+        #expect(try storage.logEntries(device: "d1", limit: 10).isEmpty)
+        #expect(try storage.recordAttestation(attestation, spending: "n1", log: entry) == .accepted)
+        #expect(try storage.latestAttestation(device: "d1")?.decision == "compliant")
+        #expect(try storage.logEntries(device: "d1", limit: 10).map(\.detail) == ["compliant"])
+        #expect(try storage.recordAttestation(attestation, spending: "n1", log: entry) == .used)
+        #expect(try storage.logEntries(device: "d1", limit: 10).count == 1, "a replay records nothing")
+    }
+
     @Test func devicesAreBoundToOneKeyAndCanBeRemoved() throws {
         let directory = TemporaryDirectory()
         let storage = try SQLiteBrokerStorage(directory: directory.path + "/b")
