@@ -23,6 +23,7 @@ demo: build
 
 bench: deps
 	$(SWIFT) build -c release --product holdfast $(SWIFT_FLAGS)
+	$(SWIFT) build -c release --product holdfast-login-check $(SWIFT_FLAGS)
 	$(SWIFT) build -c release --product holdfastd $(SWIFT_FLAGS)
 	$(SWIFT) build -c release --product holdfast-cups-backend $(SWIFT_FLAGS)
 	$(SWIFT) build -c release --product holdfast-audit-plugin $(SWIFT_FLAGS)

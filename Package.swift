@@ -52,14 +52,19 @@ let libraries: [Target] = [
     ]),
     // Subcommand table, argument parsing and exit codes shared by the three executables.
     .target(name: "HoldfastCommandLine", dependencies: ["HoldfastCore"]),
+    // The PAM login check's client side, shared by `holdfast login-check` and the thin binary.
+    .target(name: "HoldfastLogin", dependencies: ["HoldfastCore", "HoldfastCommandLine"]),
 ]
 
 let executables: [Target] = [
     .executableTarget(name: "holdfastd", dependencies: ["HoldfastCore", "HoldfastCommandLine", "HoldfastAgent", "HoldfastStore"]),
     .executableTarget(name: "holdfast", dependencies: [
         "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch", "HoldfastCompression",
-        "Posture",
+        "Posture", "HoldfastLogin",
     ]),
+    // What pam_exec runs at every login: no C library, the Swift runtime linked in (start-up is
+    // most of a cached login check's time; docs/login-check.md).
+    .executableTarget(name: "holdfast-login-check", dependencies: ["HoldfastLogin"], linkerSettings: [.unsafeFlags(["-static-stdlib", "-l_FoundationCollections", "-l_FoundationCShims"])]),
     .executableTarget(name: "holdfast-broker", dependencies: [
         "HoldfastCore", "HoldfastCommandLine", "HoldfastCrypto", "HoldfastBroker", "HoldfastStore",
     ]),
@@ -111,6 +116,7 @@ let package = Package(
         .executable(name: "holdfastd", targets: ["holdfastd"]),
         .executable(name: "holdfast", targets: ["holdfast"]),
         .executable(name: "holdfast-broker", targets: ["holdfast-broker"]),
+        .executable(name: "holdfast-login-check", targets: ["holdfast-login-check"]),
         .executable(name: "holdfast-cups-backend", targets: ["holdfast-cups-backend"]),
         .executable(name: "holdfast-audit-plugin", targets: ["holdfast-audit-plugin"]),
         .executable(name: "holdfast-bench", targets: ["holdfast-bench"]),

@@ -22,13 +22,7 @@ enum PostureBench {
     /// Runs every command once; exit status ignored (a check that fails is still a measured answer).
     static func shellPass(_ commands: [(String, [String])]) throws {
         for (executable, arguments) in commands {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
+            _ = try spawnAndWait(executable, arguments)
         }
     }
 

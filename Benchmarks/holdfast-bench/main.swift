@@ -161,16 +161,9 @@ func sqliteShell(rows: Int, perTransaction: Int) throws -> Double {
     }
     let script = directory + "/script.sql"
     try sql.writeReplacing(toFile: script)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-    process.arguments = [directory + "/anchor.sqlite"]
-    process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: script))
-    process.standardOutput = FileHandle.nullDevice
     let clock = ContinuousClock()
     let start = clock.now
-    try process.run()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw CocoaError(.fileWriteUnknown) }
+    guard try spawnAndWait("/usr/bin/sqlite3", [directory + "/anchor.sqlite"], stdin: script) == 0 else { throw CocoaError(.fileWriteUnknown) }
     return Double(rows) / (clock.now - start).seconds
 }
 
@@ -278,14 +271,7 @@ func usbDescription() -> String {
 
 func timeCommand(_ executable: String, _ arguments: [String], runs: Int, allowFailure: Bool = false) throws -> Measurement {
     try measure(runs) { _ in
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 || allowFailure else { throw CocoaError(.executableLoad) }
+        guard try spawnAndWait(executable, arguments) == 0 || allowFailure else { throw CocoaError(.executableLoad) }
     }
 }
 

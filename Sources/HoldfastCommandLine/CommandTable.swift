@@ -40,9 +40,10 @@ public struct CommandTable {
         return command.path + leading + tail
     }
 
-    /// Runs the command line and exits the process with its code.
-    public func main() -> Never {
-        let arguments = Array(CommandLine.arguments.dropFirst())
+    /// Runs the command line and exits the process with its code. `prefix` stands before the
+    /// arguments (a single-command tool names its command there).
+    public func main(prefix: [String] = []) -> Never {
+        let arguments = prefix + Array(CommandLine.arguments.dropFirst())
         var environment: [String: String] = [:]
         var entry = environ
         while let pointer = entry.pointee {

@@ -1,5 +1,6 @@
 // holdfast: the command line for people and hooks. This file only wires subcommands.
 import HoldfastCommandLine
+import HoldfastLogin
 
 CommandTable(
     toolName: "holdfast",

@@ -4,20 +4,23 @@ import HoldfastCore
 import HoldfastTestSupport
 import Testing
 
-/// `holdfast login-check` as PAM runs it: a test PAM service (its own file in /etc/pam.d, removed
-/// after) whose account phase is pam_exec of the CLI, driven with pamtester; a real broker and
-/// holdfastd on loopback. The PAM file is machine-wide, but its name is this test's alone.
+/// The login check as PAM runs it: a test PAM service (its own file in /etc/pam.d, removed after)
+/// whose account phase is pam_exec of `holdfast-login-check` (what the shipped profile runs), or of
+/// `holdfast login-check`, driven with pamtester; a real broker and holdfastd on loopback. The PAM
+/// file is machine-wide, but its name is this test's alone.
 @Suite(.serialized) struct LoginCheckTests {
-    /// A PAM service that runs `holdfast login-check` against this rig's socket and config.
+    /// A PAM service that runs the login check against this rig's socket and config: the thin
+    /// binary the profile ships, or the same command in the full CLI.
     final class PAMService {
         let name = "holdfast-test-\(getpid())-\(Int.random(in: 0..<1_000_000))"
         var path: String { "/etc/pam.d/" + name }
 
-        init(socket: String, config: String) throws {
+        init(socket: String, config: String, fullCLI: Bool = false) throws {
+            let command = fullCLI ? Products.path("holdfast") + " login-check" : Products.path("holdfast-login-check")
             try """
                 # Holdfast test service (Tests/ExecutableTests/LoginCheckTests.swift); removed by the test.
                 auth	required	pam_permit.so
-                account	required	pam_exec.so quiet stdout \(Products.path("holdfast")) login-check --socket \(socket) --config \(config)
+                account	required	pam_exec.so quiet stdout \(command) --socket \(socket) --config \(config)
 
                 """.writeReplacing(toFile: path)
         }
@@ -73,6 +76,24 @@ import Testing
         #expect(down.output.contains("the Holdfast agent does not answer"))
         #expect(try pam.account("root", tty: "tty1").allowed)
         #expect(!(try pam.account("root", tty: "pts/3").allowed), "root over a pseudo-terminal is not the local console")
+    }
+
+    /// `holdfast login-check` is the same command: the same answers, allowed and denied.
+    @Test func theFullCLIAnswersAsTheThinBinaryDoes() async throws {
+        let rig = try await BrokerServeTests.Rig(extraConfig: "[login]\noffline_grace = 1h\ntimeout = 1s\n")
+        try await rig.startAgent()
+        _ = try await rig.enroll()
+        let thin = try PAMService(socket: rig.socket, config: rig.directory.file("agent.conf"))
+        let full = try PAMService(socket: rig.socket, config: rig.directory.file("agent.conf"), fullCLI: true)
+        #expect(try thin.account("nobody").allowed)
+        #expect(try full.account("nobody").allowed)
+        try #"{"checks": {"no-such-check": "block"}}"#.writeReplacing(toFile: rig.directory.file("compliance.json"))
+        #expect(try rig.brokerCLI(["policy", "set", rig.directory.file("compliance.json")]).status == 0)
+        let reason = "Holdfast: login refused: access denied until these checks pass: no-such-check"
+        let thinDenied = try thin.account("nobody")
+        let fullDenied = try full.account("nobody")
+        #expect(!thinDenied.allowed && thinDenied.output.contains(reason), "\(thinDenied.output)")
+        #expect(!fullDenied.allowed && fullDenied.output.contains(reason), "\(fullDenied.output)")
     }
 
     /// A broker that accepts connections and never answers (packets into a void): the login is

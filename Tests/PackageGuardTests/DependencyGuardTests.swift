@@ -71,6 +71,20 @@ import Testing
         }
     }
 
+    /// What PAM runs at every login loads no shared library beyond the C runtime: its start-up
+    /// is the login's wait (docs/login-check.md).
+    @Test func theLoginCheckBinaryLinksNoCLibrary() throws {
+        let modules = try Self.imports().filter { ["HoldfastLogin", "holdfast-login-check", "HoldfastCommandLine"].contains($0.importer) }
+        for (_, imported, file) in modules {
+            #expect(Self.owners[imported] == nil && !["HoldfastCrypto", "HoldfastStore", "Foundation"].contains(imported), "\(file) imports \(imported)")
+        }
+        let linked = try runProcess("/usr/bin/ldd", [Products.path("holdfast-login-check")])
+        let libraries = linked.stdout.split(separator: "\n").compactMap { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.map(String.init) }
+        let allowed: Set<String> = ["linux-vdso.so.1", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1", "libc.so.6", "/lib64/ld-linux-x86-64.so.2"]
+        #expect(!libraries.isEmpty)
+        #expect(Set(libraries).subtracting(allowed).isEmpty, "holdfast-login-check links \(Set(libraries).subtracting(allowed).sorted())")
+    }
+
     @Test func sourcesHaveNoForcedTriesOrCasts() throws {
         let sources = Products.packageRoot() + "/Sources"
         guard let enumerator = FileManager.default.enumerator(atPath: sources) else { return }
