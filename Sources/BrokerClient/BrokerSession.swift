@@ -263,6 +263,16 @@ public struct BrokerSession: Sendable {
         _ = try BrokerSession.parse(try await signedRequest("POST", "/v1/agent-policy/ack", body: Array(body.compactText.utf8), timeout: .seconds(10)), "acknowledgement")
     }
 
+    // MARK: Heartbeat
+
+    /// Tells the broker the agent is alive and how it is (`health`: the members
+    /// docs/broker-protocol.md lists); true when the broker asks for an attestation now. On the
+    /// upload connection: a broker that hangs must not hold an attestation (a login) behind it.
+    public func heartbeat(_ health: JSONValue, timeout: Duration = .seconds(10)) async throws(BrokerClientError) -> Bool {
+        let object = try BrokerSession.parse(try await signedRequest("POST", "/v1/heartbeat", body: Array(health.compactText.utf8), timeout: timeout, client: uploadClient), "heartbeat")
+        return object["attest_now"]?.boolValue ?? false
+    }
+
     // MARK: Events
 
     /// Uploads events (each the journal's exact JSON); returns how many the broker acknowledged —

@@ -20,6 +20,12 @@ public actor BrokerLink: Service {
     private let stateDirectory: String
     private let key: SigningKey
     private let attestInterval: Duration
+    private let heartbeatInterval: Duration
+    /// Each service's state, for the heartbeat.
+    private let services: @Sendable () async -> [String: String]
+    private let started = ContinuousClock.now
+    private var lastHeartbeat: Date?
+    private var heartbeatError: (at: Date, message: String)?
     private let policyWait: Int
     private let logger: Logger
     private let record: @Sendable (Event) -> Void
@@ -51,13 +57,15 @@ public actor BrokerLink: Service {
     private var refusedPolicyVersion: Int64 = 0
 
     public init(
-        stateDirectory: String, key: SigningKey, attestInterval: Duration, policyWait: Int, logger: Logger, posture: PostureService?, journal: Journal? = nil, uploadBatch: Int = 500,
-        record: @escaping @Sendable (Event) -> Void, applyPolicy: @escaping @Sendable (SignedAgentPolicy) async -> String?,
-        policyVersion: @escaping @Sendable () async -> Int64?
+        stateDirectory: String, key: SigningKey, attestInterval: Duration, heartbeatInterval: Duration = .seconds(60), policyWait: Int, logger: Logger, posture: PostureService?,
+        journal: Journal? = nil, uploadBatch: Int = 500, record: @escaping @Sendable (Event) -> Void, applyPolicy: @escaping @Sendable (SignedAgentPolicy) async -> String?,
+        policyVersion: @escaping @Sendable () async -> Int64?, services: @escaping @Sendable () async -> [String: String] = { [:] }
     ) {
         self.stateDirectory = stateDirectory
         self.key = key
         self.attestInterval = attestInterval
+        self.heartbeatInterval = heartbeatInterval
+        self.services = services
         self.policyWait = policyWait
         self.logger = logger
         self.posture = posture
@@ -319,6 +327,13 @@ public actor BrokerLink: Service {
             upload["last_error_at"] = .string(uploadError.at.formatted(.iso8601))
         }
         object["upload"] = .object(upload)
+        var heartbeat: [String: JSONValue] = [:]
+        if let lastHeartbeat { heartbeat["last_at"] = .string(lastHeartbeat.formatted(.iso8601)) }
+        if let heartbeatError {
+            heartbeat["last_error"] = .string(heartbeatError.message)
+            heartbeat["last_error_at"] = .string(heartbeatError.at.formatted(.iso8601))
+        }
+        object["heartbeat"] = .object(heartbeat)
         return .object(object)
     }
 
@@ -333,6 +348,7 @@ public actor BrokerLink: Service {
             group.addTask { try await self.attestLoop() }
             group.addTask { try await self.policyLoop() }
             group.addTask { try await self.uploadLoop() }
+            group.addTask { try await self.heartbeatLoop() }
             try await group.waitForAll()
         }
     }
@@ -361,6 +377,32 @@ public actor BrokerLink: Service {
                 try await Task.sleep(for: .milliseconds(250))
             }
             if triggered != nil { try await Task.sleep(for: .seconds(1)) }
+        }
+    }
+
+    /// Between attestations, every `heartbeatInterval` (±10 %, so a fleet restarted together does
+    /// not beat together): alive, and how. When the broker asks (no usable attestation: never,
+    /// stale, or under an older compliance policy), the attestation loop attests at once.
+    private func heartbeatLoop() async throws {
+        while !Task.isCancelled {
+            try await Task.sleep(for: heartbeatInterval * Double.random(in: 0.9...1.1))
+            guard let session else { continue }
+            var health: [String: JSONValue] = [
+                "agent_version": .string(HoldfastVersion.current),
+                "uptime_s": .int((ContinuousClock.now - started).components.seconds),
+                "services": .object(await services().mapValues(JSONValue.string)),
+            ]
+            if let pending = try? journal?.stats().pendingUpload { health["pending_events"] = .int(pending) }
+            if let version = await policyVersion() { health["policy_version"] = .int(version) }
+            if let verdict { health["decision"] = .string(verdict.decision) }
+            do {
+                if try await session.heartbeat(.object(health)) { trigger("the broker asked for an attestation") }
+                lastHeartbeat = Date()
+                heartbeatError = nil
+            } catch {
+                heartbeatError = (Date(), error.message)
+                logger.debug("heartbeat failed", ("error", error.message))
+            }
         }
     }
 

@@ -161,8 +161,10 @@ public enum Daemon {
                 await supervisor.start(posture)
                 let broker = BrokerLink(
                     stateDirectory: configuration.stateDirectory, key: key, attestInterval: .seconds(configuration.brokerAttestIntervalSeconds),
-                    policyWait: Int(configuration.brokerPolicyWaitSeconds), logger: logger, posture: posture, journal: journal, uploadBatch: Int(configuration.brokerUploadBatch), record: { recorder.record($0) },
-                    applyPolicy: { await agent.adoptBrokerPolicy($0) }, policyVersion: { await agent.brokerPollAfter })
+                    heartbeatInterval: .seconds(configuration.brokerHeartbeatIntervalSeconds), policyWait: Int(configuration.brokerPolicyWaitSeconds), logger: logger,
+                    posture: posture, journal: journal, uploadBatch: Int(configuration.brokerUploadBatch), record: { recorder.record($0) },
+                    applyPolicy: { await agent.adoptBrokerPolicy($0) }, policyVersion: { await agent.brokerPollAfter },
+                    services: { Dictionary(await supervisor.snapshot().map { ($0.name, $0.state.name) }, uniquingKeysWith: { first, _ in first }) })
                 recorder.observe { event in
                     if event.kind == "posture.changed" { Task { await broker.trigger(event.kind) } }
                     Task { await broker.uploadSoon() }

@@ -94,8 +94,8 @@ public final class Broker: Sendable {
     /// Challenges one device may hold unanswered.
     static let maximumOutstandingNonces = 16
     /// The body each route may carry (bodies are buffered; GETs carry none).
-    public static let bodyLimits = ["/v1/enroll": 16_384, "/v1/challenge": 1_024, "/v1/attest": 262_144, "/v1/agent-policy/ack": 4_096, "/v1/events": 2 << 20]
-    static let deviceRoutes: Set<String> = ["/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack", "/v1/events"]
+    public static let bodyLimits = ["/v1/enroll": 16_384, "/v1/challenge": 1_024, "/v1/attest": 262_144, "/v1/agent-policy/ack": 4_096, "/v1/events": 2 << 20, "/v1/heartbeat": 8_192]
+    static let deviceRoutes: Set<String> = ["/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack", "/v1/events", "/v1/heartbeat"]
     /// Events one upload may carry.
     public static let maximumEventsPerUpload = 1_000
 
@@ -115,7 +115,7 @@ public final class Broker: Sendable {
     /// Every path the broker answers (anything else is 404 before a body is read).
     static let knownPaths: Set<String> = [
         "/.well-known/jwks.json", "/v1/ca.pem", "/v1/keys", "/v1/authz", "/v1/health", "/v1/enroll", "/v1/challenge", "/v1/attest", "/v1/agent-policy",
-        "/v1/agent-policy/ack", "/v1/events",
+        "/v1/agent-policy/ack", "/v1/events", "/v1/heartbeat",
     ]
 
     /// Before any body is read: an unknown path is 404, and a device route needs a device
@@ -183,6 +183,8 @@ public final class Broker: Sendable {
             return .respond(acknowledgePolicy(request))
         case ("POST", "/v1/events"):
             return .respond(receiveEvents(request))
+        case ("POST", "/v1/heartbeat"):
+            return .respond(heartbeat(request))
         default:
             if Self.knownPaths.contains(path) { return .respond(.error(405, "method-not-allowed", "\(request.method) is not allowed on \(path)")) }
             return .respond(.error(404, "not-found", "no such endpoint"))
@@ -727,6 +729,71 @@ public final class Broker: Sendable {
             return .error(503, "storage", "the broker cannot record the acknowledgement now; retry")
         }
         return .json(200, .object(["recorded": true]))
+    }
+
+    // MARK: Heartbeat
+
+    /// `POST /v1/heartbeat` between attestations: the agent is alive and says how it is (its
+    /// version, uptime, each service's state, events not yet uploaded, the agent policy version
+    /// and verdict it holds). Only those members are kept, each checked; others are ignored (a
+    /// newer agent may say more). The answer asks for an attestation now when the device has none
+    /// the broker could use: never attested, stale, or judged under an older compliance policy.
+    func heartbeat(_ request: HTTPRequest) -> HTTPResponse {
+        let device: EnrolledDevice
+        switch authenticate(request) {
+        case .success(let found): device = found
+        case .failure(let response): return response
+        }
+        let health: JSONValue
+        do {
+            health = try Self.heartbeatHealth(try Self.parseObject(request.body))
+        } catch {
+            return refuse(device.id, "heartbeat.refused", 400, "bad-request", "\(error)")
+        }
+        let current = now
+        do {
+            try storage.recordHeartbeat(device: device.id, at: current, health: health.compactText)
+        } catch {
+            logger.error("cannot record a heartbeat", ("error", "\(error)"))
+            return .error(503, "storage", "the broker cannot record the heartbeat now; retry")
+        }
+        let latest = try? storage.latestAttestation(device: device.id)
+        let inForce = compliancePolicy().version
+        let attestNow = latest.map { current - $0.at > settings.staleAfter || $0.policyVersion != inForce } ?? true
+        return .json(200, .object(["time": .int(current), "attest_now": .bool(attestNow)]))
+    }
+
+    /// The members of a heartbeat the broker keeps, checked: short printable strings, counts
+    /// that are not negative, at most 32 services.
+    static func heartbeatHealth(_ body: JSONValue) throws -> JSONValue {
+        var kept: [String: JSONValue] = [:]
+        func word(_ value: JSONValue?, _ name: String) throws -> String? {
+            guard let value else { return nil }
+            guard let text = value.stringValue, !text.isEmpty, text.utf8.count <= 64, text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw ComplianceError("\(name) must be a short printable word")
+            }
+            return text
+        }
+        func count(_ name: String) throws {
+            guard let value = body[name] else { return }
+            guard let number = value.intValue, number >= 0 else { throw ComplianceError("\(name) must be a count (0 or more)") }
+            kept[name] = .int(number)
+        }
+        if let version = try word(body["agent_version"], "agent_version") { kept["agent_version"] = .string(version) }
+        if let decision = try word(body["decision"], "decision") { kept["decision"] = .string(decision) }
+        try count("uptime_s")
+        try count("pending_events")
+        try count("policy_version")
+        if let services = body["services"] {
+            guard case .object(let members) = services, members.count <= 32 else { throw ComplianceError("services must be an object of at most 32 names") }
+            var states: [String: JSONValue] = [:]
+            for (name, state) in members {
+                guard try word(.string(name), "a service name") != nil, let text = try word(state, "the state of \(name)") else { continue }
+                states[name] = .string(text)
+            }
+            kept["services"] = .object(states)
+        }
+        return .object(kept)
     }
 
     // MARK: Events

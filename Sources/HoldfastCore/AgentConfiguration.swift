@@ -62,6 +62,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var brokerAttestIntervalSeconds: Int64 = 300
     /// How long one long poll for the agents' policy is held by the broker.
     public var brokerPolicyWaitSeconds: Int64 = 50
+    /// Between attestations: how often the agent tells the broker it is alive and how it is.
+    public var brokerHeartbeatIntervalSeconds: Int64 = 60
     /// Events one upload to the broker carries at most.
     public var brokerUploadBatch: Int64 = 500
 
@@ -259,6 +261,13 @@ public enum AgentConfigurationParser {
                 return "attest_interval must be a duration from 1s to 24h (e.g. 5m)"
             }
             config.brokerAttestIntervalSeconds = seconds
+            return nil
+        },
+        Key(section: "broker", name: "heartbeat_interval") { config, value in
+            guard let seconds = DurationText.seconds(value), seconds >= 1, seconds <= 3_600 else {
+                return "heartbeat_interval must be a duration from 1s to 1h (e.g. 1m)"
+            }
+            config.brokerHeartbeatIntervalSeconds = seconds
             return nil
         },
         Key(section: "broker", name: "policy_wait") { config, value in

@@ -52,6 +52,8 @@ public protocol BrokerStorage: Sendable {
     func latestAttestation(device: String) throws(StoreError) -> Attestation?
     /// Notes that the device called in (any authenticated request).
     func markSeen(device: String, at time: Int64) throws(StoreError)
+    /// Stores the device's latest heartbeat (and counts it as contact).
+    func recordHeartbeat(device: String, at time: Int64, health: String) throws(StoreError)
 
     /// Stores a new version of a versioned document (the compliance policy, the agents' signed
     /// policy); false when `version` exists already (another admin won the race: re-read, retry).
@@ -254,6 +256,9 @@ public struct EnrolledDevice: Sendable, Equatable {
     /// The agent policy version it last acknowledged, and how (`applied` or `refused: …`).
     public var policyVersion: Int64?
     public var policyStatus: String?
+    /// The last heartbeat (between attestations): when, and what the agent said of itself (JSON).
+    public var heartbeatAt: Int64?
+    public var heartbeat: String?
 
     public init(id: String, publicKey: [UInt8], facts: String, enrolledAt: Int64, removedAt: Int64? = nil) {
         self.id = id
@@ -269,7 +274,7 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     private let connection: Mutex<Connection>
     public let path: String
 
-    static let schemaVersion: Int64 = 5
+    static let schemaVersion: Int64 = 6
     /// How long the broker's trail keeps entries: 90 days.
     public static let logRetention: Int64 = 90 * 86_400
 
@@ -341,6 +346,13 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                 try connection.execute("""
                     CREATE INDEX nonces_open ON nonces (device, expires) WHERE used_at IS NULL;
                     PRAGMA user_version = 5;
+                    """)
+            }
+            if version <= 5 {
+                try connection.execute("""
+                    ALTER TABLE devices ADD COLUMN heartbeat_at INTEGER;
+                    ALTER TABLE devices ADD COLUMN heartbeat TEXT;
+                    PRAGMA user_version = 6;
                     """)
             }
         }
@@ -614,7 +626,7 @@ public final class SQLiteBrokerStorage: BrokerStorage {
         }
     }
 
-    static let deviceColumns = "id, public_key, facts, enrolled_at, removed_at, last_seen, policy_version, policy_status"
+    static let deviceColumns = "id, public_key, facts, enrolled_at, removed_at, last_seen, policy_version, policy_status, heartbeat_at, heartbeat"
 
     static func device(_ statement: Statement) -> EnrolledDevice {
         var device = EnrolledDevice(
@@ -623,6 +635,8 @@ public final class SQLiteBrokerStorage: BrokerStorage {
         device.lastSeen = statement.isNull(5) ? nil : statement.int64(5)
         device.policyVersion = statement.isNull(6) ? nil : statement.int64(6)
         device.policyStatus = statement.text(7)
+        device.heartbeatAt = statement.isNull(8) ? nil : statement.int64(8)
+        device.heartbeat = statement.text(9)
         return device
     }
 
@@ -683,6 +697,18 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                     policyVersion: statement.isNull(4) ? nil : statement.int64(4), user: statement.text(5), firstFailures: statement.text(6) ?? "{}")
                 attestation.sequence = statement.int64(7)
                 return attestation
+            }
+        }
+    }
+
+    public func recordHeartbeat(device: String, at time: Int64, health: String) throws(StoreError) {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("UPDATE devices SET heartbeat_at = ?, heartbeat = ?, last_seen = max(coalesce(last_seen, 0), ?) WHERE id = ?") { statement throws(StoreError) in
+                statement.bind(1, time)
+                statement.bind(2, health)
+                statement.bind(3, time)
+                statement.bind(4, device)
+                try statement.run()
             }
         }
     }

@@ -160,6 +160,15 @@ enum DeviceSummary {
         if let removed = device.removedAt { row["removed_at"] = .int(removed) }
         if let seen = device.lastSeen { row["last_seen"] = .int(seen) }
         if let version = device.policyVersion { row["policy_version"] = .int(version) }
+        if let beat = device.heartbeatAt { row["heartbeat_at"] = .int(beat) }
+        if let text = device.heartbeat, let health = try? JSONValue.parse(text.utf8) {
+            row["heartbeat"] = health
+            // Services the agent says are not running: what an admin looks at first.
+            if case .object(let services)? = health["services"] {
+                let down = services.filter { $0.value.stringValue != "running" }.map { "\($0.key):\($0.value.stringValue ?? "?")" }.sorted()
+                if !down.isEmpty { row["services_down"] = .array(down.map(JSONValue.string)) }
+            }
+        }
         if let status = device.policyStatus { row["policy_status"] = .string(status) }
         var status = device.removedAt != nil ? "removed" : "not-attested"
         if let attestation = try storage.latestAttestation(device: device.id) {
@@ -207,6 +216,7 @@ struct Devices: Subcommand {
             let host = row["hostname"]?.stringValue ?? "?"
             var failing = ""
             if case .array(let ids)? = row["failing"], !ids.isEmpty { failing = "  failing " + ids.compactMap(\.stringValue).joined(separator: ",") }
+            if case .array(let down)? = row["services_down"] { failing += "  down " + down.compactMap(\.stringValue).map(Printable.escape).joined(separator: ",") }
             context.line("\(row["id"]?.stringValue ?? "")  \(Printable.escape(host))  \(row["status"]?.stringValue ?? "?")  seen \(when("last_seen"))  attested \(when("attested_at"))  policy \(row["policy_version"]?.intValue.map { "v\($0)" } ?? "-")\(failing)")
         }
         return .success
@@ -251,6 +261,18 @@ struct DeviceShow: Subcommand {
         if case .array(let ids)? = row["failing"] { context.line("failing     \(ids.isEmpty ? "none" : ids.compactMap(\.stringValue).joined(separator: ", "))") }
         context.line("policy      \(row["policy_version"]?.intValue.map { "v\($0)" } ?? "-") \(Printable.escape(row["policy_status"]?.stringValue ?? ""))")
         context.line("events      \(row["events"]?.intValue ?? 0) uploaded")
+        if let health = row["heartbeat"] {
+            var parts: [String] = []
+            if let version = health["agent_version"]?.stringValue { parts.append("agent \(Printable.escape(version))") }
+            if let uptime = health["uptime_s"]?.intValue { parts.append("up \(uptime) s") }
+            if let pending = health["pending_events"]?.intValue { parts.append("\(pending) event(s) not yet uploaded") }
+            context.line("heartbeat   \(when("heartbeat_at"))" + (parts.isEmpty ? "" : " (\(parts.joined(separator: ", ")))"))
+            if case .object(let services)? = health["services"], !services.isEmpty {
+                context.line("services    " + services.keys.sorted().map { "\(Printable.escape($0)) \(Printable.escape(services[$0]?.stringValue ?? "?"))" }.joined(separator: ", "))
+            }
+        } else {
+            context.line("heartbeat   never")
+        }
         for entry in trail {
             let time = entry["time"]?.intValue.map { Date(timeIntervalSince1970: Double($0)).formatted(.iso8601) } ?? ""
             context.line("  \(time)  \(entry["kind"]?.stringValue ?? "")  \(Printable.escape(entry["detail"]?.stringValue ?? ""))")

@@ -88,6 +88,10 @@ struct Status: Subcommand {
             if case .array(let failing)? = enrollment?["failing"], !failing.isEmpty { line += " (failing \(failing.compactMap(\.stringValue).joined(separator: ", ")))" }
             if let error = enrollment?["last_error"] { line += "; last attempt failed: \(text(error))" }
             context.line(line)
+            let heartbeat = enrollment?["heartbeat"]
+            var beat = "heartbeat   \(heartbeat?["last_at"].map(text) ?? "none yet")"
+            if let error = heartbeat?["last_error"] { beat += "; last failed at \(text(heartbeat?["last_error_at"])): \(text(error))" }
+            context.line(beat)
         } else {
             context.line("enrollment  \(text(enrollment?["state"]))" + (enrollment?["last_error"].map { ": \(text($0))" } ?? ""))
         }

@@ -257,6 +257,28 @@ extension BrokerServeTests {
         #expect(log.stdout.contains("attest  noncompliant failing no-such-check"))
     }
 
+    /// Between attestations the agent beats; the admin sees its services; and a new compliance
+    /// policy is attested under at the next beat, not at the next scheduled attestation (1 h here).
+    @Test func heartbeatsShowTheAgentAndANewPolicyIsAttestedUnderAtOnce() async throws {
+        let rig = try await Rig(attestInterval: "1h", extraConfig: "heartbeat_interval = 1s")
+        try await rig.startAgent()
+        let (device, _) = try await rig.enroll()
+        func shown() -> [String: Any] {
+            guard let result = try? rig.brokerCLI(["device", device, "--json"]), result.status == 0 else { return [:] }
+            return (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+        }
+        #expect(await BrokerServeTests.poll { ((shown()["heartbeat"] as? [String: Any])?["services"] as? [String: String])?["broker"] == "running" }, "\(shown())")
+        #expect((shown()["heartbeat"] as? [String: Any])?["agent_version"] as? String != nil)
+        #expect(((try? rig.status())?["enrollment"] as? [String: Any]).flatMap { ($0["heartbeat"] as? [String: Any])?["last_at"] } != nil)
+        #expect(shown()["decision"] as? String == "compliant")
+        try #"{"checks": {"no-such-check": "block"}}"#.writeReplacing(toFile: rig.directory.file("compliance.json"))
+        #expect(try rig.brokerCLI(["policy", "set", rig.directory.file("compliance.json")]).status == 0)
+        #expect(await BrokerServeTests.poll { shown()["decision"] as? String == "noncompliant" }, "\(shown())")
+        let text = try rig.brokerCLI(["device", device])
+        #expect(text.stdout.contains("heartbeat   "), "\(text.stdout)")
+        #expect(text.stdout.contains("broker running"), "\(text.stdout)")
+    }
+
     @Test func anAgentThatStopsGoesStaleAndItsGrantStopsWorking() async throws {
         let rig = try await Rig(staleAfter: "4s", attestInterval: "1s")
         try await rig.startAgent()

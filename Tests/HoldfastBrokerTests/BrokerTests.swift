@@ -556,6 +556,43 @@ extension BrokerTests {
     }
 }
 
+/// Heartbeats between attestations.
+extension BrokerTests {
+    @Test func aHeartbeatIsKeptCheckedAndAsksForAnAttestationWhenNoneIsUsable() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        func beat(_ body: String) throws -> HTTPResponse { rig.call(try rig.signed("POST", "/v1/heartbeat", device: device, key: key, body: Array(body.utf8))) }
+        let health = #"{"agent_version":"0.1.0","uptime_s":42,"services":{"usb":"running","print":"backing-off"},"pending_events":3,"policy_version":2,"decision":"compliant","later":"ignored"}"#
+        // Never attested: the broker asks for one.
+        let first = try beat(health)
+        #expect(first.status == 200)
+        #expect(json(first)["attest_now"]?.boolValue == true)
+        let stored = try #require(try rig.storage.device(id: device))
+        #expect(stored.heartbeatAt == rig.now)
+        #expect(stored.lastSeen == rig.now)
+        let kept = try JSONValue.parse(Array((stored.heartbeat ?? "").utf8))
+        #expect(kept["services"]?["print"]?.stringValue == "backing-off")
+        #expect(kept["pending_events"]?.intValue == 3)
+        #expect(kept["later"] == nil, "members the broker does not know are not kept")
+        // Attested under the policy in force: nothing to ask.
+        let nonce = try rig.challenge(device: device, key: key)
+        #expect(try rig.attest(device: device, key: key, report: try rig.report(device: device, nonce: nonce, key: key)).status == 200)
+        #expect(json(try beat(health))["attest_now"]?.boolValue == false)
+        // A new compliance policy: the attestation was judged under the old one.
+        try rig.setPolicy(#"{"version": 1, "checks": {"firewall": "block"}}"#, version: 1)
+        #expect(json(try beat(health))["attest_now"]?.boolValue == true)
+        // Bad members are refused with the reason, and the trail says so.
+        for bad in [#"{"uptime_s":-1}"#, #"{"services":["usb"]}"#, #"{"agent_version":"a b"}"#, "[]", #"{"a":1,"a":2}"#] {
+            let refused = try beat(bad)
+            #expect(refused.status == 400, "\(bad)")
+        }
+        #expect(try rig.lastLog()?.kind == "heartbeat.refused")
+        // Unsigned: refused before anything is kept.
+        #expect(rig.call(HTTPRequest(method: "POST", path: "/v1/heartbeat", body: Array(health.utf8))).status == 401)
+    }
+}
+
 /// Event intake: whole batches, deduplicated by uuid per device.
 extension BrokerTests {
     static func event(_ uuid: String, kind: String = "test.kind") -> String {
