@@ -325,8 +325,8 @@ public actor Agent: ControlHandler {
             denied(request, from: peer, reason: reason)
             return .failure(.permissionDenied, "permission denied: \(reason)")
         }
-        guard let user = request.arguments["user"]?.stringValue, !user.isEmpty, user.utf8.count <= 64, !user.contains(where: { $0.isWhitespace || $0 == "/" }) else {
-            return .failure(.badRequest, "login.check needs the user (PAM_USER)")
+        guard let user = request.arguments["user"]?.stringValue, LoginName.isValid(user) else {
+            return .failure(.badRequest, "login.check needs the user (PAM_USER): a login name without control characters, at most \(LoginName.maximumBytes) bytes")
         }
         let tty = request.arguments["tty"]?.stringValue
         let remote = request.arguments["rhost"]?.stringValue
@@ -366,7 +366,7 @@ public actor Agent: ControlHandler {
         case "broker.attest":
             var user: String?
             if let given = request.arguments["user"] {
-                guard let name = given.stringValue, !name.isEmpty, name.utf8.count <= 64 else { return .failure(.badRequest, "user is a login name") }
+                guard let name = given.stringValue, LoginName.isValid(name) else { return .failure(.badRequest, "user is a login name") }
                 user = name
             }
             switch await broker.attestNow(user: user) {

@@ -82,6 +82,8 @@ public final class Broker: Sendable {
     private let evidenceCache = Mutex<[String: (sequence: Int64, evidence: PostureEvidence?)]>([:])
     /// When each device was last marked seen: the write happens at most once a minute.
     private let seenCache = Mutex<[String: Int64]>([:])
+    /// Parsed device keys (`verifyingKey`).
+    private let deviceKeys = Mutex<[[UInt8]: VerifyingKey]>([:])
     /// Request ids (`jti`) seen inside the skew window, per device: a captured request is not
     /// accepted twice (one broker process; several behind a balancer each keep their own).
     private let seenRequests = Mutex<[String: [String: Int64]]>([:])
@@ -357,7 +359,7 @@ public final class Broker: Sendable {
         // The signature first, even for a removed device: only its own key can write to its trail.
         let claims: JSONValue
         do {
-            let verified = try JWS.verify(token, key: try VerifyingKey(rawRepresentation: device.publicKey))
+            let verified = try JWS.verify(token, key: try verifyingKey(device))
             claims = try Self.parseObject(verified.payload)
         } catch {
             return .failure(unauthenticated(401, "bad-signature", "the request signature does not verify"))
@@ -370,6 +372,19 @@ public final class Broker: Sendable {
             return .failure(refuse(device.id, "request.refused", 401, "clock", "the request is not dated within \(settings.skew) s of the broker's clock"))
         }
         return .success((device, claims))
+    }
+
+    /// A device's key, parsed once (an OpenSSL key and its thumbprint per request were a
+    /// measurable part of an attestation); keyed by the key bytes, so a re-enrolled device's new
+    /// key is a new entry. Bounded: emptied past 200,000 keys.
+    func verifyingKey(_ device: EnrolledDevice) throws(CryptoError) -> VerifyingKey {
+        if let known = deviceKeys.withLock({ $0[device.publicKey] }) { return known }
+        let key = try VerifyingKey(rawRepresentation: device.publicKey)
+        deviceKeys.withLock { keys in
+            if keys.count >= 200_000 { keys.removeAll() }
+            keys[device.publicKey] = key
+        }
+        return key
     }
 
     /// Whether a device's time is within the skew of ours; overflow (a hostile `iat`) is not.
@@ -434,14 +449,14 @@ public final class Broker: Sendable {
         let payload: [UInt8]
         let report: JSONValue
         do {
-            let verified = try JWS.verify(compact, key: try VerifyingKey(rawRepresentation: device.publicKey))
+            let verified = try JWS.verify(compact, key: try verifyingKey(device))
             guard verified.header.type == "holdfast-posture+jws" else { return refuse(device.id, "attest.refused", 400, "wrong-type", "the report is not a holdfast-posture+jws document") }
             payload = verified.payload
             report = try Self.parseObject(payload)
         } catch {
             return refuse(device.id, "attest.refused", 403, "bad-signature", "the report is not signed by this device's key: \(error)")
         }
-        let thumbprint = (try? VerifyingKey(rawRepresentation: device.publicKey))?.thumbprint
+        let thumbprint = (try? verifyingKey(device))?.thumbprint
         guard let named = report["device"]?.stringValue, named == device.id || named == thumbprint else {
             return refuse(device.id, "attest.refused", 403, "wrong-device", "the report names another device")
         }
@@ -494,10 +509,7 @@ public final class Broker: Sendable {
         }
     }
 
-    static func isUserName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || "-_.@$".utf8.contains($0) }
-            && name.utf8.first != UInt8(ascii: "-")
-    }
+    static func isUserName(_ name: String) -> Bool { LoginName.isValid(name) }
 
     /// The stored first failures; text that cannot be read counts every rule as failing since
     /// 1970, so no grace period restarts because of a damaged record.

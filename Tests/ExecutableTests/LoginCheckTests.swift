@@ -87,6 +87,9 @@ import Testing
         let full = try PAMService(socket: rig.socket, config: rig.directory.file("agent.conf"), fullCLI: true)
         #expect(try thin.account("nobody").allowed)
         #expect(try full.account("nobody").allowed)
+        // A directory user (winbind's DOMAIN\user form) is checked like any other.
+        let directoryUser = try thin.account(#"CORP\alice"#)
+        #expect(directoryUser.allowed, "\(directoryUser.output)")
         try #"{"checks": {"no-such-check": "block"}}"#.writeReplacing(toFile: rig.directory.file("compliance.json"))
         #expect(try rig.brokerCLI(["policy", "set", rig.directory.file("compliance.json")]).status == 0)
         let reason = "Holdfast: login refused: access denied until these checks pass: no-such-check"

@@ -558,6 +558,20 @@ extension BrokerTests {
 
 /// Heartbeats between attestations.
 extension BrokerTests {
+    /// Directory users (sssd, winbind) attest and get grants under their own names.
+    @Test(arguments: [#"CORP\alice"#, "John Smith@corp.example", "ölaf"])
+    func directoryUserNamesAttest(_ user: String) throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let nonce = try rig.challenge(device: device, key: key)
+        let answer = try rig.attest(device: device, key: key, report: try rig.report(device: device, nonce: nonce, key: key), user: user)
+        #expect(answer.status == 200, "\(String(decoding: answer.body, as: UTF8.self))")
+        let grant = try #require(json(answer)["grant"]?.stringValue)
+        let claims = try JWT.verify(grant, keys: VerifyingKeySet([rig.signing.publicKey]), validation: JWTValidation(clock: rig.clock))
+        #expect(claims.claims.other["user"]?.stringValue == user)
+    }
+
     @Test func aHeartbeatIsKeptCheckedAndAsksForAnAttestationWhenNoneIsUsable() throws {
         let rig = try Rig()
         let key = try SigningKey.generate()

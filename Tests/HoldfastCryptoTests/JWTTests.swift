@@ -129,3 +129,19 @@ import Testing
         #expect(throws: CryptoError.self) { try VerifyingKeySet(jwks: JWKSet(keys: [])) }
     }
 }
+
+/// `JWTClaims.json()` (what `JWT.sign` signs) against the `Encodable` form it replaced.
+@Suite struct JWTClaimsJSONTests {
+    @Test(arguments: [
+        JWTClaims(issuer: "https://broker", subject: "hf-1", audience: ["holdfast"], issuedAt: Date(timeIntervalSince1970: 1_900_000_000),
+                  expiresAt: Date(timeIntervalSince1970: 1_900_000_600), id: "j-1", other: ["posture": "compliant", "user": "CORP\\alice"]),
+        JWTClaims(audience: ["a", "b"], notBefore: Date(timeIntervalSince1970: 1_900_000_000.25), other: ["nested": .object(["x": .array([1, .double(0.5), .null])])]),
+        JWTClaims(other: ["iss": "not registered here", "é": "x/y"]),
+        JWTClaims(),
+    ])
+    func isWhatTheEncoderWrites(_ claims: JWTClaims) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        #expect(try claims.json().compactText == String(decoding: try encoder.encode(claims), as: UTF8.self))
+    }
+}
