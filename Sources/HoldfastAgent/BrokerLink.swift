@@ -402,6 +402,9 @@ public actor BrokerLink: Service {
             } catch {
                 heartbeatError = (Date(), error.message)
                 logger.debug("heartbeat failed", ("error", error.message))
+                // A broker from before heartbeats (404) is asked again hourly, not every minute:
+                // upgrade the brokers first, the agents after (docs/broker-protocol.md).
+                if error.status == 404 { try await Task.sleep(for: .seconds(3_600)) }
             }
         }
     }

@@ -134,21 +134,26 @@ public final class Broker: Sendable {
         let request = HTTPRequest(method: method, path: path, headers: headers)
         switch verifyDeviceSignature(request) {
         case .success(let verified):
-            return .proceed(ScreenedSignature(method: method, path: path, authorization: request.header("authorization") ?? "", device: verified.0, claims: verified.1))
+            return .proceed(ScreenedSignature(method: method, path: path, authorization: request.header("authorization") ?? "", device: verified.0, claims: verified.1, at: now))
         case .failure(var response):
             response.headers["Connection"] = "close"
             return .refuse(response)
         }
     }
 
-    /// A device signature `early` verified, for exactly this method, path and Authorization.
+    /// A device signature `early` verified, for exactly this method, path and Authorization,
+    /// and when. A body that took longer than `screenedFor` to arrive (trickled, to outlast the
+    /// replay window) is verified again, clock skew and unenrollment included.
     struct ScreenedSignature: Sendable {
         let method: String
         let path: String
         let authorization: String
         let device: EnrolledDevice
         let claims: JSONValue
+        let at: Int64
     }
+
+    static let screenedFor: Int64 = 30
     /// How many unauthenticated requests were refused since start.
     public var unauthenticatedRefusalCount: Int { unauthenticatedRefusals.load(ordering: .relaxed) }
 
@@ -280,7 +285,7 @@ public final class Broker: Sendable {
         let device: EnrolledDevice
         let claims: JSONValue
         if let screened = request.screened as? ScreenedSignature, screened.method == request.method, screened.path == request.path,
-            screened.authorization == request.header("authorization")
+            screened.authorization == request.header("authorization"), now - screened.at <= Self.screenedFor
         {
             (device, claims) = (screened.device, screened.claims)
         } else {

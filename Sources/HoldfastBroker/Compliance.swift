@@ -54,7 +54,14 @@ public struct CompliancePolicy: Sendable, Equatable {
             document = try JSONValue.parse(bytes)
         } catch {
             if let key = error.duplicateName { throw ComplianceError("the key \"\(key)\" appears twice") }
-            throw ComplianceError("not a JSON object")
+            // The admin's own document, read as it always was when the strict reader refuses it:
+            // Foundation's JSONDecoder also takes a byte-order mark and trailing commas, and a
+            // policy stored before the strict reader must not turn unreadable (every device
+            // denied) on an upgrade. Duplicate names stay refused either way.
+            guard JSONDuplicateKeys.first(in: bytes) == nil, let lenient = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)) else {
+                throw ComplianceError("not a JSON object")
+            }
+            document = lenient
         }
         guard case .object(let top) = document else { throw ComplianceError("not a JSON object") }
         for key in top.keys where !["version", "max_report_age", "checks"].contains(key) {

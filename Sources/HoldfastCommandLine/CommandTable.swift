@@ -12,11 +12,29 @@ public struct CommandTable {
     /// handed to the command as if written after it, so only commands that declare them take them.
     public let globalOptions: [OptionSpec]
 
+    /// A tool that is one command (`holdfast-login-check`): its arguments are that command's, its
+    /// usage and errors name the tool alone.
+    public let single: Bool
+
     public init(toolName: String, summary: String, commands: [any Subcommand.Type], globalOptions: [OptionSpec] = []) {
         self.toolName = toolName
         self.summary = summary
         self.commands = commands
         self.globalOptions = globalOptions
+        single = false
+    }
+
+    public init(toolName: String, single command: any Subcommand.Type) {
+        self.toolName = toolName
+        summary = command.summary
+        commands = [command]
+        globalOptions = []
+        single = true
+    }
+
+    /// How a command is invoked: `tool command`, or the tool alone when it is the command.
+    func invocation(_ command: any Subcommand.Type) -> String {
+        single ? toolName : "\(toolName) \(command.path.joined(separator: " "))"
     }
 
     /// Moves leading global options behind the command words.
@@ -40,10 +58,10 @@ public struct CommandTable {
         return command.path + leading + tail
     }
 
-    /// Runs the command line and exits the process with its code. `prefix` stands before the
-    /// arguments (a single-command tool names its command there).
-    public func main(prefix: [String] = []) -> Never {
-        let arguments = prefix + Array(CommandLine.arguments.dropFirst())
+    /// Runs the command line and exits the process with its code.
+    public func main() -> Never {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if single, let command = commands.first, arguments != ["--version"] { arguments = command.path + arguments }
         var environment: [String: String] = [:]
         var entry = environ
         while let pointer = entry.pointee {
@@ -96,7 +114,7 @@ public struct CommandTable {
             let instance = try command.init(parsed)
             return try instance.run(context)
         } catch let error as UsageError {
-            context.error("\(toolName) \(command.path.joined(separator: " ")): \(error.message); see '\(toolName) \(command.path.joined(separator: " ")) --help'")
+            context.error("\(invocation(command)): \(error.message); see '\(invocation(command)) --help'")
             return .usage
         } catch let failure as CommandFailure {
             context.error("\(toolName): \(failure.message)")
@@ -137,8 +155,7 @@ public struct CommandTable {
 
     /// One command's help.
     public func help(for command: any Subcommand.Type) -> String {
-        let name = command.path.joined(separator: " ")
-        var usage = "Usage: \(toolName) \(name)"
+        var usage = "Usage: \(invocation(command))"
         if !command.options.isEmpty { usage += " [OPTIONS]" }
         if !command.positionals.isEmpty { usage += " " + command.positionals }
         var text = "\(usage)\n\n\(command.summary)\n"

@@ -298,11 +298,12 @@ public enum AgentConfigurationParser {
             return nil
         },
         Key(section: "login", name: "exempt") { config, value in
-            let entries = value.split(separator: ",").map { String($0.filter { $0 != " " && $0 != "\t" }) }.filter { !$0.isEmpty }
+            // Entries trimmed at their ends only: a directory name may hold a space inside.
+            let entries = value.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
             for entry in entries {
                 let user = entry.hasSuffix("@console") ? String(entry.dropLast(8)) : entry
-                guard !user.isEmpty, user.utf8.count <= 32, user.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
-                    return "exempt lists USER or USER@console, comma-separated (e.g. root@console); '\(entry)' is neither"
+                guard LoginName.isValid(user) else {
+                    return "exempt lists USER or USER@console, comma-separated (e.g. root@console), each user a login name as the login check takes it; '\(entry)' is neither"
                 }
             }
             config.loginExempt = entries

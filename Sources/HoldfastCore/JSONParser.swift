@@ -10,9 +10,10 @@
 ///   strings — see `JSONDuplicateKeys` for why duplicates are refused at all);
 /// - strings are valid UTF-8 with control characters escaped; `\u` escapes pair surrogates, and
 ///   a lone surrogate is refused;
-/// - a number that is an integer in Int64 range (also when written `5.0` or `1e3`, as
-///   `JSONDecoder` reads it) is `.int`, any other finite number `.double`; one that overflows a
-///   Double is refused;
+/// - a number written as an integer in Int64 range is `.int`; one written with a fraction or
+///   exponent is `.int` when it is a whole number below 2^53 (`5.0`, `1e3`, as `JSONDecoder`
+///   reads it), else `.double`, as is an integer past Int64; one that overflows a Double is
+///   refused;
 /// - at most `maximumDepth` nested containers;
 /// - no byte-order mark, no comments, no JSON5.
 public enum JSONParser {
@@ -304,8 +305,11 @@ public enum JSONParser {
             }
             let text = String(decoding: UnsafeBufferPointer(rebasing: input[start..<index]), as: UTF8.self)
             guard let double = Double(text), double.isFinite else { throw fail(.number, at: start) }
-            // As JSONDecoder reads a whole number into Int64 when it is exact (`5.0`, `1e3`).
-            if let exact = Int64(exactly: double) { return .int(exact) }
+            // As JSONDecoder reads a whole number written with a fraction or exponent (`5.0`, `1e3`)
+            // into Int64 — but only below 2^53, where the Double is the decimal text exactly; above
+            // it (or after an integer overflow) the readers could disagree on which integer, so
+            // such a number stays a Double (and an integer field refuses it).
+            if double.magnitude < 9_007_199_254_740_992, let exact = Int64(exactly: double) { return .int(exact) }
             return .double(double)
         }
 

@@ -88,7 +88,15 @@ extension JSONValue {
         case .null: output += "null"
         case .bool(let flag): output += flag ? "true" : "false"
         case .int(let value): output += String(value)
-        case .double(let value): output += value.description
+        case .double(let value):
+            // JSONEncoder's spelling: `2` not `2.0`, `-0` not `-0.0`. A non-finite number has no
+            // JSON form (the encoder throws; the reader never makes one): written as null.
+            guard value.isFinite else {
+                output += "null"
+                return
+            }
+            let text = value.description
+            output += text.hasSuffix(".0") ? String(text.dropLast(2)) : text
         case .string(let text): output += JSONText.quote(text)
         case .array(let elements):
             output += "["

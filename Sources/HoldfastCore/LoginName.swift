@@ -3,16 +3,27 @@
 /// Not only POSIX names: directory-backed workstations (sssd, winbind) log users in as
 /// `alice@corp.example`, `CORP\alice`, even with spaces or non-ASCII letters, and such a user
 /// must not be locked out by a character class. Refused are what could mislead a reader or a
-/// header: control characters (C0, DEL, C1), a leading `-` (an option to some tool), a `/`
-/// (a path), white space at either end, and more than 256 bytes.
+/// header: control characters (C0, DEL, C1), invisible format characters (zero-width spaces,
+/// bidirectional overrides, the byte-order mark: `root\u{200B}` must not pass for `root`), line
+/// and paragraph separators, a comma (a header list, the exempt list), a leading `-` byte (an
+/// option to some tool), a `/` byte (a path), white space at either end, and more than 256 bytes.
+/// Bytes, not characters: `-` followed by a combining mark is still a leading `-`.
 public enum LoginName {
     public static let maximumBytes = 256
 
     public static func isValid(_ name: String) -> Bool {
-        guard !name.isEmpty, name.utf8.count <= maximumBytes, name.first != "-", !name.contains("/") else { return false }
+        let bytes = name.utf8
+        guard !bytes.isEmpty, bytes.count <= maximumBytes, bytes.first != UInt8(ascii: "-"), !bytes.contains(UInt8(ascii: "/")), !bytes.contains(UInt8(ascii: ",")) else {
+            return false
+        }
         guard let first = name.unicodeScalars.first, let last = name.unicodeScalars.last,
             !first.properties.isWhitespace, !last.properties.isWhitespace
         else { return false }
-        return !name.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }
+        return !name.unicodeScalars.contains { scalar in
+            switch scalar.properties.generalCategory {
+            case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate: true
+            default: false
+            }
+        }
     }
 }

@@ -3,4 +3,4 @@
 import HoldfastCommandLine
 import HoldfastLogin
 
-CommandTable(toolName: "holdfast-login-check", summary: LoginCheck.summary, commands: [LoginCheck.self]).main(prefix: LoginCheck.path)
+CommandTable(toolName: "holdfast-login-check", single: LoginCheck.self).main()

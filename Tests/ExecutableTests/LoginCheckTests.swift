@@ -78,6 +78,18 @@ import Testing
         #expect(!(try pam.account("root", tty: "pts/3").allowed), "root over a pseudo-terminal is not the local console")
     }
 
+    /// The thin binary is the command: its usage names it alone, and it knows --version.
+    @Test func theThinBinarysUsageIsItsOwn() throws {
+        let help = try runProcess(Products.path("holdfast-login-check"), ["--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.hasPrefix("Usage: holdfast-login-check [OPTIONS]"), "\(help.stdout)")
+        let version = try runProcess(Products.path("holdfast-login-check"), ["--version"])
+        #expect(version.status == 0 && version.stdout.hasPrefix("holdfast-login-check "))
+        let bad = try runProcess(Products.path("holdfast-login-check"), ["--bogus"])
+        #expect(bad.status == 64)
+        #expect(bad.stderr.contains("see 'holdfast-login-check --help'"), "\(bad.stderr)")
+    }
+
     /// `holdfast login-check` is the same command: the same answers, allowed and denied.
     @Test func theFullCLIAnswersAsTheThinBinaryDoes() async throws {
         let rig = try await BrokerServeTests.Rig(extraConfig: "[login]\noffline_grace = 1h\ntimeout = 1s\n")

@@ -551,6 +551,14 @@ extension BrokerTests {
         guard case .respond(let refused) = rig.broker.handle(forged) else { return }
         #expect(refused.status == 401)
         request.screened = screened
+        // A body that took longer than the screening holds (trickled past the replay window) is
+        // verified again: here its signature is 200 s old, past the skew, and refused.
+        var trickled = request
+        trickled.screened = screened
+        rig.clock.advance(by: 200)
+        guard case .respond(let late) = rig.broker.handle(trickled) else { return }
+        #expect(late.status == 401, "\(String(decoding: late.body, as: UTF8.self))")
+        rig.clock.advance(by: -200)
         guard case .respond(let accepted) = rig.broker.handle(request) else { return }
         #expect(accepted.status == 200, "\(String(decoding: accepted.body, as: UTF8.self))")
     }

@@ -106,3 +106,15 @@ import Testing
         #expect(throws: ComplianceError("partial must be true or false")) { try PostureEvidence.parse(report) }
     }
 }
+
+/// Policies stored before the strict JSON reader keep parsing as they did (Foundation's reading:
+/// a byte-order mark, trailing commas); duplicates stay refused.
+@Suite struct CompliancePolicyUpgradeTests {
+    @Test func aPolicyStoredBeforeTheStrictReaderStillParses() throws {
+        let trailing = Array(#"{"version":3,"checks":{"disk-encryption":"block","firewall":"warn",},}"#.utf8)
+        #expect(try CompliancePolicy.parse(trailing).rules.count == 2)
+        let marked = [0xEF, 0xBB, 0xBF] + Array(#"{"checks":{"firewall":"block"}}"#.utf8)
+        #expect(try CompliancePolicy.parse(marked).rules.count == 1)
+        #expect(throws: ComplianceError.self) { try CompliancePolicy.parse(Array(#"{"checks":{"firewall":"block","firewall":"report",}}"#.utf8)) }
+    }
+}

@@ -244,6 +244,13 @@ extension String {
         #expect(good.loginOfflineGraceSeconds == 0)
         #expect(good.loginExempt == ["root@console", "ops"])
         #expect(throws: (any Error).self) { try AgentConfigurationParser.parse(Array("[login]\ntimeout = 50ms\n".utf8), path: "agent.conf") }
-        #expect(throws: (any Error).self) { try AgentConfigurationParser.parse(Array("[login]\nexempt = root;rm\n".utf8), path: "agent.conf") }
+        for bad in ["-root", "ops/x", "@console"] {
+            #expect(throws: (any Error).self, "\(bad)") { try AgentConfigurationParser.parse(Array("[login]\nexempt = \(bad)\n".utf8), path: "agent.conf") }
+        }
+        // Directory names as the login check takes them; a space inside a name stays.
+        let directory = try AgentConfigurationParser.parse(Array("[login]\nexempt = CORP\\admin, ops@corp.example@console ,  Help Desk \n".utf8), path: "agent.conf")
+        #expect(directory.loginExempt == [#"CORP\admin"#, "ops@corp.example@console", "Help Desk"])
+        #expect(directory.loginIsExempt(user: "ops@corp.example", tty: "tty2", remoteHost: nil))
+        #expect(!directory.loginIsExempt(user: "ops@corp.example", tty: "pts/1", remoteHost: nil))
     }
 }

@@ -21,6 +21,8 @@ import Testing
         ("-9223372036854775808", .int(Int64.min)),
         ("9223372036854775807", .int(Int64.max)),
         ("9223372036854775808", .double(9_223_372_036_854_775_808)),
+        ("-9223372036854775809", .double(-9_223_372_036_854_775_808)),
+        ("9007199254740991.0", .int(9_007_199_254_740_991)),
         (#""\u00e9\n\t\"\\\/\b\f\r""#, .string("é\n\t\"\\/\u{08}\u{0C}\r")),
         (#""\ud83d\ude00""#, .string("😀")),
         (#""\u0000""#, .string("\u{0}")),
@@ -32,6 +34,14 @@ import Testing
         let bytes = Array(text.utf8)
         #expect(try JSONValue.parse(bytes) == expected)
         #expect(Self.reference(bytes) == expected)
+    }
+
+    /// Where Foundation reads an integer exactly from digits that a Double cannot hold, this
+    /// reader gives a Double (an integer field then refuses it): never a different integer.
+    @Test(arguments: ["9007199254740993.0", "1234567890123456789e0", "12345678901234567.0", "-9223372036854775808.5", "-9223372036854775810"])
+    func neverADifferentInteger(_ text: String) throws {
+        let mine = try JSONValue.parse(Array(text.utf8))
+        #expect(mine.intValue == nil, "\(mine)")
     }
 
     @Test(arguments: [
@@ -195,9 +205,14 @@ import Testing
         JSONValue.object(["b": 1, "a": .array([true, .null, .double(1.5)]), "B": "x/y", "é": "\u{7F}\u{2028}", "e\u{301}x": "q", "10": 1, "9": 2, "ﬁ": 3, "😀": 4, "\u{FFFD}": 5]),
         .string("\"\\\n\r\t\u{08}\u{0C}\u{01}\u{1F}😀"),
         .double(0.1), .double(1e100), .double(-2.5e-8), .double(123456789.125), .int(Int64.min), .double(1e21), .double(.leastNonzeroMagnitude),
+        .double(2.0), .double(-0.0), .double(12.0), .double(1e15), .double(1e16), .double(-3e20), .array([.double(100.0), .double(0.5)]),
     ])
     func writesWhatJSONEncoderWrites(_ value: JSONValue) {
         #expect(value.compactText == Self.encoded(value))
+    }
+
+    @Test func nonFiniteNumbersAreWrittenAsNull() {
+        #expect(JSONValue.array([.double(.nan), .double(.infinity)]).compactText == "[null,null]")
     }
 
     @Test func agreesOnGeneratedDocuments() throws {

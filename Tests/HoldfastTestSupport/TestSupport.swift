@@ -144,7 +144,8 @@ func spawnCollecting(_ executable: String, _ arguments: [String], stdin: [UInt8]
     done.wait()
     var status: Int32 = 0
     while waitpid(child, &status, 0) < 0 {
-        guard errno == EINTR else { break }
+        // Without the child's status there is no result: never a silent pass.
+        guard errno == EINTR else { throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "waitpid for \(executable): \(String(cString: strerror(errno)))"]) }
     }
     // WIFEXITED / WEXITSTATUS; killed by a signal reads as 128 + the signal, as a shell says.
     let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
