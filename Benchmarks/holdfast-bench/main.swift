@@ -17,6 +17,12 @@ if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "broker-handler
     for row in try BrokerHandlerBench.rows() { print("\(row.name): \(row.holdfast); \(row.anchorName): \(row.anchor); \(row.ratio)") }
     exit(0)
 }
+// `holdfast-bench broker-load`: the load row alone (the release holdfast-broker beside this binary).
+if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "broker-load" {
+    let broker = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("holdfast-broker").path
+    for row in try BrokerLoadBench.rows(broker: broker) { print("\(row.name): \(row.holdfast); \(row.anchorName): \(row.anchor); \(row.ratio)") }
+    exit(0)
+}
 
 /// One measured series: total time and per-operation latencies.
 struct Measurement {
