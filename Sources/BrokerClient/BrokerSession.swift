@@ -233,6 +233,66 @@ public struct BrokerSession: Sendable {
         return try verifyPolicy(compact)
     }
 
+    /// What one poll brought: the agent policy when newer (not verified yet) and commands, oldest
+    /// first: the sequence the broker stores each under and the compact JWS (not verified yet).
+    public struct PollAnswer: Sendable {
+        public var policy: String?
+        public var commands: [(sequence: Int64, document: String)]
+    }
+
+    /// The agent's one long poll (`/v1/poll`): waits up to `wait` for an agent policy newer than
+    /// `policyAfter` or a command after `commandAfter`; nil when nothing came.
+    public func poll(policyAfter: Int64, commandAfter: Int64, wait: Int) async throws(BrokerClientError) -> PollAnswer? {
+        let answer = try await signedRequest(
+            "GET", "/v1/poll", query: "policy_after=\(policyAfter)&command_after=\(commandAfter)&wait=\(wait)", body: nil, timeout: .seconds(wait + 15), client: pollClient)
+        if answer.status == 204 { return nil }
+        let object = try BrokerSession.parse(answer, "poll")
+        var commands: [(sequence: Int64, document: String)] = []
+        if let list = object["commands"] {
+            guard case .array(let items) = list else { throw BrokerClientError(.invalid, "the poll answer's commands are not a list") }
+            for item in items {
+                guard let sequence = item["seq"]?.intValue, let document = item["document"]?.stringValue else {
+                    throw BrokerClientError(.invalid, "the poll answer's commands are not {seq, document}")
+                }
+                commands.append((sequence, document))
+            }
+        }
+        return PollAnswer(policy: object["policy"]?["policy"]?.stringValue, commands: commands)
+    }
+
+    /// A command that did not verify, and why.
+    public struct CommandRefusal: Error, Sendable, Equatable {
+        /// `bad-signature`, `wrong-type` or `malformed`.
+        public let reason: String
+        public let message: String
+    }
+
+    /// Verifies a command: signed by a pinned broker key, typed `holdfast-command+jws`, a payload
+    /// that parses strictly. Whether it is for this device, new and unexpired is the lockdown's
+    /// to decide (it keeps the last sequence applied).
+    public static func verifyCommand(_ compact: String, keys: VerifyingKeySet) -> Result<RemoteCommand, CommandRefusal> {
+        let verified: VerifiedJWS
+        do {
+            verified = try JWS.verify(compact, keys: keys)
+        } catch {
+            return .failure(CommandRefusal(reason: "bad-signature", message: "the command does not verify with the pinned broker keys: \(error)"))
+        }
+        guard verified.header.type == RemoteCommand.documentType else {
+            return .failure(CommandRefusal(reason: "wrong-type", message: "the document is not a \(RemoteCommand.documentType)"))
+        }
+        do {
+            return .success(try RemoteCommand.parse(verified.payload))
+        } catch {
+            return .failure(CommandRefusal(reason: "malformed", message: "the command is malformed: \(error.message)"))
+        }
+    }
+
+    /// Tells the broker what became of a command, and the lockdown in force since.
+    public func acknowledgeCommand(sequence: Int64, applied: Bool, detail: String, state: JSONValue) async throws(BrokerClientError) {
+        let body: JSONValue = .object(["seq": .int(sequence), "status": .string(applied ? "applied" : "refused"), "detail": .string(detail), "state": state])
+        _ = try BrokerSession.parse(try await signedRequest("POST", "/v1/commands/ack", body: Array(body.compactText.utf8), timeout: .seconds(10)), "command acknowledgement")
+    }
+
     /// Verifies a signed agent policy: a pinned key, the type, the digest of the exact bytes.
     public func verifyPolicy(_ compact: String) throws(BrokerClientError) -> SignedAgentPolicy {
         try BrokerSession.verifyPolicy(compact, keys: record.verifyingKeys)

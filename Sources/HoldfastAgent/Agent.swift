@@ -498,7 +498,7 @@ public actor Agent: ControlHandler {
         } catch {
             return .failure(.badRequest, error.description)
         }
-        guard !scopes.isEmpty else { return .failure(.badRequest, "\(request.verb) needs \"scopes\": usb, print or both") }
+        guard !scopes.isEmpty else { return .failure(.badRequest, "\(request.verb) needs \"scopes\": usb, print, network or sessions") }
         let reason = (request.arguments["reason"]?.stringValue ?? "").trimmingSpaces
         guard !reason.isEmpty else { return .failure(.badRequest, "\(request.verb) needs a \"reason\"") }
         do {

@@ -3,6 +3,7 @@ import FoundationEssentials
 public import HoldfastCore
 public import HoldfastCrypto
 public import HoldfastStore
+public import Lockdown
 import Posture
 #if canImport(Glibc)
 import Glibc
@@ -33,6 +34,12 @@ public actor BrokerLink: Service {
     /// Applies a verified agent policy; nil when applied, else why it was refused.
     private let applyPolicy: @Sendable (SignedAgentPolicy) async -> String?
     private let policyVersion: @Sendable () async -> Int64?
+    /// Where the broker's lockdown commands go (nil: none are asked for).
+    private let lockdown: LockdownController?
+    /// Commands delivered but refused before they reached the lockdown (a signature or payload
+    /// that does not verify): the poll moves past their claimed sequence, in memory only, so
+    /// one bad document is one event, not one per poll.
+    private var skippedCommandSequence: Int64 = 0
     /// The journal whose events are uploaded (nil: no upload, as in tests of the other loops).
     private let journal: Journal?
     /// Events one upload carries at most (`[broker] upload_batch`), and their bytes.
@@ -59,8 +66,10 @@ public actor BrokerLink: Service {
     public init(
         stateDirectory: String, key: SigningKey, attestInterval: Duration, heartbeatInterval: Duration = .seconds(60), policyWait: Int, logger: Logger, posture: PostureService?,
         journal: Journal? = nil, uploadBatch: Int = 500, record: @escaping @Sendable (Event) -> Void, applyPolicy: @escaping @Sendable (SignedAgentPolicy) async -> String?,
-        policyVersion: @escaping @Sendable () async -> Int64?, services: @escaping @Sendable () async -> [String: String] = { [:] }
+        policyVersion: @escaping @Sendable () async -> Int64?, services: @escaping @Sendable () async -> [String: String] = { [:] },
+        lockdown: LockdownController? = nil
     ) {
+        self.lockdown = lockdown
         self.stateDirectory = stateDirectory
         self.key = key
         self.attestInterval = attestInterval
@@ -346,7 +355,7 @@ public actor BrokerLink: Service {
         if let session { await posture?.enrolled(as: session.record.deviceID) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.attestLoop() }
-            group.addTask { try await self.policyLoop() }
+            group.addTask { try await self.pollLoop() }
             group.addTask { try await self.uploadLoop() }
             group.addTask { try await self.heartbeatLoop() }
             try await group.waitForAll()
@@ -395,6 +404,7 @@ public actor BrokerLink: Service {
             if let pending = try? journal?.stats().pendingUpload { health["pending_events"] = .int(pending) }
             if let version = await policyVersion() { health["policy_version"] = .int(version) }
             if let verdict { health["decision"] = .string(verdict.decision) }
+            if let lockdown { health["lockdown"] = await lockdown.reportedState() }
             do {
                 if try await session.heartbeat(.object(health)) { trigger("the broker asked for an attestation") }
                 lastHeartbeat = Date()
@@ -415,7 +425,8 @@ public actor BrokerLink: Service {
         return base * Double.random(in: 0.75...1.25)
     }
 
-    private func policyLoop() async throws {
+    /// The one long poll: the agents' policy and the lockdown commands, whichever comes first.
+    private func pollLoop() async throws {
         var failures = 0
         while !Task.isCancelled {
             // Between an unenrollment and the next enrollment there is no one to ask.
@@ -425,20 +436,12 @@ public actor BrokerLink: Service {
             }
             let inForce = await policyVersion() ?? 0
             let after = max(inForce, refusedPolicyVersion)
+            let commandAfter = max(await lockdown?.lastCommandSequence ?? 0, skippedCommandSequence)
             do {
-                if let policy = try await session.pollPolicy(after: after, wait: policyWait) {
-                    if policy.version <= after {
-                        // Never roll back: an older version than the one in force is refused.
-                        try? await session.acknowledge(version: policy.version, applied: false, detail: "not newer than version \(after)")
-                        refusedPolicyVersion = max(refusedPolicyVersion, policy.version)
-                        try await Task.sleep(for: .seconds(Self.backoff(3)))
-                    } else if let refusal = await applyPolicy(policy) {
-                        try? await session.acknowledge(version: policy.version, applied: false, detail: refusal)
-                        // Not asked for again until a newer version comes.
-                        refusedPolicyVersion = policy.version
-                    } else {
-                        try? await session.acknowledge(version: policy.version, applied: true, detail: "")
-                    }
+                if let answer = try await session.poll(policyAfter: after, commandAfter: commandAfter, wait: policyWait) {
+                    // A command the journal could not take comes again: not at once.
+                    if !answer.commands.isEmpty, await !obey(answer.commands, session: session) { try await Task.sleep(for: .seconds(Self.backoff(1))) }
+                    if let compact = answer.policy { try await adopt(try session.verifyPolicy(compact), after: after, session: session) }
                 }
                 failures = 0
             } catch let error as BrokerClientError {
@@ -449,10 +452,64 @@ public actor BrokerLink: Service {
                         kind: "policy.refused", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Refuse", time: Date(), severity: .high, status: .failure,
                         message: "an agent policy from the broker was refused (\(error.message)); the policy in force stays"))
                 }
-                logger.warning("agent policy poll failed", ("error", error.message))
+                logger.warning("broker poll failed", ("error", error.message))
                 try await Task.sleep(for: .seconds(Self.backoff(failures)))
             }
         }
+    }
+
+    /// A verified agent policy from the poll: applied when newer than the one in force.
+    private func adopt(_ policy: SignedAgentPolicy, after: Int64, session: BrokerSession) async throws {
+        if policy.version <= after {
+            // Never roll back: an older version than the one in force is refused.
+            try? await session.acknowledge(version: policy.version, applied: false, detail: "not newer than version \(after)")
+            refusedPolicyVersion = max(refusedPolicyVersion, policy.version)
+            try await Task.sleep(for: .seconds(Self.backoff(3)))
+        } else if let refusal = await applyPolicy(policy) {
+            try? await session.acknowledge(version: policy.version, applied: false, detail: refusal)
+            // Not asked for again until a newer version comes.
+            refusedPolicyVersion = policy.version
+        } else {
+            try? await session.acknowledge(version: policy.version, applied: true, detail: "")
+        }
+    }
+
+    /// Lockdown commands from the poll, oldest first: each verified with the pinned keys, then
+    /// applied (or refused) by the lockdown, and acknowledged under the broker's sequence with the
+    /// state that resulted. False when one could not be saved (it comes again with the next poll).
+    private func obey(_ delivered: [(sequence: Int64, document: String)], session: BrokerSession) async -> Bool {
+        guard let lockdown else { return true }
+        var saved = true
+        var keys = session.record.verifyingKeys
+        for (sequence, compact) in delivered {
+            var verified = BrokerSession.verifyCommand(compact, keys: keys)
+            // A command signed by a key the broker rotated to: follow the rotation once.
+            if case .failure(let refusal) = verified, refusal.reason == "bad-signature", await refreshKeys(), let renewed = self.session {
+                keys = renewed.record.verifyingKeys
+                verified = BrokerSession.verifyCommand(compact, keys: keys)
+            }
+            let outcome: LockdownController.CommandOutcome
+            switch verified {
+            case .success(let command):
+                outcome = await lockdown.apply(command, device: session.record.deviceID)
+            case .failure(let refusal):
+                outcome = await lockdown.refuseCommand(refusal.reason, refusal.message, sequence: sequence)
+            }
+            let state = await lockdown.reportedState()
+            switch outcome {
+            case .applied(let changed):
+                try? await session.acknowledgeCommand(sequence: sequence, applied: true, detail: changed.isEmpty ? "no change" : "changed \(changed.map(\.rawValue).joined(separator: ","))", state: state)
+            case .refused(let reason, _) where reason == "storage":
+                // Not acknowledged: the broker keeps it queued and sends it again.
+                saved = false
+            case .refused(let reason, let message):
+                // Never applied; the poll moves past it (in memory: after a restart a refused
+                // document is judged, and journaled, once more).
+                skippedCommandSequence = max(skippedCommandSequence, sequence)
+                try? await session.acknowledgeCommand(sequence: sequence, applied: false, detail: "\(reason): \(message)", state: state)
+            }
+        }
+        return saved
     }
 
     /// New events were journaled: upload soon.

@@ -164,7 +164,8 @@ public enum Daemon {
                     heartbeatInterval: .seconds(configuration.brokerHeartbeatIntervalSeconds), policyWait: Int(configuration.brokerPolicyWaitSeconds), logger: logger,
                     posture: posture, journal: journal, uploadBatch: Int(configuration.brokerUploadBatch), record: { recorder.record($0) },
                     applyPolicy: { await agent.adoptBrokerPolicy($0) }, policyVersion: { await agent.brokerPollAfter },
-                    services: { Dictionary(await supervisor.snapshot().map { ($0.name, $0.state.name) }, uniquingKeysWith: { first, _ in first }) })
+                    services: { Dictionary(await supervisor.snapshot().map { ($0.name, $0.state.name) }, uniquingKeysWith: { first, _ in first }) },
+                    lockdown: lockdown)
                 recorder.observe { event in
                     if event.kind == "posture.changed" { Task { await broker.trigger(event.kind) } }
                     Task { await broker.uploadSoon() }

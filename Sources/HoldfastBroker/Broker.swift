@@ -74,6 +74,9 @@ public final class Broker: Sendable {
     /// The latest agent policy, re-read at most every half second: thousands of held long polls
     /// ask, and the admin CLI writes from another process.
     private let agentPolicyCache = Mutex<(checked: ContinuousClock.Instant?, document: VersionedDocument?)>((nil, nil))
+    /// Each device's highest queued command sequence, and the newest command row seen
+    /// (`queuedSequence`, Commands.swift).
+    let commandCache = Mutex<(checked: ContinuousClock.Instant?, row: Int64, latest: [String: Int64])>((nil, 0, [:]))
     /// The parsed compliance policy by its version: every authz asks for the latest version
     /// number (one indexed read), and parses only when it changed — so `policy set` from the
     /// admin CLI applies to the very next request.
@@ -96,8 +99,11 @@ public final class Broker: Sendable {
     /// Challenges one device may hold unanswered.
     static let maximumOutstandingNonces = 16
     /// The body each route may carry (bodies are buffered; GETs carry none).
-    public static let bodyLimits = ["/v1/enroll": 16_384, "/v1/challenge": 1_024, "/v1/attest": 262_144, "/v1/agent-policy/ack": 4_096, "/v1/events": 2 << 20, "/v1/heartbeat": 8_192]
-    static let deviceRoutes: Set<String> = ["/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack", "/v1/events", "/v1/heartbeat"]
+    public static let bodyLimits = ["/v1/enroll": 16_384, "/v1/challenge": 1_024, "/v1/attest": 262_144, "/v1/agent-policy/ack": 4_096, "/v1/events": 2 << 20, "/v1/heartbeat": 8_192,
+                                    "/v1/commands/ack": 4_096]
+    static let deviceRoutes: Set<String> = [
+        "/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack", "/v1/events", "/v1/heartbeat", "/v1/poll", "/v1/commands/ack",
+    ]
     /// Events one upload may carry.
     public static let maximumEventsPerUpload = 1_000
 
@@ -117,7 +123,7 @@ public final class Broker: Sendable {
     /// Every path the broker answers (anything else is 404 before a body is read).
     static let knownPaths: Set<String> = [
         "/.well-known/jwks.json", "/v1/ca.pem", "/v1/keys", "/v1/authz", "/v1/health", "/v1/enroll", "/v1/challenge", "/v1/attest", "/v1/agent-policy",
-        "/v1/agent-policy/ack", "/v1/events", "/v1/heartbeat",
+        "/v1/agent-policy/ack", "/v1/events", "/v1/heartbeat", "/v1/poll", "/v1/commands/ack",
     ]
 
     /// Before any body is read: an unknown path is 404, and a device route needs a device
@@ -192,6 +198,10 @@ public final class Broker: Sendable {
             return .respond(receiveEvents(request))
         case ("POST", "/v1/heartbeat"):
             return .respond(heartbeat(request))
+        case ("GET", "/v1/poll"):
+            return poll(request)
+        case ("POST", "/v1/commands/ack"):
+            return .respond(acknowledgeCommand(request))
         default:
             if Self.knownPaths.contains(path) { return .respond(.error(405, "method-not-allowed", "\(request.method) is not allowed on \(path)")) }
             return .respond(.error(404, "not-found", "no such endpoint"))
@@ -770,6 +780,7 @@ public final class Broker: Sendable {
         let current = now
         do {
             try storage.recordHeartbeat(device: device.id, at: current, health: health.compactText)
+            if let state = health["lockdown"] { try storage.recordLockdownState(device: device.id, state: state.compactText, at: current) }
         } catch {
             logger.error("cannot record a heartbeat", ("error", "\(error)"))
             return .error(503, "storage", "the broker cannot record the heartbeat now; retry")
@@ -801,6 +812,13 @@ public final class Broker: Sendable {
         try count("uptime_s")
         try count("pending_events")
         try count("policy_version")
+        if let lockdown = body["lockdown"] {
+            do {
+                kept["lockdown"] = try lockdownState(lockdown)
+            } catch {
+                throw ComplianceError("lockdown: \(error)")
+            }
+        }
         if let services = body["services"] {
             guard case .object(let members) = services, members.count <= 32 else { throw ComplianceError("services must be an object of at most 32 names") }
             var states: [String: JSONValue] = [:]

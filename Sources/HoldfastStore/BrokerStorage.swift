@@ -88,6 +88,25 @@ public protocol BrokerStorage: Sendable {
     func log(_ entry: BrokerLogEntry) throws(StoreError)
     /// The newest entries, newest first, optionally for one device.
     func logEntries(device: String?, limit: Int) throws(StoreError) -> [BrokerLogEntry]
+
+    // Remote lockdown (BrokerCommandStorage.swift).
+    /// The highest sequence queued for a device (0: none).
+    func latestCommandSequence(device: String) throws(StoreError) -> Int64
+    /// Queues a signed command under its sequence; false when that sequence is taken (another
+    /// admin queued one at the same moment: take the next and sign again).
+    func addCommand(_ command: QueuedCommand) throws(StoreError) -> Bool
+    /// A device's commands after `sequence`, oldest first.
+    func commands(device: String, after sequence: Int64, limit: Int) throws(StoreError) -> [QueuedCommand]
+    /// A device's latest commands, newest first (what `device ID` shows).
+    func recentCommands(device: String, limit: Int) throws(StoreError) -> [QueuedCommand]
+    /// What the agent made of a command: `applied` or `refused` (with why); only a queued command
+    /// changes, and only once. True when it changed.
+    func acknowledgeCommand(device: String, sequence: Int64, status: String, detail: String, at time: Int64) throws(StoreError) -> Bool
+    /// Every command row after `row` as (device, highest sequence), and the newest row: one query
+    /// tells the broker which held polls have news.
+    func commandSequences(afterRow row: Int64) throws(StoreError) -> (row: Int64, latest: [String: Int64])
+    /// The lockdown state the agent reports (its scopes in force, JSON), and when.
+    func recordLockdownState(device: String, state: String, at time: Int64) throws(StoreError)
 }
 
 /// An event a device uploaded, as the broker keeps it.
@@ -259,6 +278,9 @@ public struct EnrolledDevice: Sendable, Equatable {
     /// The last heartbeat (between attestations): when, and what the agent said of itself (JSON).
     public var heartbeatAt: Int64?
     public var heartbeat: String?
+    /// The lockdown the agent last said it has in force (JSON), and when it said so.
+    public var lockdownState: String?
+    public var lockdownAt: Int64?
 
     public init(id: String, publicKey: [UInt8], facts: String, enrolledAt: Int64, removedAt: Int64? = nil) {
         self.id = id
@@ -271,10 +293,10 @@ public struct EnrolledDevice: Sendable, Equatable {
 
 /// The broker's storage in one SQLite file (WAL, 0600, in a 0700 directory).
 public final class SQLiteBrokerStorage: BrokerStorage {
-    private let connection: Mutex<Connection>
+    let connection: Mutex<Connection>
     public let path: String
 
-    static let schemaVersion: Int64 = 6
+    static let schemaVersion: Int64 = 7
     /// How long the broker's trail keeps entries: 90 days.
     public static let logRetention: Int64 = 90 * 86_400
 
@@ -353,6 +375,22 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                     ALTER TABLE devices ADD COLUMN heartbeat_at INTEGER;
                     ALTER TABLE devices ADD COLUMN heartbeat TEXT;
                     PRAGMA user_version = 6;
+                    """)
+            }
+            if version <= 6 {
+                // Remote lockdown: signed commands per device in sequence, what the agent made of
+                // each, the state it reports, and the secret its break-glass codes derive from.
+                try connection.execute("""
+                    CREATE TABLE commands (device TEXT NOT NULL, seq INTEGER NOT NULL, action TEXT NOT NULL, scopes TEXT NOT NULL, reason TEXT NOT NULL,
+                        admin TEXT NOT NULL, issued_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, document TEXT NOT NULL,
+                        status TEXT NOT NULL DEFAULT 'queued', status_at INTEGER, detail TEXT, PRIMARY KEY (device, seq));
+                    ALTER TABLE devices ADD COLUMN lockdown_state TEXT;
+                    ALTER TABLE devices ADD COLUMN lockdown_at INTEGER;
+                    ALTER TABLE devices ADD COLUMN breakglass_secret BLOB;
+                    CREATE TABLE breakglass_codes (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, code_sha256 TEXT NOT NULL UNIQUE,
+                        scopes TEXT NOT NULL, starts_at INTEGER NOT NULL, ends_at INTEGER NOT NULL, admin TEXT NOT NULL, reason TEXT NOT NULL);
+                    CREATE INDEX breakglass_codes_device ON breakglass_codes (device, id);
+                    PRAGMA user_version = 7;
                     """)
             }
         }
@@ -626,7 +664,7 @@ public final class SQLiteBrokerStorage: BrokerStorage {
         }
     }
 
-    static let deviceColumns = "id, public_key, facts, enrolled_at, removed_at, last_seen, policy_version, policy_status, heartbeat_at, heartbeat"
+    static let deviceColumns = "id, public_key, facts, enrolled_at, removed_at, last_seen, policy_version, policy_status, heartbeat_at, heartbeat, lockdown_state, lockdown_at"
 
     static func device(_ statement: Statement) -> EnrolledDevice {
         var device = EnrolledDevice(
@@ -637,6 +675,8 @@ public final class SQLiteBrokerStorage: BrokerStorage {
         device.policyStatus = statement.text(7)
         device.heartbeatAt = statement.isNull(8) ? nil : statement.int64(8)
         device.heartbeat = statement.text(9)
+        device.lockdownState = statement.text(10)
+        device.lockdownAt = statement.isNull(11) ? nil : statement.int64(11)
         return device
     }
 

@@ -2,36 +2,6 @@ public import FoundationEssentials
 public import HoldfastCore
 public import HoldfastStore
 
-/// What a lockdown can shut. FileWatch's automatic block and an admin's command take the same
-/// path through here (docs/lockdown.md); the remote-lockdown work adds network and sessions.
-public enum LockdownScope: String, Sendable, Codable, CodingKeyRepresentable, CaseIterable, Comparable {
-    /// Every USB device is deauthorized except hubs and HID (keyboards, mice); exceptions are
-    /// suspended.
-    case usb
-    /// The print gate refuses every job and the pending ones are cancelled.
-    case print
-
-    public static func < (lhs: LockdownScope, rhs: LockdownScope) -> Bool { lhs.rawValue < rhs.rawValue }
-
-    /// Parses `usb,print`; throws the first name that is not a scope.
-    public static func parseList(_ text: String) throws(UnknownScope) -> [LockdownScope] {
-        var scopes: [LockdownScope] = []
-        for part in text.split(separator: ",") {
-            let name = String(part).trimmingSpaces
-            guard let scope = LockdownScope(rawValue: name) else { throw UnknownScope(name: name) }
-            if !scopes.contains(scope) { scopes.append(scope) }
-        }
-        return scopes
-    }
-
-    public struct UnknownScope: Error, CustomStringConvertible {
-        public let name: String
-        public var description: String {
-            "unknown lockdown scope '\(name)' (known: \(LockdownScope.allCases.map(\.rawValue).joined(separator: ", ")))"
-        }
-    }
-}
-
 /// One scope in force: why, since when, by whom, and what asked for it.
 public struct LockdownEntry: Sendable, Codable, Equatable {
     public var reason: String
@@ -71,6 +41,9 @@ public protocol LockdownEnforcer: Sendable {
 /// applied again at every start.
 public actor LockdownController {
     static let stateKey = "lockdown.scopes"
+    /// The sequence of the last broker command this agent applied (or refused as expired): only
+    /// newer ones are applied.
+    static let sequenceKey = "lockdown.command_seq"
 
     private let journal: Journal
     private let record: @Sendable (Event) -> Void
@@ -79,6 +52,8 @@ public actor LockdownController {
     private var enforcers: [LockdownScope: any LockdownEnforcer] = [:]
     /// The last enforcement failure per scope (shown in status).
     private var failures: [LockdownScope: String] = [:]
+    /// The last broker command sequence done with (applied, or refused as expired).
+    public private(set) var lastCommandSequence: Int64
 
     /// Loads the state. A state that cannot be read is treated as *every scope locked*: failing
     /// closed is the only safe reading of a lockdown we cannot decode.
@@ -86,6 +61,7 @@ public actor LockdownController {
         self.journal = journal
         self.clock = clock
         self.record = record
+        lastCommandSequence = (try? journal.state(Self.sequenceKey)).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
         do {
             entries = try journal.state(Self.stateKey, as: [LockdownScope: LockdownEntry].self) ?? [:]
         } catch {
@@ -193,6 +169,94 @@ public actor LockdownController {
         }
     }
 
+    // MARK: Broker commands
+
+    /// What became of a broker command.
+    public enum CommandOutcome: Sendable, Equatable {
+        /// Applied; the scopes that changed.
+        case applied(changed: [LockdownScope])
+        /// Refused and journaled: a reason code (`other-device`, `replayed`, `expired`, `storage`)
+        /// and words for the trail.
+        case refused(reason: String, message: String)
+    }
+
+    /// Applies a verified command from the broker — only if it is for this device, newer than the
+    /// last applied, and not expired; anything else is refused and journaled with the reason.
+    /// Commands take the same path as every lockdown (`engage`, `release`).
+    public func apply(_ command: RemoteCommand, device: String) async -> CommandOutcome {
+        let now = clock.now()
+        guard command.device == device else {
+            return refuseCommand("other-device", "command \(command.sequence) is for device \(command.device), not this one (\(device))", sequence: command.sequence, admin: command.admin)
+        }
+        guard command.sequence > lastCommandSequence else {
+            return refuseCommand("replayed", "command \(command.sequence) is not newer than command \(lastCommandSequence) applied before", sequence: command.sequence, admin: command.admin)
+        }
+        guard Int64(now.timeIntervalSince1970) < command.expiresAt else {
+            // Authentic and this device's, but too late: done with, never applied.
+            saveSequence(command.sequence)
+            return refuseCommand(
+                "expired", "command \(command.sequence) expired at \(Date(timeIntervalSince1970: Double(command.expiresAt)).formatted(.iso8601))",
+                sequence: command.sequence, admin: command.admin)
+        }
+        let who = "\(command.admin) (broker command \(command.sequence))"
+        let changed: [LockdownScope]
+        do {
+            switch command.action {
+            case .lockdown:
+                changed = try await engage(command.scopes, reason: command.reason, by: who, source: "broker", cause: "command \(command.sequence)")
+            case .release:
+                changed = try await release(command.scopes, reason: command.reason, by: who)
+            }
+        } catch {
+            // Not saved, not applied: the next poll brings it again.
+            return refuseCommand("storage", "command \(command.sequence) could not be saved: \(error)", sequence: command.sequence, admin: command.admin)
+        }
+        saveSequence(command.sequence)
+        record(Event(
+            kind: "lockdown.command_applied", eventClass: .deviceConfigStateChange, activityID: 99, activityName: command.action == .lockdown ? "Lock" : "Unlock",
+            time: now, severity: .medium, status: .success,
+            message: "broker command \(command.sequence) (\(command.action.rawValue) \(command.scopes.map(\.rawValue).joined(separator: ", ")) by \(command.admin)) applied: \(command.reason)",
+            details: [
+                "seq": .int(command.sequence), "action": .string(command.action.rawValue), "scopes": .array(command.scopes.map { .string($0.rawValue) }),
+                "changed": .array(changed.map { .string($0.rawValue) }), "by": .string(command.admin), "reason": .string(command.reason),
+            ]))
+        return .applied(changed: changed)
+    }
+
+    /// Journals a command that was refused (here, or before: its signature or payload failed).
+    @discardableResult
+    public func refuseCommand(_ reason: String, _ message: String, sequence: Int64?, admin: String? = nil) -> CommandOutcome {
+        var details: [String: JSONValue] = ["reason": .string(reason), "detail": .string(message)]
+        if let sequence { details["seq"] = .int(sequence) }
+        if let admin { details["by"] = .string(admin) }
+        record(Event(
+            kind: "lockdown.command_refused", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Refuse",
+            time: clock.now(), severity: .high, status: .failure, message: "a lockdown command was refused (\(reason)): \(message)", details: details))
+        return .refused(reason: reason, message: message)
+    }
+
+    private func saveSequence(_ sequence: Int64) {
+        lastCommandSequence = max(lastCommandSequence, sequence)
+        do {
+            try journal.setState(Self.sequenceKey, Array(String(lastCommandSequence).utf8))
+        } catch {
+            record(Event(
+                kind: "lockdown.save_failed", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Other",
+                time: clock.now(), severity: .critical, status: .failure,
+                message: "the sequence of broker command \(sequence) could not be saved (\(error)): after a restart it may be refused as a replay",
+                details: ["seq": .int(sequence), "error": .string("\(error)")]))
+        }
+    }
+
+    /// What the agent tells the broker it has in force: the scopes recorded locked, and those of
+    /// them whose enforcement is in effect.
+    public func reportedState() -> JSONValue {
+        let enforcement = enforcement()
+        let locked = LockdownScope.allCases.filter { enforcement[$0]?.locked == true }
+        let enforced = locked.filter { enforcement[$0]?.inEffect == true }
+        return .object(["locked": .array(locked.map { .string($0.rawValue) }), "enforced": .array(enforced.map { .string($0.rawValue) })])
+    }
+
     /// Per scope: whether it is recorded locked, and whether the enforcer's last pass put it in
     /// effect (posture's `lockdown-consistent` compares the two).
     public func enforcement() -> [LockdownScope: LockdownEnforcementState] {
@@ -224,6 +288,8 @@ public actor LockdownController {
             if let failure = failures[scope] { object["last_failure"] = .string(failure) }
             scopes[scope.rawValue] = .object(object)
         }
-        return .object(["scopes": .object(scopes), "locked": .array(entries.keys.sorted().map { .string($0.rawValue) })])
+        return .object([
+            "scopes": .object(scopes), "locked": .array(entries.keys.sorted().map { .string($0.rawValue) }), "last_command_seq": .int(lastCommandSequence),
+        ])
     }
 }

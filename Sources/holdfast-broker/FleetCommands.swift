@@ -249,6 +249,8 @@ struct DeviceShow: Subcommand {
             .object(["time": .int(entry.time), "kind": .string(entry.kind), "detail": .string(entry.detail)])
         }
         row["trail"] = .array(Array(trail))
+        let lockdown = try LockdownSummary.view(device, storage)
+        row["lockdown"] = lockdown
         if arguments.flag("json") {
             try BrokerState.printJSON(JSONValue.object(row), context)
             return .success
@@ -273,6 +275,9 @@ struct DeviceShow: Subcommand {
         } else {
             context.line("heartbeat   never")
         }
+        let lockdownLines = LockdownSummary.lines(lockdown)
+        context.line("lockdown    " + (lockdownLines.isEmpty ? "none requested, none reported" : ""))
+        for line in lockdownLines { context.line(line) }
         for entry in trail {
             let time = entry["time"]?.intValue.map { Date(timeIntervalSince1970: Double($0)).formatted(.iso8601) } ?? ""
             context.line("  \(time)  \(entry["kind"]?.stringValue ?? "")  \(Printable.escape(entry["detail"]?.stringValue ?? ""))")

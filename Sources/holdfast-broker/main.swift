@@ -26,5 +26,7 @@ CommandTable(
         Events.self,
         Alerts.self,
         Ack.self,
+        LockdownCommand.self,
+        ReleaseCommand.self,
     ]
 ).main()

@@ -139,7 +139,12 @@ struct Status: Subcommand {
             }
         }
         if case .array(let locked)? = status["lockdown"]?["locked"], !locked.isEmpty {
-            context.line("lockdown    LOCKED: \(locked.compactMap(\.stringValue).joined(separator: ", ")) (holdfast lockdown status)")
+            // The reason is the user's answer to "why can't I…": said here, not only in the details.
+            let scopes = locked.compactMap(\.stringValue).map { name -> String in
+                let scope = status["lockdown"]?["scopes"]?[name]
+                return "\(name) (by \(Printable.escape(scope?["by"]?.stringValue ?? "?")): \(Printable.escape(scope?["reason"]?.stringValue ?? "")))"
+            }
+            context.line("lockdown    LOCKED: \(scopes.joined(separator: "; ")) (holdfast lockdown status)")
         }
         let journal = status["journal"]
         context.line("journal     \(text(journal?["events"])) events, \(text(journal?["event_bytes"])) of \(text(journal?["max_bytes"])) bytes, \(text(journal?["pending_upload"])) not uploaded, \(text(journal?["lost_unuploaded"])) lost")

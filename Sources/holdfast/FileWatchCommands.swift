@@ -95,8 +95,8 @@ struct FileWatchBaseline: Subcommand {
 /// `holdfast lockdown status [--json]`.
 struct LockdownStatus: Subcommand {
     static let path = ["lockdown", "status"]
-    static let summary = "show the lockdown scopes in force (usb, print), why, since when, by whom"
-    static let options = [Daemon.socketOption, OptionSpec("json", help: "print JSON: {scopes: {usb: {...}, print: {...}}, locked: [...]}")]
+    static let summary = "show the lockdown scopes in force (usb, print, network, sessions), why, since when, by whom"
+    static let options = [Daemon.socketOption, OptionSpec("json", help: "print JSON: {scopes: {usb: {...}, …}, locked: [...], last_command_seq}")]
 
     let arguments: ParsedArguments
     init(_ arguments: ParsedArguments) throws(UsageError) { self.arguments = arguments }
@@ -119,6 +119,7 @@ struct LockdownStatus: Subcommand {
                 continue
             }
             context.line("\(name): LOCKED since \(scope["since"]?.stringValue ?? "?") by \(Printable.escape(scope["by"]?.stringValue ?? "?")) (\(scope["source"]?.stringValue ?? "?")): \(Printable.escape(scope["reason"]?.stringValue ?? ""))")
+            if let failure = scope["last_failure"]?.stringValue { context.line("  NOT IN EFFECT: \(Printable.escape(failure))") }
         }
     }
 }
@@ -129,7 +130,7 @@ struct LockdownChange: Subcommand {
     static let summary = "lock down scopes (on) or lift them (release); root only, every change journaled (see also: holdfast lockdown status)"
     static let positionals = "on|release"
     static let options = [
-        Daemon.socketOption, OptionSpec("scope", value: "SCOPES", help: "usb, print or usb,print"),
+        Daemon.socketOption, OptionSpec("scope", value: "SCOPES", help: "usb, print, network, sessions (comma-separated)"),
         OptionSpec("reason", value: "TEXT", help: "why (required; journaled)"),
     ]
 

@@ -68,6 +68,67 @@ actor RecordingEnforcer: LockdownEnforcer {
 
     @Test func scopeListsParseAndRefuseUnknownNames() throws {
         #expect(try LockdownScope.parseList("usb, print,usb") == [.usb, .print])
-        #expect(throws: LockdownScope.UnknownScope.self) { try LockdownScope.parseList("usb,network") }
+        #expect(throws: LockdownScope.UnknownScope.self) { try LockdownScope.parseList("usb,camera") }
+    }
+}
+
+/// Broker commands through the controller: only this device's, newer, unexpired ones apply;
+/// every other one is refused and journaled with its reason.
+@Suite struct LockdownCommandTests {
+    static let device = "hf-00000000000000aa"
+    static let start = Date(timeIntervalSince1970: 1_800_000_000)
+
+    static func command(_ sequence: Int64, _ action: RemoteCommand.Action = .lockdown, scopes: [LockdownScope] = [.usb], device: String = device, expires: Int64 = 3_600) -> RemoteCommand {
+        let issued = Int64(start.timeIntervalSince1970)
+        return RemoteCommand(device: device, sequence: sequence, issuedAt: issued, expiresAt: issued + expires, action: action, scopes: scopes, reason: "incident \(sequence)", admin: "alice")
+    }
+
+    static func refusals(_ journal: Journal) throws -> [String] {
+        try journal.entries().map { try $0.event() }.filter { $0.kind == "lockdown.command_refused" }.compactMap { $0.details["reason"]?.stringValue }
+    }
+
+    @Test func aCommandAppliesOnceInOrderAndTheSequenceSurvivesARestart() async throws {
+        let directory = TemporaryDirectory()
+        let journal = try LockdownControllerTests.journal(directory)
+        let clock = ManualTimeSource(Self.start)
+        let controller = LockdownController(journal: journal, clock: clock) { _ = try? journal.append($0) }
+        let usb = RecordingEnforcer()
+        await controller.attach(usb, for: .usb)
+
+        #expect(await controller.apply(Self.command(1), device: Self.device) == .applied(changed: [.usb]))
+        #expect(await controller.entry(.usb)?.source == "broker")
+        #expect(await controller.entry(.usb)?.by == "alice (broker command 1)")
+        #expect(await usb.calls.last??.reason == "incident 1")
+        #expect(await controller.lastCommandSequence == 1)
+        #expect(await controller.reportedState() == .object(["locked": .array(["usb"]), "enforced": .array(["usb"])]))
+
+        // The same command again (a replay) and an older one: refused, nothing changes.
+        #expect(await controller.apply(Self.command(1, .release), device: Self.device) == .refused(reason: "replayed", message: "command 1 is not newer than command 1 applied before"))
+        #expect(await controller.entry(.usb) != nil)
+
+        // A restart keeps the sequence: the replay is still refused.
+        let restarted = LockdownController(journal: journal, clock: clock) { _ = try? journal.append($0) }
+        #expect(await restarted.lastCommandSequence == 1)
+        if case .applied = await restarted.apply(Self.command(1, .release), device: Self.device) { Issue.record("a replayed release applied after a restart") }
+        #expect(await restarted.apply(Self.command(2, .release), device: Self.device) == .applied(changed: [.usb]))
+        #expect(await restarted.entry(.usb) == nil)
+        #expect(try Self.refusals(journal) == ["replayed", "replayed"])
+        #expect(try journal.entries().map { try $0.event().kind }.filter { $0 == "lockdown.command_applied" }.count == 2)
+    }
+
+    @Test func anotherDevicesOrAnExpiredCommandIsRefusedAndNeverApplied() async throws {
+        let directory = TemporaryDirectory()
+        let journal = try LockdownControllerTests.journal(directory)
+        let clock = ManualTimeSource(Self.start)
+        let controller = LockdownController(journal: journal, clock: clock) { _ = try? journal.append($0) }
+
+        if case .applied = await controller.apply(Self.command(1, device: "hf-00000000000000bb"), device: Self.device) { Issue.record("another device's command applied") }
+        clock.advance(by: 3_600)
+        if case .applied = await controller.apply(Self.command(2), device: Self.device) { Issue.record("an expired command applied") }
+        #expect(await controller.entry(.usb) == nil)
+        // An expired command of this device is done with; another device's is not counted.
+        #expect(await controller.lastCommandSequence == 2)
+        await controller.refuseCommand("bad-signature", "forged", sequence: 3)
+        #expect(try Self.refusals(journal) == ["other-device", "expired", "bad-signature"])
     }
 }

@@ -102,3 +102,35 @@ import Testing
         #expect(try again.device(id: "d1")?.removedAt == 9)
     }
 }
+
+extension BrokerStorageTests {
+    @Test func commandsTakeOneSequenceEachAndAreAcknowledgedOnce() throws {
+        let directory = TemporaryDirectory()
+        let storage = try SQLiteBrokerStorage(directory: directory.file("broker"))
+        func command(_ device: String, _ sequence: Int64) -> QueuedCommand {
+            QueuedCommand(device: device, sequence: sequence, action: "lockdown", scopes: "usb", reason: "r", admin: "alice", issuedAt: 10, expiresAt: 20, document: "doc-\(device)-\(sequence)")
+        }
+        #expect(try storage.latestCommandSequence(device: "hf-a") == 0)
+        #expect(try storage.addCommand(command("hf-a", 1)))
+        // Two admins racing for sequence 2: one wins, the other is told to take the next.
+        #expect(try storage.addCommand(command("hf-a", 2)))
+        #expect(try !storage.addCommand(command("hf-a", 2)))
+        #expect(try storage.addCommand(command("hf-b", 1)))
+        #expect(try storage.latestCommandSequence(device: "hf-a") == 2)
+        #expect(try storage.commands(device: "hf-a", after: 1, limit: 10).map(\.document) == ["doc-hf-a-2"])
+
+        let first = try storage.commandSequences(afterRow: 0)
+        #expect(first.latest == ["hf-a": 2, "hf-b": 1])
+        #expect(try storage.commandSequences(afterRow: first.row).latest.isEmpty)
+        #expect(try storage.addCommand(command("hf-b", 2)))
+        #expect(try storage.commandSequences(afterRow: first.row).latest == ["hf-b": 2])
+
+        #expect(try storage.acknowledgeCommand(device: "hf-a", sequence: 1, status: "applied", detail: "changed usb", at: 15))
+        // Once: a second acknowledgement (a retried request) changes nothing.
+        #expect(try !storage.acknowledgeCommand(device: "hf-a", sequence: 1, status: "refused", detail: "replayed", at: 16))
+        let recent = try storage.recentCommands(device: "hf-a", limit: 5)
+        #expect(recent.map(\.sequence) == [2, 1])
+        #expect(recent.last?.status == "applied")
+        #expect(recent.last?.statusAt == 15)
+    }
+}

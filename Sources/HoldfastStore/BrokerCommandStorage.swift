@@ -1,0 +1,149 @@
+import HoldfastCore
+import Synchronization
+
+/// A lockdown command as the broker keeps it: the signed document the agent receives, what it
+/// says (for people reading `device ID`), and what the agent made of it.
+public struct QueuedCommand: Sendable, Equatable {
+    public var device: String
+    public var sequence: Int64
+    /// `lockdown` or `release`.
+    public var action: String
+    /// Scope names, comma-separated.
+    public var scopes: String
+    public var reason: String
+    public var admin: String
+    public var issuedAt: Int64
+    public var expiresAt: Int64
+    /// The compact `holdfast-command+jws`.
+    public var document: String
+    /// `queued`, then `applied` or `refused` once the agent acknowledged it.
+    public var status: String
+    public var statusAt: Int64?
+    /// Why it was refused, or what resulted.
+    public var detail: String?
+
+    public init(device: String, sequence: Int64, action: String, scopes: String, reason: String, admin: String, issuedAt: Int64, expiresAt: Int64, document: String,
+                status: String = "queued", statusAt: Int64? = nil, detail: String? = nil) {
+        self.device = device
+        self.sequence = sequence
+        self.action = action
+        self.scopes = scopes
+        self.reason = reason
+        self.admin = admin
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.document = document
+        self.status = status
+        self.statusAt = statusAt
+        self.detail = detail
+    }
+}
+
+extension SQLiteBrokerStorage {
+    static let commandColumns = "device, seq, action, scopes, reason, admin, issued_at, expires_at, document, status, status_at, detail"
+
+    static func command(_ statement: Statement) -> QueuedCommand {
+        QueuedCommand(
+            device: statement.text(0) ?? "", sequence: statement.int64(1), action: statement.text(2) ?? "", scopes: statement.text(3) ?? "",
+            reason: statement.text(4) ?? "", admin: statement.text(5) ?? "", issuedAt: statement.int64(6), expiresAt: statement.int64(7),
+            document: statement.text(8) ?? "", status: statement.text(9) ?? "queued", statusAt: statement.isNull(10) ? nil : statement.int64(10), detail: statement.text(11))
+    }
+
+    public func latestCommandSequence(device: String) throws(StoreError) -> Int64 {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("SELECT coalesce(max(seq), 0) FROM commands WHERE device = ?") { statement throws(StoreError) -> Int64 in
+                statement.bind(1, device)
+                _ = try statement.step()
+                return statement.int64(0)
+            }
+        }
+    }
+
+    /// A command is an admin's order a device will act on: committed with fsync.
+    public func addCommand(_ command: QueuedCommand) throws(StoreError) -> Bool {
+        try connection.withLock { connection throws(StoreError) in
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.withStatement("""
+                    INSERT OR IGNORE INTO commands (device, seq, action, scopes, reason, admin, issued_at, expires_at, document, status)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')
+                    """) { statement throws(StoreError) in
+                    statement.bind(1, command.device)
+                    statement.bind(2, command.sequence)
+                    statement.bind(3, command.action)
+                    statement.bind(4, command.scopes)
+                    statement.bind(5, command.reason)
+                    statement.bind(6, command.admin)
+                    statement.bind(7, command.issuedAt)
+                    statement.bind(8, command.expiresAt)
+                    statement.bind(9, command.document)
+                    try statement.run()
+                    return statement.changes == 1
+                }
+            }
+        }
+    }
+
+    public func commands(device: String, after sequence: Int64, limit: Int) throws(StoreError) -> [QueuedCommand] {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("SELECT \(Self.commandColumns) FROM commands WHERE device = ? AND seq > ? ORDER BY seq LIMIT ?") { statement throws(StoreError) in
+                statement.bind(1, device)
+                statement.bind(2, sequence)
+                statement.bind(3, Int64(limit))
+                var all: [QueuedCommand] = []
+                while try statement.step() { all.append(Self.command(statement)) }
+                return all
+            }
+        }
+    }
+
+    public func recentCommands(device: String, limit: Int) throws(StoreError) -> [QueuedCommand] {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("SELECT \(Self.commandColumns) FROM commands WHERE device = ? ORDER BY seq DESC LIMIT ?") { statement throws(StoreError) in
+                statement.bind(1, device)
+                statement.bind(2, Int64(limit))
+                var all: [QueuedCommand] = []
+                while try statement.step() { all.append(Self.command(statement)) }
+                return all
+            }
+        }
+    }
+
+    public func acknowledgeCommand(device: String, sequence: Int64, status: String, detail: String, at time: Int64) throws(StoreError) -> Bool {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("UPDATE commands SET status = ?, status_at = ?, detail = ? WHERE device = ? AND seq = ? AND status = 'queued'") { statement throws(StoreError) in
+                statement.bind(1, status)
+                statement.bind(2, time)
+                statement.bind(3, detail)
+                statement.bind(4, device)
+                statement.bind(5, sequence)
+                try statement.run()
+                return statement.changes == 1
+            }
+        }
+    }
+
+    public func commandSequences(afterRow row: Int64) throws(StoreError) -> (row: Int64, latest: [String: Int64]) {
+        try connection.withLock { connection throws(StoreError) in
+            let newest = try connection.int64("SELECT coalesce(max(rowid), 0) FROM commands")
+            guard newest > row else { return (row, [:]) }
+            return try connection.withStatement("SELECT device, max(seq) FROM commands WHERE rowid > ? GROUP BY device") { statement throws(StoreError) in
+                statement.bind(1, row)
+                var latest: [String: Int64] = [:]
+                while try statement.step() { latest[statement.text(0) ?? ""] = statement.int64(1) }
+                return (newest, latest)
+            }
+        }
+    }
+
+    public func recordLockdownState(device: String, state: String, at time: Int64) throws(StoreError) {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("UPDATE devices SET lockdown_state = ?, lockdown_at = ? WHERE id = ? AND (lockdown_at IS NULL OR lockdown_at <= ?)") { statement throws(StoreError) in
+                statement.bind(1, state)
+                statement.bind(2, time)
+                statement.bind(3, device)
+                statement.bind(4, time)
+                try statement.run()
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+import FoundationEssentials
+import HoldfastBroker
+import HoldfastCommandLine
+import HoldfastCore
+import HoldfastStore
+
+/// `holdfast-broker lockdown DEVICE --scope … --reason …` and `release` (admin): queue a signed
+/// command the device's agent picks up by long poll (docs/lockdown.md, "Remote commands").
+enum LockdownVerb {
+    static let options = [
+        BrokerState.stateOption,
+        OptionSpec("dir", value: "DIR", help: "where signing.key is (default /etc/holdfast-broker)"),
+        OptionSpec("scope", value: "LIST", help: "usb, print, network, sessions (comma-separated)"),
+        OptionSpec("reason", value: "TEXT", help: "why, in words the user and the trail will show (required)"),
+        OptionSpec("expires", value: "DURATION", help: "how long the agent may still apply it if it is away (default 7d, at most 30d)"),
+        OptionSpec("json", help: "print the queued command as JSON"),
+    ]
+
+    struct Request {
+        let device: String
+        let scopes: [LockdownScope]
+        let reason: String
+        let lifetime: Int64
+    }
+
+    static func parse(_ arguments: ParsedArguments, action: RemoteCommand.Action) throws(UsageError) -> Request {
+        guard arguments.positionals.count == 1 else { throw UsageError("say the device ID (holdfast-broker devices lists them)") }
+        let device = arguments.positionals[0]
+        guard RemoteCommand.isDeviceID(device) else { throw UsageError("\(Printable.escape(device)) is not a device id (hf- and 16 hex digits)") }
+        let scopes: [LockdownScope]
+        if let list = arguments.value("scope") {
+            do {
+                scopes = try LockdownScope.parseList(list)
+            } catch {
+                throw UsageError(error.description)
+            }
+            guard !scopes.isEmpty else { throw UsageError("--scope names at least one of \(LockdownScope.allCases.map(\.rawValue).joined(separator: ", "))") }
+        } else if action == .release {
+            scopes = LockdownScope.allCases
+        } else {
+            throw UsageError("say --scope: which of \(LockdownScope.allCases.map(\.rawValue).joined(separator: ", ")) to lock")
+        }
+        guard let reason = arguments.value("reason")?.trimmingSpaces, RemoteCommand.isWords(reason, maximumBytes: RemoteCommand.maximumReasonBytes) else {
+            throw UsageError("say --reason: 1 to \(RemoteCommand.maximumReasonBytes) bytes without control characters (the user is shown it)")
+        }
+        let lifetime = try arguments.duration("expires") ?? 7 * 86_400
+        guard lifetime <= RemoteCommand.maximumLifetime else { throw UsageError("--expires is at most 30d") }
+        return Request(device: device, scopes: scopes, reason: reason, lifetime: lifetime)
+    }
+
+    static func run(_ request: Request, action: RemoteCommand.Action, arguments: ParsedArguments, context: CommandContext) throws -> ExitCode {
+        let key = try BrokerState.signingKey(arguments.value("dir") ?? "/etc/holdfast-broker")
+        let storage = try BrokerState.open(arguments)
+        let admin = try BrokerState.admin(storage, context)
+        guard let device = try storage.device(id: request.device) else { throw CommandFailure("no device \(request.device)", exitCode: .failure) }
+        guard device.removedAt == nil else { throw CommandFailure("device \(request.device) was unenrolled: it no longer listens", exitCode: .failure) }
+        let queued = try Broker.queueCommand(
+            storage: storage, key: key, device: request.device, action: action, scopes: request.scopes, reason: request.reason, admin: admin,
+            lifetime: request.lifetime, at: BrokerState.now)
+        let detail = "device=\(request.device) seq=\(queued.sequence) scopes=\(queued.scopes) expires=\(queued.expiresAt) reason=\(request.reason)"
+        try storage.recordAdminAction(admin: admin, verb: action.rawValue, detail: detail, at: BrokerState.now)
+        try storage.log(BrokerLogEntry(time: BrokerState.now, device: request.device, kind: "command.queued", detail: "seq \(queued.sequence) \(action.rawValue) \(queued.scopes) by \(admin): \(request.reason)"))
+        if arguments.flag("json") {
+            try BrokerState.printJSON(.object([
+                "device": .string(queued.device), "seq": .int(queued.sequence), "action": .string(queued.action), "scopes": .array(request.scopes.map { .string($0.rawValue) }),
+                "reason": .string(queued.reason), "admin": .string(admin), "issued_at": .int(queued.issuedAt), "expires_at": .int(queued.expiresAt),
+            ]), context)
+        } else {
+            context.line("\(action.rawValue) of \(queued.scopes) queued for \(request.device) as command \(queued.sequence) by \(admin); the agent applies it when its poll returns (holdfast-broker device \(request.device) shows when)")
+        }
+        return .success
+    }
+}
+
+struct LockdownCommand: Subcommand {
+    static let path = ["lockdown"]
+    static let summary = "lock a device's usb, print, network or sessions by a signed command (admin)"
+    static let positionals = "DEVICE"
+    static let options = LockdownVerb.options
+
+    let request: LockdownVerb.Request
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        request = try LockdownVerb.parse(arguments, action: .lockdown)
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode { try LockdownVerb.run(request, action: .lockdown, arguments: arguments, context: context) }
+}
+
+struct ReleaseCommand: Subcommand {
+    static let path = ["release"]
+    static let summary = "lift a device's lockdown (every scope unless --scope) by a signed command (admin)"
+    static let positionals = "DEVICE"
+    static let options = LockdownVerb.options
+
+    let request: LockdownVerb.Request
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        request = try LockdownVerb.parse(arguments, action: .release)
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode { try LockdownVerb.run(request, action: .release, arguments: arguments, context: context) }
+}
+
+/// What `device ID` shows of a lockdown: what the admins asked (the last command touching each
+/// scope, and what the agent made of it) beside what the agent says it has in force.
+enum LockdownSummary {
+    static func view(_ device: EnrolledDevice, _ storage: any BrokerStorage) throws -> JSONValue {
+        var requested: [String: JSONValue] = [:]
+        for command in try storage.commands(device: device.id, after: 0, limit: 100_000) {
+            for scope in command.scopes.split(separator: ",") {
+                var entry: [String: JSONValue] = [
+                    "state": .string(command.action == "lockdown" ? "locked" : "released"), "seq": .int(command.sequence), "by": .string(command.admin),
+                    "at": .int(command.issuedAt), "reason": .string(command.reason), "status": .string(command.status),
+                ]
+                if let at = command.statusAt { entry["status_at"] = .int(at) }
+                if let detail = command.detail, !detail.isEmpty { entry["detail"] = .string(detail) }
+                requested[String(scope)] = .object(entry)
+            }
+        }
+        var object: [String: JSONValue] = ["requested": .object(requested)]
+        if let text = device.lockdownState, let state = try? JSONValue.parse(text.utf8) { object["applied"] = state }
+        if let at = device.lockdownAt { object["applied_at"] = .int(at) }
+        return .object(object)
+    }
+
+    static func lines(_ view: JSONValue) -> [String] {
+        let when = { (value: JSONValue?) in value?.intValue.map { Date(timeIntervalSince1970: Double($0)).formatted(.iso8601) } ?? "?" }
+        var lines: [String] = []
+        let applied = Set((view["applied"]?["locked"].flatMap { value -> [JSONValue]? in if case .array(let items) = value { items } else { nil } } ?? []).compactMap(\.stringValue))
+        let enforced = Set((view["applied"]?["enforced"].flatMap { value -> [JSONValue]? in if case .array(let items) = value { items } else { nil } } ?? []).compactMap(\.stringValue))
+        for scope in LockdownScope.allCases.map(\.rawValue) {
+            let asked = view["requested"]?[scope]
+            let have = applied.contains(scope) ? (enforced.contains(scope) ? "locked" : "locked (not in effect)") : "open"
+            guard let asked else {
+                if applied.contains(scope) { lines.append("  \(scope.padding(8))  requested -  applied \(have)") }
+                continue
+            }
+            var text = "  \(scope.padding(8))  requested \(asked["state"]?.stringValue ?? "?") (command \(asked["seq"]?.intValue ?? 0) by \(Printable.escape(asked["by"]?.stringValue ?? "?")) at \(when(asked["at"])): \(Printable.escape(asked["reason"]?.stringValue ?? "")))"
+            text += "; \(asked["status"]?.stringValue ?? "queued")"
+            if asked["status_at"] != nil { text += " \(when(asked["status_at"]))" }
+            if let detail = asked["detail"]?.stringValue { text += " (\(Printable.escape(detail)))" }
+            text += "; applied \(have)"
+            lines.append(text)
+        }
+        if view["applied_at"] != nil { lines.append("  the agent reported its lockdown at \(when(view["applied_at"]))") }
+        return lines
+    }
+}
+
+extension String {
+    fileprivate func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
