@@ -17,6 +17,7 @@ test: deps
 	$(SWIFT) build --build-tests $(SWIFT_FLAGS)
 	$(SWIFT) test --skip-build $(SWIFT_FLAGS)
 	Tests/acceptance/broker.sh $(BIN)
+	Tests/acceptance/lockdown.sh $(BIN)
 
 demo: build
 	@scripts/demo.sh $(BIN)

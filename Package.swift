@@ -33,8 +33,8 @@ let libraries: [Target] = [
     // zlib: inflating PDF object streams (PrintGuard) and gzip-compressed audit logs (replay);
     // lz4: apt's compressed package lists (Posture).
     .target(name: "HoldfastCompression", dependencies: ["CZlib", "CLZ4"]),
-    // libnftables: listing the ruleset (Posture), later the network lockdown's table.
-    .target(name: "HoldfastNetfilter", dependencies: ["CNftables"]),
+    // libnftables: listing the ruleset (Posture) and the network lockdown's table.
+    .target(name: "HoldfastNetfilter", dependencies: ["HoldfastCore", "CNftables"]),
     .target(name: "PrintGuard", dependencies: ["HoldfastCore", "CCups", "HoldfastCompression"]),
     .target(name: "FileWatch", dependencies: ["HoldfastCore", "CAudit"]),
     // The lockdown scopes in force (usb, print), persisted in the journal; one path for
@@ -48,7 +48,7 @@ let libraries: [Target] = [
     .target(name: "HoldfastBroker", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "CMicroHTTPD"]),
     // The daemon's wiring: supervisor, control socket, systemd notify, signals, reload.
     .target(name: "HoldfastAgent", dependencies: [
-        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch", "Lockdown", "Posture", "BrokerClient",
+        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch", "Lockdown", "Posture", "BrokerClient", "HoldfastNetfilter",
     ]),
     // Subcommand table, argument parsing and exit codes shared by the three executables.
     .target(name: "HoldfastCommandLine", dependencies: ["HoldfastCore"]),
@@ -90,7 +90,7 @@ let tests: [Target] = [
     .testTarget(name: "HoldfastCryptoTests", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastTestSupport"]),
     .testTarget(name: "HoldfastStoreTests", dependencies: ["HoldfastCore", "HoldfastStore", "HoldfastTestSupport"]),
     .testTarget(name: "HoldfastAgentTests", dependencies: [
-        "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard", "Lockdown", "Posture", "FileWatch", "HoldfastCrypto",
+        "HoldfastAgent", "HoldfastCore", "HoldfastStore", "HoldfastTestSupport", "DeviceGuard", "Lockdown", "Posture", "FileWatch", "HoldfastCrypto", "HoldfastNetfilter",
     ]),
     .testTarget(name: "DeviceGuardTests", dependencies: ["DeviceGuard", "HoldfastCore", "HoldfastTestSupport"]),
     .testTarget(name: "HoldfastBrokerTests", dependencies: ["HoldfastBroker", "BrokerClient", "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "HoldfastTestSupport"]),

@@ -80,7 +80,9 @@ public struct FileWatchPolicy: Sendable, Equatable {
         FileThreshold(id: "bulk-rename", metric: .renames, relative: 10, minimum: 500, absolute: 5_000, action: .alert),
     ]
 
-    public static let scopes = ["usb", "print"]
+    /// What `block_scopes` may name: every lockdown scope (a bulk copy may isolate the machine or
+    /// end the user's session as well as shut USB and printing).
+    public static let scopes = LockdownScope.allCases.map(\.rawValue)
 
     public init() {}
 

@@ -39,6 +39,8 @@ public actor Agent: ControlHandler {
     private(set) var fileWatch: FileWatchService?
     /// The lockdown scopes in force.
     private(set) var lockdown: LockdownController?
+    /// The network scope's enforcer (what its table allows).
+    private(set) var network: NetworkLockdown?
     /// Device health: the signed posture report.
     private(set) var posture: PostureService?
     /// The broker: enrollment, attestation, grants, the signed agent policy.
@@ -122,6 +124,15 @@ public actor Agent: ControlHandler {
 
     /// Attaches the lockdown controller.
     public func attach(lockdown controller: LockdownController) { lockdown = controller }
+
+    func attach(network enforcer: NetworkLockdown) { network = enforcer }
+
+    /// The lockdown status, with what the network table allows.
+    func lockdownStatus(_ lockdown: LockdownController) async -> JSONValue {
+        guard case .object(var object) = await lockdown.status() else { return .null }
+        if let network { object["network"] = await network.detail() }
+        return .object(object)
+    }
 
     /// Attaches Posture.
     public func attach(posture service: PostureService) { posture = service }
@@ -491,7 +502,7 @@ public actor Agent: ControlHandler {
     }
 
     private func handleLockdown(_ request: ControlRequest, _ lockdown: LockdownController, _ peer: PeerCredentials) async -> ControlResponse {
-        if request.verb == "lockdown.status" { return .success(await lockdown.status()) }
+        if request.verb == "lockdown.status" { return .success(await lockdownStatus(lockdown)) }
         let scopes: [LockdownScope]
         do {
             scopes = try LockdownScope.parseList(request.arguments["scopes"]?.stringValue ?? "")
@@ -505,7 +516,7 @@ public actor Agent: ControlHandler {
             let changed = request.verb == "lockdown.engage"
                 ? try await lockdown.engage(scopes, reason: reason, by: Self.who(peer), source: "admin")
                 : try await lockdown.release(scopes, reason: reason, by: Self.who(peer))
-            var result = await lockdown.status()
+            var result = await lockdownStatus(lockdown)
             if case .object(var object) = result {
                 object["changed"] = .array(changed.map { .string($0.rawValue) })
                 result = .object(object)
@@ -592,7 +603,7 @@ public actor Agent: ControlHandler {
         result["usb"] = await usb?.statusSummary() ?? .object(["enabled": false])
         result["print"] = await print?.statusSummary() ?? .object(["enabled": false])
         result["filewatch"] = await fileWatch?.statusReport() ?? .object(["enabled": false])
-        if let lockdown { result["lockdown"] = await lockdown.status() }
+        if let lockdown { result["lockdown"] = await lockdownStatus(lockdown) }
         result["posture"] = await posture?.statusSummary() ?? .object(["enabled": false])
         if !pendingRestart.isEmpty {
             result["pending_restart"] = .object(pendingRestart.mapValues(JSONValue.string))

@@ -88,6 +88,21 @@ public enum Daemon {
         // The lockdown state first: every enforcer starts under it.
         let lockdown = LockdownController(journal: journal, record: { recorder.record($0) })
         await agent.attach(lockdown: lockdown)
+        // The network scope first of all: a locked machine is isolated again before anything
+        // else of it runs (the table survives holdfastd's stops, not a reboot).
+        let stateDirectory = configuration.stateDirectory
+        let network = NetworkLockdown(
+            brokerURL: { BrokerLink.loadRecord(stateDirectory: stateDirectory)?.url }, resolvers: configuration.lockdownDNS, allowed: configuration.lockdownAllow,
+            logger: logger, record: { recorder.record($0) })
+        await lockdown.attach(network, for: .network)
+        await agent.attach(network: network)
+        let reasserting = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: LockdownController.reassertInterval)
+                await lockdown.reassert([.network, .sessions])
+            }
+        }
+        defer { reasserting.cancel() }
         // A print lockdown from before the lockdown state existed (PrintService's own key) is
         // carried over, never lifted by the upgrade.
         if await lockdown.entry(.print) == nil, let legacy = try? journal.state(PrintService.lockdownKey, as: PrintService.Lockdown.self) {

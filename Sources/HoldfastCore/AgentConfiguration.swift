@@ -74,6 +74,14 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// `USER` (always exempt) or `USER@console` (only on a local text console, not remote).
     public var loginExempt: [String] = ["root@console"]
 
+    /// The network lockdown's DNS resolvers (empty: the nameservers of /etc/resolv.conf, and
+    /// systemd-resolved's upstream ones, when the table is built).
+    public var lockdownDNS: [NetworkAddress] = []
+    /// Addresses or prefixes a network lockdown still allows both ways (a management network).
+    public var lockdownAllow: [NetworkAddress] = []
+    /// What a `sessions` lockdown does to the users' sessions: `terminate` (default) or `lock`.
+    public var lockdownSessions = "terminate"
+
     /// Whether a login is exempt from the check: the user listed alone, or as `USER@console` on a
     /// local virtual console (tty1…, no remote host).
     public func loginIsExempt(user: String, tty: String?, remoteHost: String?) -> Bool {
@@ -307,6 +315,35 @@ public enum AgentConfigurationParser {
                 }
             }
             config.loginExempt = entries
+            return nil
+        },
+        Key(section: "lockdown", name: "dns") { config, value in
+            let entries = value.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
+            var addresses: [NetworkAddress] = []
+            for entry in entries {
+                guard let address = NetworkAddress(entry), address.prefix == (address.family == .v4 ? 32 : 128) else {
+                    return "dns lists resolver addresses, comma-separated (e.g. 10.0.0.53, fd00::53); '\(entry)' is not one"
+                }
+                addresses.append(address)
+            }
+            config.lockdownDNS = addresses
+            return nil
+        },
+        Key(section: "lockdown", name: "allow") { config, value in
+            let entries = value.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
+            var addresses: [NetworkAddress] = []
+            for entry in entries {
+                guard let address = NetworkAddress(entry) else {
+                    return "allow lists addresses or prefixes, comma-separated (e.g. 10.20.0.0/24, fd00:20::/64); '\(entry)' is not one"
+                }
+                addresses.append(address)
+            }
+            config.lockdownAllow = addresses
+            return nil
+        },
+        Key(section: "lockdown", name: "sessions") { config, value in
+            guard ["terminate", "lock"].contains(value) else { return "sessions must be terminate or lock" }
+            config.lockdownSessions = value
             return nil
         },
         Key(section: "journal", name: "max_size") { config, value in

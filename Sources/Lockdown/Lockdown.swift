@@ -153,11 +153,22 @@ public actor LockdownController {
         return lifted
     }
 
+    /// How often a locked `network` or `sessions` scope is enforced again (`reassert`).
+    public static let reassertInterval: Duration = .seconds(10)
+
+    /// Enforces every locked scope again: a table someone deleted comes back, a session opened
+    /// since is ended. A failure is journaled when it is new, not at every pass.
+    public func reassert(_ scopes: [LockdownScope]) async {
+        for scope in scopes where entries[scope] != nil { await enforce(scope) }
+    }
+
     private func enforce(_ scope: LockdownScope) async {
         guard let enforcer = enforcers[scope] else { return }
         let entry = entries[scope]
         if let failure = await enforcer.enforceLockdown(entry) {
+            let repeated = failures[scope] == failure
             failures[scope] = failure
+            if repeated { return }
             record(Event(
                 kind: "lockdown.enforcement_failed", eventClass: .deviceConfigStateChange, activityID: 99, activityName: entry == nil ? "Unlock" : "Lock",
                 time: clock.now(), severity: .high, status: .failure,
