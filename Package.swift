@@ -19,6 +19,7 @@ let systemLibraries: [Target] = [
     // Kernel interfaces the Glibc module leaves out (adjtimex, the device-mapper ioctl); nothing to link.
     .systemLibrary(name: "CKernel"),
     .systemLibrary(name: "CNftables", pkgConfig: "libnftables", providers: [.apt(["libnftables-dev"])]),
+    .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
 ]
 
 let libraries: [Target] = [
@@ -35,6 +36,8 @@ let libraries: [Target] = [
     .target(name: "HoldfastCompression", dependencies: ["CZlib", "CLZ4"]),
     // libnftables: listing the ruleset (Posture) and the network lockdown's table.
     .target(name: "HoldfastNetfilter", dependencies: ["HoldfastCore", "CNftables"]),
+    // sd-bus: logind (the sessions lockdown) and the user's notification daemon.
+    .target(name: "HoldfastDBus", dependencies: ["CSystemd"]),
     .target(name: "PrintGuard", dependencies: ["HoldfastCore", "CCups", "HoldfastCompression"]),
     .target(name: "FileWatch", dependencies: ["HoldfastCore", "CAudit"]),
     // The lockdown scopes in force (usb, print), persisted in the journal; one path for
@@ -48,7 +51,7 @@ let libraries: [Target] = [
     .target(name: "HoldfastBroker", dependencies: ["HoldfastCore", "HoldfastCrypto", "HoldfastStore", "CMicroHTTPD"]),
     // The daemon's wiring: supervisor, control socket, systemd notify, signals, reload.
     .target(name: "HoldfastAgent", dependencies: [
-        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch", "Lockdown", "Posture", "BrokerClient", "HoldfastNetfilter",
+        "HoldfastCore", "HoldfastCrypto", "HoldfastStore", "DeviceGuard", "PrintGuard", "FileWatch", "Lockdown", "Posture", "BrokerClient", "HoldfastNetfilter", "HoldfastDBus",
     ]),
     // Subcommand table, argument parsing and exit codes shared by the three executables.
     .target(name: "HoldfastCommandLine", dependencies: ["HoldfastCore"]),

@@ -347,6 +347,9 @@ public actor Agent: ControlHandler {
         let reason: String
         if configuration.loginIsExempt(user: user, tty: tty, remoteHost: remote) {
             (allowed, path, reason) = (true, "exempt", "\(user) is exempt here ([login] exempt)")
+        } else if let sessions = await lockdown?.entry(.sessions) {
+            // A sessions lockdown denies every login but the exempt ones, whatever the broker says.
+            (allowed, path, reason) = (false, "lockdown", "this computer is locked down by \(sessions.by): \(sessions.reason)")
         } else if let broker {
             let decision = await broker.loginCheck(
                 user: user, timeout: .milliseconds(configuration.loginTimeoutMilliseconds), grace: configuration.loginOfflineGraceSeconds)

@@ -96,6 +96,17 @@ public enum Daemon {
             logger: logger, record: { recorder.record($0) })
         await lockdown.attach(network, for: .network)
         await agent.attach(network: network)
+        let loginConfiguration = configuration
+        await lockdown.attach(
+            SessionLockdown(action: configuration.lockdownSessions, exempt: { loginConfiguration.loginIsExempt(user: $0, tty: nil, remoteHost: nil) }, logger: logger),
+            for: .sessions)
+        // The user is told why, on their desktop, whatever scope it is.
+        let seatNotifier = SeatNotifier(
+            seat: SeatUser(path: environment["HOLDFAST_SEAT_FILE"] ?? "/run/systemd/seats/seat0"), runtimeBase: environment["HOLDFAST_USER_RUNTIME_DIR"] ?? "/run/user",
+            executable: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/usr/sbin/holdfastd", logger: logger)
+        recorder.observe { event in
+            if event.kind == "lockdown.engaged" || event.kind == "lockdown.released" { seatNotifier.notify(event) }
+        }
         let reasserting = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: LockdownController.reassertInterval)

@@ -11,6 +11,11 @@ let options = [
     OptionSpec("check-config", value: "PATH", help: "validate a configuration file as the daemon would and exit (0 valid, 1 refused)"),
     OptionSpec("log-level", value: "LEVEL", help: "override the configured log level: error, warning, notice, info, debug"),
     OptionSpec("version", help: "print the version"),
+    // The desktop-notification helper holdfastd starts (docs/lockdown.md): not for people.
+    OptionSpec("notify-user", value: "UID", help: "(internal) show a notification on UID's session bus as UID, then exit"),
+    OptionSpec("bus", value: "ADDRESS", help: "(internal) with --notify-user: the session bus"),
+    OptionSpec("summary", value: "TEXT", help: "(internal) with --notify-user"),
+    OptionSpec("body", value: "TEXT", help: "(internal) with --notify-user"),
     OptionSpec("help", help: "this text"),
 ]
 
@@ -48,6 +53,13 @@ if !arguments.positionals.isEmpty {
     write(2, "holdfastd: unexpected argument '\(arguments.positionals[0])'; see 'holdfastd --help'\n")
     exit(64)
 }
+if let user = arguments.value("notify-user") {
+    guard let uid = UInt32(user), let bus = arguments.value("bus"), bus.hasPrefix("unix:path=/"), let summary = arguments.value("summary") else {
+        write(2, "holdfastd: --notify-user UID --bus unix:path=… --summary TEXT [--body TEXT]\n")
+        exit(64)
+    }
+    exit(UserNotification.run(uid: uid, bus: bus, summary: summary, body: arguments.value("body") ?? ""))
+}
 var logLevel: LogLevel?
 if let name = arguments.value("log-level") {
     guard let level = LogLevel(name: name) else {
@@ -80,7 +92,9 @@ if let path = arguments.value("check-config") {
 }
 
 var environment: [String: String] = [:]
-for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+// HOLDFAST_SEAT_FILE and HOLDFAST_USER_RUNTIME_DIR move where the seat user and session buses
+// are looked for (tests: logind is not running here).
+for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "HOLDFAST_SEAT_FILE", "HOLDFAST_USER_RUNTIME_DIR"] {
     if let value = getenv(name) { environment[name] = String(cString: value) }
 }
 let code = await Daemon.run(

@@ -44,9 +44,11 @@ import Testing
             try process.run()
         }
 
-        func stop() {
+        /// SIGTERM (SIGKILL for stand-ins with nothing to flush: a child of the test process may
+        /// start with SIGTERM blocked, and would sit out the 5 s).
+        func stop(signal: Int32 = SIGTERM) {
             guard process.isRunning else { return }
-            kill(process.processIdentifier, SIGTERM)
+            kill(process.processIdentifier, signal)
             let deadline = Date().addingTimeInterval(5)
             while process.isRunning, Date() < deadline { usleep(20_000) }
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }

@@ -17,6 +17,7 @@ import Testing
         "CLZ4": "HoldfastCompression",
         "CNftables": "HoldfastNetfilter",
         "CKernel": "Posture",
+        "CSystemd": "HoldfastDBus",
     ]
 
     /// Every `import` in Sources/, as (module that imports, module imported, file).

@@ -1,0 +1,106 @@
+import Dispatch
+import FoundationEssentials
+import HoldfastCore
+import HoldfastDBus
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Tells the person at the workstation why (docs/lockdown.md, "Telling the user"): a desktop
+/// notification on the seat user's session bus (`org.freedesktop.Notifications`) when a lockdown
+/// is engaged or released. A session bus takes only its own user (EXTERNAL authentication), so
+/// holdfastd starts itself as a helper (`holdfastd --notify-user UID …`, posix_spawn, no shell)
+/// that drops to the user before it connects. No seat user, no bus, no notification daemon:
+/// nothing is shown (the reason is in `holdfast status` and the login check's denial all the same).
+struct SeatNotifier: Sendable {
+    let seat: SeatUser
+    /// Where users' runtime directories are (`/run/user`; `UID/bus` is the session bus).
+    let runtimeBase: String
+    /// This holdfastd binary (resolved at start: an upgrade replacing the file does not matter).
+    let executable: String
+    let logger: Logger
+
+    /// What the user reads for a lockdown event; nil for other events.
+    static func message(for event: Event) -> (summary: String, body: String)? {
+        let scopes = (event.details["scopes"].flatMap { value -> [String]? in
+            guard case .array(let items) = value else { return nil }
+            return items.compactMap(\.stringValue)
+        } ?? []).joined(separator: ", ")
+        let reason = event.details["reason"]?.stringValue ?? ""
+        let by = event.details["by"]?.stringValue ?? "an administrator"
+        switch event.kind {
+        case "lockdown.engaged":
+            return ("Holdfast: \(scopes) locked on this computer", "\(reason)\n\nBy \(by). Ask your security team if you need it back.")
+        case "lockdown.released":
+            return ("Holdfast: \(scopes) released", "\(reason)\n\nBy \(by).")
+        default:
+            return nil
+        }
+    }
+
+    /// Shows the notification in the background (never waits for the user's session).
+    func notify(_ event: Event) {
+        guard let message = Self.message(for: event), let uid = seat.current()?.user?.uid.flatMap({ UInt32($0) }) else { return }
+        let bus = "\(runtimeBase)/\(uid)/bus"
+        guard access(bus, F_OK) == 0 else { return }
+        let arguments = [executable, "--notify-user", String(uid), "--bus", "unix:path=" + bus, "--summary", message.summary, "--body", message.body]
+        let executable = executable
+        let logger = logger
+        DispatchQueue.global().async {
+            let status = Self.spawnAndWait(executable, arguments)
+            if status != 0 { logger.warning("the desktop notification could not be shown", ("uid", String(uid)), ("status", String(status))) }
+        }
+    }
+
+    /// posix_spawn(3) with an argument vector (no shell, nothing interpolated) and an empty
+    /// environment; waits for the exit status.
+    static func spawnAndWait(_ path: String, _ arguments: [String]) -> Int32 {
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var environment: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nil]
+        defer { for pointer in environment { free(pointer) } }
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, path, nil, nil, &argv, &environment) == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        // WIFEXITED / WEXITSTATUS (the macros Swift does not see).
+        return status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+    }
+}
+
+/// `holdfastd --notify-user UID --bus ADDRESS --summary S --body B`: the helper side. Drops to
+/// the user (supplementary groups, group, user — and checks it cannot go back) before connecting
+/// to the user's bus, so nothing of root's reaches it.
+public enum UserNotification {
+    public static func run(uid: UInt32, bus address: String, summary: String, body: String) -> Int32 {
+        guard uid != 0 || getuid() == 0 else { return 77 }
+        guard let entry = getpwuid(uid) else { return 67 }
+        let gid = entry.pointee.pw_gid
+        if getuid() == 0, uid != 0 {
+            guard setgroups(0, nil) == 0, setgid(gid) == 0, setuid(uid) == 0, getuid() == uid, geteuid() == uid, setuid(0) != 0 else { return 77 }
+        }
+        do {
+            let bus = try DBusConnection(address: address)
+            _ = try DesktopNotification.send(bus, application: "Holdfast", summary: escape(summary), body: escape(body))
+            return 0
+        } catch {
+            let text = "holdfastd --notify-user: \(error)\n"
+            _ = text.withCString { write(2, $0, strlen($0)) }
+            return 1
+        }
+    }
+
+    /// The body may be rendered as markup (the spec's `body-markup`): `&`, `<`, `>` as entities.
+    static func escape(_ text: String) -> String {
+        var output = ""
+        for character in text {
+            switch character {
+            case "&": output += "&amp;"
+            case "<": output += "&lt;"
+            case ">": output += "&gt;"
+            default: output.append(character)
+            }
+        }
+        return output
+    }
+}
