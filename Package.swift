@@ -40,9 +40,9 @@ let libraries: [Target] = [
     .target(name: "HoldfastDBus", dependencies: ["CSystemd"]),
     .target(name: "PrintGuard", dependencies: ["HoldfastCore", "CCups", "HoldfastCompression"]),
     .target(name: "FileWatch", dependencies: ["HoldfastCore", "CAudit"]),
-    // The lockdown scopes in force (usb, print), persisted in the journal; one path for
-    // FileWatch's automatic block and an admin's command.
-    .target(name: "Lockdown", dependencies: ["HoldfastCore", "HoldfastStore"]),
+    // The lockdown scopes in force (usb, print, network, sessions), persisted in the journal; one
+    // path for FileWatch's automatic block, an admin's and the broker's commands, break-glass.
+    .target(name: "Lockdown", dependencies: ["HoldfastCore", "HoldfastStore", "HoldfastCrypto"]),
     // Device health checks over a filesystem root and a few syscalls; the signed posture report.
     .target(name: "Posture", dependencies: [
         "HoldfastCore", "HoldfastCrypto", "HoldfastCompression", "HoldfastNetfilter", "FileWatch", "PrintGuard", "CKernel",

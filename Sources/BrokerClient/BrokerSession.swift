@@ -48,9 +48,18 @@ public struct EnrollmentRecord: Sendable, Equatable, Codable {
     /// The pinned signing keys: what the broker signs must verify with one of them.
     public var keys: [JWK]
     public var enrolledAt: Int64
+    /// The secret break-glass codes derive from (base64url, 32 bytes), given by the broker at
+    /// enrollment; an enrollment from before break-glass asks for it once (`breakglassSecret()`).
+    public var breakglassSecret: String?
 
     enum CodingKeys: String, CodingKey {
-        case url, deviceID = "device_id", issuer, audience, caPEM = "ca_pem", keys, enrolledAt = "enrolled_at"
+        case url, deviceID = "device_id", issuer, audience, caPEM = "ca_pem", keys, enrolledAt = "enrolled_at", breakglassSecret = "breakglass_secret"
+    }
+
+    /// The break-glass secret's bytes, when there is one of the right length.
+    public var breakglassSecretBytes: [UInt8]? {
+        guard let text = breakglassSecret, let bytes = Base64URL.decode(text), bytes.count == 32 else { return nil }
+        return bytes
     }
 
     public var verifyingKeys: VerifyingKeySet {
@@ -173,7 +182,7 @@ public struct BrokerSession: Sendable {
         }
         return EnrollmentRecord(
             url: token.url, deviceID: id, issuer: issuer, audience: object["audience"]?.stringValue ?? "holdfast", caPEM: caPEM, keys: [signing],
-            enrolledAt: Int64(Date().timeIntervalSince1970))
+            enrolledAt: Int64(Date().timeIntervalSince1970), breakglassSecret: object["breakglass_secret"]?.stringValue)
     }
 
     // MARK: Attestation
@@ -321,6 +330,16 @@ public struct BrokerSession: Sendable {
     public func acknowledge(version: Int64, applied: Bool, detail: String) async throws(BrokerClientError) {
         let body: JSONValue = .object(["version": .int(version), "status": .string(applied ? "applied" : "refused"), "detail": .string(detail)])
         _ = try BrokerSession.parse(try await signedRequest("POST", "/v1/agent-policy/ack", body: Array(body.compactText.utf8), timeout: .seconds(10)), "acknowledgement")
+    }
+
+    // MARK: Break-glass
+
+    /// The device's break-glass secret (`POST /v1/breakglass-secret`): for an enrollment made
+    /// before the broker gave one at enrollment. The broker makes it once and answers the same.
+    public func breakglassSecret(timeout: Duration = .seconds(10)) async throws(BrokerClientError) -> String {
+        let object = try BrokerSession.parse(try await signedRequest("POST", "/v1/breakglass-secret", body: Array("{}".utf8), timeout: timeout, client: uploadClient), "break-glass secret")
+        guard let secret = object["secret"]?.stringValue, Base64URL.decode(secret)?.count == 32 else { throw BrokerClientError(.invalid, "the break-glass secret is not 32 bytes of base64url") }
+        return secret
     }
 
     // MARK: Heartbeat

@@ -105,6 +105,8 @@ public actor Agent: ControlHandler {
         "posture.report": .admin,
         "lockdown.engage": .admin,
         "lockdown.release": .admin,
+        // Break-glass: a code read over the phone lifts scopes offline until its window ends.
+        "lockdown.unlock": .admin,
         // Enrolling binds this device to a broker; the grant is a bearer credential.
         "enroll": .admin,
         "grant": .admin,
@@ -296,7 +298,7 @@ public actor Agent: ControlHandler {
         case "filewatch.status", "filewatch.export", "filewatch.import":
             guard let fileWatch else { return .failure(.failed, "FileWatch is not running on this agent ([filewatch] enabled = no)") }
             return await handleFileWatch(request, fileWatch, peer)
-        case "lockdown.status", "lockdown.engage", "lockdown.release":
+        case "lockdown.status", "lockdown.engage", "lockdown.release", "lockdown.unlock":
             guard let lockdown else { return .failure(.failed, "no lockdown controller on this agent") }
             return await handleLockdown(request, lockdown, peer)
         case "posture.report":
@@ -347,7 +349,7 @@ public actor Agent: ControlHandler {
         let reason: String
         if configuration.loginIsExempt(user: user, tty: tty, remoteHost: remote) {
             (allowed, path, reason) = (true, "exempt", "\(user) is exempt here ([login] exempt)")
-        } else if let sessions = await lockdown?.entry(.sessions) {
+        } else if let sessions = await lockdown?.inForce(.sessions) {
             // A sessions lockdown denies every login but the exempt ones, whatever the broker says.
             (allowed, path, reason) = (false, "lockdown", "this computer is locked down by \(sessions.by): \(sessions.reason)")
         } else if let broker {
@@ -506,6 +508,22 @@ public actor Agent: ControlHandler {
 
     private func handleLockdown(_ request: ControlRequest, _ lockdown: LockdownController, _ peer: PeerCredentials) async -> ControlResponse {
         if request.verb == "lockdown.status" { return .success(await lockdownStatus(lockdown)) }
+        if request.verb == "lockdown.unlock" {
+            guard let code = request.arguments["code"]?.stringValue, code.utf8.count <= 64 else { return .failure(.badRequest, "lockdown.unlock needs \"code\"") }
+            let record = BrokerLink.loadRecord(stateDirectory: configuration.stateDirectory)
+            switch await lockdown.breakGlass(code, secret: record?.breakglassSecretBytes, device: record?.deviceID, by: Self.who(peer)) {
+            case .success(let outcome):
+                var result = await lockdownStatus(lockdown)
+                if case .object(var object) = result {
+                    object["lifted"] = .array(outcome.lifted.map { .string($0.rawValue) })
+                    object["until"] = .string(outcome.until.formatted(.iso8601))
+                    result = .object(object)
+                }
+                return .success(result)
+            case .failure(let refusal):
+                return .failure(.failed, "break-glass refused (\(refusal.reason)): \(refusal.message)")
+            }
+        }
         let scopes: [LockdownScope]
         do {
             scopes = try LockdownScope.parseList(request.arguments["scopes"]?.stringValue ?? "")

@@ -49,6 +49,7 @@ public actor BrokerLink: Service {
     private var uploadError: (at: Date, message: String)?
     private var lastUpload: Date?
     private var uploadWanted = false
+    private var heartbeatWanted = false
     private var isolating = false
 
     private var session: BrokerSession?
@@ -175,9 +176,7 @@ public actor BrokerLink: Service {
     func refreshKeys() async -> Bool {
         guard let session, let updated = try? await session.refreshKeys() else { return false }
         do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-            try SecureFile.write(Array(try encoder.encode(updated)), to: stateDirectory + "/" + Self.enrollmentFile, mode: 0o600)
+            try saveRecord(updated)
         } catch {
             logger.error("cannot save the newly pinned broker key", ("error", "\(error)"))
             return false
@@ -346,6 +345,35 @@ public actor BrokerLink: Service {
         return .object(object)
     }
 
+    /// Writes the enrollment (0600).
+    private func saveRecord(_ record: EnrollmentRecord) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        try SecureFile.write(Array(try encoder.encode(record)), to: stateDirectory + "/" + Self.enrollmentFile, mode: 0o600)
+    }
+
+    /// An enrollment from before break-glass asks the broker for its secret once (with backoff
+    /// until it has it): codes then work offline.
+    private func breakglassSecretLoop() async throws {
+        var failures = 0
+        while !Task.isCancelled {
+            guard let session else { return }
+            if session.record.breakglassSecretBytes != nil { return }
+            do {
+                var updated = session.record
+                updated.breakglassSecret = try await session.breakglassSecret()
+                try saveRecord(updated)
+                self.session = BrokerSession(record: updated, key: key)
+                logger.notice("the broker's break-glass secret is kept; break-glass codes work offline now")
+                return
+            } catch {
+                failures += 1
+                logger.debug("the break-glass secret could not be fetched", ("error", "\(error)"))
+                try await Task.sleep(for: .seconds(Self.backoff(failures)))
+            }
+        }
+    }
+
     // MARK: Loops
 
     public func run() async throws {
@@ -358,6 +386,7 @@ public actor BrokerLink: Service {
             group.addTask { try await self.pollLoop() }
             group.addTask { try await self.uploadLoop() }
             group.addTask { try await self.heartbeatLoop() }
+            group.addTask { try await self.breakglassSecretLoop() }
             try await group.waitForAll()
         }
     }
@@ -393,8 +422,14 @@ public actor BrokerLink: Service {
     /// not beat together): alive, and how. When the broker asks (no usable attestation: never,
     /// stale, or under an older compliance policy), the attestation loop attests at once.
     private func heartbeatLoop() async throws {
+        var failures = 0
         while !Task.isCancelled {
-            try await Task.sleep(for: heartbeatInterval * Double.random(in: 0.9...1.1))
+            // Sooner when the lockdown changed (the broker shows what is in force), and after a
+            // failure (2, 4 … s): a broker back from an outage hears from the fleet within seconds.
+            let interval = heartbeatInterval * Double.random(in: 0.9...1.1)
+            let due = ContinuousClock.now + (failures == 0 ? interval : min(interval, .seconds(Self.backoff(failures))))
+            while ContinuousClock.now < due, !heartbeatWanted, !Task.isCancelled { try await Task.sleep(for: .milliseconds(250)) }
+            heartbeatWanted = false
             guard let session else { continue }
             var health: [String: JSONValue] = [
                 "agent_version": .string(HoldfastVersion.current),
@@ -409,7 +444,9 @@ public actor BrokerLink: Service {
                 if try await session.heartbeat(.object(health)) { trigger("the broker asked for an attestation") }
                 lastHeartbeat = Date()
                 heartbeatError = nil
+                failures = 0
             } catch {
+                failures += 1
                 heartbeatError = (Date(), error.message)
                 logger.debug("heartbeat failed", ("error", error.message))
                 // A broker from before heartbeats (404) is asked again hourly, not every minute:
@@ -511,6 +548,9 @@ public actor BrokerLink: Service {
         }
         return saved
     }
+
+    /// The lockdown changed: tell the broker with the next beat, now.
+    public func beatSoon() { heartbeatWanted = true }
 
     /// New events were journaled: upload soon.
     public func uploadSoon() { uploadWanted = true }

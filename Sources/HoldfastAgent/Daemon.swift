@@ -105,11 +105,12 @@ public enum Daemon {
             seat: SeatUser(path: environment["HOLDFAST_SEAT_FILE"] ?? "/run/systemd/seats/seat0"), runtimeBase: environment["HOLDFAST_USER_RUNTIME_DIR"] ?? "/run/user",
             executable: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/usr/sbin/holdfastd", logger: logger)
         recorder.observe { event in
-            if event.kind == "lockdown.engaged" || event.kind == "lockdown.released" { seatNotifier.notify(event) }
+            if SeatNotifier.message(for: event) != nil { seatNotifier.notify(event) }
         }
         let reasserting = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: LockdownController.reassertInterval)
+                await lockdown.expireSuspensions()
                 await lockdown.reassert([.network, .sessions])
             }
         }
@@ -131,7 +132,7 @@ public enum Daemon {
                 rescanInterval: .seconds(configuration.usbRescanSeconds), marksDirectory: configuration.usbMarksDirectory
             )
             await agent.attach(usb: usb)
-            await usb.setLockdown(await lockdown.entry(.usb))
+            await usb.setLockdown(await lockdown.inForce(.usb))
             await supervisor.start(usb)
             // READY means every device present has been decided: `systemctl start` returns with
             // USB enforced. A service that cannot start does not hold the agent hostage.
@@ -194,6 +195,7 @@ public enum Daemon {
                     lockdown: lockdown)
                 recorder.observe { event in
                     if event.kind == "posture.changed" { Task { await broker.trigger(event.kind) } }
+                    if event.kind.hasPrefix("lockdown.") { Task { await broker.beatSoon() } }
                     Task { await broker.uploadSoon() }
                 }
                 await agent.attach(broker: broker)

@@ -411,7 +411,8 @@ public actor FileWatchService: Service {
             guard let lockdown else { return }
             let scopes = policy.blockScopes.compactMap(LockdownScope.init(rawValue:))
             var open: [LockdownScope] = []
-            for scope in scopes where await lockdown.entry(scope) == nil { open.append(scope) }
+            // A scope lifted by a break-glass code counts as open: a new crossing shuts it again.
+            for scope in scopes where await lockdown.inForce(scope) == nil { open.append(scope) }
             guard !open.isEmpty else { return }
             let event = Self.decisionEvent(decision, policy: policy)
             counters.blocks += 1

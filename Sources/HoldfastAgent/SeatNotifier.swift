@@ -33,6 +33,10 @@ struct SeatNotifier: Sendable {
             return ("Holdfast: \(scopes) locked on this computer", "\(reason)\n\nBy \(by). Ask your security team if you need it back.")
         case "lockdown.released":
             return ("Holdfast: \(scopes) released", "\(reason)\n\nBy \(by).")
+        case "lockdown.breakglass_used":
+            return ("Holdfast: \(scopes) open for now (break-glass)", "\(reason); locked again after that.")
+        case "lockdown.breakglass_ended":
+            return ("Holdfast: \(scopes) locked again", "The break-glass window ended.")
         default:
             return nil
         }

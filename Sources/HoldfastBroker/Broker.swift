@@ -100,9 +100,9 @@ public final class Broker: Sendable {
     static let maximumOutstandingNonces = 16
     /// The body each route may carry (bodies are buffered; GETs carry none).
     public static let bodyLimits = ["/v1/enroll": 16_384, "/v1/challenge": 1_024, "/v1/attest": 262_144, "/v1/agent-policy/ack": 4_096, "/v1/events": 2 << 20, "/v1/heartbeat": 8_192,
-                                    "/v1/commands/ack": 4_096]
+                                    "/v1/commands/ack": 4_096, "/v1/breakglass-secret": 1_024]
     static let deviceRoutes: Set<String> = [
-        "/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack", "/v1/events", "/v1/heartbeat", "/v1/poll", "/v1/commands/ack",
+        "/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack", "/v1/events", "/v1/heartbeat", "/v1/poll", "/v1/commands/ack", "/v1/breakglass-secret",
     ]
     /// Events one upload may carry.
     public static let maximumEventsPerUpload = 1_000
@@ -123,7 +123,7 @@ public final class Broker: Sendable {
     /// Every path the broker answers (anything else is 404 before a body is read).
     static let knownPaths: Set<String> = [
         "/.well-known/jwks.json", "/v1/ca.pem", "/v1/keys", "/v1/authz", "/v1/health", "/v1/enroll", "/v1/challenge", "/v1/attest", "/v1/agent-policy",
-        "/v1/agent-policy/ack", "/v1/events", "/v1/heartbeat", "/v1/poll", "/v1/commands/ack",
+        "/v1/agent-policy/ack", "/v1/events", "/v1/heartbeat", "/v1/poll", "/v1/commands/ack", "/v1/breakglass-secret",
     ]
 
     /// Before any body is read: an unknown path is 404, and a device route needs a device
@@ -202,6 +202,8 @@ public final class Broker: Sendable {
             return poll(request)
         case ("POST", "/v1/commands/ack"):
             return .respond(acknowledgeCommand(request))
+        case ("POST", "/v1/breakglass-secret"):
+            return .respond(breakglassSecret(request))
         default:
             if Self.knownPaths.contains(path) { return .respond(.error(405, "method-not-allowed", "\(request.method) is not allowed on \(path)")) }
             return .respond(.error(404, "not-found", "no such endpoint"))
@@ -258,14 +260,18 @@ public final class Broker: Sendable {
             }
         }
         let id: String
+        let breakglass: [UInt8]
         do {
             id = "hf-" + Hex.encode(try SecureRandom.bytes(8))
+            breakglass = try SecureRandom.bytes(32)
         } catch {
             return .error(500, "internal", "no randomness")
         }
         let factsText = JSONValue.object(facts).compactText
+        var enrolled = EnrolledDevice(id: id, publicKey: key.rawRepresentation, facts: factsText, enrolledAt: now)
+        enrolled.breakglassSecret = breakglass
         do {
-            switch try storage.enroll(EnrolledDevice(id: id, publicKey: key.rawRepresentation, facts: factsText, enrolledAt: now), tokenHash: SHA256.hash(Array(secret.utf8))) {
+            switch try storage.enroll(enrolled, tokenHash: SHA256.hash(Array(secret.utf8))) {
             case .accepted: break
             // Anyone can send a made-up secret: counted, not written to the trail.
             case .unknown: return unauthenticated(403, "token-unknown", "not a valid enrollment token")
@@ -284,6 +290,8 @@ public final class Broker: Sendable {
         return .json(200, .object([
             "device_id": .string(id), "issuer": .string(settings.issuer), "audience": .string(settings.audience),
             "keys": jsonValue(keys.jwks)["keys"] ?? .array([]),
+            // Break-glass codes derive from it; only this answer, over the pinned TLS, carries it.
+            "breakglass_secret": .string(Base64URL.encode(breakglass)),
         ]))
     }
 

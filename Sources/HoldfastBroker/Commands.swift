@@ -138,4 +138,23 @@ extension Broker {
         }
         return .object(kept)
     }
+
+    /// `POST /v1/breakglass-secret`: the device's break-glass secret, for an agent enrolled before
+    /// the enrollment answer carried it. Made once (the first ask keeps it), the same every time.
+    func breakglassSecret(_ request: HTTPRequest) -> HTTPResponse {
+        let device: EnrolledDevice
+        switch authenticate(request) {
+        case .success(let found): device = found
+        case .failure(let response): return response
+        }
+        do {
+            guard let secret = try storage.breakglassSecret(device: device.id, orSet: try SecureRandom.bytes(32)) else {
+                return .error(404, "unknown-device", "no such device")
+            }
+            return .json(200, .object(["secret": .string(Base64URL.encode(secret))]))
+        } catch {
+            logger.error("cannot read or keep a break-glass secret", ("error", "\(error)"))
+            return .error(503, "storage", "the broker cannot answer now; retry")
+        }
+    }
 }

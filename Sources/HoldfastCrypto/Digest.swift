@@ -63,3 +63,20 @@ public enum ConstantTime {
         }
     }
 }
+
+/// HMAC-SHA-256 (RFC 2104) through OpenSSL's EVP_Q_mac.
+public enum HMACSHA256 {
+    /// The 32-byte MAC of `message` under `key`.
+    public static func mac(key: [UInt8], message: [UInt8]) -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: 32)
+        var length = 0
+        let result = key.withUnsafeBytes { keyBuffer in
+            message.withUnsafeBytes { messageBuffer in
+                EVP_Q_mac(nil, "HMAC", nil, "SHA256", nil, keyBuffer.baseAddress, keyBuffer.count, messageBuffer.baseAddress, messageBuffer.count, &output, 32, &length)
+            }
+        }
+        // Fails only when allocation fails (or HMAC is missing from libcrypto): not recoverable.
+        precondition(result != nil && length == 32, "EVP_Q_mac(HMAC-SHA256) failed: \(OpenSSLErrors.drain() ?? "unknown")")
+        return output
+    }
+}

@@ -89,7 +89,7 @@ public protocol BrokerStorage: Sendable {
     /// The newest entries, newest first, optionally for one device.
     func logEntries(device: String?, limit: Int) throws(StoreError) -> [BrokerLogEntry]
 
-    // Remote lockdown (BrokerCommandStorage.swift).
+    // Remote lockdown (BrokerLockdownStorage.swift).
     /// The highest sequence queued for a device (0: none).
     func latestCommandSequence(device: String) throws(StoreError) -> Int64
     /// Queues a signed command under its sequence; false when that sequence is taken (another
@@ -107,6 +107,13 @@ public protocol BrokerStorage: Sendable {
     func commandSequences(afterRow row: Int64) throws(StoreError) -> (row: Int64, latest: [String: Int64])
     /// The lockdown state the agent reports (its scopes in force, JSON), and when.
     func recordLockdownState(device: String, state: String, at time: Int64) throws(StoreError)
+    /// The device's break-glass secret; with `orSet`, the given one is kept first when it has none
+    /// (devices enrolled before break-glass). Nil for no such device.
+    func breakglassSecret(device: String, orSet candidate: [UInt8]?) throws(StoreError) -> [UInt8]?
+    /// Records a break-glass code made for a device (its digest, never the code).
+    func recordBreakglassCode(_ code: IssuedBreakglassCode) throws(StoreError)
+    /// A device's codes, newest first.
+    func breakglassCodes(device: String, limit: Int) throws(StoreError) -> [IssuedBreakglassCode]
 }
 
 /// An event a device uploaded, as the broker keeps it.
@@ -281,6 +288,9 @@ public struct EnrolledDevice: Sendable, Equatable {
     /// The lockdown the agent last said it has in force (JSON), and when it said so.
     public var lockdownState: String?
     public var lockdownAt: Int64?
+    /// The secret its break-glass codes derive from: written at enrollment, never read with the
+    /// device (`breakglassSecret(device:)` reads it where a code is made).
+    public var breakglassSecret: [UInt8]?
 
     public init(id: String, publicKey: [UInt8], facts: String, enrolledAt: Int64, removedAt: Int64? = nil) {
         self.id = id
@@ -559,11 +569,12 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                         statement.bind(1, device.publicKey)
                         try statement.run()
                     }
-                    try connection.withStatement("INSERT INTO devices (id, public_key, facts, enrolled_at) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
+                    try connection.withStatement("INSERT INTO devices (id, public_key, facts, enrolled_at, breakglass_secret) VALUES (?, ?, ?, ?, ?)") { statement throws(StoreError) in
                         statement.bind(1, device.id)
                         statement.bind(2, device.publicKey)
                         statement.bind(3, device.facts)
                         statement.bind(4, device.enrolledAt)
+                        if let secret = device.breakglassSecret { statement.bind(5, secret) }
                         try statement.run()
                     }
                     return .accepted

@@ -1,5 +1,6 @@
 public import FoundationEssentials
 public import HoldfastCore
+import HoldfastCrypto
 public import HoldfastStore
 
 /// One scope in force: why, since when, by whom, and what asked for it.
@@ -20,6 +21,18 @@ public struct LockdownEntry: Sendable, Codable, Equatable {
         self.source = source
         self.cause = cause
     }
+}
+
+/// A locked scope lifted by a break-glass code until `until`; the lockdown itself stays recorded
+/// and is back in force when the window ends.
+public struct LockdownSuspension: Sendable, Codable, Equatable {
+    public var until: Date
+    /// When the code was used: an order given before this (a broker command issued earlier) does
+    /// not end the suspension; a newer one does.
+    public var since: Date
+    /// The code's digest (`BreakGlassCode.digest`), never the code.
+    public var code: String
+    public var by: String
 }
 
 /// One scope as recorded and as enforced.
@@ -54,6 +67,14 @@ public actor LockdownController {
     private var failures: [LockdownScope: String] = [:]
     /// The last broker command sequence done with (applied, or refused as expired).
     public private(set) var lastCommandSequence: Int64
+    static let suspendedKey = "lockdown.suspended"
+    static let usedCodesKey = "lockdown.breakglass_used"
+    /// Scopes lifted by a break-glass code until a time.
+    private var suspensions: [LockdownScope: LockdownSuspension]
+    /// Wrong break-glass codes lately (five in 15 minutes lock the verb for 15 minutes).
+    private var wrongCodes: [Date] = []
+    static let wrongCodeLimit = 5
+    static let wrongCodeWindow: TimeInterval = 900
 
     /// Loads the state. A state that cannot be read is treated as *every scope locked*: failing
     /// closed is the only safe reading of a lockdown we cannot decode.
@@ -62,6 +83,8 @@ public actor LockdownController {
         self.clock = clock
         self.record = record
         lastCommandSequence = (try? journal.state(Self.sequenceKey)).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+        // A suspension that cannot be read is no suspension: the lockdown is in force.
+        suspensions = ((try? journal.state(Self.suspendedKey, as: [LockdownScope: LockdownSuspension].self)) ?? nil) ?? [:]
         do {
             entries = try journal.state(Self.stateKey, as: [LockdownScope: LockdownEntry].self) ?? [:]
         } catch {
@@ -78,8 +101,12 @@ public actor LockdownController {
         }
     }
 
-    /// The entry in force for a scope (start-up hands it to the enforcer before its first pass).
+    /// The entry recorded for a scope, in force or lifted by a break-glass code for now.
     public func entry(_ scope: LockdownScope) -> LockdownEntry? { entries[scope] }
+
+    /// The entry in force for a scope: recorded and not lifted by a break-glass code (start-up
+    /// hands it to the enforcer before its first pass; the login check asks it).
+    public func inForce(_ scope: LockdownScope) -> LockdownEntry? { suspensions[scope] == nil ? entries[scope] : nil }
 
     /// Registers the enforcer of a scope and brings it in line with the state at once.
     public func attach(_ enforcer: any LockdownEnforcer, for scope: LockdownScope) async {
@@ -91,10 +118,20 @@ public actor LockdownController {
     /// A state that cannot be saved does not stop the lockdown (it is journaled as
     /// `lockdown.save_failed`); the `throws` is for callers that treat saving as their own concern.
     @discardableResult
-    public func engage(_ scopes: [LockdownScope], reason: String, by who: String, source: String, cause: String? = nil) async throws(StoreError) -> [LockdownScope] {
+    /// A scope lifted by a break-glass code is shut again by an order newer than the code's use
+    /// (`issuedAt`, default now: a broker command carries the time it was issued).
+    public func engage(
+        _ scopes: [LockdownScope], reason: String, by who: String, source: String, cause: String? = nil, issuedAt: Date? = nil
+    ) async throws(StoreError) -> [LockdownScope] {
         let now = clock.now()
-        let fresh = scopes.filter { entries[$0] == nil }
+        let order = issuedAt ?? now
+        let fresh = scopes.filter { scope in entries[scope] == nil || suspensions[scope].map { order > $0.since } == true }
         guard !fresh.isEmpty else { return [] }
+        let resumed = fresh.filter { suspensions[$0] != nil }
+        if !resumed.isEmpty {
+            for scope in resumed { suspensions[scope] = nil }
+            saveSuspensions()
+        }
         var next = entries
         for scope in fresh { next[scope] = LockdownEntry(reason: reason, since: now, by: who, source: source, cause: cause) }
         do {
@@ -143,6 +180,10 @@ public actor LockdownController {
         for scope in lifted { next[scope] = nil }
         try journal.setState(Self.stateKey, encoding: next)
         entries = next
+        if lifted.contains(where: { suspensions[$0] != nil }) {
+            for scope in lifted { suspensions[scope] = nil }
+            saveSuspensions()
+        }
         record(Event(
             kind: "lockdown.released", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Unlock",
             time: clock.now(), severity: .medium, status: .success,
@@ -164,7 +205,7 @@ public actor LockdownController {
 
     private func enforce(_ scope: LockdownScope) async {
         guard let enforcer = enforcers[scope] else { return }
-        let entry = entries[scope]
+        let entry = inForce(scope)
         if let failure = await enforcer.enforceLockdown(entry) {
             let repeated = failures[scope] == failure
             failures[scope] = failure
@@ -177,6 +218,104 @@ public actor LockdownController {
             ))
         } else {
             failures[scope] = nil
+        }
+    }
+
+    // MARK: Break-glass
+
+    /// What a break-glass code did.
+    public struct BreakGlassOutcome: Sendable, Equatable {
+        public let lifted: [LockdownScope]
+        public let until: Date
+    }
+
+    /// Why a break-glass code was refused (journaled as `lockdown.breakglass_refused`).
+    public struct BreakGlassRefusal: Error, Sendable, Equatable, CustomStringConvertible {
+        /// `no-secret`, `malformed`, `wrong`, `outside-window`, `used`, `nothing-locked`,
+        /// `too-many-tries`, `storage`.
+        public let reason: String
+        public let message: String
+        public var description: String { message }
+    }
+
+    /// `holdfast unlock CODE`: lifts the code's scopes that are locked until its window ends —
+    /// offline, against the secret the broker gave at enrollment. Each code works once; five
+    /// wrong codes in 15 minutes close the verb for 15 minutes. Every try is journaled.
+    public func breakGlass(_ text: String, secret: [UInt8]?, device: String?, by who: String) async -> Result<BreakGlassOutcome, BreakGlassRefusal> {
+        let now = clock.now()
+        wrongCodes = wrongCodes.filter { now.timeIntervalSince($0) < Self.wrongCodeWindow }
+        func refuse(_ reason: String, _ message: String, counts: Bool = false) -> Result<BreakGlassOutcome, BreakGlassRefusal> {
+            if counts { wrongCodes.append(now) }
+            record(Event(
+                kind: "lockdown.breakglass_refused", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Refuse", time: now, severity: .high, status: .failure,
+                message: "a break-glass code was refused (\(reason)): \(message)", details: ["reason": .string(reason), "by": .string(who)]))
+            return .failure(BreakGlassRefusal(reason: reason, message: message))
+        }
+        guard wrongCodes.count < Self.wrongCodeLimit else {
+            return refuse("too-many-tries", "\(Self.wrongCodeLimit) wrong codes in \(Int(Self.wrongCodeWindow / 60)) minutes; try again later")
+        }
+        guard let secret, let device else {
+            return refuse("no-secret", "this agent holds no break-glass secret (not enrolled, or not in contact with its broker since break-glass came)")
+        }
+        let code: BreakGlassCode
+        switch BreakGlassCode.verify(text, secret: secret, device: device, now: Int64(now.timeIntervalSince1970)) {
+        case .success(let verified): code = verified
+        case .failure(.malformed): return refuse("malformed", "not a break-glass code (14 letters and digits, e.g. 7K3Q-9MXD-4HTR-2B)", counts: true)
+        case .failure(.wrong): return refuse("wrong", "the code is not this device's (mistyped, or for another device)", counts: true)
+        case .failure(.outsideWindow): return refuse("outside-window", "the code's window has ended (or not begun)", counts: true)
+        }
+        let current = Int64(now.timeIntervalSince1970)
+        var used = ((try? journal.state(Self.usedCodesKey, as: [String: Int64].self)) ?? nil) ?? [:]
+        used = used.filter { $0.value > current }
+        guard used[code.digest] == nil else { return refuse("used", "this code was used already; each code works once") }
+        let lifted = code.scopes.filter { inForce($0) != nil }
+        guard !lifted.isEmpty else {
+            return refuse("nothing-locked", "none of the code's scopes (\(code.scopes.map(\.rawValue).joined(separator: ", "))) is locked now; the code is kept for later")
+        }
+        let until = Date(timeIntervalSince1970: Double(code.endsAt))
+        used[code.digest] = code.endsAt
+        var next = suspensions
+        for scope in lifted { next[scope] = LockdownSuspension(until: until, since: now, code: code.digest, by: who) }
+        do {
+            try journal.setState(Self.usedCodesKey, encoding: used)
+            try journal.setState(Self.suspendedKey, encoding: next)
+        } catch {
+            return refuse("storage", "the break-glass could not be saved (\(error)); nothing was lifted")
+        }
+        suspensions = next
+        record(Event(
+            kind: "lockdown.breakglass_used", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Unlock", time: now, severity: .high, status: .success,
+            message: "break-glass by \(who): \(lifted.map(\.rawValue).joined(separator: ", ")) lifted until \(until.formatted(.iso8601)); the lockdown is back in force then",
+            details: [
+                "scopes": .array(lifted.map { .string($0.rawValue) }), "until": .int(code.endsAt), "code_sha256": .string(code.digest), "by": .string(who),
+                "reason": .string("break-glass code until \(until.formatted(.iso8601))"),
+            ]))
+        for scope in lifted { await enforce(scope) }
+        return .success(BreakGlassOutcome(lifted: lifted, until: until))
+    }
+
+    /// Ends break-glass windows that are over: the lockdown is back in force (called with every
+    /// reassertion, so at most that late).
+    public func expireSuspensions() async {
+        let now = clock.now()
+        let ended = suspensions.filter { $0.value.until <= now }.map(\.key).sorted()
+        guard !ended.isEmpty else { return }
+        for scope in ended { suspensions[scope] = nil }
+        saveSuspensions()
+        record(Event(
+            kind: "lockdown.breakglass_ended", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Lock", time: now, severity: .medium, status: .success,
+            message: "the break-glass window ended: \(ended.map(\.rawValue).joined(separator: ", ")) locked again",
+            details: ["scopes": .array(ended.map { .string($0.rawValue) }), "reason": .string("the break-glass window ended"), "by": "holdfastd"]))
+        for scope in ended { await enforce(scope) }
+    }
+
+    private func saveSuspensions() {
+        do {
+            try journal.setState(Self.suspendedKey, encoding: suspensions)
+        } catch {
+            record(Event(
+                kind: "lockdown.save_failed", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Other", time: clock.now(), severity: .critical, status: .failure,
+                message: "the break-glass state could not be saved (\(error)): a restart may remember it otherwise", details: ["error": .string("\(error)")]))
         }
     }
 
@@ -214,7 +353,9 @@ public actor LockdownController {
         do {
             switch command.action {
             case .lockdown:
-                changed = try await engage(command.scopes, reason: command.reason, by: who, source: "broker", cause: "command \(command.sequence)")
+                changed = try await engage(
+                    command.scopes, reason: command.reason, by: who, source: "broker", cause: "command \(command.sequence)",
+                    issuedAt: Date(timeIntervalSince1970: Double(command.issuedAt)))
             case .release:
                 changed = try await release(command.scopes, reason: command.reason, by: who)
             }
@@ -263,9 +404,13 @@ public actor LockdownController {
     /// them whose enforcement is in effect.
     public func reportedState() -> JSONValue {
         let enforcement = enforcement()
-        let locked = LockdownScope.allCases.filter { enforcement[$0]?.locked == true }
+        let locked = LockdownScope.allCases.filter { entries[$0] != nil }
         let enforced = locked.filter { enforcement[$0]?.inEffect == true }
-        return .object(["locked": .array(locked.map { .string($0.rawValue) }), "enforced": .array(enforced.map { .string($0.rawValue) })])
+        var object: [String: JSONValue] = ["locked": .array(locked.map { .string($0.rawValue) }), "enforced": .array(enforced.map { .string($0.rawValue) })]
+        if !suspensions.isEmpty {
+            object["suspended_until"] = .object(Dictionary(uniqueKeysWithValues: suspensions.map { ($0.key.rawValue, JSONValue.int(Int64($0.value.until.timeIntervalSince1970))) }))
+        }
+        return .object(object)
     }
 
     /// Per scope: whether it is recorded locked, and whether the enforcer's last pass put it in
@@ -273,7 +418,8 @@ public actor LockdownController {
     public func enforcement() -> [LockdownScope: LockdownEnforcementState] {
         var result: [LockdownScope: LockdownEnforcementState] = [:]
         for scope in LockdownScope.allCases {
-            let locked = entries[scope] != nil
+            // Lifted by a break-glass code: not meant to be in force now.
+            let locked = inForce(scope) != nil
             let failure = enforcers[scope] == nil && locked ? "no \(scope.rawValue) enforcement runs on this agent" : failures[scope]
             // A failed pass leaves the scope in the state it had: a failed lock is not in effect,
             // a failed release still is.
@@ -297,6 +443,10 @@ public actor LockdownController {
             ]
             if let cause = entry.cause { object["cause"] = .string(cause) }
             if let failure = failures[scope] { object["last_failure"] = .string(failure) }
+            if let suspension = suspensions[scope] {
+                object["suspended_until"] = .string(suspension.until.formatted(.iso8601))
+                object["suspended_by"] = .string("break-glass code by \(suspension.by)")
+            }
             scopes[scope.rawValue] = .object(object)
         }
         return .object([

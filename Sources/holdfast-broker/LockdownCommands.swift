@@ -2,6 +2,7 @@ import FoundationEssentials
 import HoldfastBroker
 import HoldfastCommandLine
 import HoldfastCore
+import HoldfastCrypto
 import HoldfastStore
 
 /// `holdfast-broker lockdown DEVICE --scope … --reason …` and `release` (admin): queue a signed
@@ -106,6 +107,72 @@ struct ReleaseCommand: Subcommand {
     func run(_ context: CommandContext) throws -> ExitCode { try LockdownVerb.run(request, action: .release, arguments: arguments, context: context) }
 }
 
+/// `holdfast-broker breakglass DEVICE --for 1h [--scope …] --reason …` (admin): a one-time code
+/// to read to the person at the device, which lifts those scopes there until the window ends,
+/// without the broker (docs/lockdown.md, "Break-glass").
+struct Breakglass: Subcommand {
+    static let path = ["breakglass"]
+    static let summary = "print a one-time break-glass code that lifts a device's lockdown offline for a window (admin)"
+    static let positionals = "DEVICE"
+    static let options = [
+        BrokerState.stateOption,
+        OptionSpec("for", value: "DURATION", help: "the window from now: 15m, 30m, 1h, 2h, 4h, 8h, 12h, 1d, 2d, 3d, 5d or 7d (required)"),
+        OptionSpec("scope", value: "LIST", help: "the scopes it lifts (default all: usb, print, network, sessions)"),
+        OptionSpec("reason", value: "TEXT", help: "why (required; in the trail)"),
+        OptionSpec("json", help: "print {code, device, scopes, starts_at, ends_at, code_sha256}"),
+    ]
+
+    let device: String
+    let duration: Int64
+    let scopes: [LockdownScope]
+    let reason: String
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        guard arguments.positionals.count == 1, RemoteCommand.isDeviceID(arguments.positionals[0]) else { throw UsageError("say the device ID (hf- and 16 hex digits)") }
+        device = arguments.positionals[0]
+        let choices = BreakGlassCode.durations.map { DurationText.text($0) }.joined(separator: ", ")
+        guard let duration = try arguments.duration("for"), BreakGlassCode.durations.contains(duration) else { throw UsageError("say --for, one of \(choices)") }
+        self.duration = duration
+        do {
+            scopes = try arguments.value("scope").map { list throws(LockdownScope.UnknownScope) in try LockdownScope.parseList(list) } ?? LockdownScope.allCases
+        } catch {
+            throw UsageError(error.description)
+        }
+        guard !scopes.isEmpty else { throw UsageError("--scope names at least one scope") }
+        guard let reason = arguments.value("reason")?.trimmingSpaces, RemoteCommand.isWords(reason, maximumBytes: RemoteCommand.maximumReasonBytes) else {
+            throw UsageError("say --reason: why the code is given (the trail keeps it)")
+        }
+        self.reason = reason
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let storage = try BrokerState.open(arguments)
+        let admin = try BrokerState.admin(storage, context)
+        guard let enrolled = try storage.device(id: device), enrolled.removedAt == nil else { throw CommandFailure("no enrolled device \(device)", exitCode: .failure) }
+        guard let secret = try storage.breakglassSecret(device: device, orSet: nil) else {
+            throw CommandFailure("\(device) has no break-glass secret yet (enrolled before break-glass): its agent fetches one at its next contact with this broker", exitCode: .unavailable)
+        }
+        let code = try BreakGlassCode.issue(secret: secret, device: device, scopes: scopes, duration: duration, at: BrokerState.now)
+        let scopeList = code.scopes.map(\.rawValue).joined(separator: ",")
+        try storage.recordBreakglassCode(IssuedBreakglassCode(
+            device: device, codeSHA256: code.digest, scopes: scopeList, startsAt: code.startsAt, endsAt: code.endsAt, admin: admin, reason: reason))
+        try storage.recordAdminAction(admin: admin, verb: "breakglass", detail: "device=\(device) scopes=\(scopeList) ends=\(code.endsAt) code_sha256=\(code.digest) reason=\(reason)", at: BrokerState.now)
+        try storage.log(BrokerLogEntry(time: BrokerState.now, device: device, kind: "breakglass.issued", detail: "\(scopeList) until \(code.endsAt) by \(admin): \(reason) (code sha256 \(code.digest.prefix(16)))"))
+        if arguments.flag("json") {
+            try BrokerState.printJSON(.object([
+                "code": .string(code.text), "device": .string(device), "scopes": .array(code.scopes.map { .string($0.rawValue) }), "starts_at": .int(code.startsAt),
+                "ends_at": .int(code.endsAt), "code_sha256": .string(code.digest),
+            ]), context)
+        } else {
+            context.line(code.text)
+            context.error("one-time break-glass code for \(device): lifts \(scopeList) until \(Date(timeIntervalSince1970: Double(code.endsAt)).formatted(.iso8601)); at the device, as root: holdfast unlock \(code.text)")
+        }
+        return .success
+    }
+}
+
 /// What `device ID` shows of a lockdown: what the admins asked (the last command touching each
 /// scope, and what the agent made of it) beside what the agent says it has in force.
 enum LockdownSummary {
@@ -123,6 +190,17 @@ enum LockdownSummary {
             }
         }
         var object: [String: JSONValue] = ["requested": .object(requested)]
+        // Break-glass codes, and whether the device reported using each (its uploaded events).
+        let used = Set(try storage.events(device: device.id, kind: "lockdown.breakglass_used", limit: 1_000).compactMap { event in
+            (try? JSONValue.parse(event.body.utf8))?["holdfast"]?["details"]?["code_sha256"]?.stringValue
+        })
+        let codes = try storage.breakglassCodes(device: device.id, limit: 10).map { code -> JSONValue in
+            .object([
+                "scopes": .string(code.scopes), "starts_at": .int(code.startsAt), "ends_at": .int(code.endsAt), "by": .string(code.admin), "reason": .string(code.reason),
+                "code_sha256": .string(code.codeSHA256), "used": .bool(used.contains(code.codeSHA256)),
+            ])
+        }
+        if !codes.isEmpty { object["breakglass"] = .array(codes) }
         if let text = device.lockdownState, let state = try? JSONValue.parse(text.utf8) { object["applied"] = state }
         if let at = device.lockdownAt { object["applied_at"] = .int(at) }
         return .object(object)
@@ -148,6 +226,11 @@ enum LockdownSummary {
             lines.append(text)
         }
         if view["applied_at"] != nil { lines.append("  the agent reported its lockdown at \(when(view["applied_at"]))") }
+        if case .array(let codes)? = view["breakglass"] {
+            for code in codes {
+                lines.append("  break-glass \(code["scopes"]?.stringValue ?? "?") \(when(code["starts_at"]))–\(when(code["ends_at"])) by \(Printable.escape(code["by"]?.stringValue ?? "?")): \(Printable.escape(code["reason"]?.stringValue ?? "")); \(code["used"]?.boolValue == true ? "USED" : "not used (as far as the device reported)")")
+            }
+        }
         return lines
     }
 }

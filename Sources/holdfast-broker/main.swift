@@ -28,5 +28,6 @@ CommandTable(
         Ack.self,
         LockdownCommand.self,
         ReleaseCommand.self,
+        Breakglass.self,
     ]
 ).main()

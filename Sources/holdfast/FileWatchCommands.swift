@@ -119,6 +119,7 @@ struct LockdownStatus: Subcommand {
                 continue
             }
             context.line("\(name): LOCKED since \(scope["since"]?.stringValue ?? "?") by \(Printable.escape(scope["by"]?.stringValue ?? "?")) (\(scope["source"]?.stringValue ?? "?")): \(Printable.escape(scope["reason"]?.stringValue ?? ""))")
+            if let until = scope["suspended_until"]?.stringValue { context.line("  lifted by a break-glass code until \(until)") }
             if let failure = scope["last_failure"]?.stringValue { context.line("  NOT IN EFFECT: \(Printable.escape(failure))") }
         }
     }
@@ -151,6 +152,38 @@ struct LockdownChange: Subcommand {
         var changed: [String] = []
         if case .array(let names)? = result["changed"] { changed = names.compactMap(\.stringValue) }
         context.line(changed.isEmpty ? "nothing changed" : (engage ? "locked: " : "released: ") + changed.joined(separator: ", "))
+        LockdownStatus.print(result, context)
+        return .success
+    }
+}
+
+/// `holdfast unlock CODE` (root): a break-glass code read over the phone lifts its scopes until
+/// its window ends, offline (docs/lockdown.md, "Break-glass").
+struct Unlock: Subcommand {
+    static let path = ["unlock"]
+    static let summary = "lift a lockdown with a break-glass code the security team reads you (root only; works offline, once per code)"
+    static let positionals = "CODE"
+    static let options = [Daemon.socketOption, OptionSpec("json", help: "print the lockdown status after it as JSON")]
+
+    let code: String
+    let arguments: ParsedArguments
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        guard arguments.positionals.count >= 1 else { throw UsageError("say the CODE (e.g. 7K3Q-9MXD-4HTR-2B)") }
+        // Read aloud in groups: "7K3Q 9MXD 4HTR 2B" as four arguments is the same code.
+        code = arguments.positionals.joined(separator: "")
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let result = try Daemon.call(Daemon.client(arguments, context), "lockdown.unlock", ["code": .string(code)])
+        if arguments.flag("json") {
+            context.line(try Daemon.json(result))
+            return .success
+        }
+        var lifted: [String] = []
+        if case .array(let names)? = result["lifted"] { lifted = names.compactMap(\.stringValue) }
+        context.line("lifted \(lifted.joined(separator: ", ")) until \(result["until"]?.stringValue ?? "?"); locked again after that unless released")
         LockdownStatus.print(result, context)
         return .success
     }

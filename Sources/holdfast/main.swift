@@ -22,6 +22,7 @@ CommandTable(
         FileWatchBaseline.self,
         LockdownStatus.self,
         LockdownChange.self,
+        Unlock.self,
         PostureCommand.self,
         Enroll.self,
         Grant.self,

@@ -119,3 +119,43 @@ extension BrokerServeTests {
         #expect(Self.refusalReasons(rig).count == 4)
     }
 }
+
+extension BrokerServeTests {
+    /// Break-glass with the broker gone: the admin's CLI makes the code from the broker's state,
+    /// the agent checks it offline against the secret from enrollment; once only; reported when
+    /// the broker is back.
+    @Test func aBreakGlassCodeLiftsTheLockdownOfflineOnceAndIsReported() async throws {
+        let rig = try await Rig()
+        try await rig.startAgent()
+        let (device, _) = try await rig.enroll()
+        #expect(try rig.brokerCLI(["lockdown", device, "--scope", "usb,print", "--reason", "incident 11", "--dir", rig.etc]).status == 0)
+        #expect(await BrokerServeTests.poll { Self.locked(rig) == ["print", "usb"] })
+
+        rig.brokerProcess?.stop()
+        let issued = try rig.brokerCLI(["breakglass", device, "--for", "1h", "--scope", "usb", "--reason", "user on the phone, ticket 88", "--json"])
+        #expect(issued.status == 0, "\(issued.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(issued.stdout.utf8)) as? [String: Any])
+        let code = try #require(object["code"] as? String)
+        #expect(code.count == 17)
+
+        // Read aloud in groups, typed as four words: the same code.
+        let unlocked = try rig.holdfast(["unlock"] + code.split(separator: "-").map(String.init))
+        #expect(unlocked.status == 0, "\(unlocked.stderr)")
+        #expect(unlocked.stdout.contains("lifted usb until"))
+        let usb = (Self.lockdownStatus(rig)["scopes"] as? [String: Any])?["usb"] as? [String: Any]
+        #expect(usb?["suspended_until"] != nil)
+        #expect(Self.locked(rig) == ["print", "usb"], "the lockdown stays recorded; usb is lifted for the window")
+        // Once.
+        let again = try rig.holdfast(["unlock", code])
+        #expect(again.status != 0)
+        #expect(again.stderr.contains("break-glass refused (used)"), "\(again.stderr)")
+
+        // Back online, the broker hears of it: the device view marks the code used.
+        try await rig.startBroker()
+        #expect(await BrokerServeTests.poll {
+            let view = Self.deviceView(rig, device)["lockdown"] as? [String: Any]
+            return ((view?["breakglass"] as? [[String: Any]])?.first?["used"] as? NSNumber)?.boolValue == true
+                && ((view?["applied"] as? [String: Any])?["suspended_until"] as? [String: Any])?["usb"] != nil
+        }, "\(Self.deviceView(rig, device))")
+    }
+}

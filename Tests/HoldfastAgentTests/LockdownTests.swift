@@ -1,5 +1,6 @@
 import Foundation
 import HoldfastCore
+import HoldfastCrypto
 import HoldfastStore
 import HoldfastTestSupport
 import Lockdown
@@ -131,4 +132,92 @@ actor RecordingEnforcer: LockdownEnforcer {
         await controller.refuseCommand("bad-signature", "forged", sequence: 3)
         #expect(try Self.refusals(journal) == ["other-device", "expired", "bad-signature"])
     }
+}
+
+/// Break-glass through the controller: offline, once per code, for its window; a newer order
+/// shuts the scope again.
+@Suite struct BreakGlassTests {
+    static let secret = Array(repeating: UInt8(3), count: 32)
+    static let device = "hf-00000000000000aa"
+    static let start = Date(timeIntervalSince1970: 1_800_000_000)
+
+    static func code(_ scopes: [LockdownScope], duration: Int64 = 3_600, at time: Date = start) throws -> String {
+        try BreakGlassCode.issue(secret: secret, device: device, scopes: scopes, duration: duration, at: Int64(time.timeIntervalSince1970)).text
+    }
+
+    @Test func aCodeLiftsItsLockedScopesOnceUntilItsWindowEnds() async throws {
+        let directory = TemporaryDirectory()
+        let journal = try LockdownControllerTests.journal(directory)
+        let clock = ManualTimeSource(Self.start)
+        let controller = LockdownController(journal: journal, clock: clock) { _ = try? journal.append($0) }
+        let usb = RecordingEnforcer()
+        await controller.attach(usb, for: .usb)
+        try await controller.engage([.usb, .print], reason: "incident", by: "alice (broker command 1)", source: "broker")
+        let code = try Self.code([.usb, .network])
+
+        let used = await controller.breakGlass(code, secret: Self.secret, device: Self.device, by: "uid 0 (root)")
+        #expect(try used.get().lifted == [.usb])
+        #expect(await controller.inForce(.usb) == nil)
+        #expect(await controller.entry(.usb) != nil)
+        #expect(await controller.inForce(.print) != nil)
+        #expect(await usb.calls.last == .some(nil))
+        #expect(await controller.reportedState()["suspended_until"]?["usb"] == .int(Int64(Self.start.timeIntervalSince1970) / 60 * 60 + 3_600))
+
+        // Once: the same code again is refused, also after a restart.
+        #expect(await controller.breakGlass(code, secret: Self.secret, device: Self.device, by: "uid 0 (root)").failureReason == "used")
+        let restarted = LockdownController(journal: journal, clock: clock) { _ = try? journal.append($0) }
+        #expect(await restarted.inForce(.usb) == nil)
+        #expect(await restarted.breakGlass(code, secret: Self.secret, device: Self.device, by: "uid 0 (root)").failureReason == "used")
+
+        // The window ends: locked again.
+        clock.advance(by: 3_601)
+        await controller.expireSuspensions()
+        #expect(await controller.inForce(.usb) != nil)
+        #expect(await usb.calls.last??.reason == "incident")
+        let kinds = try journal.entries().map { try $0.event().kind }
+        #expect(kinds.filter { $0 == "lockdown.breakglass_used" }.count == 1)
+        #expect(kinds.filter { $0 == "lockdown.breakglass_refused" }.count == 2)
+        #expect(kinds.last == "lockdown.breakglass_ended")
+    }
+
+    @Test func aNewerOrderShutsTheScopeAgainAnOlderOneDoesNot() async throws {
+        let directory = TemporaryDirectory()
+        let journal = try LockdownControllerTests.journal(directory)
+        let clock = ManualTimeSource(Self.start)
+        let controller = LockdownController(journal: journal, clock: clock) { _ = try? journal.append($0) }
+        try await controller.engage([.usb, .network], reason: "incident", by: "alice", source: "broker")
+        clock.advance(by: 60)
+        #expect(try await controller.breakGlass(try Self.code([.usb, .network], at: clock.now()), secret: Self.secret, device: Self.device, by: "root").get().lifted == [.usb, .network])
+        // A broker command issued before the code was used (delivered late): the code holds.
+        let earlier = RemoteCommand(device: Self.device, sequence: 1, issuedAt: Int64(Self.start.timeIntervalSince1970), expiresAt: Int64(Self.start.timeIntervalSince1970) + 3_600,
+                                    action: .lockdown, scopes: [.usb], reason: "queued before", admin: "alice")
+        #expect(await controller.apply(earlier, device: Self.device) == .applied(changed: []))
+        #expect(await controller.inForce(.usb) == nil)
+        // A FileWatch block now: USB is shut again; the network stays lifted.
+        clock.advance(by: 60)
+        #expect(try await controller.engage([.usb], reason: "bulk copy", by: "filewatch", source: "filewatch") == [.usb])
+        #expect(await controller.inForce(.usb)?.source == "filewatch")
+        #expect(await controller.inForce(.network) == nil)
+    }
+
+    @Test func wrongCodesAreCountedAndFiveCloseTheVerb() async throws {
+        let directory = TemporaryDirectory()
+        let journal = try LockdownControllerTests.journal(directory)
+        let clock = ManualTimeSource(Self.start)
+        let controller = LockdownController(journal: journal, clock: clock) { _ = try? journal.append($0) }
+        try await controller.engage([.usb], reason: "incident", by: "alice", source: "broker")
+        let other = try BreakGlassCode.issue(secret: Self.secret, device: "hf-00000000000000bb", scopes: [.usb], duration: 3_600, at: Int64(Self.start.timeIntervalSince1970)).text
+        #expect(await controller.breakGlass(other, secret: Self.secret, device: Self.device, by: "root").failureReason == "wrong")
+        #expect(await controller.breakGlass("hello", secret: Self.secret, device: Self.device, by: "root").failureReason == "malformed")
+        #expect(await controller.breakGlass(try Self.code([.usb]), secret: nil, device: nil, by: "root").failureReason == "no-secret")
+        for _ in 0..<3 { _ = await controller.breakGlass(other, secret: Self.secret, device: Self.device, by: "root") }
+        // Five wrong: even the right code waits.
+        #expect(await controller.breakGlass(try Self.code([.usb]), secret: Self.secret, device: Self.device, by: "root").failureReason == "too-many-tries")
+        clock.advance(by: 901)
+        #expect(try await controller.breakGlass(try Self.code([.usb], at: clock.now()), secret: Self.secret, device: Self.device, by: "root").get().lifted == [.usb])
+    }
+}
+
+extension Result where Failure == LockdownController.BreakGlassRefusal {
+    var failureReason: String? { if case .failure(let refusal) = self { refusal.reason } else { nil } }
 }

@@ -39,6 +39,27 @@ public struct QueuedCommand: Sendable, Equatable {
     }
 }
 
+/// A break-glass code the broker made: for whom, what, when, by whom — and its digest only.
+public struct IssuedBreakglassCode: Sendable, Equatable {
+    public var device: String
+    public var codeSHA256: String
+    public var scopes: String
+    public var startsAt: Int64
+    public var endsAt: Int64
+    public var admin: String
+    public var reason: String
+
+    public init(device: String, codeSHA256: String, scopes: String, startsAt: Int64, endsAt: Int64, admin: String, reason: String) {
+        self.device = device
+        self.codeSHA256 = codeSHA256
+        self.scopes = scopes
+        self.startsAt = startsAt
+        self.endsAt = endsAt
+        self.admin = admin
+        self.reason = reason
+    }
+}
+
 extension SQLiteBrokerStorage {
     static let commandColumns = "device, seq, action, scopes, reason, admin, issued_at, expires_at, document, status, status_at, detail"
 
@@ -143,6 +164,60 @@ extension SQLiteBrokerStorage {
                 statement.bind(3, device)
                 statement.bind(4, time)
                 try statement.run()
+            }
+        }
+    }
+
+    public func breakglassSecret(device: String, orSet candidate: [UInt8]?) throws(StoreError) -> [UInt8]? {
+        try connection.withLock { connection throws(StoreError) in
+            try Self.durably(connection) { () throws(StoreError) in
+                if let candidate {
+                    try connection.withStatement("UPDATE devices SET breakglass_secret = ? WHERE id = ? AND breakglass_secret IS NULL") { statement throws(StoreError) in
+                        statement.bind(1, candidate)
+                        statement.bind(2, device)
+                        try statement.run()
+                    }
+                }
+                return try connection.withStatement("SELECT breakglass_secret FROM devices WHERE id = ?") { statement throws(StoreError) -> [UInt8]? in
+                    statement.bind(1, device)
+                    guard try statement.step(), !statement.isNull(0) else { return nil }
+                    return statement.blob(0)
+                }
+            }
+        }
+    }
+
+    public func recordBreakglassCode(_ code: IssuedBreakglassCode) throws(StoreError) {
+        try connection.withLock { connection throws(StoreError) in
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.withStatement("""
+                    INSERT INTO breakglass_codes (device, code_sha256, scopes, starts_at, ends_at, admin, reason) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """) { statement throws(StoreError) in
+                    statement.bind(1, code.device)
+                    statement.bind(2, code.codeSHA256)
+                    statement.bind(3, code.scopes)
+                    statement.bind(4, code.startsAt)
+                    statement.bind(5, code.endsAt)
+                    statement.bind(6, code.admin)
+                    statement.bind(7, code.reason)
+                    try statement.run()
+                }
+            }
+        }
+    }
+
+    public func breakglassCodes(device: String, limit: Int) throws(StoreError) -> [IssuedBreakglassCode] {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("SELECT device, code_sha256, scopes, starts_at, ends_at, admin, reason FROM breakglass_codes WHERE device = ? ORDER BY id DESC LIMIT ?") { statement throws(StoreError) in
+                statement.bind(1, device)
+                statement.bind(2, Int64(limit))
+                var all: [IssuedBreakglassCode] = []
+                while try statement.step() {
+                    all.append(IssuedBreakglassCode(
+                        device: statement.text(0) ?? "", codeSHA256: statement.text(1) ?? "", scopes: statement.text(2) ?? "", startsAt: statement.int64(3),
+                        endsAt: statement.int64(4), admin: statement.text(5) ?? "", reason: statement.text(6) ?? ""))
+                }
+                return all
             }
         }
     }
