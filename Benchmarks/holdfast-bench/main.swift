@@ -17,6 +17,15 @@ if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "broker-handler
     for row in try BrokerHandlerBench.rows() { print("\(row.name): \(row.holdfast); \(row.anchorName): \(row.anchor); \(row.ratio)") }
     exit(0)
 }
+// `holdfast-bench lockdown`: the command-delivery row alone (release holdfastd and broker beside it).
+if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "lockdown" {
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for row in try LockdownBench.rows(broker: directory.appendingPathComponent("holdfast-broker").path, holdfastd: directory.appendingPathComponent("holdfastd").path,
+                                      holdfast: directory.appendingPathComponent("holdfast").path) {
+        print("\(row.name): \(row.holdfast); \(row.anchorName): \(row.anchor); \(row.ratio)")
+    }
+    exit(0)
+}
 // `holdfast-bench broker-load`: the load row alone (the release holdfast-broker beside this binary).
 if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "broker-load" {
     let broker = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("holdfast-broker").path
@@ -486,6 +495,7 @@ if wanted("broker") {
         rows += try BrokerLoadBench.rows(broker: broker)
         if getuid() == 0, FileManager.default.fileExists(atPath: holdfastd) {
             rows += try LoginCheckBench.rows(broker: broker, holdfastd: holdfastd, holdfast: holdfastBinary)
+            rows += try LockdownBench.rows(broker: broker, holdfastd: holdfastd, holdfast: holdfastBinary)
         }
     } else {
         print("note: skipping the broker rows (needs a release holdfast-broker beside holdfast-bench)")

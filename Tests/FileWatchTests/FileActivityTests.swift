@@ -155,7 +155,7 @@ func syscallEvent(
         (#"{"thresholds":[{"metric":"deletes","relative":1.1,"action":"alert"}]}"#, "filewatch.thresholds[0].relative must be from 1.5"),
         (#"{"thresholds":[{"metric":"deletes","absolute":5,"action":"quarantine"}]}"#, "filewatch.thresholds[0].action must be alert or block"),
         (#"{"thresholds":[{"id":"a","metric":"deletes","absolute":5,"action":"alert"},{"id":"a","metric":"renames","absolute":5,"action":"alert"}]}"#, "id \"a\" is used twice"),
-        (#"{"block_scopes":["network"]}"#, "filewatch.block_scopes: unknown scope \"network\""),
+        (#"{"block_scopes":["camera"]}"#, "filewatch.block_scopes: unknown scope \"camera\""),
         (#"{"removable_prefixes":["media"]}"#, "filewatch.removable_prefixes must be an array of absolute paths"),
         (#"{"warm_up":"1y"}"#, "filewatch.warm_up must be a duration"),
     ])

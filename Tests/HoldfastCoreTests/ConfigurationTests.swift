@@ -83,7 +83,7 @@ import Testing
 
     @Test(arguments: [
         ("duplicate key", "[agent]\nlog_level = info\nlog_level = debug\n", 3, "duplicate key 'log_level' (first set on line 2)"),
-        ("unknown section", "[printer]\nmode = enforce\n", 1, "unknown section [printer] (known: agent, broker, filewatch, journal, login, posture, print, usb)"),
+        ("unknown section", "[printer]\nmode = enforce\n", 1, "unknown section [printer] (known: agent, broker, filewatch, journal, lockdown, login, posture, print, usb)"),
         ("unknown print key", "[print]\nmode = enforce\n", 2, "unknown key 'mode' in [print]"),
         ("bad cups_server", "[print]\ncups_server = relative/cups.sock\n", 2, "cups_server must be a socket path or host:port"),
         ("bad filewatch rules", "[filewatch]\nrules = sometimes\n", 2, "rules must be manage, check or off"),
