@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make demo, steps 32-36: the broker. Usage: scripts/broker-demo.sh BIN_DIR WORK_DIR
+# make demo, steps 32-37: the broker and remote lockdown. Usage: scripts/broker-demo.sh BIN_DIR WORK_DIR
 # A broker on loopback over HTTPS, a holdfastd enrolled with a one-time token, a grant checked by
 # /v1/authz, then refused at once when the compliance policy requires a check this machine fails.
 set -euo pipefail
@@ -88,3 +88,30 @@ grep -q 'broker version 1' "$work/status.txt" || fail "the agent did not apply t
 for _ in $(seq 1 50); do "$broker" devices --state-dir "$work/state" > "$work/devices.txt"; grep -q 'policy v1' "$work/devices.txt" && break; sleep 0.2; done
 "$broker" devices --state-dir "$work/state" | sed 's/^/   /'
 "$broker" log --state-dir "$work/state" | sed 's/^/   /'
+
+step "37. Remote lockdown: a signed command from the broker shuts this device's printing; the user is told why; break-glass; release"
+device=$("$holdfast" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["enrollment"]["device_id"])')
+"$broker" lockdown "$device" --scope print --reason "INC-2231: printing paused during review" --dir "$work/etc" --state-dir "$work/state" | sed 's/^/   /'
+for _ in $(seq 1 100); do "$holdfast" lockdown status --json | grep -q '"locked":\["print"\]' && break; sleep 0.1; done
+"$holdfast" lockdown status --json | grep -q '"locked":\["print"\]' || fail "the agent did not apply the lockdown command"
+"$holdfast" lockdown status | grep -v ': open$' | sed 's/^/   /'
+echo "   (this demo agent runs no print enforcement — the print steps above use their own cupsd — so the"
+echo "    lockdown is recorded and said to be not in effect: a command is never applied silently)"
+"$holdfast" status | grep '^lockdown' | sed 's/^/   /'
+for _ in $(seq 1 50); do "$broker" device "$device" --state-dir "$work/state" | grep -q 'applied locked' && break; sleep 0.1; done
+"$broker" device "$device" --state-dir "$work/state" | sed -n '/^lockdown/,/^  [0-9]/p' | grep -v '^  20' | sed 's/^/   /'
+echo "   the broker stops; the security team reads a one-time code over the phone:"
+kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
+code=$("$broker" breakglass "$device" --for 15m --scope print --reason "user must print a contract, ticket 88" --state-dir "$work/state" 2>/dev/null)
+echo "   holdfast unlock $code"
+"$holdfast" unlock "$code" > "$work/unlock.txt"; head -1 "$work/unlock.txt" | sed 's/^/   /'
+status=0; "$holdfast" unlock "$code" > /dev/null 2> "$work/again.txt" || status=$?
+[ "$status" != 0 ] || fail "a break-glass code worked twice"
+echo "   the same code again: $(cat "$work/again.txt")"
+"$broker" serve --url "$url" --listen "127.0.0.1:$port" --dir "$work/etc" --state-dir "$work/state" 2>> "$work/broker.log" &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf --cacert "$ca" "$url/v1/health" > /dev/null && break; sleep 0.1; done
+"$broker" release "$device" --reason "INC-2231 closed" --dir "$work/etc" --state-dir "$work/state" | sed 's/^/   /'
+for _ in $(seq 1 150); do "$holdfast" lockdown status --json | grep -q '"locked":\[\]' && break; sleep 0.1; done
+"$holdfast" lockdown status --json | grep -q '"locked":\[\]' || fail "the release did not reach the agent"
+echo "   released: $("$holdfast" lockdown status | grep '^print')"

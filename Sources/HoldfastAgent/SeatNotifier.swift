@@ -47,21 +47,24 @@ struct SeatNotifier: Sendable {
         guard let message = Self.message(for: event), let uid = seat.current()?.user?.uid.flatMap({ UInt32($0) }) else { return }
         let bus = "\(runtimeBase)/\(uid)/bus"
         guard access(bus, F_OK) == 0 else { return }
-        let arguments = [executable, "--notify-user", String(uid), "--bus", "unix:path=" + bus, "--summary", message.summary, "--body", message.body]
+        let arguments = [executable, "--notify-user", String(uid), "--bus", "unix:path=" + bus]
+        // The words travel in the environment, not the command line: /proc/PID/cmdline is readable
+        // by every user, /proc/PID/environ only by the process's own.
+        let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOLDFAST_NOTIFY_SUMMARY=" + message.summary, "HOLDFAST_NOTIFY_BODY=" + message.body]
         let executable = executable
         let logger = logger
         DispatchQueue.global().async {
-            let status = Self.spawnAndWait(executable, arguments)
+            let status = Self.spawnAndWait(executable, arguments, environment: environment)
             if status != 0 { logger.warning("the desktop notification could not be shown", ("uid", String(uid)), ("status", String(status))) }
         }
     }
 
-    /// posix_spawn(3) with an argument vector (no shell, nothing interpolated) and an empty
+    /// posix_spawn(3) with an argument vector (no shell, nothing interpolated) and only the given
     /// environment; waits for the exit status.
-    static func spawnAndWait(_ path: String, _ arguments: [String]) -> Int32 {
+    static func spawnAndWait(_ path: String, _ arguments: [String], environment variables: [String]) -> Int32 {
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
-        var environment: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nil]
+        var environment: [UnsafeMutablePointer<CChar>?] = variables.map { strdup($0) } + [nil]
         defer { for pointer in environment { free(pointer) } }
         var pid: pid_t = 0
         guard posix_spawn(&pid, path, nil, nil, &argv, &environment) == 0 else { return -1 }
@@ -72,7 +75,8 @@ struct SeatNotifier: Sendable {
     }
 }
 
-/// `holdfastd --notify-user UID --bus ADDRESS --summary S --body B`: the helper side. Drops to
+/// `holdfastd --notify-user UID --bus ADDRESS` (the words in `HOLDFAST_NOTIFY_SUMMARY` and
+/// `HOLDFAST_NOTIFY_BODY`): the helper side. Drops to
 /// the user (supplementary groups, group, user — and checks it cannot go back) before connecting
 /// to the user's bus, so nothing of root's reaches it.
 public enum UserNotification {

@@ -13,9 +13,7 @@ let options = [
     OptionSpec("version", help: "print the version"),
     // The desktop-notification helper holdfastd starts (docs/lockdown.md): not for people.
     OptionSpec("notify-user", value: "UID", help: "(internal) show a notification on UID's session bus as UID, then exit"),
-    OptionSpec("bus", value: "ADDRESS", help: "(internal) with --notify-user: the session bus"),
-    OptionSpec("summary", value: "TEXT", help: "(internal) with --notify-user"),
-    OptionSpec("body", value: "TEXT", help: "(internal) with --notify-user"),
+    OptionSpec("bus", value: "ADDRESS", help: "(internal) with --notify-user: the session bus; the text in HOLDFAST_NOTIFY_SUMMARY and _BODY"),
     OptionSpec("help", help: "this text"),
 ]
 
@@ -54,11 +52,11 @@ if !arguments.positionals.isEmpty {
     exit(64)
 }
 if let user = arguments.value("notify-user") {
-    guard let uid = UInt32(user), let bus = arguments.value("bus"), bus.hasPrefix("unix:path=/"), let summary = arguments.value("summary") else {
-        write(2, "holdfastd: --notify-user UID --bus unix:path=… --summary TEXT [--body TEXT]\n")
+    guard let uid = UInt32(user), let bus = arguments.value("bus"), bus.hasPrefix("unix:path=/"), let summary = getenv("HOLDFAST_NOTIFY_SUMMARY").map({ String(cString: $0) }) else {
+        write(2, "holdfastd: --notify-user UID --bus unix:path=… with HOLDFAST_NOTIFY_SUMMARY (and HOLDFAST_NOTIFY_BODY) set\n")
         exit(64)
     }
-    exit(UserNotification.run(uid: uid, bus: bus, summary: summary, body: arguments.value("body") ?? ""))
+    exit(UserNotification.run(uid: uid, bus: bus, summary: summary, body: getenv("HOLDFAST_NOTIFY_BODY").map { String(cString: $0) } ?? ""))
 }
 var logLevel: LogLevel?
 if let name = arguments.value("log-level") {

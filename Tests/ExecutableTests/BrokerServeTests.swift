@@ -26,9 +26,11 @@ import Testing
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    /// A child process stopped (SIGTERM, then SIGKILL) when the test lets go of it.
+    /// A child process stopped (SIGTERM, then SIGKILL) when the test lets go of it. Spawned with
+    /// every signal unblocked (`SpawnedProcess`: Foundation's Process would pass on the test
+    /// runner's blocked SIGTERM, and a stand-in such as dbus-daemon would sit out the 5 s).
     final class Child {
-        let process = Process()
+        let spawned: SpawnedProcess
         let log: String
 
         init(_ executable: String, _ arguments: [String], log: String, environment: [String: String] = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]) throws {
@@ -36,23 +38,18 @@ import Testing
             // Not createFile(atPath:contents:): swift-corelibs-foundation writes it atomically and
             // leaves an item-replacement directory in /tmp each time (docs/platform.md).
             try "".writeReplacing(toFile: log)
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-            process.environment = environment
-            process.standardError = FileHandle(forWritingAtPath: log)
-            process.standardOutput = FileHandle(forWritingAtPath: log)
-            try process.run()
+            spawned = try SpawnedProcess([executable] + arguments, environment: environment, log: log)
         }
 
-        /// SIGTERM (SIGKILL for stand-ins with nothing to flush: a child of the test process may
-        /// start with SIGTERM blocked, and would sit out the 5 s).
-        func stop(signal: Int32 = SIGTERM) {
-            guard process.isRunning else { return }
-            kill(process.processIdentifier, signal)
-            let deadline = Date().addingTimeInterval(5)
-            while process.isRunning, Date() < deadline { usleep(20_000) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
+        var pid: Int32 { spawned.pid }
+        var isRunning: Bool { spawned.exitStatus() == nil }
+
+        func stop() { spawned.stop() }
+
+        /// SIGKILL (no chance to stop cleanly), and the exit reaped.
+        func kill() {
+            spawned.signal(SIGKILL)
+            spawned.stop()
         }
 
         var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
@@ -495,8 +492,7 @@ extension BrokerServeTests {
         try await rig.startBroker()
         // Killed once some batches are in and others are not.
         #expect(await BrokerServeTests.poll(seconds: 60) { arrived(rig, device, kind: "test.kill") > 0 })
-        if let pid = rig.agentProcess?.process.processIdentifier { kill(pid, SIGKILL) }
-        rig.agentProcess?.process.waitUntilExit()
+        rig.agentProcess?.kill()
         let atKill = arrived(rig, device, kind: "test.kill")
         #expect(atKill > 0 && atKill < 10_000, "killed at \(atKill) of 10000")
         try await rig.startAgent()

@@ -98,7 +98,7 @@ struct NetworkLockdownTests {
             // Processes first: a namespace is deleted under no one.
             agent?.stop()
             broker?.stop()
-            elsewhere?.stop(signal: SIGKILL)
+            elsewhere?.stop()
         }
     }
 

@@ -97,7 +97,7 @@ struct SessionLockdownTests {
 
         deinit {
             agent?.stop()
-            for child in children.reversed() { child.stop(signal: SIGKILL) }
+            for child in children.reversed() { child.stop() }
         }
     }
 
