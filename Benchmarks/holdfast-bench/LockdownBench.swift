@@ -15,46 +15,13 @@ import HoldfastTestSupport
 /// round trip to the same broker on a kept-alive connection. Goal: p99 under 1 s.
 enum LockdownBench {
     static func rows(broker: String, holdfastd: String, holdfast: String, commands: Int = 100) throws -> [Row] {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("holdfast-lockdown-bench-\(getpid())").path
-        try FileManager.default.createDirectory(atPath: directory + "/run", withIntermediateDirectories: true)
-        chmod(directory, 0o755)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let port = BrokerBench.freePort()
-        let url = "https://localhost:\(port)"
-        _ = try BrokerBench.run(broker, ["init", "--hostname", "localhost", "--dir", directory + "/etc"])
-        let admin = try BrokerBench.run(broker, ["admin", "add", "bench", "--state-dir", directory + "/state"])
-        let server = try BrokerBench.Child(broker, ["serve", "--url", url, "--listen", "127.0.0.1:\(port)", "--dir", directory + "/etc", "--state-dir", directory + "/state"])
-        defer { withExtendedLifetime(server) {} }
-        let config = directory + "/agent.conf"
-        try """
-            [usb]
-            enabled = no
-            [print]
-            enabled = no
-            [filewatch]
-            enabled = no
-            [agent]
-            state_dir = \(directory)/agent
-            control_socket = \(directory)/run/control.sock
-            policy = \(directory)/policy.json
-
-            """.writeReplacing(toFile: config)
-        try #"{"version": 1}"#.writeReplacing(toFile: directory + "/policy.json")
-        chmod(config, 0o644)
-        chmod(directory + "/policy.json", 0o644)
-        let agent = try BrokerBench.Child(holdfastd, ["--config", config])
-        defer { withExtendedLifetime(agent) {} }
-        let socket = directory + "/run/control.sock"
-        for _ in 0..<100 where (try? BrokerBench.run(holdfast, ["--socket", socket, "status"])) == nil || !FileManager.default.fileExists(atPath: socket) {
-            usleep(100_000)
-        }
-        let token = try BrokerBench.run(broker, ["token", "create", "--url", url, "--dir", directory + "/etc", "--state-dir", directory + "/state"], environment: ["HOLDFAST_ADMIN_TOKEN": admin])
-        let enrolled = try BrokerBench.run(holdfast, ["--socket", socket, "enroll", "--token", token, "--json"])
-        guard let device = (try? JSONValue.parse(Array(enrolled.utf8)))?["device_id"]?.stringValue else { throw CocoaError(.featureUnsupported) }
-        let client = ControlClient(socketPath: socket)
+        let rig = try EnrolledAgent(name: "lockdown", broker: broker, holdfastd: holdfastd, holdfast: holdfast)
+        let device = rig.device
+        let url = rig.url
+        let client = ControlClient(socketPath: rig.socket)
         func applied() -> Int64 { (try? client.call("lockdown.status"))?.result?["last_command_seq"]?.intValue ?? 0 }
-        let storage = try SQLiteBrokerStorage(directory: directory + "/state")
-        let key = try SigningKey.load(from: directory + "/etc/signing.key")
+        let storage = try SQLiteBrokerStorage(directory: rig.directory + "/broker-state")
+        let key = try SigningKey.load(from: rig.directory + "/etc/signing.key")
         // The agent's first poll is held before the series starts.
         usleep(1_000_000)
         var timedOut = 0
@@ -74,7 +41,7 @@ enum LockdownBench {
         }
         let delivery = Measurement(operations: commands, seconds: latencies.reduce(0, +), latencies: latencies)
         // The floor: one HTTPS round trip to the same broker, kept alive (as the agent's poll is).
-        let caPEM = try String(contentsOfFile: directory + "/etc/ca.pem", encoding: .utf8)
+        let caPEM = try String(contentsOfFile: rig.directory + "/etc/ca.pem", encoding: .utf8)
         let https = HTTPClient(trust: .pinned(caPEM))
         let semaphore = DispatchSemaphore(value: 0)
         let box = FloorBox()

@@ -9,46 +9,9 @@ import HoldfastTestSupport
 /// 20 ms cached.
 enum LoginCheckBench {
     static func rows(broker: String, holdfastd: String, holdfast: String, runs: Int = 50) throws -> [Row] {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("holdfast-login-bench-\(getpid())").path
-        try FileManager.default.createDirectory(atPath: directory + "/run", withIntermediateDirectories: true)
-        chmod(directory, 0o755)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let port = BrokerBench.freePort()
-        let url = "https://localhost:\(port)"
-        _ = try BrokerBench.run(broker, ["init", "--hostname", "localhost", "--dir", directory + "/etc"])
-        let admin = try BrokerBench.run(broker, ["admin", "add", "bench", "--state-dir", directory + "/state"])
-        var server: BrokerBench.Child? = try BrokerBench.Child(broker, ["serve", "--url", url, "--listen", "127.0.0.1:\(port)", "--dir", directory + "/etc", "--state-dir", directory + "/state"])
-        let config = directory + "/agent.conf"
-        try """
-            [usb]
-            enabled = no
-            [print]
-            enabled = no
-            [filewatch]
-            enabled = no
-            [agent]
-            state_dir = \(directory)/agent
-            control_socket = \(directory)/run/control.sock
-            policy = \(directory)/policy.json
-            [login]
-            offline_grace = 1h
-
-            """.writeReplacing(toFile: config)
-        try #"{"version": 1, "usb": {}}"#.writeReplacing(toFile: directory + "/policy.json")
-        chmod(config, 0o644)
-        chmod(directory + "/policy.json", 0o644)
-        let agent = try BrokerBench.Child(holdfastd, ["--config", config])
-        defer { withExtendedLifetime(agent) {} }
-        let socket = directory + "/run/control.sock"
-        for _ in 0..<100 where (try? BrokerBench.run(holdfast, ["--socket", socket, "status"])) == nil || !FileManager.default.fileExists(atPath: socket) {
-            usleep(100_000)
-        }
-        let token = try BrokerBench.run(broker, ["token", "create", "--url", url, "--dir", directory + "/etc", "--state-dir", directory + "/state"], environment: ["HOLDFAST_ADMIN_TOKEN": admin])
-        _ = try BrokerBench.run(holdfast, ["--socket", socket, "enroll", "--token", token])
-        for _ in 0..<150 {
-            if let grant = try? BrokerBench.run(holdfast, ["--socket", socket, "grant"]), !grant.isEmpty { break }
-            usleep(200_000)
-        }
+        let rig = try EnrolledAgent(name: "login", broker: broker, holdfastd: holdfastd, holdfast: holdfast, extra: "[login]\noffline_grace = 1h")
+        let socket = rig.socket
+        let config = rig.configuration
         let thin = URL(fileURLWithPath: holdfast).deletingLastPathComponent().appendingPathComponent("holdfast-login-check").path
         func series(fullCLI: Bool = false) throws -> (Measurement, Int) {
             var allowed = 0
@@ -61,11 +24,9 @@ enum LoginCheckBench {
             return (measured, allowed)
         }
         let (fresh, freshAllowed) = try series()
-        server = nil
-        usleep(300_000)
+        rig.stopBroker()
         let (cached, cachedAllowed) = try series()
         let (full, fullAllowed) = try series(fullCLI: true)
-        withExtendedLifetime(server) {}
         return [Row(
             name: "holdfast-login-check as pam_exec runs it (whole process; \(runs) logins each): fresh attestation vs the broker stopped (cached verdict)",
             holdfast: String(format: "fresh p50 %.1f ms, p99 %.1f ms (%d/%d allowed); the full CLI's holdfast login-check, cached: p50 %.1f ms, p99 %.1f ms (%d/%d)",

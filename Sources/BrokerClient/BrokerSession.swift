@@ -124,14 +124,15 @@ public struct BrokerSession: Sendable {
     let pollClient: HTTPClient
     let uploadClient: HTTPClient
 
-    public init(record: EnrollmentRecord, key: SigningKey) {
+    /// `peers` notes the addresses that answered over the pinned TLS (the network lockdown's).
+    public init(record: EnrollmentRecord, key: SigningKey, peers: BrokerAddresses? = nil) {
         self.record = record
         self.key = key
-        client = HTTPClient(trust: .pinned(record.caPEM), label: "holdfast.broker-client")
+        client = HTTPClient(trust: .pinned(record.caPEM), label: "holdfast.broker-client", peers: peers)
         // Long polls on their own queue: a held poll must not delay an attestation.
-        pollClient = HTTPClient(trust: .pinned(record.caPEM), label: "holdfast.broker-poll")
+        pollClient = HTTPClient(trust: .pinned(record.caPEM), label: "holdfast.broker-poll", peers: peers)
         // Uploads on their own queue too: a large batch must not delay a login's attestation.
-        uploadClient = HTTPClient(trust: .pinned(record.caPEM), label: "holdfast.broker-upload", maximumBody: 1 << 16)
+        uploadClient = HTTPClient(trust: .pinned(record.caPEM), label: "holdfast.broker-upload", maximumBody: 1 << 16, peers: peers)
     }
 
     // MARK: Enrollment

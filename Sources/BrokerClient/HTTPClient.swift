@@ -1,5 +1,6 @@
 import CCurl
 import Dispatch
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,6 +36,30 @@ public struct BrokerClientError: Error, CustomStringConvertible, Sendable, Equat
 public struct HTTPAnswer: Sendable {
     public let status: Int
     public let body: [UInt8]
+    /// The address the answer came from (CURLINFO_PRIMARY_IP).
+    public var peerAddress: String? = nil
+}
+
+/// The broker's addresses as the agent has met them: peers that completed a TLS handshake chaining
+/// to the pinned CA and answered. The network lockdown allows these, not whatever a resolver
+/// (the local network's) says the broker's name is now.
+public final class BrokerAddresses: Sendable {
+    private let seen = Mutex<[String]>([])
+    static let kept = 8
+
+    public init() {}
+
+    /// Notes an address (the newest first; at most `kept`).
+    public func note(_ address: String) {
+        seen.withLock { list in
+            guard list.first != address else { return }
+            list.removeAll { $0 == address }
+            list.insert(address, at: 0)
+            if list.count > Self.kept { list.removeLast(list.count - Self.kept) }
+        }
+    }
+
+    public var addresses: [String] { seen.withLock { $0 } }
 }
 
 /// Who the client trusts for TLS.
@@ -56,10 +81,13 @@ public final class HTTPClient: Sendable {
     public let trust: TLSTrust
     /// Larger answers are refused.
     public let maximumBody: Int
+    /// Where a pinned peer's address is noted.
+    let peers: BrokerAddresses?
 
-    public init(trust: TLSTrust, label: String = "holdfast.broker-client", maximumBody: Int = 4 << 20) {
+    public init(trust: TLSTrust, label: String = "holdfast.broker-client", maximumBody: Int = 4 << 20, peers: BrokerAddresses? = nil) {
         self.trust = trust
         self.maximumBody = maximumBody
+        self.peers = peers
         queue = DispatchQueue(label: label)
         _ = CurlLibrary.version
     }
@@ -160,6 +188,9 @@ public final class HTTPClient: Sendable {
         }
         var status = 0
         _ = holdfast_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
-        return .success(HTTPAnswer(status: status, body: sink.bytes))
+        var primary: UnsafeMutablePointer<CChar>?
+        let peer = holdfast_curl_getinfo_string(handle, CURLINFO_PRIMARY_IP, &primary) == CURLE_OK ? primary.map { String(cString: $0) } : nil
+        if let peer, !peer.isEmpty, case .pinned = trust { peers?.note(peer) }
+        return .success(HTTPAnswer(status: status, body: sink.bytes, peerAddress: peer))
     }
 }

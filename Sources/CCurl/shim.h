@@ -17,6 +17,10 @@ static inline CURLcode holdfast_curl_setopt_pointer(CURL *handle, CURLoption opt
 static inline CURLcode holdfast_curl_getinfo_long(CURL *handle, CURLINFO info, long *value) {
     return curl_easy_getinfo(handle, info, value);
 }
+// A string the handle owns (CURLINFO_PRIMARY_IP): valid until the next transfer on it.
+static inline CURLcode holdfast_curl_getinfo_string(CURL *handle, CURLINFO info, char **value) {
+    return curl_easy_getinfo(handle, info, value);
+}
 
 // A struct curl_blob option (CURLOPT_CAINFO_BLOB): copied by libcurl, so the caller's bytes may go.
 static inline CURLcode holdfast_curl_setopt_blob(CURL *handle, CURLoption option, const void *data, size_t length) {

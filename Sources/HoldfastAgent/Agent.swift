@@ -105,8 +105,11 @@ public actor Agent: ControlHandler {
         "posture.report": .admin,
         "lockdown.engage": .admin,
         "lockdown.release": .admin,
-        // Break-glass: a code read over the phone lifts scopes offline until its window ends.
-        "lockdown.unlock": .admin,
+        // Break-glass: a code read over the phone lifts scopes offline until its window ends. Any
+        // local user: the person at a locked laptop is rarely root, and root needs no code (it
+        // can release); the code carries the admin's authority, bound to this device, its scopes
+        // and window, once. Wrong codes are limited per caller and in all.
+        "lockdown.unlock": .request,
         // Enrolling binds this device to a broker; the grant is a bearer credential.
         "enroll": .admin,
         "grant": .admin,

@@ -36,10 +36,15 @@ public actor BrokerLink: Service {
     private let policyVersion: @Sendable () async -> Int64?
     /// Where the broker's lockdown commands go (nil: none are asked for).
     private let lockdown: LockdownController?
+    /// The broker's addresses as met over the pinned TLS (the network lockdown allows these).
+    private let brokerAddresses: BrokerAddresses
     /// Commands delivered but refused before they reached the lockdown (a signature or payload
     /// that does not verify): the poll moves past their claimed sequence, in memory only, so
     /// one bad document is one event, not one per poll.
     private var skippedCommandSequence: Int64 = 0
+    /// Documents refused before they reached the lockdown (SHA-256): journaled once.
+    private var refusedDocuments: Set<String> = []
+    private var pendingAcknowledgements: [(sequence: Int64, applied: Bool, detail: String)] = []
     /// The journal whose events are uploaded (nil: no upload, as in tests of the other loops).
     private let journal: Journal?
     /// Events one upload carries at most (`[broker] upload_batch`), and their bytes.
@@ -68,9 +73,10 @@ public actor BrokerLink: Service {
         stateDirectory: String, key: SigningKey, attestInterval: Duration, heartbeatInterval: Duration = .seconds(60), policyWait: Int, logger: Logger, posture: PostureService?,
         journal: Journal? = nil, uploadBatch: Int = 500, record: @escaping @Sendable (Event) -> Void, applyPolicy: @escaping @Sendable (SignedAgentPolicy) async -> String?,
         policyVersion: @escaping @Sendable () async -> Int64?, services: @escaping @Sendable () async -> [String: String] = { [:] },
-        lockdown: LockdownController? = nil
+        lockdown: LockdownController? = nil, brokerAddresses: BrokerAddresses = BrokerAddresses()
     ) {
         self.lockdown = lockdown
+        self.brokerAddresses = brokerAddresses
         self.stateDirectory = stateDirectory
         self.key = key
         self.attestInterval = attestInterval
@@ -89,7 +95,7 @@ public actor BrokerLink: Service {
             logger.error("the enrollment cannot be read; this agent does not attest until it is fixed or removed", ("path", stateDirectory + "/" + Self.enrollmentFile))
         }
         if let stored = Self.loadRecord(stateDirectory: stateDirectory) {
-            session = BrokerSession(record: stored, key: key)
+            session = BrokerSession(record: stored, key: key, peers: brokerAddresses)
             // The last signed verdict survives a restart: a login while the broker is away is
             // judged by it (inside the offline grace window).
             if let bytes = try? SecureFile.readPrivate(stateDirectory + "/" + Self.verdictFile, owner: 0, maximumSize: 1 << 20),
@@ -153,7 +159,7 @@ public actor BrokerLink: Service {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
             try SecureFile.write(Array(try encoder.encode(enrollment)), to: stateDirectory + "/" + Self.enrollmentFile, mode: 0o600)
-            session = BrokerSession(record: enrollment, key: key)
+            session = BrokerSession(record: enrollment, key: key, peers: brokerAddresses)
             await posture?.enrolled(as: enrollment.deviceID)
             record(Event(
                 kind: "broker.enrolled", eventClass: .deviceConfigStateChange, activityID: 1, activityName: "Enroll", time: Date(), severity: .informational, status: .success,
@@ -185,7 +191,7 @@ public actor BrokerLink: Service {
         let after = Set(updated.keys.compactMap(\.kid))
         let added = after.subtracting(before).sorted()
         let dropped = before.subtracting(after).sorted()
-        self.session = BrokerSession(record: updated, key: key)
+        self.session = BrokerSession(record: updated, key: key, peers: brokerAddresses)
         if !added.isEmpty {
             record(Event(
                 kind: "broker.key_pinned", eventClass: .deviceConfigStateChange, activityID: 2, activityName: "Update", time: Date(), severity: .informational, status: .success,
@@ -363,7 +369,7 @@ public actor BrokerLink: Service {
                 var updated = session.record
                 updated.breakglassSecret = try await session.breakglassSecret()
                 try saveRecord(updated)
-                self.session = BrokerSession(record: updated, key: key)
+                self.session = BrokerSession(record: updated, key: key, peers: brokerAddresses)
                 logger.notice("the broker's break-glass secret is kept; break-glass codes work offline now")
                 return
             } catch {
@@ -465,6 +471,7 @@ public actor BrokerLink: Service {
     /// The one long poll: the agents' policy and the lockdown commands, whichever comes first.
     private func pollLoop() async throws {
         var failures = 0
+        var idleCommandPolls = 0
         while !Task.isCancelled {
             // Between an unenrollment and the next enrollment there is no one to ask.
             guard let session else {
@@ -473,11 +480,18 @@ public actor BrokerLink: Service {
             }
             let inForce = await policyVersion() ?? 0
             let after = max(inForce, refusedPolicyVersion)
-            let commandAfter = max(await lockdown?.lastCommandSequence ?? 0, skippedCommandSequence)
+            let commandAfter = max(await lockdown?.lastCommandSequence(for: session.record.deviceID) ?? 0, skippedCommandSequence)
             do {
+                await flushAcknowledgements(session)
                 if let answer = try await session.poll(policyAfter: after, commandAfter: commandAfter, wait: policyWait) {
-                    // A command the journal could not take comes again: not at once.
-                    if !answer.commands.isEmpty, await !obey(answer.commands, session: session) { try await Task.sleep(for: .seconds(Self.backoff(1))) }
+                    // Nothing new came of the commands (one the journal could not take, or only
+                    // documents refused before): ask again, not at once.
+                    if !answer.commands.isEmpty, await !obey(answer.commands, session: session) {
+                        idleCommandPolls += 1
+                        try await Task.sleep(for: .seconds(Self.backoff(idleCommandPolls)))
+                    } else {
+                        idleCommandPolls = 0
+                    }
                     if let compact = answer.policy { try await adopt(try session.verifyPolicy(compact), after: after, session: session) }
                 }
                 failures = 0
@@ -513,12 +527,19 @@ public actor BrokerLink: Service {
 
     /// Lockdown commands from the poll, oldest first: each verified with the pinned keys, then
     /// applied (or refused) by the lockdown, and acknowledged under the broker's sequence with the
-    /// state that resulted. False when one could not be saved (it comes again with the next poll).
+    /// state that resulted. False when nothing new came of it (the poll then waits before asking
+    /// again): a command the journal could not take (the rest of the batch waits for it), or
+    /// only documents refused before.
     private func obey(_ delivered: [(sequence: Int64, document: String)], session: BrokerSession) async -> Bool {
         guard let lockdown else { return true }
-        var saved = true
+        var progressed = false
         var keys = session.record.verifyingKeys
         for (sequence, compact) in delivered {
+            // A document that did not verify is refused and journaled once; it is not moved past
+            // (its sequence is the broker's word, not a signed one): a later genuine command in
+            // the same answer is applied all the same.
+            let digest = SHA256.hex(Array(compact.utf8))
+            if refusedDocuments.contains(digest) { continue }
             var verified = BrokerSession.verifyCommand(compact, keys: keys)
             // A command signed by a key the broker rotated to: follow the rotation once.
             if case .failure(let refusal) = verified, refusal.reason == "bad-signature", await refreshKeys(), let renewed = self.session {
@@ -531,22 +552,45 @@ public actor BrokerLink: Service {
                 outcome = await lockdown.apply(command, device: session.record.deviceID)
             case .failure(let refusal):
                 outcome = await lockdown.refuseCommand(refusal.reason, refusal.message, sequence: sequence)
+                if refusedDocuments.count >= 1_000 { refusedDocuments.removeAll() }
+                refusedDocuments.insert(digest)
             }
-            let state = await lockdown.reportedState()
             switch outcome {
-            case .applied(let changed):
-                try? await session.acknowledgeCommand(sequence: sequence, applied: true, detail: changed.isEmpty ? "no change" : "changed \(changed.map(\.rawValue).joined(separator: ","))", state: state)
             case .refused(let reason, _) where reason == "storage":
-                // Not acknowledged: the broker keeps it queued and sends it again.
-                saved = false
+                // Not acknowledged (the broker keeps it queued), and nothing after it is applied
+                // before it: order is the admin's.
+                return progressed
+            case .applied(let changed):
+                progressed = true
+                await acknowledge(session, sequence, applied: true, detail: changed.isEmpty ? "no change" : "changed \(changed.map(\.rawValue).joined(separator: ","))")
             case .refused(let reason, let message):
-                // Never applied; the poll moves past it (in memory: after a restart a refused
-                // document is judged, and journaled, once more).
-                skippedCommandSequence = max(skippedCommandSequence, sequence)
-                try? await session.acknowledgeCommand(sequence: sequence, applied: false, detail: "\(reason): \(message)", state: state)
+                progressed = true
+                // Authentic, but another device's or an old sequence: never applied, moved past
+                // (in memory; an expired one is done with in the lockdown's own state).
+                if case .success = verified, ["other-device", "replayed"].contains(reason) { skippedCommandSequence = max(skippedCommandSequence, sequence) }
+                await acknowledge(session, sequence, applied: false, detail: "\(reason): \(message)")
             }
         }
-        return saved
+        return progressed
+    }
+
+    /// Tells the broker what became of a command; one that does not reach it is sent again
+    /// before the next poll (the broker would show it queued forever otherwise).
+    private func acknowledge(_ session: BrokerSession, _ sequence: Int64, applied: Bool, detail: String) async {
+        let state = await lockdown?.reportedState() ?? .object([:])
+        do {
+            try await session.acknowledgeCommand(sequence: sequence, applied: applied, detail: detail, state: state)
+        } catch {
+            if pendingAcknowledgements.count < 256 { pendingAcknowledgements.append((sequence, applied, detail)) }
+        }
+    }
+
+    /// Acknowledgements that did not reach the broker, sent again (oldest first).
+    private func flushAcknowledgements(_ session: BrokerSession) async {
+        guard !pendingAcknowledgements.isEmpty else { return }
+        let pending = pendingAcknowledgements
+        pendingAcknowledgements = []
+        for (sequence, applied, detail) in pending { await acknowledge(session, sequence, applied: applied, detail: detail) }
     }
 
     /// The lockdown changed: tell the broker with the next beat, now.

@@ -91,14 +91,17 @@ public enum Daemon {
         // The network scope first of all: a locked machine is isolated again before anything
         // else of it runs (the table survives holdfastd's stops, not a reboot).
         let stateDirectory = configuration.stateDirectory
+        let brokerAddresses = BrokerAddresses()
         let network = NetworkLockdown(
-            brokerURL: { BrokerLink.loadRecord(stateDirectory: stateDirectory)?.url }, resolvers: configuration.lockdownDNS, allowed: configuration.lockdownAllow,
-            logger: logger, record: { recorder.record($0) })
+            brokerURL: { BrokerLink.loadRecord(stateDirectory: stateDirectory)?.url }, met: brokerAddresses, resolvers: configuration.lockdownDNS,
+            allowed: configuration.lockdownAllow, journal: journal, logger: logger, record: { recorder.record($0) })
         await lockdown.attach(network, for: .network)
         await agent.attach(network: network)
         let loginConfiguration = configuration
         await lockdown.attach(
-            SessionLockdown(action: configuration.lockdownSessions, exempt: { loginConfiguration.loginIsExempt(user: $0, tty: nil, remoteHost: nil) }, logger: logger),
+            // An exempt user's sessions are left alone (USER or USER@console: the admin at the
+            // console keeps the session the login check let in).
+            SessionLockdown(action: configuration.lockdownSessions, exempt: { loginConfiguration.loginExempt.contains($0) || loginConfiguration.loginExempt.contains($0 + "@console") }, logger: logger),
             for: .sessions)
         // The user is told why, on their desktop, whatever scope it is.
         let seatNotifier = SeatNotifier(
@@ -192,7 +195,7 @@ public enum Daemon {
                     posture: posture, journal: journal, uploadBatch: Int(configuration.brokerUploadBatch), record: { recorder.record($0) },
                     applyPolicy: { await agent.adoptBrokerPolicy($0) }, policyVersion: { await agent.brokerPollAfter },
                     services: { Dictionary(await supervisor.snapshot().map { ($0.name, $0.state.name) }, uniquingKeysWith: { first, _ in first }) },
-                    lockdown: lockdown)
+                    lockdown: lockdown, brokerAddresses: brokerAddresses)
                 recorder.observe { event in
                     if event.kind == "posture.changed" { Task { await broker.trigger(event.kind) } }
                     if event.kind.hasPrefix("lockdown.") { Task { await broker.beatSoon() } }

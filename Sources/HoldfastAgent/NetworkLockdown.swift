@@ -1,125 +1,159 @@
+import BrokerClient
 import Dispatch
 import FoundationEssentials
 import HoldfastCore
 import HoldfastNetfilter
+import HoldfastStore
 import Lockdown
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The `network` scope (docs/lockdown.md): the `inet holdfast` table, built from the broker's
-/// addresses (its URL's host, resolved when the table is built), the DNS resolvers and the
-/// configured `allow` prefixes. While the scope is locked the controller asks again every
-/// `LockdownController.reassertInterval`: a table someone deleted is put back (and said so), a
-/// broker that moved to new addresses is followed.
+/// The `network` scope (docs/lockdown.md, "The network table"): the `inet holdfast` and
+/// `bridge holdfast` tables.
+///
+/// What they allow is decided once, when the lockdown is engaged, and kept (the journal's state,
+/// so a restart or a reboot puts back the same tables without asking any resolver): the broker's
+/// addresses as the agent met them over the pinned TLS (resolved by name only when it never met
+/// the broker), the resolvers (`[lockdown] dns`, else resolv.conf's at that moment) and the
+/// `allow` prefixes. Nothing the local network says later — a DHCP-pushed resolver, a DNS answer
+/// for the broker's name — widens a lockdown in force. While the scope is locked the controller
+/// asks again every `LockdownController.reassertInterval`: tables someone deleted or changed are
+/// put back, and said so.
 actor NetworkLockdown: LockdownEnforcer {
+    static let stateKey = "lockdown.network_table"
+
+    struct Frozen: Codable, Equatable {
+        /// The lockdown entry's start: a new lockdown decides afresh.
+        var since: Date
+        var table: IsolationTable
+        /// Broker addresses not met over TLS but only resolved (said in the status).
+        var unverified: Bool
+    }
+
     private let brokerURL: @Sendable () -> String?
+    private let met: BrokerAddresses
     private let configuredResolvers: [NetworkAddress]
     private let allowed: [NetworkAddress]
     private let resolvConf: String
+    private let journal: Journal
     private let logger: Logger
     private let record: @Sendable (Event) -> Void
-    /// What this agent installed last (nil: no table of ours).
-    private var installed: IsolationTable?
-    /// What the table lacks (logged when it changes; the lockdown is in effect all the same).
-    private var lastProblem: String?
+    private var frozen: Frozen?
+    /// The kernel's listing of our tables right after we installed them (nil: not installed).
+    private var listing: String?
+    /// Every call takes a number; a call that waited (a name lookup) and finds a newer one ran
+    /// meanwhile does nothing: a release is never undone by a lock decided before it.
+    private var generation = 0
 
-    init(brokerURL: @escaping @Sendable () -> String?, resolvers: [NetworkAddress], allowed: [NetworkAddress], resolvConf: String = "/etc/resolv.conf", logger: Logger,
-         record: @escaping @Sendable (Event) -> Void) {
+    init(brokerURL: @escaping @Sendable () -> String?, met: BrokerAddresses, resolvers: [NetworkAddress], allowed: [NetworkAddress], journal: Journal,
+         resolvConf: String = "/etc/resolv.conf", logger: Logger, record: @escaping @Sendable (Event) -> Void) {
         self.brokerURL = brokerURL
+        self.met = met
         configuredResolvers = resolvers
         self.allowed = allowed
+        self.journal = journal
         self.resolvConf = resolvConf
         self.logger = logger
         self.record = record
+        frozen = (try? journal.state(Self.stateKey, as: Frozen.self)) ?? nil
     }
 
     func enforceLockdown(_ entry: LockdownEntry?) async -> String? {
-        guard entry != nil else {
+        generation += 1
+        let mine = generation
+        guard let entry else {
+            frozen = nil
+            listing = nil
+            _ = try? journal.removeState(Self.stateKey)
             // Open: nothing to do unless a table is there (at every start of an open agent
             // nftables is only asked, never changed).
-            guard IsolationTable.isInstalled() else {
-                installed = nil
-                return nil
+            guard IsolationTable.isInstalled() else { return nil }
+            if case .failure(let error) = IsolationTable.remove() { return "the network lockdown tables could not be removed: \(error.message)" }
+            return nil
+        }
+        if frozen?.since != entry.since {
+            let decided = await decide(since: entry.since)
+            guard generation == mine else { return nil }
+            frozen = decided
+            do {
+                try journal.setState(Self.stateKey, encoding: decided)
+            } catch {
+                logger.error("the network lockdown's addresses could not be saved; a restart decides them again", ("error", "\(error)"))
             }
-            switch IsolationTable.remove() {
-            case .success:
-                installed = nil
-                return nil
-            case .failure(let error):
-                return "the network lockdown table could not be removed: \(error.message)"
+            if decided.unverified || decided.table.broker.isEmpty {
+                logger.warning("network lockdown: \(decided.table.broker.isEmpty ? "no broker address is known: the broker is not reachable through the lockdown" : "the broker's addresses come from a name lookup, not from a connection")")
             }
         }
-        let (table, problem) = await wanted()
-        if problem != lastProblem, let problem { logger.warning("network lockdown: \(problem)") }
-        lastProblem = problem
-        let present = IsolationTable.isInstalled()
-        if let installed, !present {
-            // Ours was there and is gone: someone deleted it (nft flush ruleset, a firewall
-            // manager's reload). Put back at once, and said.
+        guard let table = frozen?.table else { return "the network lockdown's tables were not decided" }
+        let now = IsolationTable.listing()
+        if let listing, now == listing { return nil }
+        if listing != nil {
+            // Ours were there and are gone or changed: someone else did it (nft flush ruleset, a
+            // firewall manager's reload, a chain set to accept). Put back at once, and said.
             record(Event(
                 kind: "lockdown.tampered", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Lock", time: Date(), severity: .critical, status: .failure,
-                message: "the network lockdown table inet holdfast was removed by something other than holdfastd; it is installed again",
-                details: ["scope": "network", "brokers": .array(installed.broker.map { .string($0.description) })]))
+                message: "the network lockdown tables were \(now == nil ? "removed" : "changed") by something other than holdfastd; they are installed again",
+                details: ["scope": "network", "change": .string(now == nil ? "removed" : "changed")]))
         }
-        if present, table == installed { return nil }
         switch table.install() {
         case .success:
-            installed = table
-            logger.notice("network lockdown table installed", ("brokers", table.broker.map(\.description).joined(separator: ",")),
+            listing = IsolationTable.listing()
+            logger.notice("network lockdown tables installed", ("brokers", table.broker.map(\.description).joined(separator: ",")),
                           ("resolvers", table.resolvers.map(\.description).joined(separator: ",")))
             return nil
         case .failure(let error):
-            return "the network lockdown table could not be installed: \(error.message)"
+            listing = nil
+            return "the network lockdown tables could not be installed: \(error.message)"
         }
     }
 
-    /// What `holdfast lockdown status` adds to the scope: the addresses allowed and what is missing.
+    /// What `holdfast lockdown status` adds to the scope: what the tables allow.
     func detail() -> JSONValue {
-        var object: [String: JSONValue] = [:]
-        if let installed {
-            object["brokers"] = .array(installed.broker.map { .string($0.description) })
-            object["resolvers"] = .array(installed.resolvers.map { .string($0.description) })
-            object["allowed"] = .array(installed.allowed.map { .string($0.description) })
+        guard let frozen else { return .object([:]) }
+        var object: [String: JSONValue] = [
+            "brokers": .array(frozen.table.broker.map { .string($0.description) }), "broker_port": .int(Int64(frozen.table.brokerPort)),
+            "resolvers": .array(frozen.table.resolvers.map { .string($0.description) }), "allowed": .array(frozen.table.allowed.map { .string($0.description) }),
+        ]
+        if frozen.table.broker.isEmpty {
+            object["warning"] = "no broker address: the broker is not reachable through the lockdown (break-glass, or a local release)"
+        } else if frozen.unverified {
+            object["warning"] = "the broker's addresses come from a name lookup when the lockdown began, not from a connection over the pinned TLS"
         }
-        if let lastProblem { object["warning"] = .string(lastProblem) }
         return .object(object)
     }
 
-    /// The table as it should be now, and what is missing from it (still enforced: fail closed).
-    private func wanted() async -> (IsolationTable, String?) {
-        var problem: String?
+    /// The tables for a lockdown beginning now.
+    private func decide(since: Date) async -> Frozen {
         var brokers: [NetworkAddress] = []
         var port: UInt16 = 443
+        var unverified = false
         if let url = brokerURL(), let parsed = URL(string: url), let host = parsed.host(percentEncoded: false) {
             port = parsed.port.flatMap { UInt16(exactly: $0) } ?? (parsed.scheme == "http" ? 80 : 443)
             let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-            if let literal = NetworkAddress(bare) {
+            if let literal = NetworkAddress(bare), literal.isHost {
                 brokers = [literal]
             } else {
-                brokers = await Self.resolve(bare)
-                // Resolution failed: keep the addresses that worked before rather than none.
+                brokers = met.addresses.compactMap(NetworkAddress.init).filter(\.isHost)
                 if brokers.isEmpty {
-                    brokers = installed?.broker ?? []
-                    problem = "the broker's name \(bare) does not resolve now; " + (brokers.isEmpty ? "the broker is not reachable through the lockdown" : "its last known addresses stay allowed")
+                    brokers = await Self.resolve(bare).filter(\.isHost)
+                    unverified = !brokers.isEmpty
                 }
             }
-        } else {
-            problem = "not enrolled: the lockdown allows no broker"
         }
         let resolvers = configuredResolvers.isEmpty ? Self.nameservers(resolvConf) : configuredResolvers
-        return (IsolationTable(broker: brokers, brokerPort: port, resolvers: resolvers, allowed: allowed), problem)
+        return Frozen(since: since, table: IsolationTable(broker: brokers, brokerPort: port, resolvers: resolvers, allowed: allowed), unverified: unverified)
     }
 
-    /// The nameservers of resolv.conf(5); behind systemd-resolved's stub (127.0.0.53) also the
-    /// upstream servers it forwards to.
+    /// The nameservers of resolv.conf(5) — single hosts only — and behind systemd-resolved's stub
+    /// (127.0.0.53) also the upstream servers it forwards to.
     static func nameservers(_ path: String) -> [NetworkAddress] {
         func read(_ path: String) -> [NetworkAddress] {
             guard let bytes = SmallFile.read(path, limit: 65_536) else { return [] }
             return String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline).compactMap { line in
                 let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
                 guard words.count >= 2, words[0] == "nameserver" else { return nil }
-                return NetworkAddress(String(words[1]))
+                return NetworkAddress(String(words[1])).flatMap { $0.isHost ? $0 : nil }
             }
         }
         var servers = read(path)

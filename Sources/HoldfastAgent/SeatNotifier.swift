@@ -59,17 +59,39 @@ struct SeatNotifier: Sendable {
         }
     }
 
-    /// posix_spawn(3) with an argument vector (no shell, nothing interpolated) and only the given
-    /// environment; waits for the exit status.
-    static func spawnAndWait(_ path: String, _ arguments: [String], environment variables: [String]) -> Int32 {
+    /// posix_spawn(3) with an argument vector (no shell, nothing interpolated), only the given
+    /// environment, every signal unblocked and at its default; waits for the exit status at most
+    /// `timeout` seconds (the helper runs as the user, who could stop it), then kills it.
+    static func spawnAndWait(_ path: String, _ arguments: [String], environment variables: [String], timeout: Double = 15) -> Int32 {
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var environment: [UnsafeMutablePointer<CChar>?] = variables.map { strdup($0) } + [nil]
         defer { for pointer in environment { free(pointer) } }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        guard posix_spawn(&pid, path, nil, nil, &argv, &environment) == 0 else { return -1 }
+        guard posix_spawn(&pid, path, nil, &attributes, &argv, &environment) == 0 else { return -1 }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1_000))
+        while true {
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid { break }
+            if reaped < 0, errno != EINTR { return -1 }
+            if ContinuousClock.now > deadline {
+                kill(pid, SIGKILL)
+                while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+                break
+            }
+            usleep(20_000)
+        }
         // WIFEXITED / WEXITSTATUS (the macros Swift does not see).
         return status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     }

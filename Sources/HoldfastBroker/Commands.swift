@@ -25,8 +25,10 @@ extension Broker {
         lifetime: Int64, at time: Int64
     ) throws -> QueuedCommand {
         for _ in 0..<5 {
+            let (next, overflow) = try storage.latestCommandSequence(device: device).addingReportingOverflow(1)
+            guard !overflow else { throw ComplianceError("the commands table holds a sequence at the largest number for \(device): someone wrote to it by hand") }
             let command = RemoteCommand(
-                device: device, sequence: try storage.latestCommandSequence(device: device) + 1, issuedAt: time, expiresAt: time + lifetime, action: action,
+                device: device, sequence: next, issuedAt: time, expiresAt: time + lifetime, action: action,
                 scopes: scopes, reason: reason, admin: admin)
             let queued = QueuedCommand(
                 device: device, sequence: command.sequence, action: action.rawValue, scopes: scopes.map(\.rawValue).joined(separator: ","), reason: reason, admin: admin,

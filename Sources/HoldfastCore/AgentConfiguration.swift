@@ -321,7 +321,7 @@ public enum AgentConfigurationParser {
             let entries = value.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
             var addresses: [NetworkAddress] = []
             for entry in entries {
-                guard let address = NetworkAddress(entry), address.prefix == (address.family == .v4 ? 32 : 128) else {
+                guard let address = NetworkAddress(entry), address.isHost else {
                     return "dns lists resolver addresses, comma-separated (e.g. 10.0.0.53, fd00::53); '\(entry)' is not one"
                 }
                 addresses.append(address)

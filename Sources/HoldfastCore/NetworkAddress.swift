@@ -5,7 +5,7 @@ import Glibc
 /// An IPv4 or IPv6 address or prefix (`10.0.0.5`, `10.1.0.0/16`, `fd00::53`), parsed by
 /// inet_pton(3) and written back by inet_ntop(3): what reaches an nftables ruleset is always the
 /// canonical text of a parsed address, never the text someone wrote.
-public struct NetworkAddress: Sendable, Hashable, CustomStringConvertible {
+public struct NetworkAddress: Sendable, Hashable, CustomStringConvertible, Codable {
     public enum Family: Sendable, Hashable { case v4, v6 }
 
     public let family: Family
@@ -43,4 +43,19 @@ public struct NetworkAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// `10.0.0.5` for one address, `10.1.0.0/16` for a prefix.
     public var description: String { prefix == (family == .v4 ? 32 : 128) ? address : "\(address)/\(prefix)" }
+
+    /// Stored as its text, parsed again when read.
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let parsed = NetworkAddress(text) else { throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an address: \(text)")) }
+        self = parsed
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+
+    /// One real host: not a prefix, not 0.0.0.0 or :: (what a resolver or a broker must be).
+    public var isHost: Bool { prefix == (family == .v4 ? 32 : 128) && address != "0.0.0.0" && address != "::" }
 }

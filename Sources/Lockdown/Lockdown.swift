@@ -54,9 +54,16 @@ public protocol LockdownEnforcer: Sendable {
 /// applied again at every start.
 public actor LockdownController {
     static let stateKey = "lockdown.scopes"
-    /// The sequence of the last broker command this agent applied (or refused as expired): only
-    /// newer ones are applied.
+    /// The sequence of the last broker command this agent applied (or refused as expired), and
+    /// the device id it was for: only newer ones are applied. A new enrollment is a new device,
+    /// whose commands the broker numbers from 1 again.
     static let sequenceKey = "lockdown.command_seq"
+
+    struct CommandProgress: Codable, Equatable {
+        /// Nil in a state from before the device was kept: taken as this device's.
+        var device: String?
+        var seq: Int64
+    }
 
     private let journal: Journal
     private let record: @Sendable (Event) -> Void
@@ -65,15 +72,17 @@ public actor LockdownController {
     private var enforcers: [LockdownScope: any LockdownEnforcer] = [:]
     /// The last enforcement failure per scope (shown in status).
     private var failures: [LockdownScope: String] = [:]
-    /// The last broker command sequence done with (applied, or refused as expired).
-    public private(set) var lastCommandSequence: Int64
+    /// The last broker command sequence done with (applied, or refused as expired), per device.
+    private var progress: CommandProgress
     static let suspendedKey = "lockdown.suspended"
     static let usedCodesKey = "lockdown.breakglass_used"
     /// Scopes lifted by a break-glass code until a time.
     private var suspensions: [LockdownScope: LockdownSuspension]
-    /// Wrong break-glass codes lately (five in 15 minutes lock the verb for 15 minutes).
-    private var wrongCodes: [Date] = []
+    /// Wrong break-glass codes lately, by who tried: five from one caller, or twenty in all, in
+    /// 15 minutes close the verb for 15 minutes (any local user may try a code).
+    private var wrongCodes: [(at: Date, by: String)] = []
     static let wrongCodeLimit = 5
+    static let wrongCodeLimitAll = 20
     static let wrongCodeWindow: TimeInterval = 900
 
     /// Loads the state. A state that cannot be read is treated as *every scope locked*: failing
@@ -82,7 +91,14 @@ public actor LockdownController {
         self.journal = journal
         self.clock = clock
         self.record = record
-        lastCommandSequence = (try? journal.state(Self.sequenceKey)).flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+        progress = Self.loadProgress(journal)
+        if progress.device == nil, progress.seq == 0, let bytes = try? journal.state(Self.sequenceKey), !bytes.isEmpty {
+            // Said, not guessed: old signed commands of this device would be taken again.
+            record(Event(
+                kind: "lockdown.state_unreadable", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Other",
+                time: clock.now(), severity: .critical, status: .failure,
+                message: "the sequence of the last broker command applied cannot be read; commands are judged from 0 (the broker's older commands may apply again)"))
+        }
         // A suspension that cannot be read is no suspension: the lockdown is in force.
         suspensions = ((try? journal.state(Self.suspendedKey, as: [LockdownScope: LockdownSuspension].self)) ?? nil) ?? [:]
         do {
@@ -243,16 +259,16 @@ public actor LockdownController {
     /// wrong codes in 15 minutes close the verb for 15 minutes. Every try is journaled.
     public func breakGlass(_ text: String, secret: [UInt8]?, device: String?, by who: String) async -> Result<BreakGlassOutcome, BreakGlassRefusal> {
         let now = clock.now()
-        wrongCodes = wrongCodes.filter { now.timeIntervalSince($0) < Self.wrongCodeWindow }
+        wrongCodes = wrongCodes.filter { now.timeIntervalSince($0.at) < Self.wrongCodeWindow }
         func refuse(_ reason: String, _ message: String, counts: Bool = false) -> Result<BreakGlassOutcome, BreakGlassRefusal> {
-            if counts { wrongCodes.append(now) }
+            if counts { wrongCodes.append((now, who)) }
             record(Event(
                 kind: "lockdown.breakglass_refused", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Refuse", time: now, severity: .high, status: .failure,
                 message: "a break-glass code was refused (\(reason)): \(message)", details: ["reason": .string(reason), "by": .string(who)]))
             return .failure(BreakGlassRefusal(reason: reason, message: message))
         }
-        guard wrongCodes.count < Self.wrongCodeLimit else {
-            return refuse("too-many-tries", "\(Self.wrongCodeLimit) wrong codes in \(Int(Self.wrongCodeWindow / 60)) minutes; try again later")
+        guard wrongCodes.filter({ $0.by == who }).count < Self.wrongCodeLimit, wrongCodes.count < Self.wrongCodeLimitAll else {
+            return refuse("too-many-tries", "too many wrong codes in \(Int(Self.wrongCodeWindow / 60)) minutes; try again later")
         }
         guard let secret, let device else {
             return refuse("no-secret", "this agent holds no break-glass secret (not enrolled, or not in contact with its broker since break-glass came)")
@@ -265,12 +281,21 @@ public actor LockdownController {
         case .failure(.outsideWindow): return refuse("outside-window", "the code's window has ended (or not begun)", counts: true)
         }
         let current = Int64(now.timeIntervalSince1970)
-        var used = ((try? journal.state(Self.usedCodesKey, as: [String: Int64].self)) ?? nil) ?? [:]
+        // Which codes were used: a record that cannot be read refuses every code (a code must
+        // never work twice because a state file was damaged).
+        var used: [String: Int64]
+        do {
+            used = try journal.state(Self.usedCodesKey, as: [String: Int64].self) ?? [:]
+        } catch {
+            return refuse("storage", "the record of used codes cannot be read (\(error)); no code is taken until it can")
+        }
         used = used.filter { $0.value > current }
         guard used[code.digest] == nil else { return refuse("used", "this code was used already; each code works once") }
-        let lifted = code.scopes.filter { inForce($0) != nil }
+        // Only a lockdown that began before the code was made: a code kept for later does not
+        // open a lockdown for another incident.
+        let lifted = code.scopes.filter { scope in inForce(scope).map { Int64($0.since.timeIntervalSince1970) <= code.startsAt + BreakGlassCode.skew } ?? false }
         guard !lifted.isEmpty else {
-            return refuse("nothing-locked", "none of the code's scopes (\(code.scopes.map(\.rawValue).joined(separator: ", "))) is locked now; the code is kept for later")
+            return refuse("nothing-locked", "none of the code's scopes (\(code.scopes.map(\.rawValue).joined(separator: ", "))) has a lockdown from before the code was made")
         }
         let until = Date(timeIntervalSince1970: Double(code.endsAt))
         used[code.digest] = code.endsAt
@@ -338,12 +363,13 @@ public actor LockdownController {
         guard command.device == device else {
             return refuseCommand("other-device", "command \(command.sequence) is for device \(command.device), not this one (\(device))", sequence: command.sequence, admin: command.admin)
         }
-        guard command.sequence > lastCommandSequence else {
-            return refuseCommand("replayed", "command \(command.sequence) is not newer than command \(lastCommandSequence) applied before", sequence: command.sequence, admin: command.admin)
+        let last = lastCommandSequence(for: device)
+        guard command.sequence > last else {
+            return refuseCommand("replayed", "command \(command.sequence) is not newer than command \(last) applied before", sequence: command.sequence, admin: command.admin)
         }
         guard Int64(now.timeIntervalSince1970) < command.expiresAt else {
             // Authentic and this device's, but too late: done with, never applied.
-            saveSequence(command.sequence)
+            saveSequence(command.sequence, device: device)
             return refuseCommand(
                 "expired", "command \(command.sequence) expired at \(Date(timeIntervalSince1970: Double(command.expiresAt)).formatted(.iso8601))",
                 sequence: command.sequence, admin: command.admin)
@@ -363,7 +389,7 @@ public actor LockdownController {
             // Not saved, not applied: the next poll brings it again.
             return refuseCommand("storage", "command \(command.sequence) could not be saved: \(error)", sequence: command.sequence, admin: command.admin)
         }
-        saveSequence(command.sequence)
+        saveSequence(command.sequence, device: device)
         record(Event(
             kind: "lockdown.command_applied", eventClass: .deviceConfigStateChange, activityID: 99, activityName: command.action == .lockdown ? "Lock" : "Unlock",
             time: now, severity: .medium, status: .success,
@@ -387,10 +413,22 @@ public actor LockdownController {
         return .refused(reason: reason, message: message)
     }
 
-    private func saveSequence(_ sequence: Int64) {
-        lastCommandSequence = max(lastCommandSequence, sequence)
+    /// The last command sequence done with for this device (0: none, or another device's).
+    public func lastCommandSequence(for device: String) -> Int64 {
+        progress.device == nil || progress.device == device ? progress.seq : 0
+    }
+
+    static func loadProgress(_ journal: Journal) -> CommandProgress {
+        guard let bytes = try? journal.state(sequenceKey) else { return CommandProgress(device: nil, seq: 0) }
+        if let stored = try? JSONDecoder().decode(CommandProgress.self, from: Data(bytes)) { return stored }
+        // The first form: the number alone.
+        return CommandProgress(device: nil, seq: Int64(String(decoding: bytes, as: UTF8.self)) ?? 0)
+    }
+
+    private func saveSequence(_ sequence: Int64, device: String) {
+        progress = CommandProgress(device: device, seq: max(lastCommandSequence(for: device), sequence))
         do {
-            try journal.setState(Self.sequenceKey, Array(String(lastCommandSequence).utf8))
+            try journal.setState(Self.sequenceKey, encoding: progress)
         } catch {
             record(Event(
                 kind: "lockdown.save_failed", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Other",
@@ -450,7 +488,7 @@ public actor LockdownController {
             scopes[scope.rawValue] = .object(object)
         }
         return .object([
-            "scopes": .object(scopes), "locked": .array(entries.keys.sorted().map { .string($0.rawValue) }), "last_command_seq": .int(lastCommandSequence),
+            "scopes": .object(scopes), "locked": .array(entries.keys.sorted().map { .string($0.rawValue) }), "last_command_seq": .int(progress.seq),
         ])
     }
 }

@@ -161,7 +161,7 @@ struct LockdownChange: Subcommand {
 /// its window ends, offline (docs/lockdown.md, "Break-glass").
 struct Unlock: Subcommand {
     static let path = ["unlock"]
-    static let summary = "lift a lockdown with a break-glass code the security team reads you (root only; works offline, once per code)"
+    static let summary = "lift a lockdown with a break-glass code the security team reads you (any local user; works offline, once per code)"
     static let positionals = "CODE"
     static let options = [Daemon.socketOption, OptionSpec("json", help: "print the lockdown status after it as JSON")]
 

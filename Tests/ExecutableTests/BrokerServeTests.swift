@@ -90,29 +90,13 @@ import Testing
             try #require(admin.status == 0, "\(admin.stderr)")
             adminToken = admin.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             try await startBroker()
-            try FileManager.default.createDirectory(atPath: directory.file("run"), withIntermediateDirectories: true)
-            try """
-                # broker test agent
-                [usb]
-                enabled = no
-                [print]
-                enabled = no
-                [filewatch]
-                enabled = no
-                [agent]
-                state_dir = \(directory.file("state"))
-                control_socket = \(socket)
-                policy = \(directory.file("policy.json"))
+            try TestAgentConfiguration.write(in: directory.path, extra: """
                 [broker]
                 attest_interval = \(attestInterval)
                 policy_wait = 2s
                 upload_batch = \(uploadBatch)
                 \(extraConfig)
-
-                """.writeReplacing(toFile: directory.file("agent.conf"))
-            try #"{"version": 1, "usb": {}}"#.writeReplacing(toFile: directory.file("policy.json"))
-            chmod(directory.file("agent.conf"), 0o644)
-            chmod(directory.file("policy.json"), 0o644)
+                """)
         }
 
         func startAgent() async throws {

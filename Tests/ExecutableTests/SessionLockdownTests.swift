@@ -24,7 +24,6 @@ struct SessionLockdownTests {
         init(action: String, withLogind: Bool = true) async throws {
             chmod(directory.path, 0o755)
             try FileManager.default.createDirectory(atPath: directory.file("run-user/0"), withIntermediateDirectories: true)
-            try FileManager.default.createDirectory(atPath: directory.file("run"), withIntermediateDirectories: true)
             for (name, type, listen) in [("system", "system", directory.file("system_bus")), ("session", "session", sessionBus)] {
                 try """
                     <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -57,28 +56,7 @@ struct SessionLockdownTests {
                                                        log: directory.file("notify-mock.log"), environment: environment))
             try #require(await BrokerServeTests.poll { self.busCall(["--session", "--dest=org.freedesktop.Notifications", "/org/freedesktop/Notifications", "org.freedesktop.Notifications.GetCapabilities"]) })
             try "ACTIVE=c3\nACTIVE_UID=0\n".writeReplacing(toFile: directory.file("seat0"))
-            try """
-                [usb]
-                enabled = no
-                [print]
-                enabled = no
-                [filewatch]
-                enabled = no
-                [posture]
-                enabled = no
-                [agent]
-                state_dir = \(directory.file("state"))
-                control_socket = \(socket)
-                policy = \(directory.file("policy.json"))
-                [login]
-                exempt = root@console, carol
-                [lockdown]
-                sessions = \(action)
-
-                """.writeReplacing(toFile: directory.file("agent.conf"))
-            try #"{"version": 1}"#.writeReplacing(toFile: directory.file("policy.json"))
-            chmod(directory.file("agent.conf"), 0o644)
-            chmod(directory.file("policy.json"), 0o644)
+            try TestAgentConfiguration.write(in: directory.path, extra: "[posture]\nenabled = no\n[login]\nexempt = root@console, carol\n[lockdown]\nsessions = \(action)")
             agent = try BrokerServeTests.Child(BrokerServeTests.daemon, ["--config", directory.file("agent.conf")], log: directory.file("agent.log"), environment: [
                 "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DBUS_SYSTEM_BUS_ADDRESS": systemBus, "HOLDFAST_SEAT_FILE": directory.file("seat0"),
                 "HOLDFAST_USER_RUNTIME_DIR": directory.file("run-user"),

@@ -18,6 +18,12 @@ import Testing
         #expect(NetworkAddress(text) == nil)
     }
 
+    @Test func onlySingleRealHostsAreHosts() {
+        #expect(NetworkAddress("10.0.0.53")?.isHost == true)
+        #expect(NetworkAddress("fd00::53")?.isHost == true)
+        for text in ["0.0.0.0", "::", "0.0.0.0/0", "10.0.0.0/8", "fd00::/64"] { #expect(NetworkAddress(text)?.isHost == false, "\(text)") }
+    }
+
     @Test func lockdownKeysParseAndRefuseWhatIsNotAnAddress() throws {
         let directory = TemporaryDirectory()
         let path = directory.file("agent.conf")
@@ -26,7 +32,7 @@ import Testing
         #expect(configuration.lockdownDNS.map(\.description) == ["10.0.0.53", "fd00::53"])
         #expect(configuration.lockdownAllow.map(\.description) == ["10.20.0.0/24"])
         #expect(configuration.lockdownSessions == "lock")
-        for bad in ["dns = resolver.example", "dns = 10.0.0.0/8", "allow = 10.0.0.1; drop", "sessions = logout"] {
+        for bad in ["dns = resolver.example", "dns = 10.0.0.0/8", "dns = 0.0.0.0", "allow = 10.0.0.1; drop", "sessions = logout"] {
             try "[lockdown]\n\(bad)\n".writeReplacing(toFile: path)
             #expect(throws: ConfigError.self) { try AgentConfigurationParser.load(path, requireRootOwned: false) }
         }
@@ -43,13 +49,17 @@ import Testing
         for line in [
             "table inet holdfast {", "type filter hook output priority -10; policy drop;", "type filter hook input priority -10; policy drop;",
             "type filter hook forward priority -10; policy drop;", "ip daddr { 10.77.1.2 } tcp dport 8443 accept", "ip6 daddr { fd00::2 } tcp dport 8443 accept",
-            "ip saddr { 10.77.1.2 } tcp sport 8443 ct state established accept", "ip daddr { 10.77.1.53 } udp dport 53 accept", "udp sport 68 udp dport 67 accept",
-            "ip daddr { 10.20.0.0/24 } accept", "oif \"lo\" accept",
+            "ip saddr { 10.77.1.2 } tcp sport 8443 ct state established accept", "ip daddr { 10.77.1.53 } udp dport 53 accept",
+            "ip daddr { 10.20.0.0/24 } accept", "oif \"lo\" accept", "ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept",
+            "table bridge holdfast {", "ip6 hoplimit 255 accept",
         ] {
             #expect(text.contains(line), "missing: \(line)\n\(text)")
         }
         // Nothing open-ended: no bare established accept (old connections elsewhere stay dead).
         #expect(!text.contains("ct state established,related accept"))
+        // No unicast DHCP channel out, no redirects in.
+        #expect(!text.contains("\n        udp sport 68 udp dport 67 accept"))
+        #expect(!text.contains("nd-redirect"))
         for line in text.split(separator: "\n") where line.contains("ct state established") {
             #expect(line.contains("saddr"), "an established accept not bound to an allowed source: \(line)")
         }

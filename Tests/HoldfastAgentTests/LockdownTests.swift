@@ -100,7 +100,7 @@ actor RecordingEnforcer: LockdownEnforcer {
         #expect(await controller.entry(.usb)?.source == "broker")
         #expect(await controller.entry(.usb)?.by == "alice (broker command 1)")
         #expect(await usb.calls.last??.reason == "incident 1")
-        #expect(await controller.lastCommandSequence == 1)
+        #expect(await controller.lastCommandSequence(for: Self.device) == 1)
         #expect(await controller.reportedState() == .object(["locked": .array(["usb"]), "enforced": .array(["usb"])]))
 
         // The same command again (a replay) and an older one: refused, nothing changes.
@@ -109,12 +109,15 @@ actor RecordingEnforcer: LockdownEnforcer {
 
         // A restart keeps the sequence: the replay is still refused.
         let restarted = LockdownController(journal: journal, clock: clock) { _ = try? journal.append($0) }
-        #expect(await restarted.lastCommandSequence == 1)
+        #expect(await restarted.lastCommandSequence(for: Self.device) == 1)
         if case .applied = await restarted.apply(Self.command(1, .release), device: Self.device) { Issue.record("a replayed release applied after a restart") }
         #expect(await restarted.apply(Self.command(2, .release), device: Self.device) == .applied(changed: [.usb]))
         #expect(await restarted.entry(.usb) == nil)
         #expect(try Self.refusals(journal) == ["replayed", "replayed"])
-        #expect(try journal.entries().map { try $0.event().kind }.filter { $0 == "lockdown.command_applied" }.count == 2)
+        // Enrolled again as another device: the broker numbers its commands from 1 again.
+        #expect(await restarted.lastCommandSequence(for: "hf-00000000000000cc") == 0)
+        #expect(await restarted.apply(Self.command(1, device: "hf-00000000000000cc"), device: "hf-00000000000000cc") == .applied(changed: [.usb]))
+        #expect(try journal.entries().map { try $0.event().kind }.filter { $0 == "lockdown.command_applied" }.count == 3)
     }
 
     @Test func anotherDevicesOrAnExpiredCommandIsRefusedAndNeverApplied() async throws {
@@ -128,7 +131,7 @@ actor RecordingEnforcer: LockdownEnforcer {
         if case .applied = await controller.apply(Self.command(2), device: Self.device) { Issue.record("an expired command applied") }
         #expect(await controller.entry(.usb) == nil)
         // An expired command of this device is done with; another device's is not counted.
-        #expect(await controller.lastCommandSequence == 2)
+        #expect(await controller.lastCommandSequence(for: Self.device) == 2)
         await controller.refuseCommand("bad-signature", "forged", sequence: 3)
         #expect(try Self.refusals(journal) == ["other-device", "expired", "bad-signature"])
     }
@@ -220,4 +223,30 @@ actor RecordingEnforcer: LockdownEnforcer {
 
 extension Result where Failure == LockdownController.BreakGlassRefusal {
     var failureReason: String? { if case .failure(let refusal) = self { refusal.reason } else { nil } }
+}
+
+extension BreakGlassTests {
+    /// A code kept unused opens only the lockdown it was made for, not one for a later incident.
+    @Test func aCodeDoesNotOpenALockdownThatBeganAfterIt() async throws {
+        let directory = TemporaryDirectory()
+        let journal = try LockdownControllerTests.journal(directory)
+        let clock = ManualTimeSource(Self.start)
+        let controller = LockdownController(journal: journal, clock: clock) { _ = try? journal.append($0) }
+        let code = try Self.code(LockdownScope.allCases, duration: 604_800)
+        clock.advance(by: 3 * 86_400)
+        try await controller.engage([.network, .usb], reason: "another incident", by: "alice", source: "broker")
+        #expect(await controller.breakGlass(code, secret: Self.secret, device: Self.device, by: "uid 1000").failureReason == "nothing-locked")
+        #expect(await controller.inForce(.network) != nil)
+    }
+
+    @Test func aRecordOfUsedCodesThatCannotBeReadRefusesEveryCode() async throws {
+        let directory = TemporaryDirectory()
+        let journal = try LockdownControllerTests.journal(directory)
+        let clock = ManualTimeSource(Self.start)
+        let controller = LockdownController(journal: journal, clock: clock) { _ = try? journal.append($0) }
+        try await controller.engage([.usb], reason: "incident", by: "alice", source: "broker")
+        try journal.setState("lockdown.breakglass_used", Array("damaged".utf8))
+        #expect(await controller.breakGlass(try Self.code([.usb]), secret: Self.secret, device: Self.device, by: "uid 1000").failureReason == "storage")
+        #expect(await controller.inForce(.usb) != nil)
+    }
 }

@@ -15,7 +15,7 @@ public enum VerbClass: String, Sendable, Codable {
     case read
     /// Any local user, recorded with the caller's uid; never changes enforcement by itself.
     case request
-    /// uid 0 only: reload, local exceptions, unlock.
+    /// uid 0 only: reload, local exceptions, lockdowns by hand.
     case admin
 
     /// Whether a caller with `uid` may use verbs of this class.
