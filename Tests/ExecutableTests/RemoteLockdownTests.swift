@@ -138,10 +138,13 @@ extension BrokerServeTests {
         let code = try #require(object["code"] as? String)
         #expect(code.count == 17)
 
-        // Read aloud in groups, typed as four words: the same code.
-        let unlocked = try rig.holdfast(["unlock"] + code.split(separator: "-").map(String.init))
+        // Read aloud in groups, typed as four words: the same code — by the user at the desk,
+        // who is not root (nobody here).
+        let unlocked = try runProcess("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", BrokerServeTests.holdfast, "--socket", rig.socket, "unlock"]
+            + code.split(separator: "-").map(String.init))
         #expect(unlocked.status == 0, "\(unlocked.stderr)")
         #expect(unlocked.stdout.contains("lifted usb until"))
+        #expect(Self.journalEvents(rig).contains { ($0["message"] as? String)?.hasPrefix("break-glass by uid 65534 (nobody): usb lifted until") == true })
         let usb = (Self.lockdownStatus(rig)["scopes"] as? [String: Any])?["usb"] as? [String: Any]
         #expect(usb?["suspended_until"] != nil)
         #expect(Self.locked(rig) == ["print", "usb"], "the lockdown stays recorded; usb is lifted for the window")
