@@ -89,7 +89,7 @@ for _ in $(seq 1 50); do "$broker" devices --state-dir "$work/state" > "$work/de
 "$broker" devices --state-dir "$work/state" | sed 's/^/   /'
 "$broker" log --state-dir "$work/state" | sed 's/^/   /'
 
-step "37. Remote lockdown: a signed command from the broker shuts this device's printing; the user is told why; break-glass; release"
+step "37. Remote lockdown: a signed command from the broker locks this device's print scope, shown on both sides; break-glass offline; release"
 device=$("$holdfast" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["enrollment"]["device_id"])')
 "$broker" lockdown "$device" --scope print --reason "INC-2231: printing paused during review" --dir "$work/etc" --state-dir "$work/state" | sed 's/^/   /'
 for _ in $(seq 1 100); do "$holdfast" lockdown status --json | grep -q '"locked":\["print"\]' && break; sleep 0.1; done
@@ -98,7 +98,7 @@ for _ in $(seq 1 100); do "$holdfast" lockdown status --json | grep -q '"locked"
 echo "   (this demo agent runs no print enforcement — the print steps above use their own cupsd — so the"
 echo "    lockdown is recorded and said to be not in effect: a command is never applied silently)"
 "$holdfast" status | grep '^lockdown' | sed 's/^/   /'
-for _ in $(seq 1 50); do "$broker" device "$device" --state-dir "$work/state" | grep -q 'applied locked' && break; sleep 0.1; done
+for _ in $(seq 1 50); do "$broker" device "$device" --state-dir "$work/state" | grep -q 'in force: locked' && break; sleep 0.1; done
 "$broker" device "$device" --state-dir "$work/state" | sed -n '/^lockdown/,/^  [0-9]/p' | grep -v '^  20' | sed 's/^/   /'
 echo "   the broker stops; the security team reads a one-time code over the phone:"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
@@ -111,7 +111,10 @@ echo "   the same code again: $(cat "$work/again.txt")"
 "$broker" serve --url "$url" --listen "127.0.0.1:$port" --dir "$work/etc" --state-dir "$work/state" 2>> "$work/broker.log" &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf --cacert "$ca" "$url/v1/health" > /dev/null && break; sleep 0.1; done
-"$broker" release "$device" --reason "INC-2231 closed" --dir "$work/etc" --state-dir "$work/state" | sed 's/^/   /'
+echo "   the broker is back; the agent reports the lift and the code's use:"
+for _ in $(seq 1 100); do "$broker" device "$device" --state-dir "$work/state" > "$work/device.txt"; grep -q 'USED' "$work/device.txt" && grep -q 'lifted by a break-glass code' "$work/device.txt" && break; sleep 0.2; done
+grep -E '^  (print|break-glass)' "$work/device.txt" | sed 's/^/   /'
+"$broker" release "$device" --scope print --reason "INC-2231 closed" --dir "$work/etc" --state-dir "$work/state" | sed 's/^/   /'
 for _ in $(seq 1 150); do "$holdfast" lockdown status --json | grep -q '"locked":\[\]' && break; sleep 0.1; done
 "$holdfast" lockdown status --json | grep -q '"locked":\[\]' || fail "the release did not reach the agent"
 echo "   released: $("$holdfast" lockdown status | grep '^print')"

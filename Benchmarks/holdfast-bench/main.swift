@@ -9,6 +9,14 @@ import HoldfastStore
 import HoldfastTestSupport
 import PrintGuard
 
+if CommandLine.arguments.contains("--help") || CommandLine.arguments.contains("-h") {
+    print("""
+        Usage: holdfast-bench            every row (what make bench runs; root for most of them; about 12 minutes)
+               holdfast-bench broker-handler | broker-load | lockdown    one row alone
+        BENCH_ONLY=usb|print|audit|filewatch|posture|broker runs the quick rows and that group (docs/benchmarks.md).
+        """)
+    exit(0)
+}
 if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "audit-child" {
     exit(AuditBench.child(CommandLine.arguments[2]))
 }

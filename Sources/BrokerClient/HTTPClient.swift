@@ -92,14 +92,26 @@ public final class HTTPClient: Sendable {
         _ = CurlLibrary.version
     }
 
-    /// Sends a request; `timeout` bounds the whole call (connect, TLS, answer).
+    /// Sends a request; `timeout` bounds the whole call (connect, TLS, answer). Cancelling the
+    /// calling task aborts the transfer within about a second (a held long poll must not keep
+    /// holdfastd from stopping).
     public func send(_ method: String, _ url: String, headers: [String] = [], body: [UInt8]? = nil, timeout: Duration) async throws(BrokerClientError) -> HTTPAnswer {
-        let result: Result<HTTPAnswer, BrokerClientError> = await withCheckedContinuation { continuation in
-            queue.async { [self] in
-                continuation.resume(returning: perform(method, url, headers: headers, body: body, timeout: timeout))
+        let cancelled = CancelFlag()
+        let result: Result<HTTPAnswer, BrokerClientError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                queue.async { [self] in
+                    continuation.resume(returning: perform(method, url, headers: headers, body: body, timeout: timeout, cancelled: cancelled))
+                }
             }
+        } onCancel: {
+            cancelled.flag.store(true, ordering: .relaxed)
         }
         return try result.get()
+    }
+
+    /// Set when the caller's task is cancelled; the transfer's progress callback reads it.
+    final class CancelFlag: Sendable {
+        let flag = Atomic<Bool>(false)
     }
 
     /// The easy handle, touched only on the client's serial queue.
@@ -115,7 +127,8 @@ public final class HTTPClient: Sendable {
         init(limit: Int) { self.limit = limit }
     }
 
-    private func perform(_ method: String, _ url: String, headers: [String], body: [UInt8]?, timeout: Duration) -> Result<HTTPAnswer, BrokerClientError> {
+    private func perform(_ method: String, _ url: String, headers: [String], body: [UInt8]?, timeout: Duration, cancelled: CancelFlag) -> Result<HTTPAnswer, BrokerClientError> {
+        if cancelled.flag.load(ordering: .relaxed) { return .failure(BrokerClientError(.transport, "\(url): cancelled")) }
         if handleBox.handle == nil { handleBox.handle = curl_easy_init() }
         guard let handle = handleBox.handle else { return .failure(BrokerClientError(.setup, "libcurl cannot create a handle")) }
         // Every option back to its default; the connection cache stays (curl_easy_reset(3)). The
@@ -174,10 +187,15 @@ public final class HTTPClient: Sendable {
         setup.append(holdfast_curl_setopt_pointer(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list)))
         if method != "GET" && method != "POST" { setup.append(holdfast_curl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, method)) }
         if method == "GET" && body == nil { setup.append(holdfast_curl_setopt_long(handle, CURLOPT_HTTPGET, 1)) }
+        // A cancelled caller aborts the transfer at the next progress call.
+        setup.append(holdfast_curl_setopt_progress(handle, { context, _, _, _, _ in
+            guard let context else { return 0 }
+            return Unmanaged<CancelFlag>.fromOpaque(context).takeUnretainedValue().flag.load(ordering: .relaxed) ? 1 : 0
+        }, Unmanaged.passUnretained(cancelled).toOpaque()))
         if let failed = setup.first(where: { $0 != CURLE_OK }) {
             return .failure(BrokerClientError(.setup, "libcurl refused an option: \(String(cString: curl_easy_strerror(failed)))"))
         }
-        let result = withExtendedLifetime(sink) { curl_easy_perform(handle) }
+        let result = withExtendedLifetime((sink, cancelled)) { curl_easy_perform(handle) }
         if sink.overflow { return .failure(BrokerClientError(.invalid, "the broker's answer is larger than \(maximumBody) bytes")) }
         guard result == CURLE_OK else {
             var message = "\(url): \(String(cString: curl_easy_strerror(result)))"

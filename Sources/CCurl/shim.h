@@ -35,6 +35,17 @@ static inline CURLcode holdfast_curl_setopt_write(CURL *handle, holdfast_curl_wr
     return curl_easy_setopt(handle, CURLOPT_WRITEDATA, context);
 }
 
+// CURLOPT_XFERINFOFUNCTION too; a non-zero return aborts the transfer (CURLE_ABORTED_BY_CALLBACK).
+// libcurl calls it at least about once a second, idle or not.
+typedef int (*holdfast_curl_progress_callback)(void *context, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow);
+static inline CURLcode holdfast_curl_setopt_progress(CURL *handle, holdfast_curl_progress_callback callback, void *context) {
+    CURLcode result = curl_easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, callback);
+    if (result != CURLE_OK) return result;
+    result = curl_easy_setopt(handle, CURLOPT_XFERINFODATA, context);
+    if (result != CURLE_OK) return result;
+    return curl_easy_setopt(handle, CURLOPT_NOPROGRESS, 0L);
+}
+
 // CURLVERSION_NOW is a macro naming an enum constant; Swift does not import it.
 static inline curl_version_info_data *holdfast_curl_version_info(void) { return curl_version_info(CURLVERSION_NOW); }
 

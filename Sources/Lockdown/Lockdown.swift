@@ -40,6 +40,12 @@ public struct LockdownEnforcementState: Sendable, Equatable {
     public let locked: Bool
     public let inEffect: Bool
     public let failure: String?
+
+    public init(locked: Bool, inEffect: Bool, failure: String?) {
+        self.locked = locked
+        self.inEffect = inEffect
+        self.failure = failure
+    }
 }
 
 /// A part of the agent that enforces one scope (DeviceGuard for `usb`, PrintGuard for `print`).
@@ -220,8 +226,13 @@ public actor LockdownController {
     }
 
     private func enforce(_ scope: LockdownScope) async {
-        guard let enforcer = enforcers[scope] else { return }
         let entry = inForce(scope)
+        guard let enforcer = enforcers[scope] else {
+            // Nothing runs for this scope: a lock is said to be unenforced, an open scope (or one
+            // lifted by break-glass) carries no failure from before.
+            failures[scope] = entry == nil ? nil : "no \(scope.rawValue) enforcement runs on this agent"
+            return
+        }
         if let failure = await enforcer.enforceLockdown(entry) {
             let repeated = failures[scope] == failure
             failures[scope] = failure
@@ -267,8 +278,11 @@ public actor LockdownController {
                 message: "a break-glass code was refused (\(reason)): \(message)", details: ["reason": .string(reason), "by": .string(who)]))
             return .failure(BreakGlassRefusal(reason: reason, message: message))
         }
-        guard wrongCodes.filter({ $0.by == who }).count < Self.wrongCodeLimit, wrongCodes.count < Self.wrongCodeLimitAll else {
-            return refuse("too-many-tries", "too many wrong codes in \(Int(Self.wrongCodeWindow / 60)) minutes; try again later")
+        let mine = wrongCodes.filter { $0.by == who }
+        guard mine.count < Self.wrongCodeLimit, wrongCodes.count < Self.wrongCodeLimitAll else {
+            let oldest = (mine.count >= Self.wrongCodeLimit ? mine : wrongCodes).map(\.at).min() ?? now
+            let reopens = oldest.addingTimeInterval(Self.wrongCodeWindow)
+            return refuse("too-many-tries", "too many wrong codes in \(Int(Self.wrongCodeWindow / 60)) minutes; try again after \(reopens.formatted(.iso8601))")
         }
         guard let secret, let device else {
             return refuse("no-secret", "this agent holds no break-glass secret (not enrolled, or not in contact with its broker since break-glass came)")
@@ -276,9 +290,11 @@ public actor LockdownController {
         let code: BreakGlassCode
         switch BreakGlassCode.verify(text, secret: secret, device: device, now: Int64(now.timeIntervalSince1970)) {
         case .success(let verified): code = verified
-        case .failure(.malformed): return refuse("malformed", "not a break-glass code (14 letters and digits, e.g. 7K3Q-9MXD-4HTR-2B)", counts: true)
-        case .failure(.wrong): return refuse("wrong", "the code is not this device's (mistyped, or for another device)", counts: true)
-        case .failure(.outsideWindow): return refuse("outside-window", "the code's window has ended (or not begun)", counts: true)
+        // Only a code that decodes and fails its MAC counts as a try: guessing needs those; a
+        // garbled or late code gains nothing.
+        case .failure(.malformed): return refuse("malformed", "that is not a code this agent can read: mistyped? Read it back to the security team (14 letters and digits in groups: XXXX-XXXX-XXXX-XX)")
+        case .failure(.wrong): return refuse("wrong", "the code does not match this computer: mistyped, or made for another computer", counts: true)
+        case .failure(.outsideWindow): return refuse("outside-window", "the code's window has ended (or not begun); ask for a new one")
         }
         let current = Int64(now.timeIntervalSince1970)
         // Which codes were used: a record that cannot be read refuses every code (a code must

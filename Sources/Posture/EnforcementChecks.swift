@@ -125,7 +125,7 @@ enum EnforcementChecks {
 
     static func lockdownConsistent(_ context: PostureContext) -> CheckResult {
         let id = "lockdown-consistent"
-        let fix = "restart holdfastd (it re-applies the recorded lockdown at start) and check its journal for lockdown.enforce_failed"
+        let fix = "restart holdfastd (it re-applies the recorded lockdown at start) and check its journal for lockdown.enforcement_failed"
         guard let agent = context.agent else {
             return PostureCheck.result(id, .unknown, .attested, "needs holdfastd: the lockdown state is the agent's", fix: "start holdfastd (as root, holdfast posture asks it)")
         }

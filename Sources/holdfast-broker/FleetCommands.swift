@@ -276,7 +276,7 @@ struct DeviceShow: Subcommand {
             context.line("heartbeat   never")
         }
         let lockdownLines = LockdownSummary.lines(lockdown)
-        context.line("lockdown    " + (lockdownLines.isEmpty ? "none requested, none reported" : ""))
+        context.line("lockdown    " + (lockdownLines.isEmpty ? "none requested, none reported" : "per scope: the last command, what the agent made of it, what is in force"))
         for line in lockdownLines { context.line(line) }
         for entry in trail {
             let time = entry["time"]?.intValue.map { Date(timeIntervalSince1970: Double($0)).formatted(.iso8601) } ?? ""

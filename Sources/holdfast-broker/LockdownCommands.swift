@@ -132,7 +132,8 @@ struct Breakglass: Subcommand {
         guard arguments.positionals.count == 1, RemoteCommand.isDeviceID(arguments.positionals[0]) else { throw UsageError("say the device ID (hf- and 16 hex digits)") }
         device = arguments.positionals[0]
         let choices = BreakGlassCode.durations.map { DurationText.text($0) }.joined(separator: ", ")
-        guard let duration = try arguments.duration("for"), BreakGlassCode.durations.contains(duration) else { throw UsageError("say --for, one of \(choices)") }
+        guard let duration = try arguments.duration("for") else { throw UsageError("say --for, one of \(choices)") }
+        guard BreakGlassCode.durations.contains(duration) else { throw UsageError("--for \(arguments.value("for") ?? "") is not one of \(choices)") }
         self.duration = duration
         do {
             scopes = try arguments.value("scope").map { list throws(LockdownScope.UnknownScope) in try LockdownScope.parseList(list) } ?? LockdownScope.allCases
@@ -159,7 +160,9 @@ struct Breakglass: Subcommand {
         try storage.recordBreakglassCode(IssuedBreakglassCode(
             device: device, codeSHA256: code.digest, scopes: scopeList, startsAt: code.startsAt, endsAt: code.endsAt, admin: admin, reason: reason))
         try storage.recordAdminAction(admin: admin, verb: "breakglass", detail: "device=\(device) scopes=\(scopeList) ends=\(code.endsAt) code_sha256=\(code.digest) reason=\(reason)", at: BrokerState.now)
-        try storage.log(BrokerLogEntry(time: BrokerState.now, device: device, kind: "breakglass.issued", detail: "\(scopeList) until \(code.endsAt) by \(admin): \(reason) (code sha256 \(code.digest.prefix(16)))"))
+        try storage.log(BrokerLogEntry(
+            time: BrokerState.now, device: device, kind: "breakglass.issued",
+            detail: "\(scopeList) until \(Date(timeIntervalSince1970: Double(code.endsAt)).formatted(.iso8601)) by \(admin): \(reason) (code sha256 \(code.digest.prefix(16)))"))
         if arguments.flag("json") {
             try BrokerState.printJSON(.object([
                 "code": .string(code.text), "device": .string(device), "scopes": .array(code.scopes.map { .string($0.rawValue) }), "starts_at": .int(code.startsAt),
@@ -208,24 +211,35 @@ enum LockdownSummary {
 
     static func lines(_ view: JSONValue) -> [String] {
         let when = { (value: JSONValue?) in value?.intValue.map { Date(timeIntervalSince1970: Double($0)).formatted(.iso8601) } ?? "?" }
+        func names(_ value: JSONValue?) -> Set<String> {
+            guard case .array(let items)? = value else { return [] }
+            return Set(items.compactMap(\.stringValue))
+        }
         var lines: [String] = []
-        let applied = Set((view["applied"]?["locked"].flatMap { value -> [JSONValue]? in if case .array(let items) = value { items } else { nil } } ?? []).compactMap(\.stringValue))
-        let enforced = Set((view["applied"]?["enforced"].flatMap { value -> [JSONValue]? in if case .array(let items) = value { items } else { nil } } ?? []).compactMap(\.stringValue))
+        let locked = names(view["applied"]?["locked"])
+        let enforced = names(view["applied"]?["enforced"])
         for scope in LockdownScope.allCases.map(\.rawValue) {
             let asked = view["requested"]?[scope]
-            let have = applied.contains(scope) ? (enforced.contains(scope) ? "locked" : "locked (not in effect)") : "open"
+            // What the agent says is in force: locked, lifted by a break-glass code until a time,
+            // locked but not in effect (nothing enforces it there, or it failed), or open.
+            var have = "open"
+            if let until = view["applied"]?["suspended_until"]?[scope] {
+                have = "lifted by a break-glass code until \(when(until))"
+            } else if locked.contains(scope) {
+                have = enforced.contains(scope) ? "locked" : "locked but not in effect"
+            }
             guard let asked else {
-                if applied.contains(scope) { lines.append("  \(scope.padding(8))  requested -  applied \(have)") }
+                if have != "open" { lines.append("  \(scope.padding(8))  no command; in force: \(have)") }
                 continue
             }
-            var text = "  \(scope.padding(8))  requested \(asked["state"]?.stringValue ?? "?") (command \(asked["seq"]?.intValue ?? 0) by \(Printable.escape(asked["by"]?.stringValue ?? "?")) at \(when(asked["at"])): \(Printable.escape(asked["reason"]?.stringValue ?? "")))"
-            text += "; \(asked["status"]?.stringValue ?? "queued")"
+            var text = "  \(scope.padding(8))  \(asked["state"]?.stringValue == "locked" ? "lockdown" : "release") by command \(asked["seq"]?.intValue ?? 0) from \(Printable.escape(asked["by"]?.stringValue ?? "?")) at \(when(asked["at"])): \(Printable.escape(asked["reason"]?.stringValue ?? ""))"
+            text += "; the agent: \(asked["status"]?.stringValue ?? "queued")"
             if asked["status_at"] != nil { text += " \(when(asked["status_at"]))" }
             if let detail = asked["detail"]?.stringValue { text += " (\(Printable.escape(detail)))" }
-            text += "; applied \(have)"
+            text += "; in force: \(have)"
             lines.append(text)
         }
-        if view["applied_at"] != nil { lines.append("  the agent reported its lockdown at \(when(view["applied_at"]))") }
+        if view["applied_at"] != nil, !lines.isEmpty { lines.append("  (the agent's last word on its lockdown: \(when(view["applied_at"])))") }
         if case .array(let codes)? = view["breakglass"] {
             for code in codes {
                 lines.append("  break-glass \(code["scopes"]?.stringValue ?? "?") \(when(code["starts_at"]))–\(when(code["ends_at"])) by \(Printable.escape(code["by"]?.stringValue ?? "?")): \(Printable.escape(code["reason"]?.stringValue ?? "")); \(code["used"]?.boolValue == true ? "USED" : "not used (as far as the device reported)")")

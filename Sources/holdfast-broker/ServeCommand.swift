@@ -11,7 +11,7 @@ import Glibc
 /// `holdfast-broker serve`: the HTTPS API agents and gateways talk to, until SIGTERM or SIGINT.
 struct Serve: Subcommand {
     static let path = ["serve"]
-    static let summary = "serve enrollment, attestation, grants and the agents' policy over HTTPS"
+    static let summary = "serve enrollment, attestation, grants, the agents' policy and lockdown commands over HTTPS"
     static let options = [
         OptionSpec("url", value: "URL", help: "the URL agents and gateways reach this broker at; the grants' issuer (required)"),
         OptionSpec("listen", value: "ADDR:PORT", help: "numeric address and port to listen on (default 0.0.0.0:8443; port 0 picks one)"),

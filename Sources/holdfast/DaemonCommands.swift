@@ -142,7 +142,13 @@ struct Status: Subcommand {
             // The reason is the user's answer to "why can't I…": said here, not only in the details.
             let scopes = locked.compactMap(\.stringValue).map { name -> String in
                 let scope = status["lockdown"]?["scopes"]?[name]
-                return "\(name) (by \(Printable.escape(scope?["by"]?.stringValue ?? "?")): \(Printable.escape(scope?["reason"]?.stringValue ?? "")))"
+                var text = "\(name) (by \(Printable.escape(scope?["by"]?.stringValue ?? "?")): \(Printable.escape(scope?["reason"]?.stringValue ?? "")))"
+                if let until = scope?["suspended_until"]?.stringValue {
+                    text += " lifted by a break-glass code until \(until)"
+                } else if scope?["last_failure"] != nil {
+                    text += " NOT IN EFFECT"
+                }
+                return text
             }
             context.line("lockdown    LOCKED: \(scopes.joined(separator: "; ")) (holdfast lockdown status)")
         }

@@ -96,7 +96,7 @@ struct FileWatchBaseline: Subcommand {
 struct LockdownStatus: Subcommand {
     static let path = ["lockdown", "status"]
     static let summary = "show the lockdown scopes in force (usb, print, network, sessions), why, since when, by whom"
-    static let options = [Daemon.socketOption, OptionSpec("json", help: "print JSON: {scopes: {usb: {...}, …}, locked: [...], last_command_seq}")]
+    static let options = [Daemon.socketOption, OptionSpec("json", help: "print JSON: {scopes: {usb: {...}, …}, locked: [...], last_command_seq, network: {brokers, resolvers, allowed, …}}")]
 
     let arguments: ParsedArguments
     init(_ arguments: ParsedArguments) throws(UsageError) { self.arguments = arguments }
@@ -141,7 +141,13 @@ struct LockdownChange: Subcommand {
     init(_ arguments: ParsedArguments) throws(UsageError) {
         guard arguments.positionals.count == 1, ["on", "release"].contains(arguments.positionals[0]) else { throw UsageError("say on or release") }
         engage = arguments.positionals[0] == "on"
-        _ = try arguments.required("scope")
+        let scopes = try arguments.required("scope")
+        do {
+            // A scope name this build does not know is a usage error (64), said before any call.
+            _ = try LockdownScope.parseList(scopes)
+        } catch {
+            throw UsageError(error.description)
+        }
         _ = try arguments.required("reason")
         self.arguments = arguments
     }

@@ -102,7 +102,7 @@ struct NetworkLockdownTests {
         #expect((try? rig.hosts.run(in: rig.hosts.endpoint, ["/usr/sbin/nft", "list", "table", "bridge", "holdfast"]))?.stdout.contains("policy drop") == true)
         // The broker sees the acknowledgement through the lockdown.
         #expect(await BrokerServeTests.poll {
-            (try? rig.brokerCLI(["device", device]).stdout.contains("requested locked (command 1 by alice")) == true
+            (try? rig.brokerCLI(["device", device]).stdout.contains("lockdown by command 1 from alice")) == true
                 && (try? rig.brokerCLI(["device", device, "--json"]).stdout.contains(#""enforced":["network"]"#)) == true
         })
 

@@ -54,7 +54,7 @@ extension BrokerServeTests {
             return requested?["status"] as? String == "applied" && requested?["by"] as? String == "alice" && Set(applied ?? []) == ["print", "usb"]
         }, "\(Self.deviceView(rig, device))")
         let shown = try rig.brokerCLI(["device", device]).stdout
-        #expect(shown.contains("requested locked (command 1 by alice"))
+        #expect(shown.contains("lockdown by command 1 from alice"))
 
         // Release one scope, then the rest (no --scope: every scope).
         #expect(try rig.brokerCLI(["release", device, "--scope", "usb", "--reason", "investigated", "--dir", rig.etc]).status == 0)

@@ -213,9 +213,11 @@ actor RecordingEnforcer: LockdownEnforcer {
         #expect(await controller.breakGlass(other, secret: Self.secret, device: Self.device, by: "root").failureReason == "wrong")
         #expect(await controller.breakGlass("hello", secret: Self.secret, device: Self.device, by: "root").failureReason == "malformed")
         #expect(await controller.breakGlass(try Self.code([.usb]), secret: nil, device: nil, by: "root").failureReason == "no-secret")
-        for _ in 0..<3 { _ = await controller.breakGlass(other, secret: Self.secret, device: Self.device, by: "root") }
-        // Five wrong: even the right code waits.
+        // A garbled code is no try (guessing needs codes that decode); four more wrong ones make five.
+        for _ in 0..<4 { _ = await controller.breakGlass(other, secret: Self.secret, device: Self.device, by: "root") }
+        // Five wrong from this caller: even the right code waits; another user may still try.
         #expect(await controller.breakGlass(try Self.code([.usb]), secret: Self.secret, device: Self.device, by: "root").failureReason == "too-many-tries")
+        #expect(await controller.breakGlass(other, secret: Self.secret, device: Self.device, by: "uid 1000").failureReason == "wrong")
         clock.advance(by: 901)
         #expect(try await controller.breakGlass(try Self.code([.usb], at: clock.now()), secret: Self.secret, device: Self.device, by: "root").get().lifted == [.usb])
     }
@@ -248,5 +250,20 @@ extension BreakGlassTests {
         try journal.setState("lockdown.breakglass_used", Array("damaged".utf8))
         #expect(await controller.breakGlass(try Self.code([.usb]), secret: Self.secret, device: Self.device, by: "uid 1000").failureReason == "storage")
         #expect(await controller.inForce(.usb) != nil)
+    }
+}
+
+extension LockdownControllerTests {
+    /// A scope no enforcer runs for: locked, it is said not to be in effect; released, it carries
+    /// no failure (posture's lockdown-consistent passes again without a restart).
+    @Test func aReleasedScopeWithoutAnEnforcerIsConsistentAgain() async throws {
+        let directory = TemporaryDirectory()
+        let journal = try Self.journal(directory)
+        let controller = LockdownController(journal: journal) { _ = try? journal.append($0) }
+        try await controller.engage([.print], reason: "incident", by: "alice", source: "broker")
+        #expect(await controller.enforcement()[.print] == LockdownEnforcementState(locked: true, inEffect: false, failure: "no print enforcement runs on this agent"))
+        try await controller.release([.print], reason: "clear", by: "alice")
+        #expect(await controller.enforcement()[.print] == LockdownEnforcementState(locked: false, inEffect: false, failure: nil))
+        #expect(await controller.reportedState() == .object(["locked": .array([]), "enforced": .array([])]))
     }
 }
