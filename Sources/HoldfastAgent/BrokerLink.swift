@@ -160,6 +160,10 @@ public actor BrokerLink: Service {
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
             try SecureFile.write(Array(try encoder.encode(enrollment)), to: stateDirectory + "/" + Self.enrollmentFile, mode: 0o600)
             session = BrokerSession(record: enrollment, key: key, peers: brokerAddresses)
+            // A new device to the broker: its commands are numbered from 1.
+            skippedCommandSequence = 0
+            refusedDocuments = []
+            pendingAcknowledgements = []
             await posture?.enrolled(as: enrollment.deviceID)
             record(Event(
                 kind: "broker.enrolled", eventClass: .deviceConfigStateChange, activityID: 1, activityName: "Enroll", time: Date(), severity: .informational, status: .success,
