@@ -162,3 +162,27 @@ extension BrokerServeTests {
         }, "\(Self.deviceView(rig, device))")
     }
 }
+
+extension BrokerServeTests {
+    /// Enrolled again (a new device id, whose commands the broker numbers from 1): the first
+    /// command for the new id is applied, not taken for an old sequence.
+    @Test func aDeviceEnrolledAgainGetsItsFirstCommands() async throws {
+        let rig = try await Rig()
+        try await rig.startAgent()
+        let (first, _) = try await rig.enroll()
+        for (verb, scope) in [("lockdown", "print"), ("release", "print"), ("lockdown", "usb")] {
+            #expect(try rig.brokerCLI([verb, first, "--scope", scope, "--reason", "old device", "--dir", rig.etc]).status == 0)
+        }
+        #expect(await BrokerServeTests.poll { (Self.lockdownStatus(rig)["last_command_seq"] as? Int) == 3 })
+        #expect(try rig.brokerCLI(["release", first, "--reason", "before the re-enrollment", "--dir", rig.etc]).status == 0)
+        #expect(await BrokerServeTests.poll { Self.locked(rig).isEmpty })
+        #expect(try rig.brokerCLI(["device", "remove", first]).status == 0)
+        unlink(rig.directory.file("state/enrollment.json"))
+        let (second, _) = try await rig.enroll()
+        #expect(second != first)
+        let queued = try rig.brokerCLI(["lockdown", second, "--scope", "print", "--reason", "new device", "--dir", rig.etc])
+        #expect(queued.stdout.contains("as command 1 by alice"))
+        #expect(await BrokerServeTests.poll { Self.locked(rig) == ["print"] }, "\(Self.lockdownStatus(rig))")
+        #expect(Self.refusalReasons(rig).isEmpty)
+    }
+}
