@@ -366,7 +366,7 @@ public final class Broker: Sendable {
             let unverified = try JWS.inspectUnverified(token)
             guard unverified.header.type == Self.requestType else { return .failure(unauthenticated(401, "unauthenticated", "not a \(Self.requestType) document")) }
             let unverifiedClaims = try Self.parseObject(unverified.payload)
-            guard let named = unverifiedClaims["sub"]?.stringValue, Self.isDeviceID(named) else { return .failure(unauthenticated(401, "unauthenticated", "the request names no device")) }
+            guard let named = unverifiedClaims["sub"]?.stringValue, RemoteCommand.isDeviceID(named) else { return .failure(unauthenticated(401, "unauthenticated", "the request names no device")) }
             id = named
         } catch {
             return .failure(unauthenticated(401, "unauthenticated", "the request is not a signed document"))
@@ -419,10 +419,6 @@ public final class Broker: Sendable {
     enum Authenticated {
         case success(EnrolledDevice)
         case failure(HTTPResponse)
-    }
-
-    static func isDeviceID(_ id: String) -> Bool {
-        id.utf8.count == 19 && id.hasPrefix("hf-") && id.utf8.dropFirst(3).allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
 
     // MARK: Attestation

@@ -19,7 +19,13 @@ public enum LoginName {
         guard let first = name.unicodeScalars.first, let last = name.unicodeScalars.last,
             !first.properties.isWhitespace, !last.properties.isWhitespace
         else { return false }
-        return !name.unicodeScalars.contains { scalar in
+        return !hidesText(name)
+    }
+
+    /// Whether `text` holds what could mislead a reader: control characters, invisible format
+    /// characters (bidirectional overrides, zero-width spaces), line or paragraph separators.
+    public static func hidesText(_ text: String) -> Bool {
+        text.unicodeScalars.contains { scalar in
             switch scalar.properties.generalCategory {
             case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate: true
             default: false

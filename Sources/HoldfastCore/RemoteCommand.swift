@@ -106,13 +106,7 @@ public struct RemoteCommand: Sendable, Equatable {
     /// Text a person wrote for another to read: not empty, not too long, no control or
     /// invisible format characters (a reason shown in a notification must not hide text).
     public static func isWords(_ text: String, maximumBytes: Int) -> Bool {
-        guard !text.isEmpty, text.utf8.count <= maximumBytes else { return false }
-        return !text.unicodeScalars.contains { scalar in
-            switch scalar.properties.generalCategory {
-            case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate: true
-            default: false
-            }
-        }
+        !text.isEmpty && text.utf8.count <= maximumBytes && !LoginName.hidesText(text)
     }
 }
 

@@ -298,7 +298,7 @@ extension BrokerServeTests {
         try payload.writeReplacing(toFile: rig.directory.file("forged.json"))
         let forged = try runProcess(BrokerServeTests.broker, ["sign", "--key", forgedKey, "--typ", "holdfast-policy+jws", rig.directory.file("forged.json")])
         #expect(forged.status == 0, "\(forged.stderr)")
-        let inserted = try runProcess("/usr/bin/sqlite3", [rig.state + "/broker.sqlite", "INSERT INTO documents VALUES ('agent-policy', 2, '\(forged.stdout.trimmingCharacters(in: .whitespacesAndNewlines))', 'mallory', 1)"])
+        let inserted = try runProcess("/usr/bin/sqlite3", ["-cmd", ".timeout 10000", rig.state + "/broker.sqlite", "INSERT INTO documents VALUES ('agent-policy', 2, '\(forged.stdout.trimmingCharacters(in: .whitespacesAndNewlines))', 'mallory', 1)"])
         #expect(inserted.status == 0, "\(inserted.stderr)")
         let journal = { (try? runProcess(BrokerServeTests.holdfast, ["journal", "tail", "--state-dir", rig.directory.file("state"), "--lines", "200"]).stdout) ?? "" }
         #expect(await BrokerServeTests.poll { journal().contains("policy.refused") }, "\(journal())")

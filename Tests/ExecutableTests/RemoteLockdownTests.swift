@@ -97,7 +97,7 @@ extension BrokerServeTests {
             let signed = try runProcess(BrokerServeTests.broker, ["sign", "--key", row.key, "--typ", "holdfast-command+jws", rig.directory.file("command.json")])
             #expect(signed.status == 0, "\(signed.stderr)")
             let document = signed.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-            let inserted = try runProcess("/usr/bin/sqlite3", [
+            let inserted = try runProcess("/usr/bin/sqlite3", ["-cmd", ".timeout 10000",
                 rig.state + "/broker.sqlite",
                 "INSERT INTO commands (device, seq, action, scopes, reason, admin, issued_at, expires_at, document) VALUES ('\(device)', \(row.seq), 'release', 'usb', 'let me out', 'mallory', \(now), \(now + 3_600), '\(document)')",
             ])
@@ -108,9 +108,9 @@ extension BrokerServeTests {
         #expect(Self.locked(rig) == ["usb"])
         // Each refusal is acknowledged to the broker with its reason.
         #expect(await BrokerServeTests.poll {
-            let rows = try? runProcess("/usr/bin/sqlite3", [rig.state + "/broker.sqlite", "SELECT seq || ':' || status || ':' || CASE WHEN instr(detail, ':') > 0 THEN substr(detail, 1, instr(detail, ':') - 1) ELSE detail END FROM commands ORDER BY seq"])
+            let rows = try? runProcess("/usr/bin/sqlite3", ["-cmd", ".timeout 10000", rig.state + "/broker.sqlite", "SELECT seq || ':' || status || ':' || CASE WHEN instr(detail, ':') > 0 THEN substr(detail, 1, instr(detail, ':') - 1) ELSE detail END FROM commands ORDER BY seq"])
             return rows?.stdout.split(separator: "\n") == ["1:applied:changed usb", "2:refused:bad-signature", "3:refused:replayed", "4:refused:expired", "5:refused:other-device"]
-        }, "\((try? runProcess("/usr/bin/sqlite3", [rig.state + "/broker.sqlite", "SELECT seq, status, detail FROM commands"]).stdout) ?? "")")
+        }, "\((try? runProcess("/usr/bin/sqlite3", ["-cmd", ".timeout 10000", rig.state + "/broker.sqlite", "SELECT seq, status, detail FROM commands"]).stdout) ?? "")")
 
         // The agent goes on with the next genuine command, and journals no refusal twice.
         #expect(try rig.brokerCLI(["release", device, "--reason", "investigated", "--dir", rig.etc]).status == 0)
