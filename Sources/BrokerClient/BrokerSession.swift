@@ -353,6 +353,16 @@ public struct BrokerSession: Sendable {
         return object["attest_now"]?.boolValue ?? false
     }
 
+    // MARK: Requests
+
+    /// Sends a user's request for an exception; returns the broker's number for it (the same
+    /// request sent again gets the same number).
+    public func submitRequest(_ request: AccessRequestSubmission, timeout: Duration = .seconds(10)) async throws(BrokerClientError) -> Int64 {
+        let object = try BrokerSession.parse(try await signedRequest("POST", "/v1/requests", body: Array(request.body.compactText.utf8), timeout: timeout, client: uploadClient), "request")
+        guard let number = object["number"]?.intValue, number >= 1 else { throw BrokerClientError(.invalid, "the broker's answer to a request carries no number") }
+        return number
+    }
+
     // MARK: Events
 
     /// Uploads events (each the journal's exact JSON); returns how many the broker acknowledged —

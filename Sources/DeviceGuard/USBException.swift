@@ -17,12 +17,15 @@ public struct USBException: Sendable, Equatable, Codable {
     public let created: Date
     public let until: Date
     public let reason: String
-    /// Who granted it: `uid 0 (root)`, later the broker.
+    /// Who granted it: `uid 0 (root)`, or an approver through the broker.
     public let grantedBy: String
+    /// An approved request (docs/exceptions.md): bounded by the approval, not by the policy's
+    /// `max_exception` for local grants.
+    public let approved: Bool
 
     public init(
         id: String, vendor: UInt16, product: UInt16, serial: String?, hash: String?,
-        created: Date, until: Date, reason: String, grantedBy: String
+        created: Date, until: Date, reason: String, grantedBy: String, approved: Bool = false
     ) {
         self.id = id
         self.vendor = vendor
@@ -33,10 +36,11 @@ public struct USBException: Sendable, Equatable, Codable {
         self.until = until
         self.reason = reason
         self.grantedBy = grantedBy
+        self.approved = approved
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, vendor, product, serial, hash, created, until, reason
+        case id, vendor, product, serial, hash, created, until, reason, approved
         case grantedBy = "granted_by"
     }
 
@@ -66,6 +70,7 @@ public struct USBException: Sendable, Equatable, Codable {
         }
         reason = try container.decode(String.self, forKey: .reason)
         grantedBy = try container.decode(String.self, forKey: .grantedBy)
+        approved = try container.decodeIfPresent(Bool.self, forKey: .approved) ?? false
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -79,6 +84,7 @@ public struct USBException: Sendable, Equatable, Codable {
         try container.encode(until.timeIntervalSince1970, forKey: .until)
         try container.encode(reason, forKey: .reason)
         try container.encode(grantedBy, forKey: .grantedBy)
+        if approved { try container.encode(true, forKey: .approved) }
     }
 
     /// `0781:5567`, `0781:5567:SERIAL`, plus ` (descriptors sha256:…)` when bound to a hash.

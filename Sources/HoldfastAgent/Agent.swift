@@ -45,6 +45,8 @@ public actor Agent: ControlHandler {
     private(set) var posture: PostureService?
     /// The broker: enrollment, attestation, grants, the signed agent policy.
     private(set) var broker: BrokerLink?
+    /// Users' requests for just-in-time exceptions.
+    private(set) var requests: AccessRequests?
 
     /// Builds the agent: loads the policy (file, else last good, else built-in) and journals the start.
     public init(
@@ -116,6 +118,10 @@ public actor Agent: ControlHandler {
         "broker.attest": .admin,
         // PAM's question (pam_exec runs as root at login); answered only for root (checked in handle).
         "login.check": .request,
+        // Just-in-time exceptions: any local user asks (recorded with their uid; an approver
+        // decides) and sees their own requests; root sees everyone's.
+        "request.submit": .request,
+        "request.list": .request,
     ]
 
     /// Attaches DeviceGuard: its verbs answer, and reloads hand it the new policy.
@@ -129,6 +135,9 @@ public actor Agent: ControlHandler {
 
     /// Attaches the lockdown controller.
     public func attach(lockdown controller: LockdownController) { lockdown = controller }
+
+    /// Attaches the exception requests.
+    public func attach(requests registry: AccessRequests) { requests = registry }
 
     func attach(network enforcer: NetworkLockdown) { network = enforcer }
 
@@ -325,6 +334,9 @@ public actor Agent: ControlHandler {
             return .success(.object(result))
         case "login.check":
             return await loginCheck(request, peer)
+        case "request.submit", "request.list":
+            guard let requests else { return .failure(.failed, "exception requests are not taken on this agent") }
+            return await handleRequests(request, requests, peer)
         case "enroll", "grant", "broker.attest":
             guard let broker else { return .failure(.failed, "the broker link is not running on this agent") }
             return await handleBroker(request, broker, peer)
@@ -369,6 +381,31 @@ public actor Agent: ControlHandler {
             actor: Actor(user: .init(uid: nil, name: user)),
             details: ["user": .string(user), "path": .string(path), "service": .string(service), "tty": .string(tty ?? ""), "rhost": .string(remote ?? ""), "reason": .string(reason)]))
         return .success(.object(["allowed": .bool(allowed), "path": .string(path), "reason": .string(reason)]))
+    }
+
+    /// `request.submit` {kind: usb|print, target, pages?, seconds, reason} and `request.list`.
+    private func handleRequests(_ request: ControlRequest, _ requests: AccessRequests, _ peer: PeerCredentials) async -> ControlResponse {
+        if request.verb == "request.list" { return .success(await requests.list(uid: peer.uid == 0 && request.arguments["all"]?.boolValue != false ? nil : Int64(peer.uid))) }
+        guard let kind = request.arguments["kind"]?.stringValue.flatMap(ExceptionKind.init(rawValue:)) else {
+            return .failure(.badRequest, "request.submit needs \"kind\": usb or print")
+        }
+        guard let target = request.arguments["target"]?.stringValue, target.utf8.count <= 256 else {
+            return .failure(.badRequest, "request.submit needs \"target\": the device (usb) or the queue (print)")
+        }
+        guard let seconds = request.arguments["seconds"]?.intValue else { return .failure(.badRequest, "request.submit needs \"seconds\": every exception ends") }
+        guard let reason = request.arguments["reason"]?.stringValue, reason.utf8.count <= 4_096 else { return .failure(.badRequest, "request.submit needs a \"reason\"") }
+        guard broker != nil else {
+            return .failure(.failed, "this agent has no broker link ([posture] enabled = no): a request has no one to go to; ask the security team for a local exception")
+        }
+        guard let name = Self.actor(for: peer).user?.name else { return .failure(.failed, "uid \(peer.uid) has no login name") }
+        do {
+            let entry = try await requests.submit(
+                kind: kind, target: target, pages: request.arguments["pages"]?.intValue, seconds: seconds, reason: reason, uid: Int64(peer.uid), user: name)
+            return .success(.object(AccessRequests.details(entry)))
+        } catch {
+            denied(request, from: peer, reason: error.message)
+            return .failure(.failed, error.message)
+        }
     }
 
     private func handleBroker(_ request: ControlRequest, _ broker: BrokerLink, _ peer: PeerCredentials) async -> ControlResponse {

@@ -55,6 +55,9 @@ public actor BrokerLink: Service {
     private var lastUpload: Date?
     private var uploadWanted = false
     private var heartbeatWanted = false
+    private var requestWanted = false
+    /// Users' exception requests, sent to the broker; nil: none are taken.
+    private let requests: AccessRequests?
     private var isolating = false
 
     private var session: BrokerSession?
@@ -73,9 +76,10 @@ public actor BrokerLink: Service {
         stateDirectory: String, key: SigningKey, attestInterval: Duration, heartbeatInterval: Duration = .seconds(60), policyWait: Int, logger: Logger, posture: PostureService?,
         journal: Journal? = nil, uploadBatch: Int = 500, record: @escaping @Sendable (Event) -> Void, applyPolicy: @escaping @Sendable (SignedAgentPolicy) async -> String?,
         policyVersion: @escaping @Sendable () async -> Int64?, services: @escaping @Sendable () async -> [String: String] = { [:] },
-        lockdown: LockdownController? = nil, brokerAddresses: BrokerAddresses = BrokerAddresses()
+        lockdown: LockdownController? = nil, brokerAddresses: BrokerAddresses = BrokerAddresses(), requests: AccessRequests? = nil
     ) {
         self.lockdown = lockdown
+        self.requests = requests
         self.brokerAddresses = brokerAddresses
         self.stateDirectory = stateDirectory
         self.key = key
@@ -397,6 +401,7 @@ public actor BrokerLink: Service {
             group.addTask { try await self.uploadLoop() }
             group.addTask { try await self.heartbeatLoop() }
             group.addTask { try await self.breakglassSecretLoop() }
+            group.addTask { try await self.requestLoop() }
             try await group.waitForAll()
         }
     }
@@ -427,6 +432,41 @@ public actor BrokerLink: Service {
             if triggered != nil { try await Task.sleep(for: .seconds(1)) }
         }
     }
+
+    /// Users' exception requests to the broker, oldest first, as soon as they are asked and
+    /// again after a failure (2, 4 … 60 s): kept in the journal's state while the broker is away.
+    /// A request the broker refuses as it is (400) is marked refused; one over its limit (429)
+    /// waits like a failure.
+    private func requestLoop() async throws {
+        guard let requests else { return }
+        var failures = 0
+        while !Task.isCancelled {
+            requestWanted = false
+            let pending = await requests.unsent()
+            guard let session, !pending.isEmpty else {
+                for _ in 0..<8 where !requestWanted && !Task.isCancelled { try await Task.sleep(for: .milliseconds(125)) }
+                continue
+            }
+            var failed = false
+            for request in pending {
+                do {
+                    let number = try await session.submitRequest(request)
+                    await requests.sent(request.id, number: number)
+                } catch where error.code == .status && error.status == 400 {
+                    await requests.refusedByBroker(request.id, why: error.message)
+                } catch {
+                    logger.warning("a request could not reach the broker; it stays queued", ("error", error.message))
+                    failed = true
+                    break
+                }
+            }
+            failures = failed ? failures + 1 : 0
+            if failed { try await Task.sleep(for: .seconds(Self.backoff(failures))) }
+        }
+    }
+
+    /// A request was queued: send it now.
+    public func requestSoon() { requestWanted = true }
 
     /// Between attestations, every `heartbeatInterval` (±10 %, so a fleet restarted together does
     /// not beat together): alive, and how. When the broker asks (no usable attestation: never,
@@ -567,6 +607,9 @@ public actor BrokerLink: Service {
             case .applied(let changed):
                 progressed = true
                 await acknowledge(session, sequence, applied: true, detail: changed.isEmpty ? "no change" : "changed \(changed.map(\.rawValue).joined(separator: ","))")
+            case .done(let detail):
+                progressed = true
+                await acknowledge(session, sequence, applied: true, detail: detail)
             case .refused(let reason, let message):
                 progressed = true
                 // Authentic, but another device's or an old sequence: never applied, moved past

@@ -88,6 +88,10 @@ public enum Daemon {
         // The lockdown state first: every enforcer starts under it.
         let lockdown = LockdownController(journal: journal, record: { recorder.record($0) })
         await agent.attach(lockdown: lockdown)
+        // Exceptions come in the same command sequence as lockdowns.
+        let requests = AccessRequests(journal: journal, logger: logger, record: { recorder.record($0) })
+        await lockdown.attach(exceptions: requests)
+        await agent.attach(requests: requests)
         // The network scope first of all: a locked machine is isolated again before anything
         // else of it runs (the table survives holdfastd's stops, not a reboot).
         let stateDirectory = configuration.stateDirectory
@@ -115,6 +119,7 @@ public enum Daemon {
                 try? await Task.sleep(for: LockdownController.reassertInterval)
                 await lockdown.expireSuspensions()
                 await lockdown.reassert([.network, .sessions])
+                await requests.sweep()
             }
         }
         defer { reasserting.cancel() }
@@ -135,6 +140,7 @@ public enum Daemon {
                 rescanInterval: .seconds(configuration.usbRescanSeconds), marksDirectory: configuration.usbMarksDirectory
             )
             await agent.attach(usb: usb)
+            await requests.attach(usb: usb)
             await usb.setLockdown(await lockdown.inForce(.usb))
             await supervisor.start(usb)
             // READY means every device present has been decided: `systemctl start` returns with
@@ -160,6 +166,7 @@ public enum Daemon {
                 )
             }
             await agent.attach(print: print)
+            await requests.attach(print: print)
             await supervisor.start(print)
             // A lockdown in force before the restart cancels what waited meanwhile.
             Task { await lockdown.attach(print, for: .print) }
@@ -195,7 +202,8 @@ public enum Daemon {
                     posture: posture, journal: journal, uploadBatch: Int(configuration.brokerUploadBatch), record: { recorder.record($0) },
                     applyPolicy: { await agent.adoptBrokerPolicy($0) }, policyVersion: { await agent.brokerPollAfter },
                     services: { Dictionary(await supervisor.snapshot().map { ($0.name, $0.state.name) }, uniquingKeysWith: { first, _ in first }) },
-                    lockdown: lockdown, brokerAddresses: brokerAddresses)
+                    lockdown: lockdown, brokerAddresses: brokerAddresses, requests: requests)
+                await requests.onQueued { Task { await broker.requestSoon() } }
                 recorder.observe { event in
                     if event.kind == "posture.changed" { Task { await broker.trigger(event.kind) } }
                     if event.kind.hasPrefix("lockdown.") { Task { await broker.beatSoon() } }

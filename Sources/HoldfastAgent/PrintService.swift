@@ -43,6 +43,7 @@ public actor PrintService: Service {
     /// Journal state keys.
     static let ledgerKey = "print.quota"
     static let lockdownKey = "print.lockdown"
+    static let exceptionsKey = "print.exceptions"
 
     /// How often the subscription is pulled for queue changes.
     static let pollInterval: Duration = .milliseconds(200)
@@ -64,6 +65,8 @@ public actor PrintService: Service {
     /// uid of the user cupsd runs backends as (`[print] backend_user`); nil when it does not exist.
     public nonisolated let backendUID: UInt32?
     private var ledger: QuotaLedger
+    /// Approved exceptions (docs/exceptions.md), in force until their end.
+    private(set) var exceptions: [PrintException] = []
     /// The lockdown in force: why, since when, by whom.
     private var lockdown: Lockdown?
     /// The jobs the last lockdown cancelled (the `print.lockdown` verb reports them).
@@ -119,6 +122,71 @@ public actor PrintService: Service {
         backendUID = Self.passwd(backendUser)?.uid
         ledger = (try? journal.state(Self.ledgerKey, as: QuotaLedger.self)) ?? QuotaLedger(day: "")
         lockdown = try? journal.state(Self.lockdownKey, as: Lockdown.self)
+        do {
+            exceptions = try journal.state(Self.exceptionsKey, as: [PrintException].self) ?? []
+        } catch {
+            // Unreadable: none is in force (the strict side), and that is said.
+            recorder.record(Event(
+                kind: "print.exceptions_unreadable", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Refuse", time: clock.now(),
+                severity: .high, status: .failure, message: "stored print exceptions could not be read (\(error)); none is in force"))
+        }
+    }
+
+    // MARK: Exceptions
+
+    /// The approval of a queue CUPS has, as the last reconciliation saw it; nil when there is no
+    /// such queue (names are case-insensitive).
+    public func queueApproval(_ name: String) async -> Approval? {
+        if lastReconcile == nil || !queues.contains(where: { $0.queue.name.lowercased() == name.lowercased() }) { try? await reconcile(checkHardening: false) }
+        return queues.first { $0.queue.name.lowercased() == name.lowercased() }?.approval
+    }
+
+    /// Puts an approved exception in force (saved first: an exception that could not be saved is
+    /// not applied, and the broker's command comes again).
+    public func addException(_ exception: PrintException) throws(StoreError) {
+        var next = exceptions.filter { $0.id != exception.id }
+        next.append(exception)
+        try journal.setState(Self.exceptionsKey, encoding: next)
+        exceptions = next
+        record(event(
+            "print.exception_granted", .deviceConfigStateChange, 1, "Create", .medium, .success,
+            "print exception #\(exception.number): \(Printable.escape(exception.user)) may print \(exception.pages) pages on \(Printable.escape(exception.queue)) beyond the quota until \(exception.until.formatted(.iso8601)), granted by \(exception.grantedBy): \(exception.reason)",
+            Self.exceptionDetails(exception), user: exception.user))
+    }
+
+    /// Ends an exception now; nil when there is none with that id.
+    @discardableResult
+    public func endException(_ id: String, why: String, kind: String = "print.exception_revoked") -> PrintException? {
+        guard let exception = exceptions.first(where: { $0.id == id }) else { return nil }
+        let next = exceptions.filter { $0.id != id }
+        do {
+            try journal.setState(Self.exceptionsKey, encoding: next)
+        } catch {
+            logger.error("could not save print exceptions; the ended one stays ended for this run", ("error", "\(error)"))
+        }
+        exceptions = next
+        record(event(
+            kind, .deviceConfigStateChange, 3, "Delete", .informational, .success,
+            "print exception #\(exception.number) for \(Printable.escape(exception.user)) on \(Printable.escape(exception.queue)) ended: \(why) (\(exception.used) of \(exception.pages) pages used)",
+            Self.exceptionDetails(exception).merging(["ended": .string(why)]) { $1 }, user: exception.user))
+        return exception
+    }
+
+    /// Ends the exceptions whose time is up (the gate never uses one past its end; this says so
+    /// in the journal and clears the state).
+    public func expireExceptions() {
+        let now = clock.now()
+        for exception in exceptions where !exception.isActive(at: now) {
+            endException(exception.id, why: "its time ran out", kind: "print.exception_expired")
+        }
+    }
+
+    static func exceptionDetails(_ exception: PrintException) -> [String: JSONValue] {
+        [
+            "id": .string(exception.id), "number": .int(exception.number), "user": .string(exception.user), "queue": .string(exception.queue),
+            "pages": .int(exception.pages), "used": .int(exception.used), "created": .string(exception.created.formatted(.iso8601)),
+            "until": .string(exception.until.formatted(.iso8601)), "reason": .string(exception.reason), "granted_by": .string(exception.grantedBy),
+        ]
     }
 
     // MARK: Reconciliation
@@ -437,9 +505,20 @@ public actor PrintService: Service {
         let now = clock.now()
         let today = Self.localDay(now)
         var verdict = PrintGate.decide(
-            request, policy: policy, ledger: ledger, today: today, lockdown: lockdown?.reason, isMember: Self.isMember
+            request, policy: policy, ledger: ledger, today: today, lockdown: lockdown?.reason,
+            exceptions: exceptions.filter { $0.isActive(at: now) }, isMember: Self.isMember
         )
-        if verdict.allowed {
+        if verdict.allowed, let id = verdict.exception {
+            // Charged to the exception, saved before the job may print (fail closed).
+            var next = exceptions
+            if let index = next.firstIndex(where: { $0.id == id }) { next[index].used += verdict.chargedPages }
+            do {
+                try journal.setState(Self.exceptionsKey, encoding: next)
+                exceptions = next
+            } catch {
+                verdict = GateVerdict(allowed: false, reason: "the exception's page count cannot be saved (\(error)); refusing", chargedPages: 0, rule: verdict.rule)
+            }
+        } else if verdict.allowed {
             var charged = ledger
             charged.charge(user: request.user, pages: verdict.chargedPages, on: today)
             do {
@@ -460,6 +539,9 @@ public actor PrintService: Service {
         ]
         if verdict.allowed { details["charged_pages"] = .int(verdict.chargedPages) }
         if let rule = verdict.rule { details["rule"] = .string(rule) }
+        if let id = verdict.exception, let exception = exceptions.first(where: { $0.id == id }) {
+            details["exception"] = .object(["id": .string(id), "number": .int(exception.number), "used": .int(exception.used), "pages": .int(exception.pages)])
+        }
         if let note = request.pageNote { details["page_note"] = .string(note) }
         if request.pagesDeclared { details["pages_declared"] = true }
         let pages = request.pages.map { "\($0) page\($0 == 1 ? "" : "s")" } ?? "uncounted pages"
@@ -599,6 +681,7 @@ public actor PrintService: Service {
             for (user, use) in ledger.users { users[user] = .object(["pages": .int(use.pages), "jobs": .int(use.jobs)]) }
         }
         quota["users"] = .object(users)
+        quota["exceptions"] = .array(exceptions.map { .object(Self.exceptionDetails($0)) })
         var hardeningValue: [String: JSONValue] = [
             "hardened": .bool(hardening.checkedAt != nil && hardening.findings.isEmpty),
             "findings": .array(hardening.findings.map(JSONValue.string)),

@@ -1,5 +1,5 @@
 public import DeviceGuard
-import FoundationEssentials
+public import FoundationEssentials
 public import HoldfastCore
 public import HoldfastStore
 import HoldfastCrypto
@@ -600,7 +600,7 @@ public actor USBService: Service {
         classifier = Classifier(policy: newPolicy)
         // Exceptions longer than the new policy allows end now.
         let now = clock.now()
-        for exception in exceptions where exception.until.timeIntervalSince(exception.created) > Double(newPolicy.maximumExceptionSeconds) {
+        for exception in exceptions where !exception.approved && exception.until.timeIntervalSince(exception.created) > Double(newPolicy.maximumExceptionSeconds) {
             end(exception, kind: "usb.exception_revoked", why: "the new policy allows at most \(DurationText.text(newPolicy.maximumExceptionSeconds))", at: now)
         }
         if switchedToEnforce { prepareHubs() }
@@ -668,6 +668,46 @@ public actor USBService: Service {
             id: id, vendor: vendor, product: product, serial: serial, hash: hash,
             created: now, until: now + Double(seconds), reason: reason, grantedBy: grantedBy
         )
+        exceptions.append(exception)
+        saveExceptions()
+        schedule(exception)
+        record(Event(
+            kind: "usb.exception_granted", eventClass: .deviceConfigStateChange, activityID: 1, activityName: "Create",
+            time: now, severity: .medium, status: .success,
+            message: "USB exception \(id) for \(exception.target) until \(exception.until.formatted(.iso8601)) granted by \(grantedBy): \(reason)",
+            details: Self.exceptionDetails(exception)
+        ))
+        reevaluateAll(.exception)
+        return exception
+    }
+
+    /// What a bus path names now, for a request (docs/exceptions.md): the device's vendor,
+    /// product, serial and descriptor digest, and words for people. Refused like `allow`.
+    public func identify(_ name: String) throws(ExceptionError) -> (match: ExceptionMatch, label: String) {
+        let present = tracked.values.first(where: { $0.state.record.name == name })?.state
+            ?? (try? host.devices())?.first(where: { $0.record.name == name })
+        guard let state = present else { throw ExceptionError(message: "no USB device at \(name) (see 'holdfast usb devices')") }
+        guard !state.isRootHub else { throw ExceptionError(message: "\(name) is a root hub; it is never blocked") }
+        let decision = classifier.decide(state.record)
+        guard let parsed = decision.parsed, let digest = decision.descriptorHash else {
+            throw ExceptionError(message: "\(name)'s descriptors were refused (\(decision.reason)); no exception can allow a device whose descriptors do not parse")
+        }
+        let serial = state.record.serial.flatMap { ExceptionMatch.isSerial($0) ? $0 : nil }
+        return (.usb(vendor: parsed.device.vendorID, product: parsed.device.productID, serial: serial, hash: digest), Self.describe(state, decision))
+    }
+
+    /// Puts an approved exception in force until `until` (an approval carries its own end; the
+    /// policy's `max_exception` bounds local grants only). Replaces one with the same id.
+    public func allowApproved(id: String, match: ExceptionMatch, until: Date, reason: String, grantedBy: String) throws(ExceptionError) -> USBException {
+        guard case .usb(let vendor, let product, let serial, let hash) = match else { throw ExceptionError(message: "not a USB exception") }
+        let now = clock.now()
+        guard until > now else { throw ExceptionError(message: "it ended at \(until.formatted(.iso8601))") }
+        guard until.timeIntervalSince(now) <= Double(USBPolicy.ceilingExceptionSeconds) else {
+            throw ExceptionError(message: "it would last more than \(DurationText.text(USBPolicy.ceilingExceptionSeconds))")
+        }
+        let exception = USBException(
+            id: id, vendor: vendor, product: product, serial: serial, hash: hash, created: now, until: until, reason: reason, grantedBy: grantedBy, approved: true)
+        exceptions.removeAll { $0.id == id }
         exceptions.append(exception)
         saveExceptions()
         schedule(exception)
@@ -753,7 +793,7 @@ public actor USBService: Service {
         for exception in exceptions {
             if exception.created.timeIntervalSince(now) > Self.clockSkewSeconds {
                 end(exception, kind: "usb.exception_revoked", why: "it claims to have been granted in the future (\(exception.created.formatted(.iso8601)))", at: now)
-            } else if exception.until.timeIntervalSince(exception.created) > Double(policy.maximumExceptionSeconds) {
+            } else if !exception.approved, exception.until.timeIntervalSince(exception.created) > Double(policy.maximumExceptionSeconds) {
                 end(exception, kind: "usb.exception_revoked", why: "the policy allows at most \(DurationText.text(policy.maximumExceptionSeconds))", at: now)
             }
         }
@@ -914,6 +954,7 @@ public actor USBService: Service {
             "until": .string(exception.until.formatted(.iso8601)),
             "reason": .string(exception.reason),
             "granted_by": .string(exception.grantedBy),
+            "approved": .bool(exception.approved),
         ]
     }
 }

@@ -100,9 +100,10 @@ public final class Broker: Sendable {
     static let maximumOutstandingNonces = 16
     /// The body each route may carry (bodies are buffered; GETs carry none).
     public static let bodyLimits = ["/v1/enroll": 16_384, "/v1/challenge": 1_024, "/v1/attest": 262_144, "/v1/agent-policy/ack": 4_096, "/v1/events": 2 << 20, "/v1/heartbeat": 8_192,
-                                    "/v1/commands/ack": 4_096, "/v1/breakglass-secret": 1_024]
+                                    "/v1/commands/ack": 4_096, "/v1/breakglass-secret": 1_024, "/v1/requests": 4_096]
     static let deviceRoutes: Set<String> = [
         "/v1/challenge", "/v1/attest", "/v1/agent-policy", "/v1/agent-policy/ack", "/v1/events", "/v1/heartbeat", "/v1/poll", "/v1/commands/ack", "/v1/breakglass-secret",
+        "/v1/requests",
     ]
     /// Events one upload may carry.
     public static let maximumEventsPerUpload = 1_000
@@ -124,6 +125,7 @@ public final class Broker: Sendable {
     static let knownPaths: Set<String> = [
         "/.well-known/jwks.json", "/v1/ca.pem", "/v1/keys", "/v1/authz", "/v1/health", "/v1/enroll", "/v1/challenge", "/v1/attest", "/v1/agent-policy",
         "/v1/agent-policy/ack", "/v1/events", "/v1/heartbeat", "/v1/poll", "/v1/commands/ack", "/v1/breakglass-secret",
+        "/v1/requests",
     ]
 
     /// Before any body is read: an unknown path is 404, and a device route needs a device
@@ -204,6 +206,8 @@ public final class Broker: Sendable {
             return .respond(acknowledgeCommand(request))
         case ("POST", "/v1/breakglass-secret"):
             return .respond(breakglassSecret(request))
+        case ("POST", "/v1/requests"):
+            return .respond(receiveRequest(request))
         default:
             if Self.knownPaths.contains(path) { return .respond(.error(405, "method-not-allowed", "\(request.method) is not allowed on \(path)")) }
             return .respond(.error(404, "not-found", "no such endpoint"))

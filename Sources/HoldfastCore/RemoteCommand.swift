@@ -1,5 +1,6 @@
-/// A lockdown command from the broker (docs/lockdown.md, "Remote commands"): the payload of a
-/// `holdfast-command+jws` document the broker signs and the agent verifies with a pinned key.
+/// A command from the broker (docs/lockdown.md, "Remote commands"; docs/exceptions.md): the
+/// payload of a `holdfast-command+jws` document the broker signs and the agent verifies with a
+/// pinned key. Lockdowns and exceptions share one sequence per device: one order of events.
 ///
 /// The actions are a fixed set in code and the payload carries data only — a device, a sequence,
 /// times, scope names, words for people. There is no member a script, a path or an address could
@@ -10,6 +11,12 @@ public struct RemoteCommand: Sendable, Equatable {
         case lockdown
         /// Lift the scopes.
         case release
+        /// Apply an approved exception (`exception`).
+        case grant
+        /// A request was denied (`request`): nothing changes but what the requester sees.
+        case deny
+        /// End an approved exception now (`request`).
+        case revoke
     }
 
     /// The JWS `typ` of a command.
@@ -21,7 +28,16 @@ public struct RemoteCommand: Sendable, Equatable {
     public static let maximumLifetime: Int64 = 30 * 86_400
     public static let maximumReasonBytes = 512
     public static let maximumAdminBytes = 64
-    static let members: Set<String> = ["type", "device", "seq", "iat", "exp", "action", "scopes", "reason", "admin"]
+    static let baseMembers: Set<String> = ["type", "device", "seq", "iat", "exp", "action", "reason", "admin"]
+
+    /// The members an action carries besides the base ones.
+    static func actionMembers(_ action: Action) -> Set<String> {
+        switch action {
+        case .lockdown, .release: ["scopes"]
+        case .grant: ["exception"]
+        case .deny, .revoke: ["request"]
+        }
+    }
 
     /// The device it is for (`hf-…`).
     public var device: String
@@ -31,29 +47,45 @@ public struct RemoteCommand: Sendable, Equatable {
     public var issuedAt: Int64
     public var expiresAt: Int64
     public var action: Action
+    /// The scopes of a `lockdown` or `release`; empty for the others.
     public var scopes: [LockdownScope]
+    /// The exception a `grant` applies.
+    public var exception: GrantedException?
+    /// The request a `deny` or `revoke` is about.
+    public var request: RequestReference?
     /// Why, in the admin's words (shown to the user).
     public var reason: String
     /// The admin who asked, by name.
     public var admin: String
 
-    public init(device: String, sequence: Int64, issuedAt: Int64, expiresAt: Int64, action: Action, scopes: [LockdownScope], reason: String, admin: String) {
+    public init(
+        device: String, sequence: Int64, issuedAt: Int64, expiresAt: Int64, action: Action, scopes: [LockdownScope] = [], exception: GrantedException? = nil,
+        request: RequestReference? = nil, reason: String, admin: String
+    ) {
         self.device = device
         self.sequence = sequence
         self.issuedAt = issuedAt
         self.expiresAt = expiresAt
         self.action = action
         self.scopes = scopes
+        self.exception = exception
+        self.request = request
         self.reason = reason
         self.admin = admin
     }
 
     /// The payload as signed: one compact JSON object, keys sorted.
     public var payload: JSONValue {
-        .object([
+        var object: [String: JSONValue] = [
             "type": .string(Self.payloadType), "device": .string(device), "seq": .int(sequence), "iat": .int(issuedAt), "exp": .int(expiresAt),
-            "action": .string(action.rawValue), "scopes": .array(scopes.map { .string($0.rawValue) }), "reason": .string(reason), "admin": .string(admin),
-        ])
+            "action": .string(action.rawValue), "reason": .string(reason), "admin": .string(admin),
+        ]
+        switch action {
+        case .lockdown, .release: object["scopes"] = .array(scopes.map { .string($0.rawValue) })
+        case .grant: object["exception"] = exception?.value ?? .null
+        case .deny, .revoke: object["request"] = request?.value ?? .null
+        }
+        return .object(object)
     }
 
     /// Parses a payload strictly: every member present with its type, nothing else, a known
@@ -66,8 +98,11 @@ public struct RemoteCommand: Sendable, Equatable {
             throw CommandError("the payload is not JSON (\(error))")
         }
         guard case .object(let members) = value else { throw CommandError("the payload is not a JSON object") }
-        if let extra = Set(members.keys).subtracting(Self.members).sorted().first {
-            throw CommandError("the payload carries \"\(Printable.escape(String(extra.prefix(64))))\", which no command has")
+        guard let actionName = members["action"]?.stringValue, let action = Action(rawValue: actionName) else {
+            throw CommandError("action must be one of \(Action.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let extra = Set(members.keys).subtracting(Self.baseMembers.union(Self.actionMembers(action))).sorted().first {
+            throw CommandError("the payload carries \"\(Printable.escape(String(extra.prefix(64))))\", which no \(action.rawValue) command has")
         }
         guard members["type"]?.stringValue == Self.payloadType else { throw CommandError("the payload's type is not \(Self.payloadType)") }
         guard let device = members["device"]?.stringValue, Self.isDeviceID(device) else { throw CommandError("device must be a device id (hf-…)") }
@@ -75,19 +110,27 @@ public struct RemoteCommand: Sendable, Equatable {
         guard let issued = members["iat"]?.intValue, let expires = members["exp"]?.intValue, issued > 0, expires > issued, expires - issued <= maximumLifetime else {
             throw CommandError("iat and exp must be times with exp after iat, at most \(maximumLifetime / 86_400) days apart")
         }
-        guard let actionName = members["action"]?.stringValue, let action = Action(rawValue: actionName) else {
-            throw CommandError("action must be one of \(Action.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        guard case .array(let items)? = members["scopes"], !items.isEmpty, items.count <= LockdownScope.allCases.count else {
-            throw CommandError("scopes must be a non-empty list of \(LockdownScope.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
         var scopes: [LockdownScope] = []
-        for item in items {
-            guard let name = item.stringValue, let scope = LockdownScope(rawValue: name) else {
+        var exception: GrantedException?
+        var request: RequestReference?
+        switch action {
+        case .lockdown, .release:
+            guard case .array(let items)? = members["scopes"], !items.isEmpty, items.count <= LockdownScope.allCases.count else {
                 throw CommandError("scopes must be a non-empty list of \(LockdownScope.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            guard !scopes.contains(scope) else { throw CommandError("scope \(name) is named twice") }
-            scopes.append(scope)
+            for item in items {
+                guard let name = item.stringValue, let scope = LockdownScope(rawValue: name) else {
+                    throw CommandError("scopes must be a non-empty list of \(LockdownScope.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                guard !scopes.contains(scope) else { throw CommandError("scope \(name) is named twice") }
+                scopes.append(scope)
+            }
+        case .grant:
+            guard let given = members["exception"] else { throw CommandError("a grant carries its exception") }
+            exception = try GrantedException.parse(given)
+        case .deny, .revoke:
+            guard let given = members["request"] else { throw CommandError("a \(action.rawValue) names its request") }
+            request = try RequestReference.parse(given)
         }
         guard let reason = members["reason"]?.stringValue, Self.isWords(reason, maximumBytes: maximumReasonBytes) else {
             throw CommandError("reason must be 1 to \(maximumReasonBytes) bytes without control characters")
@@ -95,7 +138,9 @@ public struct RemoteCommand: Sendable, Equatable {
         guard let admin = members["admin"]?.stringValue, Self.isWords(admin, maximumBytes: maximumAdminBytes) else {
             throw CommandError("admin must be 1 to \(maximumAdminBytes) bytes without control characters")
         }
-        return RemoteCommand(device: device, sequence: sequence, issuedAt: issued, expiresAt: expires, action: action, scopes: scopes, reason: reason, admin: admin)
+        return RemoteCommand(
+            device: device, sequence: sequence, issuedAt: issued, expiresAt: expires, action: action, scopes: scopes, exception: exception, request: request,
+            reason: reason, admin: admin)
     }
 
     /// `hf-` and 16 lower-case hex digits, as the broker issues them.

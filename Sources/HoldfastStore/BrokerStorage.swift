@@ -114,6 +114,17 @@ public protocol BrokerStorage: Sendable {
     func recordBreakglassCode(_ code: IssuedBreakglassCode) throws(StoreError)
     /// A device's codes, newest first.
     func breakglassCodes(device: String, limit: Int) throws(StoreError) -> [IssuedBreakglassCode]
+
+    // Just-in-time exceptions (BrokerRequestStorage.swift).
+    /// Keeps a device's request, unless it has `limit` pending already; the same request id sent
+    /// again is the one stored before. Nil when over the limit.
+    func addRequest(_ request: StoredRequest, pendingLimit limit: Int) throws(StoreError) -> (number: Int64, new: Bool)?
+    func request(number: Int64) throws(StoreError) -> StoredRequest?
+    /// Requests newest first: with `statuses`, only those; with `device`, only its.
+    func requests(statuses: [String]?, device: String?, limit: Int) throws(StoreError) -> [StoredRequest]
+    /// Decides a request whose status is `from` and queues the command that carries the decision,
+    /// in one transaction: two approvers racing decide it once.
+    func decideRequest(number: Int64, from: String, to status: String, by admin: String, note: String, until: Int64?, command: QueuedCommand, at time: Int64) throws(StoreError) -> DecisionOutcome
 }
 
 /// An event a device uploaded, as the broker keeps it.
@@ -306,7 +317,7 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     let connection: Mutex<Connection>
     public let path: String
 
-    static let schemaVersion: Int64 = 7
+    static let schemaVersion: Int64 = 8
     /// How long the broker's trail keeps entries: 90 days.
     public static let logRetention: Int64 = 90 * 86_400
 
@@ -401,6 +412,18 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                         scopes TEXT NOT NULL, starts_at INTEGER NOT NULL, ends_at INTEGER NOT NULL, admin TEXT NOT NULL, reason TEXT NOT NULL);
                     CREATE INDEX breakglass_codes_device ON breakglass_codes (device, id);
                     PRAGMA user_version = 7;
+                    """)
+            }
+            if version <= 7 {
+                // Just-in-time exceptions: users' requests, and what an approver decided (the
+                // grant, deny or revoke travels as a command in the device's sequence).
+                try connection.execute("""
+                    CREATE TABLE requests (number INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, request TEXT NOT NULL, kind TEXT NOT NULL,
+                        user TEXT NOT NULL, uid INTEGER NOT NULL, match TEXT NOT NULL, seconds INTEGER NOT NULL, reason TEXT NOT NULL, created INTEGER NOT NULL,
+                        received_at INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'pending', decided_at INTEGER, decided_by TEXT, note TEXT, until INTEGER,
+                        command_seq INTEGER, revoke_seq INTEGER, revoked_at INTEGER, revoked_by TEXT, revoke_note TEXT, UNIQUE (device, request));
+                    CREATE INDEX requests_status ON requests (status, number);
+                    PRAGMA user_version = 8;
                     """)
             }
         }

@@ -55,6 +55,23 @@ public protocol LockdownEnforcer: Sendable {
     func enforceLockdown(_ entry: LockdownEntry?) async -> String?
 }
 
+/// What applies the broker's exception commands (`grant`, `deny`, `revoke`: docs/exceptions.md).
+/// The lockdown controller keeps the one command sequence of the device and hands these over once
+/// a command is verified, this device's, newer than the last and not expired.
+public protocol ExceptionCommandHandler: Sendable {
+    func handle(_ command: RemoteCommand) async -> ExceptionCommandResult
+}
+
+/// What became of an exception command.
+public enum ExceptionCommandResult: Sendable, Equatable {
+    /// Done; what resulted, in words for the broker's view.
+    case applied(String)
+    /// Refused for good (journaled by the handler): a reason code and words.
+    case refused(reason: String, message: String)
+    /// Could not be saved: not done, asked for again with the next poll.
+    case storage(String)
+}
+
 /// The lockdown state of this agent: which scopes are shut, persisted in the journal's state before
 /// anything is enforced (a crash between the two comes back locked), journaled as events, and
 /// applied again at every start.
@@ -80,6 +97,8 @@ public actor LockdownController {
     private var failures: [LockdownScope: String] = [:]
     /// The last broker command sequence done with (applied, or refused as expired), per device.
     private var progress: CommandProgress
+    /// Where exception commands go (nil: they are refused as unsupported).
+    private var exceptionHandler: (any ExceptionCommandHandler)?
     static let suspendedKey = "lockdown.suspended"
     static let usedCodesKey = "lockdown.breakglass_used"
     /// Scopes lifted by a break-glass code until a time.
@@ -129,6 +148,9 @@ public actor LockdownController {
     /// The entry in force for a scope: recorded and not lifted by a break-glass code (start-up
     /// hands it to the enforcer before its first pass; the login check asks it).
     public func inForce(_ scope: LockdownScope) -> LockdownEntry? { suspensions[scope] == nil ? entries[scope] : nil }
+
+    /// Registers what applies exception commands.
+    public func attach(exceptions handler: any ExceptionCommandHandler) { exceptionHandler = handler }
 
     /// Registers the enforcer of a scope and brings it in line with the state at once.
     public func attach(_ enforcer: any LockdownEnforcer, for scope: LockdownScope) async {
@@ -366,6 +388,8 @@ public actor LockdownController {
     public enum CommandOutcome: Sendable, Equatable {
         /// Applied; the scopes that changed.
         case applied(changed: [LockdownScope])
+        /// An exception command done (`ExceptionCommandHandler`); what resulted.
+        case done(detail: String)
         /// Refused and journaled: a reason code (`other-device`, `replayed`, `expired`, `storage`)
         /// and words for the trail.
         case refused(reason: String, message: String)
@@ -390,6 +414,22 @@ public actor LockdownController {
                 "expired", "command \(command.sequence) expired at \(Date(timeIntervalSince1970: Double(command.expiresAt)).formatted(.iso8601))",
                 sequence: command.sequence, admin: command.admin)
         }
+        if [.grant, .deny, .revoke].contains(command.action) {
+            guard let exceptionHandler else {
+                saveSequence(command.sequence, device: device)
+                return refuseCommand("unsupported", "command \(command.sequence) (\(command.action.rawValue)) needs the exception handler, which does not run here", sequence: command.sequence, admin: command.admin)
+            }
+            switch await exceptionHandler.handle(command) {
+            case .applied(let detail):
+                saveSequence(command.sequence, device: device)
+                return .done(detail: detail)
+            case .refused(let reason, let message):
+                saveSequence(command.sequence, device: device)
+                return .refused(reason: reason, message: message)
+            case .storage(let message):
+                return .refused(reason: "storage", message: message)
+            }
+        }
         let who = "\(command.admin) (broker command \(command.sequence))"
         let changed: [LockdownScope]
         do {
@@ -400,6 +440,8 @@ public actor LockdownController {
                     issuedAt: Date(timeIntervalSince1970: Double(command.issuedAt)))
             case .release:
                 changed = try await release(command.scopes, reason: command.reason, by: who)
+            case .grant, .deny, .revoke:
+                changed = []
             }
         } catch {
             // Not saved, not applied: the next poll brings it again.
@@ -425,7 +467,7 @@ public actor LockdownController {
         if let admin { details["by"] = .string(admin) }
         record(Event(
             kind: "lockdown.command_refused", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Refuse",
-            time: clock.now(), severity: .high, status: .failure, message: "a lockdown command was refused (\(reason)): \(message)", details: details))
+            time: clock.now(), severity: .high, status: .failure, message: "a broker command was refused (\(reason)): \(message)", details: details))
         return .refused(reason: reason, message: message)
     }
 

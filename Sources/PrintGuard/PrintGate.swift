@@ -79,21 +79,27 @@ public struct GateVerdict: Sendable, Equatable {
     public let chargedPages: Int64
     /// The approving rule.
     public let rule: String?
+    /// The exception the pages are charged to (its id) instead of the user's daily quota.
+    public let exception: String?
 
-    public init(allowed: Bool, reason: String, chargedPages: Int64, rule: String?) {
+    public init(allowed: Bool, reason: String, chargedPages: Int64, rule: String?, exception: String? = nil) {
         self.allowed = allowed
         self.reason = reason
         self.chargedPages = chargedPages
         self.rule = rule
+        self.exception = exception
     }
 }
 
-/// The decision for one job, in order: lockdown, approval, user, countable pages, quota.
+/// The decision for one job, in order: lockdown, approval, user, countable pages, quota. An
+/// active exception for the user on the queue (`exceptions`: the caller passes those in force)
+/// admits a user the rule does not name, and takes the pages the daily quota cannot.
 public enum PrintGate {
     public static func decide(
         _ request: GateRequest, policy: PrintPolicy, ledger: QuotaLedger, today: String, lockdown: String?,
-        isMember: (String, String) -> Bool
+        exceptions: [PrintException] = [], isMember: (String, String) -> Bool
     ) -> GateVerdict {
+        let exception = exceptions.first { $0.covers(user: request.user, queue: request.queue) }
         if let lockdown {
             return GateVerdict(allowed: false, reason: "printing is locked down: \(lockdown)", chargedPages: 0, rule: nil)
         }
@@ -101,11 +107,12 @@ public enum PrintGate {
         guard approval.approved, let rule = approval.rule else {
             return GateVerdict(allowed: false, reason: "queue not approved: \(approval.reason)", chargedPages: 0, rule: nil)
         }
+        var named = true
         if !rule.users.isEmpty {
-            let permitted = rule.users.contains { entry in
+            named = rule.users.contains { entry in
                 entry.hasPrefix("@") ? isMember(request.user, String(entry.dropFirst())) : entry == request.user
             }
-            guard permitted else {
+            guard named || exception != nil else {
                 return GateVerdict(
                     allowed: false, reason: "user \(Printable.escape(request.user)) may not print to this printer (rule \(rule.id))",
                     chargedPages: 0, rule: rule.id
@@ -129,9 +136,17 @@ public enum PrintGate {
             )
         }
         pages = pages.multipliedReportingOverflow(by: request.copies).overflow ? Int64.max / 2 : pages * request.copies
-        if let refusal = ledger.refusal(user: request.user, pages: pages, quota: policy.quota, on: today) {
-            return GateVerdict(allowed: false, reason: refusal, chargedPages: 0, rule: rule.id)
+        // The daily quota first (a user the rule names); the exception takes what it cannot.
+        let refusal = named ? ledger.refusal(user: request.user, pages: pages, quota: policy.quota, on: today) : "the rule does not name this user"
+        guard let refusal else { return GateVerdict(allowed: true, reason: approval.reason, chargedPages: pages, rule: rule.id) }
+        guard let exception else { return GateVerdict(allowed: false, reason: refusal, chargedPages: 0, rule: rule.id) }
+        guard pages <= exception.remaining else {
+            return GateVerdict(
+                allowed: false, reason: "\(refusal); exception #\(exception.number) has \(exception.remaining) of \(exception.pages) pages left and this job has \(pages)",
+                chargedPages: 0, rule: rule.id)
         }
-        return GateVerdict(allowed: true, reason: approval.reason, chargedPages: pages, rule: rule.id)
+        return GateVerdict(
+            allowed: true, reason: "\(approval.reason); charged to exception #\(exception.number) (\(exception.remaining - pages) of \(exception.pages) pages left after it)",
+            chargedPages: pages, rule: rule.id, exception: exception.id)
     }
 }

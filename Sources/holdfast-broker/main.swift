@@ -29,5 +29,9 @@ CommandTable(
         LockdownCommand.self,
         ReleaseCommand.self,
         Breakglass.self,
+        RequestsList.self,
+        Approve.self,
+        Deny.self,
+        Revoke.self,
     ]
 ).main()
