@@ -20,7 +20,8 @@ final class PrintAgent {
     static let users = ["hf-print-ann", "hf-print-bob"]
     static let group = "hf-print-desk"
 
-    init(policy: String, fileDevice: Bool = false, installGate: Bool = true) throws {
+    /// `extra`: more sections for agent.conf (a broker's, `TestBroker.agentSection`).
+    init(policy: String, fileDevice: Bool = false, installGate: Bool = true, extra: String = "") throws {
         chmod(directory.path, 0o755)
         try FileManager.default.createDirectory(atPath: directory.file("run"), withIntermediateDirectories: true)
         chmod(directory.file("run"), 0o755)
@@ -39,6 +40,7 @@ final class PrintAgent {
             cups_server_root = \(cups.serverRoot)
             [filewatch]
             enabled = no
+            \(extra)
 
             """, to: config)
         try setPolicy(policy)

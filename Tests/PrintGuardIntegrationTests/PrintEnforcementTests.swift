@@ -22,8 +22,8 @@ import Glibc
     }
 
     /// A started agent with the office queue added (by root, ungated) before holdfastd starts.
-    func agent(quota: String = #"{"pages_per_day": 5}"#, users: String = "", unapproved: String = "remove", fileDevice: Bool = false) throws -> PrintAgent {
-        let agent = try PrintAgent(policy: "{}", fileDevice: fileDevice)
+    func agent(quota: String = #"{"pages_per_day": 5}"#, users: String = "", unapproved: String = "remove", fileDevice: Bool = false, extra: String = "") throws -> PrintAgent {
+        let agent = try PrintAgent(policy: "{}", fileDevice: fileDevice, extra: extra)
         let cups = try agent.testbed
         try agent.setPolicy(Self.policy(cups.printerURI, quota: quota, users: users, unapproved: unapproved))
         #expect(try cups.addQueue("office", uri: cups.printerURI).status == 0)
