@@ -15,7 +15,8 @@ final class EnrolledAgent {
     private(set) var server: BrokerBench.Child?
     private var agent: BrokerBench.Child?
 
-    init(name: String, broker: String, holdfastd: String, holdfast: String, extra: String = "") throws {
+    /// `print`: agent.conf's `[print]` section (default off); `policy`: the policy file's text.
+    init(name: String, broker: String, holdfastd: String, holdfast: String, extra: String = "", print: String? = nil, policy: String? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("holdfast-\(name)-bench-\(getpid())").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         chmod(directory, 0o755)
@@ -25,7 +26,8 @@ final class EnrolledAgent {
         _ = try BrokerBench.run(broker, ["init", "--hostname", "localhost", "--dir", directory + "/etc"])
         adminToken = try BrokerBench.run(broker, ["admin", "add", "bench", "--state-dir", directory + "/broker-state"])
         server = try BrokerBench.Child(broker, ["serve", "--url", url, "--listen", "127.0.0.1:\(port)", "--dir", directory + "/etc", "--state-dir", directory + "/broker-state"])
-        configuration = try TestAgentConfiguration.write(in: directory, extra: extra)
+        configuration = try TestAgentConfiguration.write(in: directory, extra: extra, print: print)
+        if let policy { try policy.writeReplacing(toFile: directory + "/policy.json") }
         socket = directory + "/run/control.sock"
         agent = try BrokerBench.Child(holdfastd, ["--config", configuration])
         for _ in 0..<100 where (try? BrokerBench.run(holdfast, ["--socket", socket, "status"])) == nil || !FileManager.default.fileExists(atPath: socket) {

@@ -12,7 +12,7 @@ import PrintGuard
 if CommandLine.arguments.contains("--help") || CommandLine.arguments.contains("-h") {
     print("""
         Usage: holdfast-bench            every row (what make bench runs; root for most of them; about 12 minutes)
-               holdfast-bench broker-handler | broker-load | lockdown    one row alone
+               holdfast-bench broker-handler | broker-load | lockdown | exceptions    one row alone
         BENCH_ONLY=usb|print|audit|filewatch|posture|broker runs the quick rows and that group (docs/benchmarks.md).
         """)
     exit(0)
@@ -30,6 +30,15 @@ if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "lockdown" {
     let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     for row in try LockdownBench.rows(broker: directory.appendingPathComponent("holdfast-broker").path, holdfastd: directory.appendingPathComponent("holdfastd").path,
                                       holdfast: directory.appendingPathComponent("holdfast").path) {
+        print("\(row.name): \(row.holdfast); \(row.anchorName): \(row.anchor); \(row.ratio)")
+    }
+    exit(0)
+}
+// `holdfast-bench exceptions`: the approval → applied row alone.
+if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "exceptions" {
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for row in try ExceptionBench.rows(broker: directory.appendingPathComponent("holdfast-broker").path, holdfastd: directory.appendingPathComponent("holdfastd").path,
+                                       holdfast: directory.appendingPathComponent("holdfast").path) {
         print("\(row.name): \(row.holdfast); \(row.anchorName): \(row.anchor); \(row.ratio)")
     }
     exit(0)
@@ -504,6 +513,7 @@ if wanted("broker") {
         if getuid() == 0, FileManager.default.fileExists(atPath: holdfastd) {
             rows += try LoginCheckBench.rows(broker: broker, holdfastd: holdfastd, holdfast: holdfastBinary)
             rows += try LockdownBench.rows(broker: broker, holdfastd: holdfastd, holdfast: holdfastBinary)
+            rows += try ExceptionBench.rows(broker: broker, holdfastd: holdfastd, holdfast: holdfastBinary)
         }
     } else {
         print("note: skipping the broker rows (needs a release holdfast-broker beside holdfast-bench)")

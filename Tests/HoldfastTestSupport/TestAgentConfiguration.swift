@@ -9,7 +9,8 @@ public enum TestAgentConfiguration {
     /// `directory/state`, the socket `directory/run/control.sock` (run/ created). Returns the
     /// configuration's path.
     @discardableResult
-    public static func write(in directory: String, extra: String = "") throws -> String {
+    /// `print`: the `[print]` section instead of `enabled = no` (a private cupsd's).
+    public static func write(in directory: String, extra: String = "", print: String? = nil) throws -> String {
         try FileManager.default.createDirectory(atPath: directory + "/run", withIntermediateDirectories: true)
         let path = directory + "/agent.conf"
         try """
@@ -17,7 +18,7 @@ public enum TestAgentConfiguration {
             [usb]
             enabled = no
             [print]
-            enabled = no
+            \(print ?? "enabled = no")
             [filewatch]
             enabled = no
             [agent]
