@@ -31,6 +31,8 @@ public actor AccessRequests: ExceptionCommandHandler {
         public var decidedBy: String?
         public var note: String?
         public var decidedAt: Date?
+        /// `request.expired` was journaled for it.
+        public var endSaid: Bool?
     }
 
     static let stateKey = "requests"
@@ -38,6 +40,9 @@ public actor AccessRequests: ExceptionCommandHandler {
     static let keptDecided = 200
     /// Open requests one user may have: a user (or a script of theirs) cannot flood the approvers.
     static let openPerUser = 5
+    /// A request unanswered this long no longer counts against that limit (the broker does not
+    /// approve one older than 7 days).
+    static let openWindow: TimeInterval = 8 * 86_400
 
     private let journal: Journal
     private let clock: any TimeSource
@@ -48,8 +53,6 @@ public actor AccessRequests: ExceptionCommandHandler {
     private var print: PrintService?
     /// Told when a request waits to be sent.
     private var onQueued: (@Sendable () -> Void)?
-    /// Approved requests whose end was journaled (so it is said once).
-    private var endedSaid: Set<String> = []
 
     public init(journal: Journal, clock: any TimeSource = SystemTimeSource(), logger: Logger, record: @escaping @Sendable (Event) -> Void) {
         self.journal = journal
@@ -66,8 +69,6 @@ public actor AccessRequests: ExceptionCommandHandler {
                 kind: "request.state_unreadable", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Other", time: clock.now(), severity: .high,
                 status: .failure, message: "the stored exception requests cannot be read (\(error)); requests not yet sent to the broker are lost; the users ask again"))
         }
-        let now = clock.now()
-        endedSaid = Set(records.filter { $0.status == "approved" && ($0.until ?? now) <= now }.map(\.id))
     }
 
     public func attach(usb: USBService) { self.usb = usb }
@@ -93,7 +94,8 @@ public actor AccessRequests: ExceptionCommandHandler {
             throw Refusal(message: "--for is from 1s to \(DurationText.text(AccessRequestSubmission.maximumSeconds)); every exception ends")
         }
         guard LoginName.isValid(user) else { throw Refusal(message: "uid \(uid) has no login name this agent can send") }
-        let open = records.filter { $0.uid == uid && ["queued", "pending"].contains($0.status) }
+        let now = clock.now()
+        let open = records.filter { $0.uid == uid && ["queued", "pending"].contains($0.status) && now.timeIntervalSince($0.created) < Self.openWindow }
         guard open.count < Self.openPerUser else {
             throw Refusal(message: "you have \(open.count) requests waiting for a decision (holdfast requests); no more until some are decided")
         }
@@ -130,8 +132,13 @@ public actor AccessRequests: ExceptionCommandHandler {
             match = .print(queue: target, pages: pages)
             label = target
         }
+        // Counted again after the waits above: parallel asks cannot pass the limit together.
+        let stillOpen = records.filter { $0.uid == uid && ["queued", "pending"].contains($0.status) && now.timeIntervalSince($0.created) < Self.openWindow }
+        guard stillOpen.count < Self.openPerUser else {
+            throw Refusal(message: "you have \(stillOpen.count) requests waiting for a decision (holdfast requests); no more until some are decided")
+        }
         let id = "rq-" + ((try? SecureRandom.bytes(8)).map(Hex.encode) ?? String(UInt64.random(in: .min ... .max), radix: 16))
-        let entry = Record(id: id, match: match, label: label, uid: uid, user: user, seconds: seconds, reason: reason, created: clock.now(), status: "queued")
+        let entry = Record(id: id, match: match, label: label, uid: uid, user: user, seconds: seconds, reason: reason, created: now, status: "queued")
         var next = records
         next.append(entry)
         do {
@@ -150,7 +157,9 @@ public actor AccessRequests: ExceptionCommandHandler {
     /// Requests not yet at the broker, oldest first.
     public func unsent() -> [AccessRequestSubmission] {
         records.filter { $0.status == "queued" }.map {
-            AccessRequestSubmission(id: $0.id, match: $0.match, user: $0.user, uid: $0.uid, seconds: $0.seconds, reason: $0.reason, created: Int64($0.created.timeIntervalSince1970))
+            AccessRequestSubmission(
+                id: $0.id, match: $0.match, user: $0.user, uid: $0.uid, seconds: $0.seconds, reason: $0.reason, created: Int64($0.created.timeIntervalSince1970),
+                label: AccessRequestSubmission.sendableLabel($0.label))
         }
     }
 
@@ -195,15 +204,22 @@ public actor AccessRequests: ExceptionCommandHandler {
 
     private func grant(_ granted: GrantedException, _ command: RemoteCommand) async -> ExceptionCommandResult {
         let now = clock.now()
-        let until = Date(timeIntervalSince1970: Double(granted.until))
+        // The end is the broker's, but never later than the approved span from now on this
+        // clock: a clock behind the broker's neither revives an ended approval nor stretches one.
+        let span = max(0, granted.until - command.issuedAt)
+        let until = Date(timeIntervalSince1970: Double(min(granted.until, Int64(now.timeIntervalSince1970) + span)))
         let local = records.first { $0.id == granted.request }
-        guard until > now else {
+        if let local, ["denied", "revoked", "refused"].contains(local.status) {
+            // A grant seen again (a replay after lost state) never revives what was ended.
+            return refuse(command, nil, "ended", "request #\(granted.number) is \(local.status) here; a grant for it is not applied again")
+        }
+        guard until > now, Int64(now.timeIntervalSince1970) < command.expiresAt else {
             return refuse(command, local, "expired", "approval #\(granted.number) ended at \(until.formatted(.iso8601)) before it arrived; nothing was applied")
         }
         guard Int64(until.timeIntervalSince(now)) <= AccessRequestSubmission.maximumSeconds + 300 else {
             return refuse(command, local, "too-long", "approval #\(granted.number) would last past \(DurationText.text(AccessRequestSubmission.maximumSeconds)) from now")
         }
-        if let local, local.match != granted.match || local.uid != granted.uid {
+        if let local, local.match != granted.match || local.uid != granted.uid || local.user != granted.user {
             return refuse(command, local, "mismatch", "approval #\(granted.number) is not for what \(local.user) asked (\(local.match.summary)); nothing was applied")
         }
         let grantedBy = "\(command.admin) (broker, request #\(granted.number))"
@@ -246,9 +262,12 @@ public actor AccessRequests: ExceptionCommandHandler {
         let denied = command.action == .deny
         var entry = records.first { $0.id == reference.request }
         if !denied {
-            // What the approval put in force ends now, whichever enforcer holds it.
-            if let usb, (try? await usb.revoke(reference.request, by: "\(command.admin) (broker, request #\(reference.number)): \(command.reason)")) != nil {}
-            if let print { await print.endException(reference.request, why: "revoked by \(command.admin): \(command.reason)") }
+            // What the approval put in force ends now, whichever enforcer holds it; an ending that
+            // cannot be saved is not acknowledged (the command comes again).
+            let who = "\(command.admin) (broker, request #\(reference.number)): \(command.reason)"
+            let usbSaved = await usb?.endApproved(reference.request, by: who) ?? true
+            let printSaved = await print?.endException(reference.request, why: "revoked by \(who)") ?? true
+            guard usbSaved, printSaved else { return .storage("the end of exception #\(reference.number) could not be saved") }
         }
         if var found = entry {
             found.status = denied ? "denied" : "revoked"
@@ -301,8 +320,9 @@ public actor AccessRequests: ExceptionCommandHandler {
     public func sweep() async {
         await print?.expireExceptions()
         let now = clock.now()
-        for entry in records where entry.status == "approved" && (entry.until ?? now) <= now && !endedSaid.contains(entry.id) {
-            endedSaid.insert(entry.id)
+        for var entry in records where entry.status == "approved" && (entry.until ?? now) <= now && entry.endSaid != true {
+            entry.endSaid = true
+            keep(entry)
             record(event("request.expired", 3, "Delete", .informational, .success,
                          "the exception of request #\(entry.number ?? 0) (\(entry.match.summary) for \(entry.user), approved by \(entry.decidedBy ?? "?")) ended at \(entry.until?.formatted(.iso8601) ?? "?")",
                          entry))

@@ -144,6 +144,9 @@ public actor PrintService: Service {
     /// Puts an approved exception in force (saved first: an exception that could not be saved is
     /// not applied, and the broker's command comes again).
     public func addException(_ exception: PrintException) throws(StoreError) {
+        var exception = exception
+        // The same approval again (a command re-delivered): the pages used stay used.
+        if let before = exceptions.first(where: { $0.id == exception.id }) { exception.used = max(exception.used, before.used) }
         var next = exceptions.filter { $0.id != exception.id }
         next.append(exception)
         try journal.setState(Self.exceptionsKey, encoding: next)
@@ -154,14 +157,17 @@ public actor PrintService: Service {
             Self.exceptionDetails(exception), user: exception.user))
     }
 
-    /// Ends an exception now; nil when there is none with that id.
+    /// Ends an exception now (none with that id: nothing to do). False when the ending could not
+    /// be saved (it is ended for this run; a restart would bring it back).
     @discardableResult
-    public func endException(_ id: String, why: String, kind: String = "print.exception_revoked") -> PrintException? {
-        guard let exception = exceptions.first(where: { $0.id == id }) else { return nil }
+    public func endException(_ id: String, why: String, kind: String = "print.exception_revoked") -> Bool {
+        guard let exception = exceptions.first(where: { $0.id == id }) else { return true }
         let next = exceptions.filter { $0.id != id }
+        var saved = true
         do {
             try journal.setState(Self.exceptionsKey, encoding: next)
         } catch {
+            saved = false
             logger.error("could not save print exceptions; the ended one stays ended for this run", ("error", "\(error)"))
         }
         exceptions = next
@@ -169,7 +175,7 @@ public actor PrintService: Service {
             kind, .deviceConfigStateChange, 3, "Delete", .informational, .success,
             "print exception #\(exception.number) for \(Printable.escape(exception.user)) on \(Printable.escape(exception.queue)) ended: \(why) (\(exception.used) of \(exception.pages) pages used)",
             Self.exceptionDetails(exception).merging(["ended": .string(why)]) { $1 }, user: exception.user))
-        return exception
+        return saved
     }
 
     /// Ends the exceptions whose time is up (the gate never uses one past its end; this says so

@@ -721,6 +721,13 @@ public actor USBService: Service {
         return exception
     }
 
+    /// Ends an approved exception now, if it is in force; false when the ending could not be saved.
+    public func endApproved(_ id: String, by who: String) -> Bool {
+        guard exceptions.contains(where: { $0.id == id }) else { return true }
+        _ = try? revoke(id, by: who)
+        return !exceptionsUnsaved
+    }
+
     /// Ends an exception now.
     public func revoke(_ id: String, by who: String) throws(ExceptionError) -> USBException {
         guard let exception = exceptions.first(where: { $0.id == id }) else {
@@ -800,10 +807,16 @@ public actor USBService: Service {
         for exception in exceptions { schedule(exception) }
     }
 
+    /// Whether the last save of the exceptions failed (a revocation that is not saved would come
+    /// back with a restart: its command is then not marked done).
+    private(set) var exceptionsUnsaved = false
+
     private func saveExceptions() {
         do {
             try journal.setState(Self.exceptionsKey, encoding: exceptions)
+            exceptionsUnsaved = false
         } catch {
+            exceptionsUnsaved = true
             logger.error("could not save USB exceptions; they end with this run", ("error", "\(error)"))
         }
     }

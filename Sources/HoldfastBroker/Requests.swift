@@ -29,10 +29,10 @@ extension Broker {
         let current = now
         let stored = StoredRequest(
             device: device.id, request: submission.id, kind: submission.match.kind.rawValue, user: submission.user, uid: submission.uid,
-            match: JSONValue.object(submission.match.members).compactText, seconds: submission.seconds, reason: submission.reason, created: submission.created,
+            match: JSONValue.object(submission.match.members).compactText, label: submission.label, seconds: submission.seconds, reason: submission.reason, created: submission.created,
             receivedAt: current)
         do {
-            guard let (number, new) = try storage.addRequest(stored, pendingLimit: Self.pendingRequestLimit) else {
+            guard let (number, new) = try storage.addRequest(stored, pendingLimit: Self.pendingRequestLimit, shelfLife: Self.requestShelfLife) else {
                 return refuse(device.id, "request.refused", 429, "too-many-pending", "this device has \(Self.pendingRequestLimit) requests waiting for a decision; no more until some are decided")
             }
             if new {

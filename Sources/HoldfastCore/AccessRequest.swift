@@ -8,8 +8,8 @@
 public enum ExceptionKind: String, Sendable, Equatable, Codable, CaseIterable {
     /// One USB device or model: every interface allowed, on this machine, until the end.
     case usb
-    /// One user on one approved print queue: extra pages beyond the daily quota (and the queue
-    /// even when its rule names other users), until the end or the pages are used.
+    /// One user on one approved print queue: extra pages beyond the daily quota, until the end
+    /// or the pages are used.
     case print
 }
 
@@ -106,7 +106,8 @@ public enum ExceptionMatch: Sendable, Equatable, Codable {
     public var summary: String {
         switch self {
         case .usb(let vendor, let product, let serial, let hash):
-            "USB \(Self.hex16(vendor)):\(Self.hex16(product))" + (serial.map { " serial \(Printable.escape($0))" } ?? "") + (hash == nil ? "" : " (these descriptors only)")
+            "USB \(Self.hex16(vendor)):\(Self.hex16(product))" + (serial.map { " serial \(Printable.escape($0))" } ?? "")
+                + (hash == nil ? " (any device reporting this id)" : " (these descriptors only)")
         case .print(let queue, let pages):
             "\(pages) page\(pages == 1 ? "" : "s") on print queue \(Printable.escape(queue))"
         }
@@ -150,8 +151,11 @@ public struct AccessRequestSubmission: Sendable, Equatable {
     public var reason: String
     /// When they asked (the device's clock).
     public var created: Int64
+    /// What the agent saw of the device (`1-2 0781:5567 SanDisk Cruzer Blade: storage`), for
+    /// the approver: words the device chose, so only ever shown escaped.
+    public var label: String?
 
-    public init(id: String, match: ExceptionMatch, user: String, uid: Int64, seconds: Int64, reason: String, created: Int64) {
+    public init(id: String, match: ExceptionMatch, user: String, uid: Int64, seconds: Int64, reason: String, created: Int64, label: String? = nil) {
         self.id = id
         self.match = match
         self.user = user
@@ -159,13 +163,26 @@ public struct AccessRequestSubmission: Sendable, Equatable {
         self.seconds = seconds
         self.reason = reason
         self.created = created
+        self.label = label
+    }
+
+    public static let maximumLabelBytes = 256
+
+    /// A label cut to what travels: at most 256 bytes of words, control characters replaced.
+    public static func sendableLabel(_ text: String) -> String? {
+        var cut = ""
+        for character in Printable.escape(text) {
+            guard cut.utf8.count + String(character).utf8.count <= maximumLabelBytes else { break }
+            cut.append(character)
+        }
+        return RemoteCommand.isWords(cut, maximumBytes: maximumLabelBytes) ? cut : nil
     }
 
     /// The longest anyone may ask for or be granted: an exception is for an afternoon or a
     /// project week, never a standing right.
     public static let maximumSeconds: Int64 = 30 * 86_400
     public static let maximumReasonBytes = 512
-    static let baseMembers: Set<String> = ["request", "kind", "user", "uid", "seconds", "reason", "created"]
+    static let baseMembers: Set<String> = ["request", "kind", "user", "uid", "seconds", "reason", "created", "label"]
 
     public var body: JSONValue {
         var object = match.members
@@ -176,6 +193,7 @@ public struct AccessRequestSubmission: Sendable, Equatable {
         object["seconds"] = .int(seconds)
         object["reason"] = .string(reason)
         object["created"] = .int(created)
+        if let label { object["label"] = .string(label) }
         return .object(object)
     }
 
@@ -197,8 +215,15 @@ public struct AccessRequestSubmission: Sendable, Equatable {
             throw CommandError("reason must be 1 to \(maximumReasonBytes) bytes without control characters")
         }
         guard let created = members["created"]?.intValue, created > 0 else { throw CommandError("created must be a time") }
+        var label: String?
+        if let value = members["label"] {
+            guard let text = value.stringValue, RemoteCommand.isWords(text, maximumBytes: maximumLabelBytes) else {
+                throw CommandError("label must be 1 to \(maximumLabelBytes) bytes without control characters")
+            }
+            label = text
+        }
         let match = try ExceptionMatch.parse(kind: kind, members)
-        return AccessRequestSubmission(id: id, match: match, user: user, uid: uid, seconds: seconds, reason: reason, created: created)
+        return AccessRequestSubmission(id: id, match: match, user: user, uid: uid, seconds: seconds, reason: reason, created: created, label: label)
     }
 
     /// `rq-` and 16 lower-case hex digits, as agents make them.

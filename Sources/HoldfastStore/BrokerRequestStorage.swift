@@ -14,6 +14,8 @@ public struct StoredRequest: Sendable, Equatable {
     public var uid: Int64
     /// The match members as compact JSON.
     public var match: String
+    /// What the agent saw of the device, as it sent it (words the device chose: show escaped).
+    public var label: String?
     public var seconds: Int64
     public var reason: String
     public var created: Int64
@@ -38,7 +40,7 @@ public struct StoredRequest: Sendable, Equatable {
     public var commandStatusAt: Int64?
 
     public init(
-        number: Int64 = 0, device: String, request: String, kind: String, user: String, uid: Int64, match: String, seconds: Int64, reason: String, created: Int64,
+        number: Int64 = 0, device: String, request: String, kind: String, user: String, uid: Int64, match: String, label: String? = nil, seconds: Int64, reason: String, created: Int64,
         receivedAt: Int64, status: String = "pending", decidedAt: Int64? = nil, decidedBy: String? = nil, note: String? = nil, until: Int64? = nil,
         commandSequence: Int64? = nil, revokeSequence: Int64? = nil, revokedAt: Int64? = nil, revokedBy: String? = nil, revokeNote: String? = nil, commandStatus: String? = nil, commandDetail: String? = nil, commandStatusAt: Int64? = nil
     ) {
@@ -49,6 +51,7 @@ public struct StoredRequest: Sendable, Equatable {
         self.user = user
         self.uid = uid
         self.match = match
+        self.label = label
         self.seconds = seconds
         self.reason = reason
         self.created = created
@@ -81,22 +84,24 @@ public enum DecisionOutcome: Sendable, Equatable {
 extension SQLiteBrokerStorage {
     static let requestColumns = """
         r.number, r.device, r.request, r.kind, r.user, r.uid, r.match, r.seconds, r.reason, r.created, r.received_at, r.status, r.decided_at, r.decided_by, \
-        r.note, r.until, r.command_seq, r.revoke_seq, r.revoked_at, r.revoked_by, r.revoke_note, c.status, c.detail, c.status_at
+        r.note, r.until, r.command_seq, r.revoke_seq, r.revoked_at, r.revoked_by, r.revoke_note, c.status, c.detail, c.status_at, r.label
         """
     static let requestJoin = "requests r LEFT JOIN commands c ON c.device = r.device AND c.seq = coalesce(r.revoke_seq, r.command_seq)"
 
     static func storedRequest(_ statement: Statement) -> StoredRequest {
         func optional(_ column: Int32) -> Int64? { statement.isNull(column) ? nil : statement.int64(column) }
-        return StoredRequest(
+        var request = StoredRequest(
             number: statement.int64(0), device: statement.text(1) ?? "", request: statement.text(2) ?? "", kind: statement.text(3) ?? "", user: statement.text(4) ?? "",
             uid: statement.int64(5), match: statement.text(6) ?? "{}", seconds: statement.int64(7), reason: statement.text(8) ?? "", created: statement.int64(9),
             receivedAt: statement.int64(10), status: statement.text(11) ?? "pending", decidedAt: optional(12), decidedBy: statement.text(13), note: statement.text(14),
             until: optional(15), commandSequence: optional(16), revokeSequence: optional(17), revokedAt: optional(18), revokedBy: statement.text(19),
             revokeNote: statement.text(20), commandStatus: statement.text(21), commandDetail: statement.text(22), commandStatusAt: optional(23))
+        request.label = statement.text(24)
+        return request
     }
 
     /// A request is a person's ask the device waits on: committed with fsync.
-    public func addRequest(_ request: StoredRequest, pendingLimit limit: Int) throws(StoreError) -> (number: Int64, new: Bool)? {
+    public func addRequest(_ request: StoredRequest, pendingLimit limit: Int, shelfLife: Int64) throws(StoreError) -> (number: Int64, new: Bool)? {
         try connection.withLock { connection throws(StoreError) in
             try Self.durably(connection) { () throws(StoreError) in
                 try connection.transaction { () throws(StoreError) -> (number: Int64, new: Bool)? in
@@ -106,14 +111,16 @@ extension SQLiteBrokerStorage {
                         return try statement.step() ? statement.int64(0) : nil
                     }
                     if let existing { return (existing, false) }
-                    let pending = try connection.withStatement("SELECT count(*) FROM requests WHERE device = ? AND status = 'pending'") { statement throws(StoreError) -> Int64 in
+                    // Requests past the shelf life are never approved: they do not hold a place.
+                    let pending = try connection.withStatement("SELECT count(*) FROM requests WHERE device = ? AND status = 'pending' AND received_at > ?") { statement throws(StoreError) -> Int64 in
                         statement.bind(1, request.device)
+                        statement.bind(2, request.receivedAt - shelfLife)
                         _ = try statement.step()
                         return statement.int64(0)
                     }
                     guard pending < Int64(limit) else { return nil }
                     return try connection.withStatement("""
-                        INSERT INTO requests (device, request, kind, user, uid, match, seconds, reason, created, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        INSERT INTO requests (device, request, kind, user, uid, match, seconds, reason, created, received_at, label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """) { statement throws(StoreError) -> (number: Int64, new: Bool)? in
                         statement.bind(1, request.device)
                         statement.bind(2, request.request)
@@ -125,6 +132,7 @@ extension SQLiteBrokerStorage {
                         statement.bind(8, request.reason)
                         statement.bind(9, request.created)
                         statement.bind(10, request.receivedAt)
+                        statement.bind(11, request.label)
                         try statement.run()
                         return (try connection.int64("SELECT last_insert_rowid()"), true)
                     }

@@ -116,9 +116,10 @@ public protocol BrokerStorage: Sendable {
     func breakglassCodes(device: String, limit: Int) throws(StoreError) -> [IssuedBreakglassCode]
 
     // Just-in-time exceptions (BrokerRequestStorage.swift).
-    /// Keeps a device's request, unless it has `limit` pending already; the same request id sent
-    /// again is the one stored before. Nil when over the limit.
-    func addRequest(_ request: StoredRequest, pendingLimit limit: Int) throws(StoreError) -> (number: Int64, new: Bool)?
+    /// Keeps a device's request, unless it has `limit` pending already (received within
+    /// `shelfLife` seconds); the same request id sent again is the one stored before. Nil when
+    /// over the limit.
+    func addRequest(_ request: StoredRequest, pendingLimit limit: Int, shelfLife: Int64) throws(StoreError) -> (number: Int64, new: Bool)?
     func request(number: Int64) throws(StoreError) -> StoredRequest?
     /// Requests newest first: with `statuses`, only those; with `device`, only its.
     func requests(statuses: [String]?, device: String?, limit: Int) throws(StoreError) -> [StoredRequest]
@@ -419,7 +420,7 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                 // grant, deny or revoke travels as a command in the device's sequence).
                 try connection.execute("""
                     CREATE TABLE requests (number INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, request TEXT NOT NULL, kind TEXT NOT NULL,
-                        user TEXT NOT NULL, uid INTEGER NOT NULL, match TEXT NOT NULL, seconds INTEGER NOT NULL, reason TEXT NOT NULL, created INTEGER NOT NULL,
+                        user TEXT NOT NULL, uid INTEGER NOT NULL, match TEXT NOT NULL, label TEXT, seconds INTEGER NOT NULL, reason TEXT NOT NULL, created INTEGER NOT NULL,
                         received_at INTEGER NOT NULL, status TEXT NOT NULL DEFAULT 'pending', decided_at INTEGER, decided_by TEXT, note TEXT, until INTEGER,
                         command_seq INTEGER, revoke_seq INTEGER, revoked_at INTEGER, revoked_by TEXT, revoke_note TEXT, UNIQUE (device, request));
                     CREATE INDEX requests_status ON requests (status, number);

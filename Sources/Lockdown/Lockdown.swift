@@ -407,13 +407,8 @@ public actor LockdownController {
         guard command.sequence > last else {
             return refuseCommand("replayed", "command \(command.sequence) is not newer than command \(last) applied before", sequence: command.sequence, admin: command.admin)
         }
-        guard Int64(now.timeIntervalSince1970) < command.expiresAt else {
-            // Authentic and this device's, but too late: done with, never applied.
-            saveSequence(command.sequence, device: device)
-            return refuseCommand(
-                "expired", "command \(command.sequence) expired at \(Date(timeIntervalSince1970: Double(command.expiresAt)).formatted(.iso8601))",
-                sequence: command.sequence, admin: command.admin)
-        }
+        // Exception commands: the handler judges their own end (a late grant is refused there, with
+        // the requester and the request in the event, and the request marked not applied).
         if [.grant, .deny, .revoke].contains(command.action) {
             guard let exceptionHandler else {
                 saveSequence(command.sequence, device: device)
@@ -429,6 +424,13 @@ public actor LockdownController {
             case .storage(let message):
                 return .refused(reason: "storage", message: message)
             }
+        }
+        guard Int64(now.timeIntervalSince1970) < command.expiresAt else {
+            // Authentic and this device's, but too late: done with, never applied.
+            saveSequence(command.sequence, device: device)
+            return refuseCommand(
+                "expired", "command \(command.sequence) expired at \(Date(timeIntervalSince1970: Double(command.expiresAt)).formatted(.iso8601))",
+                sequence: command.sequence, admin: command.admin)
         }
         let who = "\(command.admin) (broker command \(command.sequence))"
         let changed: [LockdownScope]

@@ -1,8 +1,8 @@
 public import FoundationEssentials
 
 /// An approved print exception (docs/exceptions.md): one user, one approved queue, extra pages
-/// beyond the daily quota — and the queue even when its rule names other users — until `until`.
-/// It never opens a queue the policy does not approve, and never beats a print lockdown.
+/// beyond the daily quota until `until`. It never opens a queue the policy does not approve,
+/// never admits a user the queue's rule does not name, never beats a print lockdown.
 public struct PrintException: Sendable, Equatable, Codable {
     /// The request id (`rq-…`) it came from, and the broker's number for it.
     public let id: String
@@ -34,6 +34,26 @@ public struct PrintException: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case id, number, user, queue, pages, used, created, until, reason
         case grantedBy = "granted_by"
+    }
+
+    /// Stored state is input too: a damaged entry (an end decades away, negative use) is refused
+    /// rather than honoured — none of it is in force then (`print.exceptions_unreadable`).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        number = try container.decode(Int64.self, forKey: .number)
+        user = try container.decode(String.self, forKey: .user)
+        queue = try container.decode(String.self, forKey: .queue)
+        pages = try container.decode(Int64.self, forKey: .pages)
+        used = try container.decode(Int64.self, forKey: .used)
+        created = try container.decode(Date.self, forKey: .created)
+        until = try container.decode(Date.self, forKey: .until)
+        reason = try container.decode(String.self, forKey: .reason)
+        grantedBy = try container.decode(String.self, forKey: .grantedBy)
+        let span = until.timeIntervalSince(created)
+        guard (1...100_000).contains(pages), used >= 0, span > 0, span <= 30 * 86_400 + 300 else {
+            throw DecodingError.dataCorruptedError(forKey: .until, in: container, debugDescription: "a print exception has 1 to 100000 pages, no negative use, and lasts at most 30 days")
+        }
     }
 
     public var remaining: Int64 { max(0, pages - used) }

@@ -93,13 +93,13 @@ public struct GateVerdict: Sendable, Equatable {
 
 /// The decision for one job, in order: lockdown, approval, user, countable pages, quota. An
 /// active exception for the user on the queue (`exceptions`: the caller passes those in force)
-/// admits a user the rule does not name, and takes the pages the daily quota cannot.
+/// takes the pages the daily quota cannot; it never admits a user the rule does not name.
 public enum PrintGate {
     public static func decide(
         _ request: GateRequest, policy: PrintPolicy, ledger: QuotaLedger, today: String, lockdown: String?,
         exceptions: [PrintException] = [], isMember: (String, String) -> Bool
     ) -> GateVerdict {
-        let exception = exceptions.first { $0.covers(user: request.user, queue: request.queue) }
+        let covering = exceptions.filter { $0.covers(user: request.user, queue: request.queue) }
         if let lockdown {
             return GateVerdict(allowed: false, reason: "printing is locked down: \(lockdown)", chargedPages: 0, rule: nil)
         }
@@ -112,7 +112,7 @@ public enum PrintGate {
             named = rule.users.contains { entry in
                 entry.hasPrefix("@") ? isMember(request.user, String(entry.dropFirst())) : entry == request.user
             }
-            guard named || exception != nil else {
+            guard named else {
                 return GateVerdict(
                     allowed: false, reason: "user \(Printable.escape(request.user)) may not print to this printer (rule \(rule.id))",
                     chargedPages: 0, rule: rule.id
@@ -136,10 +136,13 @@ public enum PrintGate {
             )
         }
         pages = pages.multipliedReportingOverflow(by: request.copies).overflow ? Int64.max / 2 : pages * request.copies
-        // The daily quota first (a user the rule names); the exception takes what it cannot.
-        let refusal = named ? ledger.refusal(user: request.user, pages: pages, quota: policy.quota, on: today) : "the rule does not name this user"
-        guard let refusal else { return GateVerdict(allowed: true, reason: approval.reason, chargedPages: pages, rule: rule.id) }
-        guard let exception else { return GateVerdict(allowed: false, reason: refusal, chargedPages: 0, rule: rule.id) }
+        // The daily quota first; an exception with room takes what it cannot.
+        guard let refusal = ledger.refusal(user: request.user, pages: pages, quota: policy.quota, on: today) else {
+            return GateVerdict(allowed: true, reason: approval.reason, chargedPages: pages, rule: rule.id)
+        }
+        guard let exception = covering.first(where: { $0.remaining >= pages }) ?? covering.first else {
+            return GateVerdict(allowed: false, reason: refusal, chargedPages: 0, rule: rule.id)
+        }
         guard pages <= exception.remaining else {
             return GateVerdict(
                 allowed: false, reason: "\(refusal); exception #\(exception.number) has \(exception.remaining) of \(exception.pages) pages left and this job has \(pages)",

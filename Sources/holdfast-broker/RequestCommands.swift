@@ -15,6 +15,7 @@ enum RequestView {
         ]
         row["match"] = (try? JSONValue.parse(Array(request.match.utf8))) ?? .string(request.match)
         if let summary = summary(request) { row["summary"] = .string(summary) }
+        if let label = request.label { row["label"] = .string(label) }
         if let at = request.decidedAt { row["decided_at"] = .int(at) }
         if let by = request.decidedBy { row["decided_by"] = .string(by) }
         if let note = request.note { row["note"] = .string(note) }
@@ -33,8 +34,9 @@ enum RequestView {
         return .object(row)
     }
 
-    /// `expired` for an approval past its end.
+    /// `not-applied` for an approval the device refused, `expired` for one past its end.
     static func shownStatus(_ request: StoredRequest, now: Int64) -> String {
+        if request.status == "approved", request.commandStatus == "refused" { return "not-applied" }
         if request.status == "approved", let until = request.until, until <= now { return "expired" }
         return request.status
     }
@@ -53,6 +55,7 @@ enum RequestView {
         case "APPROVED": state += " until \(time(request.until ?? 0)) by \(request.decidedBy ?? "?")"
         case "EXPIRED": state += " at \(time(request.until ?? 0)) (approved by \(request.decidedBy ?? "?"))"
         case "DENIED": state += " by \(request.decidedBy ?? "?")"
+        case "NOT-APPLIED": state = "APPROVED by \(request.decidedBy ?? "?") but NOT APPLIED on the device"
         case "REVOKED": state += " by \(request.revokedBy ?? "?") (approved by \(request.decidedBy ?? "?"))"
         default: break
         }
@@ -64,7 +67,7 @@ enum RequestView {
             "#\(request.number)  \(request.device)  \(Printable.escape(request.user)) (uid \(request.uid))  \(summary(request) ?? request.kind)  for \(DurationText.text(request.seconds))  asked \(time(request.created))",
             "    \(state)",
             "    reason: \(Printable.escape(request.reason))",
-        ]
+        ] + (request.label.map { ["    the device saw: \(Printable.escape($0))"] } ?? [])
     }
 
     static func number(_ arguments: ParsedArguments) throws(UsageError) -> Int64 {
@@ -102,7 +105,7 @@ enum RequestView {
             let what = summary(decided) ?? decided.kind
             switch decision {
             case .approve:
-                context.line("request #\(number) approved: \(what) for \(Printable.escape(decided.user)) on \(decided.device) until \(time(decided.until ?? 0)); the agent applies it when its poll returns (holdfast-broker requests shows when)")
+                context.line("request #\(number) approved: \(what) for \(Printable.escape(decided.user)) on \(decided.device) until \(time(decided.until ?? 0)); the device applies it at its next poll if that comes before then (holdfast-broker requests --all shows whether it did)")
             case .deny:
                 context.line("request #\(number) denied; \(Printable.escape(decided.user)) sees it in 'holdfast requests'")
             case .revoke:
@@ -115,7 +118,7 @@ enum RequestView {
 
 struct RequestsList: Subcommand {
     static let path = ["requests"]
-    static let summary = "list users' exception requests waiting for a decision (--all: every one), newest first"
+    static let summary = "list users' exception requests waiting for a decision and approvals a device did not apply (--all: every one), newest first"
     static let options = [
         BrokerState.stateOption, OptionSpec("all", help: "decided ones too"), OptionSpec("device", value: "ID", help: "only this device's"),
         OptionSpec("limit", value: "N", help: "at most N (default 100)"), OptionSpec("json", help: "one JSON array"),
@@ -134,8 +137,12 @@ struct RequestsList: Subcommand {
 
     func run(_ context: CommandContext) throws -> ExitCode {
         let storage = try BrokerState.open(arguments)
-        let rows = try storage.requests(statuses: arguments.flag("all") ? nil : ["pending"], device: arguments.value("device"), limit: limit)
         let now = BrokerState.now
+        // Waiting ones, and approvals the device did not apply (the approver must hear of those).
+        let rows = arguments.flag("all")
+            ? try storage.requests(statuses: nil, device: arguments.value("device"), limit: limit)
+            : try storage.requests(statuses: ["pending", "approved"], device: arguments.value("device"), limit: limit)
+                .filter { $0.status == "pending" || RequestView.shownStatus($0, now: now) == "not-applied" }
         if arguments.flag("json") {
             try BrokerState.printJSON(JSONValue.array(rows.map { RequestView.json($0, now: now) }), context)
             return .success

@@ -89,6 +89,8 @@ struct JustInTimeUSBTests {
         #expect(match?["vendor"] as? String == "0781")
         #expect(match?["serial"] as? String == "4C530001230512110413")
         #expect((match?["hash"] as? String)?.hasPrefix("sha256:") == true)
+        // The approver sees what the agent saw of the device.
+        #expect((pending["label"] as? String)?.contains("SanDisk Cruzer Blade") == true)
         #expect(try mine(agent).first?["status"] as? String == "pending")
         #expect(try broker.cli(["requests"]).stdout.contains("#\(number)  \(device)  nobody"))
 
@@ -143,9 +145,14 @@ struct JustInTimeUSBTests {
         try agent.start()
         let refused = try #require(try waitAtBroker(broker, bus, number: number, agentStatus: "refused"), "\(agent.logText)")
         #expect(((refused["agent"] as? [String: Any])?["detail"] as? String)?.hasPrefix("expired") == true)
-        // The grant's command ends with the approval: refused as expired, with who approved it.
-        let late = try #require(try agent.waitForEvent("lockdown.command_refused") { details($0)["reason"] as? String == "expired" })
-        #expect(details(late)["by"] as? String == "alice")
+        #expect(refused["status"] as? String == "not-applied")
+        #expect(try broker.cli(["requests"]).stdout.contains("NOT APPLIED on the device"))
+        // Said with the requester and the approver; the requester sees it was not applied.
+        let late = try #require(try agent.waitForEvent("exception.refused"))
+        #expect(details(late)["reason"] as? String == "expired")
+        #expect(details(late)["approver"] as? String == "alice")
+        #expect(details(late)["requester"] as? String == Self.requester)
+        #expect(try mine(agent).first?["status"] as? String == "refused")
         #expect(try authorized(bus) == "0")
         #expect(try agent.events("usb.exception_granted").isEmpty)
 
