@@ -159,7 +159,7 @@ public actor AccessRequests: ExceptionCommandHandler {
         records.filter { $0.status == "queued" }.map {
             AccessRequestSubmission(
                 id: $0.id, match: $0.match, user: $0.user, uid: $0.uid, seconds: $0.seconds, reason: $0.reason, created: Int64($0.created.timeIntervalSince1970),
-                label: AccessRequestSubmission.sendableLabel($0.label))
+                label: $0.match.kind == .usb ? AccessRequestSubmission.sendableLabel($0.label) : nil)
         }
     }
 

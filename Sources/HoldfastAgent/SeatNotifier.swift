@@ -8,7 +8,8 @@ import Glibc
 
 /// Tells the person at the workstation why (docs/lockdown.md, "Telling the user"): a desktop
 /// notification on the seat user's session bus (`org.freedesktop.Notifications`) when a lockdown
-/// is engaged or released. A session bus takes only its own user (EXTERNAL authentication), so
+/// is engaged or released, and to a requester when an approver decided their exception request
+/// or it ended (only when the requester is the seat user). A session bus takes only its own user (EXTERNAL authentication), so
 /// holdfastd starts itself as a helper (`holdfastd --notify-user UID …`, posix_spawn, no shell)
 /// that drops to the user before it connects. No seat user, no bus, no notification daemon:
 /// nothing is shown (the reason is in `holdfast status` and the login check's denial all the same).
@@ -37,6 +38,21 @@ struct SeatNotifier: Sendable {
             return ("Holdfast: \(scopes) open for now (break-glass)", "\(reason); locked again after that.")
         case "lockdown.breakglass_ended":
             return ("Holdfast: \(scopes) locked again", "The break-glass window ended.")
+        case "request.approved", "request.denied", "request.revoked", "request.expired":
+            let what = event.details["summary"]?.stringValue ?? "your exception"
+            let number = event.details["number"]?.intValue.map { " #\($0)" } ?? ""
+            let approver = event.details["approver"]?.stringValue ?? "an approver"
+            let note = event.details["note"]?.stringValue.map { ": \($0)" } ?? ""
+            switch event.kind {
+            case "request.approved":
+                return ("Holdfast: request\(number) approved", "\(what) until \(event.details["until"]?.stringValue ?? "?"), by \(approver)\(note)")
+            case "request.denied":
+                return ("Holdfast: request\(number) denied", "\(what), by \(approver)\(note)")
+            case "request.revoked":
+                return ("Holdfast: exception\(number) ended early", "\(what), by \(approver)\(note)")
+            default:
+                return ("Holdfast: exception\(number) ended", "\(what): its time is up. Ask again if you still need it (holdfast request).")
+            }
         default:
             return nil
         }
@@ -45,6 +61,8 @@ struct SeatNotifier: Sendable {
     /// Shows the notification in the background (never waits for the user's session).
     func notify(_ event: Event) {
         guard let message = Self.message(for: event), let uid = seat.current()?.user?.uid.flatMap({ UInt32($0) }) else { return }
+        // A decision on a request is for its requester only.
+        if event.kind.hasPrefix("request."), event.actor?.user?.uid != String(uid) { return }
         let bus = "\(runtimeBase)/\(uid)/bus"
         guard access(bus, F_OK) == 0 else { return }
         let arguments = [executable, "--notify-user", String(uid), "--bus", "unix:path=" + bus]

@@ -215,3 +215,15 @@ extension String {
         }
     }
 }
+
+/// Polls `condition` every 100 ms until it holds or `timeout` seconds pass, without holding a
+/// thread while it waits: the 2-core box has two cooperative threads, and a test that sleeps on
+/// one starves every async test beside it (an in-process server among them).
+public func eventually(_ timeout: Double = 30, _ condition: () throws -> Bool) async rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        try? await Task.sleep(for: .milliseconds(100))
+    }
+    return try condition()
+}

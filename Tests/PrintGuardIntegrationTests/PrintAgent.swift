@@ -130,6 +130,16 @@ final class PrintAgent {
         return last
     }
 
+    /// `finished`, waiting without holding a thread (for async tests).
+    func finishedWaiting(_ id: Int) async throws -> (state: Int32, message: String) {
+        var last = (state: Int32(0), message: "")
+        _ = try await HoldfastTestSupport.eventually {
+            last = try job(id)
+            return last.state >= 7
+        }
+        return last
+    }
+
     /// A PDF document with `pages` pages.
     func document(pages: Int, name: String = "doc.pdf") throws -> String {
         let path = directory.file(name)

@@ -56,6 +56,8 @@ enum PrintDemo {
             cups_server_root = \(cups.serverRoot)
             [filewatch]
             enabled = no
+            [broker]
+            policy_wait = 2s
 
             """.writeReplacing(toFile: work.file("agent.conf"))
         chmod(work.file("policy.json"), 0o644)
@@ -119,10 +121,39 @@ enum PrintDemo {
         let after = try finished(admin, try cups.print(page, queue: "office", as: user, title: "after lockdown"))
         say("print lockdown off; a 1-page note (3 of 3 pages today): \(after.state == 9 ? "completed" : "state \(after.state): \(after.message)")")
 
-        step("23. The journal: every job with its verdict, the removed queues, the hardening")
+        step("22b. Just in time: over the quota, \(user) asks; an approver on a broker grants pages; the job prints; the grant is revoked")
+        let broker = try TestBroker()
+        let enrolled = try runProcess(holdfast, ["enroll", "--token", try broker.token(), "--socket", socket])
+        guard enrolled.status == 0 else { throw CupsTestbed.Failure(message: "enroll: \(enrolled.stderr)") }
+        say("a broker on \(broker.url); this holdfastd enrolled with it")
+        let over = try finished(admin, try cups.print(document, queue: "office", as: user, title: "statements"))
+        say("2 more pages today: \(over.state == 7 ? "cancelled" : "state \(over.state)") — \(over.message)")
+        let asked = try cups.run(holdfast, ["request", "print", "--queue", "office", "--pages", "4", "--for", "1h", "--reason", "month-end statements", "--socket", socket], as: user)
+        say("\(user)$ holdfast request print --queue office --pages 4 --for 1h --reason \"month-end statements\"")
+        for line in asked.stdout.split(separator: "\n") { say("  " + line) }
+        var number = ""
+        _ = waitUntil { number = (try? broker.requests().first { $0["status"] as? String == "pending" }?["number"] as? Int).map { String($0) } ?? ""; return !number.isEmpty }
+        say("admin$ holdfast-broker requests")
+        for line in try broker.cli(["requests"]).stdout.split(separator: "\n") { say("  " + line) }
+        say("admin$ holdfast-broker approve \(number) --for 30m --note \"ok for month end\"")
+        for line in try broker.cli(["approve", number, "--for", "30m", "--note", "ok for month end", "--dir", broker.etc]).stdout.split(separator: "\n") { say("  " + line) }
+        _ = waitUntil { (try? cups.run(holdfast, ["requests", "--json", "--socket", socket], as: user))?.stdout.contains(#""status":"approved""#) == true }
+        say("\(user)$ holdfast requests")
+        for line in try cups.run(holdfast, ["requests", "--socket", socket], as: user).stdout.split(separator: "\n") { say("  " + line) }
+        let granted = try finished(admin, try cups.print(document, queue: "office", as: user, title: "statements, approved"))
+        say("the same 2 pages now: \(granted.state == 9 ? "completed, charged to the exception" : "state \(granted.state): \(granted.message)")")
+        _ = try broker.cli(["revoke", number, "--note", "statements printed", "--dir", broker.etc])
+        _ = waitUntil { (try? cups.run(holdfast, ["requests", "--json", "--socket", socket], as: user))?.stdout.contains(#""status":"revoked""#) == true }
+        say("admin$ holdfast-broker revoke \(number) --note \"statements printed\" → \(user) sees: "
+            + ((try? cups.run(holdfast, ["requests", "--socket", socket], as: user).stdout.split(separator: "\n").dropFirst().first.map(String.init)) ?? "?").trimmingCharacters(in: .whitespaces))
+        let again = try finished(admin, try cups.print(document, queue: "office", as: user, title: "statements, after"))
+        say("2 more pages after the revocation: \(again.state == 7 ? "cancelled" : "state \(again.state)") — \(again.message)")
+        broker.stop()
+
+        step("23. The journal: every job with its verdict, the removed queues, the hardening, the request and its decisions")
         agent.stop()
-        let journal = try runProcess(holdfast, ["journal", "tail", "--lines", "40", "--state-dir", work.file("state")])
-        for line in journal.stdout.split(separator: "\n") where line.contains("\tprint.") {
+        let journal = try runProcess(holdfast, ["journal", "tail", "--lines", "80", "--state-dir", work.file("state")])
+        for line in journal.stdout.split(separator: "\n") where line.contains("\tprint.") || line.contains("\trequest.") {
             let fields = line.split(separator: "\t")
             if fields.count >= 6 { say("\(fields[3])  \(fields[5].prefix(150))") }
         }
