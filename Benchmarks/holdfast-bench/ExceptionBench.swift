@@ -56,15 +56,9 @@ enum ExceptionBench {
             if applied() < sequence { timedOut += 1 }
             latencies.append((ContinuousClock.now - before).seconds)
         }
-        let delivery = Measurement(operations: approvals, seconds: latencies.reduce(0, +), latencies: latencies)
-        let floor = try LockdownBench.floor(url: rig.url, caPEM: String(contentsOfFile: rig.directory + "/etc/ca.pem", encoding: .utf8), count: approvals)
         withExtendedLifetime(cups) {}
-        return [Row(
-            name: "exception approval → in force on holdfastd: approved and signed on the broker → applied by PrintGuard (long poll on loopback), \(approvals) print approvals",
-            holdfast: String(format: "p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d not applied within 10 s)",
-                             delivery.percentile(0.5) * 1e3, delivery.percentile(0.99) * 1e3, (delivery.latencies.max() ?? 0) * 1e3, timedOut),
-            anchorName: "one HTTPS round trip to the same broker (GET /v1/health, connection kept alive)",
-            anchor: String(format: "p50 %.2f ms, p99 %.2f ms", floor.percentile(0.5) * 1e3, floor.percentile(0.99) * 1e3),
-            ratio: String(format: "%.0f× the floor (p99); goal p99 < 1 s", delivery.percentile(0.99) / max(floor.percentile(0.99), 1e-9)))]
+        return [try LockdownBench.deliveryRow(
+            "exception approval → in force on holdfastd: approved and signed on the broker → applied by PrintGuard (long poll on loopback), \(approvals) print approvals",
+            latencies: latencies, timedOut: timedOut, url: rig.url, caPEM: String(contentsOfFile: rig.directory + "/etc/ca.pem", encoding: .utf8))]
     }
 }

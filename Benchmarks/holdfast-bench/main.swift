@@ -25,20 +25,15 @@ if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "broker-handler
     for row in try BrokerHandlerBench.rows() { print("\(row.name): \(row.holdfast); \(row.anchorName): \(row.anchor); \(row.ratio)") }
     exit(0)
 }
-// `holdfast-bench lockdown`: the command-delivery row alone (release holdfastd and broker beside it).
-if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "lockdown" {
+// `holdfast-bench lockdown` / `exceptions`: that delivery row alone (release holdfastd, broker
+// and holdfast beside this binary).
+let deliveryRows: [String: (String, String, String) throws -> [Row]] = [
+    "lockdown": { try LockdownBench.rows(broker: $0, holdfastd: $1, holdfast: $2) },
+    "exceptions": { try ExceptionBench.rows(broker: $0, holdfastd: $1, holdfast: $2) },
+]
+if CommandLine.arguments.count == 2, let rows = deliveryRows[CommandLine.arguments[1]] {
     let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for row in try LockdownBench.rows(broker: directory.appendingPathComponent("holdfast-broker").path, holdfastd: directory.appendingPathComponent("holdfastd").path,
-                                      holdfast: directory.appendingPathComponent("holdfast").path) {
-        print("\(row.name): \(row.holdfast); \(row.anchorName): \(row.anchor); \(row.ratio)")
-    }
-    exit(0)
-}
-// `holdfast-bench exceptions`: the approval → applied row alone.
-if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "exceptions" {
-    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for row in try ExceptionBench.rows(broker: directory.appendingPathComponent("holdfast-broker").path, holdfastd: directory.appendingPathComponent("holdfastd").path,
-                                       holdfast: directory.appendingPathComponent("holdfast").path) {
+    for row in try rows(directory.appendingPathComponent("holdfast-broker").path, directory.appendingPathComponent("holdfastd").path, directory.appendingPathComponent("holdfast").path) {
         print("\(row.name): \(row.holdfast); \(row.anchorName): \(row.anchor); \(row.ratio)")
     }
     exit(0)

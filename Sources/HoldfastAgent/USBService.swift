@@ -664,17 +664,23 @@ public actor USBService: Service {
         }
         let now = clock.now()
         let id = (try? SecureRandom.bytes(4)).map(Hex.encode) ?? String(UInt32.random(in: .min ... .max), radix: 16)
-        let exception = USBException(
+        return put(USBException(
             id: id, vendor: vendor, product: product, serial: serial, hash: hash,
             created: now, until: now + Double(seconds), reason: reason, grantedBy: grantedBy
-        )
+        ))
+    }
+
+    /// Puts an exception in force (replacing one with its id): saved, timed, journaled, and
+    /// every device decided again.
+    private func put(_ exception: USBException) -> USBException {
+        exceptions.removeAll { $0.id == exception.id }
         exceptions.append(exception)
         saveExceptions()
         schedule(exception)
         record(Event(
             kind: "usb.exception_granted", eventClass: .deviceConfigStateChange, activityID: 1, activityName: "Create",
-            time: now, severity: .medium, status: .success,
-            message: "USB exception \(id) for \(exception.target) until \(exception.until.formatted(.iso8601)) granted by \(grantedBy): \(reason)",
+            time: exception.created, severity: .medium, status: .success,
+            message: "USB exception \(exception.id) for \(exception.target) until \(exception.until.formatted(.iso8601)) granted by \(exception.grantedBy): \(exception.reason)",
             details: Self.exceptionDetails(exception)
         ))
         reevaluateAll(.exception)
@@ -705,20 +711,8 @@ public actor USBService: Service {
         guard until.timeIntervalSince(now) <= Double(USBPolicy.ceilingExceptionSeconds) else {
             throw ExceptionError(message: "it would last more than \(DurationText.text(USBPolicy.ceilingExceptionSeconds))")
         }
-        let exception = USBException(
-            id: id, vendor: vendor, product: product, serial: serial, hash: hash, created: now, until: until, reason: reason, grantedBy: grantedBy, approved: true)
-        exceptions.removeAll { $0.id == id }
-        exceptions.append(exception)
-        saveExceptions()
-        schedule(exception)
-        record(Event(
-            kind: "usb.exception_granted", eventClass: .deviceConfigStateChange, activityID: 1, activityName: "Create",
-            time: now, severity: .medium, status: .success,
-            message: "USB exception \(id) for \(exception.target) until \(exception.until.formatted(.iso8601)) granted by \(grantedBy): \(reason)",
-            details: Self.exceptionDetails(exception)
-        ))
-        reevaluateAll(.exception)
-        return exception
+        return put(USBException(
+            id: id, vendor: vendor, product: product, serial: serial, hash: hash, created: now, until: until, reason: reason, grantedBy: grantedBy, approved: true))
     }
 
     /// Ends an approved exception now, if it is in force; false when the ending could not be saved.

@@ -110,11 +110,13 @@ extension Broker {
             let queued = QueuedCommand(
                 device: stored.device, sequence: next, action: action.rawValue, scopes: "", reason: note, admin: admin, issuedAt: time, expiresAt: expires,
                 document: try signCommand(command, key: key))
-            switch try storage.decideRequest(number: number, from: from, to: to, by: admin, note: note, until: until, command: queued, at: time) {
+            let trail = BrokerLogEntry(
+                time: time, device: stored.device, kind: "request.\(to)",
+                detail: "#\(number) \(to) by \(admin) (command \(next))" + (until.map { " until \($0)" } ?? "") + ": \(note)")
+            let action = "request=\(number) device=\(stored.device) \(to) seq=\(next)" + (until.map { " until=\($0)" } ?? "") + " note=\(note)"
+            switch try storage.decideRequest(
+                number: number, from: from, to: to, by: admin, note: note, until: until, command: queued, trail: trail, adminAction: action, at: time) {
             case .decided:
-                try storage.log(BrokerLogEntry(
-                    time: time, device: stored.device, kind: "request.\(to)",
-                    detail: "#\(number) \(to) by \(admin) (command \(next))" + (until.map { " until \($0)" } ?? "") + ": \(note)"))
                 guard let decided = try storage.request(number: number) else { throw ComplianceError("request #\(number) vanished") }
                 return decided
             case .notInState(let status):

@@ -83,24 +83,27 @@ extension SQLiteBrokerStorage {
     /// A command is an admin's order a device will act on: committed with fsync.
     public func addCommand(_ command: QueuedCommand) throws(StoreError) -> Bool {
         try connection.withLock { connection throws(StoreError) in
-            try Self.durably(connection) { () throws(StoreError) in
-                try connection.withStatement("""
-                    INSERT OR IGNORE INTO commands (device, seq, action, scopes, reason, admin, issued_at, expires_at, document, status)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')
-                    """) { statement throws(StoreError) in
-                    statement.bind(1, command.device)
-                    statement.bind(2, command.sequence)
-                    statement.bind(3, command.action)
-                    statement.bind(4, command.scopes)
-                    statement.bind(5, command.reason)
-                    statement.bind(6, command.admin)
-                    statement.bind(7, command.issuedAt)
-                    statement.bind(8, command.expiresAt)
-                    statement.bind(9, command.document)
-                    try statement.run()
-                    return statement.changes == 1
-                }
-            }
+            try Self.durably(connection) { () throws(StoreError) in try Self.insertCommand(command, connection) }
+        }
+    }
+
+    /// Inserts a queued command; false when its sequence is taken.
+    static func insertCommand(_ command: QueuedCommand, _ connection: Connection) throws(StoreError) -> Bool {
+        try connection.withStatement("""
+            INSERT OR IGNORE INTO commands (device, seq, action, scopes, reason, admin, issued_at, expires_at, document, status)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')
+            """) { statement throws(StoreError) in
+            statement.bind(1, command.device)
+            statement.bind(2, command.sequence)
+            statement.bind(3, command.action)
+            statement.bind(4, command.scopes)
+            statement.bind(5, command.reason)
+            statement.bind(6, command.admin)
+            statement.bind(7, command.issuedAt)
+            statement.bind(8, command.expiresAt)
+            statement.bind(9, command.document)
+            try statement.run()
+            return statement.changes == 1
         }
     }
 

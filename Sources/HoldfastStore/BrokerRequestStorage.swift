@@ -175,7 +175,8 @@ extension SQLiteBrokerStorage {
     }
 
     public func decideRequest(
-        number: Int64, from: String, to status: String, by admin: String, note: String, until: Int64?, command: QueuedCommand, at time: Int64
+        number: Int64, from: String, to status: String, by admin: String, note: String, until: Int64?, command: QueuedCommand, trail: BrokerLogEntry,
+        adminAction: String, at time: Int64
     ) throws(StoreError) -> DecisionOutcome {
         try connection.withLock { connection throws(StoreError) in
             try Self.durably(connection) { () throws(StoreError) in
@@ -185,22 +186,7 @@ extension SQLiteBrokerStorage {
                         return try statement.step() ? statement.text(0) : nil
                     }
                     guard current == from else { return .notInState(current) }
-                    let inserted = try connection.withStatement("""
-                        INSERT OR IGNORE INTO commands (device, seq, action, scopes, reason, admin, issued_at, expires_at, document, status)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')
-                        """) { statement throws(StoreError) -> Bool in
-                        statement.bind(1, command.device)
-                        statement.bind(2, command.sequence)
-                        statement.bind(3, command.action)
-                        statement.bind(4, command.scopes)
-                        statement.bind(5, command.reason)
-                        statement.bind(6, command.admin)
-                        statement.bind(7, command.issuedAt)
-                        statement.bind(8, command.expiresAt)
-                        statement.bind(9, command.document)
-                        try statement.run()
-                        return statement.changes == 1
-                    }
+                    let inserted = try Self.insertCommand(command, connection)
                     guard inserted else { return .sequenceTaken }
                     // A revocation keeps the approval's record (who approved, until when) beside
                     // its own; a first decision records who decided.
@@ -215,6 +201,14 @@ extension SQLiteBrokerStorage {
                         statement.bind(5, until)
                         statement.bind(6, command.sequence)
                         statement.bind(7, number)
+                        try statement.run()
+                    }
+                    try Self.insertLog(trail, connection)
+                    try connection.withStatement("INSERT INTO admin_actions (time, admin, verb, detail) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
+                        statement.bind(1, time)
+                        statement.bind(2, admin)
+                        statement.bind(3, ["approved": "approve", "denied": "deny", "revoked": "revoke"][status] ?? status)
+                        statement.bind(4, adminAction)
                         try statement.run()
                     }
                     return .decided

@@ -124,8 +124,12 @@ public protocol BrokerStorage: Sendable {
     /// Requests newest first: with `statuses`, only those; with `device`, only its.
     func requests(statuses: [String]?, device: String?, limit: Int) throws(StoreError) -> [StoredRequest]
     /// Decides a request whose status is `from` and queues the command that carries the decision,
-    /// in one transaction: two approvers racing decide it once.
-    func decideRequest(number: Int64, from: String, to status: String, by admin: String, note: String, until: Int64?, command: QueuedCommand, at time: Int64) throws(StoreError) -> DecisionOutcome
+    /// with its trail entry and the admin's action, in one transaction: two approvers racing
+    /// decide it once, and no decision is queued without its record.
+    func decideRequest(
+        number: Int64, from: String, to status: String, by admin: String, note: String, until: Int64?, command: QueuedCommand, trail: BrokerLogEntry,
+        adminAction: String, at time: Int64
+    ) throws(StoreError) -> DecisionOutcome
 }
 
 /// An event a device uploaded, as the broker keeps it.

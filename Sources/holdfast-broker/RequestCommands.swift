@@ -88,7 +88,7 @@ enum RequestView {
         return note
     }
 
-    static func decide(_ arguments: ParsedArguments, _ context: CommandContext, _ number: Int64, _ decision: Broker.RequestDecision, note: String, verb: String) throws -> ExitCode {
+    static func decide(_ arguments: ParsedArguments, _ context: CommandContext, _ number: Int64, _ decision: Broker.RequestDecision, note: String) throws -> ExitCode {
         let key = try BrokerState.signingKey(arguments.value("dir") ?? "/etc/holdfast-broker")
         let storage = try BrokerState.open(arguments)
         let admin = try BrokerState.admin(storage, context)
@@ -98,7 +98,6 @@ enum RequestView {
         } catch let error as ComplianceError {
             throw CommandFailure(error.message, exitCode: .failure)
         }
-        try storage.recordAdminAction(admin: admin, verb: verb, detail: "request=\(number) device=\(decided.device) status=\(decided.status)" + (decided.until.map { " until=\($0)" } ?? "") + " note=\(note)", at: BrokerState.now)
         if arguments.flag("json") {
             try BrokerState.printJSON(json(decided, now: BrokerState.now), context)
         } else {
@@ -179,42 +178,40 @@ struct Approve: Subcommand {
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
-        try RequestView.decide(arguments, context, number, .approve(seconds: seconds), note: note, verb: "approve")
+        try RequestView.decide(arguments, context, number, .approve(seconds: seconds), note: note)
     }
 }
 
-struct Deny: Subcommand {
+/// What `deny` and `revoke` differ in: the rest is one command (a number and a required note).
+protocol NotedDecision {
+    static var path: [String] { get }
+    static var summary: String { get }
+    static var decision: Broker.RequestDecision { get }
+}
+
+enum DenyDecision: NotedDecision {
     static let path = ["deny"]
     static let summary = "deny a request, with a note the requester reads (admin)"
-    static let positionals = "NUMBER"
-    static let options = [
-        BrokerState.stateOption, OptionSpec("dir", value: "DIR", help: "where signing.key is (default /etc/holdfast-broker)"),
-        OptionSpec("note", value: "TEXT", help: "why (required)"), OptionSpec("json", help: "print the request as decided, as JSON"),
-    ]
-
-    let arguments: ParsedArguments
-    let number: Int64
-    let note: String
-
-    init(_ arguments: ParsedArguments) throws(UsageError) {
-        number = try RequestView.number(arguments)
-        note = try RequestView.note(arguments, required: true) ?? ""
-        self.arguments = arguments
-    }
-
-    func run(_ context: CommandContext) throws -> ExitCode {
-        try RequestView.decide(arguments, context, number, .deny, note: note, verb: "deny")
-    }
+    static let decision = Broker.RequestDecision.deny
 }
 
-struct Revoke: Subcommand {
+enum RevokeDecision: NotedDecision {
     static let path = ["revoke"]
     static let summary = "end an approved exception before its time (admin)"
-    static let positionals = "NUMBER"
-    static let options = [
-        BrokerState.stateOption, OptionSpec("dir", value: "DIR", help: "where signing.key is (default /etc/holdfast-broker)"),
-        OptionSpec("note", value: "TEXT", help: "why (required)"), OptionSpec("json", help: "print the request as decided, as JSON"),
-    ]
+    static let decision = Broker.RequestDecision.revoke
+}
+
+/// `holdfast-broker deny N --note …` and `revoke N --note …`.
+struct NotedDecisionCommand<Kind: NotedDecision>: Subcommand {
+    static var path: [String] { Kind.path }
+    static var summary: String { Kind.summary }
+    static var positionals: String { "NUMBER" }
+    static var options: [OptionSpec] {
+        [
+            BrokerState.stateOption, OptionSpec("dir", value: "DIR", help: "where signing.key is (default /etc/holdfast-broker)"),
+            OptionSpec("note", value: "TEXT", help: "why (required)"), OptionSpec("json", help: "print the request as decided, as JSON"),
+        ]
+    }
 
     let arguments: ParsedArguments
     let number: Int64
@@ -227,6 +224,6 @@ struct Revoke: Subcommand {
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
-        try RequestView.decide(arguments, context, number, .revoke, note: note, verb: "revoke")
+        try RequestView.decide(arguments, context, number, Kind.decision, note: note)
     }
 }

@@ -31,7 +31,7 @@ CommandTable(
         Breakglass.self,
         RequestsList.self,
         Approve.self,
-        Deny.self,
-        Revoke.self,
+        NotedDecisionCommand<DenyDecision>.self,
+        NotedDecisionCommand<RevokeDecision>.self,
     ]
 ).main()
