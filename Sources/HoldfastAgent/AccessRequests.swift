@@ -121,11 +121,13 @@ public actor AccessRequests: ExceptionCommandHandler {
             guard let print else { throw Refusal(message: "print enforcement is not running on this agent; there is nothing to ask an exception from") }
             guard ExceptionMatch.isQueueName(target) else { throw Refusal(message: "--queue is a CUPS queue name (holdfast print status lists them)") }
             guard let pages, (1...ExceptionMatch.maximumPages).contains(pages) else { throw Refusal(message: "--pages is a whole number from 1 to \(ExceptionMatch.maximumPages)") }
-            switch await print.queueApproval(target) {
+            switch await print.queueApproval(target, user: user) {
             case nil:
                 throw Refusal(message: "there is no print queue \(Printable.escape(target)) (holdfast print status lists them)")
-            case let approval? where !approval.approved:
-                throw Refusal(message: "queue \(Printable.escape(target)) is not an approved printer (\(approval.reason)); an exception cannot open it: ask for the printer to be approved")
+            case let found? where !found.approval.approved:
+                throw Refusal(message: "queue \(Printable.escape(target)) is not an approved printer (\(found.approval.reason)); an exception cannot open it: ask for the printer to be approved")
+            case let found? where !found.admits:
+                throw Refusal(message: "the policy does not let \(user) print to \(Printable.escape(target)) (rule \(found.approval.rule?.id ?? "?")); an exception adds pages, it cannot change who may print there")
             default:
                 break
             }
@@ -156,11 +158,20 @@ public actor AccessRequests: ExceptionCommandHandler {
 
     /// Requests not yet at the broker, oldest first.
     public func unsent() -> [AccessRequestSubmission] {
-        records.filter { $0.status == "queued" }.map {
+        let now = clock.now()
+        // One the broker could no longer approve is not sent.
+        return records.filter { $0.status == "queued" && now.timeIntervalSince($0.created) < Self.openWindow - 86_400 }.map {
             AccessRequestSubmission(
                 id: $0.id, match: $0.match, user: $0.user, uid: $0.uid, seconds: $0.seconds, reason: $0.reason, created: Int64($0.created.timeIntervalSince1970),
-                label: $0.match.kind == .usb ? AccessRequestSubmission.sendableLabel($0.label) : nil)
+                label: Self.sawDevice($0.match) ? AccessRequestSubmission.sendableLabel($0.label) : nil)
         }
+    }
+
+    /// Whether the request names a device the agent looked at (a bus path: its descriptors'
+    /// digest is in the match); only then is there something it saw to tell the approver.
+    static func sawDevice(_ match: ExceptionMatch) -> Bool {
+        if case .usb(_, _, _, let hash) = match { return hash != nil }
+        return false
     }
 
     /// The broker has it, as `number`.
@@ -238,7 +249,9 @@ public actor AccessRequests: ExceptionCommandHandler {
                 try await print.addException(PrintException(
                     id: granted.request, number: granted.number, user: granted.user, queue: queue, pages: pages, created: now, until: until, reason: reason, grantedBy: grantedBy))
             } catch {
-                return .storage("the print exception cannot be saved: \(error)")
+                // Not applying an exception is the safe side: refused for good (the broker shows
+                // it not applied), so the commands after it are not held back.
+                return refuse(command, local, "unsaved", "the print exception cannot be saved (\(error)); nothing was applied")
             }
         }
         var entry = local ?? Record(
@@ -250,6 +263,7 @@ public actor AccessRequests: ExceptionCommandHandler {
         entry.decidedBy = command.admin
         entry.note = command.reason
         entry.decidedAt = now
+        entry.endSaid = nil
         keep(entry)
         record(event("request.approved", 1, "Create", .medium, .success,
                      "request #\(granted.number) of \(granted.user) approved by \(command.admin) until \(until.formatted(.iso8601)): \(granted.match.summary) (asked: \(granted.asked); approver: \(command.reason))",
@@ -267,7 +281,13 @@ public actor AccessRequests: ExceptionCommandHandler {
             let who = "\(command.admin) (broker, request #\(reference.number)): \(command.reason)"
             let usbSaved = await usb?.endApproved(reference.request, by: who) ?? true
             let printSaved = await print?.endException(reference.request, why: "revoked by \(who)") ?? true
-            guard usbSaved, printSaved else { return .storage("the end of exception #\(reference.number) could not be saved") }
+            guard usbSaved, printSaved else {
+                record(Event(
+                    kind: "exception.save_failed", eventClass: .deviceConfigStateChange, activityID: 99, activityName: "Other", time: now, severity: .critical, status: .failure,
+                    message: "exception #\(reference.number) was ended by \(command.admin) but the end could not be saved: it is ended for this run; the command comes again",
+                    details: ["request": .string(reference.request), "number": .int(reference.number), "approver": .string(command.admin), "note": .string(command.reason)]))
+                return .storage("the end of exception #\(reference.number) could not be saved")
+            }
         }
         if var found = entry {
             found.status = denied ? "denied" : "revoked"
@@ -275,7 +295,7 @@ public actor AccessRequests: ExceptionCommandHandler {
             found.decidedBy = command.admin
             found.note = command.reason
             found.decidedAt = now
-            if !denied { found.until = now }
+            if !denied { found.until = min(found.until ?? now, now) }
             keep(found)
             entry = found
         }
@@ -287,7 +307,7 @@ public actor AccessRequests: ExceptionCommandHandler {
             record(event(denied ? "request.denied" : "request.revoked", denied ? 99 : 3, denied ? "Refuse" : "Delete", .medium, .success, message, entry))
         } else {
             record(Event(
-                kind: denied ? "request.denied" : "request.revoked", eventClass: .deviceConfigStateChange, activityID: 3, activityName: denied ? "Refuse" : "Delete",
+                kind: denied ? "request.denied" : "request.revoked", eventClass: .deviceConfigStateChange, activityID: denied ? 99 : 3, activityName: denied ? "Refuse" : "Delete",
                 time: now, severity: .medium, status: .success, message: message + " (a request this agent no longer keeps)",
                 details: ["request": .string(reference.request), "number": .int(reference.number), "approver": .string(command.admin), "note": .string(command.reason)]))
         }
@@ -302,7 +322,7 @@ public actor AccessRequests: ExceptionCommandHandler {
             details["requester"] = .string(granted.user)
             details["match"] = .string(granted.match.summary)
         }
-        if var local, reason != "mismatch" {
+        if var local {
             local.status = "refused"
             local.note = message
             keep(local)
@@ -331,9 +351,11 @@ public actor AccessRequests: ExceptionCommandHandler {
 
     // MARK: Showing
 
-    /// The state a person reads: `expired` for an approval past its end.
+    /// The state a person reads: `expired` for an approval past its end, `lapsed` for a request
+    /// no approver answered while it could still be approved.
     static func shownStatus(_ entry: Record, now: Date) -> String {
         if entry.status == "approved", let until = entry.until, until <= now { return "expired" }
+        if ["queued", "pending"].contains(entry.status), now.timeIntervalSince(entry.created) >= openWindow { return "lapsed" }
         return entry.status
     }
 
@@ -394,7 +416,7 @@ public actor AccessRequests: ExceptionCommandHandler {
     private func save(_ next: [Record]) throws(StoreError) {
         // Open ones and exceptions in force always; of the rest, the newest.
         let now = clock.now()
-        let isOpen: (Record) -> Bool = { ["queued", "pending"].contains($0.status) || ($0.status == "approved" && ($0.until ?? now) > now) }
+        let isOpen: (Record) -> Bool = { ["queued", "pending", "approved"].contains(Self.shownStatus($0, now: now)) }
         let open = next.filter(isOpen)
         let decided = next.filter { !isOpen($0) }.sorted { $0.created > $1.created }.prefix(Self.keptDecided)
         let kept = (open + decided).sorted { $0.created < $1.created }

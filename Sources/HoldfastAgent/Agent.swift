@@ -394,8 +394,11 @@ public actor Agent: ControlHandler {
         }
         guard let seconds = request.arguments["seconds"]?.intValue else { return .failure(.badRequest, "request.submit needs \"seconds\": every exception ends") }
         guard let reason = request.arguments["reason"]?.stringValue, reason.utf8.count <= 4_096 else { return .failure(.badRequest, "request.submit needs a \"reason\"") }
-        guard broker != nil else {
+        guard let broker else {
             return .failure(.failed, "this agent has no broker link ([posture] enabled = no): a request has no one to go to; ask the security team for a local exception")
+        }
+        guard await broker.enrolled else {
+            return .failure(.failed, "this device is not enrolled with a broker: a request has no one to go to; ask the security team")
         }
         guard let name = Self.actor(for: peer).user?.name else { return .failure(.failed, "uid \(peer.uid) has no login name") }
         do {

@@ -454,11 +454,10 @@ public actor BrokerLink: Service {
                     await requests.sent(request.id, number: number)
                 } catch where error.code == .status && error.status == 400 {
                     await requests.refusedByBroker(request.id, why: error.message)
-                } catch where error.code == .status && error.status == 429 {
-                    // The device's queue at the broker is full: the next one may be the same;
-                    // retried with the backoff, the others not held behind it.
+                } catch where error.code == .status && error.status == 429 && error.message.contains("waiting for a decision") {
+                    // The device's queue at the broker is full: retried with the backoff.
                     failed = true
-                    continue
+                    break
                 } catch {
                     logger.warning("a request could not reach the broker; it stays queued", ("error", error.message))
                     failed = true

@@ -67,6 +67,11 @@ public actor PrintService: Service {
     private var ledger: QuotaLedger
     /// Approved exceptions (docs/exceptions.md), in force until their end.
     private(set) var exceptions: [PrintException] = []
+    /// Whether the last save of the exceptions failed (an ending not saved would come back).
+    private var exceptionsUnsaved = false
+    /// When a request last made PrintService look at CUPS for a queue it did not know: at most
+    /// every 5 s (any local user can ask).
+    private var lastLookup: Date?
     /// The lockdown in force: why, since when, by whom.
     private var lockdown: Lockdown?
     /// The jobs the last lockdown cancelled (the `print.lockdown` verb reports them).
@@ -134,11 +139,19 @@ public actor PrintService: Service {
 
     // MARK: Exceptions
 
-    /// The approval of a queue CUPS has, as the last reconciliation saw it; nil when there is no
-    /// such queue (names are case-insensitive).
-    public func queueApproval(_ name: String) async -> Approval? {
-        if lastReconcile == nil || !queues.contains(where: { $0.queue.name.lowercased() == name.lowercased() }) { try? await reconcile(checkHardening: false) }
-        return queues.first { $0.queue.name.lowercased() == name.lowercased() }?.approval
+    /// The approval of a queue CUPS has, as the last reconciliation saw it, and whether its rule
+    /// lets `user` print there; nil when there is no such queue (names are case-insensitive). A
+    /// queue not seen yet makes it look again, at most every 5 s.
+    public func queueApproval(_ name: String, user: String) async -> (approval: Approval, admits: Bool)? {
+        let known = { self.queues.first { $0.queue.name.lowercased() == name.lowercased() }?.approval }
+        if known() == nil, lastLookup.map({ clock.now().timeIntervalSince($0) >= 5 }) ?? true {
+            lastLookup = clock.now()
+            try? await reconcile(checkHardening: false)
+        }
+        guard let approval = known() else { return nil }
+        let users = approval.rule?.users ?? []
+        let admits = users.isEmpty || users.contains { $0.hasPrefix("@") ? Self.isMember(user, String($0.dropFirst())) : $0 == user }
+        return (approval, admits)
     }
 
     /// Puts an approved exception in force (saved first: an exception that could not be saved is
@@ -150,6 +163,7 @@ public actor PrintService: Service {
         var next = exceptions.filter { $0.id != exception.id }
         next.append(exception)
         try journal.setState(Self.exceptionsKey, encoding: next)
+        exceptionsUnsaved = false
         exceptions = next
         record(event(
             "print.exception_granted", .deviceConfigStateChange, 1, "Create", .medium, .success,
@@ -161,13 +175,15 @@ public actor PrintService: Service {
     /// be saved (it is ended for this run; a restart would bring it back).
     @discardableResult
     public func endException(_ id: String, why: String, kind: String = "print.exception_revoked") -> Bool {
-        guard let exception = exceptions.first(where: { $0.id == id }) else { return true }
+        guard let exception = exceptions.first(where: { $0.id == id }) else { return !exceptionsUnsaved }
         let next = exceptions.filter { $0.id != id }
         var saved = true
         do {
             try journal.setState(Self.exceptionsKey, encoding: next)
+            exceptionsUnsaved = false
         } catch {
             saved = false
+            exceptionsUnsaved = true
             logger.error("could not save print exceptions; the ended one stays ended for this run", ("error", "\(error)"))
         }
         exceptions = next

@@ -58,11 +58,16 @@ struct SeatNotifier: Sendable {
         }
     }
 
+    /// Whether the seat user `seatUID` is the one to tell: anyone for a lockdown (it is the
+    /// machine's), only the requester for a decision on a request (never another user's words).
+    static func isFor(_ event: Event, seatUID: UInt32) -> Bool {
+        !event.kind.hasPrefix("request.") || event.actor?.user?.uid == String(seatUID)
+    }
+
     /// Shows the notification in the background (never waits for the user's session).
     func notify(_ event: Event) {
         guard let message = Self.message(for: event), let uid = seat.current()?.user?.uid.flatMap({ UInt32($0) }) else { return }
-        // A decision on a request is for its requester only.
-        if event.kind.hasPrefix("request."), event.actor?.user?.uid != String(uid) { return }
+        guard Self.isFor(event, seatUID: uid) else { return }
         let bus = "\(runtimeBase)/\(uid)/bus"
         guard access(bus, F_OK) == 0 else { return }
         let arguments = [executable, "--notify-user", String(uid), "--bus", "unix:path=" + bus]

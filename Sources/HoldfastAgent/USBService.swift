@@ -699,7 +699,12 @@ public actor USBService: Service {
             throw ExceptionError(message: "\(name)'s descriptors were refused (\(decision.reason)); no exception can allow a device whose descriptors do not parse")
         }
         let serial = state.record.serial.flatMap { ExceptionMatch.isSerial($0) ? $0 : nil }
-        return (.usb(vendor: parsed.device.vendorID, product: parsed.device.productID, serial: serial, hash: digest), Self.describe(state, decision))
+        // What the approval would open, by DeviceGuard's reading of the descriptors, before the
+        // names the device chose (a cut label keeps the classes).
+        var classes: [String] = []
+        for interface in decision.interfaces where !classes.contains(Classifier.className(interface.triple)) { classes.append(Classifier.className(interface.triple)) }
+        return (.usb(vendor: parsed.device.vendorID, product: parsed.device.productID, serial: serial, hash: digest),
+                "interfaces: \(classes.joined(separator: ", ")); \(name) \(Self.describe(state, decision))")
     }
 
     /// Puts an approved exception in force until `until` (an approval carries its own end; the
@@ -717,7 +722,9 @@ public actor USBService: Service {
 
     /// Ends an approved exception now, if it is in force; false when the ending could not be saved.
     public func endApproved(_ id: String, by who: String) -> Bool {
-        guard exceptions.contains(where: { $0.id == id }) else { return true }
+        // Gone already (an earlier try removed it but could not save that): saved only if the
+        // last save went through.
+        guard exceptions.contains(where: { $0.id == id }) else { return !exceptionsUnsaved }
         _ = try? revoke(id, by: who)
         return !exceptionsUnsaved
     }

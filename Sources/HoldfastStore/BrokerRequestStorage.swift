@@ -174,6 +174,23 @@ extension SQLiteBrokerStorage {
         }
     }
 
+    public func requestsNeedingAttention(device: String?, limit: Int) throws(StoreError) -> [StoredRequest] {
+        try connection.withLock { connection throws(StoreError) in
+            try connection.withStatement("""
+                SELECT \(Self.requestColumns) FROM \(Self.requestJoin)
+                WHERE (r.status = 'pending' OR (r.status = 'approved' AND c.status = 'refused')) AND (? IS NULL OR r.device = ?)
+                ORDER BY r.number DESC LIMIT ?
+                """) { statement throws(StoreError) in
+                statement.bind(1, device)
+                statement.bind(2, device)
+                statement.bind(3, Int64(limit))
+                var all: [StoredRequest] = []
+                while try statement.step() { all.append(Self.storedRequest(statement)) }
+                return all
+            }
+        }
+    }
+
     public func decideRequest(
         number: Int64, from: String, to status: String, by admin: String, note: String, until: Int64?, command: QueuedCommand, trail: BrokerLogEntry,
         adminAction: String, at time: Int64

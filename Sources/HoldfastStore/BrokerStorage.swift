@@ -123,6 +123,9 @@ public protocol BrokerStorage: Sendable {
     func request(number: Int64) throws(StoreError) -> StoredRequest?
     /// Requests newest first: with `statuses`, only those; with `device`, only its.
     func requests(statuses: [String]?, device: String?, limit: Int) throws(StoreError) -> [StoredRequest]
+    /// What needs an approver, newest first: requests waiting for a decision, and approvals the
+    /// device refused (filtered before the limit: approved rows pile up, these must not drop out).
+    func requestsNeedingAttention(device: String?, limit: Int) throws(StoreError) -> [StoredRequest]
     /// Decides a request whose status is `from` and queues the command that carries the decision,
     /// with its trail entry and the admin's action, in one transaction: two approvers racing
     /// decide it once, and no decision is queued without its record.

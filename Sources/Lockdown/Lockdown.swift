@@ -57,7 +57,8 @@ public protocol LockdownEnforcer: Sendable {
 
 /// What applies the broker's exception commands (`grant`, `deny`, `revoke`: docs/exceptions.md).
 /// The lockdown controller keeps the one command sequence of the device and hands these over once
-/// a command is verified, this device's, newer than the last and not expired.
+/// a command is verified, this device's and newer than the last; the handler judges their end
+/// itself (a late grant is refused there, with the request in the event).
 public protocol ExceptionCommandHandler: Sendable {
     func handle(_ command: RemoteCommand) async -> ExceptionCommandResult
 }

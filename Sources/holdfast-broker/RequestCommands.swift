@@ -140,8 +140,7 @@ struct RequestsList: Subcommand {
         // Waiting ones, and approvals the device did not apply (the approver must hear of those).
         let rows = arguments.flag("all")
             ? try storage.requests(statuses: nil, device: arguments.value("device"), limit: limit)
-            : try storage.requests(statuses: ["pending", "approved"], device: arguments.value("device"), limit: limit)
-                .filter { $0.status == "pending" || RequestView.shownStatus($0, now: now) == "not-applied" }
+            : try storage.requestsNeedingAttention(device: arguments.value("device"), limit: limit)
         if arguments.flag("json") {
             try BrokerState.printJSON(JSONValue.array(rows.map { RequestView.json($0, now: now) }), context)
             return .success

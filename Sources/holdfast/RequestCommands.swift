@@ -117,6 +117,7 @@ struct Requests: Subcommand {
             case "denied": state = "DENIED by \(text("approver"))"
             case "revoked": state = "REVOKED by \(text("approver"))"
             case "refused": state = "REFUSED"
+            case "lapsed": state = "LAPSED: no approver answered; ask again if you still need it"
             default: state = text("status").uppercased()
             }
             context.line("\(number)  \(text("summary"))  for \(DurationText.text(entry["seconds"]?.intValue ?? 0))  asked by \(text("requester")) at \(text("created"))")

@@ -101,6 +101,7 @@ struct JustInTimeUSBTests {
         #expect((match?["hash"] as? String)?.hasPrefix("sha256:") == true)
         // The approver sees what the agent saw of the device.
         #expect((pending["label"] as? String)?.contains("SanDisk Cruzer Blade") == true)
+        #expect((pending["label"] as? String)?.hasPrefix("interfaces: mass storage") == true)
         #expect(try mine(agent).first?["status"] as? String == "pending")
         #expect(try broker.cli(["requests"]).stdout.contains("#\(number)  \(device)  nobody"))
 
