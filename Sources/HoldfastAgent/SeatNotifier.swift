@@ -129,6 +129,7 @@ public enum UserNotification {
         guard uid != 0 || getuid() == 0 else { return 77 }
         guard let entry = getpwuid(uid) else { return 67 }
         let gid = entry.pointee.pw_gid
+        closeInherited()
         if getuid() == 0, uid != 0 {
             guard setgroups(0, nil) == 0, setgid(gid) == 0, setuid(uid) == 0, getuid() == uid, geteuid() == uid, setuid(0) != 0 else { return 77 }
         }
@@ -141,6 +142,14 @@ public enum UserNotification {
             _ = text.withCString { write(2, $0, strlen($0)) }
             return 1
         }
+    }
+
+    /// Closes every descriptor above standard error before the helper becomes the user: what
+    /// holdfastd had open without close-on-exec (its store, sockets, the audit netlink) is none of
+    /// the user's process's business.
+    static func closeInherited() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return }
+        for descriptor in names.compactMap(Int32.init) where descriptor > 2 { close(descriptor) }
     }
 
     /// The body may be rendered as markup (the spec's `body-markup`): `&`, `<`, `>` as entities.

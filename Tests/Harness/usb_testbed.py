@@ -589,6 +589,9 @@ def private_queue():
 
 
 def main():
+    # The test runner's threads block most signals and Foundation's Process passes the mask on:
+    # unblock them, or SIGTERM never reaches the handler below.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     private_queue()
     bus = Bus()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

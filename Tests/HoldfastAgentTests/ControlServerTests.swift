@@ -37,6 +37,42 @@ func offThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     }
 }
 
+/// A task executor with a thread of its own. The in-process server under test runs on it, not on
+/// the cooperative pool: on a 2-core box the pool has two threads, and synchronous tests in other
+/// suites (USB, print, each waiting on a real daemon) can hold both for longer than any
+/// reasonable timeout — the server then looked dead though it was only never scheduled.
+final class ThreadExecutor: TaskExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+
+    init() {
+        let thread = Thread { [unowned self] in self.loop() }
+        thread.name = "control-server-test"
+        thread.start()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        condition.lock()
+        jobs.append(unowned)
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty { condition.wait() }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+
+    /// One for every server of the run: its thread lives as long as the test process.
+    static let shared = ThreadExecutor()
+}
+
 /// Runs a control service on a temporary socket for the length of a test.
 struct RunningServer {
     let directory = TemporaryDirectory()
@@ -51,7 +87,7 @@ struct RunningServer {
             listener: listener, handler: handler, logger: Logger(handler: MemoryLogHandler()),
             maximumConnections: maximumConnections, requestTimeout: requestTimeout
         )
-        task = Task { try await service.run() }
+        task = Task(executorPreference: ThreadExecutor.shared) { try await service.run() }
     }
 
     func stop() async {

@@ -153,7 +153,7 @@ func spawnCollecting(_ executable: String, _ arguments: [String], stdin: [UInt8]
 }
 
 /// glibc functions the Glibc module hides behind `_GNU_SOURCE`, looked up once.
-private enum GNU {
+enum GNU {
     typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
     typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
     static let pipe2: Pipe2? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pipe2").map { unsafeBitCast($0, to: Pipe2.self) }

@@ -63,12 +63,16 @@ public final class USBTestbed {
     }
 
     deinit {
+        // End of input stops the harness — unless a process started elsewhere inherited the pipe
+        // and holds it open; then SIGKILL (its children die with it: PR_SET_PDEATHSIG). Never an
+        // unbounded wait: a deinit that hangs holds a test thread for good.
         try? input.fileHandleForWriting.close()
         let deadline = Date().addingTimeInterval(10)
         while process.isRunning, Date() < deadline { usleep(10_000) }
         if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+            kill(process.processIdentifier, SIGKILL)
+            let killed = Date().addingTimeInterval(10)
+            while process.isRunning, Date() < killed { usleep(10_000) }
         }
     }
 
