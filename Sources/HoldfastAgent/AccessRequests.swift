@@ -359,6 +359,18 @@ public actor AccessRequests: ExceptionCommandHandler {
         return entry.status
     }
 
+    /// For `holdfast status` (anyone may read it): how many requests wait, and the exceptions in
+    /// force with their kind, number and end — not who asked or why (`holdfast requests` shows
+    /// a user their own).
+    public func summary() -> JSONValue {
+        let now = clock.now()
+        let waiting = records.filter { ["queued", "pending"].contains(Self.shownStatus($0, now: now)) }.count
+        let inForce = records.filter { Self.shownStatus($0, now: now) == "approved" }.map { entry -> JSONValue in
+            .object(["number": .int(entry.number ?? 0), "kind": .string(entry.match.kind.rawValue), "until": .string(entry.until?.formatted(.iso8601) ?? "?")])
+        }
+        return .object(["waiting": .int(Int64(waiting)), "in_force": .array(inForce)])
+    }
+
     /// `holdfast requests`: the caller's requests (every request for root), newest first.
     public func list(uid: Int64?) -> JSONValue {
         let now = clock.now()

@@ -668,6 +668,7 @@ public actor Agent: ControlHandler {
         result["print"] = await print?.statusSummary() ?? .object(["enabled": false])
         result["filewatch"] = await fileWatch?.statusReport() ?? .object(["enabled": false])
         if let lockdown { result["lockdown"] = await lockdownStatus(lockdown) }
+        if let requests { result["requests"] = await requests.summary() }
         result["posture"] = await posture?.statusSummary() ?? .object(["enabled": false])
         if !pendingRestart.isEmpty {
             result["pending_restart"] = .object(pendingRestart.mapValues(JSONValue.string))

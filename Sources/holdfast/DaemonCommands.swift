@@ -152,6 +152,10 @@ struct Status: Subcommand {
             }
             context.line("lockdown    LOCKED: \(scopes.joined(separator: "; ")) (holdfast lockdown status)")
         }
+        if let requests = status["requests"], case .array(let inForce)? = requests["in_force"], !inForce.isEmpty || (requests["waiting"]?.intValue ?? 0) > 0 {
+            let exceptions = inForce.map { "#\($0["number"]?.intValue ?? 0) \($0["kind"]?.stringValue ?? "?") until \($0["until"]?.stringValue ?? "?")" }
+            context.line("exceptions  \(inForce.count) in force\(exceptions.isEmpty ? "" : " (" + exceptions.joined(separator: "; ") + ")"), \(requests["waiting"]?.intValue ?? 0) requests waiting (holdfast requests)")
+        }
         let journal = status["journal"]
         context.line("journal     \(text(journal?["events"])) events, \(text(journal?["event_bytes"])) of \(text(journal?["max_bytes"])) bytes, \(text(journal?["pending_upload"])) not uploaded, \(text(journal?["lost_unuploaded"])) lost")
         return .success

@@ -123,6 +123,13 @@ struct PrintStatus: Subcommand {
                     context.line("  \(Printable.escape(user)): \(use["pages"]?.intValue ?? 0) pages, \(use["jobs"]?.intValue ?? 0) jobs")
                 }
             }
+            if case .array(let exceptions)? = quota["exceptions"], !exceptions.isEmpty {
+                context.line("exceptions (approved pages beyond the quota, docs/exceptions.md):")
+                for exception in exceptions {
+                    let field = { (name: String) in Printable.escape(exception[name]?.stringValue ?? "?") }
+                    context.line("  #\(exception["number"]?.intValue ?? 0)  \(field("user")) on \(field("queue")): \(exception["used"]?.intValue ?? 0) of \(exception["pages"]?.intValue ?? 0) pages used, until \(field("until")), by \(field("granted_by"))")
+                }
+            }
         } else {
             context.line("quota: unknown (holdfastd not reachable: \(Printable.escape(daemonError ?? "")))")
         }
