@@ -9,7 +9,7 @@ import Glibc
 
 /// The broker's state directory and the admin a command acts as.
 enum BrokerState {
-    static let stateOption = OptionSpec("state-dir", value: "DIR", help: "the broker's state (default /var/lib/holdfast-broker; created 0700)")
+    static let stateOption = OptionSpec("state-dir", value: "DIR", help: "the broker's state (default /var/lib/holdfast-broker; `admin add` and `serve` create it 0700)")
     static let tokenHelp = "admin verbs read the caller's admin token from $HOLDFAST_ADMIN_TOKEN"
 
     /// Opens the broker's state. Only `admin add` (the bootstrap) and `serve` create it: any
