@@ -18,6 +18,7 @@ test: deps
 	$(SWIFT) test --skip-build $(SWIFT_FLAGS)
 	Tests/acceptance/broker.sh $(BIN)
 	Tests/acceptance/lockdown.sh $(BIN)
+	Tests/acceptance/offboarding.sh $(BIN)
 
 demo: build
 	@scripts/demo.sh $(BIN)

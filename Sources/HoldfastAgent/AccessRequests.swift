@@ -10,7 +10,7 @@ public import Lockdown
 /// journal's state until the broker has them, and the broker's signed decisions applied — an
 /// approval through DeviceGuard or PrintGuard until its absolute end, a denial or a revocation
 /// recorded. Every step is an event naming the requester, the approver and their reasons.
-public actor AccessRequests: ExceptionCommandHandler {
+public actor AccessRequests: DelegatedCommandHandler {
     /// One request as this agent keeps it.
     public struct Record: Codable, Sendable, Equatable {
         public var id: String
@@ -53,6 +53,9 @@ public actor AccessRequests: ExceptionCommandHandler {
     private var print: PrintService?
     /// Told when a request waits to be sent.
     private var onQueued: (@Sendable () -> Void)?
+    /// Users offboarded on this device (`UserRevocations` keeps it): they may not ask, and no
+    /// approval for them is applied.
+    private var revokedUsers: Set<String> = []
 
     public init(journal: Journal, clock: any TimeSource = SystemTimeSource(), logger: Logger, record: @escaping @Sendable (Event) -> Void) {
         self.journal = journal
@@ -74,6 +77,7 @@ public actor AccessRequests: ExceptionCommandHandler {
     public func attach(usb: USBService) { self.usb = usb }
     public func attach(print: PrintService) { self.print = print }
     public func onQueued(_ body: @escaping @Sendable () -> Void) { onQueued = body }
+    public func setRevokedUsers(_ users: Set<String>) { revokedUsers = users }
 
     // MARK: Asking
 
@@ -94,6 +98,7 @@ public actor AccessRequests: ExceptionCommandHandler {
             throw Refusal(message: "--for is from 1s to \(DurationText.text(AccessRequestSubmission.maximumSeconds)); every exception ends")
         }
         guard LoginName.isValid(user) else { throw Refusal(message: "uid \(uid) has no login name this agent can send") }
+        guard !revokedUsers.contains(user) else { throw Refusal(message: "\(user)'s access was revoked on this device (offboarded); there is nothing to ask for") }
         let now = clock.now()
         let open = records.filter { $0.uid == uid && ["queued", "pending"].contains($0.status) && now.timeIntervalSince($0.created) < Self.openWindow }
         guard open.count < Self.openPerUser else {
@@ -200,7 +205,7 @@ public actor AccessRequests: ExceptionCommandHandler {
 
     // MARK: Decisions (broker commands)
 
-    public func handle(_ command: RemoteCommand) async -> ExceptionCommandResult {
+    public func handle(_ command: RemoteCommand) async -> DelegatedCommandResult {
         switch command.action {
         case .grant:
             guard let granted = command.exception else { return refuse(command, nil, "malformed", "a grant without its exception") }
@@ -208,12 +213,12 @@ public actor AccessRequests: ExceptionCommandHandler {
         case .deny, .revoke:
             guard let reference = command.request else { return refuse(command, nil, "malformed", "a \(command.action.rawValue) without its request") }
             return await end(reference, command)
-        case .lockdown, .release:
+        case .lockdown, .release, .offboard, .reinstate:
             return .refused(reason: "unsupported", message: "not an exception command")
         }
     }
 
-    private func grant(_ granted: GrantedException, _ command: RemoteCommand) async -> ExceptionCommandResult {
+    private func grant(_ granted: GrantedException, _ command: RemoteCommand) async -> DelegatedCommandResult {
         let now = clock.now()
         // The end is the broker's, but never later than the approved span from now on this
         // clock: a clock behind the broker's neither revives an ended approval nor stretches one.
@@ -229,6 +234,9 @@ public actor AccessRequests: ExceptionCommandHandler {
         }
         guard Int64(until.timeIntervalSince(now)) <= AccessRequestSubmission.maximumSeconds + 300 else {
             return refuse(command, local, "too-long", "approval #\(granted.number) would last past \(DurationText.text(AccessRequestSubmission.maximumSeconds)) from now")
+        }
+        if revokedUsers.contains(granted.user) {
+            return refuse(command, local, "user-revoked", "approval #\(granted.number) is for \(granted.user), whose access was revoked on this device (offboarded); nothing was applied")
         }
         if let local, local.match != granted.match || local.uid != granted.uid || local.user != granted.user {
             return refuse(command, local, "mismatch", "approval #\(granted.number) is not for what \(local.user) asked (\(local.match.summary)); nothing was applied")
@@ -271,7 +279,7 @@ public actor AccessRequests: ExceptionCommandHandler {
         return .applied("exception #\(granted.number) in force until \(until.formatted(.iso8601))")
     }
 
-    private func end(_ reference: RequestReference, _ command: RemoteCommand) async -> ExceptionCommandResult {
+    private func end(_ reference: RequestReference, _ command: RemoteCommand) async -> DelegatedCommandResult {
         let now = clock.now()
         let denied = command.action == .deny
         var entry = records.first { $0.id == reference.request }
@@ -314,7 +322,43 @@ public actor AccessRequests: ExceptionCommandHandler {
         return .applied(denied ? "request #\(reference.number) denied" : "exception #\(reference.number) ended")
     }
 
-    private func refuse(_ command: RemoteCommand, _ local: Record?, _ reason: String, _ message: String) -> ExceptionCommandResult {
+    /// Offboarding: every exception of `user` in force ends now, and every request of theirs
+    /// still open is withdrawn (never sent, never applied). Returns how many of each, and
+    /// whether every end was saved (an end not saved holds for this run; the command comes again).
+    public func revokeAll(user: String, by admin: String, reason: String) async -> (exceptions: Int, requests: Int, saved: Bool) {
+        let now = clock.now()
+        var exceptions = 0
+        var withdrawn = 0
+        var saved = true
+        for var entry in records where entry.user == user {
+            let shown = Self.shownStatus(entry, now: now)
+            guard ["queued", "pending", "approved"].contains(shown) else { continue }
+            let who = "\(admin) (broker, offboarding \(user)): \(reason)"
+            if shown == "approved" {
+                let usbSaved = await usb?.endApproved(entry.id, by: who) ?? true
+                let printSaved = await print?.endException(entry.id, why: "revoked by \(who)") ?? true
+                saved = saved && usbSaved && printSaved
+                exceptions += 1
+                entry.until = min(entry.until ?? now, now)
+            } else {
+                withdrawn += 1
+            }
+            entry.status = "revoked"
+            entry.decidedBy = admin
+            entry.note = "offboarded: \(reason)"
+            entry.decidedAt = now
+            keep(entry)
+            let number = entry.number.map { "#\($0)" } ?? "(not sent)"
+            record(event("request.revoked", 3, "Delete", .medium, .success,
+                         shown == "approved"
+                             ? "the exception of request \(number) of \(user) (\(entry.match.summary)) was revoked: \(user) was offboarded by \(admin): \(reason)"
+                             : "request \(number) of \(user) (\(entry.match.summary)) was withdrawn: \(user) was offboarded by \(admin): \(reason)",
+                         entry))
+        }
+        return (exceptions, withdrawn, saved)
+    }
+
+    private func refuse(_ command: RemoteCommand, _ local: Record?, _ reason: String, _ message: String) -> DelegatedCommandResult {
         var details: [String: JSONValue] = ["reason": .string(reason), "detail": .string(message), "seq": .int(command.sequence), "approver": .string(command.admin)]
         if let granted = command.exception {
             details["request"] = .string(granted.request)

@@ -47,6 +47,8 @@ public actor Agent: ControlHandler {
     private(set) var broker: BrokerLink?
     /// Users' requests for just-in-time exceptions.
     private(set) var requests: AccessRequests?
+    /// Users offboarded by the broker: denied at login here.
+    private(set) var revocations: UserRevocations?
 
     /// Builds the agent: loads the policy (file, else last good, else built-in) and journals the start.
     public init(
@@ -138,6 +140,9 @@ public actor Agent: ControlHandler {
 
     /// Attaches the exception requests.
     public func attach(requests registry: AccessRequests) { requests = registry }
+
+    /// Attaches the offboarded users.
+    public func attach(revocations registry: UserRevocations) { revocations = registry }
 
     func attach(network enforcer: NetworkLockdown) { network = enforcer }
 
@@ -362,7 +367,10 @@ public actor Agent: ControlHandler {
         let allowed: Bool
         let path: String
         let reason: String
-        if configuration.loginIsExempt(user: user, tty: tty, remoteHost: remote) {
+        if let revoked = await revocations?.revocation(user) {
+            // Offboarded: denied whatever else says yes, exemptions included (docs/offboarding.md).
+            (allowed, path, reason) = (false, "offboarded", "\(user)'s access was revoked by \(revoked.by) at \(revoked.since.formatted(.iso8601)): \(revoked.reason)")
+        } else if configuration.loginIsExempt(user: user, tty: tty, remoteHost: remote) {
             (allowed, path, reason) = (true, "exempt", "\(user) is exempt here ([login] exempt)")
         } else if let sessions = await lockdown?.inForce(.sessions) {
             // A sessions lockdown denies every login but the exempt ones, whatever the broker says.
@@ -669,6 +677,11 @@ public actor Agent: ControlHandler {
         result["filewatch"] = await fileWatch?.statusReport() ?? .object(["enabled": false])
         if let lockdown { result["lockdown"] = await lockdownStatus(lockdown) }
         if let requests { result["requests"] = await requests.summary() }
+        if let revocations {
+            // Names only for root's eyes? The names of offboarded users are not secret on the
+            // device they were denied on; the reasons are (holdfast journal shows them to root).
+            result["offboarded"] = .array(await revocations.all().map { .object(["user": .string($0.user), "since": .string($0.since.formatted(.iso8601)), "by": .string($0.by)]) })
+        }
         result["posture"] = await posture?.statusSummary() ?? .object(["enabled": false])
         if !pendingRestart.isEmpty {
             result["pending_restart"] = .object(pendingRestart.mapValues(JSONValue.string))

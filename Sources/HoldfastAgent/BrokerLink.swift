@@ -435,7 +435,7 @@ public actor BrokerLink: Service {
 
     /// Users' exception requests to the broker, oldest first, as soon as they are asked and
     /// again after a failure (2, 4 … 60 s): kept in the journal's state while the broker is away.
-    /// A request the broker refuses as it is (400) is marked refused; one over its limit (429)
+    /// A request the broker refuses as it is (400, or 403 for an offboarded user) is marked refused; one over its limit (429)
     /// waits like a failure.
     private func requestLoop() async throws {
         guard let requests else { return }
@@ -452,7 +452,7 @@ public actor BrokerLink: Service {
                 do {
                     let number = try await session.submitRequest(request)
                     await requests.sent(request.id, number: number)
-                } catch where error.code == .status && error.status == 400 {
+                } catch where error.code == .status && (error.status == 400 || (error.status == 403 && error.message.contains("offboarded"))) {
                     await requests.refusedByBroker(request.id, why: error.message)
                 } catch where error.code == .status && error.status == 429 && error.message.contains("waiting for a decision") {
                     // The device's queue at the broker is full: retried with the backoff.

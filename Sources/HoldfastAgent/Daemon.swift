@@ -92,6 +92,11 @@ public enum Daemon {
         let requests = AccessRequests(journal: journal, logger: logger, record: { recorder.record($0) })
         await lockdown.attach(exceptions: requests)
         await agent.attach(requests: requests)
+        // Offboarding too; kept before any login is answered.
+        let revocations = UserRevocations(journal: journal, logger: logger, record: { recorder.record($0) })
+        await revocations.attach(requests: requests)
+        await lockdown.attach(users: revocations)
+        await agent.attach(revocations: revocations)
         // The network scope first of all: a locked machine is isolated again before anything
         // else of it runs (the table survives holdfastd's stops, not a reboot).
         let stateDirectory = configuration.stateDirectory
@@ -120,6 +125,7 @@ public enum Daemon {
                 await lockdown.expireSuspensions()
                 await lockdown.reassert([.network, .sessions])
                 await requests.sweep()
+                await revocations.reassert()
             }
         }
         defer { reasserting.cancel() }

@@ -77,6 +77,8 @@ public final class Broker: Sendable {
     /// Each device's highest queued command sequence, and the newest command row seen
     /// (`queuedSequence`, Commands.swift).
     let commandCache = Mutex<(checked: ContinuousClock.Instant?, row: Int64, latest: [String: Int64])>((nil, 0, [:]))
+    /// The users offboarded now (Offboarding.swift), refreshed when the table changes.
+    let offboardingCache = Mutex<(checked: ContinuousClock.Instant?, change: Int64, users: [String: OffboardingRecord])>((nil, 0, [:]))
     /// The parsed compliance policy by its version: every authz asks for the latest version
     /// number (one indexed read), and parses only when it changed — so `policy set` from the
     /// admin CLI applies to the very next request.
@@ -290,6 +292,14 @@ public final class Broker: Sendable {
             logger.error("enrollment failed in storage", ("error", "\(error)"))
             return .error(503, "storage", "the broker cannot record the enrollment now; retry")
         }
+        do {
+            // The offboardings in force reach a new device before anything else it is sent.
+            try queueOffboardings(device: id)
+        } catch {
+            // Enrolled all the same (the token is spent): offboard-status shows it `not-sent`,
+            // and the broker's authz and attestation refuse those users for it regardless.
+            logger.error("cannot queue the offboardings for a new device", ("device.id", id), ("error", "\(error)"))
+        }
         logger.notice("device enrolled", ("device.id", id), ("device.key", key.thumbprint))
         return .json(200, .object([
             "device_id": .string(id), "issuer": .string(settings.issuer), "audience": .string(settings.audience),
@@ -500,7 +510,20 @@ public final class Broker: Sendable {
             return .error(503, "storage", "the broker cannot read the device's history now; retry")
         }
         let policy = compliancePolicy()
-        let verdict = evaluate(evidence, policy: policy, firstFailures: previous.map { Self.firstFailures($0.firstFailures, policy: policy) } ?? [:])
+        var verdict = evaluate(evidence, policy: policy, firstFailures: previous.map { Self.firstFailures($0.firstFailures, policy: policy) } ?? [:])
+        if let user {
+            // An offboarded user gets no grant, whatever the device's health (docs/offboarding.md).
+            let offboarded: OffboardingRecord?
+            do {
+                offboarded = try offboarding(of: user)
+            } catch {
+                return .error(503, "storage", "the broker cannot read the offboarded users now; retry")
+            }
+            if let offboarded {
+                verdict.decision = .noncompliant
+                verdict.blocking.append(.init(id: "user-offboarded", status: "revoked", remediation: "\(user)'s access was revoked by \(offboarded.admin): \(offboarded.reason)", until: nil))
+            }
+        }
         let current = now
         do {
             let attestation = Attestation(
@@ -644,6 +667,18 @@ public final class Broker: Sendable {
             return .error(401, "invalid-grant", "the grant is not valid (signature, issuer, audience, type or expiry)", headers: ["WWW-Authenticate": "Bearer error=\"invalid_token\""])
         }
         guard let id = verified.claims.subject else { return .error(401, "invalid-grant", "the grant names no device") }
+        if let user = verified.claims.other["user"]?.stringValue {
+            // Offboarded: every grant carrying the user is refused, however fresh (docs/offboarding.md).
+            do {
+                if let offboarded = try offboarding(of: user) {
+                    return .json(403, .object([
+                        "error": "user-offboarded", "message": .string("\(user)'s access was revoked by \(offboarded.admin) at \(offboarded.at)"), "failing": .array([]),
+                    ]))
+                }
+            } catch {
+                return .error(503, "storage", "the broker cannot read its state now")
+            }
+        }
         switch deviceDecision(id) {
         case .allowed:
             var headers = ["X-Holdfast-Device": id]

@@ -26,6 +26,13 @@ extension Broker {
         } catch {
             return refuse(device.id, "request.refused", 400, "bad-request", "\(error)")
         }
+        do {
+            if try offboarding(of: submission.user) != nil {
+                return refuse(device.id, "request.refused", 403, "user-offboarded", "\(submission.user) was offboarded: no exception is granted to them")
+            }
+        } catch {
+            return .error(503, "storage", "the broker cannot read its state now; retry")
+        }
         let current = now
         let stored = StoredRequest(
             device: device.id, request: submission.id, kind: submission.match.kind.rawValue, user: submission.user, uid: submission.uid,
@@ -75,6 +82,9 @@ extension Broker {
             guard time - stored.receivedAt <= requestShelfLife else {
                 throw ComplianceError("request #\(number) is more than \(DurationText.text(requestShelfLife)) old; the user asks again if it is still needed")
             }
+            if let offboarded = try storage.offboardedUsers().first(where: { $0.user == stored.user }) {
+                throw ComplianceError("\(stored.user) was offboarded by \(offboarded.admin) (\(offboarded.reason)): no exception is granted to them; deny it")
+            }
             let span = seconds ?? stored.seconds
             guard span > 0, span <= AccessRequestSubmission.maximumSeconds else {
                 throw ComplianceError("an exception lasts from 1 second to \(DurationText.text(AccessRequestSubmission.maximumSeconds))")
@@ -112,7 +122,7 @@ extension Broker {
                 document: try signCommand(command, key: key))
             let trail = BrokerLogEntry(
                 time: time, device: stored.device, kind: "request.\(to)",
-                detail: "#\(number) \(to) by \(admin) (command \(next))" + (until.map { " until \($0)" } ?? "") + ": \(note)")
+                detail: "#\(number) \(to) by \(admin) (command \(next))" + (until.map { " until \(Date(timeIntervalSince1970: Double($0)).formatted(.iso8601))" } ?? "") + ": \(note)")
             let action = "request=\(number) device=\(stored.device) \(to) seq=\(next)" + (until.map { " until=\($0)" } ?? "") + " note=\(note)"
             switch try storage.decideRequest(
                 number: number, from: from, to: to, by: admin, note: note, until: until, command: queued, trail: trail, adminAction: action, at: time) {

@@ -196,6 +196,7 @@ public struct EventClass: Sendable, Hashable {
     public static let peripheralActivity = EventClass(uid: 1010, name: "Peripheral Activity")
     public static let complianceFinding = EventClass(uid: 2003, name: "Compliance Finding")
     public static let detectionFinding = EventClass(uid: 2004, name: "Detection Finding")
+    public static let accountChange = EventClass(uid: 3001, name: "Account Change")
     public static let authentication = EventClass(uid: 3002, name: "Authentication")
     public static let deviceConfigStateChange = EventClass(uid: 5019, name: "Device Config State Change")
     public static let applicationLifecycle = EventClass(uid: 6002, name: "Application Lifecycle")
@@ -204,7 +205,7 @@ public struct EventClass: Sendable, Hashable {
 
     private static let known: [EventClass] = [
         .base, .fileSystemActivity, .eventLogActivity, .peripheralActivity, .complianceFinding,
-        .authentication, .deviceConfigStateChange, .applicationLifecycle, .apiActivity, .networkRemediationActivity,
+        .accountChange, .authentication, .deviceConfigStateChange, .applicationLifecycle, .apiActivity, .networkRemediationActivity,
     ]
 }
 

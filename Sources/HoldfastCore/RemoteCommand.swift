@@ -17,6 +17,11 @@ public struct RemoteCommand: Sendable, Equatable {
         case deny
         /// End an approved exception now (`request`).
         case revoke
+        /// Offboarding (`user`): the user may not log in here from now on; their sessions end,
+        /// their exceptions and requests are revoked (docs/offboarding.md).
+        case offboard
+        /// Lifts an offboarding (`user`).
+        case reinstate
     }
 
     /// The JWS `typ` of a command.
@@ -36,6 +41,7 @@ public struct RemoteCommand: Sendable, Equatable {
         case .lockdown, .release: ["scopes"]
         case .grant: ["exception"]
         case .deny, .revoke: ["request"]
+        case .offboard, .reinstate: ["user"]
         }
     }
 
@@ -53,6 +59,8 @@ public struct RemoteCommand: Sendable, Equatable {
     public var exception: GrantedException?
     /// The request a `deny` or `revoke` is about.
     public var request: RequestReference?
+    /// The login name an `offboard` or `reinstate` is about.
+    public var user: String?
     /// Why, in the admin's words (shown to the user).
     public var reason: String
     /// The admin who asked, by name.
@@ -60,7 +68,7 @@ public struct RemoteCommand: Sendable, Equatable {
 
     public init(
         device: String, sequence: Int64, issuedAt: Int64, expiresAt: Int64, action: Action, scopes: [LockdownScope] = [], exception: GrantedException? = nil,
-        request: RequestReference? = nil, reason: String, admin: String
+        request: RequestReference? = nil, user: String? = nil, reason: String, admin: String
     ) {
         self.device = device
         self.sequence = sequence
@@ -70,6 +78,7 @@ public struct RemoteCommand: Sendable, Equatable {
         self.scopes = scopes
         self.exception = exception
         self.request = request
+        self.user = user
         self.reason = reason
         self.admin = admin
     }
@@ -84,6 +93,7 @@ public struct RemoteCommand: Sendable, Equatable {
         case .lockdown, .release: object["scopes"] = .array(scopes.map { .string($0.rawValue) })
         case .grant: object["exception"] = exception?.value ?? .null
         case .deny, .revoke: object["request"] = request?.value ?? .null
+        case .offboard, .reinstate: object["user"] = user.map(JSONValue.string) ?? .null
         }
         return .object(object)
     }
@@ -113,6 +123,7 @@ public struct RemoteCommand: Sendable, Equatable {
         var scopes: [LockdownScope] = []
         var exception: GrantedException?
         var request: RequestReference?
+        var user: String?
         switch action {
         case .lockdown, .release:
             guard case .array(let items)? = members["scopes"], !items.isEmpty, items.count <= LockdownScope.allCases.count else {
@@ -131,6 +142,11 @@ public struct RemoteCommand: Sendable, Equatable {
         case .deny, .revoke:
             guard let given = members["request"] else { throw CommandError("a \(action.rawValue) names its request") }
             request = try RequestReference.parse(given)
+        case .offboard, .reinstate:
+            guard let name = members["user"]?.stringValue, LoginName.isValid(name) else {
+                throw CommandError("an \(action.rawValue) names its user: a login name (at most \(LoginName.maximumBytes) bytes, no control characters)")
+            }
+            user = name
         }
         guard let reason = members["reason"]?.stringValue, Self.isWords(reason, maximumBytes: maximumReasonBytes) else {
             throw CommandError("reason must be 1 to \(maximumReasonBytes) bytes without control characters")
@@ -140,7 +156,7 @@ public struct RemoteCommand: Sendable, Equatable {
         }
         return RemoteCommand(
             device: device, sequence: sequence, issuedAt: issued, expiresAt: expires, action: action, scopes: scopes, exception: exception, request: request,
-            reason: reason, admin: admin)
+            user: user, reason: reason, admin: admin)
     }
 
     /// `hf-` and 16 lower-case hex digits, as the broker issues them.

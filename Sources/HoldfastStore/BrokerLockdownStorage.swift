@@ -21,9 +21,11 @@ public struct QueuedCommand: Sendable, Equatable {
     public var statusAt: Int64?
     /// Why it was refused, or what resulted.
     public var detail: String?
+    /// The user an `offboard` or `reinstate` is about (nil for the others).
+    public var subject: String?
 
     public init(device: String, sequence: Int64, action: String, scopes: String, reason: String, admin: String, issuedAt: Int64, expiresAt: Int64, document: String,
-                status: String = "queued", statusAt: Int64? = nil, detail: String? = nil) {
+                status: String = "queued", statusAt: Int64? = nil, detail: String? = nil, subject: String? = nil) {
         self.device = device
         self.sequence = sequence
         self.action = action
@@ -36,6 +38,7 @@ public struct QueuedCommand: Sendable, Equatable {
         self.status = status
         self.statusAt = statusAt
         self.detail = detail
+        self.subject = subject
     }
 }
 
@@ -61,13 +64,14 @@ public struct IssuedBreakglassCode: Sendable, Equatable {
 }
 
 extension SQLiteBrokerStorage {
-    static let commandColumns = "device, seq, action, scopes, reason, admin, issued_at, expires_at, document, status, status_at, detail"
+    static let commandColumns = "device, seq, action, scopes, reason, admin, issued_at, expires_at, document, status, status_at, detail, subject"
 
     static func command(_ statement: Statement) -> QueuedCommand {
         QueuedCommand(
             device: statement.text(0) ?? "", sequence: statement.int64(1), action: statement.text(2) ?? "", scopes: statement.text(3) ?? "",
             reason: statement.text(4) ?? "", admin: statement.text(5) ?? "", issuedAt: statement.int64(6), expiresAt: statement.int64(7),
-            document: statement.text(8) ?? "", status: statement.text(9) ?? "queued", statusAt: statement.isNull(10) ? nil : statement.int64(10), detail: statement.text(11))
+            document: statement.text(8) ?? "", status: statement.text(9) ?? "queued", statusAt: statement.isNull(10) ? nil : statement.int64(10), detail: statement.text(11),
+            subject: statement.text(12))
     }
 
     public func latestCommandSequence(device: String) throws(StoreError) -> Int64 {
@@ -90,8 +94,8 @@ extension SQLiteBrokerStorage {
     /// Inserts a queued command; false when its sequence is taken.
     static func insertCommand(_ command: QueuedCommand, _ connection: Connection) throws(StoreError) -> Bool {
         try connection.withStatement("""
-            INSERT OR IGNORE INTO commands (device, seq, action, scopes, reason, admin, issued_at, expires_at, document, status)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')
+            INSERT OR IGNORE INTO commands (device, seq, action, scopes, reason, admin, issued_at, expires_at, document, status, subject)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)
             """) { statement throws(StoreError) in
             statement.bind(1, command.device)
             statement.bind(2, command.sequence)
@@ -102,6 +106,7 @@ extension SQLiteBrokerStorage {
             statement.bind(7, command.issuedAt)
             statement.bind(8, command.expiresAt)
             statement.bind(9, command.document)
+            statement.bind(10, command.subject)
             try statement.run()
             return statement.changes == 1
         }

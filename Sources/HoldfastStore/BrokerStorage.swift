@@ -133,6 +133,24 @@ public protocol BrokerStorage: Sendable {
         number: Int64, from: String, to status: String, by admin: String, note: String, until: Int64?, command: QueuedCommand, trail: BrokerLogEntry,
         adminAction: String, at time: Int64
     ) throws(StoreError) -> DecisionOutcome
+
+    // Offboarding (BrokerOffboardingStorage.swift).
+    /// Offboards (`record.action == "offboard"`) or reinstates a user, and queues a signed command
+    /// for every enrolled device at its next sequence, in one transaction: every device or none.
+    /// An offboarding also denies the user's pending requests and marks their approvals revoked
+    /// (`requestNote` says why). `.already` when the user is in that state.
+    func setOffboarded(_ record: OffboardingRecord, sign: CommandSigner, requestNote: String) throws(StoreError) -> OffboardingOutcome
+    /// The users offboarded now (their latest record is an offboarding), oldest first.
+    func offboardedUsers() throws(StoreError) -> [OffboardingRecord]
+    /// Every offboarding and reinstatement of a user, oldest first.
+    func offboardingHistory(user: String) throws(StoreError) -> [OffboardingRecord]
+    /// A number that grows with every offboarding or reinstatement (the cache's key).
+    func offboardingChange() throws(StoreError) -> Int64
+    /// Every command about a user, by device and sequence.
+    func userCommands(user: String) throws(StoreError) -> [QueuedCommand]
+    /// For a device enrolled now: an offboarding command for every user offboarded now that it
+    /// has none for yet, at its next sequences. How many were queued.
+    func queueOffboardings(device: String, sign: @Sendable (_ user: OffboardingRecord, _ sequence: Int64) throws(StoreError) -> QueuedCommand) throws(StoreError) -> Int
 }
 
 /// An event a device uploaded, as the broker keeps it.
@@ -325,7 +343,7 @@ public final class SQLiteBrokerStorage: BrokerStorage {
     let connection: Mutex<Connection>
     public let path: String
 
-    static let schemaVersion: Int64 = 8
+    static let schemaVersion: Int64 = 9
     /// How long the broker's trail keeps entries: 90 days.
     public static let logRetention: Int64 = 90 * 86_400
 
@@ -432,6 +450,19 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                         command_seq INTEGER, revoke_seq INTEGER, revoked_at INTEGER, revoked_by TEXT, revoke_note TEXT, UNIQUE (device, request));
                     CREATE INDEX requests_status ON requests (status, number);
                     PRAGMA user_version = 8;
+                    """)
+            }
+            if version <= 8 {
+                // Offboarding: every offboarding and reinstatement (the access review reads the
+                // history), and the user a command is about (offboard-status reads it per device).
+                try connection.execute("""
+                    CREATE TABLE offboardings (id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, action TEXT NOT NULL, reason TEXT NOT NULL,
+                        admin TEXT NOT NULL, at INTEGER NOT NULL);
+                    CREATE INDEX offboardings_user ON offboardings (user, id);
+                    ALTER TABLE commands ADD COLUMN subject TEXT;
+                    CREATE INDEX commands_subject ON commands (subject, device, seq) WHERE subject IS NOT NULL;
+                    CREATE INDEX requests_user ON requests (user, status);
+                    PRAGMA user_version = 9;
                     """)
             }
         }

@@ -55,16 +55,18 @@ public protocol LockdownEnforcer: Sendable {
     func enforceLockdown(_ entry: LockdownEntry?) async -> String?
 }
 
-/// What applies the broker's exception commands (`grant`, `deny`, `revoke`: docs/exceptions.md).
-/// The lockdown controller keeps the one command sequence of the device and hands these over once
-/// a command is verified, this device's and newer than the last; the handler judges their end
-/// itself (a late grant is refused there, with the request in the event).
-public protocol ExceptionCommandHandler: Sendable {
-    func handle(_ command: RemoteCommand) async -> ExceptionCommandResult
+/// What applies the broker's commands other than lockdowns: exceptions (`grant`, `deny`, `revoke`:
+/// docs/exceptions.md) and offboarding (`offboard`, `reinstate`: docs/offboarding.md). The
+/// lockdown controller keeps the one command sequence of the device and hands these over once a
+/// command is verified, this device's and newer than the last; the handler judges their end
+/// itself (a late grant is refused there, with the request in the event; a late offboarding is
+/// still applied: it only takes away).
+public protocol DelegatedCommandHandler: Sendable {
+    func handle(_ command: RemoteCommand) async -> DelegatedCommandResult
 }
 
 /// What became of an exception command.
-public enum ExceptionCommandResult: Sendable, Equatable {
+public enum DelegatedCommandResult: Sendable, Equatable {
     /// Done; what resulted, in words for the broker's view.
     case applied(String)
     /// Refused for good (journaled by the handler): a reason code and words.
@@ -99,7 +101,9 @@ public actor LockdownController {
     /// The last broker command sequence done with (applied, or refused as expired), per device.
     private var progress: CommandProgress
     /// Where exception commands go (nil: they are refused as unsupported).
-    private var exceptionHandler: (any ExceptionCommandHandler)?
+    private var exceptionHandler: (any DelegatedCommandHandler)?
+    /// Where offboarding commands go (nil: they are refused as unsupported).
+    private var userHandler: (any DelegatedCommandHandler)?
     static let suspendedKey = "lockdown.suspended"
     static let usedCodesKey = "lockdown.breakglass_used"
     /// Scopes lifted by a break-glass code until a time.
@@ -151,7 +155,9 @@ public actor LockdownController {
     public func inForce(_ scope: LockdownScope) -> LockdownEntry? { suspensions[scope] == nil ? entries[scope] : nil }
 
     /// Registers what applies exception commands.
-    public func attach(exceptions handler: any ExceptionCommandHandler) { exceptionHandler = handler }
+    public func attach(exceptions handler: any DelegatedCommandHandler) { exceptionHandler = handler }
+
+    public func attach(users handler: any DelegatedCommandHandler) { userHandler = handler }
 
     /// Registers the enforcer of a scope and brings it in line with the state at once.
     public func attach(_ enforcer: any LockdownEnforcer, for scope: LockdownScope) async {
@@ -389,7 +395,7 @@ public actor LockdownController {
     public enum CommandOutcome: Sendable, Equatable {
         /// Applied; the scopes that changed.
         case applied(changed: [LockdownScope])
-        /// An exception command done (`ExceptionCommandHandler`); what resulted.
+        /// An exception command done (`DelegatedCommandHandler`); what resulted.
         case done(detail: String)
         /// Refused and journaled: a reason code (`other-device`, `replayed`, `expired`, `storage`)
         /// and words for the trail.
@@ -410,12 +416,17 @@ public actor LockdownController {
         }
         // Exception commands: the handler judges their own end (a late grant is refused there, with
         // the requester and the request in the event, and the request marked not applied).
-        if [.grant, .deny, .revoke].contains(command.action) {
-            guard let exceptionHandler else {
+        let delegate: (handler: (any DelegatedCommandHandler)?, name: String)? = switch command.action {
+        case .grant, .deny, .revoke: (exceptionHandler, "the exception handler")
+        case .offboard, .reinstate: (userHandler, "the offboarding handler")
+        case .lockdown, .release: nil
+        }
+        if let delegate {
+            guard let handler = delegate.handler else {
                 saveSequence(command.sequence, device: device)
-                return refuseCommand("unsupported", "command \(command.sequence) (\(command.action.rawValue)) needs the exception handler, which does not run here", sequence: command.sequence, admin: command.admin)
+                return refuseCommand("unsupported", "command \(command.sequence) (\(command.action.rawValue)) needs \(delegate.name), which does not run here", sequence: command.sequence, admin: command.admin)
             }
-            switch await exceptionHandler.handle(command) {
+            switch await handler.handle(command) {
             case .applied(let detail):
                 saveSequence(command.sequence, device: device)
                 return .done(detail: detail)
@@ -443,7 +454,7 @@ public actor LockdownController {
                     issuedAt: Date(timeIntervalSince1970: Double(command.issuedAt)))
             case .release:
                 changed = try await release(command.scopes, reason: command.reason, by: who)
-            case .grant, .deny, .revoke:
+            case .grant, .deny, .revoke, .offboard, .reinstate:
                 changed = []
             }
         } catch {

@@ -33,5 +33,8 @@ CommandTable(
         Approve.self,
         NotedDecisionCommand<DenyDecision>.self,
         NotedDecisionCommand<RevokeDecision>.self,
+        Offboard.self,
+        OffboardStatus.self,
+        Reinstate.self,
     ]
 ).main()

@@ -19,10 +19,11 @@ final class EnforcingAgent {
 
     /// `rescan` is long by default: a test that passes then proves the event path did the work.
     /// `extra`: more sections for agent.conf (a broker's, `TestBroker.agentSection`).
-    init(bus: USBTestbed, policy: String = "{}", rescan: String = "1h", extra: String = "") throws {
+    /// `usb: false`: an agent on the same machine that leaves the bus alone (`[usb] enabled = no`).
+    init(bus: USBTestbed, policy: String = "{}", rescan: String = "1h", extra: String = "", usb: Bool = true) throws {
         self.bus = bus
         chmod(directory.path, 0o755)
-        try write("[agent]\nstate_dir = \(state)\ncontrol_socket = \(socket)\npolicy = \(self.policy)\nlog_level = debug\n[usb]\nrescan_interval = \(rescan)\nmarks_dir = \(directory.file("run"))\n[print]\nenabled = no\n[filewatch]\nenabled = no\n\(extra)\n", to: config)
+        try write("[agent]\nstate_dir = \(state)\ncontrol_socket = \(socket)\npolicy = \(self.policy)\nlog_level = debug\n[usb]\nenabled = \(usb ? "yes" : "no")\nrescan_interval = \(rescan)\nmarks_dir = \(directory.file("run"))\n[print]\nenabled = no\n[filewatch]\nenabled = no\n\(extra)\n", to: config)
         try setPolicy(policy)
     }
 

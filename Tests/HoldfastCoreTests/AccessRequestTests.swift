@@ -72,3 +72,28 @@ import Testing
         #expect(throws: (any Error).self) { try JSONDecoder().decode(ExceptionMatch.self, from: Data(#"{"kind":"usb","vendor":"0781"}"#.utf8)) }
     }
 }
+
+@Suite struct OffboardCommandTests {
+    static let offboard = RemoteCommand(
+        device: AccessRequestTests.device, sequence: 9, issuedAt: 1_000, expiresAt: 2_000, action: .offboard, user: "maria", reason: "left (HR-1)", admin: "carol")
+
+    @Test func offboardAndReinstateParseBack() throws {
+        #expect(try RemoteCommand.parse(Array(Self.offboard.payload.compactText.utf8)) == Self.offboard)
+        var reinstate = Self.offboard
+        reinstate.action = .reinstate
+        #expect(try RemoteCommand.parse(Array(reinstate.payload.compactText.utf8)) == reinstate)
+    }
+
+    @Test(arguments: [
+        // An offboarding names its user and nothing else: no scopes, no exception, no request, no extra member.
+        ("user", JSONValue.null), ("user", ""), ("user", "-root"), ("user", "a/b"), ("user", "a\u{7}b"), ("user", .int(1000)),
+        ("scopes", .array(["usb"])), ("request", .object(["request": "rq-0123456789abcdef", "number": 12])), ("script", "x"),
+    ])
+    func anOffboardWithTheWrongMembersIsRefused(_ name: String, _ value: JSONValue) {
+        #expect(throws: CommandError.self) { try RemoteCommand.parse(AccessRequestTests.changed(Self.offboard) { $0[name] = value }) }
+    }
+
+    @Test func aLockdownOrGrantCarryingAUserIsRefused() {
+        #expect(throws: CommandError.self) { try RemoteCommand.parse(AccessRequestTests.changed(AccessRequestTests.grant) { $0["user"] = "maria" }) }
+    }
+}

@@ -1,0 +1,147 @@
+import FoundationEssentials
+import HoldfastBroker
+import HoldfastCommandLine
+import HoldfastCore
+import HoldfastStore
+
+/// `holdfast-broker offboard USER --reason …`, `reinstate USER --reason …` and `offboard-status
+/// USER`: revoke a person everywhere, see where it took, undo it (docs/offboarding.md).
+enum OffboardVerb {
+    static let options = [
+        BrokerState.stateOption,
+        OptionSpec("dir", value: "DIR", help: "where signing.key is (default /etc/holdfast-broker)"),
+        OptionSpec("reason", value: "TEXT", help: "why, in words the trail and the devices' journals keep (required)"),
+        OptionSpec("json", help: "print the result as JSON"),
+    ]
+
+    static func user(_ arguments: ParsedArguments) throws(UsageError) -> String {
+        guard arguments.positionals.count == 1 else { throw UsageError("say the USER: the login name the agents report") }
+        let user = arguments.positionals[0]
+        guard LoginName.isValid(user) else { throw UsageError("\(Printable.escape(user)) is not a login name") }
+        return user
+    }
+
+    static func reason(_ arguments: ParsedArguments) throws(UsageError) -> String {
+        guard let reason = arguments.value("reason")?.trimmingSpaces, RemoteCommand.isWords(reason, maximumBytes: RemoteCommand.maximumReasonBytes) else {
+            throw UsageError("say --reason: 1 to \(RemoteCommand.maximumReasonBytes) bytes without control characters")
+        }
+        return reason
+    }
+
+    static func run(user: String, reason: String, offboard: Bool, arguments: ParsedArguments, context: CommandContext) throws -> ExitCode {
+        let key = try BrokerState.signingKey(arguments.value("dir") ?? "/etc/holdfast-broker")
+        let storage = try BrokerState.open(arguments)
+        let admin = try BrokerState.admin(storage, context)
+        let result: Broker.OffboardingResult
+        do {
+            result = try Broker.setOffboarded(storage: storage, key: key, user: user, offboard: offboard, reason: reason, admin: admin, at: BrokerState.now)
+        } catch let error as ComplianceError {
+            throw CommandFailure(error.message, exitCode: .failure)
+        }
+        if arguments.flag("json") {
+            try BrokerState.printJSON(.object([
+                "user": .string(user), "action": .string(result.record.action), "at": .int(result.record.at), "by": .string(admin), "reason": .string(reason),
+                "devices": .int(Int64(result.devices)),
+            ]), context)
+        } else if offboard {
+            context.line("\(Printable.escape(user)) offboarded by \(admin): grants carrying \(Printable.escape(user)) are refused now; the revocation is queued for \(result.devices) devices, each applies it when its poll returns (holdfast-broker offboard-status \(Printable.escape(user)))")
+        } else {
+            context.line("\(Printable.escape(user)) reinstated by \(admin): queued for \(result.devices) devices (holdfast-broker offboard-status \(Printable.escape(user)))")
+        }
+        return .success
+    }
+}
+
+struct Offboard: Subcommand {
+    static let path = ["offboard"]
+    static let summary = "revoke a user everywhere: grants refused now, a signed revocation to every device (sessions end, login denied, exceptions revoked) (admin)"
+    static let positionals = "USER"
+    static let options = OffboardVerb.options
+
+    let arguments: ParsedArguments
+    let user: String
+    let reason: String
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        user = try OffboardVerb.user(arguments)
+        reason = try OffboardVerb.reason(arguments)
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        try OffboardVerb.run(user: user, reason: reason, offboard: true, arguments: arguments, context: context)
+    }
+}
+
+struct Reinstate: Subcommand {
+    static let path = ["reinstate"]
+    static let summary = "lift an offboarding: a signed reinstatement to every device (admin)"
+    static let positionals = "USER"
+    static let options = OffboardVerb.options
+
+    let arguments: ParsedArguments
+    let user: String
+    let reason: String
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        user = try OffboardVerb.user(arguments)
+        reason = try OffboardVerb.reason(arguments)
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        try OffboardVerb.run(user: user, reason: reason, offboard: false, arguments: arguments, context: context)
+    }
+}
+
+struct OffboardStatus: Subcommand {
+    static let path = ["offboard-status"]
+    static let summary = "where a user's offboarding (or reinstatement) took: per device, applied when, refused why, or still pending"
+    static let positionals = "USER"
+    static let options = [BrokerState.stateOption, OptionSpec("json", help: "one JSON object")]
+
+    let arguments: ParsedArguments
+    let user: String
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        user = try OffboardVerb.user(arguments)
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let storage = try BrokerState.open(arguments)
+        let status: JSONValue
+        do {
+            status = try Broker.offboardingStatus(storage: storage, user: user)
+        } catch let error as ComplianceError {
+            throw CommandFailure(error.message, exitCode: .failure)
+        }
+        if arguments.flag("json") {
+            try BrokerState.printJSON(status, context)
+            return .success
+        }
+        func time(_ value: JSONValue?) -> String { value?.intValue.map { Date(timeIntervalSince1970: Double($0)).formatted(.iso8601) } ?? "?" }
+        let state = status["state"]?.stringValue ?? "?"
+        context.line("\(Printable.escape(user)): \(state.uppercased()) at \(time(status["since"])) by \(Printable.escape(status["by"]?.stringValue ?? "?")): \(Printable.escape(status["reason"]?.stringValue ?? ""))")
+        var counts: [String] = []
+        if case .object(let members)? = status["counts"] { counts = members.keys.sorted().map { "\(members[$0]?.intValue ?? 0) \($0)" } }
+        context.line("devices: " + (counts.isEmpty ? "none enrolled" : counts.joined(separator: ", ")) + (status["last_applied_at"].map { "; last applied at \(time($0))" } ?? ""))
+        if case .array(let rows)? = status["devices"] {
+            for row in rows {
+                let device = row["device"]?.stringValue ?? "?"
+                let host = row["hostname"]?.stringValue.map { " (\(Printable.escape($0)))" } ?? ""
+                var line = "  \(device)\(host)  "
+                switch row["state"]?.stringValue ?? "?" {
+                case "applied": line += "applied at \(time(row["acknowledged_at"]))"
+                case "refused": line += "REFUSED at \(time(row["acknowledged_at"])): \(Printable.escape(row["detail"]?.stringValue ?? ""))"
+                case "pending": line += "PENDING since \(time(row["sent_at"]))" + (row["last_seen"].map { " (last seen \(time($0)))" } ?? " (never seen)")
+                case "not-sent": line += "NOT SENT (enrolled while the broker could not queue it; its log says why)"
+                case let other: line += other
+                }
+                if row["removed"]?.boolValue == true { line += " [unenrolled]" }
+                context.line(line)
+            }
+        }
+        return .success
+    }
+}
