@@ -11,62 +11,18 @@ import Posture
 /// clients (keep-alive, as the agent's client keeps its connection).
 enum BrokerLoadBench {
     static func rows(broker: String, devices: Int = 1_000, workers: Int = 64, rounds: Int = 3) throws -> [Row] {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("holdfast-broker-load-\(getpid())").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        chmod(directory, 0o700)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let port = BrokerBench.freePort()
-        let url = "https://localhost:\(port)"
-        _ = try BrokerBench.run(broker, ["init", "--hostname", "localhost", "--dir", directory + "/etc"])
-        _ = try BrokerBench.run(broker, ["admin", "add", "bench", "--state-dir", directory + "/state"])
-        let server = try BrokerBench.Child(broker, [
-            "serve", "--url", url, "--listen", "127.0.0.1:\(port)", "--dir", directory + "/etc", "--state-dir", directory + "/state", "--max-per-peer", "10000",
-        ])
-        defer { withExtendedLifetime(server) {} }
-        let caPEM = try String(contentsOfFile: directory + "/etc/ca.pem", encoding: .utf8)
-        let signing = try SigningKey.load(from: directory + "/etc/signing.key")
-        let fingerprint = Hex.encode(try CertificateFingerprint.sha256(of: Array(caPEM.utf8)))
-        // Tokens straight into the broker's store (WAL: the serving process sees them).
-        let storage = try SQLiteBrokerStorage(directory: directory + "/state")
-        var tokens: [String] = []
-        for index in 0..<devices {
-            let secret = try SecureRandom.token(bytes: 32)
-            try storage.addEnrollmentToken(id: "load-\(index)", tokenHash: SHA256.hash(Array(secret.utf8)), label: "load", expires: Int64(Date().timeIntervalSince1970) + 3_600, createdBy: "bench", at: Int64(Date().timeIntervalSince1970))
-            let body = #"{"ca":"sha256:\#(fingerprint)","key":"\#(signing.publicKey.thumbprint)","secret":"\#(secret)","url":"\#(url)"}"#
-            tokens.append("hft1." + Base64URL.encode(Array(body.utf8)))
-        }
-        let enrollmentTokens = tokens
+        let fleet = try Fleet(broker: broker, devices: devices, name: "broker-load")
+        let url = fleet.url
+        let caPEM = fleet.caPEM
         let checks = PostureCatalog.run(PostureContext(tree: RootTree("/"), system: LiveSystem(), now: Date().timeIntervalSince1970, cache: PatchCache()))
         let semaphore = DispatchSemaphore(value: 0)
         let box = LoadBox()
-        let brokerPID = server.process.processIdentifier
+        let brokerPID = fleet.brokerPID
         Task.detached {
             do {
-                let probe = HTTPClient(trust: .pinned(caPEM))
-                for _ in 0..<100 {
-                    if (try? await probe.send("GET", url + "/v1/health", timeout: .seconds(2)))?.status == 200 { break }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
-                // Enroll every device, `workers` at a time.
-                var sessions: [BrokerSession] = []
-                var keys: [SigningKey] = []
-                for start in stride(from: 0, to: devices, by: workers) {
-                    let slice = Array(start..<min(devices, start + workers))
-                    let enrolled = try await withThrowingTaskGroup(of: (BrokerSession, SigningKey).self) { group in
-                        for index in slice {
-                            group.addTask {
-                                let key = try SigningKey.generate()
-                                let record = try await BrokerSession.enroll(token: try EnrollmentToken(enrollmentTokens[index]), key: key, facts: DeviceFacts(machineID: nil, dmiSerial: nil, hostname: "load-\(index)", os: nil))
-                                return (BrokerSession(record: record, key: key), key)
-                            }
-                        }
-                        var all: [(BrokerSession, SigningKey)] = []
-                        for try await item in group { all.append(item) }
-                        return all
-                    }
-                    sessions += enrolled.map(\.0)
-                    keys += enrolled.map(\.1)
-                }
+                try await fleet.enroll(workers: workers)
+                let sessions = fleet.sessions
+                let keys = fleet.keys
                 // Attest: each worker takes the next device; every device attests `rounds` times.
                 let allSessions = sessions
                 let allKeys = keys
@@ -127,6 +83,7 @@ enum BrokerLoadBench {
             semaphore.signal()
         }
         semaphore.wait()
+        withExtendedLifetime(fleet) {}
         let (attest, floor) = try box.get()
         let cores = Double(ProcessInfo.processInfo.activeProcessorCount)
         let (brokerCPU, generatorCPU) = box.cpu

@@ -12,7 +12,7 @@ import PrintGuard
 if CommandLine.arguments.contains("--help") || CommandLine.arguments.contains("-h") {
     print("""
         Usage: holdfast-bench            every row (what make bench runs; root for most of them; about 12 minutes)
-               holdfast-bench broker-handler | broker-load | lockdown | exceptions    one row alone
+               holdfast-bench broker-handler | broker-load | lockdown | exceptions | offboarding    one row alone
         BENCH_ONLY=usb|print|audit|filewatch|posture|broker runs the quick rows and that group (docs/benchmarks.md).
         """)
     exit(0)
@@ -30,6 +30,7 @@ if CommandLine.arguments.count == 2, CommandLine.arguments[1] == "broker-handler
 let deliveryRows: [String: (String, String, String) throws -> [Row]] = [
     "lockdown": { try LockdownBench.rows(broker: $0, holdfastd: $1, holdfast: $2) },
     "exceptions": { try ExceptionBench.rows(broker: $0, holdfastd: $1, holdfast: $2) },
+    "offboarding": { broker, _, _ in try OffboardingBench.rows(broker: broker) },
 ]
 if CommandLine.arguments.count == 2, let rows = deliveryRows[CommandLine.arguments[1]] {
     let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -505,6 +506,7 @@ if wanted("broker") {
         rows += try BrokerBench.rows(broker: broker)
         rows += try BrokerHandlerBench.rows()
         rows += try BrokerLoadBench.rows(broker: broker)
+        rows += try OffboardingBench.rows(broker: broker)
         if getuid() == 0, FileManager.default.fileExists(atPath: holdfastd) {
             rows += try LoginCheckBench.rows(broker: broker, holdfastd: holdfastd, holdfast: holdfastBinary)
             rows += try LockdownBench.rows(broker: broker, holdfastd: holdfastd, holdfast: holdfastBinary)
