@@ -151,6 +151,15 @@ public protocol BrokerStorage: Sendable {
     /// For a device enrolled now: an offboarding command for every user offboarded now that it
     /// has none for yet, at its next sequences. How many were queued.
     func queueOffboardings(device: String, sign: @Sendable (_ user: OffboardingRecord, _ sequence: Int64) throws(StoreError) -> QueuedCommand) throws(StoreError) -> Int
+
+    // The access review (BrokerReviewStorage.swift).
+    /// Per value at `jsonPath` in the uploaded events of `kind` (a rule id, an exception id), the
+    /// newest event's time (ms).
+    func lastUses(kind: String, jsonPath: String) throws(StoreError) -> [String: Int64]
+    /// Uploaded events of `kind` from `sinceMilliseconds` on, oldest first, at most `limit`.
+    func eventBodies(kind: String, sinceMilliseconds: Int64, limit: Int) throws(StoreError) -> [(device: String, timeMilliseconds: Int64, body: String)]
+    /// Break-glass codes whose window has not ended at `time`, oldest first.
+    func openBreakglassCodes(at time: Int64) throws(StoreError) -> [IssuedBreakglassCode]
 }
 
 /// An event a device uploaded, as the broker keeps it.

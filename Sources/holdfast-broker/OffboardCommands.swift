@@ -145,3 +145,50 @@ struct OffboardStatus: Subcommand {
         return .success
     }
 }
+
+struct Review: Subcommand {
+    static let path = ["review"]
+    static let summary = "access review: every privilege beyond the default in force now, oldest first — who granted it, why, when it ends, when last used; unused ones flagged"
+    static let options = [
+        BrokerState.stateOption,
+        OptionSpec("unused-after", value: "DURATION", help: "flag what events have not shown in use for this long (default 30d)"),
+        OptionSpec("json", help: "one JSON object"),
+    ]
+
+    let arguments: ParsedArguments
+    let unusedAfter: Int64
+
+    init(_ arguments: ParsedArguments) throws(UsageError) {
+        try arguments.noPositionals()
+        unusedAfter = try arguments.duration("unused-after") ?? 30 * 86_400
+        guard unusedAfter > 0 else { throw UsageError("--unused-after is a duration from 1s") }
+        self.arguments = arguments
+    }
+
+    func run(_ context: CommandContext) throws -> ExitCode {
+        let storage = try BrokerState.open(arguments)
+        let review = try Broker.accessReview(storage: storage, now: BrokerState.now, unusedAfter: unusedAfter)
+        if arguments.flag("json") {
+            try BrokerState.printJSON(review, context)
+            return .success
+        }
+        func time(_ value: JSONValue?) -> String { value?.intValue.map { Date(timeIntervalSince1970: Double($0)).formatted(.iso8601) } ?? "never" }
+        guard case .array(let items)? = review["items"], !items.isEmpty else {
+            context.line("nothing beyond the default is in force")
+            return .success
+        }
+        let flagged = items.filter { $0["flag"] != nil }.count
+        context.line("\(items.count) privileges beyond the default, oldest first; \(flagged) not seen in use for \(DurationText.text(unusedAfter)) (flagged: remove them or say why they stay)")
+        for item in items {
+            let field = { (name: String) in Printable.escape(item[name]?.stringValue ?? "") }
+            let flag = item["flag"]?.stringValue.map { "  [\($0.uppercased()): remove?]" } ?? ""
+            let scope = item["device"] != nil ? " on \(field("device"))" : (item["policy_level"]?.boolValue == true ? " (policy v\(item["policy_version"]?.intValue ?? 0), every device)" : "")
+            let user = item["user"] != nil ? " for \(field("user"))" : ""
+            context.line("\(field("kind")) \(field("id"))\(scope)\(user): \(field("what"))\(flag)")
+            let ends = item["expires"]?.intValue.map { "until \(time(.int($0)))" } ?? "NO END (policy-level)"
+            context.line("    granted by \(field("granted_by")) at \(time(item["granted_at"])); \(ends); last used \(time(item["last_used"]))")
+            if !field("reason").isEmpty { context.line("    why: \(field("reason"))") }
+        }
+        return .success
+    }
+}

@@ -36,5 +36,6 @@ CommandTable(
         Offboard.self,
         OffboardStatus.self,
         Reinstate.self,
+        Review.self,
     ]
 ).main()

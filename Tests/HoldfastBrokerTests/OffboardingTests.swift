@@ -111,3 +111,62 @@ extension BrokerTests {
         }
     }
 }
+
+/// The access review over real SQLite: what is beyond the default, who granted it, when it ends,
+/// when events last showed it used, and what to remove.
+extension BrokerTests {
+    func event(_ device: String, _ kind: String, at seconds: Int64, details: JSONValue) -> StoredEvent {
+        let body: JSONValue = .object(["holdfast": .object(["kind": .string(kind), "details": details])])
+        return StoredEvent(device: device, uuid: UUID().uuidString.lowercased(), timeMilliseconds: seconds * 1_000, kind: kind, severity: 1, body: body.compactText)
+    }
+
+    @Test func theAccessReviewListsEveryPrivilegeWithItsEndAndLastUse() throws {
+        let rig = try Rig()
+        let key = try SigningKey.generate()
+        let device = try rig.enrolledDevice(key)
+        let now = rig.now
+        // An approved print exception, used since.
+        let number = try #require(json(try submit(rig, device, key, Self.submission("rq-00000000000000a1")))["number"]?.intValue)
+        _ = try Broker.decideRequest(storage: rig.storage, key: rig.signing, number: number, decision: .approve(seconds: 7_200), note: "month end", admin: "bob", at: now - 60)
+        // The agent policy: a USB allow rule (used), one never used, a block rule (not a privilege), local exceptions, a printer.
+        let policy = #"{"version": 3, "usb": {"max_exception": "4h", "rules": [{"id": "scanners", "action": "allow", "vendor": "04a9"}, {"id": "old-dock", "action": "allow-interfaces", "interfaces": ["03:*:*"]}, {"id": "no-phones", "action": "block", "classes": ["06:*:*"]}]}, "print": {"approved": [{"id": "floor-7", "name": "floor7-*", "users": ["@print-desk"]}]}}"#
+        let signed = try JWS.sign(Array(policy.utf8), with: rig.signing, header: JWSHeader(keyID: rig.signing.publicKey.thumbprint, type: "holdfast-policy+jws"))
+        #expect(try rig.storage.addDocument(VersionedDocument(kind: .agentPolicy, version: 1, document: signed, setBy: "carol", setAt: now - 90 * 86_400)))
+        _ = try rig.storage.storeEvents([
+            event(device, "usb.decision", at: now - 86_400, details: .object(["rule": "scanners", "verdict": "allow"])),
+            event(device, "print.job", at: now - 30, details: .object(["rule": "floor-7", "exception": .object(["id": "rq-00000000000000a1"])])),
+            // A local exception root granted, in force; another one revoked since.
+            event(device, "usb.exception_granted", at: now - 600, details: .object([
+                "id": "ex-1", "target": "1-2", "vendor": "0781", "product": "5567", "until": .string(Date(timeIntervalSince1970: Double(now + 3_600)).formatted(.iso8601)),
+                "reason": "TICKET-4711", "granted_by": "uid 0 (root)",
+            ])),
+            event(device, "usb.exception_granted", at: now - 500, details: .object([
+                "id": "ex-2", "target": "1-3", "vendor": "0781", "product": "5567", "until": .string(Date(timeIntervalSince1970: Double(now + 3_600)).formatted(.iso8601)),
+                "reason": "done", "granted_by": "uid 0 (root)",
+            ])),
+            event(device, "usb.exception_revoked", at: now - 400, details: .object(["id": "ex-2"])),
+        ], device: device, at: now)
+
+        let review = try Broker.accessReview(storage: rig.storage, now: now, unusedAfter: 30 * 86_400)
+        guard case .array(let items)? = review["items"] else { Issue.record("no items"); return }
+        let byID = Dictionary(items.compactMap { item in item["id"]?.stringValue.map { ($0, item) } }, uniquingKeysWith: { first, _ in first })
+        #expect(Set(byID.keys) == ["#\(number)", "ex-1", "scanners", "old-dock", "usb.max_exception", "floor-7"])
+        let exception = try #require(byID["#\(number)"])
+        #expect(exception["granted_by"]?.stringValue == "bob")
+        #expect(exception["expires"]?.intValue == now - 60 + 7_200)
+        #expect(exception["last_used"]?.intValue == now - 30)
+        #expect(exception["flag"] == nil)
+        #expect(byID["ex-1"]?["kind"]?.stringValue == "local-usb-exception")
+        #expect(byID["ex-1"]?["expires"]?.intValue == now + 3_600)
+        // Policy rules have no end; the used one is not flagged, the never used one is.
+        #expect(byID["scanners"]?["expires"] == .null)
+        #expect(byID["scanners"]?["policy_level"]?.boolValue == true)
+        #expect(byID["scanners"]?["last_used"]?.intValue == now - 86_400)
+        #expect(byID["scanners"]?["flag"] == nil)
+        #expect(byID["old-dock"]?["flag"]?.stringValue == "never-used")
+        #expect(byID["floor-7"]?["what"]?.stringValue?.contains("@print-desk") == true)
+        // Oldest first: the policy's rules, then the exceptions.
+        #expect(items.first?["policy_level"]?.boolValue == true)
+        #expect(items.last?["id"]?.stringValue == "#\(number)")
+    }
+}
