@@ -370,6 +370,9 @@ public actor Agent: ControlHandler {
         if let revoked = await revocations?.revocation(user) {
             // Offboarded: denied whatever else says yes, exemptions included (docs/offboarding.md).
             (allowed, path, reason) = (false, "offboarded", "\(user)'s access was revoked by \(revoked.by) at \(revoked.since.formatted(.iso8601)): \(revoked.reason)")
+        } else if let unreadable = await revocations?.unreadable, OffboardedUsers.account(user)?.uid != 0 {
+            // The list is lost: nobody but root can be told apart from an offboarded user.
+            (allowed, path, reason) = (false, "offboarded", unreadable)
         } else if configuration.loginIsExempt(user: user, tty: tty, remoteHost: remote) {
             (allowed, path, reason) = (true, "exempt", "\(user) is exempt here ([login] exempt)")
         } else if let sessions = await lockdown?.inForce(.sessions) {
@@ -426,6 +429,8 @@ public actor Agent: ControlHandler {
             switch await broker.enroll(token: token) {
             case .success(let record):
                 resetBrokerPolicy()
+                // A new device id: the broker sends every offboarding in force before anything else.
+                await revocations?.startOver()
                 return .success(.object(["device_id": .string(record.deviceID), "url": .string(record.url), "enrolled_by": .string(Self.who(peer))]))
             case .failure(let error):
                 return .failure(.failed, error.message)

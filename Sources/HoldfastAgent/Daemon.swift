@@ -70,6 +70,11 @@ public enum Daemon {
             await agent.record(lifecycle("agent.start_failed", activity: 3, "Start", "holdfastd could not start: \(error)", ok: false))
             return 1
         }
+        let recorder = EventRecorder(journal: journal, logger: logger)
+        // The offboarded users before the control socket answers anything: no login is checked
+        // without them (docs/offboarding.md).
+        let revocations = UserRevocations(journal: journal, stateDirectory: configuration.stateDirectory, logger: logger, record: { recorder.record($0) })
+        await agent.attach(revocations: revocations)
         await supervisor.start(ControlService(listener: listener, handler: agent, logger: logger))
         // Enrolled: the broker's last good policy wins over the local file, before any enforcer starts.
         if let stored = BrokerLink.storedPolicy(stateDirectory: configuration.stateDirectory) {
@@ -84,7 +89,6 @@ public enum Daemon {
             // the last broker policy applied stays, until the broker sends it again.
             await agent.keepLastGood(reason: "\(configuration.stateDirectory)/\(BrokerLink.policyFile) is missing or does not verify with the pinned broker keys (or \(BrokerLink.enrollmentFile) cannot be read)")
         }
-        let recorder = EventRecorder(journal: journal, logger: logger)
         // The lockdown state first: every enforcer starts under it.
         let lockdown = LockdownController(journal: journal, record: { recorder.record($0) })
         await agent.attach(lockdown: lockdown)
@@ -92,11 +96,9 @@ public enum Daemon {
         let requests = AccessRequests(journal: journal, logger: logger, record: { recorder.record($0) })
         await lockdown.attach(exceptions: requests)
         await agent.attach(requests: requests)
-        // Offboarding too; kept before any login is answered.
-        let revocations = UserRevocations(journal: journal, logger: logger, record: { recorder.record($0) })
+        // Offboarding commands too (the list itself was loaded before the control socket opened).
         await revocations.attach(requests: requests)
         await lockdown.attach(users: revocations)
-        await agent.attach(revocations: revocations)
         // The network scope first of all: a locked machine is isolated again before anything
         // else of it runs (the table survives holdfastd's stops, not a reboot).
         let stateDirectory = configuration.stateDirectory

@@ -21,6 +21,8 @@ public actor UserRevocations: DelegatedCommandHandler {
         public var by: String
         /// The broker command that carried it.
         public var seq: Int64
+        /// The account's uid here when it was applied (nil: no such account on this device then).
+        public var uid: UInt32?
     }
 
     static let stateKey = "users.revoked"
@@ -33,41 +35,84 @@ public actor UserRevocations: DelegatedCommandHandler {
     private let record: @Sendable (Event) -> Void
     private var revoked: [String: Revocation]
     private var requests: AccessRequests?
-    /// Ends a user's sessions: how many ended, and what failed (no logind, a session that would
-    /// not end), if anything.
-    public typealias SessionEnder = @Sendable (String) async -> (ended: Int, failure: String?)
+    /// Ends the sessions of the users listed (by name, folded case, or uid): how many ended, and
+    /// what failed (no logind, a session that would not end), if anything.
+    public typealias SessionEnder = @Sendable (OffboardedUsers) async -> (ended: Int, failure: String?)
     private let endSessions: SessionEnder
-    /// Whether the last attempt to reach logind failed (said once until it works again).
+    /// Whether the last attempt to end sessions failed (said once until it works again).
     private var logindDown = false
+    /// Set when neither the journal's list nor its copy could be read at start: every login but
+    /// root's is denied until the device is enrolled again (the broker then sends every
+    /// offboarding in force first).
+    public private(set) var unreadable: String?
+    private let copyPath: String
 
     public init(
-        journal: Journal, clock: any TimeSource = SystemTimeSource(), logger: Logger, record: @escaping @Sendable (Event) -> Void,
+        journal: Journal, stateDirectory: String, clock: any TimeSource = SystemTimeSource(), logger: Logger, record: @escaping @Sendable (Event) -> Void,
         endSessions: SessionEnder? = nil
     ) {
         self.journal = journal
         self.clock = clock
         self.logger = logger
         self.record = record
-        self.endSessions = endSessions ?? { user in await Self.terminateSessions(of: user) }
+        copyPath = stateDirectory + "/" + OffboardedUsers.fileName
+        self.endSessions = endSessions ?? { users in await Self.terminateSessions(of: users) }
+        let copy = OffboardedUsers.load(stateDirectory: stateDirectory)
         do {
-            revoked = Dictionary(uniqueKeysWithValues: (try journal.state(Self.stateKey, as: [Revocation].self) ?? []).map { ($0.user, $0) })
+            let stored = try journal.state(Self.stateKey, as: [Revocation].self)
+            if let stored {
+                revoked = Dictionary(stored.map { ($0.user, $0) }, uniquingKeysWith: { first, _ in first })
+            } else if case .list(let list) = copy {
+                // The journal lost it, the copy has it.
+                revoked = Self.restored(list, at: clock.now())
+            } else {
+                revoked = [:]
+            }
         } catch {
-            // Unreadable: the list is lost until the broker sends it again. Said loudly; the
-            // broker's authz and attestation still refuse these users in the meantime.
-            revoked = [:]
-            record(Event(
-                kind: "user.state_unreadable", eventClass: .accountChange, activityID: 99, activityName: "Other", time: clock.now(), severity: .critical,
-                status: .failure, message: "the list of offboarded users cannot be read (\(error)); until the broker sends it again this device does not deny them by itself"))
+            switch copy {
+            case .list(let list):
+                revoked = Self.restored(list, at: clock.now())
+                record(Event(
+                    kind: "user.state_unreadable", eventClass: .accountChange, activityID: 99, activityName: "Other", time: clock.now(), severity: .high,
+                    status: .failure, message: "the list of offboarded users in the journal cannot be read (\(error)); its copy (\(list.entries.count) users) is in force"))
+            case .none, .unreadable:
+                // Neither: fail closed. Every login but root's is denied until the device is
+                // enrolled again (the broker sends every offboarding in force at enrollment).
+                revoked = [:]
+                unreadable = "the list of offboarded users cannot be read (\(error)); every login but root's is denied until this device is enrolled again"
+                record(Event(
+                    kind: "user.state_unreadable", eventClass: .accountChange, activityID: 99, activityName: "Other", time: clock.now(), severity: .critical,
+                    status: .failure, message: unreadable ?? ""))
+            }
         }
     }
+
+    static func restored(_ list: OffboardedUsers, at time: Date) -> [String: Revocation] {
+        Dictionary(list.entries.map { ($0.user, Revocation(user: $0.user, since: time, reason: "(restored from the copy)", by: "?", seq: 0, uid: $0.uid)) },
+                   uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Enrolled again (a new device id): the list starts over; the broker sends every offboarding
+    /// in force before anything else.
+    public func startOver() {
+        revoked = [:]
+        unreadable = nil
+        try? save()
+    }
+
+    /// The list as the login check and the session sweep match it.
+    var list: OffboardedUsers { OffboardedUsers(all().map { OffboardedUsers.Entry(user: $0.user, uid: $0.uid) }) }
 
     public func attach(requests registry: AccessRequests) async {
         requests = registry
         await registry.setRevokedUsers(Set(revoked.keys))
     }
 
-    /// The offboarding in force for `user`, if any.
-    public func revocation(_ user: String) -> Revocation? { revoked[user] }
+    /// The offboarding in force for `user` — by the name as given, its case folded, or the
+    /// account it resolves to here (its name or uid) — if any.
+    public func revocation(_ user: String) -> Revocation? {
+        list.match(user).flatMap { revoked[$0.user] }
+    }
 
     /// Every offboarded user, oldest first (for `holdfast status`).
     public func all() -> [Revocation] { revoked.values.sorted { ($0.since, $0.user) < ($1.since, $1.user) } }
@@ -87,7 +132,8 @@ public actor UserRevocations: DelegatedCommandHandler {
         }
         // No expiry check: an offboarding only takes away, and a device that was away longer than
         // the command's life must still apply it.
-        let entry = revoked[user] ?? Revocation(user: user, since: clock.now(), reason: command.reason, by: command.admin, seq: command.sequence)
+        let entry = revoked[user] ?? Revocation(
+            user: user, since: clock.now(), reason: command.reason, by: command.admin, seq: command.sequence, uid: OffboardedUsers.account(user)?.uid)
         revoked[user] = entry
         await requests?.setRevokedUsers(Set(revoked.keys))
         let saved: Bool
@@ -103,7 +149,7 @@ public actor UserRevocations: DelegatedCommandHandler {
                 actor: Actor(user: .init(uid: nil, name: user)), details: ["user": .string(user), "seq": .int(command.sequence), "error": .string("\(error)")]))
         }
         let ended = await requests?.revokeAll(user: user, by: command.admin, reason: command.reason) ?? (exceptions: 0, requests: 0, saved: true)
-        let sessions = await endSessions(user)
+        let sessions = await endSessions(OffboardedUsers([OffboardedUsers.Entry(user: user, uid: entry.uid)]))
         let sessionText: String
         var details: [String: JSONValue] = [
             "user": .string(user), "by": .string(command.admin), "reason": .string(command.reason), "seq": .int(command.sequence),
@@ -122,9 +168,8 @@ public actor UserRevocations: DelegatedCommandHandler {
     }
 
     private func reinstate(_ user: String, _ command: RemoteCommand) async -> DelegatedCommandResult {
-        guard Int64(clock.now().timeIntervalSince1970) < command.expiresAt else {
-            return refuse(command, "expired", "the reinstatement of \(user) expired at \(Date(timeIntervalSince1970: Double(command.expiresAt)).formatted(.iso8601)) before it arrived; \(user) stays offboarded")
-        }
+        // No expiry check either: commands apply in the broker's order, so a reinstatement that
+        // arrives late is still the latest word on this user (a later offboarding comes after it).
         guard let previous = revoked.removeValue(forKey: user) else {
             return .applied("\(user) was not offboarded here")
         }
@@ -144,17 +189,16 @@ public actor UserRevocations: DelegatedCommandHandler {
     }
 
     /// Ends again any session an offboarded user still has (one logind could not end, or one
-    /// opened while logind was away). Called every few seconds; quiet when there is no one.
+    /// opened while logind was away): one ListSessions for all of them. Called every 10 s; quiet
+    /// when there is no one.
     public func reassert() async {
         guard !revoked.isEmpty else { return }
-        for user in revoked.keys.sorted() {
-            let outcome = await endSessions(user)
-            if outcome.ended > 0 { logger.notice("offboarding: ended a session the user still had", ("user", user), ("sessions", "\(outcome.ended)")) }
-            if let failure = outcome.failure {
-                if !logindDown { logger.warning("offboarding: sessions of offboarded users could not be ended", ("error", failure)) }
-                logindDown = true
-                return
-            }
+        let outcome = await endSessions(list)
+        if outcome.ended > 0 { logger.notice("offboarding: ended sessions offboarded users still had", ("sessions", "\(outcome.ended)")) }
+        if let failure = outcome.failure {
+            if !logindDown { logger.warning("offboarding: sessions of offboarded users could not all be ended", ("error", failure)) }
+            logindDown = true
+        } else {
             logindDown = false
         }
     }
@@ -167,18 +211,26 @@ public actor UserRevocations: DelegatedCommandHandler {
         return .refused(reason: reason, message: message)
     }
 
+    /// The journal's state, and the copy the login check reads when holdfastd does not answer.
     private func save() throws(StoreError) {
         try journal.setState(Self.stateKey, encoding: all())
+        do {
+            try SecureFile.write(list.encoded, to: copyPath)
+        } catch {
+            throw StoreError(.sqlite, "the copy of the offboarded users cannot be written: \(error)")
+        }
     }
 
-    /// Every logind session of `user` ended: how many.
-    static func terminateSessions(of user: String) async -> (ended: Int, failure: String?) {
+    /// Every logind session of the users listed ended (by name, folded case, or uid): how many.
+    /// A session that will not end is said, the others are still ended.
+    static func terminateSessions(of users: OffboardedUsers) async -> (ended: Int, failure: String?) {
         await SessionLockdown.offThread { () -> (ended: Int, failure: String?) in
             do {
                 let bus = try DBusConnection.system()
                 var count = 0
                 var failures: [String] = []
-                for session in try Logind.sessions(bus) where session.user == user {
+                let uids = Set(users.entries.compactMap(\.uid).filter { $0 != 0 })
+                for session in try Logind.sessions(bus) where session.uid != 0 && (uids.contains(session.uid) || users.match(session.user) != nil) {
                     do {
                         try Logind.terminate(bus, session: session.id)
                         count += 1

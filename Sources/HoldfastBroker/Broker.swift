@@ -494,6 +494,18 @@ public final class Broker: Sendable {
             return refuse(device.id, "attest.refused", 403, "wrong-device", "the report names another device")
         }
         guard let nonce = report["nonce"]?.stringValue else { return refuse(device.id, "attest.refused", 403, "no-nonce", "the report answers no challenge") }
+        if let user {
+            // An offboarded user gets no grant, whatever the device's health — and the device's
+            // own attestation is not recorded for it: one person's refusal is not the device's
+            // verdict (docs/offboarding.md).
+            do {
+                if let offboarded = try offboarding(of: user) {
+                    return refuse(device.id, "attest.refused", 403, "user-offboarded", "\(user)'s access was revoked by \(offboarded.admin): \(offboarded.reason)")
+                }
+            } catch {
+                return .error(503, "storage", "the broker cannot read the offboarded users now; retry")
+            }
+        }
         // Judged first, then the challenge is spent and the attestation recorded in one
         // transaction: a refused challenge records nothing.
         let evidence: PostureEvidence
@@ -510,20 +522,7 @@ public final class Broker: Sendable {
             return .error(503, "storage", "the broker cannot read the device's history now; retry")
         }
         let policy = compliancePolicy()
-        var verdict = evaluate(evidence, policy: policy, firstFailures: previous.map { Self.firstFailures($0.firstFailures, policy: policy) } ?? [:])
-        if let user {
-            // An offboarded user gets no grant, whatever the device's health (docs/offboarding.md).
-            let offboarded: OffboardingRecord?
-            do {
-                offboarded = try offboarding(of: user)
-            } catch {
-                return .error(503, "storage", "the broker cannot read the offboarded users now; retry")
-            }
-            if let offboarded {
-                verdict.decision = .noncompliant
-                verdict.blocking.append(.init(id: "user-offboarded", status: "revoked", remediation: "\(user)'s access was revoked by \(offboarded.admin): \(offboarded.reason)", until: nil))
-            }
-        }
+        let verdict = evaluate(evidence, policy: policy, firstFailures: previous.map { Self.firstFailures($0.firstFailures, policy: policy) } ?? [:])
         let current = now
         do {
             let attestation = Attestation(

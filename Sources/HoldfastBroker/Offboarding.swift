@@ -49,6 +49,23 @@ extension Broker {
         }
     }
 
+    /// `offboard|reinstate USER --resend`: the latest word on the user again, to the devices that
+    /// have not applied it and have none on its way (refused by an older agent, never sent).
+    public static func resend(storage: any BrokerStorage, key: SigningKey, user: String, offboard: Bool, admin: String, at time: Int64) throws -> OffboardingResult {
+        let history = try storage.offboardingHistory(user: user)
+        guard let latest = history.last else { throw ComplianceError("\(user) was never offboarded") }
+        guard (latest.action == "offboard") == offboard else {
+            throw ComplianceError("\(user) is \(latest.action == "offboard" ? "offboarded" : "not offboarded") now; nothing of that to send again")
+        }
+        let action: RemoteCommand.Action = offboard ? .offboard : .reinstate
+        let sign: CommandSigner = { device, sequence throws(StoreError) in
+            try signedUserCommand(key: key, device: device, sequence: sequence, action: action, user: user, reason: latest.reason, admin: latest.admin, at: time)
+        }
+        guard let sent = try storage.resendUserCommand(user: user, sign: sign) else { throw ComplianceError("\(user) was never offboarded") }
+        try storage.recordAdminAction(admin: admin, verb: action.rawValue + "-resend", detail: "user=\(user) devices=\(sent.devices)", at: time)
+        return OffboardingResult(record: sent.record, devices: sent.devices)
+    }
+
     /// One signed `offboard` or `reinstate` for a device at a sequence.
     static func signedUserCommand(
         key: SigningKey, device: String, sequence: Int64, action: RemoteCommand.Action, user: String, reason: String, admin: String, at time: Int64
@@ -80,21 +97,22 @@ extension Broker {
     /// How often the serving broker looks for offboardings the admin CLI recorded (another process).
     static let offboardingCheckInterval: Duration = .milliseconds(100)
 
-    /// The offboarding in force for `user`, from a cache refreshed at most every
-    /// `offboardingCheckInterval` (one cheap query; the list itself only when it changed). Nil
-    /// when the user is not offboarded; throws when storage cannot say (callers fail closed).
+    /// The offboarding in force for `user` (its case folded: a directory's names are not
+    /// case-sensitive), from a cache refreshed at most every `offboardingCheckInterval` (one cheap
+    /// query; the list itself only when it changed). Nil when the user is not offboarded; throws
+    /// when storage cannot say (callers fail closed).
     func offboarding(of user: String) throws -> OffboardingRecord? {
         try offboardingCache.withLock { cache throws -> OffboardingRecord? in
             let now = ContinuousClock.now
             if cache.checked.map({ now - $0 >= Self.offboardingCheckInterval }) ?? true {
                 let change = try storage.offboardingChange()
                 if change != cache.change || cache.checked == nil {
-                    cache.users = Dictionary(try storage.offboardedUsers().map { ($0.user, $0) }, uniquingKeysWith: { $1 })
+                    cache.users = Dictionary(try storage.offboardedUsers().map { ($0.user.lowercased(), $0) }, uniquingKeysWith: { $1 })
                     cache.change = change
                 }
                 cache.checked = now
             }
-            return cache.users[user]
+            return cache.users[user.lowercased()]
         }
     }
 
@@ -114,8 +132,11 @@ extension Broker {
         for device in devices where device.removedAt == nil || latestByDevice[device.id] != nil {
             var row: [String: JSONValue] = ["device": .string(device.id)]
             if let hostname = (try? JSONValue.parse(Array(device.facts.utf8)))?["hostname"]?.stringValue { row["hostname"] = .string(hostname) }
-            if device.removedAt != nil { row["removed"] = true }
-            if let command = latestByDevice[device.id], command.issuedAt >= latest.at {
+            if device.removedAt != nil {
+                // Unenrolled: it no longer listens, and no longer gets grants; counted apart.
+                row["state"] = "unenrolled"
+                counts["unenrolled", default: 0] += 1
+            } else if let command = latestByDevice[device.id], command.issuedAt >= latest.at {
                 let state = command.status == "queued" ? "pending" : command.status
                 row["state"] = .string(state)
                 row["seq"] = .int(command.sequence)
@@ -124,8 +145,12 @@ extension Broker {
                 if let detail = command.detail, !detail.isEmpty { row["detail"] = .string(detail) }
                 if command.status == "applied", let at = command.statusAt { lastApplied = max(lastApplied ?? at, at) }
                 counts[state, default: 0] += 1
+            } else if latest.action == "reinstate" && latestByDevice[device.id] == nil {
+                // Never told of the offboarding (enrolled after the reinstatement): nothing owed.
+                row["state"] = "not-needed"
+                counts["not-needed", default: 0] += 1
             } else {
-                // Enrolled before and not sent: only for a device enrolled while storage failed.
+                // Enrolled and not sent: a device enrolled while storage failed (--resend sends it).
                 row["state"] = "not-sent"
                 counts["not-sent", default: 0] += 1
             }

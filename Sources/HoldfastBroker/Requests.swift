@@ -82,7 +82,7 @@ extension Broker {
             guard time - stored.receivedAt <= requestShelfLife else {
                 throw ComplianceError("request #\(number) is more than \(DurationText.text(requestShelfLife)) old; the user asks again if it is still needed")
             }
-            if let offboarded = try storage.offboardedUsers().first(where: { $0.user == stored.user }) {
+            if let offboarded = try storage.offboardedUsers().first(where: { $0.user.lowercased() == stored.user.lowercased() }) {
                 throw ComplianceError("\(stored.user) was offboarded by \(offboarded.admin) (\(offboarded.reason)): no exception is granted to them; deny it")
             }
             let span = seconds ?? stored.seconds

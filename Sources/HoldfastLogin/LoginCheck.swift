@@ -48,11 +48,19 @@ public struct LoginCheck: Subcommand {
         do {
             response = try client.call("login.check", request)
         } catch {
+            if let refusal = Self.offboarded(user, configuration) {
+                context.line("Holdfast: login refused: \(refusal)")
+                return .failure
+            }
             if configuration.loginIsExempt(user: user, tty: tty, remoteHost: remote) { return .success }
             context.line("Holdfast: login refused: the Holdfast agent does not answer (\(error.message)); only exempt users may log in")
             return .failure
         }
         guard response.ok, let result = response.result else {
+            if let refusal = Self.offboarded(user, configuration) {
+                context.line("Holdfast: login refused: \(refusal)")
+                return .failure
+            }
             if configuration.loginIsExempt(user: user, tty: tty, remoteHost: remote) { return .success }
             context.line("Holdfast: login refused: \(response.error?.message ?? "the agent refused without a reason")")
             return .failure
@@ -60,5 +68,19 @@ public struct LoginCheck: Subcommand {
         if result["allowed"]?.boolValue == true { return .success }
         context.line("Holdfast: login refused: \(result["reason"]?.stringValue ?? "this device is not compliant")")
         return .failure
+    }
+
+    /// When holdfastd does not answer: whether the copy of the offboarded users it keeps
+    /// (`<state_dir>/offboarded-users`, root's 0600) names this user — checked before the exempt
+    /// users are let in. A copy that cannot be trusted refuses everyone but root.
+    static func offboarded(_ user: String, _ configuration: AgentConfiguration) -> String? {
+        switch OffboardedUsers.load(stateDirectory: configuration.stateDirectory) {
+        case .none:
+            return nil
+        case .list(let list):
+            return list.match(user) == nil ? nil : "\(user)'s access was revoked on this computer (offboarded)"
+        case .unreadable(let why):
+            return OffboardedUsers.account(user)?.uid == 0 ? nil : "the list of offboarded users cannot be read (\(why)); only root may log in"
+        }
     }
 }

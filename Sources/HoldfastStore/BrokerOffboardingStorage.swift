@@ -198,3 +198,40 @@ extension SQLiteBrokerStorage {
         }
     }
 }
+
+extension SQLiteBrokerStorage {
+    public func resendUserCommand(user: String, sign: CommandSigner) throws(StoreError) -> (record: OffboardingRecord, devices: Int)? {
+        try connection.withLock { connection throws(StoreError) in
+            try Self.durably(connection) { () throws(StoreError) in
+                try connection.transaction { () throws(StoreError) -> (record: OffboardingRecord, devices: Int)? in
+                    guard let latest = try Self.latestOffboarding(user, connection) else { return nil }
+                    // Enrolled devices with nothing applied or on its way for the latest word on
+                    // this user: none sent, refused (an agent too old for it), or lost.
+                    let devices = try connection.withStatement("""
+                        SELECT d.id, coalesce((SELECT max(seq) FROM commands c WHERE c.device = d.id), 0) FROM devices d WHERE d.removed_at IS NULL
+                        AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.device = d.id AND c.subject = ? AND c.action = ? AND c.issued_at >= ?
+                                        AND c.status IN ('queued', 'applied'))
+                        ORDER BY d.id
+                        """) { statement throws(StoreError) -> [(String, Int64)] in
+                        statement.bind(1, user)
+                        statement.bind(2, latest.action)
+                        statement.bind(3, latest.at)
+                        var all: [(String, Int64)] = []
+                        while try statement.step() { all.append((statement.text(0) ?? "", statement.int64(1))) }
+                        return all
+                    }
+                    for (device, sequence) in devices {
+                        var command = try sign(device, sequence + 1)
+                        command.subject = user
+                        guard try Self.insertCommand(command, connection) else {
+                            throw StoreError(.sqlite, "command \(sequence + 1) of \(device) was taken inside the resend's transaction")
+                        }
+                    }
+                    try Self.insertLog(BrokerLogEntry(
+                        time: latest.at, device: "", kind: "user.resent", detail: "\(latest.action) of \(user) sent again to \(devices.count) devices"), connection)
+                    return (latest, devices.count)
+                }
+            }
+        }
+    }
+}

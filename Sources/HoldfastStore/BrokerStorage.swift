@@ -148,6 +148,10 @@ public protocol BrokerStorage: Sendable {
     func offboardingChange() throws(StoreError) -> Int64
     /// Every command about a user, by device and sequence.
     func userCommands(user: String) throws(StoreError) -> [QueuedCommand]
+    /// Sends the latest word on a user (offboard or reinstate) again, signed afresh, to every
+    /// enrolled device that has none applied or queued (none sent, or refused); nil when the
+    /// user was never offboarded.
+    func resendUserCommand(user: String, sign: CommandSigner) throws(StoreError) -> (record: OffboardingRecord, devices: Int)?
     /// For a device enrolled now: an offboarding command for every user offboarded now that it
     /// has none for yet, at its next sequences. How many were queued.
     func queueOffboardings(device: String, sign: @Sendable (_ user: OffboardingRecord, _ sequence: Int64) throws(StoreError) -> QueuedCommand) throws(StoreError) -> Int

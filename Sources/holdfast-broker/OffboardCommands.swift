@@ -10,7 +10,8 @@ enum OffboardVerb {
     static let options = [
         BrokerState.stateOption,
         OptionSpec("dir", value: "DIR", help: "where signing.key is (default /etc/holdfast-broker)"),
-        OptionSpec("reason", value: "TEXT", help: "why, in words the trail and the devices' journals keep (required)"),
+        OptionSpec("reason", value: "TEXT", help: "why, in words the trail and the devices' journals keep (required, except with --resend)"),
+        OptionSpec("resend", help: "send the latest word on USER again to the devices that have not applied it and have none on its way (refused, not sent)"),
         OptionSpec("json", help: "print the result as JSON"),
     ]
 
@@ -28,21 +29,27 @@ enum OffboardVerb {
         return reason
     }
 
-    static func run(user: String, reason: String, offboard: Bool, arguments: ParsedArguments, context: CommandContext) throws -> ExitCode {
+    static func run(user: String, reason: String?, offboard: Bool, arguments: ParsedArguments, context: CommandContext) throws -> ExitCode {
         let key = try BrokerState.signingKey(arguments.value("dir") ?? "/etc/holdfast-broker")
         let storage = try BrokerState.open(arguments)
         let admin = try BrokerState.admin(storage, context)
         let result: Broker.OffboardingResult
         do {
-            result = try Broker.setOffboarded(storage: storage, key: key, user: user, offboard: offboard, reason: reason, admin: admin, at: BrokerState.now)
+            if let reason {
+                result = try Broker.setOffboarded(storage: storage, key: key, user: user, offboard: offboard, reason: reason, admin: admin, at: BrokerState.now)
+            } else {
+                result = try Broker.resend(storage: storage, key: key, user: user, offboard: offboard, admin: admin, at: BrokerState.now)
+            }
         } catch let error as ComplianceError {
             throw CommandFailure(error.message, exitCode: .failure)
         }
         if arguments.flag("json") {
             try BrokerState.printJSON(.object([
-                "user": .string(user), "action": .string(result.record.action), "at": .int(result.record.at), "by": .string(admin), "reason": .string(reason),
-                "devices": .int(Int64(result.devices)),
+                "user": .string(user), "action": .string(result.record.action), "at": .int(result.record.at), "by": .string(admin), "reason": .string(result.record.reason),
+                "devices": .int(Int64(result.devices)), "resent": .bool(reason == nil),
             ]), context)
+        } else if reason == nil {
+            context.line("\(result.record.action) of \(Printable.escape(user)) sent again to \(result.devices) devices (holdfast-broker offboard-status \(Printable.escape(user)))")
         } else if offboard {
             context.line("\(Printable.escape(user)) offboarded by \(admin): grants carrying \(Printable.escape(user)) are refused now; the revocation is queued for \(result.devices) devices, each applies it when its poll returns (holdfast-broker offboard-status \(Printable.escape(user)))")
         } else {
@@ -60,11 +67,17 @@ struct Offboard: Subcommand {
 
     let arguments: ParsedArguments
     let user: String
-    let reason: String
+    /// Nil with --resend.
+    let reason: String?
 
     init(_ arguments: ParsedArguments) throws(UsageError) {
         user = try OffboardVerb.user(arguments)
-        reason = try OffboardVerb.reason(arguments)
+        if arguments.flag("resend") {
+            guard arguments.value("reason") == nil else { throw UsageError("--resend sends the latest word again, with its reason; no --reason") }
+            reason = nil
+        } else {
+            reason = try OffboardVerb.reason(arguments)
+        }
         self.arguments = arguments
     }
 
@@ -81,11 +94,17 @@ struct Reinstate: Subcommand {
 
     let arguments: ParsedArguments
     let user: String
-    let reason: String
+    /// Nil with --resend.
+    let reason: String?
 
     init(_ arguments: ParsedArguments) throws(UsageError) {
         user = try OffboardVerb.user(arguments)
-        reason = try OffboardVerb.reason(arguments)
+        if arguments.flag("resend") {
+            guard arguments.value("reason") == nil else { throw UsageError("--resend sends the latest word again, with its reason; no --reason") }
+            reason = nil
+        } else {
+            reason = try OffboardVerb.reason(arguments)
+        }
         self.arguments = arguments
     }
 
@@ -133,9 +152,11 @@ struct OffboardStatus: Subcommand {
                 var line = "  \(device)\(host)  "
                 switch row["state"]?.stringValue ?? "?" {
                 case "applied": line += "applied at \(time(row["acknowledged_at"]))"
-                case "refused": line += "REFUSED at \(time(row["acknowledged_at"])): \(Printable.escape(row["detail"]?.stringValue ?? ""))"
+                case "refused": line += "REFUSED at \(time(row["acknowledged_at"])): \(Printable.escape(row["detail"]?.stringValue ?? "")) (--resend sends it again)"
                 case "pending": line += "PENDING since \(time(row["sent_at"]))" + (row["last_seen"].map { " (last seen \(time($0)))" } ?? " (never seen)")
-                case "not-sent": line += "NOT SENT (enrolled while the broker could not queue it; its log says why)"
+                case "not-sent": line += "NOT SENT (enrolled while the broker could not queue it; offboard \(Printable.escape(user)) --resend sends it)"
+                case "unenrolled": line += "unenrolled (no longer listens, no longer gets grants)"
+                case "not-needed": line += "not needed (enrolled after the reinstatement)"
                 case let other: line += other
                 }
                 if row["removed"]?.boolValue == true { line += " [unenrolled]" }

@@ -112,8 +112,18 @@ struct OffboardingTests {
             #expect(denied.output.contains("Holdfast: login refused: nobody's access was revoked by alice"), "\(denied.output)")
             #expect(denied.output.contains("left the company (HR-2231)"))
         }
-        // Another user is not touched by it (denied or allowed only as before: here allowed).
+        // The name's case does not help (NSS resolves it to the same account), another user is not
+        // touched by it (allowed, as before).
+        let shouted = try loginCheck(first, "NOBODY")
+        #expect(!shouted.allowed, "\(shouted.output)")
         #expect(try loginCheck(first, "daemon").allowed)
+        // With holdfastd stopped, the login check reads the copy of the list (root's, 0600).
+        #expect(fileMode(second.state + "/offboarded-users") == 0o600)
+        try second.stop()
+        let down = try loginCheck(second)
+        #expect(!down.allowed)
+        #expect(down.output.contains("nobody's access was revoked on this computer"), "\(down.output)")
+        try second.start()
 
         // The third applies it when it starts, and denies from then on — across a restart too.
         try third.start()

@@ -21,7 +21,8 @@ struct SessionLockdownTests {
         var logind: String { directory.file("logind.log") }
         var notifications: String { directory.file("notifications.log") }
 
-        init(action: String, withLogind: Bool = true) async throws {
+        /// `broker`: agent.conf lines for one (posture then runs: enrollment needs it).
+        init(action: String, withLogind: Bool = true, broker: String? = nil) async throws {
             chmod(directory.path, 0o755)
             try FileManager.default.createDirectory(atPath: directory.file("run-user/0"), withIntermediateDirectories: true)
             for (name, type, listen) in [("system", "system", directory.file("system_bus")), ("session", "session", sessionBus)] {
@@ -56,7 +57,8 @@ struct SessionLockdownTests {
                                                        log: directory.file("notify-mock.log"), environment: environment))
             try #require(await BrokerServeTests.poll { self.busCall(["--session", "--dest=org.freedesktop.Notifications", "/org/freedesktop/Notifications", "org.freedesktop.Notifications.GetCapabilities"]) })
             try "ACTIVE=c3\nACTIVE_UID=0\n".writeReplacing(toFile: directory.file("seat0"))
-            try TestAgentConfiguration.write(in: directory.path, extra: "[posture]\nenabled = no\n[login]\nexempt = root@console, carol\n[lockdown]\nsessions = \(action)")
+            try TestAgentConfiguration.write(
+                in: directory.path, extra: (broker ?? "[posture]\nenabled = no") + "\n[login]\nexempt = root@console, carol\n[lockdown]\nsessions = \(action)")
             agent = try BrokerServeTests.Child(BrokerServeTests.daemon, ["--config", directory.file("agent.conf")], log: directory.file("agent.log"), environment: [
                 "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DBUS_SYSTEM_BUS_ADDRESS": systemBus, "HOLDFAST_SEAT_FILE": directory.file("seat0"),
                 "HOLDFAST_USER_RUNTIME_DIR": directory.file("run-user"),
@@ -124,5 +126,29 @@ struct SessionLockdownTests {
         #expect(status.contains("unavailable: logind does not answer"), "\(status)")
         let pam = try LoginCheckTests.PAMService(socket: bare.socket, config: bare.directory.file("agent.conf"))
         #expect(!(try pam.account("alice").allowed))
+    }
+
+    /// Offboarding through logind's real interface: the broker's signed `offboard bob` ends Bob's
+    /// session only (TerminateSession "c2"), PAM denies him with who and why, and the exempt
+    /// Carol is denied too once offboarded — an exemption does not outlive an offboarding.
+    @Test func anOffboardingEndsOnlyThatUsersSessionsAndPAMDeniesThem() async throws {
+        let broker = try TestBroker()
+        let rig = try await Rig(action: "terminate", broker: TestBroker.agentSection)
+        let enrolled = try rig.holdfast(["enroll", "--token", try broker.token()])
+        try #require(enrolled.status == 0, "\(enrolled.stderr)")
+        let offboarded = try broker.cli(["offboard", "bob", "--reason", "left the company (HR-7)", "--dir", broker.etc])
+        try #require(offboarded.status == 0, "\(offboarded.stderr)")
+        #expect(await BrokerServeTests.poll { rig.text(rig.logind).contains(#"TerminateSession "c2""#) }, "\(rig.text(rig.logind))\n\(rig.agent?.output ?? "")")
+        for other in ["c1", "c3", "c4"] { #expect(!rig.text(rig.logind).contains("TerminateSession \"\(other)\"")) }
+        let pam = try LoginCheckTests.PAMService(socket: rig.socket, config: rig.directory.file("agent.conf"))
+        let denied = try pam.account("bob")
+        #expect(!denied.allowed)
+        #expect(denied.output.contains("Holdfast: login refused: bob's access was revoked by alice"), "\(denied.output)")
+        #expect(denied.output.contains("left the company (HR-7)"))
+
+        #expect(try broker.cli(["offboard", "carol", "--reason", "contract ended", "--dir", broker.etc]).status == 0)
+        #expect(await BrokerServeTests.poll { rig.text(rig.logind).contains(#"TerminateSession "c4""#) }, "\(rig.text(rig.logind))")
+        #expect(await BrokerServeTests.poll { !((try? pam.account("carol").allowed) ?? true) })
+        #expect(!rig.text(rig.logind).contains(#"TerminateSession "c1""#))
     }
 }

@@ -58,8 +58,15 @@ extension BrokerTests {
         #expect(soon { rig.authz(grant).status == 403 })
         #expect(json(rig.authz(grant))["error"]?.stringValue == "user-offboarded")
         let again = try rig.attest(device: devices[1], key: keys[1], report: try rig.report(device: devices[1], nonce: try rig.challenge(device: devices[1], key: keys[1]), key: keys[1]), user: "maria")
-        #expect(json(again)["grant"] == nil)
-        #expect(json(again)["denial"]?.stringValue?.contains("user-offboarded") == true)
+        #expect(again.status == 403)
+        #expect(json(again)["error"]?.stringValue == "user-offboarded")
+        #expect(json(again)["message"]?.stringValue?.contains("left (HR-1)") == true)
+        // The name's case does not matter (a directory's names are not case-sensitive).
+        let shouted = try rig.attest(device: devices[1], key: keys[1], report: try rig.report(device: devices[1], nonce: try rig.challenge(device: devices[1], key: keys[1]), key: keys[1]), user: "MARIA")
+        #expect(shouted.status == 403)
+        // The device's own attestation is not recorded for her refusal: it stays compliant.
+        #expect(try rig.storage.latestAttestation(device: devices[1])?.user == "maria")
+        #expect(try rig.storage.latestAttestation(device: devices[1])?.decision == "compliant")
         var later = Self.submission("rq-0000000000000004")
         later.user = "maria"
         #expect(try submit(rig, devices[2], keys[2], later).status == 403)
@@ -73,6 +80,16 @@ extension BrokerTests {
         #expect(throws: ComplianceError.self) {
             try Broker.setOffboarded(storage: rig.storage, key: rig.signing, user: "maria", offboard: true, reason: "twice", admin: "carol", at: rig.now)
         }
+
+        // A device that refused it (an agent too old for the action) gets it again with --resend;
+        // the others, which have it on its way, do not.
+        let refused = try #require(try rig.storage.commands(device: devices[2], after: 0, limit: 10).last)
+        #expect(try rig.storage.acknowledgeCommand(device: devices[2], sequence: refused.sequence, status: "refused", detail: "unknown action", at: rig.now))
+        let resent = try Broker.resend(storage: rig.storage, key: rig.signing, user: "maria", offboard: true, admin: "carol", at: rig.now)
+        #expect(resent.devices == 1)
+        #expect(try rig.storage.commands(device: devices[2], after: refused.sequence, limit: 10).map(\.action) == ["offboard"])
+        #expect(throws: ComplianceError.self) { try Broker.resend(storage: rig.storage, key: rig.signing, user: "maria", offboard: false, admin: "carol", at: rig.now) }
+        #expect(try Broker.resend(storage: rig.storage, key: rig.signing, user: "maria", offboard: true, admin: "carol", at: rig.now).devices == 0)
 
         // A device enrolled afterwards gets it at enrollment, once.
         let newKey = try SigningKey.generate()
