@@ -1,0 +1,100 @@
+import Foundation
+import HoldfastAgent
+import HoldfastCore
+import HoldfastStore
+import HoldfastTestSupport
+import Lockdown
+import Synchronization
+import Testing
+
+/// Offboarding on the agent over a real journal, with the sessions' end recorded instead of sent
+/// to logind (the logind side runs against python3-dbusmock in SessionLockdownTests): kept before
+/// anything else, matched by name, folded case or account, kept across restarts and in a copy,
+/// fail-closed when neither copy can be read.
+@Suite struct UserRevocationsTests {
+    final class Ender: Sendable {
+        let calls = Mutex<[[String]]>([])
+        var ender: UserRevocations.SessionEnder {
+            { users in
+                self.calls.withLock { $0.append(users.entries.map(\.user)) }
+                return (1, nil)
+            }
+        }
+    }
+
+    static func command(_ action: RemoteCommand.Action, _ user: String, sequence: Int64 = 1, expiresAt: Int64? = nil) -> RemoteCommand {
+        let now = Int64(Date().timeIntervalSince1970)
+        return RemoteCommand(
+            device: "hf-0123456789abcdef", sequence: sequence, issuedAt: now - 10, expiresAt: expiresAt ?? now + 3_600, action: action, user: user,
+            reason: "left (HR-1)", admin: "carol")
+    }
+
+    func make(_ directory: TemporaryDirectory, _ ender: Ender) throws -> (Journal, UserRevocations) {
+        let journal = try Journal(configuration: JournalConfiguration(directory: directory.file("state")))
+        let revocations = UserRevocations(
+            journal: journal, stateDirectory: directory.file("state"), logger: Logger(handler: MemoryLogHandler()), record: { _ = try? journal.append($0) },
+            endSessions: ender.ender)
+        return (journal, revocations)
+    }
+
+    @Test func anOffboardingIsKeptMatchedAndSurvivesARestartAndAReinstatementLiftsIt() async throws {
+        let directory = TemporaryDirectory()
+        let ender = Ender()
+        let (journal, revocations) = try make(directory, ender)
+        let applied = await revocations.handle(Self.command(.offboard, "maria"))
+        #expect(applied == .applied("maria revoked here: 1 session ended, 0 exceptions ended, 0 requests withdrawn"))
+        #expect(ender.calls.withLock { $0 } == [["maria"]])
+        #expect(await revocations.revocation("maria")?.by == "carol")
+        #expect(await revocations.revocation("MARIA")?.user == "maria")
+        #expect(await revocations.revocation("mario") == nil)
+        // The account NSS knows: nobody's uid is kept with it.
+        _ = await revocations.handle(Self.command(.offboard, "nobody", sequence: 2))
+        #expect(await revocations.revocation("nobody")?.uid == OffboardedUsers.account("nobody")?.uid)
+        #expect(try journal.entries().compactMap { try? $0.event().kind }.filter { $0 == "user.revoked" }.count == 2)
+        // The copy the login check reads: root's, 0600, the same list.
+        #expect(fileMode(directory.file("state/offboarded-users")) == 0o600)
+        guard case .list(let copy) = OffboardedUsers.load(stateDirectory: directory.file("state")) else { Issue.record("no copy"); return }
+        #expect(copy.entries.map(\.user).sorted() == ["maria", "nobody"])
+
+        // Restarted: still there; the sweep asks once for both.
+        let (_, restarted) = try make(directory, ender)
+        #expect(await restarted.revocation("maria") != nil)
+        await restarted.reassert()
+        #expect(ender.calls.withLock { $0.last?.sorted() } == ["maria", "nobody"])
+        // A reinstatement past its command's end still applies (the broker's order decides).
+        let late = await restarted.handle(Self.command(.reinstate, "maria", sequence: 3, expiresAt: Int64(Date().timeIntervalSince1970) - 60))
+        #expect(late == .applied("maria reinstated here"))
+        #expect(await restarted.revocation("maria") == nil)
+        #expect(await restarted.revocation("nobody") != nil)
+    }
+
+    @Test func rootIsNeverOffboarded() async throws {
+        let directory = TemporaryDirectory()
+        let (_, revocations) = try make(directory, Ender())
+        let refused = await revocations.handle(Self.command(.offboard, "root"))
+        guard case .refused(let reason, message: _) = refused else { Issue.record("root was offboarded: \(refused)"); return }
+        #expect(reason == "untouchable")
+        #expect(await revocations.revocation("root") == nil)
+    }
+
+    @Test func aDamagedListFallsBackToItsCopyAndWithoutEitherDeniesAllButRootUntilEnrolledAgain() async throws {
+        let directory = TemporaryDirectory()
+        let (journal, revocations) = try make(directory, Ender())
+        _ = await revocations.handle(Self.command(.offboard, "maria"))
+        try journal.setState("users.revoked", Array("not json".utf8))
+        // The journal's list is damaged: the copy is used.
+        let (_, fromCopy) = try make(directory, Ender())
+        #expect(await fromCopy.revocation("maria") != nil)
+        #expect(await fromCopy.unreadable == nil)
+        // Both damaged: nobody can be told apart; every login but root's is denied (the agent
+        // asks `unreadable`), until a new enrollment starts the list over.
+        try SecureFile.write(Array("garbage".utf8), to: directory.file("state/offboarded-users"))
+        let (_, lost) = try make(directory, Ender())
+        #expect(await lost.unreadable?.contains("every login but root's is denied") == true)
+        await lost.startOver()
+        #expect(await lost.unreadable == nil)
+        let (_, fresh) = try make(directory, Ender())
+        #expect(await fresh.unreadable == nil)
+        #expect(await fresh.revocation("maria") == nil)
+    }
+}
