@@ -35,9 +35,10 @@ public actor UserRevocations: DelegatedCommandHandler {
     private let record: @Sendable (Event) -> Void
     private var revoked: [String: Revocation]
     private var requests: AccessRequests?
-    /// Ends the sessions of the users listed (by name, folded case, or uid): how many ended, and
-    /// what failed (no logind, a session that would not end), if anything.
-    public typealias SessionEnder = @Sendable (OffboardedUsers) async -> (ended: Int, failure: String?)
+    /// Ends the sessions of the users listed (by name, folded case, or uid) — and, when the flag
+    /// says it is the offboarding itself, their user manager too (linger off, TerminateUser): how
+    /// many sessions ended, and what failed (no logind, a session that would not end), if anything.
+    public typealias SessionEnder = @Sendable (OffboardedUsers, Bool) async -> (ended: Int, failure: String?)
     private let endSessions: SessionEnder
     /// Whether the last attempt to end sessions failed (said once until it works again).
     private var logindDown = false
@@ -56,7 +57,7 @@ public actor UserRevocations: DelegatedCommandHandler {
         self.logger = logger
         self.record = record
         copyPath = stateDirectory + "/" + OffboardedUsers.fileName
-        self.endSessions = endSessions ?? { users in await Self.terminateSessions(of: users) }
+        self.endSessions = endSessions ?? { users, ending in await Self.terminateSessions(of: users, ending: ending) }
         let copy = OffboardedUsers.load(stateDirectory: stateDirectory)
         do {
             let stored = try journal.state(Self.stateKey, as: [Revocation].self)
@@ -149,7 +150,7 @@ public actor UserRevocations: DelegatedCommandHandler {
                 actor: Actor(user: .init(uid: nil, name: user)), details: ["user": .string(user), "seq": .int(command.sequence), "error": .string("\(error)")]))
         }
         let ended = await requests?.revokeAll(user: user, by: command.admin, reason: command.reason) ?? (exceptions: 0, requests: 0, saved: true)
-        let sessions = await endSessions(OffboardedUsers([OffboardedUsers.Entry(user: user, uid: entry.uid)]))
+        let sessions = await endSessions(OffboardedUsers([OffboardedUsers.Entry(user: user, uid: entry.uid)]), true)
         let sessionText: String
         var details: [String: JSONValue] = [
             "user": .string(user), "by": .string(command.admin), "reason": .string(command.reason), "seq": .int(command.sequence),
@@ -193,7 +194,7 @@ public actor UserRevocations: DelegatedCommandHandler {
     /// when there is no one.
     public func reassert() async {
         guard !revoked.isEmpty else { return }
-        let outcome = await endSessions(list)
+        let outcome = await endSessions(list, false)
         if outcome.ended > 0 { logger.notice("offboarding: ended sessions offboarded users still had", ("sessions", "\(outcome.ended)")) }
         if let failure = outcome.failure {
             if !logindDown { logger.warning("offboarding: sessions of offboarded users could not all be ended", ("error", failure)) }
@@ -223,19 +224,31 @@ public actor UserRevocations: DelegatedCommandHandler {
 
     /// Every logind session of the users listed ended (by name, folded case, or uid): how many.
     /// A session that will not end is said, the others are still ended.
-    static func terminateSessions(of users: OffboardedUsers) async -> (ended: Int, failure: String?) {
+    /// `ending`: at the offboarding itself, also linger off and TerminateUser for each account.
+    static func terminateSessions(of users: OffboardedUsers, ending: Bool = false) async -> (ended: Int, failure: String?) {
         await SessionLockdown.offThread { () -> (ended: Int, failure: String?) in
             do {
                 let bus = try DBusConnection.system()
                 var count = 0
                 var failures: [String] = []
                 let uids = Set(users.entries.compactMap(\.uid).filter { $0 != 0 })
+                var seen = uids
                 for session in try Logind.sessions(bus) where session.uid != 0 && (uids.contains(session.uid) || users.match(session.user) != nil) {
+                    seen.insert(session.uid)
                     do {
                         try Logind.terminate(bus, session: session.id)
                         count += 1
                     } catch {
                         failures.append("session \(session.id): \(error)")
+                    }
+                }
+                if ending {
+                    // What runs outside the sessions too: the user's manager (lingering services
+                    // and timers). Best effort: a user logind does not know, or a logind without
+                    // these methods, leaves only the sessions to end.
+                    for uid in seen {
+                        try? Logind.disableLinger(bus, uid: uid)
+                        try? Logind.terminateUser(bus, uid: uid)
                     }
                 }
                 return (count, failures.isEmpty ? nil : "could not end " + failures.joined(separator: "; "))

@@ -31,6 +31,17 @@ public enum Logind {
         _ = try bus.call(destination, path, manager, "LockSession", [.string(session)])
     }
 
+    /// `TerminateUser(u)`: every session of the user, and what runs outside them, is ended.
+    public static func terminateUser(_ bus: DBusConnection, uid: UInt32) throws(DBusError) {
+        _ = try bus.call(destination, path, manager, "TerminateUser", [.uint32(uid)])
+    }
+
+    /// `SetUserLinger(ubb)` off: the user's service manager no longer outlives their sessions
+    /// (no timers or services of theirs left running after an offboarding).
+    public static func disableLinger(_ bus: DBusConnection, uid: UInt32) throws(DBusError) {
+        _ = try bus.call(destination, path, manager, "SetUserLinger", [.uint32(uid), .boolean(false), .boolean(false)])
+    }
+
     /// `TerminateSession(s)`: every process of the session is ended.
     public static func terminate(_ bus: DBusConnection, session: String) throws(DBusError) {
         _ = try bus.call(destination, path, manager, "TerminateSession", [.string(session)])

@@ -140,6 +140,9 @@ struct SessionLockdownTests {
         try #require(offboarded.status == 0, "\(offboarded.stderr)")
         #expect(await BrokerServeTests.poll { rig.text(rig.logind).contains(#"TerminateSession "c2""#) }, "\(rig.text(rig.logind))\n\(rig.agent?.output ?? "")")
         for other in ["c1", "c3", "c4"] { #expect(!rig.text(rig.logind).contains("TerminateSession \"\(other)\"")) }
+        // What runs outside the sessions too: the user's manager (uid 1001), linger off first.
+        #expect(await BrokerServeTests.poll { rig.text(rig.logind).contains("TerminateUser 1001") }, "\(rig.text(rig.logind))")
+        #expect(!rig.text(rig.logind).contains("TerminateUser 1000"))
         let pam = try LoginCheckTests.PAMService(socket: rig.socket, config: rig.directory.file("agent.conf"))
         let denied = try pam.account("bob")
         #expect(!denied.allowed)

@@ -15,7 +15,7 @@ import Testing
     final class Ender: Sendable {
         let calls = Mutex<[[String]]>([])
         var ender: UserRevocations.SessionEnder {
-            { users in
+            { users, _ in
                 self.calls.withLock { $0.append(users.entries.map(\.user)) }
                 return (1, nil)
             }
