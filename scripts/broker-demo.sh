@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make demo, steps 32-37: the broker and remote lockdown. Usage: scripts/broker-demo.sh BIN_DIR WORK_DIR
+# make demo, steps 32-38: the broker, remote lockdown and offboarding. Usage: scripts/broker-demo.sh BIN_DIR WORK_DIR
 # A broker on loopback over HTTPS, a holdfastd enrolled with a one-time token, a grant checked by
 # /v1/authz, then refused at once when the compliance policy requires a check this machine fails.
 set -euo pipefail
@@ -118,3 +118,26 @@ grep -E '^  (print|break-glass)' "$work/device.txt" | sed 's/^/   /'
 for _ in $(seq 1 150); do "$holdfast" lockdown status --json | grep -q '"locked":\[\]' && break; sleep 0.1; done
 "$holdfast" lockdown status --json | grep -q '"locked":\[\]' || fail "the release did not reach the agent"
 echo "   released: $("$holdfast" lockdown status | grep '^print')"
+
+step "38. Offboarding: a user leaves; their grant is refused at once, this device denies their login, the access review; reinstated"
+printf '{"checks": {"%s": "report"}}\n' "$failing" > "$work/compliance.json"
+"$broker" policy set "$work/compliance.json" --state-dir "$work/state" > /dev/null
+login_check() { "$holdfast" login-check --user "$1" --config "$work/agent.conf" 2>&1; }
+"$holdfast" grant --fresh --user nobody > "$work/user-grant.jwt" 2> "$work/user-grant.err" || fail "no grant for nobody: $(cat "$work/user-grant.err")"
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$ca" -H "Authorization: Bearer $(cat "$work/user-grant.jwt")" "$url/v1/authz")
+echo "   (the compliance policy back to report-only) nobody's grant at /v1/authz: $code; login check: $(login_check nobody && echo allowed)"
+"$broker" offboard nobody --reason "left the company (HR-2231)" --dir "$work/etc" --state-dir "$work/state" | sed 's/^/   /'
+code=$(curl -s -o "$work/authz.json" -w '%{http_code}' --cacert "$ca" -H "Authorization: Bearer $(cat "$work/user-grant.jwt")" "$url/v1/authz")
+echo "   GET /v1/authz with nobody's grant: $code $(cat "$work/authz.json")"
+[ "$code" = 403 ] || fail "expected 403 for an offboarded user's grant"
+for _ in $(seq 1 100); do "$broker" offboard-status nobody --state-dir "$work/state" | grep -q 'applied at' && break; sleep 0.1; done
+"$broker" offboard-status nobody --state-dir "$work/state" | sed 's/^/   /'
+if login_check nobody > "$work/login.txt"; then fail "the offboarded user was let in"; fi
+echo "   holdfast login-check --user nobody: $(cat "$work/login.txt")"
+echo "   holdfast login-check --user daemon: $(login_check daemon && echo allowed)"
+"$holdfast" journal tail --state-dir "$work/agent-state" --lines 20 | grep -E $'\t(user\\.revoked|login\\.denied)' | cut -f1,3- | cut -c1-200 | sed 's/^/   /'
+echo "   the access review (every privilege beyond the default in force, who granted it, why, until when, last used):"
+"$broker" review --state-dir "$work/state" | sed 's/^/   /'
+"$broker" reinstate nobody --reason "rehired (HR-2290)" --dir "$work/etc" --state-dir "$work/state" | sed 's/^/   /'
+for _ in $(seq 1 100); do login_check nobody > /dev/null && break; sleep 0.1; done
+echo "   holdfast login-check --user nobody: $(login_check nobody && echo allowed)"

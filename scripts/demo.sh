@@ -136,7 +136,7 @@ echo "   in $(( ($(date +%s%N) - start_ns) / 1000000 )) ms (a debug build; make 
 # Steps 29-31: posture on this machine, on fixture trees, and holdfastd's signed report.
 "$(dirname "${BASH_SOURCE[0]}")/posture-demo.sh" "$bin" "$work"
 
-# Steps 32-36: the broker on loopback over HTTPS, an enrolled holdfastd, grants and /v1/authz.
+# Steps 32-38: the broker on loopback over HTTPS, an enrolled holdfastd, grants and /v1/authz, lockdown, offboarding.
 "$(dirname "${BASH_SOURCE[0]}")/broker-demo.sh" "$bin" "$work"
 
-step "Done: signed, verified, forged and refused, journaled and read back; the daemon served, refused, reloaded and stopped; USB enforced with and without it; printing gated, counted, locked down, extra pages asked for, approved on a broker, used and revoked; the audit trail parsed; a bulk copy against a learned baseline alerted and blocked; posture attested, signed and verified; a device enrolled, attested to the broker, granted access and refused it when the policy tightened."
+step "Done: signed, verified, forged and refused, journaled and read back; the daemon served, refused, reloaded and stopped; USB enforced with and without it; printing gated, counted, locked down, extra pages asked for, approved on a broker, used and revoked; the audit trail parsed; a bulk copy against a learned baseline alerted and blocked; posture attested, signed and verified; a device enrolled, attested to the broker, granted access and refused it when the policy tightened; a user offboarded (grant refused, login denied, the access review) and reinstated."

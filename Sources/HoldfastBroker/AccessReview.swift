@@ -62,7 +62,7 @@ extension Broker {
         for code in try storage.openBreakglassCodes(at: now) {
             items.append([
                 "kind": "breakglass", "id": .string(String(code.codeSHA256.prefix(12))), "device": .string(code.device),
-                "what": .string("a one-time code lifting \(code.scopes) from \(code.startsAt)"), "granted_by": .string(code.admin), "granted_at": .int(code.startsAt),
+                "what": .string("a one-time code lifting \(code.scopes) from \(Date(timeIntervalSince1970: Double(code.startsAt)).formatted(.iso8601))"), "granted_by": .string(code.admin), "granted_at": .int(code.startsAt),
                 "reason": .string(code.reason), "expires": .int(code.endsAt),
             ])
         }

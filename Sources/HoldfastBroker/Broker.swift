@@ -671,7 +671,9 @@ public final class Broker: Sendable {
             do {
                 if let offboarded = try offboarding(of: user) {
                     return .json(403, .object([
-                        "error": "user-offboarded", "message": .string("\(user)'s access was revoked by \(offboarded.admin) at \(offboarded.at)"), "failing": .array([]),
+                        "error": "user-offboarded",
+                        "message": .string("\(user)'s access was revoked by \(offboarded.admin) at \(Date(timeIntervalSince1970: Double(offboarded.at)).formatted(.iso8601))"),
+                        "failing": .array([]),
                     ]))
                 }
             } catch {

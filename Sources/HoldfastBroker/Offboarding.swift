@@ -94,23 +94,18 @@ extension Broker {
         }
     }
 
-    /// How often the serving broker looks for offboardings the admin CLI recorded (another process).
-    static let offboardingCheckInterval: Duration = .milliseconds(100)
-
     /// The offboarding in force for `user` (its case folded: a directory's names are not
-    /// case-sensitive), from a cache refreshed at most every `offboardingCheckInterval` (one cheap
-    /// query; the list itself only when it changed). Nil when the user is not offboarded; throws
-    /// when storage cannot say (callers fail closed).
+    /// case-sensitive). Every call asks storage whether anything was offboarded or reinstated
+    /// since (one indexed query: the admin CLI writes from another process, and an offboarding
+    /// must hold from the moment it is committed); the list itself is read again only then. Nil
+    /// when the user is not offboarded; throws when storage cannot say (callers fail closed).
     func offboarding(of user: String) throws -> OffboardingRecord? {
         try offboardingCache.withLock { cache throws -> OffboardingRecord? in
-            let now = ContinuousClock.now
-            if cache.checked.map({ now - $0 >= Self.offboardingCheckInterval }) ?? true {
-                let change = try storage.offboardingChange()
-                if change != cache.change || cache.checked == nil {
-                    cache.users = Dictionary(try storage.offboardedUsers().map { ($0.user.lowercased(), $0) }, uniquingKeysWith: { $1 })
-                    cache.change = change
-                }
-                cache.checked = now
+            let change = try storage.offboardingChange()
+            if change != cache.change || cache.checked == nil {
+                cache.users = Dictionary(try storage.offboardedUsers().map { ($0.user.lowercased(), $0) }, uniquingKeysWith: { $1 })
+                cache.change = change
+                cache.checked = ContinuousClock.now
             }
             return cache.users[user.lowercased()]
         }

@@ -199,7 +199,7 @@ struct Review: Subcommand {
             return .success
         }
         let flagged = items.filter { $0["flag"] != nil }.count
-        context.line("\(items.count) privileges beyond the default, oldest first; \(flagged) not seen in use for \(DurationText.text(unusedAfter)) (flagged: remove them or say why they stay)")
+        context.line("\(items.count) privilege\(items.count == 1 ? "" : "s") beyond the default, oldest first; \(flagged) not seen in use for \(DurationText.text(unusedAfter)) (flagged: remove them or say why they stay)")
         for item in items {
             let field = { (name: String) in Printable.escape(item[name]?.stringValue ?? "") }
             let flag = item["flag"]?.stringValue.map { "  [\($0.uppercased()): remove?]" } ?? ""
@@ -207,7 +207,10 @@ struct Review: Subcommand {
             let user = item["user"] != nil ? " for \(field("user"))" : ""
             context.line("\(field("kind")) \(field("id"))\(scope)\(user): \(field("what"))\(flag)")
             let ends = item["expires"]?.intValue.map { "until \(time(.int($0)))" } ?? "NO END (policy-level)"
-            context.line("    granted by \(field("granted_by")) at \(time(item["granted_at"])); \(ends); last used \(time(item["last_used"]))")
+            // Break-glass windows and the policy's allowance of local exceptions have no use to
+            // show (the code's use is in `device ID`).
+            let tracked = !["breakglass", "usb-local-exceptions"].contains(item["kind"]?.stringValue ?? "")
+            context.line("    granted by \(field("granted_by")) at \(time(item["granted_at"])); \(ends)" + (tracked ? "; last used \(time(item["last_used"]))" : ""))
             if !field("reason").isEmpty { context.line("    why: \(field("reason"))") }
         }
         return .success

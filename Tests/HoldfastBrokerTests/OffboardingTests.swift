@@ -10,7 +10,7 @@ import Testing
 /// in its sequence, in one transaction; grants carrying the user refused at /v1/authz, no grant
 /// at attestation, no requests; a device enrolled later gets the command too; reinstated once.
 extension BrokerTests {
-    /// Polls `condition` for up to 5 s (the serving broker re-reads the offboarded users every 100 ms).
+    /// Polls `condition` for up to 5 s (an outcome, not a speed).
     func soon(_ condition: () throws -> Bool) rethrows -> Bool {
         let deadline = Date().addingTimeInterval(5)
         while Date() < deadline {
