@@ -429,8 +429,6 @@ public actor Agent: ControlHandler {
             switch await broker.enroll(token: token) {
             case .success(let record):
                 resetBrokerPolicy()
-                // A new device id: the broker sends every offboarding in force before anything else.
-                await revocations?.startOver()
                 return .success(.object(["device_id": .string(record.deviceID), "url": .string(record.url), "enrolled_by": .string(Self.who(peer))]))
             case .failure(let error):
                 return .failure(.failed, error.message)

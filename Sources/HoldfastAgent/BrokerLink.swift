@@ -58,6 +58,8 @@ public actor BrokerLink: Service {
     private var requestWanted = false
     /// Users' exception requests, sent to the broker; nil: none are taken.
     private let requests: AccessRequests?
+    /// The offboarded users: a new enrollment starts them over before any command is fetched.
+    private let revocations: UserRevocations?
     private var isolating = false
 
     private var session: BrokerSession?
@@ -76,10 +78,12 @@ public actor BrokerLink: Service {
         stateDirectory: String, key: SigningKey, attestInterval: Duration, heartbeatInterval: Duration = .seconds(60), policyWait: Int, logger: Logger, posture: PostureService?,
         journal: Journal? = nil, uploadBatch: Int = 500, record: @escaping @Sendable (Event) -> Void, applyPolicy: @escaping @Sendable (SignedAgentPolicy) async -> String?,
         policyVersion: @escaping @Sendable () async -> Int64?, services: @escaping @Sendable () async -> [String: String] = { [:] },
-        lockdown: LockdownController? = nil, brokerAddresses: BrokerAddresses = BrokerAddresses(), requests: AccessRequests? = nil
+        lockdown: LockdownController? = nil, brokerAddresses: BrokerAddresses = BrokerAddresses(), requests: AccessRequests? = nil,
+        revocations: UserRevocations? = nil
     ) {
         self.lockdown = lockdown
         self.requests = requests
+        self.revocations = revocations
         self.brokerAddresses = brokerAddresses
         self.stateDirectory = stateDirectory
         self.key = key
@@ -163,6 +167,9 @@ public actor BrokerLink: Service {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
             try SecureFile.write(Array(try encoder.encode(enrollment)), to: stateDirectory + "/" + Self.enrollmentFile, mode: 0o600)
+            // A new device id: the offboarded users start over before the session exists, so no
+            // poll can apply this enrollment's offboardings first (the broker queued them all).
+            await revocations?.startOver()
             session = BrokerSession(record: enrollment, key: key, peers: brokerAddresses)
             // A new device to the broker: its commands are numbered from 1.
             skippedCommandSequence = 0
@@ -254,6 +261,9 @@ public actor BrokerLink: Service {
             }
             lastError = nil
             return .success(outcome)
+        } catch let error as BrokerClientError where user != nil && error.code == .status && error.status == 403 && error.message.contains("offboarded") {
+            // One person refused (offboarded), not the device: its own state is untouched.
+            return .failure(error)
         } catch {
             let message = (error as? BrokerClientError)?.message ?? "\(error)"
             if lastError == nil {

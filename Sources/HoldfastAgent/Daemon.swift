@@ -210,7 +210,7 @@ public enum Daemon {
                     posture: posture, journal: journal, uploadBatch: Int(configuration.brokerUploadBatch), record: { recorder.record($0) },
                     applyPolicy: { await agent.adoptBrokerPolicy($0) }, policyVersion: { await agent.brokerPollAfter },
                     services: { Dictionary(await supervisor.snapshot().map { ($0.name, $0.state.name) }, uniquingKeysWith: { first, _ in first }) },
-                    lockdown: lockdown, brokerAddresses: brokerAddresses, requests: requests)
+                    lockdown: lockdown, brokerAddresses: brokerAddresses, requests: requests, revocations: revocations)
                 await requests.onQueued { Task { await broker.requestSoon() } }
                 recorder.observe { event in
                     if event.kind == "posture.changed" { Task { await broker.trigger(event.kind) } }

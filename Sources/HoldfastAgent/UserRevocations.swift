@@ -26,8 +26,9 @@ public actor UserRevocations: DelegatedCommandHandler {
     }
 
     static let stateKey = "users.revoked"
-    /// Never offboarded here: root on the console is the way in when everything else is refused.
-    static let untouchable: Set<String> = ["root"]
+    /// Set when the list was lost (neither copy readable); kept across restarts and saves until a
+    /// new enrollment starts the list over: a list rebuilt from later commands alone is not whole.
+    static let lostKey = "users.revoked_lost"
 
     private let journal: Journal
     private let clock: any TimeSource
@@ -70,22 +71,36 @@ public actor UserRevocations: DelegatedCommandHandler {
                 revoked = [:]
             }
         } catch {
-            switch copy {
-            case .list(let list):
+            if case .list(let list) = copy {
                 revoked = Self.restored(list, at: clock.now())
                 record(Event(
                     kind: "user.state_unreadable", eventClass: .accountChange, activityID: 99, activityName: "Other", time: clock.now(), severity: .high,
                     status: .failure, message: "the list of offboarded users in the journal cannot be read (\(error)); its copy (\(list.entries.count) users) is in force"))
-            case .none, .unreadable:
+            } else {
                 // Neither: fail closed. Every login but root's is denied until the device is
                 // enrolled again (the broker sends every offboarding in force at enrollment).
                 revoked = [:]
-                unreadable = "the list of offboarded users cannot be read (\(error)); every login but root's is denied until this device is enrolled again"
+                let reason = "the list of offboarded users cannot be read (\(error)); every login but root's is denied until this device is enrolled again"
+                try? journal.setState(Self.lostKey, Array(reason.utf8))
                 record(Event(
                     kind: "user.state_unreadable", eventClass: .accountChange, activityID: 99, activityName: "Other", time: clock.now(), severity: .critical,
-                    status: .failure, message: unreadable ?? ""))
+                    status: .failure, message: reason))
             }
         }
+        // A list lost before stays lost across restarts and later commands, until a new
+        // enrollment: one rebuilt from later commands alone is not whole.
+        if let lost = try? journal.state(Self.lostKey) { unreadable = String(decoding: lost, as: UTF8.self) }
+        // The copy the login check reads says what is in force here (one deleted, or never
+        // written by an older holdfastd, is written again).
+        let current = Self.copyBytes(revoked, lost: unreadable)
+        if (try? SecureFile.readPrivate(copyPath, owner: 0, maximumSize: 16 << 20)) != current { try? SecureFile.write(current, to: copyPath) }
+    }
+
+    /// The copy's bytes: the list, or — when it was lost — a document the login check cannot read
+    /// as a list, so that it too lets only root in.
+    static func copyBytes(_ revoked: [String: Revocation], lost: String?) -> [UInt8] {
+        if let lost { return Array(JSONValue.object(["lost": .string(lost)]).compactText.utf8) }
+        return OffboardedUsers(revoked.values.sorted { ($0.since, $0.user) < ($1.since, $1.user) }.map { OffboardedUsers.Entry(user: $0.user, uid: $0.uid) }).encoded
     }
 
     static func restored(_ list: OffboardedUsers, at time: Date) -> [String: Revocation] {
@@ -95,10 +110,12 @@ public actor UserRevocations: DelegatedCommandHandler {
 
     /// Enrolled again (a new device id): the list starts over; the broker sends every offboarding
     /// in force before anything else.
-    public func startOver() {
+    public func startOver() async {
         revoked = [:]
         unreadable = nil
+        _ = try? journal.removeState(Self.lostKey)
         try? save()
+        await requests?.setRevokedUsers([])
     }
 
     /// The list as the login check and the session sweep match it.
@@ -128,7 +145,7 @@ public actor UserRevocations: DelegatedCommandHandler {
     }
 
     private func offboard(_ user: String, _ command: RemoteCommand) async -> DelegatedCommandResult {
-        guard !Self.untouchable.contains(user) else {
+        guard !OffboardedUsers.isRoot(user) else {
             return refuse(command, "untouchable", "\(user) is not offboarded on a device: root on the console stays the way in")
         }
         // No expiry check: an offboarding only takes away, and a device that was away longer than
@@ -216,7 +233,7 @@ public actor UserRevocations: DelegatedCommandHandler {
     private func save() throws(StoreError) {
         try journal.setState(Self.stateKey, encoding: all())
         do {
-            try SecureFile.write(list.encoded, to: copyPath)
+            try SecureFile.write(Self.copyBytes(revoked, lost: unreadable), to: copyPath)
         } catch {
             throw StoreError(.sqlite, "the copy of the offboarded users cannot be written: \(error)")
         }

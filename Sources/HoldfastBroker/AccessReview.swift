@@ -14,10 +14,19 @@ extension Broker {
 
     public static func accessReview(storage: any BrokerStorage, now: Int64, unusedAfter: Int64) throws -> JSONValue {
         var items: [[String: JSONValue]] = []
-        let usbUses = try storage.lastUses(kind: "usb.decision", jsonPath: "$.holdfast.details.exception.id")
-        let printUses = try storage.lastUses(kind: "print.job", jsonPath: "$.holdfast.details.exception.id")
-        func lastUse(_ id: String) -> Int64? {
-            [usbUses[id], printUses[id]].compactMap { $0 }.max().map { $0 / 1_000 }
+        // An exception's use counts only on its own device (local ids are short; another device's
+        // events must not keep one from being flagged).
+        var exceptionUses: [String: Int64] = [:]
+        for use in try storage.lastUses(kind: "usb.decision", jsonPath: "$.holdfast.details.exception.id")
+            + storage.lastUses(kind: "print.job", jsonPath: "$.holdfast.details.exception.id") {
+            exceptionUses[use.device + "/" + use.value] = max(exceptionUses[use.device + "/" + use.value] ?? 0, use.timeMilliseconds / 1_000)
+        }
+        func lastUse(_ device: String, _ id: String) -> Int64? { exceptionUses[device + "/" + id] }
+        /// A policy rule's use on any device.
+        func latestUse(_ uses: [ReviewUse]) -> [String: Int64] {
+            var latest: [String: Int64] = [:]
+            for use in uses { latest[use.value] = max(latest[use.value] ?? 0, use.timeMilliseconds / 1_000) }
+            return latest
         }
 
         // Approved exceptions still in force.
@@ -32,7 +41,7 @@ extension Broker {
                 "what": .string(what), "granted_by": .string(request.decidedBy ?? "?"), "granted_at": .int(request.decidedAt ?? request.receivedAt),
                 "reason": .string("asked: \(request.reason)" + (request.note.map { "; approver: \($0)" } ?? "")), "expires": .int(request.until ?? now),
             ]
-            if let used = lastUse(request.request) { item["last_used"] = .int(used) }
+            if let used = lastUse(request.device, request.request) { item["last_used"] = .int(used) }
             items.append(item)
         }
 
@@ -46,15 +55,17 @@ extension Broker {
         }
         for event in try storage.eventBodies(kind: "usb.exception_granted", sinceMilliseconds: since, limit: 1_000_000) {
             guard let details = details(event.body), details["approved"]?.boolValue != true, let id = details["id"]?.stringValue,
-                  !ended.contains(event.device + "/" + id), let untilText = details["until"]?.stringValue,
-                  let until = try? Date(untilText, strategy: .iso8601), Int64(until.timeIntervalSince1970) > now else { continue }
+                  !ended.contains(event.device + "/" + id) else { continue }
+            // An end that does not read is shown as unknown, not skipped.
+            let until = details["until"]?.stringValue.flatMap { try? Date($0, strategy: .iso8601) }.map { Int64($0.timeIntervalSince1970) }
+            if let until, until <= now { continue }
             var item: [String: JSONValue] = [
                 "kind": "local-usb-exception", "id": .string(id), "device": .string(event.device),
                 "what": .string("USB \(details["vendor"]?.stringValue ?? "?"):\(details["product"]?.stringValue ?? "?") (\(details["target"]?.stringValue ?? "?"))"),
                 "granted_by": .string(details["granted_by"]?.stringValue ?? "?"), "granted_at": .int(event.timeMilliseconds / 1_000),
-                "reason": .string(details["reason"]?.stringValue ?? ""), "expires": .int(Int64(until.timeIntervalSince1970)),
+                "reason": .string(details["reason"]?.stringValue ?? ""), "expires": until.map(JSONValue.int) ?? .string("unknown"),
             ]
-            if let used = usbUses[id].map({ $0 / 1_000 }) { item["last_used"] = .int(used) }
+            if let used = lastUse(event.device, id) { item["last_used"] = .int(used) }
             items.append(item)
         }
 
@@ -69,8 +80,8 @@ extension Broker {
 
         // The agent policy's allowing rules: policy-level, no end.
         if let policy = try storage.latestDocument(kind: .agentPolicy), let sections = policyPayload(policy.document) {
-            let ruleUses = try storage.lastUses(kind: "usb.decision", jsonPath: "$.holdfast.details.rule")
-            let printerUses = try storage.lastUses(kind: "print.job", jsonPath: "$.holdfast.details.rule")
+            let ruleUses = latestUse(try storage.lastUses(kind: "usb.decision", jsonPath: "$.holdfast.details.rule"))
+            let printerUses = latestUse(try storage.lastUses(kind: "print.job", jsonPath: "$.holdfast.details.rule"))
             let base: [String: JSONValue] = [
                 "granted_by": .string(policy.setBy), "granted_at": .int(policy.setAt), "policy_version": .int(policy.version), "policy_level": true, "expires": .null,
             ]
@@ -82,7 +93,7 @@ extension Broker {
                     item["id"] = .string(id)
                     item["what"] = .string("USB rule \(action)" + describe(rule, ["vendor", "product", "serial", "hash", "classes", "connect_type", "interfaces"]))
                     item["reason"] = .string(rule["comment"]?.stringValue ?? "")
-                    if let used = ruleUses[id] { item["last_used"] = .int(used / 1_000) }
+                    if let used = ruleUses[id] { item["last_used"] = .int(used) }
                     items.append(item)
                 }
             }
@@ -105,7 +116,7 @@ extension Broker {
                     if case .array(let names)? = printer["users"] { users = names.compactMap(\.stringValue).joined(separator: ", ") } else { users = "everyone" }
                     item["what"] = .string("approved printer" + describe(printer, ["name", "uri"]) + " for \(users); \(quota)")
                     item["reason"] = .string(printer["comment"]?.stringValue ?? "")
-                    if let used = printerUses[id] { item["last_used"] = .int(used / 1_000) }
+                    if let used = printerUses[id] { item["last_used"] = .int(used) }
                     items.append(item)
                 }
             }

@@ -8,10 +8,10 @@ import Synchronization
 /// it and queues a signed `offboard` command for every enrolled device in one transaction; from
 /// then on `/v1/authz` refuses every grant that carries the user, attestation for them gets no
 /// grant, and their requests are refused. Devices enrolled later get the command at enrollment.
+/// Both commands apply late too: they keep the broker's order, so the latest word on a user wins.
 extension Broker {
-    /// How long an offboarding or reinstatement command stays valid. The agent applies an
-    /// offboarding even after that (it only takes away); a reinstatement that arrives later is
-    /// refused (the user stays offboarded there: reinstate again).
+    /// The `exp` of an offboarding or reinstatement command (the payload needs one). The agent
+    /// applies both even after it: they keep the broker's order, so the latest word on a user wins.
     public static let offboardingLifetime = RemoteCommand.maximumLifetime
     /// Who is never offboarded: root on the console is the way in when all else is refused.
     public static let untouchableUsers: Set<String> = ["root"]
@@ -29,10 +29,13 @@ extension Broker {
         storage: any BrokerStorage, key: SigningKey, user: String, offboard: Bool, reason: String, admin: String, at time: Int64
     ) throws -> OffboardingResult {
         guard LoginName.isValid(user) else { throw ComplianceError("USER is a login name as the agents report it (no control characters, at most \(LoginName.maximumBytes) bytes)") }
-        guard !untouchableUsers.contains(user) else { throw ComplianceError("\(user) is not offboarded: root on the console is the way in when everything else is refused") }
+        guard !untouchableUsers.contains(user.lowercased()) else { throw ComplianceError("\(user) is not offboarded: root on the console is the way in when everything else is refused") }
         guard RemoteCommand.isWords(reason, maximumBytes: RemoteCommand.maximumReasonBytes) else {
             throw ComplianceError("--reason is 1 to \(RemoteCommand.maximumReasonBytes) bytes without control characters")
         }
+        // One spelling per person: the first one recorded (names are compared with their case
+        // folded, so `Maria` after `maria` is maria).
+        let user = try storage.offboardingHistory(user: user).first?.user ?? user
         let action: RemoteCommand.Action = offboard ? .offboard : .reinstate
         let record = OffboardingRecord(user: user, action: action.rawValue, reason: reason, admin: admin, at: time)
         let sign: CommandSigner = { device, sequence throws(StoreError) in

@@ -25,21 +25,39 @@ public struct OffboardedUsers: Sendable, Equatable {
 
     public init(_ entries: [Entry]) { self.entries = entries }
 
-    /// The entry `name` falls under, if any.
+    /// Whether a name is root's, however it is written: never offboarded, never matched.
+    public static func isRoot(_ name: String) -> Bool {
+        name.lowercased() == "root" || account(name)?.uid == 0
+    }
+
+    /// The entry `name` falls under, if any. Root's account never does.
     public func match(_ name: String) -> Entry? {
         guard !entries.isEmpty else { return nil }
+        let account = Self.account(name)
+        guard account?.uid != 0, name.lowercased() != "root" else { return nil }
         if let exact = entries.first(where: { $0.user == name }) { return exact }
         let folded = name.lowercased()
         if let found = entries.first(where: { $0.user.lowercased() == folded }) { return found }
-        guard let account = Self.account(name) else { return nil }
+        guard let account else { return nil }
         let accountFolded = account.name.lowercased()
-        return entries.first { $0.user.lowercased() == accountFolded || ($0.uid != nil && $0.uid == account.uid && account.uid != 0) }
+        if let found = entries.first(where: { $0.user.lowercased() == accountFolded }) { return found }
+        // An alias of the offboarded account (another name, the same uid) — only while the
+        // offboarded name still resolves to that uid: a uid reused by a new hire after the
+        // account was deleted is another person.
+        return entries.first { entry in
+            entry.uid == account.uid && Self.account(entry.user)?.uid == account.uid
+        }
     }
 
-    /// The account a login name resolves to here (getpwnam: NSS, so a directory's accounts too).
+    /// The account a login name resolves to here (getpwnam_r: NSS, so a directory's accounts too;
+    /// reentrant, as it runs on several threads at once).
     public static func account(_ name: String) -> (name: String, uid: UInt32)? {
-        guard LoginName.isValid(name), let entry = getpwnam(name), let raw = entry.pointee.pw_name else { return nil }
-        return (String(cString: raw), entry.pointee.pw_uid)
+        guard LoginName.isValid(name) else { return nil }
+        var entry = passwd()
+        var buffer = [CChar](repeating: 0, count: 16_384)
+        var result: UnsafeMutablePointer<passwd>?
+        guard getpwnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil, let raw = entry.pw_name else { return nil }
+        return (String(cString: raw), entry.pw_uid)
     }
 
     /// The file's bytes: `{"users":[{"user":…,"uid":…},…]}`.

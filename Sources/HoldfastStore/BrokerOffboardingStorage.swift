@@ -44,7 +44,7 @@ extension SQLiteBrokerStorage {
 
     /// The latest offboarding or reinstatement of `user`.
     static func latestOffboarding(_ user: String, _ connection: Connection) throws(StoreError) -> OffboardingRecord? {
-        try connection.withStatement("SELECT \(offboardingColumns) FROM offboardings WHERE user = ? ORDER BY id DESC LIMIT 1") { statement throws(StoreError) in
+        try connection.withStatement("SELECT \(offboardingColumns) FROM offboardings WHERE user = ? COLLATE NOCASE ORDER BY id DESC LIMIT 1") { statement throws(StoreError) in
             statement.bind(1, user)
             return try statement.step() ? Self.offboarding(statement) : nil
         }
@@ -86,7 +86,7 @@ extension SQLiteBrokerStorage {
                     if record.action == "offboard" {
                         // The device ends them with the offboarding; the broker's view says so at once.
                         try connection.withStatement("""
-                            UPDATE requests SET status = 'denied', decided_at = ?, decided_by = ?, note = ? WHERE user = ? AND status = 'pending'
+                            UPDATE requests SET status = 'denied', decided_at = ?, decided_by = ?, note = ? WHERE user = ? COLLATE NOCASE AND status = 'pending'
                             """) { statement throws(StoreError) in
                             statement.bind(1, record.at)
                             statement.bind(2, record.admin)
@@ -96,7 +96,7 @@ extension SQLiteBrokerStorage {
                         }
                         try connection.withStatement("""
                             UPDATE requests SET status = 'revoked', revoked_at = ?, revoked_by = ?, revoke_note = ?, until = min(coalesce(until, ?), ?)
-                            WHERE user = ? AND status = 'approved' AND coalesce(until, 0) > ?
+                            WHERE user = ? COLLATE NOCASE AND status = 'approved' AND coalesce(until, 0) > ?
                             """) { statement throws(StoreError) in
                             statement.bind(1, record.at)
                             statement.bind(2, record.admin)
@@ -127,7 +127,7 @@ extension SQLiteBrokerStorage {
     public func offboardedUsers() throws(StoreError) -> [OffboardingRecord] {
         try connection.withLock { connection throws(StoreError) in
             try connection.withStatement("""
-                SELECT \(Self.offboardingColumns) FROM offboardings o WHERE id = (SELECT max(id) FROM offboardings p WHERE p.user = o.user) AND action = 'offboard'
+                SELECT \(Self.offboardingColumns) FROM offboardings o WHERE id = (SELECT max(id) FROM offboardings p WHERE p.user = o.user COLLATE NOCASE) AND action = 'offboard'
                 ORDER BY id
                 """) { statement throws(StoreError) in
                 var all: [OffboardingRecord] = []
@@ -139,7 +139,7 @@ extension SQLiteBrokerStorage {
 
     public func offboardingHistory(user: String) throws(StoreError) -> [OffboardingRecord] {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("SELECT \(Self.offboardingColumns) FROM offboardings WHERE user = ? ORDER BY id") { statement throws(StoreError) in
+            try connection.withStatement("SELECT \(Self.offboardingColumns) FROM offboardings WHERE user = ? COLLATE NOCASE ORDER BY id") { statement throws(StoreError) in
                 statement.bind(1, user)
                 var all: [OffboardingRecord] = []
                 while try statement.step() { all.append(Self.offboarding(statement)) }
@@ -154,7 +154,7 @@ extension SQLiteBrokerStorage {
 
     public func userCommands(user: String) throws(StoreError) -> [QueuedCommand] {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("SELECT \(Self.commandColumns) FROM commands WHERE subject = ? ORDER BY device, seq") { statement throws(StoreError) in
+            try connection.withStatement("SELECT \(Self.commandColumns) FROM commands WHERE subject = ? COLLATE NOCASE ORDER BY device, seq") { statement throws(StoreError) in
                 statement.bind(1, user)
                 var all: [QueuedCommand] = []
                 while try statement.step() { all.append(Self.command(statement)) }
@@ -170,8 +170,8 @@ extension SQLiteBrokerStorage {
                     // The users offboarded now that this device has no offboarding command for yet
                     // (an offboarding that ran after the enrollment queued its own).
                     let users = try connection.withStatement("""
-                        SELECT \(Self.offboardingColumns) FROM offboardings o WHERE id = (SELECT max(id) FROM offboardings p WHERE p.user = o.user) AND action = 'offboard'
-                        AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.device = ? AND c.subject = o.user AND c.action = 'offboard' AND c.issued_at >= o.at)
+                        SELECT \(Self.offboardingColumns) FROM offboardings o WHERE id = (SELECT max(id) FROM offboardings p WHERE p.user = o.user COLLATE NOCASE) AND action = 'offboard'
+                        AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.device = ? AND c.subject = o.user COLLATE NOCASE AND c.action = 'offboard' AND c.issued_at >= o.at)
                         ORDER BY id
                         """) { statement throws(StoreError) in
                         statement.bind(1, device)
@@ -209,7 +209,7 @@ extension SQLiteBrokerStorage {
                     // this user: none sent, refused (an agent too old for it), or lost.
                     let devices = try connection.withStatement("""
                         SELECT d.id, coalesce((SELECT max(seq) FROM commands c WHERE c.device = d.id), 0) FROM devices d WHERE d.removed_at IS NULL
-                        AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.device = d.id AND c.subject = ? AND c.action = ? AND c.issued_at >= ?
+                        AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.device = d.id AND c.subject = ? COLLATE NOCASE AND c.action = ? AND c.issued_at >= ?
                                         AND c.status IN ('queued', 'applied'))
                         ORDER BY d.id
                         """) { statement throws(StoreError) -> [(String, Int64)] in

@@ -157,10 +157,10 @@ public protocol BrokerStorage: Sendable {
     func queueOffboardings(device: String, sign: @Sendable (_ user: OffboardingRecord, _ sequence: Int64) throws(StoreError) -> QueuedCommand) throws(StoreError) -> Int
 
     // The access review (BrokerReviewStorage.swift).
-    /// Per value at `jsonPath` in the uploaded events of `kind` (a rule id, an exception id), the
-    /// newest event's time (ms).
-    func lastUses(kind: String, jsonPath: String) throws(StoreError) -> [String: Int64]
-    /// Uploaded events of `kind` from `sinceMilliseconds` on, oldest first, at most `limit`.
+    /// Per device and value at `jsonPath` in the uploaded events of `kind` (a rule id, an
+    /// exception id), the newest event's time (ms).
+    func lastUses(kind: String, jsonPath: String) throws(StoreError) -> [ReviewUse]
+    /// Uploaded events of `kind` from `sinceMilliseconds` on, newest first, at most `limit`.
     func eventBodies(kind: String, sinceMilliseconds: Int64, limit: Int) throws(StoreError) -> [(device: String, timeMilliseconds: Int64, body: String)]
     /// Break-glass codes whose window has not ended at `time`, oldest first.
     func openBreakglassCodes(at time: Int64) throws(StoreError) -> [IssuedBreakglassCode]
@@ -475,6 +475,7 @@ public final class SQLiteBrokerStorage: BrokerStorage {
                     ALTER TABLE commands ADD COLUMN subject TEXT;
                     CREATE INDEX commands_subject ON commands (subject, device, seq) WHERE subject IS NOT NULL;
                     CREATE INDEX requests_user ON requests (user, status);
+                    CREATE INDEX device_events_kind_time ON device_events (kind, time_ms);
                     PRAGMA user_version = 9;
                     """)
             }

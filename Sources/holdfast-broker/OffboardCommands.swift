@@ -206,7 +206,8 @@ struct Review: Subcommand {
             let scope = item["device"] != nil ? " on \(field("device"))" : (item["policy_level"]?.boolValue == true ? " (policy v\(item["policy_version"]?.intValue ?? 0), every device)" : "")
             let user = item["user"] != nil ? " for \(field("user"))" : ""
             context.line("\(field("kind")) \(field("id"))\(scope)\(user): \(field("what"))\(flag)")
-            let ends = item["expires"]?.intValue.map { "until \(time(.int($0)))" } ?? "NO END (policy-level)"
+            let ends = item["expires"]?.intValue.map { "until \(time(.int($0)))" }
+                ?? (item["policy_level"]?.boolValue == true ? "NO END (policy-level)" : "end UNKNOWN (the event's end does not read)")
             // Break-glass windows and the policy's allowance of local exceptions have no use to
             // show (the code's use is in `device ID`).
             let tracked = !["breakglass", "usb-local-exceptions"].contains(item["kind"]?.stringValue ?? "")

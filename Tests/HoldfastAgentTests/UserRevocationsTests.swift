@@ -68,13 +68,16 @@ import Testing
         #expect(await restarted.revocation("nobody") != nil)
     }
 
-    @Test func rootIsNeverOffboarded() async throws {
+    @Test(arguments: ["root", "ROOT", "Root"])
+    func rootIsNeverOffboardedHoweverItIsWritten(_ name: String) async throws {
         let directory = TemporaryDirectory()
         let (_, revocations) = try make(directory, Ender())
-        let refused = await revocations.handle(Self.command(.offboard, "root"))
-        guard case .refused(let reason, message: _) = refused else { Issue.record("root was offboarded: \(refused)"); return }
+        let refused = await revocations.handle(Self.command(.offboard, name))
+        guard case .refused(let reason, message: _) = refused else { Issue.record("\(name) was offboarded: \(refused)"); return }
         #expect(reason == "untouchable")
         #expect(await revocations.revocation("root") == nil)
+        // Even a list that names it (written by hand, or by an older holdfastd) never matches root.
+        #expect(OffboardedUsers([.init(user: "ROOT", uid: 0)]).match("root") == nil)
     }
 
     @Test func aDamagedListFallsBackToItsCopyAndWithoutEitherDeniesAllButRootUntilEnrolledAgain() async throws {
@@ -91,6 +94,14 @@ import Testing
         try SecureFile.write(Array("garbage".utf8), to: directory.file("state/offboarded-users"))
         let (_, lost) = try make(directory, Ender())
         #expect(await lost.unreadable?.contains("every login but root's is denied") == true)
+        // Still lost after a later command saved a list of one, and after a restart; the copy
+        // says so too (the login check then lets only root in).
+        _ = await lost.handle(Self.command(.offboard, "ana", sequence: 5))
+        let (_, stillLost) = try make(directory, Ender())
+        #expect(await stillLost.unreadable != nil)
+        guard case .unreadable = OffboardedUsers.load(stateDirectory: directory.file("state")) else { Issue.record("the copy reads as a list while the list is lost"); return }
+        await stillLost.startOver()
+        #expect(await stillLost.unreadable == nil)
         await lost.startOver()
         #expect(await lost.unreadable == nil)
         let (_, fresh) = try make(directory, Ender())
