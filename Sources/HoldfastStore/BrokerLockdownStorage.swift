@@ -64,6 +64,15 @@ public struct IssuedBreakglassCode: Sendable, Equatable {
 }
 
 extension SQLiteBrokerStorage {
+    static let breakglassColumns = "device, code_sha256, scopes, starts_at, ends_at, admin, reason"
+
+    /// A `breakglass_codes` row selected as `breakglassColumns`.
+    static func breakglassCode(_ statement: Statement) -> IssuedBreakglassCode {
+        IssuedBreakglassCode(
+            device: statement.text(0) ?? "", codeSHA256: statement.text(1) ?? "", scopes: statement.text(2) ?? "", startsAt: statement.int64(3),
+            endsAt: statement.int64(4), admin: statement.text(5) ?? "", reason: statement.text(6) ?? "")
+    }
+
     static let commandColumns = "device, seq, action, scopes, reason, admin, issued_at, expires_at, document, status, status_at, detail, subject"
 
     static func command(_ statement: Statement) -> QueuedCommand {
@@ -216,15 +225,11 @@ extension SQLiteBrokerStorage {
 
     public func breakglassCodes(device: String, limit: Int) throws(StoreError) -> [IssuedBreakglassCode] {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("SELECT device, code_sha256, scopes, starts_at, ends_at, admin, reason FROM breakglass_codes WHERE device = ? ORDER BY id DESC LIMIT ?") { statement throws(StoreError) in
+            try connection.withStatement("SELECT \(Self.breakglassColumns) FROM breakglass_codes WHERE device = ? ORDER BY id DESC LIMIT ?") { statement throws(StoreError) in
                 statement.bind(1, device)
                 statement.bind(2, Int64(limit))
                 var all: [IssuedBreakglassCode] = []
-                while try statement.step() {
-                    all.append(IssuedBreakglassCode(
-                        device: statement.text(0) ?? "", codeSHA256: statement.text(1) ?? "", scopes: statement.text(2) ?? "", startsAt: statement.int64(3),
-                        endsAt: statement.int64(4), admin: statement.text(5) ?? "", reason: statement.text(6) ?? ""))
-                }
+                while try statement.step() { all.append(Self.breakglassCode(statement)) }
                 return all
             }
         }

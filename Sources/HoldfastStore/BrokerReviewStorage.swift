@@ -43,14 +43,10 @@ extension SQLiteBrokerStorage {
 
     public func openBreakglassCodes(at time: Int64) throws(StoreError) -> [IssuedBreakglassCode] {
         try connection.withLock { connection throws(StoreError) in
-            try connection.withStatement("SELECT device, code_sha256, scopes, starts_at, ends_at, admin, reason FROM breakglass_codes WHERE ends_at > ? ORDER BY starts_at") { statement throws(StoreError) in
+            try connection.withStatement("SELECT \(Self.breakglassColumns) FROM breakglass_codes WHERE ends_at > ? ORDER BY starts_at") { statement throws(StoreError) in
                 statement.bind(1, time)
                 var all: [IssuedBreakglassCode] = []
-                while try statement.step() {
-                    all.append(IssuedBreakglassCode(
-                        device: statement.text(0) ?? "", codeSHA256: statement.text(1) ?? "", scopes: statement.text(2) ?? "", startsAt: statement.int64(3),
-                        endsAt: statement.int64(4), admin: statement.text(5) ?? "", reason: statement.text(6) ?? ""))
-                }
+                while try statement.step() { all.append(Self.breakglassCode(statement)) }
                 return all
             }
         }

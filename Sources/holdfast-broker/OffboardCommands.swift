@@ -59,38 +59,31 @@ enum OffboardVerb {
     }
 }
 
-struct Offboard: Subcommand {
-    static let path = ["offboard"]
-    static let summary = "revoke a user everywhere: grants refused now, a signed revocation to every device (sessions end, login denied, exceptions revoked) (admin)"
-    static let positionals = "USER"
-    static let options = OffboardVerb.options
-
-    let arguments: ParsedArguments
-    let user: String
-    /// Nil with --resend.
-    let reason: String?
-
-    init(_ arguments: ParsedArguments) throws(UsageError) {
-        user = try OffboardVerb.user(arguments)
-        if arguments.flag("resend") {
-            guard arguments.value("reason") == nil else { throw UsageError("--resend sends the latest word again, with its reason; no --reason") }
-            reason = nil
-        } else {
-            reason = try OffboardVerb.reason(arguments)
-        }
-        self.arguments = arguments
-    }
-
-    func run(_ context: CommandContext) throws -> ExitCode {
-        try OffboardVerb.run(user: user, reason: reason, offboard: true, arguments: arguments, context: context)
-    }
+/// What `offboard` and `reinstate` differ in: the rest is one command.
+protocol OffboardDirection {
+    static var path: [String] { get }
+    static var summary: String { get }
+    static var offboard: Bool { get }
 }
 
-struct Reinstate: Subcommand {
+enum OffboardUser: OffboardDirection {
+    static let path = ["offboard"]
+    static let summary = "revoke a user everywhere: grants refused now, a signed revocation to every device (sessions end, login denied, exceptions revoked) (admin)"
+    static let offboard = true
+}
+
+enum ReinstateUser: OffboardDirection {
     static let path = ["reinstate"]
     static let summary = "lift an offboarding: a signed reinstatement to every device (admin)"
-    static let positionals = "USER"
-    static let options = OffboardVerb.options
+    static let offboard = false
+}
+
+/// `holdfast-broker offboard USER --reason …` and `reinstate USER --reason …` (or `--resend`).
+struct OffboardCommand<Direction: OffboardDirection>: Subcommand {
+    static var path: [String] { Direction.path }
+    static var summary: String { Direction.summary }
+    static var positionals: String { "USER" }
+    static var options: [OptionSpec] { OffboardVerb.options }
 
     let arguments: ParsedArguments
     let user: String
@@ -109,7 +102,7 @@ struct Reinstate: Subcommand {
     }
 
     func run(_ context: CommandContext) throws -> ExitCode {
-        try OffboardVerb.run(user: user, reason: reason, offboard: false, arguments: arguments, context: context)
+        try OffboardVerb.run(user: user, reason: reason, offboard: Direction.offboard, arguments: arguments, context: context)
     }
 }
 

@@ -33,9 +33,9 @@ CommandTable(
         Approve.self,
         NotedDecisionCommand<DenyDecision>.self,
         NotedDecisionCommand<RevokeDecision>.self,
-        Offboard.self,
+        OffboardCommand<OffboardUser>.self,
         OffboardStatus.self,
-        Reinstate.self,
+        OffboardCommand<ReinstateUser>.self,
         Review.self,
     ]
 ).main()

@@ -50,6 +50,22 @@ final class EnforcingAgent {
         }
     }
 
+    /// Enrolls it with `broker` (retried until the broker listens: it may start in the harness's
+    /// namespace just now); its device id.
+    func enroll(_ broker: TestBroker) async throws -> String {
+        let token = try broker.token()
+        var enrolled = try cli(["enroll", "--token", token, "--json"])
+        for _ in 0..<100 where enrolled.status != 0 && enrolled.stderr.contains("connect") {
+            try await Task.sleep(for: .milliseconds(200))
+            enrolled = try cli(["enroll", "--token", token, "--json"])
+        }
+        guard enrolled.status == 0,
+              let device = (try? JSONSerialization.jsonObject(with: Data(enrolled.stdout.utf8)) as? [String: Any])?["device_id"] as? String else {
+            throw USBTestbed.Failure(message: "enroll failed: \(enrolled.stderr)")
+        }
+        return device
+    }
+
     /// Stops it (SIGTERM: clean; SIGKILL: a crash) and waits for the exit.
     @discardableResult
     func stop(_ signal: Int32 = SIGTERM) throws -> Int? {

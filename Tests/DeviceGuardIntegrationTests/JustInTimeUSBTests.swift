@@ -31,16 +31,7 @@ struct JustInTimeUSBTests {
         }
         let agent = try EnforcingAgent(bus: bus, extra: TestBroker.agentSection)
         try agent.start()
-        let token = try broker.token()
-        var enrolled = try agent.cli(["enroll", "--token", token, "--json"])
-        // Until the broker listens.
-        for _ in 0..<100 where enrolled.status != 0 && enrolled.stderr.contains("connect") {
-            try await Task.sleep(for: .milliseconds(200))
-            enrolled = try agent.cli(["enroll", "--token", token, "--json"])
-        }
-        try #require(enrolled.status == 0, "\(enrolled.stderr)")
-        let device = try #require((try JSONSerialization.jsonObject(with: Data(enrolled.stdout.utf8)) as? [String: Any])?["device_id"] as? String)
-        return (bus, agent, broker, device)
+        return (bus, agent, broker, try await agent.enroll(broker))
     }
 
     static let stick = USBEnforcementTests.path("2")

@@ -35,17 +35,6 @@ struct OffboardingTests {
         return Int((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 
-    func enroll(_ agent: EnforcingAgent, _ broker: TestBroker) async throws -> String {
-        let token = try broker.token()
-        var enrolled = try agent.cli(["enroll", "--token", token, "--json"])
-        for _ in 0..<100 where enrolled.status != 0 && enrolled.stderr.contains("connect") {
-            try await Task.sleep(for: .milliseconds(200))
-            enrolled = try agent.cli(["enroll", "--token", token, "--json"])
-        }
-        try #require(enrolled.status == 0, "\(enrolled.stderr)")
-        return try #require((try JSONSerialization.jsonObject(with: Data(enrolled.stdout.utf8)) as? [String: Any])?["device_id"] as? String)
-    }
-
     /// `holdfast-broker offboard-status USER --json`, parsed.
     func offboardStatus(_ broker: TestBroker) throws -> [String: Any] {
         let listed = try broker.cli(["offboard-status", Self.user, "--json"])
@@ -65,10 +54,10 @@ struct OffboardingTests {
         let (bus, first, broker, firstID) = try await jit.running()
         let second = try EnforcingAgent(bus: bus, extra: TestBroker.agentSection, usb: false)
         try second.start()
-        let secondID = try await enroll(second, broker)
+        let secondID = try await second.enroll(broker)
         let third = try EnforcingAgent(bus: bus, extra: TestBroker.agentSection, usb: false)
         try third.start()
-        let thirdID = try await enroll(third, broker)
+        let thirdID = try await third.enroll(broker)
 
         // The user holds an approved exception on the first device: the stick works.
         let number = try await jit.ask(first, broker, bus, reason: "TICKET-90 copy the audit export")
