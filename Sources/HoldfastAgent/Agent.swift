@@ -681,9 +681,9 @@ public actor Agent: ControlHandler {
         if let lockdown { result["lockdown"] = await lockdownStatus(lockdown) }
         if let requests { result["requests"] = await requests.summary() }
         if let revocations {
-            // Names only for root's eyes? The names of offboarded users are not secret on the
-            // device they were denied on; the reasons are (holdfast journal shows them to root).
+            // Who, since when, by whom — not why (the journal keeps the reasons, for root).
             result["offboarded"] = .array(await revocations.all().map { .object(["user": .string($0.user), "since": .string($0.since.formatted(.iso8601)), "by": .string($0.by)]) })
+            if let lost = await revocations.unreadable { result["offboarded_lost"] = .string(lost) }
         }
         result["posture"] = await posture?.statusSummary() ?? .object(["enabled": false])
         if !pendingRestart.isEmpty {

@@ -156,6 +156,12 @@ struct Status: Subcommand {
             let exceptions = inForce.map { "#\($0["number"]?.intValue ?? 0) \($0["kind"]?.stringValue ?? "?") until \($0["until"]?.stringValue ?? "?")" }
             context.line("exceptions  \(inForce.count) in force\(exceptions.isEmpty ? "" : " (" + exceptions.joined(separator: "; ") + ")"), \(requests["waiting"]?.intValue ?? 0) requests waiting (holdfast requests)")
         }
+        if let lost = status["offboarded_lost"]?.stringValue {
+            context.line("offboarded LIST LOST: \(Printable.escape(lost))")
+        } else if case .array(let users)? = status["offboarded"], !users.isEmpty {
+            let names = users.prefix(5).map { Printable.escape($0["user"]?.stringValue ?? "?") }.joined(separator: ", ")
+            context.line("offboarded \(users.count) user\(users.count == 1 ? "" : "s") denied at login here (\(names)\(users.count > 5 ? ", …" : ""); docs/offboarding.md)")
+        }
         let journal = status["journal"]
         context.line("journal     \(text(journal?["events"])) events, \(text(journal?["event_bytes"])) of \(text(journal?["max_bytes"])) bytes, \(text(journal?["pending_upload"])) not uploaded, \(text(journal?["lost_unuploaded"])) lost")
         return .success

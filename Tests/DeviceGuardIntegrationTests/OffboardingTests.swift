@@ -93,6 +93,8 @@ struct OffboardingTests {
         #expect(details(revoked)["by"] as? String == "alice")
         #expect(try first.events("request.revoked").contains { details($0)["number"] as? Int == number })
         #expect(states(try offboardStatus(broker))[thirdID] == "pending")
+        let shown = try first.cli(["status"]).stdout
+        #expect(shown.contains("offboarded 1 user denied at login here (nobody;"), "\(shown)")
 
         // The login check denies the user on the running devices, with who and why.
         for agent in [first, second] {
