@@ -374,7 +374,19 @@ public actor Agent: ControlHandler {
             // The list is lost: nobody but root can be told apart from an offboarded user.
             (allowed, path, reason) = (false, "offboarded", unreadable)
         } else if configuration.loginIsExempt(user: user, tty: tty, remoteHost: remote) {
-            (allowed, path, reason) = (true, "exempt", "\(user) is exempt here ([login] exempt)")
+            // An exempt user other than root is still asked about at the broker when it answers: a
+            // device that has not had an offboarding yet must not let that person in because
+            // they are exempt (an unreachable broker keeps the exemption).
+            var offboardedAtBroker: String?
+            if !OffboardedUsers.isRoot(user), let broker, await broker.enrolled {
+                let decision = await broker.loginCheck(user: user, timeout: .milliseconds(configuration.loginTimeoutMilliseconds), grace: configuration.loginOfflineGraceSeconds)
+                if decision.path == .refused, decision.reason.contains("(offboarded)") { offboardedAtBroker = decision.reason }
+            }
+            if let offboardedAtBroker {
+                (allowed, path, reason) = (false, "offboarded", offboardedAtBroker)
+            } else {
+                (allowed, path, reason) = (true, "exempt", "\(user) is exempt here ([login] exempt)")
+            }
         } else if let sessions = await lockdown?.inForce(.sessions) {
             // A sessions lockdown denies every login but the exempt ones, whatever the broker says.
             (allowed, path, reason) = (false, "lockdown", "this computer is locked down by \(sessions.by): \(sessions.reason)")

@@ -500,7 +500,7 @@ public final class Broker: Sendable {
             // verdict (docs/offboarding.md).
             do {
                 if let offboarded = try offboarding(of: user) {
-                    return refuse(device.id, "attest.refused", 403, "user-offboarded", "\(user)'s access was revoked by \(offboarded.admin): \(offboarded.reason)")
+                    return refuse(device.id, "attest.refused", 403, "user-offboarded", "\(user)'s access was revoked (offboarded) by \(offboarded.admin): \(offboarded.reason)")
                 }
             } catch {
                 return .error(503, "storage", "the broker cannot read the offboarded users now; retry")

@@ -61,6 +61,8 @@ extension BrokerTests {
         #expect(again.status == 403)
         #expect(json(again)["error"]?.stringValue == "user-offboarded")
         #expect(json(again)["message"]?.stringValue?.contains("left (HR-1)") == true)
+        // The agent tells this refusal apart by these words (an exempt user's check asks for it).
+        #expect(json(again)["message"]?.stringValue?.contains("(offboarded)") == true)
         // The name's case does not matter (a directory's names are not case-sensitive).
         let shouted = try rig.attest(device: devices[1], key: keys[1], report: try rig.report(device: devices[1], nonce: try rig.challenge(device: devices[1], key: keys[1]), key: keys[1]), user: "MARIA")
         #expect(shouted.status == 403)
