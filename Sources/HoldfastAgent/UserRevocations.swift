@@ -150,6 +150,8 @@ public actor UserRevocations: DelegatedCommandHandler {
         }
         // No expiry check: an offboarding only takes away, and a device that was away longer than
         // the command's life must still apply it.
+        // One entry per person whatever the case the command writes it in.
+        let user = revoked.keys.first { $0.lowercased() == user.lowercased() } ?? user
         let entry = revoked[user] ?? Revocation(
             user: user, since: clock.now(), reason: command.reason, by: command.admin, seq: command.sequence, uid: OffboardedUsers.account(user)?.uid)
         revoked[user] = entry
@@ -188,13 +190,16 @@ public actor UserRevocations: DelegatedCommandHandler {
     private func reinstate(_ user: String, _ command: RemoteCommand) async -> DelegatedCommandResult {
         // No expiry check either: commands apply in the broker's order, so a reinstatement that
         // arrives late is still the latest word on this user (a later offboarding comes after it).
-        guard let previous = revoked.removeValue(forKey: user) else {
+        // Whatever the case either command wrote the name in.
+        let keys = revoked.keys.filter { $0.lowercased() == user.lowercased() }
+        guard let previous = keys.first.flatMap({ revoked[$0] }) else {
             return .applied("\(user) was not offboarded here")
         }
+        let removed = keys.compactMap { key in revoked.removeValue(forKey: key).map { (key, $0) } }
         do {
             try save()
         } catch {
-            revoked[user] = previous
+            for (key, revocation) in removed { revoked[key] = revocation }
             return .storage("the reinstatement of \(user) could not be saved (\(error)); \(user) stays offboarded")
         }
         await requests?.setRevokedUsers(Set(revoked.keys))

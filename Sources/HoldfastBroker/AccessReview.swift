@@ -91,7 +91,8 @@ extension Broker {
                     var item = base
                     item["kind"] = "usb-rule"
                     item["id"] = .string(id)
-                    item["what"] = .string("USB rule \(action)" + describe(rule, ["vendor", "product", "serial", "hash", "classes", "connect_type", "interfaces"]))
+                    item["what"] = .string("USB rule \(action)" + describe(rule["match"] ?? .object([:]), ["vendor", "product", "serial", "hash", "class", "connect_type"])
+                                           + describe(rule, ["interfaces"]))
                     item["reason"] = .string(rule["comment"]?.stringValue ?? "")
                     if let used = ruleUses[id] { item["last_used"] = .int(used) }
                     items.append(item)
@@ -141,11 +142,13 @@ extension Broker {
         (try? JSONValue.parse(Array(body.utf8)))?["holdfast"]?["details"]
     }
 
-    /// The policy document inside a stored agent policy (`holdfast-policy+jws`): the broker's own
-    /// store, signed when it was set; read here, not verified again.
+    /// The policy document inside a stored agent policy (`signAgentPolicy`: a JWS whose payload
+    /// carries the document base64url-encoded): the broker's own store, signed when it was set;
+    /// read here, not verified again.
     static func policyPayload(_ compact: String) -> JSONValue? {
         let parts = compact.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, let bytes = Base64URL.decode(String(parts[1])) else { return nil }
-        return try? JSONValue.parse(bytes)
+        guard parts.count == 3, let bytes = Base64URL.decode(String(parts[1])),
+              let document = (try? JSONValue.parse(bytes))?["document"]?.stringValue, let policy = Base64URL.decode(document) else { return nil }
+        return try? JSONValue.parse(policy)
     }
 }

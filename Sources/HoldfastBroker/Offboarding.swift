@@ -56,7 +56,7 @@ extension Broker {
     /// have not applied it and have none on its way (refused by an older agent, never sent).
     public static func resend(storage: any BrokerStorage, key: SigningKey, user: String, offboard: Bool, admin: String, at time: Int64) throws -> OffboardingResult {
         let history = try storage.offboardingHistory(user: user)
-        guard let latest = history.last else { throw ComplianceError("\(user) was never offboarded") }
+        guard let latest = history.last, let user = history.first?.user else { throw ComplianceError("\(user) was never offboarded") }
         guard (latest.action == "offboard") == offboard else {
             throw ComplianceError("\(user) is \(latest.action == "offboard" ? "offboarded" : "not offboarded") now; nothing of that to send again")
         }
@@ -64,9 +64,12 @@ extension Broker {
         let sign: CommandSigner = { device, sequence throws(StoreError) in
             try signedUserCommand(key: key, device: device, sequence: sequence, action: action, user: user, reason: latest.reason, admin: latest.admin, at: time)
         }
-        guard let sent = try storage.resendUserCommand(user: user, sign: sign) else { throw ComplianceError("\(user) was never offboarded") }
+        guard let sent = try storage.resendUserCommand(user: user, by: admin, at: time, sign: sign) else { throw ComplianceError("\(user) was never offboarded") }
         try storage.recordAdminAction(admin: admin, verb: action.rawValue + "-resend", detail: "user=\(user) devices=\(sent.devices)", at: time)
-        return OffboardingResult(record: sent.record, devices: sent.devices)
+        var resent = sent.record
+        resent.at = time
+        resent.admin = admin
+        return OffboardingResult(record: resent, devices: sent.devices)
     }
 
     /// One signed `offboard` or `reinstate` for a device at a sequence.
@@ -156,7 +159,7 @@ extension Broker {
             rows.append(.object(row))
         }
         var object: [String: JSONValue] = [
-            "user": .string(user), "state": .string(latest.action == "offboard" ? "offboarded" : "reinstated"), "since": .int(latest.at),
+            "user": .string(history.first?.user ?? user), "state": .string(latest.action == "offboard" ? "offboarded" : "reinstated"), "since": .int(latest.at),
             "by": .string(latest.admin), "reason": .string(latest.reason), "devices": .array(rows), "counts": .object(counts.mapValues(JSONValue.int)),
             "history": .array(history.map { .object(["action": .string($0.action), "at": .int($0.at), "by": .string($0.admin), "reason": .string($0.reason)]) }),
         ]

@@ -200,7 +200,7 @@ extension SQLiteBrokerStorage {
 }
 
 extension SQLiteBrokerStorage {
-    public func resendUserCommand(user: String, sign: CommandSigner) throws(StoreError) -> (record: OffboardingRecord, devices: Int)? {
+    public func resendUserCommand(user: String, by admin: String, at time: Int64, sign: CommandSigner) throws(StoreError) -> (record: OffboardingRecord, devices: Int)? {
         try connection.withLock { connection throws(StoreError) in
             try Self.durably(connection) { () throws(StoreError) in
                 try connection.transaction { () throws(StoreError) -> (record: OffboardingRecord, devices: Int)? in
@@ -222,13 +222,13 @@ extension SQLiteBrokerStorage {
                     }
                     for (device, sequence) in devices {
                         var command = try sign(device, sequence + 1)
-                        command.subject = user
+                        command.subject = latest.user
                         guard try Self.insertCommand(command, connection) else {
                             throw StoreError(.sqlite, "command \(sequence + 1) of \(device) was taken inside the resend's transaction")
                         }
                     }
                     try Self.insertLog(BrokerLogEntry(
-                        time: latest.at, device: "", kind: "user.resent", detail: "\(latest.action) of \(user) sent again to \(devices.count) devices"), connection)
+                        time: time, device: "", kind: "user.resent", detail: "\(latest.action) of \(latest.user) sent again to \(devices.count) devices by \(admin)"), connection)
                     return (latest, devices.count)
                 }
             }

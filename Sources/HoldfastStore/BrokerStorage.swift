@@ -151,7 +151,7 @@ public protocol BrokerStorage: Sendable {
     /// Sends the latest word on a user (offboard or reinstate) again, signed afresh, to every
     /// enrolled device that has none applied or queued (none sent, or refused); nil when the
     /// user was never offboarded.
-    func resendUserCommand(user: String, sign: CommandSigner) throws(StoreError) -> (record: OffboardingRecord, devices: Int)?
+    func resendUserCommand(user: String, by admin: String, at time: Int64, sign: CommandSigner) throws(StoreError) -> (record: OffboardingRecord, devices: Int)?
     /// For a device enrolled now: an offboarding command for every user offboarded now that it
     /// has none for yet, at its next sequences. How many were queued.
     func queueOffboardings(device: String, sign: @Sendable (_ user: OffboardingRecord, _ sequence: Int64) throws(StoreError) -> QueuedCommand) throws(StoreError) -> Int

@@ -50,7 +50,8 @@ enum BrokerState {
     static func signingKey(_ directory: String, file: String = "signing.key") throws -> SigningKey {
         let path = directory + "/" + file
         guard SmallFile.exists(path) else {
-            throw CommandFailure("no \(path) (say --dir DIR: where `holdfast-broker init` wrote signing.key)", exitCode: .dataError)
+            // Something needed is not there (69), not malformed input (65).
+            throw CommandFailure("no \(path) (say --dir DIR: where `holdfast-broker init` wrote signing.key)", exitCode: .unavailable)
         }
         do {
             return try SigningKey.load(from: path)

@@ -16,6 +16,7 @@ enum OffboardVerb {
     ]
 
     static func user(_ arguments: ParsedArguments) throws(UsageError) -> String {
+        guard arguments.positionals.count <= 1 else { throw UsageError("one USER at a time; unexpected argument '\(Printable.escape(arguments.positionals[1]))'") }
         guard arguments.positionals.count == 1 else { throw UsageError("say the USER: the login name the agents report") }
         let user = arguments.positionals[0]
         guard LoginName.isValid(user) else { throw UsageError("\(Printable.escape(user)) is not a login name") }
@@ -45,14 +46,17 @@ enum OffboardVerb {
         }
         if arguments.flag("json") {
             try BrokerState.printJSON(.object([
-                "user": .string(user), "action": .string(result.record.action), "at": .int(result.record.at), "by": .string(admin), "reason": .string(result.record.reason),
+                "user": .string(result.record.user), "action": .string(result.record.action), "at": .int(result.record.at), "by": .string(admin), "reason": .string(result.record.reason),
                 "devices": .int(Int64(result.devices)), "resent": .bool(reason == nil),
             ]), context)
         } else if reason == nil {
+            let user = result.record.user
             context.line("\(result.record.action) of \(Printable.escape(user)) sent again to \(result.devices) devices (holdfast-broker offboard-status \(Printable.escape(user)))")
         } else if offboard {
+            let user = result.record.user
             context.line("\(Printable.escape(user)) offboarded by \(admin): grants carrying \(Printable.escape(user)) are refused now; the revocation is queued for \(result.devices) devices, each applies it when its poll returns (holdfast-broker offboard-status \(Printable.escape(user)))")
         } else {
+            let user = result.record.user
             context.line("\(Printable.escape(user)) reinstated by \(admin): queued for \(result.devices) devices (holdfast-broker offboard-status \(Printable.escape(user)))")
         }
         return .success
@@ -134,7 +138,7 @@ struct OffboardStatus: Subcommand {
         }
         func time(_ value: JSONValue?) -> String { value?.intValue.map { Date(timeIntervalSince1970: Double($0)).formatted(.iso8601) } ?? "?" }
         let state = status["state"]?.stringValue ?? "?"
-        context.line("\(Printable.escape(user)): \(state.uppercased()) at \(time(status["since"])) by \(Printable.escape(status["by"]?.stringValue ?? "?")): \(Printable.escape(status["reason"]?.stringValue ?? ""))")
+        context.line("\(Printable.escape(status["user"]?.stringValue ?? user)): \(state.uppercased()) at \(time(status["since"])) by \(Printable.escape(status["by"]?.stringValue ?? "?")): \(Printable.escape(status["reason"]?.stringValue ?? ""))")
         var counts: [String] = []
         if case .object(let members)? = status["counts"] { counts = members.keys.sorted().map { "\(members[$0]?.intValue ?? 0) \($0)" } }
         context.line("devices: " + (counts.isEmpty ? "none enrolled" : counts.joined(separator: ", ")) + (status["last_applied_at"].map { "; last applied at \(time($0))" } ?? ""))

@@ -62,8 +62,9 @@ import Testing
         await restarted.reassert()
         #expect(ender.calls.withLock { $0.last?.sorted() } == ["maria", "nobody"])
         // A reinstatement past its command's end still applies (the broker's order decides).
-        let late = await restarted.handle(Self.command(.reinstate, "maria", sequence: 3, expiresAt: Int64(Date().timeIntervalSince1970) - 60))
-        #expect(late == .applied("maria reinstated here"))
+        // … and whatever case it writes the name in.
+        let late = await restarted.handle(Self.command(.reinstate, "Maria", sequence: 3, expiresAt: Int64(Date().timeIntervalSince1970) - 60))
+        #expect(late == .applied("Maria reinstated here"))
         #expect(await restarted.revocation("maria") == nil)
         #expect(await restarted.revocation("nobody") != nil)
     }

@@ -89,9 +89,14 @@ extension BrokerTests {
         // the others, which have it on its way, do not.
         let refused = try #require(try rig.storage.commands(device: devices[2], after: 0, limit: 10).last)
         #expect(try rig.storage.acknowledgeCommand(device: devices[2], sequence: refused.sequence, status: "refused", detail: "unknown action", at: rig.now))
-        let resent = try Broker.resend(storage: rig.storage, key: rig.signing, user: "maria", offboard: true, admin: "carol", at: rig.now)
+        // Typed in another case, it is still maria's: the command names her as first recorded.
+        let resent = try Broker.resend(storage: rig.storage, key: rig.signing, user: "MARIA", offboard: true, admin: "dave", at: rig.now + 5)
         #expect(resent.devices == 1)
-        #expect(try rig.storage.commands(device: devices[2], after: refused.sequence, limit: 10).map(\.action) == ["offboard"])
+        #expect(resent.record.user == "maria")
+        #expect(resent.record.at == rig.now + 5)
+        let sentAgain = try #require(try rig.storage.commands(device: devices[2], after: refused.sequence, limit: 10).first)
+        #expect(sentAgain.action == "offboard")
+        #expect(try RemoteCommand.parse(try JWS.verify(sentAgain.document, keys: VerifyingKeySet([rig.signing.publicKey])).payload).user == "maria")
         #expect(throws: ComplianceError.self) { try Broker.resend(storage: rig.storage, key: rig.signing, user: "maria", offboard: false, admin: "carol", at: rig.now) }
         #expect(try Broker.resend(storage: rig.storage, key: rig.signing, user: "maria", offboard: true, admin: "carol", at: rig.now).devices == 0)
 
@@ -150,8 +155,9 @@ extension BrokerTests {
         let number = try #require(json(try submit(rig, device, key, Self.submission("rq-00000000000000a1")))["number"]?.intValue)
         _ = try Broker.decideRequest(storage: rig.storage, key: rig.signing, number: number, decision: .approve(seconds: 7_200), note: "month end", admin: "bob", at: now - 60)
         // The agent policy: a USB allow rule (used), one never used, a block rule (not a privilege), local exceptions, a printer.
-        let policy = #"{"version": 3, "usb": {"max_exception": "4h", "rules": [{"id": "scanners", "action": "allow", "vendor": "04a9"}, {"id": "old-dock", "action": "allow-interfaces", "interfaces": ["03:*:*"]}, {"id": "no-phones", "action": "block", "classes": ["06:*:*"]}]}, "print": {"approved": [{"id": "floor-7", "name": "floor7-*", "users": ["@print-desk"]}]}}"#
-        let signed = try JWS.sign(Array(policy.utf8), with: rig.signing, header: JWSHeader(keyID: rig.signing.publicKey.thumbprint, type: "holdfast-policy+jws"))
+        // Written as docs/usb-policy.md writes rules, signed as `holdfast-broker agent-policy set` signs it.
+        let policy = #"{"version": 3, "usb": {"max_exception": "4h", "rules": [{"id": "scanners", "match": {"vendor": "04a9"}, "action": "allow"}, {"id": "old-dock", "match": {"vendor": "17ef", "product": "a396"}, "action": "allow-interfaces", "interfaces": ["03:*:*"]}, {"id": "no-phones", "match": {"class": ["06:*:*"]}, "action": "block"}]}, "print": {"approved": [{"id": "floor-7", "name": "floor7-*", "users": ["@print-desk"]}]}}"#
+        let signed = try Broker.signAgentPolicy(Array(policy.utf8), version: 1, at: now - 90 * 86_400, key: rig.signing)
         #expect(try rig.storage.addDocument(VersionedDocument(kind: .agentPolicy, version: 1, document: signed, setBy: "carol", setAt: now - 90 * 86_400)))
         _ = try rig.storage.storeEvents([
             event(device, "usb.decision", at: now - 86_400, details: .object(["rule": "scanners", "verdict": "allow"])),
@@ -186,6 +192,8 @@ extension BrokerTests {
         #expect(byID["scanners"]?["flag"] == nil)
         #expect(byID["old-dock"]?["flag"]?.stringValue == "never-used")
         #expect(byID["floor-7"]?["what"]?.stringValue?.contains("@print-desk") == true)
+        #expect(byID["scanners"]?["what"]?.stringValue == "USB rule allow vendor=04a9")
+        #expect(byID["old-dock"]?["what"]?.stringValue == #"USB rule allow-interfaces vendor=17ef product=a396 interfaces=["03:*:*"]"#)
         // Oldest first: the policy's rules, then the exceptions.
         #expect(items.first?["policy_level"]?.boolValue == true)
         #expect(items.last?["id"]?.stringValue == "#\(number)")
