@@ -110,3 +110,26 @@ import Testing
         #expect(await fresh.revocation("maria") == nil)
     }
 }
+
+extension UserRevocationsTests {
+    /// Offboarding commands take the lockdown's command path: one sequence per device, a replay
+    /// (an old or repeated sequence) refused before the handler sees it, another device's refused.
+    @Test func aReplayedOrMisaddressedOffboardingCommandIsRefused() async throws {
+        let directory = TemporaryDirectory()
+        let ender = Ender()
+        let (journal, revocations) = try make(directory, ender)
+        let controller = LockdownController(journal: journal) { _ = try? journal.append($0) }
+        await controller.attach(users: revocations)
+        let device = "hf-0123456789abcdef"
+        #expect(await controller.apply(Self.command(.offboard, "maria", sequence: 5), device: device) == .done(detail: "maria revoked here: 1 session ended, 0 exceptions ended, 0 requests withdrawn"))
+        // The reinstatement replayed at an old sequence: refused, maria stays offboarded.
+        guard case .refused(let reason, _) = await controller.apply(Self.command(.reinstate, "maria", sequence: 5), device: device) else { Issue.record("a replay was applied"); return }
+        #expect(reason == "replayed")
+        #expect(await revocations.revocation("maria") != nil)
+        // For another device: refused.
+        guard case .refused(let other, _) = await controller.apply(Self.command(.reinstate, "maria", sequence: 6), device: "hf-fedcba9876543210") else { Issue.record("another device's command was applied"); return }
+        #expect(other == "other-device")
+        #expect(await revocations.revocation("maria") != nil)
+        #expect(try journal.entries().compactMap { try? $0.event().kind }.filter { $0 == "lockdown.command_refused" }.count == 2)
+    }
+}
