@@ -149,7 +149,20 @@ struct SessionLockdownTests {
         #expect(denied.output.contains("Holdfast: login refused: bob's access was revoked by alice"), "\(denied.output)")
         #expect(denied.output.contains("left the company (HR-7)"))
 
-        #expect(try broker.cli(["offboard", "carol", "--reason", "contract ended", "--dir", broker.etc]).status == 0)
+        // The exempt Carol offboarded at the broker before this device has the command (the
+        // record written straight into the broker's store, as if the device had not polled yet):
+        // her exemption does not skip the question, and the broker refuses her.
+        #expect(try pam.account("carol").allowed)
+        let now = Int(Date().timeIntervalSince1970)
+        let recorded = try runProcess("/usr/bin/sqlite3", ["-cmd", ".timeout 10000", broker.database,
+            "INSERT INTO offboardings (user, action, reason, admin, at) VALUES ('carol', 'offboard', 'contract ended', 'alice', \(now))"])
+        #expect(recorded.status == 0, "\(recorded.stderr)")
+        let asked = try pam.account("carol")
+        #expect(!asked.allowed)
+        #expect(asked.output.contains("(offboarded)"), "\(asked.output)")
+        #expect(!rig.text(rig.logind).contains(#"TerminateSession "c4""#))
+        // The command then comes (sent again to the devices without it), and ends her session.
+        #expect(try broker.cli(["offboard", "carol", "--resend", "--dir", broker.etc]).status == 0)
         #expect(await BrokerServeTests.poll { rig.text(rig.logind).contains(#"TerminateSession "c4""#) }, "\(rig.text(rig.logind))")
         #expect(await BrokerServeTests.poll { !((try? pam.account("carol").allowed) ?? true) })
         #expect(!rig.text(rig.logind).contains(#"TerminateSession "c1""#))
