@@ -67,22 +67,8 @@ extension SQLiteBrokerStorage {
                         statement.bind(5, record.at)
                         try statement.run()
                     }
-                    // Every enrolled device, each at its next sequence: picked here, under the write
-                    // lock, so no other command takes it.
-                    let devices = try connection.withStatement("""
-                        SELECT d.id, coalesce((SELECT max(seq) FROM commands c WHERE c.device = d.id), 0) FROM devices d WHERE d.removed_at IS NULL ORDER BY d.id
-                        """) { statement throws(StoreError) -> [(String, Int64)] in
-                        var all: [(String, Int64)] = []
-                        while try statement.step() { all.append((statement.text(0) ?? "", statement.int64(1))) }
-                        return all
-                    }
-                    for (device, latest) in devices {
-                        var command = try sign(device, latest + 1)
-                        command.subject = record.user
-                        guard try Self.insertCommand(command, connection) else {
-                            throw StoreError(.sqlite, "command \(latest + 1) of \(device) was taken inside the offboarding's transaction")
-                        }
-                    }
+                    // Every enrolled device, each at its next sequence.
+                    let devices = try Self.queueUserCommand(user: record.user, condition: "", bind: { _ in }, sign: sign, connection)
                     if record.action == "offboard" {
                         // The device ends them with the offboarding; the broker's view says so at once.
                         try connection.withStatement("""
@@ -110,18 +96,43 @@ extension SQLiteBrokerStorage {
                     }
                     try Self.insertLog(BrokerLogEntry(
                         time: record.at, device: "", kind: "user.\(record.action == "offboard" ? "offboarded" : "reinstated")",
-                        detail: "\(record.user) by \(record.admin) (\(devices.count) devices): \(record.reason)"), connection)
+                        detail: "\(record.user) by \(record.admin) (\(devices) devices): \(record.reason)"), connection)
                     try connection.withStatement("INSERT INTO admin_actions (time, admin, verb, detail) VALUES (?, ?, ?, ?)") { statement throws(StoreError) in
                         statement.bind(1, record.at)
                         statement.bind(2, record.admin)
                         statement.bind(3, record.action)
-                        statement.bind(4, "user=\(record.user) devices=\(devices.count) reason=\(record.reason)")
+                        statement.bind(4, "user=\(record.user) devices=\(devices) reason=\(record.reason)")
                         try statement.run()
                     }
-                    return .recorded(commands: devices.count)
+                    return .recorded(commands: devices)
                 }
             }
         }
+    }
+
+    /// Queues a command about `user` for every enrolled device meeting `condition` (SQL over `d`,
+    /// bound by `bind`), each at its next sequence — picked inside the caller's transaction, under
+    /// the write lock, so no other command takes it. Returns how many.
+    static func queueUserCommand(
+        user: String, condition: String, bind: (Statement) -> Void, sign: CommandSigner, _ connection: Connection
+    ) throws(StoreError) -> Int {
+        let devices = try connection.withStatement("""
+            SELECT d.id, coalesce((SELECT max(seq) FROM commands c WHERE c.device = d.id), 0) FROM devices d WHERE d.removed_at IS NULL \(condition)
+            ORDER BY d.id
+            """) { statement throws(StoreError) -> [(String, Int64)] in
+            bind(statement)
+            var all: [(String, Int64)] = []
+            while try statement.step() { all.append((statement.text(0) ?? "", statement.int64(1))) }
+            return all
+        }
+        for (device, latest) in devices {
+            var command = try sign(device, latest + 1)
+            command.subject = user
+            guard try insertCommand(command, connection) else {
+                throw StoreError(.sqlite, "command \(latest + 1) of \(device) was taken inside this transaction")
+            }
+        }
+        return devices.count
     }
 
     public func offboardedUsers() throws(StoreError) -> [OffboardingRecord] {
@@ -207,29 +218,20 @@ extension SQLiteBrokerStorage {
                     guard let latest = try Self.latestOffboarding(user, connection) else { return nil }
                     // Enrolled devices with nothing applied or on its way for the latest word on
                     // this user: none sent, refused (an agent too old for it), or lost.
-                    let devices = try connection.withStatement("""
-                        SELECT d.id, coalesce((SELECT max(seq) FROM commands c WHERE c.device = d.id), 0) FROM devices d WHERE d.removed_at IS NULL
-                        AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.device = d.id AND c.subject = ? COLLATE NOCASE AND c.action = ? AND c.issued_at >= ?
-                                        AND c.status IN ('queued', 'applied'))
-                        ORDER BY d.id
-                        """) { statement throws(StoreError) -> [(String, Int64)] in
-                        statement.bind(1, user)
-                        statement.bind(2, latest.action)
-                        statement.bind(3, latest.at)
-                        var all: [(String, Int64)] = []
-                        while try statement.step() { all.append((statement.text(0) ?? "", statement.int64(1))) }
-                        return all
-                    }
-                    for (device, sequence) in devices {
-                        var command = try sign(device, sequence + 1)
-                        command.subject = latest.user
-                        guard try Self.insertCommand(command, connection) else {
-                            throw StoreError(.sqlite, "command \(sequence + 1) of \(device) was taken inside the resend's transaction")
-                        }
-                    }
+                    let devices = try Self.queueUserCommand(
+                        user: latest.user,
+                        condition: """
+                            AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.device = d.id AND c.subject = ? COLLATE NOCASE AND c.action = ? AND c.issued_at >= ?
+                                            AND c.status IN ('queued', 'applied'))
+                            """,
+                        bind: { statement in
+                            statement.bind(1, user)
+                            statement.bind(2, latest.action)
+                            statement.bind(3, latest.at)
+                        }, sign: sign, connection)
                     try Self.insertLog(BrokerLogEntry(
-                        time: time, device: "", kind: "user.resent", detail: "\(latest.action) of \(latest.user) sent again to \(devices.count) devices by \(admin)"), connection)
-                    return (latest, devices.count)
+                        time: time, device: "", kind: "user.resent", detail: "\(latest.action) of \(latest.user) sent again to \(devices) devices by \(admin)"), connection)
+                    return (latest, devices)
                 }
             }
         }
