@@ -43,6 +43,9 @@ public actor UserRevocations: DelegatedCommandHandler {
     private let endSessions: SessionEnder
     /// Whether the last attempt to end sessions failed (said once until it works again).
     private var logindDown = false
+    /// Offboarded users whose user manager (linger, TerminateUser) is not known to be ended yet:
+    /// logind did not answer at the offboarding. Tried again with each sweep until it does.
+    private var managerPending: Set<String> = []
     /// Set when neither the journal's list nor its copy could be read at start: every login but
     /// root's is denied until the device is enrolled again (the broker then sends every
     /// offboarding in force first).
@@ -170,6 +173,7 @@ public actor UserRevocations: DelegatedCommandHandler {
         }
         let ended = await requests?.revokeAll(user: user, by: command.admin, reason: command.reason) ?? (exceptions: 0, requests: 0, saved: true)
         let sessions = await endSessions(OffboardedUsers([OffboardedUsers.Entry(user: user, uid: entry.uid)]), true)
+        if sessions.failure != nil { managerPending.insert(user) } else { managerPending.remove(user) }
         let sessionText: String
         var details: [String: JSONValue] = [
             "user": .string(user), "by": .string(command.admin), "reason": .string(command.reason), "seq": .int(command.sequence),
@@ -216,6 +220,13 @@ public actor UserRevocations: DelegatedCommandHandler {
     /// when there is no one.
     public func reassert() async {
         guard !revoked.isEmpty else { return }
+        managerPending.formIntersection(revoked.keys)
+        if !managerPending.isEmpty {
+            // The offboarding's own ending again (linger off, TerminateUser) for those logind
+            // did not answer for then.
+            let pending = OffboardedUsers(list.entries.filter { managerPending.contains($0.user) })
+            if await endSessions(pending, true).failure == nil { managerPending.subtract(pending.entries.map(\.user)) }
+        }
         let outcome = await endSessions(list, false)
         if outcome.ended > 0 { logger.notice("offboarding: ended sessions offboarded users still had", ("sessions", "\(outcome.ended)")) }
         if let failure = outcome.failure {

@@ -133,3 +133,37 @@ extension UserRevocationsTests {
         #expect(try journal.entries().compactMap { try? $0.event().kind }.filter { $0 == "lockdown.command_refused" }.count == 2)
     }
 }
+
+extension UserRevocationsTests {
+    /// logind away at the offboarding: the user manager's ending (linger off, TerminateUser) is
+    /// tried again with the sweeps until logind answers, then no more.
+    @Test func theUserManagersEndIsRetriedUntilLogindAnswers() async throws {
+        final class Flaky: Sendable {
+            let calls = Mutex<[(users: [String], ending: Bool)]>([])
+            let down = Mutex(true)
+            var ender: UserRevocations.SessionEnder {
+                { users, ending in
+                    self.calls.withLock { $0.append((users.entries.map(\.user), ending)) }
+                    return self.down.withLock { $0 } ? (0, "logind does not answer") : (0, nil)
+                }
+            }
+        }
+        let directory = TemporaryDirectory()
+        let flaky = Flaky()
+        let journal = try Journal(configuration: JournalConfiguration(directory: directory.file("state")))
+        let revocations = UserRevocations(
+            journal: journal, stateDirectory: directory.file("state"), logger: Logger(handler: MemoryLogHandler()), record: { _ = try? journal.append($0) },
+            endSessions: flaky.ender)
+        _ = await revocations.handle(Self.command(.offboard, "maria"))
+        await revocations.reassert()
+        // Still down: the offboarding's ending was asked for again, and the sweep too.
+        #expect(flaky.calls.withLock { $0.filter(\.ending).count } == 2)
+        flaky.down.withLock { $0 = false }
+        await revocations.reassert()
+        await revocations.reassert()
+        // Answered once: not asked for again.
+        #expect(flaky.calls.withLock { $0.filter(\.ending).count } == 3)
+        #expect(flaky.calls.withLock { $0.last?.ending } == false)
+    }
+}
+
