@@ -84,7 +84,11 @@ public actor UserRevocations: DelegatedCommandHandler {
                 // enrolled again (the broker sends every offboarding in force at enrollment).
                 revoked = [:]
                 let reason = "the list of offboarded users cannot be read (\(error)); every login but root's is denied until this device is enrolled again"
-                try? journal.setState(Self.lostKey, Array(reason.utf8))
+                do {
+                    try journal.setState(Self.lostKey, Array(reason.utf8))
+                } catch {
+                    logger.error("the lost list's marker cannot be saved: a restart may not stay fail-closed", ("error", "\(error)"))
+                }
                 record(Event(
                     kind: "user.state_unreadable", eventClass: .accountChange, activityID: 99, activityName: "Other", time: clock.now(), severity: .critical,
                     status: .failure, message: reason))
@@ -116,8 +120,14 @@ public actor UserRevocations: DelegatedCommandHandler {
     public func startOver() async {
         revoked = [:]
         unreadable = nil
-        _ = try? journal.removeState(Self.lostKey)
-        try? save()
+        do {
+            _ = try journal.removeState(Self.lostKey)
+            try save()
+        } catch {
+            // In force for this run; after a restart the old list (or the lost state) comes back
+            // until the broker's commands rebuild it.
+            logger.error("the offboarded users could not be started over on disk", ("error", "\(error)"))
+        }
         await requests?.setRevokedUsers([])
     }
 

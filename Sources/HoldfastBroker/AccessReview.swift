@@ -31,11 +31,7 @@ extension Broker {
 
         // Approved exceptions still in force.
         for request in try storage.requests(statuses: ["approved"], device: nil, limit: 1_000_000) where (request.until ?? 0) > now {
-            var what = request.kind
-            if let kind = ExceptionKind(rawValue: request.kind), case .object(let members)? = try? JSONValue.parse(Array(request.match.utf8)),
-               let match = try? ExceptionMatch.parse(kind: kind, members) {
-                what = match.summary
-            }
+            let what = request.summary ?? request.kind
             var item: [String: JSONValue] = [
                 "kind": "exception", "id": .string("#\(request.number)"), "device": .string(request.device), "user": .string(request.user),
                 "what": .string(what), "granted_by": .string(request.decidedBy ?? "?"), "granted_at": .int(request.decidedAt ?? request.receivedAt),

@@ -78,7 +78,8 @@ public final class Broker: Sendable {
     /// (`queuedSequence`, Commands.swift).
     let commandCache = Mutex<(checked: ContinuousClock.Instant?, row: Int64, latest: [String: Int64])>((nil, 0, [:]))
     /// The users offboarded now (Offboarding.swift), refreshed when the table changes.
-    let offboardingCache = Mutex<(checked: ContinuousClock.Instant?, change: Int64, users: [String: OffboardingRecord])>((nil, 0, [:]))
+    /// `change` starts below any the store reports, so the first look reads the list.
+    let offboardingCache = Mutex<(change: Int64, users: [String: OffboardingRecord])>((-1, [:]))
     /// The parsed compliance policy by its version: every authz asks for the latest version
     /// number (one indexed read), and parses only when it changed — so `policy set` from the
     /// admin CLI applies to the very next request.

@@ -108,10 +108,9 @@ extension Broker {
     func offboarding(of user: String) throws -> OffboardingRecord? {
         try offboardingCache.withLock { cache throws -> OffboardingRecord? in
             let change = try storage.offboardingChange()
-            if change != cache.change || cache.checked == nil {
+            if change != cache.change {
                 cache.users = Dictionary(try storage.offboardedUsers().map { ($0.user.lowercased(), $0) }, uniquingKeysWith: { $1 })
                 cache.change = change
-                cache.checked = ContinuousClock.now
             }
             return cache.users[user.lowercased()]
         }

@@ -6,6 +6,16 @@ public import HoldfastStore
 /// Just-in-time exceptions on the broker's side (docs/exceptions.md): agents send their users'
 /// requests, admins approve, deny or revoke them, and each decision travels to the device as a
 /// signed command in its sequence.
+extension StoredRequest {
+    /// What the request asks for, in words (`USB 0781:5567 …`, `200 pages on office`); nil when
+    /// its stored match does not parse.
+    public var summary: String? {
+        guard let kind = ExceptionKind(rawValue: kind), case .object(let members)? = try? JSONValue.parse(Array(match.utf8)),
+              let parsed = try? ExceptionMatch.parse(kind: kind, members) else { return nil }
+        return parsed.summary
+    }
+}
+
 extension Broker {
     /// Requests one device may have waiting: a user (or a script) cannot flood the approvers.
     public static let pendingRequestLimit = 20

@@ -14,7 +14,7 @@ enum RequestView {
             "created": .int(request.created), "received_at": .int(request.receivedAt), "status": .string(shownStatus(request, now: now)),
         ]
         row["match"] = (try? JSONValue.parse(Array(request.match.utf8))) ?? .string(request.match)
-        if let summary = summary(request) { row["summary"] = .string(summary) }
+        if let summary = request.summary { row["summary"] = .string(summary) }
         if let label = request.label { row["label"] = .string(label) }
         if let at = request.decidedAt { row["decided_at"] = .int(at) }
         if let by = request.decidedBy { row["decided_by"] = .string(by) }
@@ -41,12 +41,6 @@ enum RequestView {
         return request.status
     }
 
-    static func summary(_ request: StoredRequest) -> String? {
-        guard let kind = ExceptionKind(rawValue: request.kind), case .object(let members)? = try? JSONValue.parse(Array(request.match.utf8)),
-              let match = try? ExceptionMatch.parse(kind: kind, members) else { return nil }
-        return match.summary
-    }
-
     static func time(_ seconds: Int64) -> String { Date(timeIntervalSince1970: Double(seconds)).formatted(.iso8601) }
 
     static func lines(_ request: StoredRequest, now: Int64) -> [String] {
@@ -64,7 +58,7 @@ enum RequestView {
             state += status == "queued" ? "; not yet at the device" : "; the device \(status) it" + (request.commandDetail.map { " (\(Printable.escape($0)))" } ?? "")
         }
         return [
-            "#\(request.number)  \(request.device)  \(Printable.escape(request.user)) (uid \(request.uid))  \(summary(request) ?? request.kind)  for \(DurationText.text(request.seconds))  asked \(time(request.created))",
+            "#\(request.number)  \(request.device)  \(Printable.escape(request.user)) (uid \(request.uid))  \(request.summary ?? request.kind)  for \(DurationText.text(request.seconds))  asked \(time(request.created))",
             "    \(state)",
             "    reason: \(Printable.escape(request.reason))",
         ] + (request.label.map { ["    the device saw: \(Printable.escape($0))"] } ?? [])
@@ -101,7 +95,7 @@ enum RequestView {
         if arguments.flag("json") {
             try BrokerState.printJSON(json(decided, now: BrokerState.now), context)
         } else {
-            let what = summary(decided) ?? decided.kind
+            let what = decided.summary ?? decided.kind
             switch decision {
             case .approve:
                 context.line("request #\(number) approved: \(what) for \(Printable.escape(decided.user)) on \(decided.device) until \(time(decided.until ?? 0)); the device applies it at its next poll if that comes before then (holdfast-broker requests --all shows whether it did)")
